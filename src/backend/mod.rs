@@ -1,0 +1,92 @@
+//! The backend interface every communication library implements (mpi, nccl, rccl), and backend selection.
+//!
+//! The engine drives a backend through this trait only: buffers allocated once at the largest size,
+//! operations enqueued and then waited for, per-iteration timer marks. A backend never formats output.
+
+use crate::collective::{Collective, Shape};
+use crate::dtype::{DataType, ReduceOp};
+use crate::error::Result;
+use serde::Serialize;
+
+#[cfg(feature = "mpi")]
+pub mod mpi;
+
+/// One operation as the engine asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OpDesc {
+    pub collective: Collective,
+    pub dtype: DataType,
+    /// The reduction, for collectives that reduce.
+    pub op: Option<ReduceOp>,
+    /// The root, for rooted collectives.
+    pub root: Option<usize>,
+    pub shape: Shape,
+    /// In place: the input lies inside the receive buffer (see `Collective::in_place_layout`).
+    pub in_place: bool,
+}
+
+/// The two buffers of a rank. Both are allocated at the largest size the plan needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufferId {
+    Send,
+    Recv,
+}
+
+/// The device a rank runs on, for the header and the JSON.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct DeviceInfo {
+    /// "host" for the mpi backend, "cuda" or "hip" for GPUs.
+    pub kind: String,
+    /// Device ordinal as the process sees it, when there is one.
+    pub index: Option<usize>,
+    pub name: String,
+    pub pci_bus_id: Option<String>,
+}
+
+/// A library version for the header and the JSON, e.g. ("NCCL", "2.32.3").
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct LibraryVersion {
+    pub library: String,
+    pub version: String,
+}
+
+/// How the library carried an operation, recorded in the JSON (e.g. "native", "grouped send/recv").
+pub type PathTaken = &'static str;
+
+pub trait Backend {
+    /// "mpi", "nccl" or "rccl".
+    fn name(&self) -> &'static str;
+    fn versions(&self) -> Vec<LibraryVersion>;
+    fn device(&self) -> DeviceInfo;
+    /// Bytes this rank may use for its buffers (free device memory, or its share of host memory).
+    fn free_memory(&self) -> Result<u64>;
+    /// Why this backend cannot run the combination, if it cannot.
+    fn unsupported(&self, collective: Collective, dtype: DataType, op: Option<ReduceOp>) -> Option<String>;
+    /// How the library carries this collective.
+    fn path(&self, collective: Collective) -> PathTaken;
+    /// Allocates both buffers with at least `bytes` each. Called once, with the largest size.
+    fn allocate(&mut self, bytes: u64) -> Result<()>;
+    /// Copies host bytes into a buffer at a byte offset.
+    fn write(&mut self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<()>;
+    /// Copies bytes from a buffer at a byte offset into host memory.
+    fn read(&mut self, buffer: BufferId, offset: u64, out: &mut [u8]) -> Result<()>;
+    /// Sets every byte of a buffer's first `len` bytes.
+    fn fill(&mut self, buffer: BufferId, len: u64, byte: u8) -> Result<()>;
+    /// Opens a group of operations that the library may fuse (-m); a no-op where groups do not exist.
+    fn group_start(&mut self) -> Result<()> {
+        Ok(())
+    }
+    fn group_end(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Starts one operation. It may complete asynchronously.
+    fn enqueue(&mut self, desc: &OpDesc) -> Result<()>;
+    /// Waits until every enqueued operation has completed.
+    fn wait(&mut self) -> Result<()>;
+    /// Makes room for `count` timer marks, so that marking allocates nothing inside the timed loop.
+    fn reserve_marks(&mut self, count: usize) -> Result<()>;
+    /// Records timer mark `index` after the operations enqueued so far.
+    fn mark(&mut self, index: usize) -> Result<()>;
+    /// Microseconds between consecutive marks 0..=count, after `wait`.
+    fn mark_intervals_us(&mut self, count: usize) -> Result<Vec<f64>>;
+}

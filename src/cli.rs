@@ -1,0 +1,124 @@
+//! The command line of a benchmark run, as nccl-tests users type it (clap derive). Validation lives in plan.rs.
+
+use clap::{ArgAction, Parser};
+use std::path::PathBuf;
+
+/// Measure collective communication (NCCL, RCCL or MPI) the way nccl-tests does, and more.
+///
+/// Launch one process per GPU with mpirun or srun; without a launcher collbench is one rank.
+/// Sizes take K, M, G suffixes (powers of 1024). Flags follow nccl-tests; where the meaning differs,
+/// this help says so.
+#[derive(Debug, Parser)]
+#[command(name = "collbench", version, after_help = AFTER_HELP)]
+pub struct RunArgs {
+    /// Collectives to run: all_reduce all_gather reduce_scatter broadcast reduce all_to_all sendrecv
+    /// gather scatter, or all. nccl-tests spellings (allreduce, alltoall, ...) are accepted.
+    #[arg(required = true, value_name = "COLLECTIVE")]
+    pub collectives: Vec<String>,
+
+    /// Smallest message size (nccl-tests default 32M; ours 32K, the start of the mission's sweep).
+    #[arg(short = 'b', long = "minbytes", visible_alias = "min-bytes", default_value = "32K")]
+    pub min_bytes: String,
+
+    /// Largest message size, capped by the memory free on every rank (nccl-tests default 32M; ours 16G).
+    #[arg(short = 'e', long = "maxbytes", visible_alias = "max-bytes", default_value = "16G")]
+    pub max_bytes: String,
+
+    /// Multiply the size by this factor at each step (default 2 unless -i is given).
+    #[arg(short = 'f', long = "stepfactor", visible_alias = "step-factor", conflicts_with = "step_bytes")]
+    pub step_factor: Option<u64>,
+
+    /// Add this many bytes at each step instead of multiplying.
+    #[arg(short = 'i', long = "stepbytes", visible_alias = "step-bytes")]
+    pub step_bytes: Option<String>,
+
+    /// Timed iterations per size.
+    #[arg(short = 'n', long = "iters", default_value_t = 20)]
+    pub iters: u64,
+
+    /// Warm-up iterations per size, not timed.
+    #[arg(short = 'w', long = "warmup_iters", visible_alias = "warmup-iters", default_value_t = 1)]
+    pub warmup_iters: u64,
+
+    /// Operations per timed iteration (aggregated in one group call on GPU backends).
+    #[arg(short = 'm', long = "agg_iters", visible_alias = "agg-iters", default_value_t = 1)]
+    pub agg_iters: u64,
+
+    /// Correctness-check iterations per size and placement; 0 turns the check off.
+    #[arg(short = 'c', long = "check", default_value_t = 1)]
+    pub check: u64,
+
+    /// Data types, comma-separated, or all.
+    #[arg(short = 'd', long = "datatype", default_value = "float")]
+    pub datatype: String,
+
+    /// Reduction operators, comma-separated, or all (only used by reducing collectives).
+    #[arg(short = 'o', long = "op", default_value = "sum")]
+    pub op: String,
+
+    /// Root rank for rooted collectives; all (or -1) runs every root in turn.
+    #[arg(short = 'r', long = "root", default_value = "0", allow_hyphen_values = true)]
+    pub root: String,
+
+    /// GPUs driven by each process (one thread per GPU); no MPI needed on one node.
+    #[arg(short = 'g', long = "ngpus", default_value_t = 1)]
+    pub ngpus: usize,
+
+    /// Threads per process, each driving -g GPUs.
+    #[arg(short = 't', long = "nthreads", default_value_t = 1)]
+    pub nthreads: usize,
+
+    /// How the time is combined across ranks: 0 rank 0, 1 mean, 2 min, 3 max.
+    #[arg(short = 'a', long = "average", default_value_t = 1)]
+    pub average: u8,
+
+    /// 1: wait for completion after every operation.
+    #[arg(short = 'z', long = "blocking", default_value_t = 0)]
+    pub blocking: u8,
+
+    /// Capture the timed loop in a CUDA graph and replay it this many times (GPU backends).
+    #[arg(short = 'G', long = "cudagraph", default_value_t = 0)]
+    pub cudagraph: u64,
+
+    /// Seconds before a stuck operation, barrier or initialisation aborts the job; 0 waits forever.
+    #[arg(short = 'T', long = "timeout", default_value_t = 0.0, allow_negative_numbers = true)]
+    pub timeout: f64,
+
+    /// Repeat the whole sweep this many times (0 = forever).
+    #[arg(short = 'N', long = "run_cycles", visible_alias = "run-cycles", default_value_t = 1)]
+    pub run_cycles: u64,
+
+    /// Write the results as one JSON document, rewritten after every row.
+    #[arg(short = 'J', long = "json", visible_alias = "output_file", value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Communication backend: nccl, rccl, mpi (host memory), or auto.
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
+
+    /// Path of libnccl.so.2 to load.
+    #[arg(long = "nccl-lib", value_name = "PATH")]
+    pub nccl_lib: Option<PathBuf>,
+
+    /// Path of librccl.so.1 to load.
+    #[arg(long = "rccl-lib", value_name = "PATH")]
+    pub rccl_lib: Option<PathBuf>,
+
+    /// Seed of the correctness-check inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Print only the table (no notes or progress).
+    #[arg(short = 'q', long, action = ArgAction::SetTrue)]
+    pub quiet: bool,
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  mpirun -np 8 collbench all_reduce -b 8 -e 8G -f 2
+  mpirun -np 16 --hostfile hosts collbench all -J run.json
+  collbench all_to_all -g 8 -b 1M -e 1G
+
+Exit codes: 0 ok, 1 internal error, 2 usage error, 3 library error (NCCL, RCCL, CUDA, HIP, MPI),
+4 timeout, 5 not enough devices or unsupported, 7 correctness check failed, 8 --expect gate failed,
+9 compare found a regression, 10 results file could not be written or read.";

@@ -1,0 +1,285 @@
+//! The validated plan of a run: what the command line asked for, typed and checked before anything runs.
+
+use crate::cli::RunArgs;
+use crate::collective::Collective;
+use crate::dtype::{DataType, ReduceOp};
+use crate::error::{Error, Result};
+use crate::size::{parse_size, sweep, Step};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Which backend carries the collectives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    Auto,
+    Nccl,
+    Rccl,
+    Mpi,
+}
+
+/// How per-rank times are combined into the reported time (-a).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Average {
+    Rank0,
+    Mean,
+    Min,
+    Max,
+}
+
+/// Roots of rooted collectives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Roots {
+    One(usize),
+    All,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub collectives: Vec<Collective>,
+    pub dtypes: Vec<DataType>,
+    pub ops: Vec<ReduceOp>,
+    pub roots: Roots,
+    pub min_bytes: u64,
+    pub max_bytes: u64,
+    pub step: Step,
+    pub iters: u64,
+    pub warmup_iters: u64,
+    pub agg_iters: u64,
+    pub check_iters: u64,
+    pub average: Average,
+    pub blocking: bool,
+    pub cudagraph_replays: u64,
+    pub timeout_s: Option<f64>,
+    pub run_cycles: u64,
+    pub gpus_per_thread: usize,
+    pub threads: usize,
+    pub backend: BackendChoice,
+    pub nccl_lib: Option<PathBuf>,
+    pub rccl_lib: Option<PathBuf>,
+    pub seed: u64,
+    #[serde(skip)]
+    pub json: Option<PathBuf>,
+    #[serde(skip)]
+    pub quiet: bool,
+}
+
+fn list<T>(text: &str, flag: &str, all: &[T], parse: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>>
+where
+    T: Copy + PartialEq,
+{
+    if text.eq_ignore_ascii_case("all") {
+        return Ok(all.to_vec());
+    }
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let value = parse(part).map_err(|e| Error::usage(format!("{flag}: {e}")))?;
+        if !out.contains(&value) {
+            out.push(value);
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::usage(format!("{flag}: no value given")));
+    }
+    Ok(out)
+}
+
+impl Plan {
+    pub fn from_args(args: &RunArgs) -> Result<Plan> {
+        let mut collectives = Vec::new();
+        for name in &args.collectives {
+            let named = list(name, "collective", &Collective::ALL, |s| s.parse())?;
+            for c in named {
+                if !collectives.contains(&c) {
+                    collectives.push(c);
+                }
+            }
+        }
+        let dtypes = list(&args.datatype, "-d/--datatype", &DataType::ALL, |s| s.parse())?;
+        let ops = list(&args.op, "-o/--op", &ReduceOp::ALL, |s| s.parse())?;
+        let roots = match args.root.trim() {
+            "all" | "-1" => Roots::All,
+            r => Roots::One(r.parse().map_err(|_| {
+                Error::usage(format!("-r/--root: '{r}' is not a rank: give a rank number, or all (-1) for every root"))
+            })?),
+        };
+        let min_bytes = parse_size(&args.min_bytes).map_err(|e| Error::usage(format!("-b/--minbytes: {e}")))?;
+        let max_bytes = parse_size(&args.max_bytes).map_err(|e| Error::usage(format!("-e/--maxbytes: {e}")))?;
+        if min_bytes > max_bytes {
+            return Err(Error::usage(format!(
+                "-b/--minbytes ({}) is larger than -e/--maxbytes ({}): swap them or lower -b",
+                args.min_bytes, args.max_bytes
+            )));
+        }
+        let step = match (&args.step_bytes, args.step_factor) {
+            (Some(bytes), _) => {
+                let b = parse_size(bytes).map_err(|e| Error::usage(format!("-i/--stepbytes: {e}")))?;
+                if b == 0 {
+                    return Err(Error::usage("-i/--stepbytes must be at least 1 byte"));
+                }
+                Step::Bytes(b)
+            }
+            (None, Some(f)) if f < 2 && min_bytes != max_bytes => {
+                return Err(Error::usage(format!(
+                    "-f/--stepfactor {f} would never reach -e: use a factor of 2 or more, or -i to add bytes"
+                )))
+            }
+            (None, f) => Step::Factor(f.unwrap_or(2).max(2)),
+        };
+        if args.iters == 0 {
+            return Err(Error::usage("-n/--iters must be at least 1: zero timed iterations measure nothing"));
+        }
+        if args.agg_iters == 0 {
+            return Err(Error::usage("-m/--agg_iters must be at least 1"));
+        }
+        let average = match args.average {
+            0 => Average::Rank0,
+            1 => Average::Mean,
+            2 => Average::Min,
+            3 => Average::Max,
+            a => return Err(Error::usage(format!("-a/--average {a}: use 0 (rank 0), 1 (mean), 2 (min) or 3 (max)"))),
+        };
+        let blocking = match args.blocking {
+            0 => false,
+            1 => true,
+            z => return Err(Error::usage(format!("-z/--blocking {z}: use 0 or 1"))),
+        };
+        if !(args.timeout.is_finite() && args.timeout >= 0.0) {
+            return Err(Error::usage("-T/--timeout: give a number of seconds, 0 for none"));
+        }
+        if args.ngpus == 0 || args.nthreads == 0 {
+            return Err(Error::usage("-g/--ngpus and -t/--nthreads must be at least 1"));
+        }
+        let backend = match args.backend.to_ascii_lowercase().as_str() {
+            "auto" => BackendChoice::Auto,
+            "nccl" => BackendChoice::Nccl,
+            "rccl" => BackendChoice::Rccl,
+            "mpi" => BackendChoice::Mpi,
+            b => return Err(Error::usage(format!("--backend {b}: use nccl, rccl, mpi or auto"))),
+        };
+        if let Some(json) = &args.json {
+            if json.as_os_str().is_empty() {
+                return Err(Error::usage("-J/--json: give a file name"));
+            }
+        }
+        Ok(Plan {
+            collectives,
+            dtypes,
+            ops,
+            roots,
+            min_bytes,
+            max_bytes,
+            step,
+            iters: args.iters,
+            warmup_iters: args.warmup_iters,
+            agg_iters: args.agg_iters,
+            check_iters: args.check,
+            average,
+            blocking,
+            cudagraph_replays: args.cudagraph,
+            timeout_s: (args.timeout > 0.0).then_some(args.timeout),
+            run_cycles: args.run_cycles,
+            gpus_per_thread: args.ngpus,
+            threads: args.nthreads,
+            backend,
+            nccl_lib: args.nccl_lib.clone(),
+            rccl_lib: args.rccl_lib.clone(),
+            seed: args.seed,
+            json: args.json.clone(),
+            quiet: args.quiet,
+        })
+    }
+
+    /// The sizes of the sweep, up to `max` (the -e value, or the memory cap when lower).
+    pub fn sizes(&self, max: u64) -> Vec<u64> {
+        sweep(self.min_bytes.min(max), max, self.step)
+    }
+
+    /// The roots to run for a collective on `n` ranks.
+    pub fn roots_for(&self, collective: Collective, n: usize) -> Vec<Option<usize>> {
+        if !collective.rooted() {
+            return vec![None];
+        }
+        match self.roots {
+            Roots::One(r) => vec![Some(r)],
+            Roots::All => (0..n).map(Some).collect(),
+        }
+    }
+
+    /// The operators to run for a collective (one placeholder for collectives that do not reduce).
+    pub fn ops_for(&self, collective: Collective) -> Vec<Option<ReduceOp>> {
+        if collective.reduces() {
+            self.ops.iter().copied().map(Some).collect()
+        } else {
+            vec![None]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn plan(args: &[&str]) -> Result<Plan> {
+        let mut argv = vec!["collbench"];
+        argv.extend_from_slice(args);
+        Plan::from_args(&RunArgs::try_parse_from(argv).expect("clap accepts"))
+    }
+
+    fn usage_message(args: &[&str]) -> String {
+        match plan(args) {
+            Err(Error::Usage(m)) => m,
+            other => panic!("expected a usage error for {args:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_mission_sweep() {
+        let p = plan(&["all_reduce"]).unwrap();
+        assert_eq!((p.min_bytes, p.max_bytes), (32 << 10, 16u64 << 30));
+        assert_eq!(p.step, Step::Factor(2));
+        assert_eq!((p.iters, p.warmup_iters, p.check_iters), (20, 1, 1));
+        assert_eq!(p.dtypes, vec![DataType::Float]);
+        assert_eq!(p.ops, vec![ReduceOp::Sum]);
+        assert_eq!(p.sizes(p.max_bytes).len(), 20);
+    }
+
+    #[test]
+    fn all_expands_and_duplicates_collapse() {
+        let p = plan(&["all", "-d", "all", "-o", "all", "-r", "all"]).unwrap();
+        assert_eq!(p.collectives.len(), 9);
+        assert_eq!(p.dtypes.len(), 12);
+        assert_eq!(p.ops.len(), 5);
+        assert_eq!(p.roots_for(Collective::Broadcast, 3), vec![Some(0), Some(1), Some(2)]);
+        assert_eq!(p.roots_for(Collective::AllReduce, 3), vec![None]);
+        let p = plan(&["allreduce", "all_reduce", "-d", "float,int32", "-r", "-1"]).unwrap();
+        assert_eq!(p.collectives, vec![Collective::AllReduce]);
+        assert_eq!(p.dtypes, vec![DataType::Float, DataType::Int32]);
+        assert_eq!(p.roots, Roots::All);
+    }
+
+    #[test]
+    fn usage_errors_name_the_flag() {
+        assert!(usage_message(&["all_reduce", "-b", "64M", "-e", "32K"]).contains("-b/--minbytes"));
+        assert!(usage_message(&["no_such_collective"]).contains("no_such_collective"));
+        assert!(usage_message(&["all_reduce", "-b", "12Q"]).contains("12Q"));
+        assert!(usage_message(&["all_reduce", "-n", "0"]).contains("-n/--iters"));
+        assert!(usage_message(&["all_reduce", "-d", "float128"]).contains("-d/--datatype"));
+        assert!(usage_message(&["all_reduce", "-o", "mean"]).contains("-o/--op"));
+        assert!(usage_message(&["all_reduce", "-r", "x"]).contains("-r/--root"));
+        assert!(usage_message(&["all_reduce", "-a", "7"]).contains("-a/--average"));
+        assert!(usage_message(&["all_reduce", "-m", "0"]).contains("-m/--agg_iters"));
+        assert!(usage_message(&["all_reduce", "-f", "1", "-b", "1K", "-e", "1M"]).contains("-f/--stepfactor"));
+        assert!(usage_message(&["all_reduce", "--backend", "gloo"]).contains("--backend"));
+        assert!(usage_message(&["all_reduce", "-T", "-1"]).contains("-T/--timeout"));
+    }
+
+    #[test]
+    fn step_bytes_replaces_the_factor() {
+        let p = plan(&["sendrecv", "-b", "1M", "-e", "4M", "-i", "1M"]).unwrap();
+        assert_eq!(p.sizes(p.max_bytes), vec![1 << 20, 2 << 20, 3 << 20, 4 << 20]);
+    }
+}
