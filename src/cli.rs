@@ -17,15 +17,30 @@ pub struct RunArgs {
     pub collectives: Vec<String>,
 
     /// Smallest message size (nccl-tests default 32M; ours 32K, the start of the mission's sweep).
-    #[arg(short = 'b', long = "minbytes", visible_alias = "min-bytes", default_value = "32K")]
+    #[arg(
+        short = 'b',
+        long = "minbytes",
+        visible_alias = "min-bytes",
+        default_value = "32K"
+    )]
     pub min_bytes: String,
 
     /// Largest message size, capped by the memory free on every rank (nccl-tests default 32M; ours 16G).
-    #[arg(short = 'e', long = "maxbytes", visible_alias = "max-bytes", default_value = "16G")]
+    #[arg(
+        short = 'e',
+        long = "maxbytes",
+        visible_alias = "max-bytes",
+        default_value = "16G"
+    )]
     pub max_bytes: String,
 
     /// Multiply the size by this factor at each step (default 2 unless -i is given).
-    #[arg(short = 'f', long = "stepfactor", visible_alias = "step-factor", conflicts_with = "step_bytes")]
+    #[arg(
+        short = 'f',
+        long = "stepfactor",
+        visible_alias = "step-factor",
+        conflicts_with = "step_bytes"
+    )]
     pub step_factor: Option<u64>,
 
     /// Add this many bytes at each step instead of multiplying.
@@ -37,11 +52,21 @@ pub struct RunArgs {
     pub iters: u64,
 
     /// Warm-up iterations per size, not timed.
-    #[arg(short = 'w', long = "warmup_iters", visible_alias = "warmup-iters", default_value_t = 1)]
+    #[arg(
+        short = 'w',
+        long = "warmup_iters",
+        visible_alias = "warmup-iters",
+        default_value_t = 1
+    )]
     pub warmup_iters: u64,
 
     /// Operations per timed iteration (aggregated in one group call on GPU backends).
-    #[arg(short = 'm', long = "agg_iters", visible_alias = "agg-iters", default_value_t = 1)]
+    #[arg(
+        short = 'm',
+        long = "agg_iters",
+        visible_alias = "agg-iters",
+        default_value_t = 1
+    )]
     pub agg_iters: u64,
 
     /// Correctness-check iterations per size and placement; 0 turns the check off.
@@ -57,7 +82,12 @@ pub struct RunArgs {
     pub op: String,
 
     /// Root rank for rooted collectives; all (or -1) runs every root in turn.
-    #[arg(short = 'r', long = "root", default_value = "0", allow_hyphen_values = true)]
+    #[arg(
+        short = 'r',
+        long = "root",
+        default_value = "0",
+        allow_hyphen_values = true
+    )]
     pub root: String,
 
     /// GPUs driven by each process (one thread per GPU); no MPI needed on one node.
@@ -81,15 +111,30 @@ pub struct RunArgs {
     pub cudagraph: u64,
 
     /// Seconds before a stuck operation, barrier or initialisation aborts the job; 0 waits forever.
-    #[arg(short = 'T', long = "timeout", default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(
+        short = 'T',
+        long = "timeout",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
     pub timeout: f64,
 
     /// Repeat the whole sweep this many times (0 = forever).
-    #[arg(short = 'N', long = "run_cycles", visible_alias = "run-cycles", default_value_t = 1)]
+    #[arg(
+        short = 'N',
+        long = "run_cycles",
+        visible_alias = "run-cycles",
+        default_value_t = 1
+    )]
     pub run_cycles: u64,
 
     /// Write the results as one JSON document, rewritten after every row.
-    #[arg(short = 'J', long = "json", visible_alias = "output_file", value_name = "FILE")]
+    #[arg(
+        short = 'J',
+        long = "json",
+        visible_alias = "output_file",
+        value_name = "FILE"
+    )]
     pub json: Option<PathBuf>,
 
     /// Communication backend: nccl, rccl, mpi (host memory), or auto.

@@ -4,7 +4,7 @@ use serde::Serialize;
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Collective {
     AllReduce,
@@ -48,12 +48,18 @@ impl Collective {
 
     /// Whether the collective combines values with a reduction operator.
     pub fn reduces(self) -> bool {
-        matches!(self, Collective::AllReduce | Collective::ReduceScatter | Collective::Reduce)
+        matches!(
+            self,
+            Collective::AllReduce | Collective::ReduceScatter | Collective::Reduce
+        )
     }
 
     /// Whether the collective has a root rank.
     pub fn rooted(self) -> bool {
-        matches!(self, Collective::Broadcast | Collective::Reduce | Collective::Gather | Collective::Scatter)
+        matches!(
+            self,
+            Collective::Broadcast | Collective::Reduce | Collective::Gather | Collective::Scatter
+        )
     }
 
     /// Whether an in-place variant exists (the input lives inside the output buffer).
@@ -68,9 +74,11 @@ impl Collective {
         let n = n as f64;
         match self {
             Collective::AllReduce => 2.0 * (n - 1.0) / n,
-            Collective::AllGather | Collective::ReduceScatter | Collective::AllToAll | Collective::Gather | Collective::Scatter => {
-                (n - 1.0) / n
-            }
+            Collective::AllGather
+            | Collective::ReduceScatter
+            | Collective::AllToAll
+            | Collective::Gather
+            | Collective::Scatter => (n - 1.0) / n,
             Collective::Broadcast | Collective::Reduce | Collective::SendRecv => 1.0,
         }
     }
@@ -84,9 +92,10 @@ impl Collective {
         let align = (16 / elt_u).max(1);
         let chunk = (count / n_u) / align * align;
         let (send, recv, param, size) = match self {
-            Collective::AllReduce | Collective::Broadcast | Collective::Reduce | Collective::SendRecv => {
-                (count, count, count, count)
-            }
+            Collective::AllReduce
+            | Collective::Broadcast
+            | Collective::Reduce
+            | Collective::SendRecv => (count, count, count, count),
             Collective::AllGather => (chunk, n_u * chunk, chunk, n_u * chunk),
             Collective::ReduceScatter => (n_u * chunk, chunk, chunk, n_u * chunk),
             Collective::AllToAll => (n_u * chunk, n_u * chunk, chunk, n_u * chunk),
@@ -95,7 +104,12 @@ impl Collective {
             Collective::Gather => (chunk, n_u * chunk, chunk, n_u * chunk),
             Collective::Scatter => (n_u * chunk, chunk, chunk, n_u * chunk),
         };
-        Shape { count: param, send_count: send, recv_count: recv, size_bytes: size * elt_u }
+        Shape {
+            count: param,
+            send_count: send,
+            recv_count: recv,
+            size_bytes: size * elt_u,
+        }
     }
 }
 
@@ -111,15 +125,24 @@ impl Collective {
     pub fn in_place_layout(self, shape: &Shape, rank: usize) -> InPlaceLayout {
         let at_rank = rank as u64 * shape.count;
         match self {
-            Collective::AllGather | Collective::Gather => InPlaceLayout { input_offset: at_rank, output_offset: 0 },
-            Collective::ReduceScatter | Collective::Scatter => InPlaceLayout { input_offset: 0, output_offset: at_rank },
-            _ => InPlaceLayout { input_offset: 0, output_offset: 0 },
+            Collective::AllGather | Collective::Gather => InPlaceLayout {
+                input_offset: at_rank,
+                output_offset: 0,
+            },
+            Collective::ReduceScatter | Collective::Scatter => InPlaceLayout {
+                input_offset: 0,
+                output_offset: at_rank,
+            },
+            _ => InPlaceLayout {
+                input_offset: 0,
+                output_offset: 0,
+            },
         }
     }
 }
 
 /// Element counts of one operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Shape {
     /// The count passed to the library call and printed in the `count` column (nccl-tests' paramcount).
     pub count: u64,
@@ -140,7 +163,11 @@ impl fmt::Display for Collective {
 impl FromStr for Collective {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let key: String = s.to_ascii_lowercase().chars().filter(|c| *c != '_' && *c != '-').collect();
+        let key: String = s
+            .to_ascii_lowercase()
+            .chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .collect();
         // Our names, nccl-tests' binary names (all_reduce_perf, alltoall_perf, ...) and MPI's.
         let key = key.strip_suffix("perf").unwrap_or(&key);
         let c = match key {
@@ -179,18 +206,39 @@ mod tests {
         for c in Collective::ALL {
             assert_eq!(c.name().parse(), Ok(c));
         }
-        assert!("no_such_collective".parse::<Collective>().unwrap_err().contains("no_such_collective"));
+        assert!("no_such_collective"
+            .parse::<Collective>()
+            .unwrap_err()
+            .contains("no_such_collective"));
     }
 
     #[test]
     fn bus_factors_for_common_rank_counts() {
-        let expect = |c: Collective, n: usize, f: f64| assert!((c.bus_factor(n) - f).abs() < 1e-12, "{c} n={n}");
-        for (n, ar, ag) in [(1, 0.0, 0.0), (2, 1.0, 0.5), (3, 4.0 / 3.0, 2.0 / 3.0), (4, 1.5, 0.75), (8, 1.75, 0.875)] {
+        let expect = |c: Collective, n: usize, f: f64| {
+            assert!((c.bus_factor(n) - f).abs() < 1e-12, "{c} n={n}")
+        };
+        for (n, ar, ag) in [
+            (1, 0.0, 0.0),
+            (2, 1.0, 0.5),
+            (3, 4.0 / 3.0, 2.0 / 3.0),
+            (4, 1.5, 0.75),
+            (8, 1.75, 0.875),
+        ] {
             expect(Collective::AllReduce, n, ar);
-            for c in [Collective::AllGather, Collective::ReduceScatter, Collective::AllToAll, Collective::Gather, Collective::Scatter] {
+            for c in [
+                Collective::AllGather,
+                Collective::ReduceScatter,
+                Collective::AllToAll,
+                Collective::Gather,
+                Collective::Scatter,
+            ] {
                 expect(c, n, ag);
             }
-            for c in [Collective::Broadcast, Collective::Reduce, Collective::SendRecv] {
+            for c in [
+                Collective::Broadcast,
+                Collective::Reduce,
+                Collective::SendRecv,
+            ] {
                 expect(c, n, 1.0);
             }
         }
@@ -205,24 +253,63 @@ mod tests {
             // chunk rounded down to 16 bytes = 4 floats
             let chunk = count / nu / 4 * 4;
             let ar = Collective::AllReduce.shape(1 << 20, 4, n);
-            assert_eq!(ar, Shape { count, send_count: count, recv_count: count, size_bytes: 1 << 20 });
+            assert_eq!(
+                ar,
+                Shape {
+                    count,
+                    send_count: count,
+                    recv_count: count,
+                    size_bytes: 1 << 20
+                }
+            );
             let ag = Collective::AllGather.shape(1 << 20, 4, n);
-            assert_eq!(ag, Shape { count: chunk, send_count: chunk, recv_count: nu * chunk, size_bytes: nu * chunk * 4 });
+            assert_eq!(
+                ag,
+                Shape {
+                    count: chunk,
+                    send_count: chunk,
+                    recv_count: nu * chunk,
+                    size_bytes: nu * chunk * 4
+                }
+            );
             let rs = Collective::ReduceScatter.shape(1 << 20, 4, n);
-            assert_eq!(rs, Shape { count: chunk, send_count: nu * chunk, recv_count: chunk, size_bytes: nu * chunk * 4 });
+            assert_eq!(
+                rs,
+                Shape {
+                    count: chunk,
+                    send_count: nu * chunk,
+                    recv_count: chunk,
+                    size_bytes: nu * chunk * 4
+                }
+            );
             let a2a = Collective::AllToAll.shape(1 << 20, 4, n);
-            assert_eq!(a2a, Shape { count: chunk, send_count: nu * chunk, recv_count: nu * chunk, size_bytes: nu * chunk * 4 });
+            assert_eq!(
+                a2a,
+                Shape {
+                    count: chunk,
+                    send_count: nu * chunk,
+                    recv_count: nu * chunk,
+                    size_bytes: nu * chunk * 4
+                }
+            );
             let sc = Collective::Scatter.shape(1 << 20, 4, n);
             assert_eq!((sc.send_count, sc.recv_count), (nu * chunk, chunk));
             let ga = Collective::Gather.shape(1 << 20, 4, n);
             assert_eq!((ga.send_count, ga.recv_count), (chunk, nu * chunk));
-            for c in [Collective::Broadcast, Collective::Reduce, Collective::SendRecv] {
+            for c in [
+                Collective::Broadcast,
+                Collective::Reduce,
+                Collective::SendRecv,
+            ] {
                 assert_eq!(c.shape(1 << 20, 4, n).size_bytes, 1 << 20);
             }
         }
         // With 3 ranks the chunk is rounded down: 262144 / 3 = 87381 -> 87380 floats.
         assert_eq!(Collective::AllGather.shape(1 << 20, 4, 3).count, 87380);
-        assert_eq!(Collective::AllGather.shape(1 << 20, 4, 3).size_bytes, 3 * 87380 * 4);
+        assert_eq!(
+            Collective::AllGather.shape(1 << 20, 4, 3).size_bytes,
+            3 * 87380 * 4
+        );
         // int8 aligns to 16 elements, double to 2.
         assert_eq!(Collective::AllToAll.shape(1000, 1, 3).count, 320);
         assert_eq!(Collective::AllToAll.shape(1000, 8, 3).count, 40);

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// An element type of a collective's buffers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DataType {
     Int8,
@@ -69,7 +69,12 @@ impl DataType {
     pub fn is_float(self) -> bool {
         matches!(
             self,
-            DataType::Half | DataType::Float | DataType::Double | DataType::Bfloat16 | DataType::F8e4m3 | DataType::F8e5m2
+            DataType::Half
+                | DataType::Float
+                | DataType::Double
+                | DataType::Bfloat16
+                | DataType::F8e4m3
+                | DataType::F8e5m2
         )
     }
 
@@ -95,10 +100,14 @@ impl DataType {
         debug_assert!(value <= self.exact_integer_limit());
         match self {
             DataType::Int8 | DataType::Uint8 => out[0] = value as u8,
-            DataType::Int32 | DataType::Uint32 => out.copy_from_slice(&(value as u32).to_ne_bytes()),
+            DataType::Int32 | DataType::Uint32 => {
+                out.copy_from_slice(&(value as u32).to_ne_bytes())
+            }
             DataType::Int64 | DataType::Uint64 => out.copy_from_slice(&value.to_ne_bytes()),
             DataType::Half => out.copy_from_slice(&half::f16::from_f64(value as f64).to_ne_bytes()),
-            DataType::Bfloat16 => out.copy_from_slice(&half::bf16::from_f64(value as f64).to_ne_bytes()),
+            DataType::Bfloat16 => {
+                out.copy_from_slice(&half::bf16::from_f64(value as f64).to_ne_bytes())
+            }
             DataType::Float => out.copy_from_slice(&(value as f32).to_ne_bytes()),
             DataType::Double => out.copy_from_slice(&(value as f64).to_ne_bytes()),
             DataType::F8e4m3 => out[0] = f8_encode_small_integer(value, 3, 7),
@@ -121,6 +130,65 @@ fn f8_encode_small_integer(value: u64, mantissa_bits: u32, bias: u32) -> u8 {
         fraction << (mantissa_bits - exponent)
     };
     (((exponent + bias) << mantissa_bits) as u64 | mantissa) as u8
+}
+
+/// Decodes an 8-bit float (OCP FP8) with `mantissa_bits` and exponent `bias`; NaN and infinity
+/// patterns are not produced by the check, so they decode as their finite reading.
+fn f8_decode(byte: u8, mantissa_bits: u32, bias: i32) -> f64 {
+    let sign = if byte & 0x80 != 0 { -1.0 } else { 1.0 };
+    let exponent = (byte >> mantissa_bits) as i32 & ((1 << (7 - mantissa_bits)) - 1);
+    let mantissa = (byte & ((1 << mantissa_bits) - 1)) as f64;
+    let magnitude = if exponent == 0 {
+        mantissa * 2f64.powi(1 - bias - mantissa_bits as i32)
+    } else {
+        (1.0 + mantissa / (1 << mantissa_bits) as f64) * 2f64.powi(exponent - bias)
+    };
+    sign * magnitude
+}
+
+impl DataType {
+    /// Writes a floating-point value rounded to the nearest value of this (floating) type.
+    pub fn encode_f64(self, value: f64, out: &mut [u8]) {
+        match self {
+            DataType::Half => out.copy_from_slice(&half::f16::from_f64(value).to_ne_bytes()),
+            DataType::Bfloat16 => out.copy_from_slice(&half::bf16::from_f64(value).to_ne_bytes()),
+            DataType::Float => out.copy_from_slice(&(value as f32).to_ne_bytes()),
+            DataType::Double => out.copy_from_slice(&value.to_ne_bytes()),
+            DataType::F8e4m3 | DataType::F8e5m2 => {
+                // 256 patterns: the nearest finite one is found by looking at each of the positive ones.
+                out[0] = (0u8..0x7F)
+                    .min_by(|&a, &b| {
+                        (self.decode_f64(&[a]) - value)
+                            .abs()
+                            .total_cmp(&(self.decode_f64(&[b]) - value).abs())
+                    })
+                    .unwrap_or(0);
+            }
+            _ => self.encode(value.max(0.0) as u64, out),
+        }
+    }
+
+    /// Reads one element as a floating-point number.
+    pub fn decode_f64(self, bytes: &[u8]) -> f64 {
+        match self {
+            DataType::Int8 => bytes[0] as i8 as f64,
+            DataType::Uint8 => bytes[0] as f64,
+            DataType::Int32 => i32::from_ne_bytes(bytes[..4].try_into().unwrap_or_default()) as f64,
+            DataType::Uint32 => {
+                u32::from_ne_bytes(bytes[..4].try_into().unwrap_or_default()) as f64
+            }
+            DataType::Int64 => i64::from_ne_bytes(bytes[..8].try_into().unwrap_or_default()) as f64,
+            DataType::Uint64 => {
+                u64::from_ne_bytes(bytes[..8].try_into().unwrap_or_default()) as f64
+            }
+            DataType::Half => half::f16::from_ne_bytes([bytes[0], bytes[1]]).to_f64(),
+            DataType::Bfloat16 => half::bf16::from_ne_bytes([bytes[0], bytes[1]]).to_f64(),
+            DataType::Float => f32::from_ne_bytes(bytes[..4].try_into().unwrap_or_default()) as f64,
+            DataType::Double => f64::from_ne_bytes(bytes[..8].try_into().unwrap_or_default()),
+            DataType::F8e4m3 => f8_decode(bytes[0], 3, 7),
+            DataType::F8e5m2 => f8_decode(bytes[0], 2, 15),
+        }
+    }
 }
 
 impl fmt::Display for DataType {
@@ -158,7 +226,7 @@ impl FromStr for DataType {
 }
 
 /// A reduction operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReduceOp {
     Sum,
@@ -169,7 +237,13 @@ pub enum ReduceOp {
 }
 
 impl ReduceOp {
-    pub const ALL: [ReduceOp; 5] = [ReduceOp::Sum, ReduceOp::Prod, ReduceOp::Max, ReduceOp::Min, ReduceOp::Avg];
+    pub const ALL: [ReduceOp; 5] = [
+        ReduceOp::Sum,
+        ReduceOp::Prod,
+        ReduceOp::Max,
+        ReduceOp::Min,
+        ReduceOp::Avg,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -197,7 +271,9 @@ impl FromStr for ReduceOp {
             "max" => Ok(ReduceOp::Max),
             "min" => Ok(ReduceOp::Min),
             "avg" => Ok(ReduceOp::Avg),
-            _ => Err(format!("unknown reduction '{s}': use one of sum prod max min avg, or all")),
+            _ => Err(format!(
+                "unknown reduction '{s}': use one of sum prod max min avg, or all"
+            )),
         }
     }
 }
@@ -215,7 +291,10 @@ mod tests {
             assert_eq!(op.name().parse::<ReduceOp>(), Ok(op));
         }
         assert_eq!("fp16".parse::<DataType>(), Ok(DataType::Half));
-        assert!("float128".parse::<DataType>().unwrap_err().contains("float128"));
+        assert!("float128"
+            .parse::<DataType>()
+            .unwrap_err()
+            .contains("float128"));
         assert!("mean".parse::<ReduceOp>().is_err());
     }
 
@@ -226,30 +305,27 @@ mod tests {
             let mut buf = vec![0u8; t.size()];
             for v in 0..=limit {
                 t.encode(v, &mut buf);
-                let back = match t {
-                    DataType::Half => half::f16::from_ne_bytes([buf[0], buf[1]]).to_f64(),
-                    DataType::Bfloat16 => half::bf16::from_ne_bytes([buf[0], buf[1]]).to_f64(),
-                    DataType::F8e4m3 => f8_decode(buf[0], 3, 7),
-                    DataType::F8e5m2 => f8_decode(buf[0], 2, 15),
-                    DataType::Float => f32::from_ne_bytes(buf[..4].try_into().unwrap()) as f64,
-                    DataType::Double => f64::from_ne_bytes(buf[..8].try_into().unwrap()),
-                    DataType::Int8 | DataType::Uint8 => buf[0] as f64,
-                    DataType::Int32 | DataType::Uint32 => u32::from_ne_bytes(buf[..4].try_into().unwrap()) as f64,
-                    DataType::Int64 | DataType::Uint64 => u64::from_ne_bytes(buf[..8].try_into().unwrap()) as f64,
-                };
-                assert_eq!(back, v as f64, "{t} {v}");
+                assert_eq!(t.decode_f64(&buf), v as f64, "{t} {v}");
             }
         }
     }
 
-    /// An independent decoder (from the OCP FP8 definition) to check the encoder against.
-    fn f8_decode(byte: u8, mantissa_bits: u32, bias: i32) -> f64 {
-        let exponent = (byte >> mantissa_bits) as i32 & ((1 << (7 - mantissa_bits)) - 1);
-        let mantissa = (byte & ((1 << mantissa_bits) - 1)) as f64;
-        if exponent == 0 {
-            return mantissa * 2f64.powi(1 - bias - mantissa_bits as i32);
-        }
-        (1.0 + mantissa / (1 << mantissa_bits) as f64) * 2f64.powi(exponent - bias)
+    #[test]
+    fn f8_decoding_follows_the_ocp_definition() {
+        // Largest finite E4M3 is 448 (0x7E), smallest E5M2 subnormal is 2^-16 (0x01).
+        assert_eq!(DataType::F8e4m3.decode_f64(&[0x7E]), 448.0);
+        assert_eq!(DataType::F8e5m2.decode_f64(&[0x01]), 2f64.powi(-16));
+        assert_eq!(DataType::F8e4m3.decode_f64(&[0xB8]), -1.0);
+    }
+
+    #[test]
+    fn float_encoding_rounds_to_nearest() {
+        let mut b = [0u8; 1];
+        DataType::F8e4m3.encode_f64(2.4, &mut b);
+        assert_eq!(DataType::F8e4m3.decode_f64(&b), 2.5);
+        let mut h = [0u8; 2];
+        DataType::Half.encode_f64(1.0 / 3.0, &mut h);
+        assert!((DataType::Half.decode_f64(&h) - 1.0 / 3.0).abs() < 1e-3);
     }
 
     #[test]

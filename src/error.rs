@@ -40,13 +40,27 @@ pub enum Error {
     Usage(String),
     /// A library call failed; `detail` carries the library's own words.
     #[error("{library} error on rank {rank} ({host}): {call}: {detail}")]
-    Library { library: String, call: String, detail: String, rank: usize, host: String },
+    Library {
+        library: String,
+        call: String,
+        detail: String,
+        rank: usize,
+        host: String,
+    },
     #[error("timeout on rank {rank} ({host}): {what} did not finish within {seconds} s")]
-    Timeout { what: String, seconds: f64, rank: usize, host: String },
+    Timeout {
+        what: String,
+        seconds: f64,
+        rank: usize,
+        host: String,
+    },
     #[error("{0}")]
     Unsupported(String),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -68,7 +82,10 @@ impl Error {
     }
 
     pub fn io(context: impl fmt::Display, source: std::io::Error) -> Self {
-        Error::Io { context: context.to_string(), source }
+        Error::Io {
+            context: context.to_string(),
+            source,
+        }
     }
 }
 

@@ -1,10 +1,17 @@
 //! collbench: a collective-communication benchmark for NCCL, RCCL and MPI, compatible with nccl-tests.
 
+pub mod app;
+pub mod backend;
+pub mod check;
 pub mod cli;
 pub mod collective;
 pub mod dtype;
+pub mod engine;
 pub mod error;
+pub mod metrics;
 pub mod plan;
+pub mod report;
 pub mod size;
-pub mod backend;
+pub mod testing;
+pub mod watchdog;
 pub mod world;

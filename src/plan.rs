@@ -66,7 +66,12 @@ pub struct Plan {
     pub quiet: bool,
 }
 
-fn list<T>(text: &str, flag: &str, all: &[T], parse: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>>
+fn list<T>(
+    text: &str,
+    flag: &str,
+    all: &[T],
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>>
 where
     T: Copy + PartialEq,
 {
@@ -97,7 +102,9 @@ impl Plan {
                 }
             }
         }
-        let dtypes = list(&args.datatype, "-d/--datatype", &DataType::ALL, |s| s.parse())?;
+        let dtypes = list(&args.datatype, "-d/--datatype", &DataType::ALL, |s| {
+            s.parse()
+        })?;
         let ops = list(&args.op, "-o/--op", &ReduceOp::ALL, |s| s.parse())?;
         let roots = match args.root.trim() {
             "all" | "-1" => Roots::All,
@@ -105,8 +112,10 @@ impl Plan {
                 Error::usage(format!("-r/--root: '{r}' is not a rank: give a rank number, or all (-1) for every root"))
             })?),
         };
-        let min_bytes = parse_size(&args.min_bytes).map_err(|e| Error::usage(format!("-b/--minbytes: {e}")))?;
-        let max_bytes = parse_size(&args.max_bytes).map_err(|e| Error::usage(format!("-e/--maxbytes: {e}")))?;
+        let min_bytes =
+            parse_size(&args.min_bytes).map_err(|e| Error::usage(format!("-b/--minbytes: {e}")))?;
+        let max_bytes =
+            parse_size(&args.max_bytes).map_err(|e| Error::usage(format!("-e/--maxbytes: {e}")))?;
         if min_bytes > max_bytes {
             return Err(Error::usage(format!(
                 "-b/--minbytes ({}) is larger than -e/--maxbytes ({}): swap them or lower -b",
@@ -129,7 +138,9 @@ impl Plan {
             (None, f) => Step::Factor(f.unwrap_or(2).max(2)),
         };
         if args.iters == 0 {
-            return Err(Error::usage("-n/--iters must be at least 1: zero timed iterations measure nothing"));
+            return Err(Error::usage(
+                "-n/--iters must be at least 1: zero timed iterations measure nothing",
+            ));
         }
         if args.agg_iters == 0 {
             return Err(Error::usage("-m/--agg_iters must be at least 1"));
@@ -139,7 +150,11 @@ impl Plan {
             1 => Average::Mean,
             2 => Average::Min,
             3 => Average::Max,
-            a => return Err(Error::usage(format!("-a/--average {a}: use 0 (rank 0), 1 (mean), 2 (min) or 3 (max)"))),
+            a => {
+                return Err(Error::usage(format!(
+                    "-a/--average {a}: use 0 (rank 0), 1 (mean), 2 (min) or 3 (max)"
+                )))
+            }
         };
         let blocking = match args.blocking {
             0 => false,
@@ -147,17 +162,25 @@ impl Plan {
             z => return Err(Error::usage(format!("-z/--blocking {z}: use 0 or 1"))),
         };
         if !(args.timeout.is_finite() && args.timeout >= 0.0) {
-            return Err(Error::usage("-T/--timeout: give a number of seconds, 0 for none"));
+            return Err(Error::usage(
+                "-T/--timeout: give a number of seconds, 0 for none",
+            ));
         }
         if args.ngpus == 0 || args.nthreads == 0 {
-            return Err(Error::usage("-g/--ngpus and -t/--nthreads must be at least 1"));
+            return Err(Error::usage(
+                "-g/--ngpus and -t/--nthreads must be at least 1",
+            ));
         }
         let backend = match args.backend.to_ascii_lowercase().as_str() {
             "auto" => BackendChoice::Auto,
             "nccl" => BackendChoice::Nccl,
             "rccl" => BackendChoice::Rccl,
             "mpi" => BackendChoice::Mpi,
-            b => return Err(Error::usage(format!("--backend {b}: use nccl, rccl, mpi or auto"))),
+            b => {
+                return Err(Error::usage(format!(
+                    "--backend {b}: use nccl, rccl, mpi or auto"
+                )))
+            }
         };
         if let Some(json) = &args.json {
             if json.as_os_str().is_empty() {
@@ -253,7 +276,10 @@ mod tests {
         assert_eq!(p.collectives.len(), 9);
         assert_eq!(p.dtypes.len(), 12);
         assert_eq!(p.ops.len(), 5);
-        assert_eq!(p.roots_for(Collective::Broadcast, 3), vec![Some(0), Some(1), Some(2)]);
+        assert_eq!(
+            p.roots_for(Collective::Broadcast, 3),
+            vec![Some(0), Some(1), Some(2)]
+        );
         assert_eq!(p.roots_for(Collective::AllReduce, 3), vec![None]);
         let p = plan(&["allreduce", "all_reduce", "-d", "float,int32", "-r", "-1"]).unwrap();
         assert_eq!(p.collectives, vec![Collective::AllReduce]);
@@ -272,7 +298,10 @@ mod tests {
         assert!(usage_message(&["all_reduce", "-r", "x"]).contains("-r/--root"));
         assert!(usage_message(&["all_reduce", "-a", "7"]).contains("-a/--average"));
         assert!(usage_message(&["all_reduce", "-m", "0"]).contains("-m/--agg_iters"));
-        assert!(usage_message(&["all_reduce", "-f", "1", "-b", "1K", "-e", "1M"]).contains("-f/--stepfactor"));
+        assert!(
+            usage_message(&["all_reduce", "-f", "1", "-b", "1K", "-e", "1M"])
+                .contains("-f/--stepfactor")
+        );
         assert!(usage_message(&["all_reduce", "--backend", "gloo"]).contains("--backend"));
         assert!(usage_message(&["all_reduce", "-T", "-1"]).contains("-T/--timeout"));
     }
@@ -280,6 +309,9 @@ mod tests {
     #[test]
     fn step_bytes_replaces_the_factor() {
         let p = plan(&["sendrecv", "-b", "1M", "-e", "4M", "-i", "1M"]).unwrap();
-        assert_eq!(p.sizes(p.max_bytes), vec![1 << 20, 2 << 20, 3 << 20, 4 << 20]);
+        assert_eq!(
+            p.sizes(p.max_bytes),
+            vec![1 << 20, 2 << 20, 3 << 20, 4 << 20]
+        );
     }
 }

@@ -102,11 +102,17 @@ mod tests {
 
     #[test]
     fn sweeps_by_factor_and_by_step() {
-        assert_eq!(sweep(32 << 10, 256 << 10, Step::Factor(2)), vec![32 << 10, 64 << 10, 128 << 10, 256 << 10]);
+        assert_eq!(
+            sweep(32 << 10, 256 << 10, Step::Factor(2)),
+            vec![32 << 10, 64 << 10, 128 << 10, 256 << 10]
+        );
         assert_eq!(sweep(1 << 20, 1 << 20, Step::Factor(2)), vec![1 << 20]);
         assert_eq!(sweep(0, 3000, Step::Bytes(1000)), vec![0, 1000, 2000, 3000]);
         // A maximum that stepping skips over is still measured.
-        assert_eq!(sweep(1 << 20, 5 << 20, Step::Factor(2)), vec![1 << 20, 2 << 20, 4 << 20, 5 << 20]);
+        assert_eq!(
+            sweep(1 << 20, 5 << 20, Step::Factor(2)),
+            vec![1 << 20, 2 << 20, 4 << 20, 5 << 20]
+        );
         // The mission's default sweep: 32K to 16G by 2 is 20 sizes.
         let default = sweep(32 << 10, 16 << 30, Step::Factor(2));
         assert_eq!(default.len(), 20);

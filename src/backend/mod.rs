@@ -3,7 +3,7 @@
 //! The engine drives a backend through this trait only: buffers allocated once at the largest size,
 //! operations enqueued and then waited for, per-iteration timer marks. A backend never formats output.
 
-use crate::collective::{Collective, Shape};
+use crate::collective::{Collective, InPlaceLayout, Shape};
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::Result;
 use serde::Serialize;
@@ -61,9 +61,19 @@ pub trait Backend {
     /// Bytes this rank may use for its buffers (free device memory, or its share of host memory).
     fn free_memory(&self) -> Result<u64>;
     /// Why this backend cannot run the combination, if it cannot.
-    fn unsupported(&self, collective: Collective, dtype: DataType, op: Option<ReduceOp>) -> Option<String>;
+    fn unsupported(
+        &self,
+        collective: Collective,
+        dtype: DataType,
+        op: Option<ReduceOp>,
+    ) -> Option<String>;
     /// How the library carries this collective.
     fn path(&self, collective: Collective) -> PathTaken;
+    /// Where an in-place operation's input and output lie in the receive buffer on `rank`. NCCL's
+    /// convention by default; a library with another convention says so here.
+    fn in_place_layout(&self, collective: Collective, shape: &Shape, rank: usize) -> InPlaceLayout {
+        collective.in_place_layout(shape, rank)
+    }
     /// Allocates both buffers with at least `bytes` each. Called once, with the largest size.
     fn allocate(&mut self, bytes: u64) -> Result<()>;
     /// Copies host bytes into a buffer at a byte offset.

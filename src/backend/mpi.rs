@@ -1,0 +1,440 @@
+//! The `mpi` backend: host-memory buffers and the matching MPI collective, the baseline that runs anywhere.
+
+use super::{Backend, BufferId, DeviceInfo, LibraryVersion, OpDesc, PathTaken};
+use crate::collective::{Collective, InPlaceLayout, Shape};
+use crate::dtype::{DataType, ReduceOp};
+use crate::error::{Error, Result};
+use crate::world::mpi::raw::{self, At, Buf, Buffers, Call};
+use crate::world::{MpiWorld, World};
+use std::time::Instant;
+
+/// MPI takes counts as C ints; larger element-wise operations are issued in pieces of this many.
+const MAX_PIECE: u64 = 1 << 30;
+
+pub struct MpiBackend<'w> {
+    world: &'w MpiWorld,
+    send: Vec<u8>,
+    recv: Vec<u8>,
+    marks: Vec<Instant>,
+    in_place: *const std::ffi::c_void,
+    /// A 16-byte contiguous type, made on first use for chunks beyond MPI's int count.
+    wide: Option<raw::Datatype>,
+}
+
+impl<'w> MpiBackend<'w> {
+    pub fn new(world: &'w MpiWorld) -> Self {
+        let in_place = raw::in_place_sentinel(&world.library_version().unwrap_or_default());
+        MpiBackend {
+            world,
+            send: Vec::new(),
+            recv: Vec::new(),
+            marks: Vec::new(),
+            in_place,
+            wide: None,
+        }
+    }
+
+    fn buffer(&mut self, id: BufferId) -> &mut Vec<u8> {
+        match id {
+            BufferId::Send => &mut self.send,
+            BufferId::Recv => &mut self.recv,
+        }
+    }
+
+    fn error(&self, call: &str, detail: String) -> Error {
+        Error::Library {
+            library: "MPI".into(),
+            call: call.into(),
+            detail,
+            rank: self.world.rank(),
+            host: self.world.host().to_string(),
+        }
+    }
+
+    fn run(&mut self, call: Call, name: &str) -> Result<()> {
+        let rank = self.world.rank() as i32;
+        let size = self.world.size() as i32;
+        let mut bufs = Buffers {
+            send: &mut self.send,
+            recv: &mut self.recv,
+            in_place: self.in_place,
+        };
+        let code = raw::run(&call, &mut bufs, self.world.communicator(), rank, size);
+        if code == raw::OUT_OF_BOUNDS {
+            return Err(Error::Internal(format!(
+                "{name}: a region lies outside the allocated buffers"
+            )));
+        }
+        raw::check(code).map_err(|detail| self.error(name, detail))
+    }
+
+    /// The MPI datatype that carries `dtype`, and the elements per MPI element (for the wide type).
+    fn datatype(dtype: DataType) -> raw::Datatype {
+        match dtype {
+            // No reduction is defined on these in MPI; they move as raw bits.
+            DataType::Half | DataType::Bfloat16 => raw::datatype("uint16"),
+            DataType::F8e4m3 | DataType::F8e5m2 => raw::datatype("uint8"),
+            t => raw::datatype(t.name()),
+        }
+    }
+
+    /// Datatype and count for a data-movement count that may exceed MPI's int: chunks are multiples
+    /// of 16 bytes (Collective::shape), so they move as 16-byte units when too long.
+    fn movement(&mut self, dtype: DataType, count: u64) -> Result<(raw::Datatype, i32)> {
+        if count <= i32::MAX as u64 {
+            return Ok((Self::datatype(dtype), count as i32));
+        }
+        let units = count * dtype.size() as u64 / 16;
+        if units > i32::MAX as u64 {
+            return Err(Error::Unsupported(format!(
+                "{count} elements per rank is beyond what one MPI call can move"
+            )));
+        }
+        let wide = *self.wide.get_or_insert_with(|| raw::contiguous_bytes(16));
+        Ok((wide, units as i32))
+    }
+}
+
+fn offset(elements: u64, dtype: DataType) -> usize {
+    (elements * dtype.size() as u64) as usize
+}
+
+impl Backend for MpiBackend<'_> {
+    fn name(&self) -> &'static str {
+        "mpi"
+    }
+
+    fn versions(&self) -> Vec<LibraryVersion> {
+        self.world
+            .library_version()
+            .map(|v| {
+                vec![LibraryVersion {
+                    library: "MPI".into(),
+                    version: v,
+                }]
+            })
+            .unwrap_or_default()
+    }
+
+    fn device(&self) -> DeviceInfo {
+        DeviceInfo {
+            kind: "host".into(),
+            index: None,
+            name: "host memory".into(),
+            pci_bus_id: None,
+        }
+    }
+
+    fn free_memory(&self) -> Result<u64> {
+        let meminfo = std::fs::read_to_string("/proc/meminfo")
+            .map_err(|e| Error::io("reading /proc/meminfo", e))?;
+        let available_kib = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .ok_or_else(|| Error::Internal("/proc/meminfo has no MemAvailable line".into()))?;
+        // Ranks on one host share its memory.
+        Ok(available_kib * 1024 / self.world.local_size() as u64)
+    }
+
+    fn unsupported(
+        &self,
+        collective: Collective,
+        dtype: DataType,
+        op: Option<ReduceOp>,
+    ) -> Option<String> {
+        if !collective.reduces() {
+            return None;
+        }
+        if matches!(
+            dtype,
+            DataType::Half | DataType::Bfloat16 | DataType::F8e4m3 | DataType::F8e5m2
+        ) {
+            return Some(format!(
+                "MPI has no {dtype} reductions, so the mpi backend cannot run {collective} on {dtype}: use a GPU backend (--backend nccl or rccl) or another -d"
+            ));
+        }
+        if op == Some(ReduceOp::Avg) {
+            return Some(format!(
+                "MPI has no avg reduction, so the mpi backend cannot run {collective} with -o avg: use -o sum, or a GPU backend"
+            ));
+        }
+        None
+    }
+
+    fn path(&self, _collective: Collective) -> PathTaken {
+        "native"
+    }
+
+    fn in_place_layout(&self, collective: Collective, shape: &Shape, rank: usize) -> InPlaceLayout {
+        match collective {
+            // MPI_Reduce_scatter_block in place leaves each rank's block at the start of its buffer.
+            Collective::ReduceScatter => InPlaceLayout {
+                input_offset: 0,
+                output_offset: 0,
+            },
+            c => c.in_place_layout(shape, rank),
+        }
+    }
+
+    fn allocate(&mut self, bytes: u64) -> Result<()> {
+        let bytes = usize::try_from(bytes).map_err(|_| {
+            Error::Unsupported("buffer size beyond this machine's address space".into())
+        })?;
+        for id in [BufferId::Send, BufferId::Recv] {
+            let buf = self.buffer(id);
+            buf.clear();
+            buf.try_reserve_exact(bytes).map_err(|e| {
+                Error::Unsupported(format!(
+                    "cannot allocate {bytes} bytes of host memory ({e}): lower -e"
+                ))
+            })?;
+            buf.resize(bytes, 0);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<()> {
+        let buf = self.buffer(buffer);
+        let start = offset as usize;
+        buf.get_mut(start..start + data.len())
+            .ok_or_else(|| Error::Internal("write beyond the buffer".into()))?
+            .copy_from_slice(data);
+        Ok(())
+    }
+
+    fn read(&mut self, buffer: BufferId, offset: u64, out: &mut [u8]) -> Result<()> {
+        let buf = self.buffer(buffer);
+        let start = offset as usize;
+        out.copy_from_slice(
+            buf.get(start..start + out.len())
+                .ok_or_else(|| Error::Internal("read beyond the buffer".into()))?,
+        );
+        Ok(())
+    }
+
+    fn fill(&mut self, buffer: BufferId, len: u64, byte: u8) -> Result<()> {
+        let buf = self.buffer(buffer);
+        let end = (len as usize).min(buf.len());
+        buf[..end].fill(byte);
+        Ok(())
+    }
+
+    fn enqueue(&mut self, desc: &OpDesc) -> Result<()> {
+        let rank = self.world.rank();
+        let n = self.world.size();
+        let t = desc.dtype;
+        let Shape { count, .. } = desc.shape;
+        let root = desc.root.unwrap_or(0) as i32;
+        let op = raw::op(desc.op.map(|o| o.name()).unwrap_or("sum"));
+        let in_place = desc.in_place;
+        let layout = self.in_place_layout(desc.collective, &desc.shape, rank);
+        let send_at = |elements: u64| -> Option<At> {
+            if in_place {
+                None
+            } else {
+                Some((Buf::Send, offset(elements, t)))
+            }
+        };
+        match desc.collective {
+            // Element-wise collectives split into pieces MPI's int count can hold.
+            Collective::AllReduce
+            | Collective::Broadcast
+            | Collective::Reduce
+            | Collective::SendRecv => {
+                let dt = Self::datatype(t);
+                let mut done = 0u64;
+                while done < count || (count == 0 && done == 0) {
+                    let piece = (count - done).min(MAX_PIECE) as i32;
+                    let at = offset(done, t);
+                    let call = match desc.collective {
+                        Collective::AllReduce => Call::Allreduce {
+                            send: if in_place {
+                                None
+                            } else {
+                                Some((Buf::Send, at))
+                            },
+                            recv: (Buf::Recv, at),
+                            count: piece,
+                            dt,
+                            op,
+                        },
+                        Collective::Broadcast => {
+                            let from = if in_place || rank as i32 != root {
+                                Buf::Recv
+                            } else {
+                                Buf::Send
+                            };
+                            Call::Bcast {
+                                buf: (from, at),
+                                count: piece,
+                                dt,
+                                root,
+                            }
+                        }
+                        Collective::Reduce => {
+                            let at_root = rank as i32 == root;
+                            Call::Reduce {
+                                send: match (in_place, at_root) {
+                                    (false, _) => Some((Buf::Send, at)),
+                                    (true, true) => None,
+                                    (true, false) => Some((Buf::Recv, at)),
+                                },
+                                recv: (Buf::Recv, at),
+                                count: piece,
+                                dt,
+                                op,
+                                root,
+                            }
+                        }
+                        _ => {
+                            let to = ((rank + 1) % n) as i32;
+                            let from = ((rank + n - 1) % n) as i32;
+                            if in_place {
+                                Call::SendrecvReplace {
+                                    buf: (Buf::Recv, at),
+                                    count: piece,
+                                    dt,
+                                    to,
+                                    from,
+                                }
+                            } else {
+                                Call::Sendrecv {
+                                    send: (Buf::Send, at),
+                                    recv: (Buf::Recv, at),
+                                    count: piece,
+                                    dt,
+                                    to,
+                                    from,
+                                }
+                            }
+                        }
+                    };
+                    self.run(call, desc.collective.name())?;
+                    done += piece as u64;
+                    if count == 0 {
+                        break;
+                    }
+                }
+                // NCCL's out-of-place broadcast also fills the root's receive buffer; MPI_Bcast has one
+                // buffer, so the root copies its own data to match.
+                if desc.collective == Collective::Broadcast && !in_place && rank as i32 == root {
+                    let bytes = offset(count, t);
+                    let (send, recv) = (&self.send[..bytes], &mut self.recv[..bytes]);
+                    recv.copy_from_slice(send);
+                }
+                Ok(())
+            }
+            Collective::AllGather => {
+                let (dt, c) = self.movement(t, count)?;
+                let send = if in_place { None } else { Some((Buf::Send, 0)) };
+                self.run(
+                    Call::Allgather {
+                        send,
+                        recv: (Buf::Recv, 0),
+                        count: c,
+                        dt,
+                    },
+                    "MPI_Allgather",
+                )
+            }
+            Collective::AllToAll => {
+                let (dt, c) = self.movement(t, count)?;
+                self.run(
+                    Call::Alltoall {
+                        send: send_at(0),
+                        recv: (Buf::Recv, 0),
+                        count: c,
+                        dt,
+                    },
+                    "MPI_Alltoall",
+                )
+            }
+            Collective::ReduceScatter => {
+                if count > i32::MAX as u64 {
+                    return Err(Error::Unsupported(format!(
+                        "reduce_scatter of {count} elements per rank is beyond one MPI call: lower -e"
+                    )));
+                }
+                let dt = Self::datatype(t);
+                let call = Call::ReduceScatterBlock {
+                    send: send_at(0),
+                    recv: (Buf::Recv, 0),
+                    count: count as i32,
+                    dt,
+                    op,
+                };
+                self.run(call, "MPI_Reduce_scatter_block")
+            }
+            Collective::Gather => {
+                let (dt, c) = self.movement(t, count)?;
+                let at_root = rank as i32 == root;
+                let send = match (in_place, at_root) {
+                    (false, _) => Some((Buf::Send, 0)),
+                    (true, true) => None,
+                    (true, false) => Some((Buf::Recv, offset(layout.input_offset, t))),
+                };
+                self.run(
+                    Call::Gather {
+                        send,
+                        recv: (Buf::Recv, 0),
+                        count: c,
+                        dt,
+                        root,
+                    },
+                    "MPI_Gather",
+                )
+            }
+            Collective::Scatter => {
+                let (dt, c) = self.movement(t, count)?;
+                let at_root = rank as i32 == root;
+                let (send, recv) = match (in_place, at_root) {
+                    (false, _) => ((Buf::Send, 0), Some((Buf::Recv, 0))),
+                    (true, true) => ((Buf::Recv, 0), None),
+                    (true, false) => (
+                        (Buf::Recv, 0),
+                        Some((Buf::Recv, offset(layout.output_offset, t))),
+                    ),
+                };
+                self.run(
+                    Call::Scatter {
+                        send,
+                        recv,
+                        count: c,
+                        dt,
+                        root,
+                    },
+                    "MPI_Scatter",
+                )
+            }
+        }
+    }
+
+    fn wait(&mut self) -> Result<()> {
+        // MPI's blocking collectives have completed when they return.
+        Ok(())
+    }
+
+    fn reserve_marks(&mut self, count: usize) -> Result<()> {
+        let now = Instant::now();
+        self.marks.clear();
+        self.marks.resize(count, now);
+        Ok(())
+    }
+
+    fn mark(&mut self, index: usize) -> Result<()> {
+        if let Some(slot) = self.marks.get_mut(index) {
+            *slot = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn mark_intervals_us(&mut self, count: usize) -> Result<Vec<f64>> {
+        Ok(self
+            .marks
+            .windows(2)
+            .take(count)
+            .map(|w| (w[1] - w[0]).as_secs_f64() * 1e6)
+            .collect())
+    }
+}

@@ -8,6 +8,9 @@ use serde::{de::DeserializeOwned, Serialize};
 pub mod mpi;
 pub mod solo;
 
+#[cfg(feature = "mpi")]
+pub use self::mpi::MpiWorld;
+
 /// How numbers are combined across ranks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Combine {
@@ -38,12 +41,18 @@ pub trait World {
 }
 
 /// Gathers a serialisable value from every rank, in rank order, on every rank.
-pub fn all_gather_value<T: Serialize + DeserializeOwned>(world: &dyn World, mine: &T) -> Result<Vec<T>> {
-    let bytes = serde_json::to_vec(mine).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+pub fn all_gather_value<T: Serialize + DeserializeOwned>(
+    world: &dyn World,
+    mine: &T,
+) -> Result<Vec<T>> {
+    let bytes =
+        serde_json::to_vec(mine).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
     world
         .all_gather_bytes(&bytes)?
         .iter()
-        .map(|b| serde_json::from_slice(b).map_err(|e| crate::error::Error::Internal(e.to_string())))
+        .map(|b| {
+            serde_json::from_slice(b).map_err(|e| crate::error::Error::Internal(e.to_string()))
+        })
         .collect()
 }
 
@@ -71,7 +80,10 @@ mod tests {
 
     #[test]
     fn locality_counts_ranks_per_host_in_rank_order() {
-        let hosts: Vec<String> = ["a", "b", "a", "a", "b"].iter().map(|s| s.to_string()).collect();
+        let hosts: Vec<String> = ["a", "b", "a", "a", "b"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(locality(&hosts, 0), (0, 3));
         assert_eq!(locality(&hosts, 1), (0, 2));
         assert_eq!(locality(&hosts, 2), (1, 3));

@@ -1,0 +1,548 @@
+//! The World over MPI ranks (rsmpi): one process per rank, launched by mpirun or srun, or a singleton.
+
+use super::{locality, Combine, World};
+use crate::error::{Error, Result};
+use mpi::collective::SystemOperation;
+use mpi::datatype::PartitionMut;
+use mpi::environment::Universe;
+use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::traits::*;
+use mpi::Count;
+
+pub struct MpiWorld {
+    // Dropping the universe finalises MPI; it must outlive every use of `comm`.
+    _universe: Universe,
+    comm: SimpleCommunicator,
+    rank: usize,
+    size: usize,
+    host: String,
+    local_rank: usize,
+    local_size: usize,
+    library: Option<String>,
+}
+
+impl MpiWorld {
+    /// Initialises MPI (once per process) and learns who shares this host.
+    pub fn init() -> Result<MpiWorld> {
+        let (universe, _threading) = mpi::initialize_with_threading(mpi::Threading::Funneled)
+            .ok_or_else(|| Error::Internal("MPI was already initialised in this process".into()))?;
+        let comm = universe.world();
+        // Errors come back as codes so they can be reported with the rank, host and MPI's words,
+        // instead of MPI's default of killing the job with its own message.
+        raw::errors_return(&comm);
+        let rank = comm.rank() as usize;
+        let size = comm.size() as usize;
+        let host = super::host_name();
+        // MPI_Get_library_version's string ends with a NUL and often a newline.
+        let library = mpi::environment::library_version()
+            .ok()
+            .map(|v| {
+                v.trim_end_matches(['\0', '\n', ' '])
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            })
+            .filter(|v| !v.is_empty());
+        let mut world = MpiWorld {
+            _universe: universe,
+            comm,
+            rank,
+            size,
+            host,
+            local_rank: 0,
+            local_size: 1,
+            library,
+        };
+        let hosts: Vec<String> = super::all_gather_value(&world, &world.host.clone())?;
+        (world.local_rank, world.local_size) = locality(&hosts, rank);
+        Ok(world)
+    }
+
+    fn check(&self, call: &str, code: i32) -> Result<()> {
+        raw::check(code).map_err(|detail| Error::Library {
+            library: "MPI".into(),
+            call: call.into(),
+            detail,
+            rank: self.rank,
+            host: self.host.clone(),
+        })
+    }
+
+    /// The communicator the mpi backend measures on.
+    pub fn communicator(&self) -> &SimpleCommunicator {
+        &self.comm
+    }
+}
+
+impl World for MpiWorld {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn size(&self) -> usize {
+        self.size
+    }
+    fn host(&self) -> &str {
+        &self.host
+    }
+    fn local_rank(&self) -> usize {
+        self.local_rank
+    }
+    fn local_size(&self) -> usize {
+        self.local_size
+    }
+    fn library_version(&self) -> Option<String> {
+        self.library.clone()
+    }
+    fn barrier(&self) -> Result<()> {
+        self.check("MPI_Barrier", raw::barrier(&self.comm))
+    }
+    fn broadcast_bytes(&self, root: usize, data: &mut Vec<u8>) -> Result<()> {
+        let mut len = data.len() as u64;
+        self.comm
+            .process_at_rank(root as i32)
+            .broadcast_into(&mut len);
+        data.resize(len as usize, 0);
+        self.comm
+            .process_at_rank(root as i32)
+            .broadcast_into(&mut data[..]);
+        Ok(())
+    }
+    fn all_gather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let mut lengths = vec![0 as Count; self.size];
+        self.comm
+            .all_gather_into(&(mine.len() as Count), &mut lengths[..]);
+        let displs: Vec<Count> = lengths
+            .iter()
+            .scan(0, |acc, &l| Some(std::mem::replace(acc, *acc + l)))
+            .collect();
+        let total: usize = lengths.iter().map(|&l| l as usize).sum();
+        let mut all = vec![0u8; total];
+        {
+            let mut partition = PartitionMut::new(&mut all[..], &lengths[..], &displs[..]);
+            self.comm.all_gather_varcount_into(mine, &mut partition);
+        }
+        Ok(lengths
+            .iter()
+            .zip(&displs)
+            .map(|(&l, &d)| all[d as usize..(d + l) as usize].to_vec())
+            .collect())
+    }
+    fn all_reduce_f64(&self, values: &mut [f64], how: Combine) -> Result<()> {
+        let input = values.to_vec();
+        let op = match how {
+            Combine::Sum => SystemOperation::sum(),
+            Combine::Min => SystemOperation::min(),
+            Combine::Max => SystemOperation::max(),
+        };
+        self.comm.all_reduce_into(&input[..], values, op);
+        Ok(())
+    }
+    fn abort(&self, code: i32) -> ! {
+        self.comm.abort(code)
+    }
+}
+
+/// Ends every rank of the job; for the panic hook and the watchdog, which hold no World.
+pub fn abort_job(code: i32) -> ! {
+    raw::abort_world(code)
+}
+
+/// Raw MPI calls that rsmpi does not wrap (error handlers, in-place collectives). The only `unsafe` of
+/// the MPI layer lives here.
+pub(crate) mod raw {
+    use mpi::ffi;
+    use mpi::raw::AsRaw;
+    use mpi::topology::SimpleCommunicator;
+    use std::ffi::c_void;
+    use std::os::raw::{c_char, c_int};
+
+    pub fn errors_return(comm: &SimpleCommunicator) {
+        // SAFETY: a valid communicator and a predefined error handler.
+        unsafe {
+            ffi::MPI_Comm_set_errhandler(comm.as_raw(), ffi::RSMPI_ERRORS_RETURN);
+        }
+    }
+
+    /// MPI_SUCCESS or the error in MPI's own words.
+    pub fn check(code: c_int) -> Result<(), String> {
+        if code == 0 {
+            return Ok(());
+        }
+        let mut text = vec![0 as c_char; 1024];
+        let mut len: c_int = 0;
+        // SAFETY: the buffer holds MPI_MAX_ERROR_STRING (256 in Open MPI and MPICH) characters and more.
+        let rc = unsafe { ffi::MPI_Error_string(code, text.as_mut_ptr(), &mut len) };
+        if rc != 0 || len <= 0 {
+            return Err(format!("MPI error code {code}"));
+        }
+        let bytes: Vec<u8> = text[..len as usize].iter().map(|&c| c as u8).collect();
+        Err(format!(
+            "{} (MPI error code {code})",
+            String::from_utf8_lossy(&bytes)
+        ))
+    }
+
+    pub fn barrier(comm: &SimpleCommunicator) -> c_int {
+        // SAFETY: a valid communicator.
+        unsafe { ffi::MPI_Barrier(comm.as_raw()) }
+    }
+
+    pub fn abort_world(code: c_int) -> ! {
+        // SAFETY: MPI_Abort on the world communicator; it does not return.
+        unsafe {
+            ffi::MPI_Abort(ffi::RSMPI_COMM_WORLD, code);
+        }
+        std::process::exit(code)
+    }
+
+    /// MPI_IN_PLACE is a macro of the implementation's header, not a symbol: Open MPI defines it as
+    /// (void *) 1, MPICH and its derivatives (Intel MPI, MVAPICH, Cray MPICH) as (void *) -1.
+    pub fn in_place_sentinel(library_version: &str) -> *const c_void {
+        if library_version.contains("Open MPI") {
+            // Not a dangling pointer in spirit: the address 1 is Open MPI's MPI_IN_PLACE.
+            std::ptr::without_provenance(1)
+        } else {
+            std::ptr::without_provenance(usize::MAX)
+        }
+    }
+
+    pub type Datatype = ffi::MPI_Datatype;
+    pub type Op = ffi::MPI_Op;
+
+    pub fn datatype(name: &str) -> Datatype {
+        // SAFETY: reading rsmpi's constant handles.
+        unsafe {
+            match name {
+                "int8" => ffi::RSMPI_INT8_T,
+                "uint8" => ffi::RSMPI_UINT8_T,
+                "int16" => ffi::RSMPI_INT16_T,
+                "uint16" => ffi::RSMPI_UINT16_T,
+                "int32" => ffi::RSMPI_INT32_T,
+                "uint32" => ffi::RSMPI_UINT32_T,
+                "int64" => ffi::RSMPI_INT64_T,
+                "uint64" => ffi::RSMPI_UINT64_T,
+                "float" => ffi::RSMPI_FLOAT,
+                "double" => ffi::RSMPI_DOUBLE,
+                _ => ffi::RSMPI_UINT8_T,
+            }
+        }
+    }
+
+    pub fn op(name: &str) -> Op {
+        // SAFETY: reading rsmpi's constant handles.
+        unsafe {
+            match name {
+                "prod" => ffi::RSMPI_PROD,
+                "max" => ffi::RSMPI_MAX,
+                "min" => ffi::RSMPI_MIN,
+                _ => ffi::RSMPI_SUM,
+            }
+        }
+    }
+
+    /// Which of a rank's two buffers a region lies in.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Buf {
+        Send,
+        Recv,
+    }
+
+    /// Where a call reads or writes: a buffer and a byte offset into it. `None` as a send operand
+    /// stands for MPI_IN_PLACE.
+    pub type At = (Buf, usize);
+
+    /// One collective call. Counts are per rank, as MPI takes them.
+    #[derive(Debug, Clone, Copy)]
+    pub enum Call {
+        Allreduce {
+            send: Option<At>,
+            recv: At,
+            count: i32,
+            dt: Datatype,
+            op: Op,
+        },
+        Allgather {
+            send: Option<At>,
+            recv: At,
+            count: i32,
+            dt: Datatype,
+        },
+        ReduceScatterBlock {
+            send: Option<At>,
+            recv: At,
+            count: i32,
+            dt: Datatype,
+            op: Op,
+        },
+        Bcast {
+            buf: At,
+            count: i32,
+            dt: Datatype,
+            root: i32,
+        },
+        Reduce {
+            send: Option<At>,
+            recv: At,
+            count: i32,
+            dt: Datatype,
+            op: Op,
+            root: i32,
+        },
+        Alltoall {
+            send: Option<At>,
+            recv: At,
+            count: i32,
+            dt: Datatype,
+        },
+        Sendrecv {
+            send: At,
+            recv: At,
+            count: i32,
+            dt: Datatype,
+            to: i32,
+            from: i32,
+        },
+        SendrecvReplace {
+            buf: At,
+            count: i32,
+            dt: Datatype,
+            to: i32,
+            from: i32,
+        },
+        Gather {
+            send: Option<At>,
+            recv: At,
+            count: i32,
+            dt: Datatype,
+            root: i32,
+        },
+        Scatter {
+            send: At,
+            recv: Option<At>,
+            count: i32,
+            dt: Datatype,
+            root: i32,
+        },
+    }
+
+    /// The two buffers of a rank and what it needs to turn regions into pointers.
+    pub struct Buffers<'a> {
+        pub send: &'a mut [u8],
+        pub recv: &'a mut [u8],
+        pub in_place: *const c_void,
+    }
+
+    impl Buffers<'_> {
+        /// A pointer to `bytes` bytes at `at`, or None when they do not fit (the call is then refused).
+        fn ptr(&mut self, at: At, bytes: usize) -> Option<*mut c_void> {
+            let (buf, offset) = at;
+            let slice = match buf {
+                Buf::Send => &mut *self.send,
+                Buf::Recv => &mut *self.recv,
+            };
+            let end = offset.checked_add(bytes)?;
+            (end <= slice.len()).then(|| slice[offset..].as_mut_ptr() as *mut c_void)
+        }
+
+        fn send_ptr(&mut self, at: Option<At>, bytes: usize) -> Option<*const c_void> {
+            match at {
+                None => Some(self.in_place),
+                Some(at) => self.ptr(at, bytes).map(|p| p as *const c_void),
+            }
+        }
+    }
+
+    pub fn type_size(dt: Datatype) -> usize {
+        let mut size: c_int = 0;
+        // SAFETY: a predefined or committed datatype.
+        unsafe { ffi::MPI_Type_size(dt, &mut size) };
+        size.max(0) as usize
+    }
+
+    /// A committed datatype of `bytes` contiguous bytes, for element counts beyond MPI's int.
+    pub fn contiguous_bytes(bytes: i32) -> Datatype {
+        let mut dt = std::mem::MaybeUninit::<Datatype>::uninit();
+        // SAFETY: MPI writes the new handle before we read it; committing a fresh type.
+        unsafe {
+            ffi::MPI_Type_contiguous(bytes, ffi::RSMPI_UINT8_T, dt.as_mut_ptr());
+            let mut dt = dt.assume_init();
+            ffi::MPI_Type_commit(&mut dt);
+            dt
+        }
+    }
+
+    /// Error code returned when a region does not fit its buffer: the call is refused, never made.
+    pub const OUT_OF_BOUNDS: c_int = -1;
+
+    /// Runs one collective on this rank's buffers. Every region is checked against its buffer for
+    /// the bytes MPI will touch on this rank before the call is made.
+    pub fn run(
+        call: &Call,
+        bufs: &mut Buffers,
+        comm: &SimpleCommunicator,
+        rank: i32,
+        size: i32,
+    ) -> c_int {
+        let c = comm.as_raw();
+        let n = size as usize;
+        let bytes = |count: i32, dt: Datatype| count.max(0) as usize * type_size(dt);
+        macro_rules! get {
+            ($e:expr) => {
+                match $e {
+                    Some(p) => p,
+                    None => return OUT_OF_BOUNDS,
+                }
+            };
+        }
+        // SAFETY (every arm): each pointer comes from `Buffers::ptr`, which checked that the bytes this
+        // rank's part of the call reads or writes lie inside the buffer; the communicator is valid.
+        unsafe {
+            match *call {
+                Call::Allreduce {
+                    send,
+                    recv,
+                    count,
+                    dt,
+                    op,
+                } => {
+                    let b = bytes(count, dt);
+                    let s = get!(bufs.send_ptr(send, b));
+                    let r = get!(bufs.ptr(recv, b));
+                    ffi::MPI_Allreduce(s, r, count, dt, op, c)
+                }
+                Call::Allgather {
+                    send,
+                    recv,
+                    count,
+                    dt,
+                } => {
+                    let b = bytes(count, dt);
+                    let s = get!(bufs.send_ptr(send, b));
+                    let r = get!(bufs.ptr(recv, b * n));
+                    ffi::MPI_Allgather(s, count, dt, r, count, dt, c)
+                }
+                Call::ReduceScatterBlock {
+                    send,
+                    recv,
+                    count,
+                    dt,
+                    op,
+                } => {
+                    let b = bytes(count, dt);
+                    let s = get!(bufs.send_ptr(send, b * n));
+                    // In place, the whole input lies in the receive buffer.
+                    let r = get!(bufs.ptr(recv, if send.is_none() { b * n } else { b }));
+                    ffi::MPI_Reduce_scatter_block(s, r, count, dt, op, c)
+                }
+                Call::Bcast {
+                    buf,
+                    count,
+                    dt,
+                    root,
+                } => {
+                    let p = get!(bufs.ptr(buf, bytes(count, dt)));
+                    ffi::MPI_Bcast(p, count, dt, root, c)
+                }
+                Call::Reduce {
+                    send,
+                    recv,
+                    count,
+                    dt,
+                    op,
+                    root,
+                } => {
+                    let b = bytes(count, dt);
+                    let s = get!(bufs.send_ptr(send, b));
+                    let r = get!(bufs.ptr(recv, b));
+                    ffi::MPI_Reduce(s, r, count, dt, op, root, c)
+                }
+                Call::Alltoall {
+                    send,
+                    recv,
+                    count,
+                    dt,
+                } => {
+                    let b = bytes(count, dt) * n;
+                    let s = get!(bufs.send_ptr(send, b));
+                    let r = get!(bufs.ptr(recv, b));
+                    ffi::MPI_Alltoall(s, count, dt, r, count, dt, c)
+                }
+                Call::Sendrecv {
+                    send,
+                    recv,
+                    count,
+                    dt,
+                    to,
+                    from,
+                } => {
+                    let b = bytes(count, dt);
+                    let s = get!(bufs.ptr(send, b));
+                    let r = get!(bufs.ptr(recv, b));
+                    ffi::MPI_Sendrecv(
+                        s,
+                        count,
+                        dt,
+                        to,
+                        0,
+                        r,
+                        count,
+                        dt,
+                        from,
+                        0,
+                        c,
+                        ffi::RSMPI_STATUS_IGNORE,
+                    )
+                }
+                Call::SendrecvReplace {
+                    buf,
+                    count,
+                    dt,
+                    to,
+                    from,
+                } => {
+                    let p = get!(bufs.ptr(buf, bytes(count, dt)));
+                    ffi::MPI_Sendrecv_replace(
+                        p,
+                        count,
+                        dt,
+                        to,
+                        0,
+                        from,
+                        0,
+                        c,
+                        ffi::RSMPI_STATUS_IGNORE,
+                    )
+                }
+                Call::Gather {
+                    send,
+                    recv,
+                    count,
+                    dt,
+                    root,
+                } => {
+                    let b = bytes(count, dt);
+                    let s = get!(bufs.send_ptr(send, b));
+                    let r = get!(bufs.ptr(recv, if rank == root { b * n } else { 0 }));
+                    ffi::MPI_Gather(s, count, dt, r, count, dt, root, c)
+                }
+                Call::Scatter {
+                    send,
+                    recv,
+                    count,
+                    dt,
+                    root,
+                } => {
+                    let b = bytes(count, dt);
+                    let s = get!(bufs.ptr(send, if rank == root { b * n } else { 0 }));
+                    let r = match recv {
+                        None => bufs.in_place as *mut c_void,
+                        Some(at) => get!(bufs.ptr(at, b)),
+                    };
+                    ffi::MPI_Scatter(s, count, dt, r, count, dt, root, c)
+                }
+            }
+        }
+    }
+}

@@ -9,7 +9,9 @@ pub struct SoloWorld {
 
 impl SoloWorld {
     pub fn new() -> Self {
-        SoloWorld { host: super::host_name() }
+        SoloWorld {
+            host: super::host_name(),
+        }
     }
 }
 

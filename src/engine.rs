@@ -1,0 +1,306 @@
+//! The sweep engine: for each collective, type, operator, root and size it prepares buffers, warms up,
+//! runs the timed loop, verifies, and combines the numbers of every rank into a Row. It never knows
+//! which backend it drives.
+
+use crate::backend::{Backend, BufferId, OpDesc};
+use crate::check::pattern::Pattern;
+use crate::check::verify;
+use crate::collective::Collective;
+use crate::dtype::{DataType, ReduceOp};
+use crate::error::{Error, Result};
+use crate::metrics::{algbw_gbps, busbw_gbps};
+use crate::plan::{Average, Plan};
+use crate::report::model::{Measurement, Row, Stats};
+use crate::size::HumanSize;
+use crate::testing::TestSwitches;
+use crate::watchdog::Watchdog;
+use crate::world::{all_gather_value, Combine, World};
+use std::time::Instant;
+
+/// Receives each row as soon as it is measured (rank 0's reporters).
+pub trait RowSink {
+    fn row(&mut self, row: &Row) -> Result<()>;
+}
+
+/// One (collective, type, operator) the backend can run.
+#[derive(Debug, Clone, Copy)]
+pub struct Combination {
+    pub collective: Collective,
+    pub dtype: DataType,
+    pub op: Option<ReduceOp>,
+}
+
+/// The combinations of the plan the backend supports, and a note for each it does not. A plan with
+/// nothing runnable is a usage error naming why.
+pub fn combinations(plan: &Plan, backend: &dyn Backend) -> Result<(Vec<Combination>, Vec<String>)> {
+    let mut runnable = Vec::new();
+    let mut notes = Vec::new();
+    for &collective in &plan.collectives {
+        for &dtype in &plan.dtypes {
+            for op in plan.ops_for(collective) {
+                match backend.unsupported(collective, dtype, op) {
+                    None => runnable.push(Combination {
+                        collective,
+                        dtype,
+                        op,
+                    }),
+                    Some(why) => notes.push(format!("skipped: {why}")),
+                }
+            }
+        }
+    }
+    if runnable.is_empty() {
+        return Err(Error::Usage(
+            notes
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "nothing to run".into()),
+        ));
+    }
+    Ok((runnable, notes))
+}
+
+/// Bytes each of the two buffers needs for the largest operation of `size` bytes.
+pub fn buffer_bytes(combos: &[Combination], size: u64, ranks: usize) -> u64 {
+    combos
+        .iter()
+        .map(|c| {
+            let s = c.collective.shape(size, c.dtype.size(), ranks);
+            s.send_count.max(s.recv_count) * c.dtype.size() as u64
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+pub struct Engine<'a> {
+    pub plan: &'a Plan,
+    pub world: &'a dyn World,
+    pub backend: &'a mut dyn Backend,
+    pub watchdog: &'a Watchdog,
+    pub switches: TestSwitches,
+}
+
+impl Engine<'_> {
+    /// Runs the whole sweep over `sizes` for every combination; rank 0 passes each row to `sink`.
+    pub fn run(
+        &mut self,
+        combos: &[Combination],
+        sizes: &[u64],
+        sink: &mut dyn RowSink,
+    ) -> Result<()> {
+        let n = self.world.size();
+        let mut row_index = 0usize;
+        let mut cycle = 0u64;
+        while self.plan.run_cycles == 0 || cycle < self.plan.run_cycles {
+            for combo in combos {
+                for root in self.plan.roots_for(combo.collective, n) {
+                    if let Some(r) = root.filter(|&r| r >= n) {
+                        return Err(Error::Usage(format!(
+                            "-r/--root {r} is not a rank of this {n}-rank job: use 0 to {}, or all",
+                            n - 1
+                        )));
+                    }
+                    for &size in sizes {
+                        self.switches.before_row(self.world.rank(), row_index);
+                        let row = self.measure_row(*combo, root, size, cycle)?;
+                        if self.world.rank() == 0 {
+                            sink.row(&row)?;
+                        }
+                        row_index += 1;
+                    }
+                }
+            }
+            cycle += 1;
+        }
+        Ok(())
+    }
+
+    fn measure_row(
+        &mut self,
+        combo: Combination,
+        root: Option<usize>,
+        size: u64,
+        cycle: u64,
+    ) -> Result<Row> {
+        let n = self.world.size();
+        let shape = combo.collective.shape(size, combo.dtype.size(), n);
+        let factor = combo.collective.bus_factor(n);
+        let mut placements = [None, None];
+        for (slot, in_place) in placements.iter_mut().zip([false, true]) {
+            if in_place && !combo.collective.has_in_place() {
+                continue;
+            }
+            let desc = OpDesc {
+                collective: combo.collective,
+                dtype: combo.dtype,
+                op: combo.op,
+                root,
+                shape,
+                in_place,
+            };
+            *slot = Some(self.measure(&desc, factor)?);
+        }
+        let [out_of_place, in_place] = placements;
+        Ok(Row {
+            collective: combo.collective,
+            dtype: combo.dtype,
+            op: combo.op,
+            root,
+            size_bytes: shape.size_bytes,
+            count: shape.count,
+            ranks: n,
+            cycle,
+            bus_factor: factor,
+            path: self.backend.path(combo.collective).to_string(),
+            out_of_place,
+            in_place,
+        })
+    }
+
+    fn label(desc: &OpDesc, step: &str) -> String {
+        format!(
+            "{} {} {}{}{} {}, {step}",
+            desc.collective,
+            HumanSize(desc.shape.size_bytes),
+            desc.dtype,
+            desc.op.map(|o| format!(" {o}")).unwrap_or_default(),
+            desc.root.map(|r| format!(" root {r}")).unwrap_or_default(),
+            if desc.in_place {
+                "in-place"
+            } else {
+                "out-of-place"
+            }
+        )
+    }
+
+    fn pattern(&self, desc: &OpDesc, check_iteration: u64) -> Pattern {
+        Pattern {
+            collective: desc.collective,
+            dtype: desc.dtype,
+            op: desc.op,
+            root: desc.root.unwrap_or(0),
+            ranks: self.world.size(),
+            seed: self.plan.seed.wrapping_add(check_iteration),
+            shape: desc.shape,
+        }
+    }
+
+    /// Where this rank's input goes and its output comes from, in (buffer, byte offset).
+    fn locations(&self, desc: &OpDesc) -> ((BufferId, u64), (BufferId, u64)) {
+        let elt = desc.dtype.size() as u64;
+        if desc.in_place {
+            let layout =
+                self.backend
+                    .in_place_layout(desc.collective, &desc.shape, self.world.rank());
+            (
+                (BufferId::Recv, layout.input_offset * elt),
+                (BufferId::Recv, layout.output_offset * elt),
+            )
+        } else {
+            ((BufferId::Send, 0), (BufferId::Recv, 0))
+        }
+    }
+
+    /// Puts fresh inputs in place and poisons the rest of the receive buffer, so that an operation that
+    /// writes nothing cannot pass the check on stale results.
+    fn prepare(&mut self, desc: &OpDesc, pattern: &Pattern) -> Result<()> {
+        let rank = self.world.rank();
+        let ((in_buf, in_off), _) = self.locations(desc);
+        let span = desc.shape.send_count.max(desc.shape.recv_count) * desc.dtype.size() as u64;
+        self.backend.fill(BufferId::Recv, span, 0xFF)?;
+        verify::write_input(self.backend, pattern, rank, in_buf, in_off)
+    }
+
+    fn measure(&mut self, desc: &OpDesc, factor: f64) -> Result<Measurement> {
+        let plan = self.plan;
+        let rank = self.world.rank();
+        let first = self.pattern(desc, 0);
+        self.prepare(desc, &first)?;
+
+        self.watchdog.arm(|| Self::label(desc, "warm-up"));
+        for _ in 0..plan.warmup_iters {
+            self.backend.enqueue(desc)?;
+        }
+        self.backend.wait()?;
+        self.watchdog
+            .arm(|| Self::label(desc, "barrier before the timed loop"));
+        self.world.barrier()?;
+
+        self.watchdog.arm(|| Self::label(desc, "timed loop"));
+        let iters = plan.iters as usize;
+        self.backend.reserve_marks(iters + 1)?;
+        let delay = self.switches.delay_for(rank);
+        let start = Instant::now();
+        self.backend.mark(0)?;
+        for i in 0..iters {
+            self.backend.group_start()?;
+            for _ in 0..plan.agg_iters {
+                self.backend.enqueue(desc)?;
+            }
+            self.backend.group_end()?;
+            if plan.blocking {
+                self.backend.wait()?;
+            }
+            if let Some(d) = delay {
+                std::thread::sleep(d);
+            }
+            self.backend.mark(i + 1)?;
+        }
+        self.backend.wait()?;
+        let elapsed_us = start.elapsed().as_secs_f64() * 1e6;
+        let per_op = (plan.iters * plan.agg_iters) as f64;
+        let local_time_us = elapsed_us / per_op;
+        let mut per_iteration: Vec<f64> = self
+            .backend
+            .mark_intervals_us(iters)?
+            .into_iter()
+            .map(|t| t / plan.agg_iters as f64)
+            .collect();
+
+        self.watchdog
+            .arm(|| Self::label(desc, "combining times across ranks"));
+        let rank_time_us: Vec<f64> = all_gather_value(self.world, &local_time_us)?;
+        let time_us = match plan.average {
+            Average::Rank0 => rank_time_us[0],
+            Average::Mean => rank_time_us.iter().sum::<f64>() / rank_time_us.len() as f64,
+            Average::Min => rank_time_us.iter().copied().fold(f64::INFINITY, f64::min),
+            Average::Max => rank_time_us.iter().copied().fold(0.0, f64::max),
+        };
+        // Iteration i took as long as its slowest rank.
+        self.world
+            .all_reduce_f64(&mut per_iteration, Combine::Max)?;
+
+        let wrong = if plan.check_iters > 0 {
+            self.watchdog.arm(|| Self::label(desc, "correctness check"));
+            let mut local = 0u64;
+            let (_, (out_buf, out_off)) = self.locations(desc);
+            let corrupt = verify::corrupt_count_from_env(rank).unwrap_or(0);
+            for c in 0..plan.check_iters {
+                let pattern = self.pattern(desc, c);
+                self.prepare(desc, &pattern)?;
+                self.world.barrier()?;
+                self.backend.enqueue(desc)?;
+                self.backend.wait()?;
+                local +=
+                    verify::count_wrong(self.backend, &pattern, rank, out_buf, out_off, corrupt)?;
+            }
+            let mut total = [local as f64];
+            self.world.all_reduce_f64(&mut total, Combine::Sum)?;
+            Some(total[0] as u64)
+        } else {
+            None
+        };
+        self.watchdog.disarm();
+
+        let algbw = algbw_gbps(desc.shape.size_bytes, time_us);
+        Ok(Measurement {
+            time_us,
+            algbw_gbps: algbw,
+            busbw_gbps: busbw_gbps(algbw, factor),
+            wrong,
+            iterations: plan.iters,
+            stats: Stats::from_samples(&per_iteration),
+            rank_time_us,
+        })
+    }
+}

@@ -1,0 +1,85 @@
+//! The numbers of a row: algorithm and bus bandwidth (nccl-tests' definitions) and the distribution of
+//! per-iteration times.
+
+use crate::report::model::Stats;
+
+/// size / time in GB/s (1 GB = 1e9 bytes), as nccl-tests; 0 when the time is 0.
+pub fn algbw_gbps(size_bytes: u64, time_us: f64) -> f64 {
+    if time_us > 0.0 {
+        size_bytes as f64 / (time_us * 1e3)
+    } else {
+        0.0
+    }
+}
+
+/// algbw x the collective's bus factor.
+pub fn busbw_gbps(algbw_gbps: f64, factor: f64) -> f64 {
+    algbw_gbps * factor
+}
+
+/// Percentile by nearest rank on sorted samples (p in 0..=100).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+impl Stats {
+    /// The distribution of samples (microseconds); None without samples.
+    pub fn from_samples(samples: &[f64]) -> Option<Stats> {
+        if samples.is_empty() {
+            return None;
+        }
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len() as f64;
+        let mean = sorted.iter().sum::<f64>() / n;
+        let variance = if sorted.len() > 1 {
+            sorted.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+        } else {
+            0.0
+        };
+        let stdev = variance.sqrt();
+        Some(Stats {
+            samples: sorted.len(),
+            min_us: sorted[0],
+            p50_us: percentile(&sorted, 50.0),
+            p95_us: percentile(&sorted, 95.0),
+            p99_us: percentile(&sorted, 99.0),
+            max_us: sorted[sorted.len() - 1],
+            mean_us: mean,
+            stdev_us: stdev,
+            cv_percent: if mean > 0.0 {
+                100.0 * stdev / mean
+            } else {
+                0.0
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bandwidths_follow_nccl_tests() {
+        // 1 GB in 1e6 us is 1 GB/s; an all_reduce on 4 ranks has bus factor 1.5.
+        assert_eq!(algbw_gbps(1_000_000_000, 1e6), 1.0);
+        assert_eq!(busbw_gbps(2.0, 1.5), 3.0);
+        assert_eq!(algbw_gbps(1024, 0.0), 0.0);
+    }
+
+    #[test]
+    fn distribution_of_one_to_hundred() {
+        let samples: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        let s = Stats::from_samples(&samples).unwrap();
+        assert_eq!(
+            (s.min_us, s.p50_us, s.p95_us, s.p99_us, s.max_us),
+            (1.0, 50.0, 95.0, 99.0, 100.0)
+        );
+        assert_eq!(s.mean_us, 50.5);
+        assert!((s.stdev_us - 29.011491975882016).abs() < 1e-9);
+        assert!(Stats::from_samples(&[]).is_none());
+        assert_eq!(Stats::from_samples(&[4.0]).unwrap().stdev_us, 0.0);
+    }
+}

@@ -1,0 +1,73 @@
+//! The header rank 0 prints before the table: version, backend and libraries, parameters, one line per rank.
+
+use super::model::RunDocument;
+use crate::plan::Plan;
+use crate::size::HumanSize;
+
+pub fn render(doc: &RunDocument, plan: &Plan) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(format!(
+        "# collbench {} (nccl-tests compatible metrics)",
+        doc.collbench_version
+    ));
+    line(format!(
+        "# Backend: {} ({})",
+        doc.backend.name, doc.backend.reason
+    ));
+    for lib in &doc.backend.libraries {
+        line(format!("# Library: {} {}", lib.library, lib.version));
+    }
+    let sizes = &doc.plan.sizes;
+    let collectives: Vec<&str> = plan.collectives.iter().map(|c| c.name()).collect();
+    let dtypes: Vec<&str> = plan.dtypes.iter().map(|t| t.name()).collect();
+    let ops: Vec<&str> = plan.ops.iter().map(|o| o.name()).collect();
+    line(format!(
+        "# Collectives: {}   Types: {}   Ops: {}",
+        collectives.join(" "),
+        dtypes.join(" "),
+        ops.join(" ")
+    ));
+    if let (Some(first), Some(last)) = (sizes.first(), sizes.last()) {
+        let step = match plan.step {
+            crate::size::Step::Factor(f) => format!("x{f}"),
+            crate::size::Step::Bytes(b) => format!("+{}", HumanSize(b)),
+        };
+        line(format!(
+            "# Sizes: {} to {} ({step}, {} sizes)   nranks {}   iters {}   warmup {}   agg {}   check {}   average {}   blocking {}   cycles {}",
+            HumanSize(*first),
+            HumanSize(*last),
+            sizes.len(),
+            doc.ranks.len(),
+            plan.iters,
+            plan.warmup_iters,
+            plan.agg_iters,
+            plan.check_iters,
+            serde_json::to_value(plan.average).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            u8::from(plan.blocking),
+            plan.run_cycles
+        ));
+    }
+    for note in &doc.notes {
+        line(format!("# Note: {note}"));
+    }
+    line("#".into());
+    line("# Using devices".into());
+    for r in &doc.ranks {
+        let index = r
+            .device
+            .index
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "-".into());
+        let bus = r.device.pci_bus_id.clone().unwrap_or_else(|| "-".into());
+        line(format!(
+            "#  Rank {:3} Pid {:7} on {:>16} device {:>2} [{}] {}",
+            r.rank, r.pid, r.host, index, bus, r.device.name
+        ));
+    }
+    line("#".into());
+    out
+}

@@ -1,0 +1,148 @@
+//! The typed results of a run: one document holding the plan, the ranks and every measured row.
+//! It is what `--json` writes (schema in docs/JSON.md) and what compare and plot read.
+
+use crate::backend::{DeviceInfo, LibraryVersion};
+use crate::collective::Collective;
+use crate::dtype::{DataType, ReduceOp};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Bumped whenever a field changes meaning or disappears; adding a field keeps the version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunDocument {
+    pub schema_version: u32,
+    pub collbench_version: String,
+    pub command_line: Vec<String>,
+    /// Seconds since the Unix epoch when the run started.
+    pub started_unix_s: f64,
+    /// running (rows still coming, or the job died), complete, or failed (with `error`).
+    pub status: RunStatus,
+    pub error: Option<String>,
+    /// Variables that change how the libraries behave (NCCL_*, RCCL_*, OMPI_*, UCX_*, *_VISIBLE_DEVICES).
+    pub environment: BTreeMap<String, String>,
+    pub backend: BackendReport,
+    pub plan: PlanReport,
+    pub ranks: Vec<RankInfo>,
+    pub notes: Vec<String>,
+    pub rows: Vec<Row>,
+    /// Null until the sweep has finished.
+    pub summary: Option<Summary>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Complete,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackendReport {
+    pub name: String,
+    /// Why this backend was used (what --backend auto found, or "requested").
+    pub reason: String,
+    pub libraries: Vec<LibraryVersion>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanReport {
+    /// The validated command-line plan.
+    pub requested: serde_json::Value,
+    /// The sizes measured, in bytes, after any memory cap.
+    pub sizes: Vec<u64>,
+    /// The largest size, when the memory free on some rank lowered it below -e.
+    pub memory_cap: Option<MemoryCap>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemoryCap {
+    pub requested_max_bytes: u64,
+    pub capped_max_bytes: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RankInfo {
+    pub rank: usize,
+    pub host: String,
+    pub pid: u32,
+    pub local_rank: usize,
+    pub device: DeviceInfo,
+}
+
+/// One line of the table: a collective at one size, type, operator and root, in both placements.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Row {
+    pub collective: Collective,
+    pub dtype: DataType,
+    /// Null for collectives that do not reduce.
+    pub op: Option<ReduceOp>,
+    /// Null for collectives without a root.
+    pub root: Option<usize>,
+    /// The `size` column: bytes that algbw divides by time.
+    pub size_bytes: u64,
+    /// The `count` column: elements passed to the library call.
+    pub count: u64,
+    pub ranks: usize,
+    /// Which repetition of the sweep (-N), from 0.
+    pub cycle: u64,
+    /// busbw / algbw for this collective and rank count.
+    pub bus_factor: f64,
+    /// How the library carried the collective ("native", "grouped send/recv").
+    pub path: String,
+    pub out_of_place: Option<Measurement>,
+    pub in_place: Option<Measurement>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measurement {
+    /// nccl-tests' time: host clock around the timed loop divided by iterations, combined over ranks by -a.
+    pub time_us: f64,
+    /// size / time, in GB/s (1 GB = 1e9 bytes).
+    pub algbw_gbps: f64,
+    /// algbw x bus factor.
+    pub busbw_gbps: f64,
+    /// Wrong elements summed over ranks and check iterations; null when the check is off.
+    pub wrong: Option<u64>,
+    /// Timed iterations (each of -m operations).
+    pub iterations: u64,
+    /// Distribution of per-iteration times (slowest rank at each iteration).
+    pub stats: Option<Stats>,
+    /// Each rank's own mean time per operation, in rank order.
+    pub rank_time_us: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Stats {
+    pub samples: usize,
+    pub min_us: f64,
+    pub p50_us: f64,
+    pub p95_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+    pub mean_us: f64,
+    pub stdev_us: f64,
+    pub cv_percent: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    /// Wrong elements over every row; null when the check was off.
+    pub wrong_total: Option<u64>,
+    pub check_passed: Option<bool>,
+    pub avg_busbw: Option<BusBwFigure>,
+    pub peak_busbw: Option<BusBwFigure>,
+    pub exit_code: i32,
+}
+
+/// A bus-bandwidth figure and exactly which rows it covers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BusBwFigure {
+    pub gbps: f64,
+    /// Number of busbw values (row x placement) it is made of.
+    pub values: usize,
+    pub covers: String,
+}

@@ -1,0 +1,61 @@
+//! Test-only switches, read from the environment once, that make a rank fail on purpose so the suite can
+//! prove failures end the job cleanly. Documented in docs/TESTING.md; harmless when unset.
+//!
+//! - COLLBENCH_TEST_PANIC=RANK:ROW   RANK panics before measuring row ROW (counted from 0)
+//! - COLLBENCH_TEST_EXIT=RANK:ROW    RANK exits with status 3 without finalising MPI
+//! - COLLBENCH_TEST_HANG=RANK:ROW    RANK sleeps forever (to exercise -T)
+//! - COLLBENCH_TEST_DELAY=RANK:US    RANK sleeps US microseconds in every timed iteration
+//! - COLLBENCH_TEST_CORRUPT=RANK:N   (check/verify.rs) RANK corrupts N output elements per check
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, Default)]
+pub struct TestSwitches {
+    panic_at: Option<(usize, usize)>,
+    exit_at: Option<(usize, usize)>,
+    hang_at: Option<(usize, usize)>,
+    delay: Option<(usize, u64)>,
+}
+
+fn pair(name: &str) -> Option<(usize, u64)> {
+    let v = std::env::var(name).ok()?;
+    let (a, b) = v.split_once(':')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+impl TestSwitches {
+    pub fn from_env() -> Self {
+        let at = |name| pair(name).map(|(r, n)| (r, n as usize));
+        TestSwitches {
+            panic_at: at("COLLBENCH_TEST_PANIC"),
+            exit_at: at("COLLBENCH_TEST_EXIT"),
+            hang_at: at("COLLBENCH_TEST_HANG"),
+            delay: pair("COLLBENCH_TEST_DELAY"),
+        }
+    }
+
+    /// Called by every rank before each row.
+    pub fn before_row(&self, rank: usize, row: usize) {
+        if self.panic_at == Some((rank, row)) {
+            panic!("COLLBENCH_TEST_PANIC: rank {rank} panics before row {row} as asked");
+        }
+        if self.exit_at == Some((rank, row)) {
+            eprintln!(
+                "collbench: COLLBENCH_TEST_EXIT: rank {rank} exits before row {row} as asked"
+            );
+            std::process::exit(3);
+        }
+        if self.hang_at == Some((rank, row)) {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+    }
+
+    /// The delay this rank adds to each timed iteration.
+    pub fn delay_for(&self, rank: usize) -> Option<Duration> {
+        self.delay
+            .filter(|(r, _)| *r == rank)
+            .map(|(_, us)| Duration::from_micros(us))
+    }
+}
