@@ -13,6 +13,7 @@ pub enum Collective {
     Broadcast,
     Reduce,
     AllToAll,
+    #[serde(rename = "sendrecv")]
     SendRecv,
     Gather,
     Scatter,
@@ -313,6 +314,13 @@ mod tests {
         // int8 aligns to 16 elements, double to 2.
         assert_eq!(Collective::AllToAll.shape(1000, 1, 3).count, 320);
         assert_eq!(Collective::AllToAll.shape(1000, 8, 3).count, 40);
+    }
+
+    #[test]
+    fn serialised_names_are_the_printed_names() {
+        for c in Collective::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.name());
+        }
     }
 
     #[test]
