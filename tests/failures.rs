@@ -6,10 +6,17 @@ use common::*;
 use std::time::{Duration, Instant};
 
 fn usage_error(args: &[&str], expect_in_message: &str) {
-    let out = collbench().args(args).timeout(Duration::from_secs(30)).output().unwrap();
+    let out = collbench()
+        .args(args)
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert!(stderr.contains(expect_in_message), "{args:?}: '{expect_in_message}' not in: {stderr}");
+    assert!(
+        stderr.contains(expect_in_message),
+        "{args:?}: '{expect_in_message}' not in: {stderr}"
+    );
     // Nothing ran: no table was printed.
     assert!(!String::from_utf8_lossy(&out.stdout).contains("Out of bounds"));
 }
@@ -30,37 +37,64 @@ fn usage_errors_exit_2_naming_the_problem() {
 #[test]
 fn usage_errors_known_only_to_the_backend_exit_2() {
     // MPI cannot reduce half: with nothing else to run that is the user's to fix.
-    let out = mpirun(2, &["all_reduce", "-d", "half", "--backend", "mpi"], &[]).output().unwrap();
+    let out = mpirun(2, &["all_reduce", "-d", "half", "--backend", "mpi"], &[])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("MPI has no half reductions"));
     // A root outside the job.
-    let out = mpirun(2, &["broadcast", "-r", "5", "-b", "1K", "-e", "1K"], &[]).output().unwrap();
+    let out = mpirun(2, &["broadcast", "-r", "5", "-b", "1K", "-e", "1K"], &[])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("-r/--root 5"));
 }
 
 #[test]
 fn a_size_that_fits_nowhere_is_refused() {
-    let out = mpirun(2, &["all_reduce", "-b", "1T", "-e", "1T"], &[]).output().unwrap();
-    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = mpirun(2, &["all_reduce", "-b", "1T", "-e", "1T"], &[])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("lower -b"));
 }
 
 fn dies_mid_sweep(switch: &str, expect_code: Option<i32>, expect_in_stderr: &str, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("run.json");
-    let mut args = vec!["all_reduce", "-b", "32K", "-e", "1M", "-n", "3", "-J", json.to_str().unwrap()];
+    let mut args = vec![
+        "all_reduce",
+        "-b",
+        "32K",
+        "-e",
+        "1M",
+        "-n",
+        "3",
+        "-J",
+        json.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let started = Instant::now();
     let out = mpirun(4, &args, &[(switch, "2:3")]).output().unwrap();
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(took < Duration::from_secs(60), "{switch}: the job took {took:?}");
+    assert!(
+        took < Duration::from_secs(60),
+        "{switch}: the job took {took:?}"
+    );
     assert!(!out.status.success(), "{switch}: {stderr}");
     if let Some(code) = expect_code {
         assert_eq!(out.status.code(), Some(code), "{switch}: {stderr}");
     }
-    assert!(stderr.contains(expect_in_stderr), "{switch}: '{expect_in_stderr}' not in {stderr}");
+    assert!(
+        stderr.contains(expect_in_stderr),
+        "{switch}: '{expect_in_stderr}' not in {stderr}"
+    );
     // The rows measured before the failure are on disk in a valid document.
     let doc = read_json(&json);
     assert_eq!(doc["rows"].as_array().unwrap().len(), 3, "{switch}");
@@ -68,7 +102,12 @@ fn dies_mid_sweep(switch: &str, expect_code: Option<i32>, expect_in_stderr: &str
 
 #[test]
 fn a_rank_that_panics_ends_the_job() {
-    dies_mid_sweep("COLLBENCH_TEST_PANIC", Some(1), "internal error on rank 2", &[]);
+    dies_mid_sweep(
+        "COLLBENCH_TEST_PANIC",
+        Some(1),
+        "internal error on rank 2",
+        &[],
+    );
 }
 
 #[test]
@@ -78,5 +117,10 @@ fn a_rank_that_exits_ends_the_job() {
 
 #[test]
 fn a_rank_that_hangs_is_caught_by_the_timeout() {
-    dies_mid_sweep("COLLBENCH_TEST_HANG", Some(4), "did not finish within 2 s", &["-T", "2"]);
+    dies_mid_sweep(
+        "COLLBENCH_TEST_HANG",
+        Some(4),
+        "did not finish within 2 s",
+        &["-T", "2"],
+    );
 }

@@ -19,11 +19,34 @@ const FACTORS: [(&str, fn(f64) -> f64); 9] = [
 fn run_all(np: usize) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("run.json");
-    let out = mpirun(np, &["all", "-b", "32K", "-e", "256K", "-n", "3", "-w", "1", "-c", "1", "--json", json.to_str().unwrap()], &[])
-        .output()
-        .unwrap();
+    let out = mpirun(
+        np,
+        &[
+            "all",
+            "-b",
+            "32K",
+            "-e",
+            "256K",
+            "-n",
+            "3",
+            "-w",
+            "1",
+            "-c",
+            "1",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "np={np}: {}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "np={np}: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("# Out of bounds values : 0 OK"), "{stdout}");
 
     let doc = read_json(&json);
@@ -40,15 +63,24 @@ fn run_all(np: usize) {
             for placement in ["out_of_place", "in_place"] {
                 let m = &row[placement];
                 assert_eq!(m["wrong"], 0, "np={np} {name} {placement}");
-                let (time, algbw, busbw) =
-                    (m["time_us"].as_f64().unwrap(), m["algbw_gbps"].as_f64().unwrap(), m["busbw_gbps"].as_f64().unwrap());
+                let (time, algbw, busbw) = (
+                    m["time_us"].as_f64().unwrap(),
+                    m["algbw_gbps"].as_f64().unwrap(),
+                    m["busbw_gbps"].as_f64().unwrap(),
+                );
                 let size = row["size_bytes"].as_f64().unwrap();
                 assert!(time > 0.0);
-                assert!((algbw - size / (time * 1e3)).abs() <= 1e-9 * algbw.max(1.0), "{name}: algbw = size / time");
+                assert!(
+                    (algbw - size / (time * 1e3)).abs() <= 1e-9 * algbw.max(1.0),
+                    "{name}: algbw = size / time"
+                );
                 if factor(n) == 0.0 {
                     assert_eq!(busbw, 0.0);
                 } else {
-                    assert!((busbw / algbw - factor(n)).abs() < 1e-9, "{name} np={np}: busbw/algbw");
+                    assert!(
+                        (busbw / algbw - factor(n)).abs() < 1e-9,
+                        "{name} np={np}: busbw/algbw"
+                    );
                 }
                 assert_eq!(m["rank_time_us"].as_array().unwrap().len(), np);
                 assert_eq!(m["stats"]["samples"], 3);
@@ -83,16 +115,44 @@ fn every_dtype_and_op_the_mpi_backend_can_reduce_is_exact() {
     let json = dir.path().join("run.json");
     let out = mpirun(
         3,
-        &["all_reduce,reduce_scatter,reduce", "-d", "all", "-o", "all", "-b", "1K", "-e", "64K", "-f", "8", "-n", "1", "-c", "2", "-J", json.to_str().unwrap()],
+        &[
+            "all_reduce,reduce_scatter,reduce",
+            "-d",
+            "all",
+            "-o",
+            "all",
+            "-b",
+            "1K",
+            "-e",
+            "64K",
+            "-f",
+            "8",
+            "-n",
+            "1",
+            "-c",
+            "2",
+            "-J",
+            json.to_str().unwrap(),
+        ],
         &[],
     )
     .output()
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // MPI cannot reduce half, bfloat16 or fp8, nor average: those are skipped with a note, not run.
-    assert!(stdout.contains("skipped: MPI has no half reductions"), "{stdout}");
-    assert!(stdout.contains("skipped: MPI has no avg reduction"), "{stdout}");
+    assert!(
+        stdout.contains("skipped: MPI has no half reductions"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("skipped: MPI has no avg reduction"),
+        "{stdout}"
+    );
     let doc = read_json(&json);
     let ms = measurements(&doc);
     // 3 collectives x 8 types x 4 ops x 3 sizes x 2 placements.
@@ -106,13 +166,29 @@ fn every_dtype_and_op_the_mpi_backend_can_reduce_is_exact() {
 fn data_movement_of_half_bfloat16_and_fp8_is_exact() {
     let out = mpirun(
         2,
-        &["all_gather,broadcast,all_to_all,sendrecv,gather,scatter", "-d", "half,bfloat16,f8e4m3,f8e5m2", "-b", "1K", "-e", "4K", "-n", "1", "-r", "all"],
+        &[
+            "all_gather,broadcast,all_to_all,sendrecv,gather,scatter",
+            "-d",
+            "half,bfloat16,f8e4m3,f8e5m2",
+            "-b",
+            "1K",
+            "-e",
+            "4K",
+            "-n",
+            "1",
+            "-r",
+            "all",
+        ],
         &[],
     )
     .output()
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("# Out of bounds values : 0 OK"));
 }
 
@@ -120,9 +196,23 @@ fn data_movement_of_half_bfloat16_and_fp8_is_exact() {
 fn the_fault_switch_is_caught_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("run.json");
-    let out = mpirun(4, &["all_reduce,all_gather", "-b", "64K", "-e", "128K", "-n", "2", "-J", json.to_str().unwrap()], &[("COLLBENCH_TEST_CORRUPT", "1:13")])
-        .output()
-        .unwrap();
+    let out = mpirun(
+        4,
+        &[
+            "all_reduce,all_gather",
+            "-b",
+            "64K",
+            "-e",
+            "128K",
+            "-n",
+            "2",
+            "-J",
+            json.to_str().unwrap(),
+        ],
+        &[("COLLBENCH_TEST_CORRUPT", "1:13")],
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(7), "a failed check exits 7");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("FAILED"), "{stdout}");
@@ -138,9 +228,23 @@ fn the_fault_switch_is_caught_exactly() {
 fn the_check_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("run.json");
-    mpirun(2, &["sendrecv", "-b", "1M", "-e", "1M", "-c", "0", "-J", json.to_str().unwrap()], &[("COLLBENCH_TEST_CORRUPT", "1:13")])
-        .assert()
-        .success();
+    mpirun(
+        2,
+        &[
+            "sendrecv",
+            "-b",
+            "1M",
+            "-e",
+            "1M",
+            "-c",
+            "0",
+            "-J",
+            json.to_str().unwrap(),
+        ],
+        &[("COLLBENCH_TEST_CORRUPT", "1:13")],
+    )
+    .assert()
+    .success();
     let doc = read_json(&json);
     for (_, m) in measurements(&doc) {
         assert!(m["wrong"].is_null());
@@ -151,10 +255,29 @@ fn the_check_can_be_turned_off() {
 fn every_root_is_run_with_r_all() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("run.json");
-    mpirun(3, &["broadcast,reduce,gather,scatter", "-b", "4K", "-e", "4K", "-r", "all", "-J", json.to_str().unwrap()], &[])
-        .assert()
-        .success();
+    mpirun(
+        3,
+        &[
+            "broadcast,reduce,gather,scatter",
+            "-b",
+            "4K",
+            "-e",
+            "4K",
+            "-r",
+            "all",
+            "-J",
+            json.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .assert()
+    .success();
     let doc = read_json(&json);
-    let roots: Vec<u64> = doc["rows"].as_array().unwrap().iter().map(|r| r["root"].as_u64().unwrap()).collect();
+    let roots: Vec<u64> = doc["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["root"].as_u64().unwrap())
+        .collect();
     assert_eq!(roots, vec![0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]);
 }

@@ -21,13 +21,17 @@ pub fn mpirun(np: usize, args: &[&str], env: &[(&str, &str)]) -> Command {
     for (k, v) in env {
         cmd.env(k, v).args(["-x", k]);
     }
-    cmd.arg(env!("CARGO_BIN_EXE_collbench")).args(args).timeout(Duration::from_secs(120));
+    cmd.arg(env!("CARGO_BIN_EXE_collbench"))
+        .args(args)
+        .timeout(Duration::from_secs(120));
     cmd
 }
 
 pub fn read_json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{} unreadable: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not valid JSON: {e}\n{text}", path.display()))
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{} unreadable: {e}", path.display()));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}\n{text}", path.display()))
 }
 
 /// Every (row, placement measurement) of a results document.
@@ -36,6 +40,10 @@ pub fn measurements(doc: &serde_json::Value) -> Vec<(&serde_json::Value, &serde_
         .as_array()
         .expect("rows")
         .iter()
-        .flat_map(|r| ["out_of_place", "in_place"].into_iter().filter_map(move |p| (!r[p].is_null()).then(|| (r, &r[p]))))
+        .flat_map(|r| {
+            ["out_of_place", "in_place"]
+                .into_iter()
+                .filter_map(move |p| (!r[p].is_null()).then(|| (r, &r[p])))
+        })
         .collect()
 }

@@ -1,0 +1,98 @@
+//! The JSON a real run writes (complete, and cut short by a failing rank) validates against the schema
+//! documented in docs/schema/run.schema.json.
+
+mod common;
+use common::*;
+
+fn validator() -> jsonschema::Validator {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../docs/schema/run.schema.json"))
+            .expect("the schema is JSON");
+    jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema")
+}
+
+fn assert_valid(doc: &serde_json::Value) {
+    let v = validator();
+    let errors: Vec<String> = v
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "schema errors: {errors:#?}");
+}
+
+#[test]
+fn a_complete_run_matches_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    mpirun(
+        2,
+        &[
+            "all",
+            "-b",
+            "1K",
+            "-e",
+            "2K",
+            "-n",
+            "2",
+            "-J",
+            json.to_str().unwrap(),
+        ],
+        &[("NCCL_DEBUG", "WARN")],
+    )
+    .assert()
+    .success();
+    let doc = read_json(&json);
+    assert_valid(&doc);
+    // Only the relevant environment is recorded.
+    assert_eq!(doc["environment"]["NCCL_DEBUG"], "WARN");
+    assert!(doc["environment"].get("PATH").is_none());
+}
+
+#[test]
+fn a_run_cut_short_matches_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    mpirun(
+        2,
+        &[
+            "all_reduce",
+            "-b",
+            "1K",
+            "-e",
+            "64K",
+            "-J",
+            json.to_str().unwrap(),
+        ],
+        &[("COLLBENCH_TEST_PANIC", "1:2")],
+    )
+    .assert()
+    .failure();
+    let doc = read_json(&json);
+    assert_eq!(doc["status"], "running");
+    assert!(doc["summary"].is_null());
+    assert_valid(&doc);
+}
+
+#[test]
+fn the_schema_rejects_a_broken_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    mpirun(
+        1,
+        &[
+            "sendrecv",
+            "-b",
+            "1K",
+            "-e",
+            "1K",
+            "-J",
+            json.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .assert()
+    .success();
+    let mut doc = read_json(&json);
+    doc["rows"][0]["out_of_place"]["time_us"] = serde_json::json!("fast");
+    assert!(!validator().is_valid(&doc));
+}
