@@ -43,7 +43,8 @@ pub fn measurements(doc: &serde_json::Value) -> Vec<(&serde_json::Value, &serde_
         .flat_map(|r| {
             ["out_of_place", "in_place"]
                 .into_iter()
-                .filter_map(move |p| (!r[p].is_null()).then(|| (r, &r[p])))
+                .filter(move |&p| !r[p].is_null())
+                .map(move |p| (r, &r[p]))
         })
         .collect()
 }
