@@ -4,7 +4,10 @@
 mod common;
 use common::*;
 
-const FACTORS: [(&str, fn(f64) -> f64); 9] = [
+/// The bus factor nccl-tests' doc/PERFORMANCE.md gives each collective, for n ranks.
+type Factor = fn(f64) -> f64;
+
+const FACTORS: [(&str, Factor); 9] = [
     ("all_reduce", |n| 2.0 * (n - 1.0) / n),
     ("all_gather", |n| (n - 1.0) / n),
     ("reduce_scatter", |n| (n - 1.0) / n),
