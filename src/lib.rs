@@ -3,7 +3,9 @@
 pub mod cli;
 pub mod collective;
 pub mod dtype;
+pub mod device;
 pub mod error;
+pub mod ffi;
 pub mod plan;
 pub mod size;
 pub mod backend;
