@@ -23,7 +23,8 @@ pub fn driver_status() -> std::result::Result<(), String> {
         // SAFETY: loading the NVIDIA driver library runs no user-visible initialisation.
         match unsafe { libloading::Library::new(name) } {
             Ok(_) => return Ok(()),
-            Err(e) => reasons.push(format!("{name}: {e}")),
+            // The loader names the file in its message.
+            Err(e) => reasons.push(e.to_string()),
         }
     }
     Err(format!(

@@ -45,8 +45,10 @@ impl Hip {
     pub fn open(rank: usize, host: &str) -> Result<Arc<Hip>> {
         let mut attempts = Vec::new();
         for candidate in search::static_candidates(Family::Hip, None, &search::process_env) {
-            // SAFETY: opening the HIP runtime runs its initialisers, which only register the runtime.
-            match unsafe { sys::HipLib::new(&candidate.target) } {
+            // SAFETY: the symbols are typed by our declarations of the HIP ABI (sys/hip_api.h).
+            let opened = super::open_resident(&candidate.target)
+                .and_then(|l| unsafe { sys::HipLib::from_library(l) });
+            match opened {
                 Ok(lib) => {
                     let path = if candidate.target.is_absolute() {
                         candidate.target.clone()

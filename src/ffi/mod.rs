@@ -38,6 +38,17 @@ impl StreamHandle {
     }
 }
 
+/// Opens a shared library that stays mapped until the process exits (RTLD_NODELETE).
+///
+/// NCCL starts threads (ncclGetUniqueId starts its bootstrap listener) and HIP starts runtime threads
+/// that outlive any handle we hold; unmapping their code on dlclose would crash the process later.
+fn open_resident(path: &std::path::Path) -> Result<libloading::Library, libloading::Error> {
+    use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+    // SAFETY: loading a library runs its initialisers; the GPU libraries we load have benign ones.
+    unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL | libc::RTLD_NODELETE) }
+        .map(Into::into)
+}
+
 /// A text returned by a C library as `const char*`, copied; None for NULL.
 fn c_text(ptr: *const std::ffi::c_char) -> Option<String> {
     if ptr.is_null() {

@@ -120,9 +120,11 @@ impl Nccl {
         attempts: &mut Vec<Attempt>,
     ) -> Result<Option<Arc<Nccl>>> {
         for candidate in candidates {
-            // SAFETY: opening a shared library runs its initialisers; NCCL's and RCCL's are benign. The
-            // symbols are typed by our declarations, which tests/abi.rs checks against the real nccl.h.
-            match unsafe { sys::NcclLib::new(&candidate.target) } {
+            // SAFETY: the symbols are typed by our declarations, which tests/abi.rs checks against the
+            // real nccl.h.
+            let opened = super::open_resident(&candidate.target)
+                .and_then(|l| unsafe { sys::NcclLib::from_library(l) });
+            match opened {
                 Ok(lib) => {
                     let stem = if flavor == Flavor::Nccl {
                         "libnccl"
