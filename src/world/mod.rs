@@ -7,6 +7,7 @@ use serde::{de::DeserializeOwned, Serialize};
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod solo;
+pub mod threads;
 
 /// How numbers are combined across ranks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
