@@ -1,5 +1,6 @@
 //! Which backend `--backend auto` means on this machine, with the reason in words for the header.
 
+use crate::backend::gpu::GpuVendor;
 use crate::ffi::cuda;
 use crate::ffi::hip::Hip;
 use crate::plan::{BackendChoice, Plan};
@@ -79,6 +80,16 @@ pub fn probe_auto(plan: &Plan) -> (BackendChoice, String) {
     }
 }
 
+/// The GPU family a resolved choice runs on: Some for nccl and rccl (pass it to
+/// `backend::gpu::create_gpu_backend`), None for mpi (and for an unresolved auto).
+pub fn gpu_vendor(choice: BackendChoice) -> Option<GpuVendor> {
+    match choice {
+        BackendChoice::Nccl => Some(GpuVendor::Nvidia),
+        BackendChoice::Rccl => Some(GpuVendor::Amd),
+        BackendChoice::Mpi | BackendChoice::Auto => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +116,13 @@ mod tests {
             why.contains("no libcuda") && why.contains("hipErrorNoDevice"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn resolved_choices_map_to_vendors() {
+        assert_eq!(gpu_vendor(BackendChoice::Nccl), Some(GpuVendor::Nvidia));
+        assert_eq!(gpu_vendor(BackendChoice::Rccl), Some(GpuVendor::Amd));
+        assert_eq!(gpu_vendor(BackendChoice::Mpi), None);
     }
 
     #[test]
