@@ -59,8 +59,12 @@ fn no_gpu_error(nccl: &Arc<Nccl>, why: String, rank: usize, host: &str) -> Error
     } else {
         "AMD"
     };
-    let mut msg =
-        format!("no usable {vendor} GPU or driver was found on rank {rank} ({host}): {why}");
+    // The runtimes' own no-device errors already say so; do not say it twice.
+    let mut msg = if why.starts_with("no usable") {
+        why
+    } else {
+        format!("no usable {vendor} GPU or driver was found on rank {rank} ({host}): {why}")
+    };
     let attempt = nccl.unique_id().and_then(|id| nccl.init_rank(1, &id, 0));
     match attempt {
         Err(e) => {
@@ -81,6 +85,20 @@ fn no_gpu_error(nccl: &Arc<Nccl>, why: String, rank: usize, host: &str) -> Error
         ". Run on a machine with a GPU and its driver, or use --backend mpi for host memory.",
     );
     Error::Unsupported(msg)
+}
+
+/// A device runtime's failure in its own words, without the rank and host the caller adds.
+fn words(e: Error) -> String {
+    match e {
+        Error::Library {
+            library,
+            call,
+            detail,
+            ..
+        } => format!("{library} {call}: {detail}"),
+        Error::Unsupported(m) => m,
+        other => other.to_string(),
+    }
 }
 
 /// The GPU this rank drives, opened and current in this thread.
@@ -114,7 +132,7 @@ fn open_device(
                     ))
                 }
                 Ok(n) => n,
-                Err(e) => return Err(no_gpu_error(nccl, e.to_string(), rank, host)),
+                Err(e) => return Err(no_gpu_error(nccl, words(e), rank, host)),
             };
             let ordinal = select_ordinals(&place(count))?[0];
             Ok(Box::new(CudaDevice::open(ordinal, rank, host)?))
@@ -131,7 +149,7 @@ fn open_device(
                     ))
                 }
                 Ok(n) => n,
-                Err(e) => return Err(no_gpu_error(nccl, e.to_string(), rank, host)),
+                Err(e) => return Err(no_gpu_error(nccl, words(e), rank, host)),
             };
             let ordinal = select_ordinals(&place(count))?[0];
             Ok(Box::new(HipDevice::open(&hip, ordinal)?))
