@@ -181,3 +181,35 @@ fn auto_falls_back_to_mpi_with_both_reasons_when_no_gpu_is_visible() {
     let (choice, _) = probe_auto(&plan(&["all_reduce", "--backend", "mpi"]));
     assert_eq!(choice, BackendChoice::Mpi);
 }
+
+#[test]
+fn nccl_calls_that_need_a_device_fail_with_nccl_words_not_a_crash() {
+    if let Probe::Found(_) = probe_cuda() {
+        return; // a GPU is present: these calls succeed, and scripts/gpu-check.sh covers them.
+    }
+    let nccl =
+        Nccl::open(Flavor::Nccl, None, 2, "node3").unwrap_or_else(|e| panic!("{e}\n{SETUP_HINT}"));
+    // An empty group needs no device.
+    nccl.group_start().unwrap();
+    nccl.group_end().unwrap();
+    let err = nccl
+        .mem_alloc(1 << 20)
+        .err()
+        .expect("ncclMemAlloc cannot succeed without a GPU");
+    let m = err.to_string();
+    eprintln!("{m}");
+    assert_eq!(err.exit_code(), ExitCode::Library, "{m}");
+    assert!(
+        m.contains("NCCL error on rank 2 (node3): ncclMemAlloc"),
+        "{m}"
+    );
+    let err = nccl
+        .init_rank(1, &nccl.unique_id().unwrap(), 0)
+        .err()
+        .expect("no communicator without a GPU");
+    let m = err.to_string();
+    assert!(
+        m.contains("ncclCommInitRank") && m.contains("ncclResult_t"),
+        "{m}"
+    );
+}
