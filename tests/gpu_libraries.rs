@@ -194,8 +194,7 @@ fn nccl_calls_that_need_a_device_fail_with_nccl_words_not_a_crash() {
     nccl.group_end().unwrap();
     let err = nccl
         .mem_alloc(1 << 20)
-        .err()
-        .expect("ncclMemAlloc cannot succeed without a GPU");
+        .expect_err("ncclMemAlloc cannot succeed without a GPU");
     let m = err.to_string();
     eprintln!("{m}");
     assert_eq!(err.exit_code(), ExitCode::Library, "{m}");
