@@ -212,3 +212,22 @@ fn nccl_calls_that_need_a_device_fail_with_nccl_words_not_a_crash() {
         "{m}"
     );
 }
+
+#[test]
+fn minus_g_threads_without_a_gpu_fail_on_every_rank_without_hanging() {
+    use collbench::world::threads::run_threads;
+    if let Probe::Found(_) = probe_cuda() {
+        return;
+    }
+    let plan = plan(&["all_reduce", "--backend", "nccl", "-g", "2"]);
+    let results = run_threads(2, |world| {
+        create_gpu_backend(GpuVendor::Nvidia, &plan, world).map(|b| b.name())
+    });
+    for (rank, r) in results.into_iter().enumerate() {
+        let m = r.expect_err("no GPU here").to_string();
+        assert!(
+            m.contains(&format!("rank {rank}")) && m.contains("no usable NVIDIA GPU"),
+            "{m}"
+        );
+    }
+}

@@ -53,7 +53,7 @@ impl Hip {
                     let path = if candidate.target.is_absolute() {
                         candidate.target.clone()
                     } else {
-                        search::mapped_path("libamdhip64").unwrap_or(candidate.target.clone())
+                        search::mapped_path("libamdhip64.so").unwrap_or(candidate.target.clone())
                     };
                     return Ok(Arc::new(Hip {
                         lib,

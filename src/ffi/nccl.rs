@@ -127,9 +127,9 @@ impl Nccl {
             match opened {
                 Ok(lib) => {
                     let stem = if flavor == Flavor::Nccl {
-                        "libnccl"
+                        "libnccl.so"
                     } else {
-                        "librccl"
+                        "librccl.so"
                     };
                     let path = if candidate.target.is_absolute() {
                         candidate.target.clone()

@@ -239,7 +239,8 @@ pub fn not_found_message(family: Family, attempts: &[Attempt]) -> String {
     msg
 }
 
-/// The file the loader actually mapped for a library whose file name starts with `stem`, read from
+/// The file the loader actually mapped for a library whose file name starts with `stem` (e.g.
+/// "libnccl.so", which a plugin such as libnccl-net.so does not match), read from
 /// /proc/self/maps (a bare name such as libnccl.so.2 tells the user nothing about which copy ran).
 pub fn mapped_path(stem: &str) -> Option<PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
@@ -364,6 +365,18 @@ mod tests {
         let env = env_of(&[("VIRTUAL_ENV", prefix.as_str())]);
         let dirs = python_site_dirs(&env);
         assert_eq!(dirs[0], (site, "$VIRTUAL_ENV".to_string()));
+    }
+
+    #[test]
+    fn mapped_path_finds_the_file_behind_a_bare_name() {
+        // Every Rust test binary on Linux maps the C library.
+        let libc = mapped_path("libc.so").expect("libc is mapped");
+        assert!(
+            libc.is_absolute() && libc.to_string_lossy().contains("libc.so"),
+            "{}",
+            libc.display()
+        );
+        assert_eq!(mapped_path("libno-such-library.so"), None);
     }
 
     #[test]
