@@ -546,14 +546,19 @@ impl Backend for GpuBackend {
         // (a failed peer), so a broken job ends with the library's words instead of hanging.
         let start = Instant::now();
         loop {
-            let done = self.device.stream_done()?;
-            match self.comm.async_error() {
+            // Any failure here leaves peers that may wait forever: abort the communicator, so that
+            // neither its destruction nor the other ranks hang on it.
+            let polled = self
+                .device
+                .stream_done()
+                .and_then(|done| self.comm.async_error().map(|state| (done, state)));
+            let done = match polled {
+                Ok((done, AsyncState::Ok | AsyncState::InProgress)) => done,
                 Err(e) => {
                     let _ = self.comm.abort();
                     return Err(e);
                 }
-                Ok(AsyncState::Ok) | Ok(AsyncState::InProgress) => {}
-            }
+            };
             if done {
                 return Ok(());
             }
