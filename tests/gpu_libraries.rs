@@ -231,3 +231,29 @@ fn minus_g_threads_without_a_gpu_fail_on_every_rank_without_hanging() {
         );
     }
 }
+
+#[test]
+fn our_hip_error_codes_are_the_runtimes() {
+    // No HIP headers here to compile against; the real runtime names each code instead.
+    let hip = Hip::open(0, "testhost").unwrap_or_else(|e| panic!("{e}\n{SETUP_HINT}"));
+    let header =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("sys/hip_api.h"))
+            .unwrap();
+    let mut checked = 0;
+    for line in header.lines() {
+        let Some((name, value)) = line.trim().trim_end_matches(',').split_once(" = ") else {
+            continue;
+        };
+        if !name.starts_with("hipError") && name != "hipSuccess" {
+            continue;
+        }
+        let code: u32 = value.trim().parse().unwrap();
+        assert_eq!(
+            hip.error_name(code).as_deref(),
+            Some(name),
+            "code {code} in sys/hip_api.h"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} codes found in sys/hip_api.h");
+}

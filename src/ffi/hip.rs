@@ -105,6 +105,13 @@ impl Hip {
         }
     }
 
+    /// The runtime's name for an error code ("hipErrorNoDevice"), if it gives one.
+    pub fn error_name(&self, code: u32) -> Option<String> {
+        let f = self.lib.hipGetErrorName.as_ref().ok()?;
+        // SAFETY: hipGetErrorName accepts any code and returns a static string.
+        c_text(unsafe { f(sys::hipError_t(code)) })
+    }
+
     fn check(&self, r: sys::hipError_t, call: &str) -> Result<()> {
         if r == sys::hipError_t::hipSuccess {
             return Ok(());
