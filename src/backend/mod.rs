@@ -10,6 +10,8 @@ use serde::Serialize;
 
 #[cfg(feature = "mpi")]
 pub mod mpi;
+pub mod gpu;
+pub mod select;
 
 /// One operation as the engine asks for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -7,6 +7,7 @@ use serde::{de::DeserializeOwned, Serialize};
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod solo;
+pub mod threads;
 
 #[cfg(feature = "mpi")]
 pub use self::mpi::MpiWorld;

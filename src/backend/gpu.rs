@@ -1,0 +1,679 @@
+//! The GPU backend: NCCL on CUDA devices or RCCL on HIP devices (one NCCL API), one communicator per
+//! rank, buffers allocated once, operations enqueued on one stream and waited for as nccl-tests does.
+
+use super::{Backend, BufferId, DeviceInfo, LibraryVersion, OpDesc, PathTaken};
+use crate::collective::Collective;
+use crate::device::{select_ordinals, GpuDevice, Placement};
+use crate::dtype::{DataType, ReduceOp};
+use crate::error::{Error, Result};
+use crate::ffi::cuda::{self, CudaDevice};
+use crate::ffi::hip::{Hip, HipDevice};
+use crate::ffi::nccl::{version_code, AsyncState, Comm, Flavor, Nccl, Optional};
+use crate::ffi::DeviceAddr;
+use crate::plan::Plan;
+use crate::world::World;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Which GPU family, and so which library: NVIDIA GPUs with NCCL, AMD GPUs with RCCL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuVendor {
+    Nvidia,
+    Amd,
+}
+
+impl GpuVendor {
+    fn flavor(self) -> Flavor {
+        match self {
+            GpuVendor::Nvidia => Flavor::Nccl,
+            GpuVendor::Amd => Flavor::Rccl,
+        }
+    }
+
+    /// The variables that hide devices from this vendor's runtime, in the order the runtime reads them.
+    pub fn visibility_vars(self) -> &'static [&'static str] {
+        match self {
+            GpuVendor::Nvidia => &["CUDA_VISIBLE_DEVICES"],
+            GpuVendor::Amd => &[
+                "HIP_VISIBLE_DEVICES",
+                "ROCR_VISIBLE_DEVICES",
+                "CUDA_VISIBLE_DEVICES",
+            ],
+        }
+    }
+}
+
+/// The first visibility variable set in the environment, as (name, value).
+fn visibility(vendor: GpuVendor) -> Option<(&'static str, String)> {
+    vendor
+        .visibility_vars()
+        .iter()
+        .find_map(|&name| std::env::var(name).ok().map(|v| (name, v)))
+}
+
+/// When the device runtime finds no GPU, NCCL's own words say why from its side too. A one-rank
+/// communicator involves no other process, so asking cannot hang.
+fn no_gpu_error(nccl: &Arc<Nccl>, why: String, rank: usize, host: &str) -> Error {
+    let vendor = if nccl.flavor() == Flavor::Nccl {
+        "NVIDIA"
+    } else {
+        "AMD"
+    };
+    // The runtimes' own no-device errors already say so; do not say it twice.
+    let mut msg = if why.starts_with("no usable") {
+        why
+    } else {
+        format!("no usable {vendor} GPU or driver was found on rank {rank} ({host}): {why}")
+    };
+    let attempt = nccl.unique_id().and_then(|id| nccl.init_rank(1, &id, 0));
+    match attempt {
+        Err(e) => {
+            let words = match e {
+                Error::Library { call, detail, .. } => format!("{call}: {detail}"),
+                other => other.to_string(),
+            };
+            msg.push_str(&format!(
+                "; {} {} ({}) reports: {words}",
+                nccl.flavor().name(),
+                nccl.version_string(),
+                nccl.path().display()
+            ));
+        }
+        Ok(comm) => drop(comm),
+    }
+    msg.push_str(
+        ". Run on a machine with a GPU and its driver, or use --backend mpi for host memory.",
+    );
+    Error::Unsupported(msg)
+}
+
+/// A device runtime's failure in its own words, without the rank and host the caller adds.
+fn words(e: Error) -> String {
+    match e {
+        Error::Library {
+            library,
+            call,
+            detail,
+            ..
+        } => format!("{library} {call}: {detail}"),
+        Error::Unsupported(m) => m,
+        other => other.to_string(),
+    }
+}
+
+/// The GPU this rank drives, opened and current in this thread.
+fn open_device(
+    vendor: GpuVendor,
+    nccl: &Arc<Nccl>,
+    world: &dyn World,
+) -> Result<Box<dyn GpuDevice>> {
+    let (rank, host) = (world.rank(), world.host());
+    let env = visibility(vendor);
+    let place = |count: usize| Placement {
+        host,
+        local_rank: world.local_rank(),
+        local_size: world.local_size(),
+        per_process: 1,
+        visible_count: count,
+        visible_env: env.as_ref().map(|(n, v)| (*n, v.as_str())),
+    };
+    match vendor {
+        GpuVendor::Nvidia => {
+            if let Err(why) = cuda::driver_status() {
+                return Err(no_gpu_error(nccl, why, rank, host));
+            }
+            let count = match cuda::device_count(rank, host) {
+                Ok(0) => {
+                    return Err(no_gpu_error(
+                        nccl,
+                        "the CUDA driver reports no device".into(),
+                        rank,
+                        host,
+                    ))
+                }
+                Ok(n) => n,
+                Err(e) => return Err(no_gpu_error(nccl, words(e), rank, host)),
+            };
+            let ordinal = select_ordinals(&place(count))?[0];
+            Ok(Box::new(CudaDevice::open(ordinal, rank, host)?))
+        }
+        GpuVendor::Amd => {
+            let hip = Hip::open(rank, host)?;
+            let count = match hip.device_count() {
+                Ok(0) => {
+                    return Err(no_gpu_error(
+                        nccl,
+                        "the HIP runtime reports no device".into(),
+                        rank,
+                        host,
+                    ))
+                }
+                Ok(n) => n,
+                Err(e) => return Err(no_gpu_error(nccl, words(e), rank, host)),
+            };
+            let ordinal = select_ordinals(&place(count))?[0];
+            Ok(Box::new(HipDevice::open(&hip, ordinal)?))
+        }
+    }
+}
+
+/// Creates the NCCL (`Nvidia`) or RCCL (`Amd`) backend for this rank: loads the library, takes the GPU of
+/// this local rank, and joins the communicator of every rank of `world` (rank 0 makes the unique id and
+/// broadcasts it through the world). Every rank of the world must call this together.
+pub fn create_gpu_backend(
+    vendor: GpuVendor,
+    plan: &Plan,
+    world: &dyn World,
+) -> Result<Box<dyn Backend>> {
+    Ok(Box::new(GpuBackend::new(vendor, plan, world)?))
+}
+
+struct Buffers {
+    send: DeviceAddr,
+    recv: DeviceAddr,
+    bytes: u64,
+    /// Allocated with ncclMemAlloc (freed with ncclMemFree), else with the device runtime.
+    by_library: bool,
+}
+
+/// NCCL or RCCL on one GPU. Field order is teardown order: buffers are freed in `drop`, then the
+/// communicator is destroyed, then the device (stream, events, context) released.
+pub struct GpuBackend {
+    comm: Comm,
+    device: Box<dyn GpuDevice>,
+    nccl: Arc<Nccl>,
+    buffers: Option<Buffers>,
+    vendor: GpuVendor,
+    rank: usize,
+    size: usize,
+    host: String,
+    timeout_s: Option<f64>,
+}
+
+impl GpuBackend {
+    pub fn new(vendor: GpuVendor, plan: &Plan, world: &dyn World) -> Result<GpuBackend> {
+        let (rank, host) = (world.rank(), world.host().to_string());
+        let explicit = match vendor {
+            GpuVendor::Nvidia => plan.nccl_lib.as_deref(),
+            GpuVendor::Amd => plan.rccl_lib.as_deref(),
+        };
+        let nccl = Nccl::open(vendor.flavor(), explicit, rank, &host)?;
+        let device = open_device(vendor, &nccl, world)?;
+        let mut id = if rank == 0 {
+            nccl.unique_id()?
+        } else {
+            Vec::new()
+        };
+        world.broadcast_bytes(0, &mut id)?;
+        let comm = nccl.init_rank(world.size(), &id, rank)?;
+        Ok(GpuBackend {
+            comm,
+            device,
+            nccl,
+            buffers: None,
+            vendor,
+            rank,
+            size: world.size(),
+            host,
+            timeout_s: plan.timeout_s,
+        })
+    }
+
+    fn buffers(&self) -> Result<&Buffers> {
+        self.buffers
+            .as_ref()
+            .ok_or_else(|| Error::Internal("GPU buffers used before allocate".into()))
+    }
+
+    fn address(&self, buffer: BufferId, offset: u64, len: u64) -> Result<DeviceAddr> {
+        let b = self.buffers()?;
+        if offset.checked_add(len).is_none_or(|end| end > b.bytes) {
+            return Err(Error::Internal(format!(
+                "{len} bytes at offset {offset} do not fit the {} -byte {buffer:?} buffer",
+                b.bytes
+            )));
+        }
+        Ok(match buffer {
+            BufferId::Send => b.send,
+            BufferId::Recv => b.recv,
+        }
+        .offset(offset))
+    }
+
+    fn free_buffers(&mut self) -> Result<()> {
+        if let Some(b) = self.buffers.take() {
+            for addr in [b.send, b.recv] {
+                if b.by_library {
+                    self.nccl.mem_free(addr)?;
+                } else {
+                    self.device.free(addr)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn alloc_one(&mut self, bytes: u64) -> Result<(DeviceAddr, bool)> {
+        match self.nccl.mem_alloc(bytes)? {
+            Some(addr) => Ok((addr, true)),
+            None => Ok((self.device.alloc(bytes)?, false)),
+        }
+    }
+
+    /// all-to-all as nccl-tests runs it without ncclAlltoAll: one send and one receive per peer, grouped.
+    fn grouped_all_to_all(
+        &mut self,
+        send: DeviceAddr,
+        recv: DeviceAddr,
+        count: u64,
+        d: DataType,
+    ) -> Result<()> {
+        let stream = self.device.stream();
+        let chunk = count * d.size() as u64;
+        self.nccl.group_start()?;
+        for peer in 0..self.size {
+            let at = peer as u64 * chunk;
+            self.comm.send(send.offset(at), count, d, peer, stream)?;
+            self.comm.recv(recv.offset(at), count, d, peer, stream)?;
+        }
+        self.nccl.group_end()
+    }
+
+    fn grouped_gather(
+        &mut self,
+        send: DeviceAddr,
+        recv: DeviceAddr,
+        count: u64,
+        d: DataType,
+        root: usize,
+    ) -> Result<()> {
+        let stream = self.device.stream();
+        let chunk = count * d.size() as u64;
+        self.nccl.group_start()?;
+        if self.rank == root {
+            for peer in 0..self.size {
+                self.comm
+                    .recv(recv.offset(peer as u64 * chunk), count, d, peer, stream)?;
+            }
+        }
+        self.comm.send(send, count, d, root, stream)?;
+        self.nccl.group_end()
+    }
+
+    fn grouped_scatter(
+        &mut self,
+        send: DeviceAddr,
+        recv: DeviceAddr,
+        count: u64,
+        d: DataType,
+        root: usize,
+    ) -> Result<()> {
+        let stream = self.device.stream();
+        let chunk = count * d.size() as u64;
+        self.nccl.group_start()?;
+        if self.rank == root {
+            for peer in 0..self.size {
+                self.comm
+                    .send(send.offset(peer as u64 * chunk), count, d, peer, stream)?;
+            }
+        }
+        self.comm.recv(recv, count, d, root, stream)?;
+        self.nccl.group_end()
+    }
+
+    /// sendrecv as nccl-tests: a ring, each rank sends to rank+1 and receives from rank-1.
+    fn ring_send_recv(
+        &mut self,
+        send: DeviceAddr,
+        recv: DeviceAddr,
+        count: u64,
+        d: DataType,
+    ) -> Result<()> {
+        let stream = self.device.stream();
+        let next = (self.rank + 1) % self.size;
+        let prev = (self.rank + self.size - 1) % self.size;
+        self.nccl.group_start()?;
+        self.comm.send(send, count, d, next, stream)?;
+        self.comm.recv(recv, count, d, prev, stream)?;
+        self.nccl.group_end()
+    }
+}
+
+/// Why a library version or device cannot run a data type or operator, if it cannot.
+pub fn version_limits(
+    flavor: Flavor,
+    code: i32,
+    fp8_device: Option<bool>,
+    dtype: DataType,
+    op: Option<ReduceOp>,
+) -> Option<String> {
+    let (x, y, z) = crate::ffi::nccl::version_from_code(code);
+    let lib = flavor.name();
+    if matches!(dtype, DataType::Bfloat16) && code < version_code(2, 10, 0) {
+        return Some(format!("{lib} {x}.{y}.{z} has no bfloat16 (added in 2.10)"));
+    }
+    if op == Some(ReduceOp::Avg) && code < version_code(2, 10, 0) {
+        return Some(format!(
+            "{lib} {x}.{y}.{z} has no avg reduction (added in 2.10)"
+        ));
+    }
+    if matches!(dtype, DataType::F8e4m3 | DataType::F8e5m2) {
+        if flavor == Flavor::Nccl && code < version_code(2, 24, 0) {
+            return Some(format!(
+                "{lib} {x}.{y}.{z} has no FP8 types (added in 2.24)"
+            ));
+        }
+        if fp8_device == Some(false) {
+            return Some(format!("{dtype} needs a GPU with FP8 support (NVIDIA Hopper, compute capability 9.0, or newer)"));
+        }
+    }
+    None
+}
+
+/// How the loaded library carries a collective.
+pub fn path_for(collective: Collective, has: impl Fn(Optional) -> bool) -> PathTaken {
+    let native = match collective {
+        Collective::AllToAll => has(Optional::AllToAll),
+        Collective::Gather => has(Optional::Gather),
+        Collective::Scatter => has(Optional::Scatter),
+        Collective::SendRecv => false,
+        _ => true,
+    };
+    if native {
+        "native"
+    } else {
+        "grouped send/recv"
+    }
+}
+
+impl Backend for GpuBackend {
+    fn name(&self) -> &'static str {
+        match self.vendor {
+            GpuVendor::Nvidia => "nccl",
+            GpuVendor::Amd => "rccl",
+        }
+    }
+
+    fn versions(&self) -> Vec<LibraryVersion> {
+        let mut v = vec![LibraryVersion {
+            library: self.nccl.flavor().name().into(),
+            version: self.nccl.version_string(),
+        }];
+        v.extend(self.device.versions());
+        v
+    }
+
+    fn device(&self) -> DeviceInfo {
+        self.device.info()
+    }
+
+    fn free_memory(&self) -> Result<u64> {
+        Ok(self.device.mem_info()?.0)
+    }
+
+    fn unsupported(
+        &self,
+        _collective: Collective,
+        dtype: DataType,
+        op: Option<ReduceOp>,
+    ) -> Option<String> {
+        version_limits(
+            self.nccl.flavor(),
+            self.nccl.version_code(),
+            self.device.supports_fp8(),
+            dtype,
+            op,
+        )
+    }
+
+    fn path(&self, collective: Collective) -> PathTaken {
+        path_for(collective, |o| self.nccl.has(o))
+    }
+
+    fn allocate(&mut self, bytes: u64) -> Result<()> {
+        // Zero-byte allocations fail in some runtimes; a minimum keeps every address valid.
+        let bytes = bytes.max(256);
+        if self.buffers.as_ref().is_some_and(|b| b.bytes >= bytes) {
+            return Ok(());
+        }
+        self.free_buffers()?;
+        let (send, by_library) = self.alloc_one(bytes)?;
+        let recv = match self.alloc_one(bytes) {
+            Ok((recv, _)) => recv,
+            Err(e) => {
+                let _ = if by_library {
+                    self.nccl.mem_free(send)
+                } else {
+                    self.device.free(send)
+                };
+                return Err(e);
+            }
+        };
+        self.buffers = Some(Buffers {
+            send,
+            recv,
+            bytes,
+            by_library,
+        });
+        Ok(())
+    }
+
+    fn write(&mut self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<()> {
+        let at = self.address(buffer, offset, data.len() as u64)?;
+        self.device.copy_in(at, data)
+    }
+
+    fn read(&mut self, buffer: BufferId, offset: u64, out: &mut [u8]) -> Result<()> {
+        let at = self.address(buffer, offset, out.len() as u64)?;
+        self.device.copy_out(at, out)
+    }
+
+    fn fill(&mut self, buffer: BufferId, len: u64, byte: u8) -> Result<()> {
+        let at = self.address(buffer, 0, len)?;
+        self.device.memset(at, len, byte)
+    }
+
+    fn group_start(&mut self) -> Result<()> {
+        self.nccl.group_start()
+    }
+
+    fn group_end(&mut self) -> Result<()> {
+        self.nccl.group_end()
+    }
+
+    fn enqueue(&mut self, desc: &OpDesc) -> Result<()> {
+        let d = desc.dtype;
+        let elt = d.size() as u64;
+        let shape = desc.shape;
+        let b = self.buffers()?;
+        let needed = shape.send_count.max(shape.recv_count) * elt;
+        if needed > b.bytes {
+            return Err(Error::Internal(format!(
+                "{} needs {needed} bytes; buffers hold {}",
+                desc.collective, b.bytes
+            )));
+        }
+        let (send, recv) = if desc.in_place {
+            let layout = desc.collective.in_place_layout(&shape, self.rank);
+            (
+                b.recv.offset(layout.input_offset * elt),
+                b.recv.offset(layout.output_offset * elt),
+            )
+        } else {
+            (b.send, b.recv)
+        };
+        let count = shape.count;
+        let stream = self.device.stream();
+        let root = desc.root.unwrap_or(0);
+        if desc.collective.rooted() && root >= self.size {
+            return Err(Error::Usage(format!(
+                "root {root} is not a rank: there are {} ranks",
+                self.size
+            )));
+        }
+        let op = || {
+            desc.op.ok_or_else(|| {
+                Error::Internal(format!("{} without a reduction operator", desc.collective))
+            })
+        };
+        match desc.collective {
+            Collective::AllReduce => self.comm.all_reduce(send, recv, count, d, op()?, stream),
+            Collective::AllGather => self.comm.all_gather(send, recv, count, d, stream),
+            Collective::ReduceScatter => {
+                self.comm
+                    .reduce_scatter(send, recv, count, d, op()?, stream)
+            }
+            Collective::Broadcast => self.comm.broadcast(send, recv, count, d, root, stream),
+            Collective::Reduce => self.comm.reduce(send, recv, count, d, op()?, root, stream),
+            Collective::AllToAll if self.nccl.has(Optional::AllToAll) => {
+                self.comm.all_to_all(send, recv, count, d, stream)
+            }
+            Collective::AllToAll => self.grouped_all_to_all(send, recv, count, d),
+            Collective::Gather if self.nccl.has(Optional::Gather) => {
+                self.comm.gather(send, recv, count, d, root, stream)
+            }
+            Collective::Gather => self.grouped_gather(send, recv, count, d, root),
+            Collective::Scatter if self.nccl.has(Optional::Scatter) => {
+                self.comm.scatter(send, recv, count, d, root, stream)
+            }
+            Collective::Scatter => self.grouped_scatter(send, recv, count, d, root),
+            Collective::SendRecv => self.ring_send_recv(send, recv, count, d),
+        }
+    }
+
+    fn wait(&mut self) -> Result<()> {
+        // nccl-tests: poll the stream, and between polls ask the communicator for asynchronous errors
+        // (a failed peer), so a broken job ends with the library's words instead of hanging.
+        let start = Instant::now();
+        loop {
+            // Any failure here leaves peers that may wait forever: abort the communicator, so that
+            // neither its destruction nor the other ranks hang on it.
+            let polled = self
+                .device
+                .stream_done()
+                .and_then(|done| self.comm.async_error().map(|state| (done, state)));
+            let done = match polled {
+                Ok((done, AsyncState::Ok | AsyncState::InProgress)) => done,
+                Err(e) => {
+                    let _ = self.comm.abort();
+                    return Err(e);
+                }
+            };
+            if done {
+                return Ok(());
+            }
+            if let Some(limit) = self.timeout_s {
+                let waited = start.elapsed().as_secs_f64();
+                if waited > limit {
+                    let _ = self.comm.abort();
+                    return Err(Error::Timeout {
+                        what: format!("{} operations on the GPU stream", self.nccl.flavor().name()),
+                        seconds: limit,
+                        rank: self.rank,
+                        host: self.host.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn reserve_marks(&mut self, count: usize) -> Result<()> {
+        // Marks 0..=count bound `count` intervals.
+        self.device.reserve_events(count + 1)
+    }
+
+    fn mark(&mut self, index: usize) -> Result<()> {
+        self.device.record_event(index)
+    }
+
+    fn mark_intervals_us(&mut self, count: usize) -> Result<Vec<f64>> {
+        (0..count)
+            .map(|i| {
+                self.device
+                    .elapsed_ms(i, i + 1)
+                    .map(|ms| ms as f64 * 1000.0)
+            })
+            .collect()
+    }
+}
+
+impl Drop for GpuBackend {
+    fn drop(&mut self) {
+        // Freeing can only fail on a broken device, which nobody is left to tell.
+        let _ = self.free_buffers();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fp8_needs_nccl_2_24_and_a_hopper_gpu() {
+        let f8 = DataType::F8e4m3;
+        assert!(version_limits(Flavor::Nccl, 22304, Some(true), f8, None)
+            .unwrap()
+            .contains("2.24"));
+        assert!(version_limits(Flavor::Nccl, 22400, Some(false), f8, None)
+            .unwrap()
+            .contains("Hopper"));
+        assert_eq!(
+            version_limits(Flavor::Nccl, 23203, Some(true), f8, None),
+            None
+        );
+        assert_eq!(
+            version_limits(
+                Flavor::Nccl,
+                23203,
+                Some(true),
+                DataType::F8e5m2,
+                Some(ReduceOp::Sum)
+            ),
+            None
+        );
+        assert_eq!(
+            version_limits(Flavor::Nccl, 23203, Some(false), DataType::Float, None),
+            None
+        );
+    }
+
+    #[test]
+    fn bfloat16_and_avg_need_nccl_2_10() {
+        assert!(
+            version_limits(Flavor::Nccl, 2804, None, DataType::Bfloat16, None)
+                .unwrap()
+                .contains("bfloat16")
+        );
+        assert!(version_limits(
+            Flavor::Rccl,
+            2804,
+            None,
+            DataType::Float,
+            Some(ReduceOp::Avg)
+        )
+        .unwrap()
+        .contains("avg"));
+        assert_eq!(
+            version_limits(
+                Flavor::Nccl,
+                21003,
+                None,
+                DataType::Bfloat16,
+                Some(ReduceOp::Avg)
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn missing_symbols_select_grouped_send_recv() {
+        let none = |_: Optional| false;
+        let all = |_: Optional| true;
+        assert_eq!(path_for(Collective::AllToAll, none), "grouped send/recv");
+        assert_eq!(path_for(Collective::Gather, none), "grouped send/recv");
+        assert_eq!(path_for(Collective::Scatter, none), "grouped send/recv");
+        assert_eq!(path_for(Collective::AllToAll, all), "native");
+        assert_eq!(path_for(Collective::SendRecv, all), "grouped send/recv");
+        assert_eq!(path_for(Collective::AllReduce, none), "native");
+    }
+}

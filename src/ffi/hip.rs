@@ -1,0 +1,400 @@
+//! The safe layer over the HIP runtime (libamdhip64, loaded at run time): device count, and one device
+//! with a stream, events and memory, as a `GpuDevice` for RCCL runs.
+
+use super::hip_sys as sys;
+use super::search::{self, Attempt, Family};
+use super::{c_text, DeviceAddr, StreamHandle};
+use crate::backend::{DeviceInfo, LibraryVersion};
+use crate::device::GpuDevice;
+use crate::error::{Error, Result};
+use std::ffi::c_char;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A loaded HIP runtime.
+pub struct Hip {
+    lib: sys::HipLib,
+    path: PathBuf,
+    rank: usize,
+    host: String,
+}
+
+macro_rules! required {
+    ($self:ident, $name:ident) => {
+        match $self.lib.$name.as_ref() {
+            Ok(f) => f,
+            Err(e) => {
+                return Err(Error::Library {
+                    library: "HIP".into(),
+                    call: stringify!($name).into(),
+                    detail: format!(
+                        "{} has no {} ({e})",
+                        $self.path.display(),
+                        stringify!($name)
+                    ),
+                    rank: $self.rank,
+                    host: $self.host.clone(),
+                })
+            }
+        }
+    };
+}
+
+impl Hip {
+    /// Finds and opens libamdhip64 (see `search`).
+    pub fn open(rank: usize, host: &str) -> Result<Arc<Hip>> {
+        let mut attempts = Vec::new();
+        for candidate in search::static_candidates(Family::Hip, None, &search::process_env) {
+            // SAFETY: the symbols are typed by our declarations of the HIP ABI (sys/hip_api.h).
+            let opened = super::open_resident(&candidate.target)
+                .and_then(|l| unsafe { sys::HipLib::from_library(l) });
+            match opened {
+                Ok(lib) => {
+                    let path = if candidate.target.is_absolute() {
+                        candidate.target.clone()
+                    } else {
+                        search::mapped_path("libamdhip64.so").unwrap_or(candidate.target.clone())
+                    };
+                    return Ok(Arc::new(Hip {
+                        lib,
+                        path,
+                        rank,
+                        host: host.into(),
+                    }));
+                }
+                Err(e) => attempts.push(Attempt {
+                    candidate,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        Err(Error::Library {
+            library: "HIP".into(),
+            call: "dlopen".into(),
+            detail: search::not_found_message(Family::Hip, &attempts),
+            rank,
+            host: host.into(),
+        })
+    }
+
+    /// Where the runtime was loaded from.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// "hipErrorNoDevice: no ROCm-capable device is detected", from the runtime itself.
+    pub fn error_text(&self, code: sys::hipError_t) -> String {
+        // SAFETY: both functions accept any code and return static strings.
+        let name = self
+            .lib
+            .hipGetErrorName
+            .as_ref()
+            .ok()
+            .and_then(|f| c_text(unsafe { f(code) }));
+        let text = self
+            .lib
+            .hipGetErrorString
+            .as_ref()
+            .ok()
+            .and_then(|f| c_text(unsafe { f(code) }));
+        match (name, text) {
+            (Some(n), Some(t)) if n != t => format!("{n}: {t}"),
+            (Some(n), _) => n,
+            (None, Some(t)) => t,
+            (None, None) => format!("hipError_t {}", code.0),
+        }
+    }
+
+    /// The runtime's name for an error code ("hipErrorNoDevice"), if it gives one.
+    pub fn error_name(&self, code: u32) -> Option<String> {
+        let f = self.lib.hipGetErrorName.as_ref().ok()?;
+        // SAFETY: hipGetErrorName accepts any code and returns a static string.
+        c_text(unsafe { f(sys::hipError_t(code)) })
+    }
+
+    fn check(&self, r: sys::hipError_t, call: &str) -> Result<()> {
+        if r == sys::hipError_t::hipSuccess {
+            return Ok(());
+        }
+        let detail = self.error_text(r);
+        if r == sys::hipError_t::hipErrorNoDevice
+            || r == sys::hipError_t::hipErrorInsufficientDriver
+        {
+            return Err(Error::Unsupported(format!(
+                "no usable AMD GPU or driver was found on rank {} ({}): {call}: {detail}",
+                self.rank, self.host
+            )));
+        }
+        Err(Error::Library {
+            library: "HIP".into(),
+            call: call.into(),
+            detail,
+            rank: self.rank,
+            host: self.host.clone(),
+        })
+    }
+
+    /// Devices this process sees (after HIP_VISIBLE_DEVICES). No device is an `Unsupported` error
+    /// carrying the runtime's words (hipErrorNoDevice), as the runtime reports it.
+    pub fn device_count(&self) -> Result<usize> {
+        let f = required!(self, hipGetDeviceCount);
+        let mut n = 0;
+        // SAFETY: n is a valid out-pointer.
+        self.check(unsafe { f(&mut n) }, "hipGetDeviceCount")?;
+        Ok(n.max(0) as usize)
+    }
+
+    /// Runtime and driver versions, as the runtime reports them (raw integers, e.g. 50221153).
+    pub fn versions(&self) -> Vec<LibraryVersion> {
+        let mut out = Vec::new();
+        for (name, f) in [
+            ("HIP runtime", self.lib.hipRuntimeGetVersion.as_ref()),
+            ("HIP driver", self.lib.hipDriverGetVersion.as_ref()),
+        ] {
+            if let Ok(f) = f {
+                let mut v = 0;
+                // SAFETY: v is a valid out-pointer.
+                if unsafe { f(&mut v) } == sys::hipError_t::hipSuccess {
+                    out.push(LibraryVersion {
+                        library: name.into(),
+                        version: v.to_string(),
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One HIP device driven from the current thread.
+pub struct HipDevice {
+    hip: Arc<Hip>,
+    ordinal: usize,
+    stream: sys::hipStream_t,
+    events: Vec<sys::hipEvent_t>,
+    name: String,
+    pci_bus_id: Option<String>,
+}
+
+impl HipDevice {
+    /// Makes device `ordinal` current in this thread and creates its stream.
+    pub fn open(hip: &Arc<Hip>, ordinal: usize) -> Result<HipDevice> {
+        let count = hip.device_count()?;
+        if ordinal >= count {
+            return Err(Error::Unsupported(format!(
+                "host {} has {count} HIP device(s); rank {} asked for device {ordinal}",
+                hip.host, hip.rank
+            )));
+        }
+        let set = required!(hip, hipSetDevice);
+        let create = required!(hip, hipStreamCreate);
+        // SAFETY: ordinal < count.
+        hip.check(unsafe { set(ordinal as i32) }, "hipSetDevice")?;
+        let mut stream: sys::hipStream_t = std::ptr::null_mut();
+        // SAFETY: stream is a valid out-pointer; the device is current.
+        hip.check(unsafe { create(&mut stream) }, "hipStreamCreate")?;
+        let mut device = HipDevice {
+            hip: Arc::clone(hip),
+            ordinal,
+            stream,
+            events: Vec::new(),
+            name: String::new(),
+            pci_bus_id: None,
+        };
+        let mut buf = [0 as c_char; 256];
+        if let Ok(f) = hip.lib.hipDeviceGetName.as_ref() {
+            // SAFETY: buf is writable for its length.
+            if unsafe { f(buf.as_mut_ptr(), buf.len() as i32, ordinal as i32) }
+                == sys::hipError_t::hipSuccess
+            {
+                device.name = c_text(buf.as_ptr()).unwrap_or_default();
+            }
+        }
+        let mut bus = [0 as c_char; 64];
+        if let Ok(f) = hip.lib.hipDeviceGetPCIBusId.as_ref() {
+            // SAFETY: bus is writable for its length.
+            if unsafe { f(bus.as_mut_ptr(), bus.len() as i32, ordinal as i32) }
+                == sys::hipError_t::hipSuccess
+            {
+                device.pci_bus_id = c_text(bus.as_ptr());
+            }
+        }
+        Ok(device)
+    }
+
+    fn sync(&self) -> Result<()> {
+        let hip = &self.hip;
+        let f = required!(hip, hipStreamSynchronize);
+        // SAFETY: the stream is live.
+        hip.check(unsafe { f(self.stream) }, "hipStreamSynchronize")
+    }
+}
+
+impl GpuDevice for HipDevice {
+    fn info(&self) -> DeviceInfo {
+        DeviceInfo {
+            kind: "hip".into(),
+            index: Some(self.ordinal),
+            name: self.name.clone(),
+            pci_bus_id: self.pci_bus_id.clone(),
+        }
+    }
+
+    fn versions(&self) -> Vec<LibraryVersion> {
+        self.hip.versions()
+    }
+
+    fn stream(&self) -> StreamHandle {
+        StreamHandle(self.stream.cast())
+    }
+
+    fn alloc(&mut self, bytes: u64) -> Result<DeviceAddr> {
+        let hip = &self.hip;
+        let f = required!(hip, hipMalloc);
+        let mut p: *mut std::ffi::c_void = std::ptr::null_mut();
+        // SAFETY: p is a valid out-pointer.
+        hip.check(
+            unsafe { f(&mut p, bytes as usize) },
+            &format!("hipMalloc({bytes} bytes)"),
+        )?;
+        Ok(DeviceAddr(p as usize as u64))
+    }
+
+    fn free(&mut self, addr: DeviceAddr) -> Result<()> {
+        let hip = &self.hip;
+        let f = required!(hip, hipFree);
+        // SAFETY: addr came from alloc and is freed once by its owner.
+        hip.check(unsafe { f(addr.as_ptr()) }, "hipFree")
+    }
+
+    fn copy_in(&mut self, dst: DeviceAddr, data: &[u8]) -> Result<()> {
+        self.sync()?;
+        let hip = &self.hip;
+        let f = required!(hip, hipMemcpy);
+        // SAFETY: the caller keeps dst..dst+len inside its allocation; data is a valid host slice.
+        hip.check(
+            unsafe {
+                f(
+                    dst.as_ptr(),
+                    data.as_ptr().cast(),
+                    data.len(),
+                    sys::hipMemcpyKind::hipMemcpyHostToDevice,
+                )
+            },
+            "hipMemcpy",
+        )
+    }
+
+    fn copy_out(&mut self, src: DeviceAddr, out: &mut [u8]) -> Result<()> {
+        self.sync()?;
+        let hip = &self.hip;
+        let f = required!(hip, hipMemcpy);
+        // SAFETY: the caller keeps src..src+len inside its allocation; out is a valid host slice.
+        hip.check(
+            unsafe {
+                f(
+                    out.as_mut_ptr().cast(),
+                    src.as_ptr(),
+                    out.len(),
+                    sys::hipMemcpyKind::hipMemcpyDeviceToHost,
+                )
+            },
+            "hipMemcpy",
+        )
+    }
+
+    fn memset(&mut self, dst: DeviceAddr, len: u64, byte: u8) -> Result<()> {
+        self.sync()?;
+        let hip = &self.hip;
+        let f = required!(hip, hipMemset);
+        // SAFETY: the caller keeps dst..dst+len inside its allocation.
+        hip.check(
+            unsafe { f(dst.as_ptr(), byte as i32, len as usize) },
+            "hipMemset",
+        )
+    }
+
+    fn stream_done(&mut self) -> Result<bool> {
+        let hip = &self.hip;
+        let f = required!(hip, hipStreamQuery);
+        // SAFETY: the stream is live.
+        let r = unsafe { f(self.stream) };
+        if r == sys::hipError_t::hipErrorNotReady {
+            return Ok(false);
+        }
+        hip.check(r, "hipStreamQuery").map(|_| true)
+    }
+
+    fn reserve_events(&mut self, count: usize) -> Result<()> {
+        let hip = Arc::clone(&self.hip);
+        let f = required!(hip, hipEventCreate);
+        while self.events.len() < count {
+            let mut e: sys::hipEvent_t = std::ptr::null_mut();
+            // SAFETY: e is a valid out-pointer.
+            hip.check(unsafe { f(&mut e) }, "hipEventCreate")?;
+            self.events.push(e);
+        }
+        Ok(())
+    }
+
+    fn record_event(&mut self, index: usize) -> Result<()> {
+        self.reserve_events(index + 1)?;
+        let hip = &self.hip;
+        let f = required!(hip, hipEventRecord);
+        // SAFETY: the event and the stream are live.
+        hip.check(
+            unsafe { f(self.events[index], self.stream) },
+            "hipEventRecord",
+        )
+    }
+
+    fn elapsed_ms(&mut self, start: usize, end: usize) -> Result<f32> {
+        let (Some(&a), Some(&b)) = (self.events.get(start), self.events.get(end)) else {
+            return Err(Error::Internal(format!(
+                "timer marks {start}..{end} were never recorded"
+            )));
+        };
+        let hip = &self.hip;
+        let (sync, elapsed) = (
+            required!(hip, hipEventSynchronize),
+            required!(hip, hipEventElapsedTime),
+        );
+        let mut ms = 0f32;
+        // SAFETY: both events are live and were recorded on our stream; ms is a valid out-pointer.
+        hip.check(unsafe { sync(b) }, "hipEventSynchronize")?;
+        hip.check(unsafe { elapsed(&mut ms, a, b) }, "hipEventElapsedTime")?;
+        Ok(ms)
+    }
+
+    fn mem_info(&self) -> Result<(u64, u64)> {
+        let hip = &self.hip;
+        let f = required!(hip, hipMemGetInfo);
+        let (mut free, mut total) = (0usize, 0usize);
+        // SAFETY: valid out-pointers.
+        hip.check(unsafe { f(&mut free, &mut total) }, "hipMemGetInfo")?;
+        Ok((free as u64, total as u64))
+    }
+
+    fn supports_fp8(&self) -> Option<bool> {
+        // The architecture (gfx942+ for FP8) is not read here; RCCL itself refuses what it cannot do.
+        None
+    }
+}
+
+impl Drop for HipDevice {
+    fn drop(&mut self) {
+        // SAFETY: each handle was created by this value and is released exactly once.
+        unsafe {
+            if let Ok(f) = self.hip.lib.hipEventDestroy.as_ref() {
+                for &e in &self.events {
+                    let _ = f(e);
+                }
+            }
+            if let Ok(f) = self.hip.lib.hipStreamDestroy.as_ref() {
+                if !self.stream.is_null() {
+                    let _ = f(self.stream);
+                }
+            }
+        }
+    }
+}

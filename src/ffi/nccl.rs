@@ -1,0 +1,817 @@
+//! The safe layer over a loaded NCCL or RCCL library: version, unique ids, communicators, collectives,
+//! point-to-point, groups and memory, each call returning `Result` with NCCL's own words
+//! (ncclGetErrorString and ncclGetLastError), the rank and the host.
+
+use super::nccl_sys as sys;
+use super::search::{self, Attempt, Candidate, Family};
+use super::{c_text, DeviceAddr, StreamHandle};
+use crate::dtype::{DataType, ReduceOp};
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Bytes of an ncclUniqueId.
+pub const UNIQUE_ID_BYTES: usize = sys::NCCL_UNIQUE_ID_BYTES as usize;
+
+/// Which library of the NCCL API family is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Nccl,
+    Rccl,
+}
+
+impl Flavor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::Nccl => "NCCL",
+            Flavor::Rccl => "RCCL",
+        }
+    }
+
+    fn family(self) -> Family {
+        match self {
+            Flavor::Nccl => Family::Nccl,
+            Flavor::Rccl => Family::Rccl,
+        }
+    }
+}
+
+/// Decodes NCCL_VERSION_CODE: X*1000+Y*100+Z up to 2.8, X*10000+Y*100+Z after.
+pub fn version_from_code(code: i32) -> (i32, i32, i32) {
+    if code >= 10000 {
+        (code / 10000, (code % 10000) / 100, code % 100)
+    } else {
+        (code / 1000, (code % 1000) / 100, code % 100)
+    }
+}
+
+/// The code of version x.y.z, for comparisons (NCCL_VERSION).
+pub const fn version_code(x: i32, y: i32, z: i32) -> i32 {
+    if x <= 2 && y <= 8 {
+        x * 1000 + y * 100 + z
+    } else {
+        x * 10000 + y * 100 + z
+    }
+}
+
+/// Collectives that older libraries lack and nccl-tests then runs as grouped send/recv.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Optional {
+    AllToAll,
+    Gather,
+    Scatter,
+    MemAlloc,
+}
+
+/// A loaded NCCL or RCCL library.
+pub struct Nccl {
+    lib: sys::NcclLib,
+    flavor: Flavor,
+    path: PathBuf,
+    version: i32,
+    rank: usize,
+    host: String,
+}
+
+/// A symbol the library must have; `Err` when an old or foreign library lacks it.
+macro_rules! required {
+    ($self:ident, $name:ident) => {
+        match $self.lib.$name.as_ref() {
+            Ok(f) => f,
+            Err(e) => return Err($self.missing(stringify!($name), e)),
+        }
+    };
+}
+
+impl Nccl {
+    /// Finds and opens the library (see `search`), on behalf of `rank` on `host` (for error messages).
+    pub fn open(
+        flavor: Flavor,
+        explicit: Option<&Path>,
+        rank: usize,
+        host: &str,
+    ) -> Result<Arc<Nccl>> {
+        let env = search::process_env;
+        let mut attempts = Vec::new();
+        let first = search::static_candidates(flavor.family(), explicit, &env);
+        if let Some(lib) = Self::try_open(flavor, &first, rank, host, &mut attempts)? {
+            return Ok(lib);
+        }
+        if flavor == Flavor::Nccl && explicit.is_none() {
+            let python = search::python_candidates(&search::python_site_dirs(&env));
+            if let Some(lib) = Self::try_open(flavor, &python, rank, host, &mut attempts)? {
+                return Ok(lib);
+            }
+        }
+        Err(Error::Library {
+            library: flavor.name().into(),
+            call: "dlopen".into(),
+            detail: search::not_found_message(flavor.family(), &attempts),
+            rank,
+            host: host.into(),
+        })
+    }
+
+    fn try_open(
+        flavor: Flavor,
+        candidates: &[Candidate],
+        rank: usize,
+        host: &str,
+        attempts: &mut Vec<Attempt>,
+    ) -> Result<Option<Arc<Nccl>>> {
+        for candidate in candidates {
+            // SAFETY: the symbols are typed by our declarations, which tests/abi.rs checks against the
+            // real nccl.h.
+            let opened = super::open_resident(&candidate.target)
+                .and_then(|l| unsafe { sys::NcclLib::from_library(l) });
+            match opened {
+                Ok(lib) => {
+                    let stem = if flavor == Flavor::Nccl {
+                        "libnccl.so"
+                    } else {
+                        "librccl.so"
+                    };
+                    let path = if candidate.target.is_absolute() {
+                        candidate.target.clone()
+                    } else {
+                        search::mapped_path(stem).unwrap_or_else(|| candidate.target.clone())
+                    };
+                    let mut nccl = Nccl {
+                        lib,
+                        flavor,
+                        path,
+                        version: 0,
+                        rank,
+                        host: host.to_string(),
+                    };
+                    nccl.version = nccl.query_version()?;
+                    return Ok(Some(Arc::new(nccl)));
+                }
+                Err(e) => attempts.push(Attempt {
+                    candidate: candidate.clone(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        Ok(None)
+    }
+
+    fn query_version(&self) -> Result<i32> {
+        let f = required!(self, ncclGetVersion);
+        let mut v = 0;
+        // SAFETY: v is a valid out-pointer.
+        let r = unsafe { f(&mut v) };
+        self.check(r, "ncclGetVersion", None)?;
+        Ok(v)
+    }
+
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// Where the library was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// NCCL_VERSION_CODE of the loaded library.
+    pub fn version_code(&self) -> i32 {
+        self.version
+    }
+
+    /// "2.32.3".
+    pub fn version_string(&self) -> String {
+        let (x, y, z) = version_from_code(self.version);
+        format!("{x}.{y}.{z}")
+    }
+
+    /// Whether the library has an optional entry point.
+    pub fn has(&self, what: Optional) -> bool {
+        match what {
+            Optional::AllToAll => self.lib.ncclAlltoAll.is_ok() || self.lib.ncclAllToAll.is_ok(),
+            Optional::Gather => self.lib.ncclGather.is_ok(),
+            Optional::Scatter => self.lib.ncclScatter.is_ok(),
+            Optional::MemAlloc => self.lib.ncclMemAlloc.is_ok() && self.lib.ncclMemFree.is_ok(),
+        }
+    }
+
+    fn missing(&self, name: &str, e: &libloading::Error) -> Error {
+        Error::Library {
+            library: self.flavor.name().into(),
+            call: name.into(),
+            detail: format!(
+                "{} {} at {} has no {name} ({e}); collbench needs NCCL 2.7 or newer",
+                self.flavor.name(),
+                self.version_string(),
+                self.path.display()
+            ),
+            rank: self.rank,
+            host: self.host.clone(),
+        }
+    }
+
+    /// The library's own description of a result code.
+    pub fn error_string(&self, code: u32) -> String {
+        match self.lib.ncclGetErrorString.as_ref() {
+            // SAFETY: ncclGetErrorString accepts any code and returns a static string.
+            Ok(f) => c_text(unsafe { f(sys::ncclResult_t(code)) }).unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// The library's last error message (ncclGetLastError, NCCL 2.13+), if it has one.
+    pub fn last_error(&self, comm: Option<sys::ncclComm_t>) -> Option<String> {
+        let f = self.lib.ncclGetLastError.as_ref().ok()?;
+        // SAFETY: a NULL comm is allowed and means the last error of any communicator of this thread.
+        c_text(unsafe { f(comm.unwrap_or(std::ptr::null_mut())) }).filter(|s| !s.is_empty())
+    }
+
+    fn error(&self, code: u32, call: &str, comm: Option<sys::ncclComm_t>) -> Error {
+        let mut detail = format!("{} (ncclResult_t {code})", self.error_string(code));
+        if let Some(last) = self.last_error(comm) {
+            detail.push_str(&format!(": {last}"));
+        }
+        Error::Library {
+            library: self.flavor.name().into(),
+            call: call.into(),
+            detail,
+            rank: self.rank,
+            host: self.host.clone(),
+        }
+    }
+
+    fn check(&self, r: sys::ncclResult_t, call: &str, comm: Option<sys::ncclComm_t>) -> Result<()> {
+        if r == sys::ncclResult_t::ncclSuccess {
+            Ok(())
+        } else {
+            Err(self.error(r.0, call, comm))
+        }
+    }
+
+    /// A new unique id (rank 0 makes it; every rank of the communicator must receive it).
+    pub fn unique_id(&self) -> Result<Vec<u8>> {
+        let f = required!(self, ncclGetUniqueId);
+        let mut id = sys::ncclUniqueId {
+            internal: [0; UNIQUE_ID_BYTES],
+        };
+        // SAFETY: id is a valid out-pointer of the declared size.
+        self.check(unsafe { f(&mut id) }, "ncclGetUniqueId", None)?;
+        Ok(id.internal.iter().map(|&c| c as u8).collect())
+    }
+
+    /// Joins communicator `id` as `rank` of `nranks`, on the device current in this thread.
+    pub fn init_rank(self: &Arc<Self>, nranks: usize, id: &[u8], rank: usize) -> Result<Comm> {
+        let f = required!(self, ncclCommInitRank);
+        if id.len() != UNIQUE_ID_BYTES {
+            return Err(Error::Internal(format!(
+                "unique id of {} bytes, expected {UNIQUE_ID_BYTES}",
+                id.len()
+            )));
+        }
+        let mut uid = sys::ncclUniqueId {
+            internal: [0; UNIQUE_ID_BYTES],
+        };
+        for (d, s) in uid.internal.iter_mut().zip(id) {
+            *d = *s as std::ffi::c_char;
+        }
+        let mut raw: sys::ncclComm_t = std::ptr::null_mut();
+        // SAFETY: raw is a valid out-pointer; the id is passed by value as NCCL declares it.
+        let r = unsafe { f(&mut raw, to_int(nranks)?, uid, to_int(rank)?) };
+        self.check(r, "ncclCommInitRank", None)?;
+        Ok(Comm {
+            nccl: Arc::clone(self),
+            raw,
+            rank,
+            size: nranks,
+            broken: false,
+        })
+    }
+
+    /// One communicator per listed device, in one process (ncclCommInitAll).
+    pub fn init_all(self: &Arc<Self>, devices: &[usize]) -> Result<Vec<Comm>> {
+        let f = required!(self, ncclCommInitAll);
+        let list: Vec<std::ffi::c_int> =
+            devices.iter().map(|&d| to_int(d)).collect::<Result<_>>()?;
+        let mut raws: Vec<sys::ncclComm_t> = vec![std::ptr::null_mut(); devices.len()];
+        // SAFETY: raws has room for one communicator per device in list.
+        let r = unsafe { f(raws.as_mut_ptr(), to_int(devices.len())?, list.as_ptr()) };
+        self.check(r, "ncclCommInitAll", None)?;
+        let n = devices.len();
+        Ok(raws
+            .into_iter()
+            .enumerate()
+            .map(|(rank, raw)| Comm {
+                nccl: Arc::clone(self),
+                raw,
+                rank,
+                size: n,
+                broken: false,
+            })
+            .collect())
+    }
+
+    pub fn group_start(&self) -> Result<()> {
+        let f = required!(self, ncclGroupStart);
+        // SAFETY: no arguments.
+        self.check(unsafe { f() }, "ncclGroupStart", None)
+    }
+
+    pub fn group_end(&self) -> Result<()> {
+        let f = required!(self, ncclGroupEnd);
+        // SAFETY: no arguments.
+        self.check(unsafe { f() }, "ncclGroupEnd", None)
+    }
+
+    /// Device memory from ncclMemAlloc (NCCL 2.19+), which suits NVLS and registration; None when the
+    /// library has no ncclMemAlloc.
+    pub fn mem_alloc(&self, bytes: u64) -> Result<Option<DeviceAddr>> {
+        let Ok(f) = self.lib.ncclMemAlloc.as_ref() else {
+            return Ok(None);
+        };
+        let mut ptr: *mut std::ffi::c_void = std::ptr::null_mut();
+        // SAFETY: ptr is a valid out-pointer.
+        self.check(
+            unsafe { f(&mut ptr, to_size(bytes)?) },
+            &format!("ncclMemAlloc({bytes} bytes)"),
+            None,
+        )?;
+        Ok(Some(DeviceAddr(ptr as usize as u64)))
+    }
+
+    pub fn mem_free(&self, addr: DeviceAddr) -> Result<()> {
+        let f = required!(self, ncclMemFree);
+        // SAFETY: addr came from ncclMemAlloc and is freed once (the backend owns it).
+        self.check(unsafe { f(addr.as_ptr()) }, "ncclMemFree", None)
+    }
+}
+
+fn to_int(v: usize) -> Result<std::ffi::c_int> {
+    std::ffi::c_int::try_from(v).map_err(|_| Error::Internal(format!("{v} does not fit a C int")))
+}
+
+fn to_size(v: u64) -> Result<usize> {
+    usize::try_from(v).map_err(|_| Error::Internal(format!("{v} does not fit size_t")))
+}
+
+/// NCCL's data type for ours.
+pub fn nccl_type(d: DataType) -> sys::ncclDataType_t {
+    use sys::ncclDataType_t as T;
+    match d {
+        DataType::Int8 => T::ncclInt8,
+        DataType::Uint8 => T::ncclUint8,
+        DataType::Int32 => T::ncclInt32,
+        DataType::Uint32 => T::ncclUint32,
+        DataType::Int64 => T::ncclInt64,
+        DataType::Uint64 => T::ncclUint64,
+        DataType::Half => T::ncclFloat16,
+        DataType::Float => T::ncclFloat32,
+        DataType::Double => T::ncclFloat64,
+        DataType::Bfloat16 => T::ncclBfloat16,
+        DataType::F8e4m3 => T::ncclFloat8e4m3,
+        DataType::F8e5m2 => T::ncclFloat8e5m2,
+    }
+}
+
+/// NCCL's operator for ours.
+pub fn nccl_op(op: ReduceOp) -> sys::ncclRedOp_t {
+    use sys::ncclRedOp_t as O;
+    match op {
+        ReduceOp::Sum => O::ncclSum,
+        ReduceOp::Prod => O::ncclProd,
+        ReduceOp::Max => O::ncclMax,
+        ReduceOp::Min => O::ncclMin,
+        ReduceOp::Avg => O::ncclAvg,
+    }
+}
+
+/// A communicator. Destroyed on drop, or aborted when it failed (a failed communicator may hang in
+/// ncclCommDestroy).
+pub struct Comm {
+    nccl: Arc<Nccl>,
+    raw: sys::ncclComm_t,
+    rank: usize,
+    size: usize,
+    broken: bool,
+}
+
+/// The state an asynchronous communicator reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsyncState {
+    Ok,
+    InProgress,
+}
+
+impl Comm {
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    pub fn library(&self) -> &Arc<Nccl> {
+        &self.nccl
+    }
+
+    fn check(&mut self, r: sys::ncclResult_t, call: &str) -> Result<()> {
+        if r == sys::ncclResult_t::ncclSuccess {
+            return Ok(());
+        }
+        self.broken = true;
+        Err(self.nccl.error(r.0, call, Some(self.raw)))
+    }
+
+    /// Checks the communicator for an error raised by work in flight (nccl-tests polls this while it
+    /// waits on the stream).
+    pub fn async_error(&mut self) -> Result<AsyncState> {
+        let nccl = Arc::clone(&self.nccl);
+        let f = required!(nccl, ncclCommGetAsyncError);
+        let mut state = sys::ncclResult_t::ncclSuccess;
+        // SAFETY: raw is a live communicator; state is a valid out-pointer.
+        let r = unsafe { f(self.raw, &mut state) };
+        self.check(r, "ncclCommGetAsyncError")?;
+        match state {
+            sys::ncclResult_t::ncclSuccess => Ok(AsyncState::Ok),
+            sys::ncclResult_t::ncclInProgress => Ok(AsyncState::InProgress),
+            other => {
+                self.broken = true;
+                Err(self.nccl.error(
+                    other.0,
+                    "asynchronous error (ncclCommGetAsyncError)",
+                    Some(self.raw),
+                ))
+            }
+        }
+    }
+
+    /// Aborts the communicator now (after a timeout or an asynchronous error); it is not destroyed later.
+    pub fn abort(&mut self) -> Result<()> {
+        if self.raw.is_null() {
+            return Ok(());
+        }
+        let nccl = Arc::clone(&self.nccl);
+        let f = required!(nccl, ncclCommAbort);
+        // SAFETY: raw is a live communicator, released exactly once (nulled below).
+        let r = unsafe { f(self.raw) };
+        self.raw = std::ptr::null_mut();
+        nccl.check(r, "ncclCommAbort", None)
+    }
+
+    /// The device this communicator runs on (ncclCommCuDevice).
+    pub fn device(&mut self) -> Result<usize> {
+        let nccl = Arc::clone(&self.nccl);
+        let f = required!(nccl, ncclCommCuDevice);
+        let mut d = 0;
+        // SAFETY: raw is a live communicator; d is a valid out-pointer.
+        let r = unsafe { f(self.raw, &mut d) };
+        self.check(r, "ncclCommCuDevice")?;
+        Ok(d.max(0) as usize)
+    }
+
+    /// Rank and size as the library sees them (ncclCommUserRank, ncclCommCount).
+    pub fn rank_and_count(&mut self) -> Result<(usize, usize)> {
+        let nccl = Arc::clone(&self.nccl);
+        let (fr, fc) = (
+            required!(nccl, ncclCommUserRank),
+            required!(nccl, ncclCommCount),
+        );
+        let (mut r, mut c) = (0, 0);
+        // SAFETY: raw is a live communicator; r and c are valid out-pointers.
+        let res = unsafe { fr(self.raw, &mut r) };
+        self.check(res, "ncclCommUserRank")?;
+        // SAFETY: as above.
+        let res = unsafe { fc(self.raw, &mut c) };
+        self.check(res, "ncclCommCount")?;
+        Ok((r.max(0) as usize, c.max(0) as usize))
+    }
+
+    /// Registers a buffer with the communicator (ncclCommRegister), for -R.
+    pub fn register(&mut self, addr: DeviceAddr, bytes: u64) -> Result<Registration> {
+        let nccl = Arc::clone(&self.nccl);
+        let f = required!(nccl, ncclCommRegister);
+        let mut handle: *mut std::ffi::c_void = std::ptr::null_mut();
+        // SAFETY: addr..addr+bytes is device memory owned by the caller; handle is a valid out-pointer.
+        let r = unsafe { f(self.raw, addr.as_ptr(), to_size(bytes)?, &mut handle) };
+        self.check(r, "ncclCommRegister")?;
+        Ok(Registration(handle))
+    }
+
+    pub fn deregister(&mut self, registration: Registration) -> Result<()> {
+        let nccl = Arc::clone(&self.nccl);
+        let f = required!(nccl, ncclCommDeregister);
+        // SAFETY: the handle came from ncclCommRegister on this communicator and is consumed here.
+        let r = unsafe { f(self.raw, registration.0) };
+        self.check(r, "ncclCommDeregister")
+    }
+
+    pub fn all_reduce(
+        &mut self,
+        send: DeviceAddr,
+        recv: DeviceAddr,
+        count: u64,
+        d: DataType,
+        op: ReduceOp,
+        s: StreamHandle,
+    ) -> Result<()> {
+        let nccl = Arc::clone(&self.nccl);
+        let f = required!(nccl, ncclAllReduce);
+        // SAFETY (all collectives below): the buffers are device allocations sized by the backend for
+        // this shape; raw is a live communicator; the stream belongs to the communicator's device.
+        let r = unsafe {
+            f(
+                send.as_ptr(),
+                recv.as_ptr(),
+                to_size(count)?,
+                nccl_type(d),
+                nccl_op(op),
+                self.raw,
+                s.0.cast(),
+            )
+        };
+        self.check(r, "ncclAllReduce")
+    }
+
+    pub fn all_gather(
+        &mut self,
+        send: DeviceAddr,
+        recv: DeviceAddr,
+        count: u64,
+        d: DataType,
+        s: StreamHandle,
+    ) -> Result<()> {
+        let nccl = Arc::clone(&self.nccl);
+        let f = required!(nccl, ncclAllGather);
+        // SAFETY: see all_reduce.
+        let r = unsafe {
+            f(
+                send.as_ptr(),
+                recv.as_ptr(),
+                to_size(count)?,
+                nccl_type(d),
+                self.raw,
+                s.0.cast(),
+            )
+        };
+        self.check(r, "ncclAllGather")
+    }
+
+    pub fn reduce_scatter(
+        &mut self,
+        send: DeviceAddr,
+        recv: DeviceAddr,
+        count: u64,
+        d: DataType,
+        op: ReduceOp,
+        s: StreamHandle,
+    ) -> Result<()> {
+        let nccl = Arc::clone(&self.nccl);
+        let f = required!(nccl, ncclReduceScatter);
+        // SAFETY: see all_reduce.
+        let r = unsafe {
+            f(
+                send.as_ptr(),
+                recv.as_ptr(),
+                to_size(count)?,
+                nccl_type(d),
+                nccl_op(op),
+                self.raw,
+                s.0.cast(),
+            )
+        };
+        self.check(r, "ncclReduceScatter")
+    }
+
+    pub fn broadcast(
+        &mut self,
+        send: DeviceAddr,
+        recv: DeviceAddr,
+        count: u64,
+        d: DataType,
+        root: usize,
+        s: StreamHandle,
+    ) -> Result<()> {
+        let nccl = Arc::clone(&self.nccl);
+        let f = required!(nccl, ncclBroadcast);
+        // SAFETY: see all_reduce.
+        let r = unsafe {
+            f(
+                send.as_ptr(),
+                recv.as_ptr(),
+                to_size(count)?,
+                nccl_type(d),
+                to_int(root)?,
+                self.raw,
+                s.0.cast(),
+            )
+        };
+        self.check(r, "ncclBroadcast")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn reduce(
+        &mut self,
+        send: DeviceAddr,
+        recv: DeviceAddr,
+        count: u64,
+        d: DataType,
+        op: ReduceOp,
+        root: usize,
+        s: StreamHandle,
+    ) -> Result<()> {
+        let nccl = Arc::clone(&self.nccl);
+        let f = required!(nccl, ncclReduce);
+        // SAFETY: see all_reduce.
+        let r = unsafe {
+            f(
+                send.as_ptr(),
+                recv.as_ptr(),
+                to_size(count)?,
+                nccl_type(d),
+                nccl_op(op),
+                to_int(root)?,
+                self.raw,
+                s.0.cast(),
+            )
+        };
+        self.check(r, "ncclReduce")
+    }
+
+    /// Native all-to-all (ncclAlltoAll in NCCL 2.28+, ncclAllToAll in RCCL); `count` elements per peer.
+    pub fn all_to_all(
+        &mut self,
+        send: DeviceAddr,
+        recv: DeviceAddr,
+        count: u64,
+        d: DataType,
+        s: StreamHandle,
+    ) -> Result<()> {
+        let nccl = Arc::clone(&self.nccl);
+        let (f, name) = match (
+            nccl.lib.ncclAlltoAll.as_ref(),
+            nccl.lib.ncclAllToAll.as_ref(),
+        ) {
+            (Ok(f), _) => (f, "ncclAlltoAll"),
+            (_, Ok(f)) => (f, "ncclAllToAll"),
+            (Err(e), _) => return Err(nccl.missing("ncclAlltoAll", e)),
+        };
+        // SAFETY: see all_reduce.
+        let r = unsafe {
+            f(
+                send.as_ptr(),
+                recv.as_ptr(),
+                to_size(count)?,
+                nccl_type(d),
+                self.raw,
+                s.0.cast(),
+            )
+        };
+        self.check(r, name)
+    }
+
+    pub fn gather(
+        &mut self,
+        send: DeviceAddr,
+        recv: DeviceAddr,
+        count: u64,
+        d: DataType,
+        root: usize,
+        s: StreamHandle,
+    ) -> Result<()> {
+        let nccl = Arc::clone(&self.nccl);
+        let f = required!(nccl, ncclGather);
+        // SAFETY: see all_reduce.
+        let r = unsafe {
+            f(
+                send.as_ptr(),
+                recv.as_ptr(),
+                to_size(count)?,
+                nccl_type(d),
+                to_int(root)?,
+                self.raw,
+                s.0.cast(),
+            )
+        };
+        self.check(r, "ncclGather")
+    }
+
+    pub fn scatter(
+        &mut self,
+        send: DeviceAddr,
+        recv: DeviceAddr,
+        count: u64,
+        d: DataType,
+        root: usize,
+        s: StreamHandle,
+    ) -> Result<()> {
+        let nccl = Arc::clone(&self.nccl);
+        let f = required!(nccl, ncclScatter);
+        // SAFETY: see all_reduce.
+        let r = unsafe {
+            f(
+                send.as_ptr(),
+                recv.as_ptr(),
+                to_size(count)?,
+                nccl_type(d),
+                to_int(root)?,
+                self.raw,
+                s.0.cast(),
+            )
+        };
+        self.check(r, "ncclScatter")
+    }
+
+    pub fn send(
+        &mut self,
+        buf: DeviceAddr,
+        count: u64,
+        d: DataType,
+        peer: usize,
+        s: StreamHandle,
+    ) -> Result<()> {
+        let nccl = Arc::clone(&self.nccl);
+        let f = required!(nccl, ncclSend);
+        // SAFETY: see all_reduce.
+        let r = unsafe {
+            f(
+                buf.as_ptr(),
+                to_size(count)?,
+                nccl_type(d),
+                to_int(peer)?,
+                self.raw,
+                s.0.cast(),
+            )
+        };
+        self.check(r, "ncclSend")
+    }
+
+    pub fn recv(
+        &mut self,
+        buf: DeviceAddr,
+        count: u64,
+        d: DataType,
+        peer: usize,
+        s: StreamHandle,
+    ) -> Result<()> {
+        let nccl = Arc::clone(&self.nccl);
+        let f = required!(nccl, ncclRecv);
+        // SAFETY: see all_reduce.
+        let r = unsafe {
+            f(
+                buf.as_ptr(),
+                to_size(count)?,
+                nccl_type(d),
+                to_int(peer)?,
+                self.raw,
+                s.0.cast(),
+            )
+        };
+        self.check(r, "ncclRecv")
+    }
+}
+
+impl Drop for Comm {
+    fn drop(&mut self) {
+        if self.raw.is_null() {
+            return;
+        }
+        // A communicator that reported an error is aborted: destroying it could wait forever on peers.
+        let f = if self.broken {
+            self.nccl.lib.ncclCommAbort.as_ref()
+        } else {
+            self.nccl.lib.ncclCommDestroy.as_ref()
+        };
+        if let Ok(f) = f {
+            // SAFETY: raw is a live communicator released exactly once, here. Errors at teardown have
+            // no one left to report to.
+            let _ = unsafe { f(self.raw) };
+        }
+    }
+}
+
+/// A buffer registration handle (ncclCommRegister).
+pub struct Registration(*mut std::ffi::c_void);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_codes_decode_both_schemes() {
+        assert_eq!(version_from_code(23203), (2, 32, 3));
+        assert_eq!(version_from_code(2804), (2, 8, 4));
+        assert_eq!(version_from_code(21903), (2, 19, 3));
+        assert_eq!(version_code(2, 24, 0), 22400);
+        assert_eq!(version_code(2, 8, 4), 2804);
+        assert!(version_code(2, 10, 0) > version_code(2, 8, 4));
+    }
+
+    #[test]
+    fn data_type_codes_match_nccl() {
+        let codes: Vec<u32> = DataType::ALL.iter().map(|&d| nccl_type(d).0).collect();
+        // DataType::ALL is in nccl-tests order, which is NCCL's numbering.
+        assert_eq!(codes, (0..12).collect::<Vec<u32>>());
+        let ops: Vec<u32> = ReduceOp::ALL.iter().map(|&o| nccl_op(o).0).collect();
+        assert_eq!(ops, [0, 1, 2, 3, 4]);
+    }
+}

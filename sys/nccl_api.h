@@ -1,0 +1,148 @@
+/*
+ * The subset of the NCCL / RCCL C API that collbench calls, declared for this project from NCCL's
+ * public API documentation and ABI (values and signatures are facts of the ABI; no code is copied).
+ * RCCL exports the same API from librccl.so.1, so one declaration serves both libraries.
+ *
+ * build.rs runs bindgen over this file with dynamic loading: nothing here is linked at build time.
+ *
+ * tests/abi.rs compiles this file after the real nccl.h with COLLBENCH_NCCL_TYPES_FROM_NCCL_H defined:
+ * our type definitions are then skipped, every prototype below must agree with the real one (a
+ * conflicting declaration is a compile error), and the _Static_asserts in that test compare our enum
+ * values and struct sizes with the real ones.
+ */
+#ifndef COLLBENCH_NCCL_API_H
+#define COLLBENCH_NCCL_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef COLLBENCH_NCCL_TYPES_FROM_NCCL_H
+
+/* The CUDA stream type as CUDA declares it; RCCL's hipStream_t is the same kind of opaque pointer. */
+typedef struct CUstream_st *cudaStream_t;
+
+typedef struct ncclComm *ncclComm_t;
+
+/* Communicator options. Its layout changes between NCCL versions; we pass NULL (library defaults),
+ * so it stays opaque here. */
+typedef struct ncclConfig_opaque ncclConfig_t;
+
+#define NCCL_UNIQUE_ID_BYTES 128
+typedef struct {
+    char internal[NCCL_UNIQUE_ID_BYTES];
+} ncclUniqueId;
+
+/* Result codes. Rust sees them as a newtype: a newer library may return a code not listed here. */
+typedef enum {
+    ncclSuccess = 0,
+    ncclUnhandledCudaError = 1,
+    ncclSystemError = 2,
+    ncclInternalError = 3,
+    ncclInvalidArgument = 4,
+    ncclInvalidUsage = 5,
+    ncclRemoteError = 6,
+    ncclInProgress = 7,
+    ncclTimeout = 8,
+    ncclNumResults = 9
+} ncclResult_t;
+
+/* Built-in reduction operators; values from ncclNumOps up are user-created operators. */
+typedef enum {
+    ncclSum = 0,
+    ncclProd = 1,
+    ncclMax = 2,
+    ncclMin = 3,
+    ncclAvg = 4,
+    ncclNumOps = 5,
+    /* Keeps the enum int-sized, as in NCCL. */
+    ncclMaxRedOp = 0x7fffffff
+} ncclRedOp_t;
+
+typedef enum {
+    ncclInt8 = 0,
+    ncclUint8 = 1,
+    ncclInt32 = 2,
+    ncclUint32 = 3,
+    ncclInt64 = 4,
+    ncclUint64 = 5,
+    ncclFloat16 = 6,
+    ncclFloat32 = 7,
+    ncclFloat64 = 8,
+    ncclBfloat16 = 9,
+    /* NCCL 2.24 and later, on devices that support FP8 (Hopper and newer). */
+    ncclFloat8e4m3 = 10,
+    ncclFloat8e5m2 = 11,
+    ncclNumTypes = 12
+} ncclDataType_t;
+
+#endif /* COLLBENCH_NCCL_TYPES_FROM_NCCL_H */
+
+/* Version and errors */
+ncclResult_t ncclGetVersion(int *version);
+const char *ncclGetErrorString(ncclResult_t result);
+/* NCCL 2.13 and later; may be NULL-returning or absent in older libraries (looked up as optional). */
+const char *ncclGetLastError(ncclComm_t comm);
+
+/* Communicators */
+ncclResult_t ncclGetUniqueId(ncclUniqueId *uniqueId);
+ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId commId, int rank);
+ncclResult_t ncclCommInitAll(ncclComm_t *comm, int ndev, const int *devlist);
+ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *newcomm, ncclConfig_t *config);
+ncclResult_t ncclCommFinalize(ncclComm_t comm);
+ncclResult_t ncclCommDestroy(ncclComm_t comm);
+ncclResult_t ncclCommAbort(ncclComm_t comm);
+ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *asyncError);
+ncclResult_t ncclCommCount(const ncclComm_t comm, int *count);
+ncclResult_t ncclCommCuDevice(const ncclComm_t comm, int *device);
+ncclResult_t ncclCommUserRank(const ncclComm_t comm, int *rank);
+
+/* Memory (NCCL 2.19 and later) and buffer registration (NCCL 2.19 and later) */
+ncclResult_t ncclMemAlloc(void **ptr, size_t size);
+ncclResult_t ncclMemFree(void *ptr);
+ncclResult_t ncclCommRegister(const ncclComm_t comm, void *buff, size_t size, void **handle);
+ncclResult_t ncclCommDeregister(const ncclComm_t comm, void *handle);
+
+/* Groups */
+ncclResult_t ncclGroupStart(void);
+ncclResult_t ncclGroupEnd(void);
+
+/* Collectives */
+ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
+                           ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream);
+ncclResult_t ncclAllGather(const void *sendbuff, void *recvbuff, size_t sendcount, ncclDataType_t datatype,
+                           ncclComm_t comm, cudaStream_t stream);
+ncclResult_t ncclReduceScatter(const void *sendbuff, void *recvbuff, size_t recvcount, ncclDataType_t datatype,
+                               ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream);
+ncclResult_t ncclBroadcast(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, int root,
+                           ncclComm_t comm, cudaStream_t stream);
+ncclResult_t ncclReduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, ncclRedOp_t op,
+                        int root, ncclComm_t comm, cudaStream_t stream);
+/* NCCL 2.28 and later; absent symbols mean an older library and the grouped send/recv path. */
+ncclResult_t ncclAlltoAll(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
+                          ncclComm_t comm, cudaStream_t stream);
+ncclResult_t ncclGather(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, int root,
+                        ncclComm_t comm, cudaStream_t stream);
+ncclResult_t ncclScatter(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, int root,
+                         ncclComm_t comm, cudaStream_t stream);
+
+#ifndef COLLBENCH_NCCL_TYPES_FROM_NCCL_H
+/* RCCL's spelling of all-to-all (NCCL has none by this name, so the ABI test leaves it out). */
+ncclResult_t ncclAllToAll(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
+                          ncclComm_t comm, cudaStream_t stream);
+#endif
+
+/* Point to point (NCCL 2.7 and later) */
+ncclResult_t ncclSend(const void *sendbuff, size_t count, ncclDataType_t datatype, int peer, ncclComm_t comm,
+                      cudaStream_t stream);
+ncclResult_t ncclRecv(void *recvbuff, size_t count, ncclDataType_t datatype, int peer, ncclComm_t comm,
+                      cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COLLBENCH_NCCL_API_H */
