@@ -6,5 +6,6 @@ pub mod dtype;
 pub mod error;
 pub mod plan;
 pub mod size;
+pub mod topo;
 pub mod backend;
 pub mod world;
