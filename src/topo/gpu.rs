@@ -246,10 +246,15 @@ pub fn discover_gpus(
             amd_fill(amd, &mut gpus, unknown);
         }
         Err(why) => {
+            let status = if why.contains("not found") {
+                format!("skipped: {why}")
+            } else {
+                why
+            };
             if amd_in_sysfs {
-                unknown.push(Unknown::new("AMD GPU names, xGMI", why.clone()));
+                unknown.push(Unknown::new("AMD GPU names, xGMI", status.clone()));
             }
-            sources.push(super::Source::missing("ROCm SMI", why));
+            sources.push(super::Source::missing("ROCm SMI", status));
         }
     }
 

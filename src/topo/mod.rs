@@ -187,7 +187,10 @@ pub fn discover(root: &SysRoot, nvml: &dyn NvmlSource, amd: &dyn AmdSource) -> N
             .any(|l| l.remote == Remote::Switch)
     {
         Some(true)
-    } else if nvidia_links_read {
+    } else if nvidia_links_read
+        || (!pci.is_empty() && !gpus.iter().any(|g| g.vendor == Vendor::Nvidia))
+    {
+        // NVLinks read and none ends at a switch, or a PCI bus without NVIDIA GPUs.
         Some(false)
     } else {
         None

@@ -25,7 +25,11 @@ fn render_node(out: &mut String, n: &NodeTopology) {
             out,
             "  source {:<9} {}{}",
             s.name,
-            if s.ok { "" } else { "unavailable: " },
+            if s.ok || s.detail.starts_with("skipped") {
+                ""
+            } else {
+                "unavailable: "
+            },
             s.detail
         );
     }

@@ -88,11 +88,6 @@ impl SysRoot {
                     return None;
                 }
                 let target = std::fs::read_link(&real).ok()?;
-                parts.pop();
-                if target.is_absolute() {
-                    // An absolute target names a machine path (live root: identical).
-                    parts.clear();
-                }
                 let mut more: Vec<String> = target
                     .components()
                     .filter_map(|c| match c {
@@ -101,6 +96,23 @@ impl SysRoot {
                         _ => None,
                     })
                     .collect();
+                // A relative link that climbs above the root belongs to the fixture's own
+                // layout (a node folder borrowing another machine's sys/), not to the machine:
+                // keep it as a directory and let the file system follow it.
+                let mut depth = parts.len() as i64 - 1;
+                let escapes = !target.is_absolute()
+                    && more.iter().any(|c| {
+                        depth += if c == ".." { -1 } else { 1 };
+                        depth < 0
+                    });
+                if escapes {
+                    continue;
+                }
+                parts.pop();
+                if target.is_absolute() {
+                    // An absolute target names a machine path (live root: identical).
+                    parts.clear();
+                }
                 more.reverse();
                 todo.extend(more);
             }
