@@ -373,7 +373,8 @@ fn nvml_fill(
                 index: link,
                 generation,
                 nvml_version: version,
-                gbps_per_direction: generation.and_then(super::peak::nvlink_gbps_per_direction),
+                gbps_per_direction: generation
+                    .and_then(|gen| super::peak::nvlink_link_gbps(gen, g.name.as_deref())),
                 remote,
             });
         }
