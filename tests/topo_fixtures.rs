@@ -249,8 +249,11 @@ fn two_dgx_h100_nodes_are_bound_by_infiniband() {
     // min(450 NVLink, 8 x 400 Gb/s / 8 bits / 8 GPUs = 50): the storage NIC does not count.
     assert!(close(peak.gbps, 50.0), "{peak:?}");
     assert_eq!(peak.fabric, "RDMA");
-    assert!(peak.derivation.contains("8 x 400 Gb/s InfiniBand RDMA ports = 3200 Gb/s / 8 = 400 GB/s shared by 8 GPUs = 50 GB/s per GPU"),
-        "{}", peak.derivation);
+    assert_eq!(
+        peak.derivation,
+        "lowest over 2 nodes, on dgx-h100-a: min(NVLink4 450, PCIe Gen5 x16 63.02, RDMA 50) = 50: \
+         8 x 400 Gb/s InfiniBand RDMA ports = 3200 Gb/s / 8 = 400 GB/s shared by 8 GPUs = 50 GB/s per GPU"
+    );
     // One GPU per node: the NICs could carry 400 GB/s, the GPU's PCIe Gen5 x16 link cannot.
     let one = communicator_peak_explained(&nodes, &placement(&[&a, &b], 1)).unwrap();
     assert!(

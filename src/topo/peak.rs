@@ -237,7 +237,6 @@ pub fn communicator_peak_explained(
     }
     let multi_node = by_host.len() > 1;
     let mut best: Option<(Bound, String)> = None;
-    let mut notes: Vec<String> = Vec::new();
     for (host, devices) in &by_host {
         let node = nodes
             .iter()
@@ -303,8 +302,26 @@ pub fn communicator_peak_explained(
                 Some(a) if a.gbps <= b.gbps => Some(a),
                 _ => Some(b),
             });
-        let low = low.expect("bounds is not empty");
-        notes.push(format!("{host}: {}", low.derivation));
+        let mut low = low.expect("bounds is not empty");
+        // Name every kind of bound that was weighed, lowest per fabric: "min(NVLink4 450, RDMA 50,
+        // PCIe Gen5 x16 63.02) = 50".
+        let mut per_fabric: BTreeMap<&str, f64> = BTreeMap::new();
+        for b in &bounds {
+            let e = per_fabric.entry(b.fabric.as_str()).or_insert(b.gbps);
+            *e = e.min(b.gbps);
+        }
+        if per_fabric.len() > 1 {
+            let weighed: Vec<String> = per_fabric
+                .iter()
+                .map(|(f, g)| format!("{f} {}", fmt_gbps(*g)))
+                .collect();
+            low.derivation = format!(
+                "min({}) = {}: {}",
+                weighed.join(", "),
+                fmt_gbps(low.gbps),
+                low.derivation
+            );
+        }
         if best.as_ref().is_none_or(|(b, _)| low.gbps < b.gbps) {
             best = Some((low, host.to_string()));
         }
