@@ -377,6 +377,67 @@ fn live_discovery_never_fails() {
     }
 }
 
+/// The live ROCm SMI path (dlopen, symbol types, answers) against a stand-in library built from
+/// tests/fixtures/fake_rocm_smi.c: the mi300x GPUs with the GPU 0 - GPU 7 xGMI link missing.
+#[test]
+fn live_rocm_smi_through_dlopen() {
+    let missing = topo::LiveAmd::with_library("/nonexistent/librocm_smi64.so");
+    assert!(topo::AmdSource::open(&missing)
+        .unwrap_err()
+        .contains("not found"));
+
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let so = dir.path().join("librocm_smi64.so");
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&so)
+        .arg(fixtures.join("fake_rocm_smi.c"))
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        eprintln!("no C compiler: the live ROCm SMI test is skipped");
+        return;
+    }
+    let amd = topo::LiveAmd::with_library(so.to_str().unwrap());
+    let n = topo::discover(
+        &SysRoot::at(fixtures.join("mi300x")),
+        &FixtureNvml::absent("NVML not found"),
+        &amd,
+    );
+    let rocm = n.sources.iter().find(|s| s.name == "ROCm SMI").unwrap();
+    assert!(
+        rocm.ok && rocm.detail.contains("librocm_smi64.so"),
+        "{rocm:?}"
+    );
+    assert_eq!(n.gpus.len(), 8);
+    assert!(n
+        .gpus
+        .iter()
+        .all(|g| g.name.as_deref() == Some("AMD Instinct MI300X")));
+    let links: Vec<usize> = n.gpus.iter().map(|g| g.links.len()).collect();
+    assert_eq!(links, [6, 7, 7, 7, 7, 7, 7, 6]);
+    assert_eq!(
+        n.gpus[1].links[0].remote,
+        Remote::Gpu("0000:11:00.0".into())
+    );
+    // GPU 0 cannot reach GPU 7 over xGMI, so the 8-GPU ring is bound by PCIe Gen5 x16...
+    let all = topo::communicator_peak(std::slice::from_ref(&n), &placement(&[&n], 8)).unwrap();
+    assert_eq!(all.fabric, "PCIe Gen5 x16");
+    // ...while GPUs 1 to 6 keep their five links to each other.
+    let six: Vec<RankPlacement> = (1..=6)
+        .map(|d| RankPlacement {
+            rank: d as usize - 1,
+            host: n.host.clone(),
+            local_device: d,
+        })
+        .collect();
+    let p = topo::communicator_peak(std::slice::from_ref(&n), &six).unwrap();
+    assert_eq!(
+        p.derivation,
+        "5 x xGMI at 64 GB/s per direction = 320 GB/s per GPU"
+    );
+}
+
 /// `cargo test --test topo_fixtures show -- --ignored --nocapture` prints what `collbench topo`
 /// would say about each recorded machine and this one.
 #[test]

@@ -103,6 +103,13 @@ impl LiveAmd {
             smi: super::rocm_smi_ffi::RocmSmi::open(),
         }
     }
+
+    /// ROCm SMI from a given file (a ROCm install outside the loader's path).
+    pub fn with_library(path: &str) -> Self {
+        LiveAmd {
+            smi: super::rocm_smi_ffi::RocmSmi::open_from(&[path]),
+        }
+    }
 }
 
 impl Default for LiveAmd {

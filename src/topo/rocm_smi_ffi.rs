@@ -9,7 +9,7 @@ type Status = c_int;
 
 pub struct RocmSmi {
     lib: Library,
-    path: &'static str,
+    path: String,
     amd_smi_present: bool,
 }
 
@@ -27,16 +27,24 @@ fn loads(name: &str) -> Option<Library> {
 
 impl RocmSmi {
     pub fn open() -> Result<Self, String> {
+        Self::open_from(&ROCM_SMI_NAMES)
+    }
+
+    /// The first of `names` that loads (names or paths, as dlopen takes them).
+    pub fn open_from(names: &[&str]) -> Result<Self, String> {
         let amd_smi_present = AMD_SMI_NAMES.iter().any(|n| loads(n).is_some());
-        let found = ROCM_SMI_NAMES
+        let found = names
             .iter()
-            .find_map(|n| loads(n).map(|l| (l, *n)));
+            .find_map(|n| loads(n).map(|l| (l, n.to_string())));
         let Some((lib, path)) = found else {
             return Err(if amd_smi_present {
                 "AMD SMI found but ROCm SMI (librocm_smi64.so) not found: xGMI links unknown"
                     .to_string()
             } else {
-                "AMD SMI / ROCm SMI not found (no libamd_smi.so, no librocm_smi64.so)".to_string()
+                format!(
+                    "AMD SMI / ROCm SMI not found (no libamd_smi.so, no {})",
+                    names.join(", no ")
+                )
             });
         };
         let smi = RocmSmi {
@@ -92,13 +100,7 @@ impl RocmSmi {
             f(dev, &mut bdf)
         };
         check(rc, "rsmi_dev_pci_id_get")?;
-        Ok(format!(
-            "{:04x}:{:02x}:{:02x}.{:x}",
-            (bdf >> 32) & 0xffff,
-            (bdf >> 8) & 0xff,
-            (bdf >> 3) & 0x1f,
-            bdf & 0x7
-        ))
+        Ok(decode_bdfid(bdf))
     }
 
     pub fn name(&self, dev: u32) -> Result<String, String> {
@@ -145,10 +147,33 @@ impl Drop for RocmSmi {
     }
 }
 
+/// rsmi_dev_pci_id_get's BDFID: domain in bits 32-63, bus 8-15, device 3-7, function 0-2.
+pub fn decode_bdfid(bdf: u64) -> String {
+    format!(
+        "{:04x}:{:02x}:{:02x}.{:x}",
+        (bdf >> 32) & 0xffff,
+        (bdf >> 8) & 0xff,
+        (bdf >> 3) & 0x1f,
+        bdf & 0x7
+    )
+}
+
 fn check(rc: Status, call: &str) -> Result<(), String> {
     if rc == 0 {
         Ok(())
     } else {
         Err(format!("{call} failed with rsmi_status_t {rc}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bdfid_fields() {
+        assert_eq!(super::decode_bdfid(0x11 << 8), "0000:11:00.0");
+        assert_eq!(
+            super::decode_bdfid((1 << 32) | (0x8b << 8) | (5 << 3) | 1),
+            "0001:8b:05.1"
+        );
     }
 }
