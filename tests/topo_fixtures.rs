@@ -388,17 +388,10 @@ fn live_rocm_smi_through_dlopen() {
 
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let dir = tempfile::tempdir().unwrap();
-    let so = dir.path().join("librocm_smi64.so");
-    let built = std::process::Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&so)
-        .arg(fixtures.join("fake_rocm_smi.c"))
-        .status();
-    if !built.is_ok_and(|s| s.success()) {
-        eprintln!("no C compiler: the live ROCm SMI test is skipped");
+    let Some(so) = build_stand_in("fake_rocm_smi.c", "libfake-rocm-smi64.so", dir.path()) else {
         return;
-    }
-    let amd = topo::LiveAmd::with_library(so.to_str().unwrap());
+    };
+    let amd = topo::LiveAmd::with_library(&so);
     let n = topo::discover(
         &SysRoot::at(fixtures.join("mi300x")),
         &FixtureNvml::absent("NVML not found"),
@@ -406,7 +399,7 @@ fn live_rocm_smi_through_dlopen() {
     );
     let rocm = n.sources.iter().find(|s| s.name == "ROCm SMI").unwrap();
     assert!(
-        rocm.ok && rocm.detail.contains("librocm_smi64.so"),
+        rocm.ok && rocm.detail.contains("libfake-rocm-smi64.so"),
         "{rocm:?}"
     );
     assert_eq!(n.gpus.len(), 8);
@@ -435,6 +428,66 @@ fn live_rocm_smi_through_dlopen() {
     assert_eq!(
         p.derivation,
         "5 x xGMI at 64 GB/s per direction = 320 GB/s per GPU"
+    );
+}
+
+/// Builds a C stand-in library from tests/fixtures; None without a C compiler.
+fn build_stand_in(source: &str, lib: &str, dir: &std::path::Path) -> Option<String> {
+    let so = dir.join(lib);
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&so)
+        .arg(fixtures.join(source))
+        .status();
+    if built.is_ok_and(|s| s.success()) {
+        Some(so.to_str().unwrap().to_string())
+    } else {
+        eprintln!("no C compiler: the live {lib} test is skipped");
+        None
+    }
+}
+
+/// The live NVML path (nvml-wrapper, error names, the NVLink loop) against a stand-in library
+/// giving the answers recorded in h100-nvl/nvml.json: both paths must discover the same GPUs.
+#[test]
+fn live_nvml_agrees_with_the_recorded_answers() {
+    let missing = topo::LiveNvml::with_library("/nonexistent/libnvidia-ml.so.1");
+    assert!(topo::NvmlSource::open(&missing)
+        .unwrap_err()
+        .starts_with("NVML not found"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let Some(so) = build_stand_in("fake_nvml.c", "libfake-nvidia-ml.so", dir.path()) else {
+        return;
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/h100-nvl");
+    let live = topo::discover(
+        &SysRoot::at(&root),
+        &topo::LiveNvml::with_library(&so),
+        &FixtureAmd::absent("none"),
+    );
+    let recorded = fixture("h100-nvl");
+    let nvml = live.sources.iter().find(|s| s.name == "NVML").unwrap();
+    assert_eq!(nvml.detail, "NVML, driver 550.54.15");
+    assert_eq!(live.gpus, recorded.gpus);
+    assert_eq!(live.unknown, recorded.unknown);
+
+    let g = &live.gpus[0];
+    assert_eq!(g.name.as_deref(), Some("NVIDIA H100 NVL"));
+    assert_eq!(g.links.len(), 12, "links 12-17 are inactive");
+    // NVML said 7 ("5.0"); Hopper has NVLink4 at 25 GB/s, not NVLink5 at 50.
+    assert!(g
+        .links
+        .iter()
+        .all(|l| l.nvml_version == Some(7) && l.generation == Some(4)));
+    assert_eq!(g.links[0].remote, Remote::Gpu("0000:42:00.0".into()));
+    assert_eq!(live.nvswitch_present, Some(false));
+    let peak =
+        topo::communicator_peak(std::slice::from_ref(&live), &placement(&[&live], 2)).unwrap();
+    assert_eq!(
+        peak.derivation,
+        "12 x NVLink4 at 25 GB/s per direction = 300 GB/s per GPU"
     );
 }
 

@@ -70,6 +70,7 @@ pub struct GpuLink {
 /// management library answers; NVSwitches are recognised by class (0x0680) instead.
 const KNOWN_DEVICES: &[(u32, u32, &str)] = &[
     (0x10de, 0x2330, "NVIDIA H100 80GB HBM3"),
+    (0x10de, 0x2321, "NVIDIA H100 NVL"),
     (0x10de, 0x2335, "NVIDIA H200"),
     (0x10de, 0x2901, "NVIDIA B200"),
     (0x10de, 0x20b0, "NVIDIA A100-SXM4-40GB"),

@@ -196,11 +196,19 @@ pub struct LiveNvml {
 
 impl LiveNvml {
     pub fn new() -> Self {
-        let nvml = nvml_wrapper::Nvml::init().map_err(|e| match e {
-            nvml_wrapper::error::NvmlError::LibloadingError(l) => format!("NVML not found ({l})"),
-            other => format!("NVML did not initialise: {other}"),
-        });
-        LiveNvml { nvml }
+        LiveNvml {
+            nvml: nvml_wrapper::Nvml::init().map_err(init_error),
+        }
+    }
+
+    /// NVML from a given file instead of the loader's libnvidia-ml.so.1.
+    pub fn with_library(path: &str) -> Self {
+        let nvml = nvml_wrapper::Nvml::builder()
+            .lib_path(std::ffi::OsStr::new(path))
+            .init();
+        LiveNvml {
+            nvml: nvml.map_err(init_error),
+        }
     }
 
     fn nvml(&self) -> Answer<&nvml_wrapper::Nvml> {
@@ -215,6 +223,15 @@ impl LiveNvml {
 impl Default for LiveNvml {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A library that cannot be loaded is "not found" (the caller reports "skipped: NVML not
+/// found"); one that loads and fails says how.
+fn init_error(e: nvml_wrapper::error::NvmlError) -> String {
+    match e {
+        nvml_wrapper::error::NvmlError::LibloadingError(l) => format!("NVML not found ({l})"),
+        other => format!("NVML did not initialise: {other}"),
     }
 }
 
