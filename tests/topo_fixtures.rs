@@ -22,11 +22,7 @@ fn placement(nodes: &[&NodeTopology], per_node: u32) -> Vec<RankPlacement> {
         .iter()
         .flat_map(|n| (0..per_node).map(move |d| (n.host.clone(), d)))
         .enumerate()
-        .map(|(rank, (host, local_device))| RankPlacement {
-            rank,
-            host,
-            local_device,
-        })
+        .map(|(rank, (host, local_device))| RankPlacement::new(rank, &host, local_device))
         .collect()
 }
 
@@ -108,16 +104,8 @@ fn dgx_h100_peak_is_18_nvlink4_links() {
     );
     // Through NVSwitch, any two GPUs have all 18 links.
     let two = vec![
-        RankPlacement {
-            rank: 0,
-            host: n.host.clone(),
-            local_device: 2,
-        },
-        RankPlacement {
-            rank: 1,
-            host: n.host.clone(),
-            local_device: 5,
-        },
+        RankPlacement::new(0, &n.host, 2),
+        RankPlacement::new(1, &n.host, 5),
     ];
     assert!(close(
         topo::communicator_peak(std::slice::from_ref(&n), &two)
@@ -299,6 +287,66 @@ fn without_nvml_the_nvlink_peak_is_unknown_not_pcie() {
     assert!(err.contains("links are unknown"), "{err}");
 }
 
+/// A container that exposes GPUs 4-7 of a DGX H100: NVML numbers them 0-3 (as CUDA inside the
+/// container does) while /sys still lists all eight.
+#[test]
+fn container_with_half_the_gpus() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dgx-h100");
+    let mut nvml = FixtureNvml::from_file(&dir.join("nvml.json")).unwrap();
+    nvml.devices.drain(..4);
+    let n = topo::discover(&SysRoot::at(&dir), &nvml, &FixtureAmd::absent("none"));
+    let visible: Vec<(u32, &str)> = n
+        .gpus
+        .iter()
+        .take(4)
+        .map(|g| (g.index, g.bus_id.as_str()))
+        .collect();
+    assert_eq!(
+        visible,
+        [
+            (0, "0000:9d:00.0"),
+            (1, "0000:c3:00.0"),
+            (2, "0000:d1:00.0"),
+            (3, "0000:df:00.0")
+        ]
+    );
+    assert!(n.gpus[4..]
+        .iter()
+        .all(|g| g.library_index.is_none() && !g.links_known));
+    assert_eq!(
+        n.unknown
+            .iter()
+            .filter(|u| u.why.contains("not visible"))
+            .count(),
+        4,
+        "{:?}",
+        n.unknown
+    );
+    let four = topo::communicator_peak(std::slice::from_ref(&n), &placement(&[&n], 4)).unwrap();
+    assert!(close(four.gbps, 450.0), "{four:?}");
+    // The same GPUs named by PCI address, as NVML writes it.
+    let by_bus: Vec<RankPlacement> = ["00000000:9D:00.0", "00000000:DF:00.0"]
+        .iter()
+        .enumerate()
+        .map(|(rank, b)| RankPlacement {
+            bus_id: Some(b.to_string()),
+            ..RankPlacement::new(rank, &n.host, 99)
+        })
+        .collect();
+    assert!(close(
+        topo::communicator_peak(std::slice::from_ref(&n), &by_bus)
+            .unwrap()
+            .gbps,
+        450.0
+    ));
+    // A GPU the container does not see has unknown links: no peak rather than a guess.
+    let hidden = vec![
+        RankPlacement::new(0, &n.host, 0),
+        RankPlacement::new(1, &n.host, 5),
+    ];
+    assert!(topo::communicator_peak(std::slice::from_ref(&n), &hidden).is_none());
+}
+
 #[test]
 fn render_says_what_was_and_was_not_found() {
     let text = topo::render(&[fixture("dgx-h100"), fixture("l40s-pcie")]);
@@ -365,11 +413,7 @@ fn live_discovery_never_fails() {
         assert!(!n.unknown.is_empty());
         let text = topo::render(std::slice::from_ref(&n));
         assert!(text.contains("unknown:"), "{text}");
-        let me = vec![RankPlacement {
-            rank: 0,
-            host: n.host.clone(),
-            local_device: 0,
-        }];
+        let me = vec![RankPlacement::new(0, &n.host, 0)];
         assert!(topo::communicator_peak(std::slice::from_ref(&n), &me).is_none());
     }
     if !nvml.ok {
@@ -418,11 +462,7 @@ fn live_rocm_smi_through_dlopen() {
     assert_eq!(all.fabric, "PCIe Gen5 x16");
     // ...while GPUs 1 to 6 keep their five links to each other.
     let six: Vec<RankPlacement> = (1..=6)
-        .map(|d| RankPlacement {
-            rank: d as usize - 1,
-            host: n.host.clone(),
-            local_device: d,
-        })
+        .map(|d| RankPlacement::new(d as usize - 1, &n.host, d))
         .collect();
     let p = topo::communicator_peak(std::slice::from_ref(&n), &six).unwrap();
     assert_eq!(

@@ -33,6 +33,9 @@ pub struct Gpu {
     pub links: Vec<GpuLink>,
     /// Whether the GPU's links could be asked about at all (false: NVML/ROCm SMI missing).
     pub links_known: bool,
+    /// The GPU's index in NVML or ROCm SMI; None when the library does not see it (absent, or a
+    /// container that exposes only some GPUs while /sys shows them all).
+    pub library_index: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +206,7 @@ fn gpu_from_pci(root: &SysRoot, d: &PciDevice, vendor: Vendor) -> Gpu {
         architecture: None,
         links: Vec::new(),
         links_known: false,
+        library_index: None,
     }
 }
 
@@ -259,8 +263,33 @@ pub fn discover_gpus(
         }
     }
 
-    // Local indices: each vendor's library numbers its GPUs in PCI order, as sysfs lists them.
-    gpus.sort_by(|a, b| (a.vendor as u8, &a.bus_id).cmp(&(b.vendor as u8, &b.bus_id)));
+    // Local indices: the library's numbering (what a process inside this container sees) when it
+    // answered, the GPUs it does not see after those; else PCI order, as the libraries use.
+    gpus.sort_by(|a, b| {
+        let key = |g: &Gpu| {
+            (
+                g.vendor as u8,
+                g.library_index.is_none(),
+                g.library_index,
+                g.bus_id.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let seen_by_library = |v: Vendor, gpus: &[Gpu]| {
+        gpus.iter()
+            .any(|g| g.vendor == v && g.library_index.is_some())
+    };
+    for g in gpus
+        .iter()
+        .filter(|g| g.library_index.is_none() && seen_by_library(g.vendor, &gpus))
+    {
+        unknown.push(Unknown::new(
+            &format!("GPU {}", g.bus_id),
+            "on the PCI bus but not visible to its management library (container or driver)"
+                .to_string(),
+        ));
+    }
     for vendor in [Vendor::Nvidia, Vendor::Amd] {
         for (i, g) in gpus.iter_mut().filter(|g| g.vendor == vendor).enumerate() {
             g.index = i as u32;
@@ -315,11 +344,13 @@ fn nvml_fill(
                     pcie: None,
                     links: Vec::new(),
                     links_known: false,
+                    library_index: None,
                 });
                 gpus.len() - 1
             }
         };
         let g = &mut gpus[pos];
+        g.library_index = Some(dev);
         if let Ok(n) = nvml.name(dev) {
             g.name = Some(n);
         }
@@ -403,6 +434,7 @@ fn amd_fill(amd: &dyn AmdSource, gpus: &mut [Gpu], unknown: &mut Vec<Unknown>) {
             ));
             continue;
         };
+        g.library_index = Some(src as u32);
         if a.name.is_some() {
             g.name = a.name.clone();
         }

@@ -2,6 +2,14 @@
 //! NVLink/xGMI links, PCIe links and RDMA NICs a node has, found without ever failing (what
 //! cannot be found is reported as unknown, with the reason).
 
+//!
+//! How a run uses it: every rank calls [`discover_live`] (cheap: sysfs reads and a few NVML
+//! calls), the ranks all-gather their `NodeTopology` as JSON (one per host is enough), each rank's
+//! [`RankPlacement`] (host, local device, PCI bus id) is gathered too, and rank 0 asks
+//! [`communicator_peak`] for the speed of light of the communicator, unless `--peak` gave one
+//! ([`Peak::from_override`]). [`peak::percent_of_peak`] formats the %peak column, and [`render()`]
+//! is `collbench topo`. The model is described in docs/METRICS.md.
+
 pub mod amd;
 pub mod gpu;
 pub mod net;

@@ -45,7 +45,7 @@ impl RdmaNic {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetInterface {
     pub name: String,
-    /// Mb/s as /sys/class/net/<if>/speed says; None when the link is down (the kernel answers
+    /// Mb/s as `/sys/class/net/<if>/speed` says; None when the link is down (the kernel answers
     /// EINVAL or -1 then).
     pub speed_mbit: Option<u64>,
     pub operstate: Option<String>,
@@ -66,7 +66,7 @@ pub fn state_is_active(s: &str) -> bool {
     s.split_once(':').map(|(n, _)| n.trim()) == Some("4") || s.trim().ends_with("ACTIVE")
 }
 
-/// The PCI device a class entry (/sys/class/<cls>/<name>) sits on: its `device` link.
+/// The PCI device a class entry (`/sys/class/<cls>/<name>`) sits on: its `device` link.
 pub fn class_device(root: &SysRoot, class_entry: &str) -> Option<(String, String)> {
     let path = root.resolve(&format!("{class_entry}/device"))?;
     let last = path.rsplit('/').next()?.to_string();

@@ -156,11 +156,11 @@ pub fn is_bdf(s: &str) -> bool {
 pub fn normalize_bus_id(id: &str) -> String {
     let id = id.trim().to_ascii_lowercase();
     match id.split_once(':') {
-        Some((domain, rest)) if domain.len() > 4 => {
+        // Keep the domain's last four digits ("00000000" -> "0000").
+        Some((domain, rest)) if domain.len() > 4 && domain.is_ascii() => {
             format!("{}:{rest}", &domain[domain.len() - 4..])
         }
-        Some(_) => id,
-        None => id,
+        _ => id,
     }
 }
 

@@ -13,7 +13,25 @@ use std::fmt;
 pub struct RankPlacement {
     pub rank: usize,
     pub host: String,
+    /// The GPU's index among the node's GPUs as NVML / ROCm SMI number them.
     pub local_device: u32,
+    /// The GPU's PCI address, when the backend knows it ("0000:1b:00.0" or NVML's
+    /// "00000000:1B:00.0"). Preferred over `local_device`, which CUDA_VISIBLE_DEVICES and
+    /// CUDA_DEVICE_ORDER renumber.
+    #[serde(default)]
+    pub bus_id: Option<String>,
+}
+
+impl RankPlacement {
+    /// A rank known by host and local device index only.
+    pub fn new(rank: usize, host: &str, local_device: u32) -> Self {
+        RankPlacement {
+            rank,
+            host: host.to_string(),
+            local_device,
+            bus_id: None,
+        }
+    }
 }
 
 /// A speed of light in GB/s (1 GB = 1e9 bytes, as busbw), per GPU and per direction.
@@ -228,12 +246,9 @@ pub fn communicator_peak_explained(
     if placement.is_empty() {
         return Err("no ranks".to_string());
     }
-    let mut by_host: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    let mut by_host: BTreeMap<&str, Vec<&RankPlacement>> = BTreeMap::new();
     for r in placement {
-        by_host
-            .entry(r.host.as_str())
-            .or_default()
-            .push(r.local_device);
+        by_host.entry(r.host.as_str()).or_default().push(r);
     }
     let multi_node = by_host.len() > 1;
     let mut best: Option<(Bound, String)> = None;
@@ -244,11 +259,21 @@ pub fn communicator_peak_explained(
             .ok_or_else(|| format!("no topology for host {host}"))?;
         let gpus: Vec<&Gpu> = devices
             .iter()
-            .map(|d| {
-                node.gpus
-                    .iter()
-                    .find(|g| g.index == *d && g.vendor == primary_vendor(node))
-                    .ok_or_else(|| format!("{host} has no GPU {d}"))
+            .map(|r| {
+                let found = match &r.bus_id {
+                    Some(b) => {
+                        let b = pcie::normalize_bus_id(b);
+                        node.gpus.iter().find(|g| g.bus_id == b)
+                    }
+                    None => node
+                        .gpus
+                        .iter()
+                        .find(|g| g.index == r.local_device && g.vendor == primary_vendor(node)),
+                };
+                found.ok_or_else(|| match &r.bus_id {
+                    Some(b) => format!("{host} has no GPU at {b} (rank {})", r.rank),
+                    None => format!("{host} has no GPU {} (rank {})", r.local_device, r.rank),
+                })
             })
             .collect::<Result<_, _>>()?;
         let mut bounds: Vec<Bound> = Vec::new();

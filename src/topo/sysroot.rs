@@ -1,5 +1,5 @@
 //! `SysRoot`: every file topology discovery reads goes through here, so tests can point it at a
-//! recorded machine under tests/fixtures/<machine>/ instead of the live "/".
+//! recorded machine under `tests/fixtures/<machine>/` instead of the live "/".
 
 use serde::{Deserialize, Serialize};
 use std::path::{Component, Path, PathBuf};
