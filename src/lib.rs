@@ -15,5 +15,6 @@ pub mod plan;
 pub mod report;
 pub mod size;
 pub mod testing;
+pub mod topo;
 pub mod watchdog;
 pub mod world;
