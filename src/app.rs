@@ -66,14 +66,51 @@ pub fn main_with_args(argv: Vec<String>) -> i32 {
             return e.exit_code();
         }
     };
-    let plan = match Plan::from_args(&args) {
+    let plan = match Plan::from_args(&args).and_then(|p| check_launch(&p).map(|_| p)) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("collbench: error: {e}");
             return e.exit_code().code();
         }
     };
-    with_world(&plan, &argv)
+    if plan.gpus_per_thread * plan.threads > 1 {
+        with_threads(&plan, &argv)
+    } else {
+        with_world(&plan, &argv)
+    }
+}
+
+/// Whether a launcher (mpirun, srun) started this process as one of several.
+fn launched_with_ranks() -> bool {
+    [
+        "OMPI_COMM_WORLD_SIZE",
+        "PMI_SIZE",
+        "PMIX_SIZE",
+        "SLURM_NTASKS",
+        "MPI_LOCALNRANKS",
+    ]
+    .iter()
+    .any(|v| {
+        std::env::var(v)
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+            .is_some_and(|n| n > 1)
+    })
+}
+
+fn check_launch(plan: &Plan) -> Result<()> {
+    let threads = plan.gpus_per_thread * plan.threads;
+    if threads > 1 && launched_with_ranks() {
+        return Err(Error::usage(format!(
+            "-g/-t: {threads} GPUs per process under a launcher is not supported yet: start one process per GPU (mpirun -np <GPUs>) and leave -g and -t at 1"
+        )));
+    }
+    if threads > 1 && plan.backend == BackendChoice::Mpi {
+        return Err(Error::usage(
+            "-g/-t drive GPUs from threads; the mpi backend runs on host memory with one process per rank: use mpirun -np N with --backend mpi, or --backend nccl/rccl with -g",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(feature = "mpi")]
@@ -99,26 +136,53 @@ fn with_world(plan: &Plan, argv: &[String]) -> i32 {
             crate::world::mpi::abort_job(ExitCode::Timeout.code())
         },
     );
-    let backend = match create_backend(plan, &world) {
-        Ok(b) => b,
-        Err(e) => return fail_job(&world, None, e),
-    };
-    run_job(plan, argv, &world, backend, &watchdog)
+    let backend = choose_backend(plan, &world, &watchdog).and_then(|(choice, reason)| {
+        let backend: Box<dyn Backend + '_> =
+            match create_gpu_backend(choice, plan, &world, &watchdog)? {
+                Some(gpu) => gpu,
+                None => Box::new(crate::backend::mpi::MpiBackend::new(&world)),
+            };
+        Ok((backend, reason))
+    });
+    match backend {
+        Ok(b) => run_job(plan, argv, &world, b, &watchdog),
+        Err(e) => fail_job(&world, None, e),
+    }
 }
 
 #[cfg(not(feature = "mpi"))]
 fn with_world(plan: &Plan, argv: &[String]) -> i32 {
     let world = crate::world::solo::SoloWorld::new();
     install_panic_hook(0, world.host().to_string(), |code| std::process::exit(code));
-    let watchdog = Watchdog::start(plan.timeout_s, 0, world.host().to_string(), |m| {
-        eprintln!("{m}");
-        std::process::exit(ExitCode::Timeout.code())
+    let watchdog = Watchdog::start(plan.timeout_s, 0, world.host().to_string(), exit_on_timeout);
+    match gpu_backend_only(plan, &world, &watchdog) {
+        Ok(b) => run_job(plan, argv, &world, b, &watchdog),
+        Err(e) => fail_job(&world, None, e),
+    }
+}
+
+fn exit_on_timeout(message: &str) -> ! {
+    eprintln!("{message}");
+    std::process::exit(ExitCode::Timeout.code())
+}
+
+/// `-g N` (and `-t`): one process drives N GPUs, a thread per GPU, each a rank of a thread world.
+fn with_threads(plan: &Plan, argv: &[String]) -> i32 {
+    let size = plan.gpus_per_thread * plan.threads;
+    let host = crate::world::host_name();
+    install_panic_hook(0, host.clone(), |code| std::process::exit(code));
+    let codes = crate::world::threads::run_threads(size, |world| {
+        let watchdog = Watchdog::start(plan.timeout_s, world.rank(), host.clone(), exit_on_timeout);
+        Ok(match gpu_backend_only(plan, world, &watchdog) {
+            Ok(b) => run_job(plan, argv, world, b, &watchdog),
+            Err(e) => fail_job(world, None, e),
+        })
     });
-    let backend = match create_backend(plan, &world) {
-        Ok(b) => b,
-        Err(e) => return fail_job(&world, None, e),
-    };
-    run_job(plan, argv, &world, backend, &watchdog)
+    codes
+        .into_iter()
+        .map(|c| c.unwrap_or_else(|e| e.exit_code().code()))
+        .max()
+        .unwrap_or(0)
 }
 
 /// A panic on any rank is a bug: say where it happened and end the whole job instead of hanging it
@@ -130,36 +194,63 @@ fn install_panic_hook(rank: usize, host: String, abort: fn(i32) -> !) {
     }));
 }
 
-#[cfg(feature = "mpi")]
-fn create_backend<'w>(
+/// The backend the plan asks for (auto: what this machine has), the same on every rank, with the reason
+/// it was chosen.
+fn choose_backend(
     plan: &Plan,
-    world: &'w crate::world::MpiWorld,
-) -> Result<(Box<dyn Backend + 'w>, String)> {
-    match plan.backend {
-        BackendChoice::Mpi => Ok((
-            Box::new(crate::backend::mpi::MpiBackend::new(world)),
-            "requested".into(),
-        )),
-        BackendChoice::Auto => Ok((
-            Box::new(crate::backend::mpi::MpiBackend::new(world)),
-            "auto: no GPU backend found, using MPI on host memory".into(),
-        )),
-        BackendChoice::Nccl | BackendChoice::Rccl => Err(Error::Unsupported(format!(
-            "--backend {:?}: not available in this build",
-            plan.backend
-        ))),
+    world: &dyn World,
+    watchdog: &Watchdog,
+) -> Result<(BackendChoice, String)> {
+    let (choice, reason) = match plan.backend {
+        BackendChoice::Auto => crate::backend::select::probe_auto(plan),
+        c => (c, "requested".to_string()),
+    };
+    // Ranks that probed differently (a node without its driver) must not start different backends.
+    watchdog.arm(|| "agreeing on the backend across ranks".into());
+    let choices: Vec<String> = all_gather_value(world, &format!("{choice:?}"))?;
+    watchdog.disarm();
+    if let Some(other) = choices.iter().position(|c| *c != choices[0]) {
+        return Err(Error::Unsupported(format!(
+            "--backend auto chose {} on rank 0 but {} on rank {other}: a node lacks its GPU driver or library; fix it or give --backend",
+            choices[0], choices[other]
+        )));
     }
+    Ok((choice, reason))
 }
 
-#[cfg(not(feature = "mpi"))]
-fn create_backend<'w>(
+/// The NCCL or RCCL backend when `choice` is one; None for mpi.
+fn create_gpu_backend(
+    choice: BackendChoice,
     plan: &Plan,
-    _world: &'w dyn World,
-) -> Result<(Box<dyn Backend + 'w>, String)> {
-    Err(Error::Unsupported(format!(
-        "--backend {:?}: this collbench was built without MPI and no GPU backend is available",
-        plan.backend
-    )))
+    world: &dyn World,
+    watchdog: &Watchdog,
+) -> Result<Option<Box<dyn Backend>>> {
+    let Some(vendor) = crate::backend::select::gpu_vendor(choice) else {
+        return Ok(None);
+    };
+    // ncclCommInitRank blocks until every rank has joined and has no timeout of its own.
+    watchdog.arm(|| format!("{choice:?} communicator initialisation"));
+    let backend = crate::backend::gpu::create_gpu_backend(vendor, plan, world)?;
+    watchdog.disarm();
+    Ok(Some(backend))
+}
+
+/// Where no MPI runs (threads, or a build without MPI) only a GPU backend can carry the collectives.
+fn gpu_backend_only(
+    plan: &Plan,
+    world: &dyn World,
+    watchdog: &Watchdog,
+) -> Result<(Box<dyn Backend>, String)> {
+    let (choice, reason) = choose_backend(plan, world, watchdog)?;
+    match create_gpu_backend(choice, plan, world, watchdog)? {
+        Some(b) => Ok((b, reason)),
+        None if plan.gpus_per_thread * plan.threads > 1 => Err(Error::Unsupported(format!(
+            "-g/-t drive GPUs from threads, but {reason}: run where GPUs are visible, or use mpirun -np N for MPI ranks on host memory"
+        ))),
+        None => Err(Error::Unsupported(format!(
+            "the mpi backend needs MPI ({reason}): this collbench was built without it; rebuild with default features and run under mpirun, or run where GPUs are visible"
+        ))),
+    }
 }
 
 /// Reports a fatal error on this rank and ends the job: every rank stops, not just this one.

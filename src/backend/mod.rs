@@ -8,9 +8,9 @@ use crate::dtype::{DataType, ReduceOp};
 use crate::error::Result;
 use serde::Serialize;
 
+pub mod gpu;
 #[cfg(feature = "mpi")]
 pub mod mpi;
-pub mod gpu;
 pub mod select;
 
 /// One operation as the engine asks for it.
