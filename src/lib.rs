@@ -8,6 +8,7 @@ pub mod collective;
 pub mod dtype;
 pub mod engine;
 pub mod error;
+pub mod fleet;
 pub mod metrics;
 pub mod plan;
 pub mod report;
