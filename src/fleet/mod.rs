@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod csv;
 pub mod gate;
+pub mod plot;
 pub mod slow;
 
 #[cfg(test)]
