@@ -167,6 +167,16 @@ impl GateReport {
     }
 }
 
+/// A rule is recorded as the user wrote it (e.g. inside the plan of the JSON document).
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
@@ -624,6 +634,10 @@ mod tests {
         assert_eq!(report.exit_code().code(), 8);
         let text = render(&report);
         assert!(text.contains("PASSED") && text.contains("FAILED"), "{text}");
+        assert_eq!(
+            serde_json::to_value(&rules[1]).unwrap(),
+            serde_json::json!("time<=1us")
+        );
         let back: GateReport =
             serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
         assert_eq!(back.verdicts.len(), 2);
