@@ -246,9 +246,16 @@ fn draw_panel<DB: DrawingBackend>(
         .iter()
         .flat_map(|s| s.points.iter().map(panel.value))
         .chain(panel.peaks.iter().map(|p| p.1));
-    let (y_lo, y_hi) = log_range(ys).ok_or("no positive value to draw")?;
+    // busbw is 0 for all_reduce on one rank: draw the empty panel and say why rather than fail.
+    let (caption, (y_lo, y_hi)) = match log_range(ys) {
+        Some(range) => (panel.title.to_string(), range),
+        None => (
+            format!("{} (no value above 0 to draw)", panel.title),
+            (0.1, 10.0),
+        ),
+    };
     let mut chart = ChartBuilder::on(area)
-        .caption(panel.title, (FAMILY, 22))
+        .caption(caption, (FAMILY, 22))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
@@ -272,6 +279,9 @@ fn draw_panel<DB: DrawingBackend>(
             .map(|p| (p.0, (panel.value)(p)))
             .filter(|(x, y)| *x > 0.0 && y.is_finite() && *y > 0.0)
             .collect();
+        if points.is_empty() {
+            continue;
+        }
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(SERIES_WIDTH)))
             .map_err(|e| e.to_string())?
@@ -339,6 +349,11 @@ pub fn render(output: &Path, series: &[Series], peaks: &[(String, f64)]) -> Resu
     if series.is_empty() {
         return Err(Error::Usage(
             "nothing to plot: the runs hold no measured row of the chosen collectives and placement".into(),
+        ));
+    }
+    if !series.iter().flat_map(|s| &s.points).any(|p| p.0 > 0.0) {
+        return Err(Error::Usage(
+            "nothing to plot: every measured size is 0 bytes, which a log axis cannot show".into(),
         ));
     }
     register_font()?;
@@ -504,5 +519,26 @@ mod tests {
         assert!(e.to_string().contains(".svg or .png"));
         let e = render(Path::new("x.svg"), &[], &[]).unwrap_err();
         assert!(e.to_string().contains("nothing to plot"));
+        let zero = vec![Series {
+            label: "a".into(),
+            points: vec![(0.0, 1.0, 1.0)],
+        }];
+        let e = render(Path::new("x.svg"), &zero, &[]).unwrap_err();
+        assert!(e.to_string().contains("0 bytes"));
+    }
+
+    #[test]
+    fn one_rank_all_reduce_has_no_busbw_but_still_plots() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("solo.svg");
+        let s = vec![Series {
+            label: "solo all_reduce".into(),
+            points: vec![(1024.0, 0.0, 5.0), (2048.0, 0.0, 6.0)],
+        }];
+        render(&out, &s, &[]).unwrap();
+        let svg = std::fs::read_to_string(&out).unwrap();
+        assert!(svg.contains("no value above 0"));
+        // Only the time panel has a line.
+        assert_eq!(svg.matches("stroke-width=\"2\" points").count(), 1);
     }
 }
