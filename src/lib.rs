@@ -10,6 +10,7 @@ pub mod dtype;
 pub mod engine;
 pub mod error;
 pub mod ffi;
+pub mod fleet;
 pub mod metrics;
 pub mod plan;
 pub mod report;

@@ -1,0 +1,17 @@
+//! Fleet tools around a run's results: slow-rank attribution, the `--expect` gate, `compare`, `--csv`
+//! and `plot`. They read the results model (report::model) and never talk to MPI or a device.
+
+pub mod compare;
+pub mod csv;
+pub mod gate;
+pub mod plot;
+pub mod slow;
+
+#[cfg(test)]
+pub(crate) mod testdata;
+
+/// Prints an error the way every collbench command does and returns its exit code.
+pub(crate) fn report_error(error: &crate::error::Error) -> i32 {
+    eprintln!("collbench: error: {error}");
+    error.exit_code().code()
+}
