@@ -47,9 +47,22 @@ pub struct RunArgs {
     #[arg(short = 'i', long = "stepbytes", visible_alias = "step-bytes")]
     pub step_bytes: Option<String>,
 
-    /// Timed iterations per size.
-    #[arg(short = 'n', long = "iters", default_value_t = 20)]
-    pub iters: u64,
+    /// Timed iterations per size, or auto: iterate until the 95 % confidence interval of the mean time
+    /// is within --ci-target, or --size-time-cap is reached (at least --min-iters).
+    #[arg(short = 'n', long = "iters", default_value = "20")]
+    pub iters: String,
+
+    /// With -n auto: the 95 % confidence half-width to reach, as a percentage of the mean.
+    #[arg(long = "ci-target", value_name = "PERCENT", default_value_t = 1.0)]
+    pub ci_target: f64,
+
+    /// With -n auto: the fewest timed iterations per size.
+    #[arg(long = "min-iters", default_value_t = 10)]
+    pub min_iters: u64,
+
+    /// With -n auto: seconds of timed iterations after which a size stops, reached or not.
+    #[arg(long = "size-time-cap", value_name = "SECONDS", default_value_t = 5.0)]
+    pub size_time_cap: f64,
 
     /// Warm-up iterations per size, not timed.
     #[arg(
@@ -137,6 +150,27 @@ pub struct RunArgs {
     )]
     pub json: Option<PathBuf>,
 
+    /// Also write one CSV line per row and placement, as rows are measured.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+
+    /// Show the per-iteration distribution (p50, p99, cv%) in the table.
+    #[arg(long, action = ArgAction::SetTrue)]
+    pub stats: bool,
+
+    /// A pass/fail rule judged after the run, e.g. 'all_reduce:busbw>=180@1G-16G', 'busbw>=0.9peak@64M-',
+    /// 'time<=50us@-64K' (docs/FLEET.md). Repeatable; any failed rule exits 8.
+    #[arg(long, value_name = "RULE", action = ArgAction::Append)]
+    pub expect: Vec<String>,
+
+    /// Name a rank whose mean time is this many percent above the median rank's.
+    #[arg(long = "slow-threshold", value_name = "PERCENT", default_value_t = crate::fleet::slow::DEFAULT_THRESHOLD_PERCENT)]
+    pub slow_threshold: f64,
+
+    /// The hardware's peak bus bandwidth in GB/s per GPU and direction, instead of the detected one.
+    #[arg(long, value_name = "GBPS", allow_negative_numbers = true)]
+    pub peak: Option<f64>,
+
     /// Communication backend: nccl, rccl, mpi (host memory), or auto.
     #[arg(long, default_value = "auto")]
     pub backend: String,
@@ -156,9 +190,18 @@ pub struct RunArgs {
     /// Print only the table (no notes or progress).
     #[arg(short = 'q', long, action = ArgAction::SetTrue)]
     pub quiet: bool,
+
+    /// No progress bar (it is shown only when stderr is a terminal).
+    #[arg(long = "no-progress", action = ArgAction::SetTrue)]
+    pub no_progress: bool,
 }
 
 const AFTER_HELP: &str = "\
+Subcommands:
+  collbench topo                               what this machine's GPUs, links and NICs are, and their peak
+  collbench compare BASE.json NEW.json         regressions between two runs
+  collbench plot RUN.json [MORE.json] -o F.svg busbw and time against size
+
 Examples:
   mpirun -np 8 collbench all_reduce -b 8 -e 8G -f 2
   mpirun -np 16 --hostfile hosts collbench all -J run.json

@@ -9,7 +9,7 @@ use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
 use crate::metrics::{algbw_gbps, busbw_gbps};
-use crate::plan::{Average, Plan};
+use crate::plan::{Average, Iterations, Plan};
 use crate::report::model::{Measurement, Row, Stats};
 use crate::size::HumanSize;
 use crate::testing::TestSwitches;
@@ -19,7 +19,18 @@ use std::time::Instant;
 
 /// Receives each row as soon as it is measured (rank 0's reporters).
 pub trait RowSink {
+    /// A row is about to be measured (for progress displays).
+    fn starting(&mut self, _what: &str) {}
     fn row(&mut self, row: &Row) -> Result<()>;
+}
+
+/// A sink for the ranks that report nothing.
+pub struct NullSink;
+
+impl RowSink for NullSink {
+    fn row(&mut self, _row: &Row) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One (collective, type, operator) the backend can run.
@@ -72,6 +83,15 @@ pub fn buffer_bytes(combos: &[Combination], size: u64, ranks: usize) -> u64 {
         .unwrap_or(0)
 }
 
+/// Rows the sweep will produce (None when -N 0 repeats forever).
+pub fn row_count(plan: &Plan, combos: &[Combination], sizes: usize, ranks: usize) -> Option<u64> {
+    let per_cycle: usize = combos
+        .iter()
+        .map(|c| plan.roots_for(c.collective, ranks).len() * sizes)
+        .sum();
+    (plan.run_cycles > 0).then(|| per_cycle as u64 * plan.run_cycles)
+}
+
 pub struct Engine<'a> {
     pub plan: &'a Plan,
     pub world: &'a dyn World,
@@ -102,6 +122,14 @@ impl Engine<'_> {
                     }
                     for &size in sizes {
                         self.switches.before_row(self.world.rank(), row_index);
+                        if self.world.rank() == 0 {
+                            sink.starting(&format!(
+                                "{} {} {}",
+                                combo.collective,
+                                combo.dtype,
+                                HumanSize(size)
+                            ));
+                        }
                         let row = self.measure_row(*combo, root, size, cycle)?;
                         if self.world.rank() == 0 {
                             sink.row(&row)?;
@@ -211,6 +239,73 @@ impl Engine<'_> {
         verify::write_input(self.backend, pattern, rank, in_buf, in_off)
     }
 
+    /// `iters` timed iterations of `-m` operations: host microseconds around the whole batch (nccl-tests'
+    /// time) and each iteration's microseconds per operation on this rank. Allocates nothing.
+    fn timed_batch(&mut self, desc: &OpDesc, iters: u64) -> Result<(f64, Vec<f64>)> {
+        let plan = self.plan;
+        let iters = iters as usize;
+        self.backend.reserve_marks(iters + 1)?;
+        let delay = self.switches.delay_for(self.world.rank());
+        let start = Instant::now();
+        self.backend.mark(0)?;
+        for i in 0..iters {
+            self.backend.group_start()?;
+            for _ in 0..plan.agg_iters {
+                self.backend.enqueue(desc)?;
+            }
+            self.backend.group_end()?;
+            if plan.blocking {
+                self.backend.wait()?;
+            }
+            self.backend.mark(i + 1)?;
+        }
+        self.backend.wait()?;
+        if let Some(d) = delay {
+            // A rank that sees its operations complete late: the others do not wait for it.
+            std::thread::sleep(d * iters as u32);
+        }
+        let elapsed_us = start.elapsed().as_secs_f64() * 1e6;
+        let per_op = plan.agg_iters as f64;
+        let samples = self
+            .backend
+            .mark_intervals_us(iters)?
+            .into_iter()
+            .map(|t| t / per_op)
+            .collect();
+        Ok((elapsed_us, samples))
+    }
+
+    /// `-n auto`: batches of growing size until the 95 % confidence half-width of the mean is within the
+    /// target or the time cap is spent. Every rank decides from the same rank-combined samples, so all
+    /// ranks run the same number of iterations.
+    fn adaptive(
+        &mut self,
+        desc: &OpDesc,
+        ci_target: f64,
+        min: u64,
+        cap_s: f64,
+    ) -> Result<(f64, Vec<f64>, u64)> {
+        let mut elapsed_us = 0.0;
+        let mut samples: Vec<f64> = Vec::new();
+        let mut batch = min;
+        loop {
+            let (elapsed, mut batch_samples) = self.timed_batch(desc, batch)?;
+            self.world
+                .all_reduce_f64(&mut batch_samples, Combine::Max)?;
+            elapsed_us += elapsed;
+            samples.extend(batch_samples);
+            let spent_s = samples.iter().sum::<f64>() * self.plan.agg_iters as f64 / 1e6;
+            let ci = Stats::from_samples(&samples).map_or(f64::INFINITY, |s| s.ci95_percent);
+            if ci <= ci_target || spent_s >= cap_s {
+                return Ok((elapsed_us, samples.clone(), samples.len() as u64));
+            }
+            // Double the count, but do not plan past the time cap.
+            let per_iteration_s = spent_s / samples.len() as f64;
+            let affordable = ((cap_s - spent_s) / per_iteration_s.max(1e-9)).ceil() as u64;
+            batch = (samples.len() as u64).min(affordable).max(1);
+        }
+    }
+
     fn measure(&mut self, desc: &OpDesc, factor: f64) -> Result<Measurement> {
         let plan = self.plan;
         let rank = self.world.rank();
@@ -227,35 +322,20 @@ impl Engine<'_> {
         self.world.barrier()?;
 
         self.watchdog.arm(|| Self::label(desc, "timed loop"));
-        let iters = plan.iters as usize;
-        self.backend.reserve_marks(iters + 1)?;
-        let delay = self.switches.delay_for(rank);
-        let start = Instant::now();
-        self.backend.mark(0)?;
-        for i in 0..iters {
-            self.backend.group_start()?;
-            for _ in 0..plan.agg_iters {
-                self.backend.enqueue(desc)?;
+        let (elapsed_us, per_iteration, iterations) = match plan.iters {
+            Iterations::Fixed(n) => {
+                let (elapsed, mut samples) = self.timed_batch(desc, n)?;
+                // Iteration i took as long as its slowest rank.
+                self.world.all_reduce_f64(&mut samples, Combine::Max)?;
+                (elapsed, samples, n)
             }
-            self.backend.group_end()?;
-            if plan.blocking {
-                self.backend.wait()?;
-            }
-            if let Some(d) = delay {
-                std::thread::sleep(d);
-            }
-            self.backend.mark(i + 1)?;
-        }
-        self.backend.wait()?;
-        let elapsed_us = start.elapsed().as_secs_f64() * 1e6;
-        let per_op = (plan.iters * plan.agg_iters) as f64;
-        let local_time_us = elapsed_us / per_op;
-        let mut per_iteration: Vec<f64> = self
-            .backend
-            .mark_intervals_us(iters)?
-            .into_iter()
-            .map(|t| t / plan.agg_iters as f64)
-            .collect();
+            Iterations::Auto {
+                ci_target_percent,
+                min,
+                cap_s,
+            } => self.adaptive(desc, ci_target_percent, min, cap_s)?,
+        };
+        let local_time_us = elapsed_us / (iterations * plan.agg_iters) as f64;
 
         self.watchdog
             .arm(|| Self::label(desc, "combining times across ranks"));
@@ -266,9 +346,6 @@ impl Engine<'_> {
             Average::Min => rank_time_us.iter().copied().fold(f64::INFINITY, f64::min),
             Average::Max => rank_time_us.iter().copied().fold(0.0, f64::max),
         };
-        // Iteration i took as long as its slowest rank.
-        self.world
-            .all_reduce_f64(&mut per_iteration, Combine::Max)?;
 
         let wrong = if plan.check_iters > 0 {
             self.watchdog.arm(|| Self::label(desc, "correctness check"));
@@ -298,7 +375,7 @@ impl Engine<'_> {
             algbw_gbps: algbw,
             busbw_gbps: busbw_gbps(algbw, factor),
             wrong,
-            iterations: plan.iters,
+            iterations,
             stats: Stats::from_samples(&per_iteration),
             rank_time_us,
         })

@@ -1,7 +1,17 @@
-//! The collbench command: dispatches to a benchmark run (the default) or a subcommand.
+//! The collbench command: a benchmark run (the default), or the topo, compare and plot subcommands.
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
-    let code = collbench::app::main_with_args(argv);
+    let sub = |name: &str| -> Vec<String> {
+        std::iter::once(format!("collbench {name}"))
+            .chain(argv.iter().skip(2).cloned())
+            .collect()
+    };
+    let code = match argv.get(1).map(String::as_str) {
+        Some("topo") => collbench::app::topo_main(&sub("topo")),
+        Some("compare") => collbench::fleet::compare::compare_main(&sub("compare")),
+        Some("plot") => collbench::fleet::plot::plot_main(&sub("plot")),
+        _ => collbench::app::main_with_args(argv),
+    };
     std::process::exit(code);
 }

@@ -53,6 +53,11 @@ impl Stats {
             } else {
                 0.0
             },
+            ci95_percent: if mean > 0.0 {
+                100.0 * 1.96 * stdev / n.sqrt() / mean
+            } else {
+                0.0
+            },
         })
     }
 }
@@ -79,6 +84,7 @@ mod tests {
         );
         assert_eq!(s.mean_us, 50.5);
         assert!((s.stdev_us - 29.011491975882016).abs() < 1e-9);
+        assert!((s.ci95_percent - 100.0 * 1.96 * s.stdev_us / 10.0 / 50.5).abs() < 1e-9);
         assert!(Stats::from_samples(&[]).is_none());
         assert_eq!(Stats::from_samples(&[4.0]).unwrap().stdev_us, 0.0);
     }

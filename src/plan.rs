@@ -28,6 +28,20 @@ pub enum Average {
     Max,
 }
 
+/// How many timed iterations each size gets.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Iterations {
+    Fixed(u64),
+    /// Until the 95 % confidence half-width of the mean is within `ci_target_percent`, at least `min`
+    /// iterations, at most `cap_s` seconds of timed iterations per size.
+    Auto {
+        ci_target_percent: f64,
+        min: u64,
+        cap_s: f64,
+    },
+}
+
 /// Roots of rooted collectives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -45,7 +59,7 @@ pub struct Plan {
     pub min_bytes: u64,
     pub max_bytes: u64,
     pub step: Step,
-    pub iters: u64,
+    pub iters: Iterations,
     pub warmup_iters: u64,
     pub agg_iters: u64,
     pub check_iters: u64,
@@ -60,6 +74,15 @@ pub struct Plan {
     pub nccl_lib: Option<PathBuf>,
     pub rccl_lib: Option<PathBuf>,
     pub seed: u64,
+    pub expect: Vec<crate::fleet::gate::Rule>,
+    pub slow_threshold_percent: f64,
+    pub peak_override_gbps: Option<f64>,
+    #[serde(skip)]
+    pub stats_columns: bool,
+    #[serde(skip)]
+    pub progress: bool,
+    #[serde(skip)]
+    pub csv: Option<PathBuf>,
     #[serde(skip)]
     pub json: Option<PathBuf>,
     #[serde(skip)]
@@ -137,10 +160,50 @@ impl Plan {
             }
             (None, f) => Step::Factor(f.unwrap_or(2).max(2)),
         };
-        if args.iters == 0 {
+        let iters = if args.iters.trim().eq_ignore_ascii_case("auto") {
+            if !(args.ci_target > 0.0 && args.ci_target.is_finite()) {
+                return Err(Error::usage(
+                    "--ci-target must be a percentage above 0, e.g. 1 for +-1 %",
+                ));
+            }
+            if !(args.size_time_cap > 0.0 && args.size_time_cap.is_finite()) {
+                return Err(Error::usage(
+                    "--size-time-cap must be a number of seconds above 0",
+                ));
+            }
+            Iterations::Auto {
+                ci_target_percent: args.ci_target,
+                min: args.min_iters.max(2),
+                cap_s: args.size_time_cap,
+            }
+        } else {
+            match args.iters.trim().parse::<u64>() {
+                Ok(0) => {
+                    return Err(Error::usage(
+                        "-n/--iters must be at least 1: zero timed iterations measure nothing",
+                    ))
+                }
+                Ok(n) => Iterations::Fixed(n),
+                Err(_) => {
+                    return Err(Error::usage(format!(
+                    "-n/--iters '{}' is not a number of iterations: give a whole number, or auto",
+                    args.iters
+                )))
+                }
+            }
+        };
+        let expect = crate::fleet::gate::parse_rules(&args.expect)?;
+        if !(args.slow_threshold >= 0.0 && args.slow_threshold.is_finite()) {
             return Err(Error::usage(
-                "-n/--iters must be at least 1: zero timed iterations measure nothing",
+                "--slow-threshold must be a percentage of 0 or more",
             ));
+        }
+        if let Some(p) = args.peak {
+            if !(p > 0.0 && p.is_finite()) {
+                return Err(Error::usage(format!(
+                    "--peak {p}: give the peak in GB/s, above 0"
+                )));
+            }
         }
         if args.agg_iters == 0 {
             return Err(Error::usage("-m/--agg_iters must be at least 1"));
@@ -195,7 +258,7 @@ impl Plan {
             min_bytes,
             max_bytes,
             step,
-            iters: args.iters,
+            iters,
             warmup_iters: args.warmup_iters,
             agg_iters: args.agg_iters,
             check_iters: args.check,
@@ -210,6 +273,12 @@ impl Plan {
             nccl_lib: args.nccl_lib.clone(),
             rccl_lib: args.rccl_lib.clone(),
             seed: args.seed,
+            expect,
+            slow_threshold_percent: args.slow_threshold,
+            peak_override_gbps: args.peak,
+            stats_columns: args.stats,
+            progress: !args.no_progress && !args.quiet,
+            csv: args.csv.clone(),
             json: args.json.clone(),
             quiet: args.quiet,
         })
@@ -264,7 +333,10 @@ mod tests {
         let p = plan(&["all_reduce"]).unwrap();
         assert_eq!((p.min_bytes, p.max_bytes), (32 << 10, 16u64 << 30));
         assert_eq!(p.step, Step::Factor(2));
-        assert_eq!((p.iters, p.warmup_iters, p.check_iters), (20, 1, 1));
+        assert_eq!(
+            (p.iters, p.warmup_iters, p.check_iters),
+            (Iterations::Fixed(20), 1, 1)
+        );
         assert_eq!(p.dtypes, vec![DataType::Float]);
         assert_eq!(p.ops, vec![ReduceOp::Sum]);
         assert_eq!(p.sizes(p.max_bytes).len(), 20);
@@ -304,6 +376,37 @@ mod tests {
         );
         assert!(usage_message(&["all_reduce", "--backend", "gloo"]).contains("--backend"));
         assert!(usage_message(&["all_reduce", "-T", "-1"]).contains("-T/--timeout"));
+        assert!(usage_message(&["all_reduce", "-n", "many"]).contains("-n/--iters"));
+        assert!(
+            usage_message(&["all_reduce", "-n", "auto", "--ci-target", "0"])
+                .contains("--ci-target")
+        );
+        assert!(usage_message(&["all_reduce", "--expect", "busbw>>3"]).contains("--expect"));
+        assert!(usage_message(&["all_reduce", "--peak", "-3"]).contains("--peak"));
+    }
+
+    #[test]
+    fn auto_iterations_take_their_targets() {
+        let p = plan(&[
+            "all_reduce",
+            "-n",
+            "auto",
+            "--ci-target",
+            "2",
+            "--min-iters",
+            "5",
+            "--size-time-cap",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(
+            p.iters,
+            Iterations::Auto {
+                ci_target_percent: 2.0,
+                min: 5,
+                cap_s: 3.0
+            }
+        );
     }
 
     #[test]

@@ -495,6 +495,8 @@ mod tests {
             },
             ranks: vec![],
             notes: vec![],
+            topology: None,
+            peak_gbps: None,
             rows,
             summary: None,
         }

@@ -40,6 +40,7 @@ pub fn measurement(size: u64, ranks: usize, time_us: f64, stdev_us: Option<f64>)
             mean_us: time_us,
             stdev_us: s,
             cv_percent: 100.0 * s / time_us,
+            ci95_percent: 100.0 * 1.96 * s / 20f64.sqrt() / time_us,
         }),
         rank_time_us: vec![time_us; ranks],
     }

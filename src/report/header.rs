@@ -42,7 +42,12 @@ pub fn render(doc: &RunDocument, plan: &Plan) -> String {
             HumanSize(*last),
             sizes.len(),
             doc.ranks.len(),
-            plan.iters,
+            match plan.iters {
+                crate::plan::Iterations::Fixed(n) => n.to_string(),
+                crate::plan::Iterations::Auto { ci_target_percent, min, cap_s } => {
+                    format!("auto (95% CI within {ci_target_percent}%, at least {min}, at most {cap_s} s per size)")
+                }
+            },
             plan.warmup_iters,
             plan.agg_iters,
             plan.check_iters,

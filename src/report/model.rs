@@ -26,9 +26,28 @@ pub struct RunDocument {
     pub plan: PlanReport,
     pub ranks: Vec<RankInfo>,
     pub notes: Vec<String>,
+    /// What each node's GPUs, links and NICs are, and the speed of light of the communicator.
+    #[serde(default)]
+    pub topology: Option<TopologyReport>,
+    /// The peak busbw is compared with (GB/s per GPU and direction), from --peak or the topology.
+    #[serde(default)]
+    pub peak_gbps: Option<f64>,
     pub rows: Vec<Row>,
     /// Null until the sweep has finished.
     pub summary: Option<Summary>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopologyReport {
+    /// One entry per host, as discovered by its first rank.
+    pub nodes: Vec<crate::topo::NodeTopology>,
+    /// Each rank's host and GPU.
+    pub placements: Vec<crate::topo::peak::RankPlacement>,
+    /// The communicator's peak (all ranks), or null with `peak_unknown` saying why.
+    pub peak: Option<crate::topo::peak::Peak>,
+    pub peak_unknown: Option<String>,
+    /// The peak of each host's ranks on their own (the intra-node fabric).
+    pub host_peaks: BTreeMap<String, Option<crate::topo::peak::Peak>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +145,10 @@ pub struct Stats {
     pub mean_us: f64,
     pub stdev_us: f64,
     pub cv_percent: f64,
+    /// Half-width of the 95 % confidence interval of the mean, as a percentage of the mean
+    /// (1.96 x stdev / sqrt(samples)); what `-n auto` drives down.
+    #[serde(default)]
+    pub ci95_percent: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +159,12 @@ pub struct Summary {
     pub avg_busbw: Option<BusBwFigure>,
     pub peak_busbw: Option<BusBwFigure>,
     pub exit_code: i32,
+    /// Ranks and hosts slower than the median rank beyond --slow-threshold.
+    #[serde(default)]
+    pub slow_ranks: Option<crate::fleet::slow::SlowRankReport>,
+    /// The verdicts of the --expect rules, when any were given.
+    #[serde(default)]
+    pub gate: Option<crate::fleet::gate::GateReport>,
 }
 
 /// A bus-bandwidth figure and exactly which rows it covers.

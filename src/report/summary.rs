@@ -63,6 +63,8 @@ pub fn summarise(rows: &[Row], check_on: bool) -> Summary {
         avg_busbw,
         peak_busbw,
         exit_code: 0,
+        slow_ranks: None,
+        gate: None,
     }
 }
 

@@ -1,82 +1,142 @@
 //! The terminal table: nccl-tests' columns, one line per row as soon as it is measured, aligned by tabled.
+//! A %peak column follows busbw when the peak is known, and --stats adds p50, p99 and cv%.
 
 use super::model::{Measurement, Row};
+use crate::topo::peak::{percent_of_peak, Peak};
 use tabled::builder::Builder;
 use tabled::settings::{Alignment, Padding, Style};
 
-/// Widths of size, count, type, redop, root, then per placement time, algbw, busbw, #wrong.
-const WIDTHS: [usize; 13] = [12, 12, 9, 6, 5, 10, 7, 7, 6, 10, 7, 7, 6];
+/// Widths of size, count, type, redop, root.
+const LEADING: [usize; 5] = [12, 12, 9, 6, 5];
 
-fn render_lines(records: Vec<Vec<String>>) -> String {
-    let mut builder = Builder::default();
-    for r in records {
-        // Fixed widths keep rows printed one at a time aligned with the heading printed before them.
-        builder.push_record(r.iter().zip(WIDTHS).map(|(cell, w)| format!("{cell:>w$}")));
+/// Which optional columns the table has.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    pub peak: Option<Peak>,
+    pub stats: bool,
+}
+
+impl Layout {
+    /// Columns of one placement: (heading, unit, width).
+    fn placement_columns(&self) -> Vec<(&'static str, &'static str, usize)> {
+        let mut cols = vec![
+            ("time", "(us)", 10),
+            ("algbw", "(GB/s)", 7),
+            ("busbw", "(GB/s)", 7),
+        ];
+        if self.peak.is_some() {
+            cols.push(("%peak", "", 6));
+        }
+        cols.push(("#wrong", "", 6));
+        if self.stats {
+            cols.extend([("p50", "(us)", 10), ("p99", "(us)", 10), ("cv%", "", 6)]);
+        }
+        cols
     }
-    let mut table = builder.build();
-    table
-        .with(Style::empty())
-        .with(Padding::new(1, 0, 0, 0))
-        .with(Alignment::right());
-    table.to_string()
-}
 
-/// The column headings, nccl-tests style (lines start with '#').
-pub fn heading() -> String {
-    let cols = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let lines = render_lines(vec![
-        cols(&[
-            "",
-            "",
-            "",
-            "",
-            "",
+    fn widths(&self) -> Vec<usize> {
+        let per = self.placement_columns();
+        LEADING
+            .iter()
+            .copied()
+            .chain(per.iter().chain(per.iter()).map(|c| c.2))
+            .collect()
+    }
+
+    fn render(&self, records: Vec<Vec<String>>) -> String {
+        let widths = self.widths();
+        let mut builder = Builder::default();
+        for r in records {
+            // Fixed widths keep rows printed one at a time aligned with the heading printed before them.
+            builder.push_record(r.iter().zip(&widths).map(|(cell, w)| format!("{cell:>w$}")));
+        }
+        let mut table = builder.build();
+        table
+            .with(Style::empty())
+            .with(Padding::new(1, 0, 0, 0))
+            .with(Alignment::right());
+        table.to_string()
+    }
+
+    /// The column headings, nccl-tests style (lines start with '#'): the placement names centred over
+    /// their columns, then names and units.
+    pub fn heading(&self) -> String {
+        let per = self.placement_columns();
+        let mut names: Vec<String> = ["size", "count", "type", "redop", "root"]
+            .map(String::from)
+            .to_vec();
+        let mut units: Vec<String> = ["(B)", "(elements)", "", "", ""].map(String::from).to_vec();
+        for _ in 0..2 {
+            names.extend(per.iter().map(|c| c.0.to_string()));
+            units.extend(per.iter().map(|c| c.1.to_string()));
+        }
+        // Each cell is its width plus one space of padding.
+        let leading: usize = LEADING.iter().map(|w| w + 1).sum();
+        let group: usize = per.iter().map(|c| c.2 + 1).sum();
+        let title = format!(
+            "{}{:^group$}{:^group$}",
+            " ".repeat(leading),
             "out-of-place",
-            "",
-            "",
-            "",
-            "in-place",
-            "",
-            "",
-            "",
-        ]),
-        cols(&[
-            "size", "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong", "time",
-            "algbw", "busbw", "#wrong",
-        ]),
-        cols(&[
-            "(B)",
-            "(elements)",
-            "",
-            "",
-            "",
-            "(us)",
-            "(GB/s)",
-            "(GB/s)",
-            "",
-            "(us)",
-            "(GB/s)",
-            "(GB/s)",
-            "",
-        ]),
-    ]);
-    lines
-        .lines()
-        .map(|l| format!("#{}\n", &l[1.min(l.len())..]))
-        .collect()
-}
+            "in-place"
+        );
+        let lines = self.render(vec![names, units]);
+        std::iter::once(title.trim_end().to_string())
+            .chain(lines.lines().map(|l| l.trim_end().to_string()))
+            .map(|l| format!("#{}\n", &l[1.min(l.len())..]))
+            .collect()
+    }
 
-fn placement(m: &Option<Measurement>) -> [String; 4] {
-    match m {
-        None => ["-".into(), "-".into(), "-".into(), "-".into()],
-        Some(m) => [
+    fn placement(&self, m: &Option<Measurement>) -> Vec<String> {
+        let n = self.placement_columns().len();
+        let Some(m) = m else {
+            return vec!["-".to_string(); n];
+        };
+        let mut cells = vec![
             format_time(m.time_us),
             format!("{:.2}", m.algbw_gbps),
             format!("{:.2}", m.busbw_gbps),
+        ];
+        if let Some(peak) = &self.peak {
+            cells.push(
+                percent_of_peak(m.busbw_gbps, peak)
+                    .map(|p| p.short())
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+        cells.push(
             m.wrong
                 .map(|w| w.to_string())
                 .unwrap_or_else(|| "N/A".into()),
-        ],
+        );
+        if self.stats {
+            match &m.stats {
+                Some(s) => cells.extend([
+                    format_time(s.p50_us),
+                    format_time(s.p99_us),
+                    format!("{:.1}", s.cv_percent),
+                ]),
+                None => cells.extend(["-".to_string(), "-".to_string(), "-".to_string()]),
+            }
+        }
+        cells
+    }
+
+    /// One table line for a measured row.
+    pub fn line(&self, row: &Row) -> String {
+        let mut record = vec![
+            row.size_bytes.to_string(),
+            row.count.to_string(),
+            row.dtype.name().to_string(),
+            row.op
+                .map(|o| o.name().to_string())
+                .unwrap_or_else(|| "none".into()),
+            row.root
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "-1".into()),
+        ];
+        record.extend(self.placement(&row.out_of_place));
+        record.extend(self.placement(&row.in_place));
+        self.render(vec![record]) + "\n"
     }
 }
 
@@ -91,28 +151,87 @@ fn format_time(us: f64) -> String {
     }
 }
 
-/// One table line for a measured row.
-pub fn line(row: &Row) -> String {
-    let mut record = vec![
-        row.size_bytes.to_string(),
-        row.count.to_string(),
-        row.dtype.name().to_string(),
-        row.op
-            .map(|o| o.name().to_string())
-            .unwrap_or_else(|| "none".into()),
-        row.root
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| "-1".into()),
-    ];
-    record.extend(placement(&row.out_of_place));
-    record.extend(placement(&row.in_place));
-    render_lines(vec![record]) + "\n"
-}
-
 /// The title line printed before a collective's rows.
 pub fn collective_title(row: &Row) -> String {
-    format!(
+    let mut title = format!(
         "#\n# {} ({} ranks, bus factor {:.4}, {})\n",
         row.collective, row.ranks, row.bus_factor, row.path
-    )
+    );
+    if row.bus_factor == 0.0 {
+        title.push_str("# (one rank: busbw is 0, there is no bus to measure)\n");
+    }
+    title
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collective::Collective;
+    use crate::dtype::{DataType, ReduceOp};
+
+    fn row(busbw: f64) -> Row {
+        let m = Measurement {
+            time_us: 12.5,
+            algbw_gbps: busbw / 1.5,
+            busbw_gbps: busbw,
+            wrong: Some(0),
+            iterations: 20,
+            stats: None,
+            rank_time_us: vec![12.5; 4],
+        };
+        Row {
+            collective: Collective::AllReduce,
+            dtype: DataType::Float,
+            op: Some(ReduceOp::Sum),
+            root: None,
+            size_bytes: 1 << 20,
+            count: 1 << 18,
+            ranks: 4,
+            cycle: 0,
+            bus_factor: 1.5,
+            path: "native".into(),
+            out_of_place: Some(m.clone()),
+            in_place: Some(m),
+        }
+    }
+
+    #[test]
+    fn lines_align_with_the_heading() {
+        for layout in [
+            Layout::default(),
+            Layout {
+                peak: Some(Peak::from_override(100.0)),
+                stats: true,
+            },
+        ] {
+            let heading = layout.heading();
+            let line = layout.line(&row(90.0));
+            let width = |s: &str| s.lines().map(|l| l.trim_end().len()).max().unwrap();
+            assert_eq!(
+                heading.lines().nth(1).unwrap().trim_end().len(),
+                line.trim_end().len(),
+                "{heading}{line}"
+            );
+            assert!(width(&heading) <= line.len());
+        }
+    }
+
+    #[test]
+    fn percent_of_peak_beside_busbw_and_marked_above_the_peak() {
+        let layout = Layout {
+            peak: Some(Peak::from_override(100.0)),
+            stats: false,
+        };
+        assert!(layout.heading().contains("%peak"));
+        let cells: Vec<String> = layout
+            .line(&row(90.0))
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        // size count type redop root | time algbw busbw %peak #wrong
+        assert_eq!(cells[7], "90.00");
+        assert_eq!(cells[8], "90%");
+        assert!(layout.line(&row(112.0)).contains("112%*"));
+        assert!(!Layout::default().heading().contains("%peak"));
+    }
 }

@@ -1,0 +1,264 @@
+//! One sweep on one World with one backend: what fits in memory, who the ranks are, the header, the rows,
+//! and the verdicts at the end (check, slow ranks, gate) that decide the exit code.
+
+use super::reporter::Reporter;
+use super::topology;
+use crate::backend::{Backend, LibraryVersion};
+use crate::engine::{buffer_bytes, combinations, Combination, Engine, NullSink};
+use crate::error::{Error, ExitCode, Result};
+use crate::plan::Plan;
+use crate::report::model::{
+    BackendReport, MemoryCap, PlanReport, RankInfo, RunDocument, RunStatus, SCHEMA_VERSION,
+};
+use crate::report::{header, json, summary, table};
+use crate::size::HumanSize;
+use crate::testing::TestSwitches;
+use crate::watchdog::Watchdog;
+use crate::world::{all_gather_value, Combine, World};
+
+/// Room left for the check's host pieces and the library's own allocations.
+const HEADROOM_BYTES: u64 = 256 << 20;
+
+/// The sizes whose two buffers fit in `free_bytes` (the least any rank has), and the cap when some do not.
+pub fn fit_sizes(
+    requested: &[u64],
+    combos: &[Combination],
+    ranks: usize,
+    free_bytes: u64,
+    backend: &str,
+) -> (Vec<u64>, Option<MemoryCap>) {
+    let usable = free_bytes.saturating_sub(HEADROOM_BYTES);
+    let sizes: Vec<u64> = requested
+        .iter()
+        .copied()
+        .filter(|&s| 2 * buffer_bytes(combos, s, ranks) <= usable)
+        .collect();
+    let cap = (sizes.len() < requested.len()).then(|| {
+        let requested_max = requested.last().copied().unwrap_or(0);
+        MemoryCap {
+            requested_max_bytes: requested_max,
+            capped_max_bytes: sizes.last().copied().unwrap_or(0),
+            reason: format!(
+                "{} needs two buffers of {} per rank, but the rank with the least memory has {} free ({}), less {} of headroom",
+                HumanSize(requested_max),
+                HumanSize(buffer_bytes(combos, requested_max, ranks)),
+                HumanSize(free_bytes),
+                if backend == "mpi" { "host memory, shared by the ranks of each host" } else { "device memory" },
+                HumanSize(HEADROOM_BYTES)
+            ),
+        }
+    });
+    (sizes, cap)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn sweep(
+    plan: &Plan,
+    argv: &[String],
+    world: &dyn World,
+    backend: &mut dyn Backend,
+    reason: &str,
+    watchdog: &Watchdog,
+    reporter: &mut Option<Reporter>,
+) -> Result<i32> {
+    let n = world.size();
+    let rank = world.rank();
+    let (combos, mut notes) = combinations(plan, backend)?;
+
+    watchdog.arm(|| "gathering free memory from every rank".into());
+    let mut free = [backend.free_memory()? as f64];
+    world.all_reduce_f64(&mut free, Combine::Min)?;
+    let (sizes, memory_cap) = fit_sizes(
+        &plan.sizes(plan.max_bytes),
+        &combos,
+        n,
+        free[0] as u64,
+        backend.name(),
+    );
+    if let Some(cap) = &memory_cap {
+        notes.push(format!(
+            "-e capped from {} to {}: {}",
+            HumanSize(cap.requested_max_bytes),
+            HumanSize(cap.capped_max_bytes),
+            cap.reason
+        ));
+    }
+    let Some(&largest) = sizes.last() else {
+        return Err(Error::Unsupported(format!(
+            "not even -b {} fits in the memory free on every rank ({} on the rank with the least): lower -b",
+            HumanSize(plan.min_bytes),
+            HumanSize(free[0] as u64)
+        )));
+    };
+    watchdog.arm(|| {
+        format!(
+            "allocating buffers of {}",
+            HumanSize(buffer_bytes(&combos, largest, n))
+        )
+    });
+    backend.allocate(buffer_bytes(&combos, largest, n))?;
+
+    watchdog.arm(|| "gathering rank and topology information".into());
+    let me = RankInfo {
+        rank,
+        host: world.host().to_string(),
+        pid: std::process::id(),
+        local_rank: world.local_rank(),
+        device: backend.device(),
+    };
+    let ranks: Vec<RankInfo> = all_gather_value(world, &me)?;
+    let nodes = topology::gather_nodes(world)?;
+    watchdog.disarm();
+
+    if rank == 0 {
+        let topo = topology::report(nodes, &ranks, backend.name(), plan.peak_override_gbps);
+        let mut libraries = backend.versions();
+        if let Some(v) = world.library_version() {
+            if !libraries.iter().any(|l| l.library == "MPI") {
+                libraries.push(LibraryVersion {
+                    library: "MPI".into(),
+                    version: v,
+                });
+            }
+        }
+        let doc = RunDocument {
+            schema_version: SCHEMA_VERSION,
+            collbench_version: env!("CARGO_PKG_VERSION").to_string(),
+            command_line: argv.to_vec(),
+            started_unix_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+            status: RunStatus::Running,
+            error: None,
+            environment: json::relevant_environment(),
+            backend: BackendReport {
+                name: backend.name().to_string(),
+                reason: reason.to_string(),
+                libraries,
+            },
+            plan: PlanReport {
+                requested: serde_json::to_value(plan).unwrap_or(serde_json::Value::Null),
+                sizes: sizes.clone(),
+                memory_cap,
+            },
+            ranks,
+            notes,
+            peak_gbps: topo.peak.as_ref().map(|p| p.gbps),
+            topology: Some(topo),
+            rows: Vec::new(),
+            summary: None,
+        };
+        let layout = table::Layout {
+            peak: doc.topology.as_ref().and_then(|t| t.peak.clone()),
+            stats: plan.stats_columns,
+        };
+        let r = Reporter::new(
+            doc,
+            plan.json.as_deref(),
+            plan.csv.as_deref(),
+            layout,
+            crate::engine::row_count(plan, &combos, sizes.len(), n),
+            plan.progress,
+        )?;
+        if !plan.quiet {
+            let mut text = header::render(&r.doc, plan);
+            if let Some(t) = &r.doc.topology {
+                text.push_str(&topology::header_lines(t));
+            }
+            r.print(&text);
+        }
+        *reporter = Some(r);
+    }
+
+    let mut engine = Engine {
+        plan,
+        world,
+        backend,
+        watchdog,
+        switches: TestSwitches::from_env(),
+    };
+    match reporter.as_mut() {
+        Some(r) => engine.run(&combos, &sizes, r)?,
+        None => engine.run(&combos, &sizes, &mut NullSink)?,
+    }
+
+    // Rank 0 judges; every rank leaves with its verdict.
+    let mut code = [0.0];
+    if let Some(r) = reporter.as_mut() {
+        r.finish_progress();
+        code[0] = finish(plan, r)?.code() as f64;
+    }
+    world.all_reduce_f64(&mut code, Combine::Max)?;
+    Ok(code[0] as i32)
+}
+
+/// The end of the run on rank 0: footer, slow ranks, gate; the exit code (a failed check first, then the
+/// gate).
+fn finish(plan: &Plan, r: &mut Reporter) -> Result<ExitCode> {
+    let mut s = summary::summarise(&r.doc.rows, plan.check_iters > 0);
+    let slow =
+        crate::fleet::slow::attribute(&r.doc.rows, &r.doc.ranks, plan.slow_threshold_percent);
+    let mut text = summary::footer(&s);
+    text.push_str(&crate::fleet::slow::render(&slow));
+    s.slow_ranks = Some(slow);
+    let mut exit = if s.check_passed == Some(false) {
+        ExitCode::CheckFailed
+    } else {
+        ExitCode::Success
+    };
+    if !plan.expect.is_empty() {
+        let gate = crate::fleet::gate::judge(&plan.expect, &r.doc.rows, r.doc.peak_gbps);
+        text.push_str(&crate::fleet::gate::render(&gate));
+        if exit == ExitCode::Success {
+            exit = gate.exit_code();
+        }
+        s.gate = Some(gate);
+    }
+    if let Some(peak) = r.doc.topology.as_ref().and_then(|t| t.peak.as_ref()) {
+        if r.doc
+            .rows
+            .iter()
+            .flat_map(|row| [&row.out_of_place, &row.in_place])
+            .flatten()
+            .any(|m| m.busbw_gbps > peak.gbps)
+        {
+            text.push_str(&format!("# {}\n", crate::topo::peak::ABOVE_PEAK_FOOTNOTE));
+        }
+    }
+    s.exit_code = exit.code();
+    r.print(&text);
+    r.doc.summary = Some(s);
+    r.doc.status = RunStatus::Complete;
+    r.save()?;
+    Ok(exit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collective::Collective;
+    use crate::dtype::DataType;
+
+    #[test]
+    fn sizes_beyond_free_memory_are_dropped_with_the_reason() {
+        let combos = [Combination {
+            collective: Collective::AllGather,
+            dtype: DataType::Float,
+            op: None,
+        }];
+        let requested = crate::size::sweep(1 << 20, 1 << 30, crate::size::Step::Factor(2));
+        // all_gather's receive buffer holds the whole size: 2 x size + 256M headroom must fit.
+        let (sizes, cap) = fit_sizes(&requested, &combos, 4, (256 << 20) + (512 << 20), "mpi");
+        assert_eq!(sizes.last(), Some(&(256 << 20)));
+        let cap = cap.expect("capped");
+        assert_eq!(
+            (cap.requested_max_bytes, cap.capped_max_bytes),
+            (1 << 30, 256 << 20)
+        );
+        assert!(cap.reason.contains("host memory"), "{}", cap.reason);
+        let (all, none) = fit_sizes(&requested, &combos, 4, 64 << 30, "nccl");
+        assert_eq!(all, requested);
+        assert!(none.is_none());
+    }
+}

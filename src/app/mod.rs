@@ -1,0 +1,248 @@
+//! One benchmark run from argv to exit code: parse and validate, start the World (MPI ranks, threads for
+//! -g, or one rank), pick the backend, run the sweep, and the rule that a failure on any rank ends the
+//! whole job with its exit code.
+
+mod backend_choice;
+mod job;
+mod reporter;
+mod topology;
+
+pub use job::fit_sizes;
+
+use crate::backend::Backend;
+use crate::cli::RunArgs;
+use crate::error::{Error, ExitCode, Result};
+use crate::plan::{BackendChoice, Plan};
+use crate::watchdog::Watchdog;
+use crate::world::World;
+use backend_choice::gpu_backend_only;
+#[cfg(feature = "mpi")]
+use backend_choice::{choose_backend, create_gpu_backend};
+use reporter::Reporter;
+use std::io::Write;
+
+/// Parses, validates and runs; returns the process exit code. Usage errors end here, before MPI starts.
+pub fn main_with_args(argv: Vec<String>) -> i32 {
+    use clap::Parser;
+    let args = match RunArgs::try_parse_from(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    let plan = match Plan::from_args(&args).and_then(|p| check_launch(&p).map(|_| p)) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("collbench: error: {e}");
+            return e.exit_code().code();
+        }
+    };
+    if plan.gpus_per_thread * plan.threads > 1 {
+        with_threads(&plan, &argv)
+    } else {
+        with_world(&plan, &argv)
+    }
+}
+
+/// `collbench topo`: what each host's GPUs, links and NICs are, and their peak, without running a
+/// collective. Under mpirun it covers every host of the job.
+pub fn topo_main(argv: &[String]) -> i32 {
+    use clap::Parser;
+    /// Print the GPUs, NVLink/xGMI/PCIe links, RDMA NICs and affinities discovered on each host, and the
+    /// speed of light of a communicator over all of a host's GPUs.
+    #[derive(Parser)]
+    #[command(name = "collbench topo")]
+    struct TopoArgs {
+        /// Also write what was discovered as JSON.
+        #[arg(short = 'J', long = "json", value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
+    }
+    let args = match TopoArgs::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    let nodes = match topo_nodes() {
+        Ok(Some(nodes)) => nodes,
+        Ok(None) => return 0,
+        Err(e) => {
+            eprintln!("collbench: {e}");
+            return e.exit_code().code();
+        }
+    };
+    print!("{}", crate::topo::render(&nodes));
+    print!("{}", topology::host_peak_lines(&nodes));
+    if let Some(path) = args.json {
+        let text = serde_json::to_vec_pretty(&nodes).unwrap_or_default();
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("collbench: --json {}: cannot write: {e}", path.display());
+            return ExitCode::Io.code();
+        }
+    }
+    0
+}
+
+/// Every host's topology on rank 0 (None on the other ranks).
+fn topo_nodes() -> Result<Option<Vec<crate::topo::NodeTopology>>> {
+    #[cfg(feature = "mpi")]
+    if launched_with_ranks() {
+        let world = crate::world::MpiWorld::init()?;
+        let nodes = topology::gather_nodes(&world)?;
+        return Ok((world.rank() == 0).then_some(nodes));
+    }
+    Ok(Some(vec![crate::topo::discover_live()]))
+}
+
+/// Whether a launcher (mpirun, srun) started this process as one of several.
+fn launched_with_ranks() -> bool {
+    [
+        "OMPI_COMM_WORLD_SIZE",
+        "PMI_SIZE",
+        "PMIX_SIZE",
+        "SLURM_NTASKS",
+        "MPI_LOCALNRANKS",
+    ]
+    .iter()
+    .any(|v| {
+        std::env::var(v)
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+            .is_some_and(|n| n > 1)
+    })
+}
+
+fn check_launch(plan: &Plan) -> Result<()> {
+    let threads = plan.gpus_per_thread * plan.threads;
+    if threads > 1 && launched_with_ranks() {
+        return Err(Error::usage(format!(
+            "-g/-t: {threads} GPUs per process under a launcher is not supported yet: start one process per GPU (mpirun -np <GPUs>) and leave -g and -t at 1"
+        )));
+    }
+    if threads > 1 && plan.backend == BackendChoice::Mpi {
+        return Err(Error::usage(
+            "-g/-t drive GPUs from threads; the mpi backend runs on host memory with one process per rank: use mpirun -np N with --backend mpi, or --backend nccl/rccl with -g",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(feature = "mpi")]
+fn with_world(plan: &Plan, argv: &[String]) -> i32 {
+    let world = match crate::world::MpiWorld::init() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("collbench: cannot start MPI: {e}");
+            return e.exit_code().code();
+        }
+    };
+    install_panic_hook(
+        world.rank(),
+        world.host().to_string(),
+        crate::world::mpi::abort_job,
+    );
+    let watchdog = Watchdog::start(
+        plan.timeout_s,
+        world.rank(),
+        world.host().to_string(),
+        |m| {
+            eprintln!("{m}");
+            crate::world::mpi::abort_job(ExitCode::Timeout.code())
+        },
+    );
+    let backend = choose_backend(plan, &world, &watchdog).and_then(|(choice, reason)| {
+        let backend: Box<dyn Backend + '_> =
+            match create_gpu_backend(choice, plan, &world, &watchdog)? {
+                Some(gpu) => gpu,
+                None => Box::new(crate::backend::mpi::MpiBackend::new(&world)),
+            };
+        Ok((backend, reason))
+    });
+    match backend {
+        Ok(b) => run_job(plan, argv, &world, b, &watchdog),
+        Err(e) => fail_job(&world, None, e),
+    }
+}
+
+#[cfg(not(feature = "mpi"))]
+fn with_world(plan: &Plan, argv: &[String]) -> i32 {
+    let world = crate::world::solo::SoloWorld::new();
+    install_panic_hook(0, world.host().to_string(), |code| std::process::exit(code));
+    let watchdog = Watchdog::start(plan.timeout_s, 0, world.host().to_string(), exit_on_timeout);
+    match gpu_backend_only(plan, &world, &watchdog) {
+        Ok(b) => run_job(plan, argv, &world, b, &watchdog),
+        Err(e) => fail_job(&world, None, e),
+    }
+}
+
+fn exit_on_timeout(message: &str) -> ! {
+    eprintln!("{message}");
+    std::process::exit(ExitCode::Timeout.code())
+}
+
+/// `-g N` (and `-t`): one process drives N GPUs, a thread per GPU, each a rank of a thread world.
+fn with_threads(plan: &Plan, argv: &[String]) -> i32 {
+    let size = plan.gpus_per_thread * plan.threads;
+    let host = crate::world::host_name();
+    install_panic_hook(0, host.clone(), |code| std::process::exit(code));
+    let codes = crate::world::threads::run_threads(size, |world| {
+        let watchdog = Watchdog::start(plan.timeout_s, world.rank(), host.clone(), exit_on_timeout);
+        Ok(match gpu_backend_only(plan, world, &watchdog) {
+            Ok(b) => run_job(plan, argv, world, b, &watchdog),
+            Err(e) => fail_job(world, None, e),
+        })
+    });
+    codes
+        .into_iter()
+        .map(|c| c.unwrap_or_else(|e| e.exit_code().code()))
+        .max()
+        .unwrap_or(0)
+}
+
+/// A panic on any rank is a bug: say where it happened and end the whole job instead of hanging it
+/// in MPI_Finalize.
+fn install_panic_hook(rank: usize, host: String, abort: fn(i32) -> !) {
+    std::panic::set_hook(Box::new(move |info| {
+        eprintln!("collbench: internal error on rank {rank} ({host}): {info}; aborting the job");
+        abort(ExitCode::Internal.code());
+    }));
+}
+
+/// Reports a fatal error on this rank and ends the job: every rank stops, not just this one.
+fn fail_job(world: &dyn World, reporter: Option<&mut Reporter>, error: Error) -> i32 {
+    let code = error.exit_code().code();
+    eprintln!("collbench: {error}");
+    if let Some(r) = reporter {
+        r.fail(&error);
+    }
+    let _ = std::io::stdout().flush();
+    if world.size() > 1 {
+        world.abort(code);
+    }
+    code
+}
+
+fn run_job(
+    plan: &Plan,
+    argv: &[String],
+    world: &dyn World,
+    backend: (Box<dyn Backend + '_>, String),
+    watchdog: &Watchdog,
+) -> i32 {
+    let (mut backend, reason) = backend;
+    let mut reporter = None;
+    match job::sweep(
+        plan,
+        argv,
+        world,
+        backend.as_mut(),
+        &reason,
+        watchdog,
+        &mut reporter,
+    ) {
+        Ok(code) => code,
+        Err(e) => fail_job(world, reporter.as_mut(), e),
+    }
+}
