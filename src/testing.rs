@@ -4,7 +4,7 @@
 //! - COLLBENCH_TEST_PANIC=RANK:ROW   RANK panics before measuring row ROW (counted from 0)
 //! - COLLBENCH_TEST_EXIT=RANK:ROW    RANK exits with status 3 without finalising MPI
 //! - COLLBENCH_TEST_HANG=RANK:ROW    RANK sleeps forever (to exercise -T)
-//! - COLLBENCH_TEST_DELAY=RANK:US    RANK sleeps US microseconds in every timed iteration
+//! - COLLBENCH_TEST_DELAY=RANK:US    RANK sees each timed operation complete US microseconds late
 //! - COLLBENCH_TEST_CORRUPT=RANK:N   (check/verify.rs) RANK corrupts N output elements per check
 
 use std::time::Duration;
