@@ -20,13 +20,14 @@ status=0
 for np in 2 4; do
   for coll in all_reduce sendrecv; do
     for size in 32K 1M 64M; do
-      case $size in 32K) bytes=32768 iters=2000 target=1.10;; 1M) bytes=1048576 iters=300 target=1.05;;
-                    64M) bytes=67108864 iters=10 target=1.05;; esac
+      # Enough iterations that one run lasts about a second: fewer leave the machine's noise in the ratio.
+      case $size in 32K) bytes=32768 iters=20000 warm=200 target=1.10;; 1M) bytes=1048576 iters=2000 warm=20 target=1.05;;
+                    64M) bytes=67108864 iters=30 warm=3 target=1.05;; esac
       c_times=(); our_times=()
       for _ in $(seq "$rounds"); do
-        c_times+=("$(mpirun --oversubscribe -np "$np" bench/out/mpi_loop "$coll" "$bytes" "$iters" 5)")
+        c_times+=("$(mpirun --oversubscribe -np "$np" bench/out/mpi_loop "$coll" "$bytes" "$iters" "$warm")")
         # Column 6 of the row is the out-of-place time.
-        our_times+=("$(mpirun --oversubscribe -np "$np" "$bin" "$coll" -b "$size" -e "$size" -n "$iters" -w 5 -c 0 -q \
+        our_times+=("$(mpirun --oversubscribe -np "$np" "$bin" "$coll" -b "$size" -e "$size" -n "$iters" -w "$warm" -c 0 -q --no-progress \
                       --backend mpi | awk '!/^#/ && NF > 5 {print $6; exit}')")
       done
       c=$(printf "%s\n" "${c_times[@]}" | median)

@@ -98,6 +98,8 @@ pub struct Engine<'a> {
     pub backend: &'a mut dyn Backend,
     pub watchdog: &'a Watchdog,
     pub switches: TestSwitches,
+    /// Bytes of each buffer, for rotating offsets between timed iterations.
+    pub buffer_bytes: u64,
 }
 
 impl Engine<'_> {
@@ -165,6 +167,7 @@ impl Engine<'_> {
                 root,
                 shape,
                 in_place,
+                shift_bytes: 0,
             };
             *slot = Some(self.measure(&desc, factor)?);
         }
@@ -248,10 +251,18 @@ impl Engine<'_> {
         let delay = self.switches.delay_for(self.world.rank());
         let start = Instant::now();
         self.backend.mark(0)?;
+        // nccl-tests' rotation: iteration i starts i x (one operation's footprint) into the buffers,
+        // wrapping where the next would not fit.
+        let footprint = desc.shape.send_count.max(desc.shape.recv_count) * desc.dtype.size() as u64;
+        let steps = self.buffer_bytes.checked_div(footprint).unwrap_or(1).max(1);
         for i in 0..iters {
+            let shifted = OpDesc {
+                shift_bytes: footprint * (i as u64 % steps),
+                ..*desc
+            };
             self.backend.group_start()?;
             for _ in 0..plan.agg_iters {
-                self.backend.enqueue(desc)?;
+                self.backend.enqueue(&shifted)?;
             }
             self.backend.group_end()?;
             if plan.blocking {

@@ -284,3 +284,73 @@ fn every_root_is_run_with_r_all() {
         .collect();
     assert_eq!(roots, vec![0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]);
 }
+
+#[test]
+fn counts_beyond_one_mpi_call_are_split_or_widened_exactly() {
+    // COLLBENCH_TEST_MPI_MAX_COUNT lowers MPI's int limit to 1000 elements, so 64K-256K of floats take the
+    // paths that counts beyond 2^31 take: pieces for element-wise collectives, 16-byte units for the rest.
+    let out = mpirun(
+        3,
+        &[
+            "all_reduce,all_gather,broadcast,reduce,all_to_all,sendrecv,gather,scatter",
+            "-b",
+            "64K",
+            "-e",
+            "256K",
+            "-n",
+            "2",
+            "-c",
+            "2",
+        ],
+        &[("COLLBENCH_TEST_MPI_MAX_COUNT", "1000")],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("# Out of bounds values : 0 OK"), "{stdout}");
+    // reduce_scatter cannot be split: it says so instead of running wrong.
+    let out = mpirun(
+        3,
+        &["reduce_scatter", "-b", "64K", "-e", "64K"],
+        &[("COLLBENCH_TEST_MPI_MAX_COUNT", "1000")],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lower -e"));
+}
+
+#[test]
+fn rotating_offsets_stay_inside_the_buffers() {
+    // -b 1K with buffers sized for 64K: timed iterations walk through the buffers (a region outside them
+    // is refused as an internal error) and the check still passes.
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    mpirun(
+        2,
+        &[
+            "all",
+            "-b",
+            "1K",
+            "-e",
+            "64K",
+            "-f",
+            "64",
+            "-n",
+            "70",
+            "-J",
+            json.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .assert()
+    .success();
+    for (row, m) in measurements(&read_json(&json)) {
+        assert_eq!(m["wrong"], 0, "{row}");
+    }
+}

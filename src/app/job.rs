@@ -177,6 +177,7 @@ pub fn sweep(
         backend,
         watchdog,
         switches: TestSwitches::from_env(),
+        buffer_bytes: buffer_bytes(&combos, largest, n),
     };
     match reporter.as_mut() {
         Some(r) => engine.run(&combos, &sizes, r)?,

@@ -493,14 +493,24 @@ impl Backend for GpuBackend {
                 desc.collective, b.bytes
             )));
         }
+        if needed + desc.shift_bytes > b.bytes {
+            return Err(Error::Internal(format!(
+                "{} shifted by {} bytes overruns buffers of {}",
+                desc.collective, desc.shift_bytes, b.bytes
+            )));
+        }
+        let (send_base, recv_base) = (
+            b.send.offset(desc.shift_bytes),
+            b.recv.offset(desc.shift_bytes),
+        );
         let (send, recv) = if desc.in_place {
             let layout = desc.collective.in_place_layout(&shape, self.rank);
             (
-                b.recv.offset(layout.input_offset * elt),
-                b.recv.offset(layout.output_offset * elt),
+                recv_base.offset(layout.input_offset * elt),
+                recv_base.offset(layout.output_offset * elt),
             )
         } else {
-            (b.send, b.recv)
+            (send_base, recv_base)
         };
         let count = shape.count;
         let stream = self.device.stream();

@@ -25,6 +25,9 @@ pub struct OpDesc {
     pub shape: Shape,
     /// In place: the input lies inside the receive buffer (see `Collective::in_place_layout`).
     pub in_place: bool,
+    /// Bytes added to both buffers' addresses: timed iterations rotate through the buffers as nccl-tests
+    /// does, so small sizes do not measure a cache. 0 for warm-up and check operations.
+    pub shift_bytes: u64,
 }
 
 /// The two buffers of a rank. Both are allocated at the largest size the plan needs.

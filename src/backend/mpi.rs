@@ -11,6 +11,16 @@ use std::time::Instant;
 /// MPI takes counts as C ints; larger element-wise operations are issued in pieces of this many.
 const MAX_PIECE: u64 = 1 << 30;
 
+/// The largest count one MPI call takes. `COLLBENCH_TEST_MPI_MAX_COUNT` lowers it so the tests can
+/// exercise the paths for counts beyond 2^31 on small buffers.
+fn max_count() -> u64 {
+    std::env::var("COLLBENCH_TEST_MPI_MAX_COUNT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&n| n > 0)
+        .map_or(i32::MAX as u64, |n| n.min(i32::MAX as u64))
+}
+
 pub struct MpiBackend<'w> {
     world: &'w MpiWorld,
     send: Vec<u8>,
@@ -19,6 +29,9 @@ pub struct MpiBackend<'w> {
     in_place: *const std::ffi::c_void,
     /// A 16-byte contiguous type, made on first use for chunks beyond MPI's int count.
     wide: Option<raw::Datatype>,
+    /// The current operation's rotation of buffer offsets (OpDesc::shift_bytes).
+    shift: usize,
+    max_count: u64,
 }
 
 impl<'w> MpiBackend<'w> {
@@ -31,6 +44,8 @@ impl<'w> MpiBackend<'w> {
             marks: Vec::new(),
             in_place,
             wide: None,
+            shift: 0,
+            max_count: max_count(),
         }
     }
 
@@ -58,6 +73,7 @@ impl<'w> MpiBackend<'w> {
             send: &mut self.send,
             recv: &mut self.recv,
             in_place: self.in_place,
+            shift: self.shift,
         };
         let code = raw::run(&call, &mut bufs, self.world.communicator(), rank, size);
         if code == raw::OUT_OF_BOUNDS {
@@ -81,7 +97,7 @@ impl<'w> MpiBackend<'w> {
     /// Datatype and count for a data-movement count that may exceed MPI's int: chunks are multiples
     /// of 16 bytes (Collective::shape), so they move as 16-byte units when too long.
     fn movement(&mut self, dtype: DataType, count: u64) -> Result<(raw::Datatype, i32)> {
-        if count <= i32::MAX as u64 {
+        if count <= self.max_count {
             return Ok((Self::datatype(dtype), count as i32));
         }
         let units = count * dtype.size() as u64 / 16;
@@ -221,6 +237,7 @@ impl Backend for MpiBackend<'_> {
     }
 
     fn enqueue(&mut self, desc: &OpDesc) -> Result<()> {
+        self.shift = desc.shift_bytes as usize;
         let rank = self.world.rank();
         let n = self.world.size();
         let t = desc.dtype;
@@ -245,7 +262,7 @@ impl Backend for MpiBackend<'_> {
                 let dt = Self::datatype(t);
                 let mut done = 0u64;
                 while done < count || (count == 0 && done == 0) {
-                    let piece = (count - done).min(MAX_PIECE) as i32;
+                    let piece = (count - done).min(MAX_PIECE.min(self.max_count)) as i32;
                     let at = offset(done, t);
                     let call = match desc.collective {
                         Collective::AllReduce => Call::Allreduce {
@@ -319,8 +336,8 @@ impl Backend for MpiBackend<'_> {
                 // NCCL's out-of-place broadcast also fills the root's receive buffer; MPI_Bcast has one
                 // buffer, so the root copies its own data to match.
                 if desc.collective == Collective::Broadcast && !in_place && rank as i32 == root {
-                    let bytes = offset(count, t);
-                    let (send, recv) = (&self.send[..bytes], &mut self.recv[..bytes]);
+                    let range = self.shift..self.shift + offset(count, t);
+                    let (send, recv) = (&self.send[range.clone()], &mut self.recv[range]);
                     recv.copy_from_slice(send);
                 }
                 Ok(())
@@ -351,7 +368,7 @@ impl Backend for MpiBackend<'_> {
                 )
             }
             Collective::ReduceScatter => {
-                if count > i32::MAX as u64 {
+                if count > self.max_count {
                     return Err(Error::Unsupported(format!(
                         "reduce_scatter of {count} elements per rank is beyond one MPI call: lower -e"
                     )));

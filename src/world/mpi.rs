@@ -332,12 +332,15 @@ pub(crate) mod raw {
         pub send: &'a mut [u8],
         pub recv: &'a mut [u8],
         pub in_place: *const c_void,
+        /// Added to every offset: the rotation of buffer offsets between iterations.
+        pub shift: usize,
     }
 
     impl Buffers<'_> {
         /// A pointer to `bytes` bytes at `at`, or None when they do not fit (the call is then refused).
         fn ptr(&mut self, at: At, bytes: usize) -> Option<*mut c_void> {
             let (buf, offset) = at;
+            let offset = offset.checked_add(self.shift)?;
             let slice = match buf {
                 Buf::Send => &mut *self.send,
                 Buf::Recv => &mut *self.recv,
