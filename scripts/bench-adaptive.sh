@@ -47,4 +47,14 @@ for name, doc, secs in (("fixed -n 20", fixed, fixed_s), ("-n auto", auto, auto_
     cis, iters = summary(doc)
     print(f"{name:>12}: wall {secs:6.1f} s, timed iterations {sum(iters):6d}, ci95 median {statistics.median(cis):5.2f}% max {max(cis):6.2f}%, rows within 1%: {sum(c <= 1.0 for c in cis)}/{len(cis)}")
 print(f"wall-time ratio auto / fixed: {auto_s / fixed_s:.2f}")
+# Equal precision: the confidence half-width shrinks as 1/sqrt(n), so fixed counts would need
+# n x (ci_fixed / ci_auto)^2 iterations per row to match what auto reached.
+need_s = got_s = 0.0
+for rf, ra in zip(fixed["rows"], auto["rows"]):
+    for p in ("out_of_place", "in_place"):
+        mf, ma = rf[p], ra[p]
+        n_equal = mf["iterations"] * (mf["stats"]["ci95_percent"] / ma["stats"]["ci95_percent"]) ** 2
+        need_s += n_equal * mf["stats"]["mean_us"] / 1e6
+        got_s += ma["iterations"] * ma["stats"]["mean_us"] / 1e6
+print(f"timed seconds at auto's precision: fixed counts would need {need_s:.1f} s, auto spent {got_s:.1f} s (ratio {got_s / need_s:.3f})")
 PY
