@@ -124,3 +124,13 @@ fn a_rank_that_hangs_is_caught_by_the_timeout() {
         &["-T", "2"],
     );
 }
+
+#[test]
+fn a_usage_error_under_mpirun_is_said_once_and_exits_2() {
+    let out = mpirun(3, &["all_reduce", "-b", "12Q"], &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("'12Q' is not a size").count(), 1, "{stderr}");
+}

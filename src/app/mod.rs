@@ -24,17 +24,23 @@ use std::io::Write;
 /// Parses, validates and runs; returns the process exit code. Usage errors end here, before MPI starts.
 pub fn main_with_args(argv: Vec<String>) -> i32 {
     use clap::Parser;
+    // Every rank finds the same usage error before MPI starts; one copy of the message is enough.
+    let speaks = launcher_rank().is_none_or(|r| r == 0);
     let args = match RunArgs::try_parse_from(&argv) {
         Ok(a) => a,
         Err(e) => {
-            let _ = e.print();
+            if speaks {
+                let _ = e.print();
+            }
             return e.exit_code();
         }
     };
     let plan = match Plan::from_args(&args).and_then(|p| check_launch(&p).map(|_| p)) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("collbench: error: {e}");
+            if speaks {
+                eprintln!("collbench: error: {e}");
+            }
             return e.exit_code().code();
         }
     };
@@ -94,6 +100,18 @@ fn topo_nodes() -> Result<Option<Vec<crate::topo::NodeTopology>>> {
         return Ok((world.rank() == 0).then_some(nodes));
     }
     Ok(Some(vec![crate::topo::discover_live()]))
+}
+
+/// This process's rank as the launcher numbered it, before MPI starts.
+fn launcher_rank() -> Option<usize> {
+    [
+        "OMPI_COMM_WORLD_RANK",
+        "PMI_RANK",
+        "PMIX_RANK",
+        "SLURM_PROCID",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.parse().ok())
 }
 
 /// Whether a launcher (mpirun, srun) started this process as one of several.

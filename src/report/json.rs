@@ -47,15 +47,59 @@ pub fn read(path: &Path) -> Result<RunDocument> {
     })
 }
 
-/// The environment variables that change how the libraries behave, and nothing else.
+/// The environment variables that change how the libraries behave, and nothing else: not the whole
+/// environment, and not the per-process variables mpirun sets for its own plumbing.
 pub fn relevant_environment() -> BTreeMap<String, String> {
-    const PREFIXES: [&str; 6] = ["NCCL_", "RCCL_", "OMPI_", "UCX_", "HSA_", "COLLBENCH_"];
+    std::env::vars().filter(|(k, _)| relevant(k)).collect()
+}
+
+fn relevant(name: &str) -> bool {
+    const PREFIXES: [&str; 6] = ["NCCL_", "RCCL_", "UCX_", "HSA_", "COLLBENCH_", "OMPI_MCA_"];
     const NAMES: [&str; 3] = [
         "CUDA_VISIBLE_DEVICES",
         "HIP_VISIBLE_DEVICES",
         "ROCR_VISIBLE_DEVICES",
     ];
-    std::env::vars()
-        .filter(|(k, _)| PREFIXES.iter().any(|p| k.starts_with(p)) || NAMES.contains(&k.as_str()))
-        .collect()
+    // Open MPI's launcher hands each process its job plumbing as OMPI_MCA_* too.
+    const OMPI_PLUMBING: [&str; 7] = [
+        "OMPI_MCA_orte_",
+        "OMPI_MCA_ess",
+        "OMPI_MCA_pmix",
+        "OMPI_MCA_initial_wdir",
+        "OMPI_MCA_shmem_RUNTIME_QUERY_hint",
+        "OMPI_MCA_mpi_oversubscribe",
+        "OMPI_MCA_rmaps_",
+    ];
+    (PREFIXES.iter().any(|p| name.starts_with(p))
+        && !OMPI_PLUMBING.iter().any(|p| name.starts_with(p)))
+        || NAMES.contains(&name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relevant;
+
+    #[test]
+    fn keeps_library_settings_and_drops_launcher_plumbing() {
+        for name in [
+            "NCCL_DEBUG",
+            "NCCL_IB_HCA",
+            "OMPI_MCA_btl",
+            "OMPI_MCA_pml",
+            "UCX_TLS",
+            "CUDA_VISIBLE_DEVICES",
+        ] {
+            assert!(relevant(name), "{name}");
+        }
+        for name in [
+            "PATH",
+            "HOME",
+            "OMPI_COMM_WORLD_RANK",
+            "OMPI_MCA_orte_hnp_uri",
+            "OMPI_MCA_ess_base_vpid",
+            "OMPI_MCA_pmix",
+        ] {
+            assert!(!relevant(name), "{name}");
+        }
+    }
 }
