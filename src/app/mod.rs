@@ -161,6 +161,7 @@ fn with_world(plan: &Plan, argv: &[String]) -> i32 {
         world.host().to_string(),
         crate::world::mpi::abort_job,
     );
+    share_cores(world.local_size());
     let watchdog = Watchdog::start(
         plan.timeout_s,
         world.rank(),
@@ -217,6 +218,18 @@ fn with_threads(plan: &Plan, argv: &[String]) -> i32 {
         .map(|c| c.unwrap_or_else(|e| e.exit_code().code()))
         .max()
         .unwrap_or(0)
+}
+
+/// The correctness check runs in parallel on host cores; the ranks of a host share them, and a rank
+/// that spun up one thread per core would take them from its neighbours' MPI progress.
+#[cfg(feature = "mpi")]
+fn share_cores(ranks_on_host: usize) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores / ranks_on_host.max(1)).max(1);
+    // Fails only if a pool already exists, which then stays as it is.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
 }
 
 /// A panic on any rank is a bug: say where it happened and end the whole job instead of hanging it
