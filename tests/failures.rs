@@ -64,40 +64,29 @@ fn a_size_that_fits_nowhere_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("lower -b"));
 }
 
-fn dies_mid_sweep(switch: &str, expect_code: Option<i32>, expect_in_stderr: &str, extra: &[&str]) {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    let mut args = vec![
-        "all_reduce",
-        "-b",
-        "32K",
-        "-e",
-        "1M",
-        "-n",
-        "3",
-        "-J",
-        json.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
+fn dies_mid_sweep(switch: &str, expect_code: Option<i32>, expect_in_stderr: &str, extra: &str) {
     let started = Instant::now();
-    let out = mpirun(4, &args, &[(switch, "2:3")]).output().unwrap();
+    let run = mpirun_json(
+        4,
+        &format!("all_reduce -b 32K -e 1M -n 3 {extra}"),
+        &[(switch, "2:3")],
+    );
     let took = started.elapsed();
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         took < Duration::from_secs(60),
         "{switch}: the job took {took:?}"
     );
-    assert!(!out.status.success(), "{switch}: {stderr}");
+    assert!(!run.out.status.success(), "{switch}: {}", run.stderr);
     if let Some(code) = expect_code {
-        assert_eq!(out.status.code(), Some(code), "{switch}: {stderr}");
+        assert_eq!(run.code(), Some(code), "{switch}: {}", run.stderr);
     }
     assert!(
-        stderr.contains(expect_in_stderr),
-        "{switch}: '{expect_in_stderr}' not in {stderr}"
+        run.stderr.contains(expect_in_stderr),
+        "{switch}: '{expect_in_stderr}' not in {}",
+        run.stderr
     );
     // The rows measured before the failure are on disk in a valid document.
-    let doc = read_json(&json);
-    assert_eq!(doc["rows"].as_array().unwrap().len(), 3, "{switch}");
+    assert_eq!(run.doc()["rows"].as_array().unwrap().len(), 3, "{switch}");
 }
 
 #[test]
@@ -106,13 +95,13 @@ fn a_rank_that_panics_ends_the_job() {
         "COLLBENCH_TEST_PANIC",
         Some(1),
         "internal error on rank 2",
-        &[],
+        "",
     );
 }
 
 #[test]
 fn a_rank_that_exits_ends_the_job() {
-    dies_mid_sweep("COLLBENCH_TEST_EXIT", None, "rank 2 exits", &[]);
+    dies_mid_sweep("COLLBENCH_TEST_EXIT", None, "rank 2 exits", "");
 }
 
 #[test]
@@ -121,7 +110,7 @@ fn a_rank_that_hangs_is_caught_by_the_timeout() {
         "COLLBENCH_TEST_HANG",
         Some(4),
         "did not finish within 2 s",
-        &["-T", "2"],
+        "-T 2",
     );
 }
 

@@ -22,27 +22,17 @@ fn assert_valid(doc: &serde_json::Value) {
 
 #[test]
 fn a_complete_run_matches_the_schema() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    mpirun(
+    let run = mpirun_json(
         2,
-        &[
-            "all",
-            "-b",
-            "1K",
-            "-e",
-            "2K",
-            "-n",
-            "2",
-            "-J",
-            json.to_str().unwrap(),
-        ],
+        "all -b 1K -e 2K -n 2 --peak 50 --expect busbw>=0.00001",
         &[("NCCL_DEBUG", "WARN")],
-    )
-    .assert()
-    .success();
-    let doc = read_json(&json);
+    );
+    run.assert_success();
+    let doc = run.doc();
     assert_valid(&doc);
+    assert_eq!(doc["topology"]["peak"]["gbps"], 50.0);
+    assert_eq!(doc["summary"]["gate"]["passed"], true);
+    assert!(doc["summary"]["slow_ranks"].is_object());
     // Only the relevant environment is recorded.
     assert_eq!(doc["environment"]["NCCL_DEBUG"], "WARN");
     assert!(doc["environment"].get("PATH").is_none());
@@ -50,24 +40,13 @@ fn a_complete_run_matches_the_schema() {
 
 #[test]
 fn a_run_cut_short_matches_the_schema() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    mpirun(
+    let run = mpirun_json(
         2,
-        &[
-            "all_reduce",
-            "-b",
-            "1K",
-            "-e",
-            "64K",
-            "-J",
-            json.to_str().unwrap(),
-        ],
+        "all_reduce -b 1K -e 64K",
         &[("COLLBENCH_TEST_PANIC", "1:2")],
-    )
-    .assert()
-    .failure();
-    let doc = read_json(&json);
+    );
+    assert!(!run.out.status.success());
+    let doc = run.doc();
     assert_eq!(doc["status"], "running");
     assert!(doc["summary"].is_null());
     assert_valid(&doc);
@@ -75,24 +54,10 @@ fn a_run_cut_short_matches_the_schema() {
 
 #[test]
 fn the_schema_rejects_a_broken_document() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    mpirun(
-        1,
-        &[
-            "sendrecv",
-            "-b",
-            "1K",
-            "-e",
-            "1K",
-            "-J",
-            json.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .assert()
-    .success();
-    let mut doc = read_json(&json);
+    let run = mpirun_json(1, "sendrecv -b 1K -e 1K", &[]);
+    run.assert_success();
+    let mut doc = run.doc();
+    assert_valid(&doc);
     doc["rows"][0]["out_of_place"]["time_us"] = serde_json::json!("fast");
     assert!(!validator().is_valid(&doc));
 }

@@ -20,39 +20,15 @@ const FACTORS: [(&str, Factor); 9] = [
 ];
 
 fn run_all(np: usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    let out = mpirun(
-        np,
-        &[
-            "all",
-            "-b",
-            "32K",
-            "-e",
-            "256K",
-            "-n",
-            "3",
-            "-w",
-            "1",
-            "-c",
-            "1",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let run = mpirun_json(np, "all -b 32K -e 256K -n 3 -w 1 -c 1", &[]);
+    run.assert_success();
     assert!(
-        out.status.success(),
-        "np={np}: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        run.stdout.contains("# Out of bounds values : 0 OK"),
+        "{}",
+        run.stdout
     );
-    assert!(stdout.contains("# Out of bounds values : 0 OK"), "{stdout}");
 
-    let doc = read_json(&json);
+    let doc = run.doc();
     assert_eq!(doc["status"], "complete");
     assert_eq!(doc["ranks"].as_array().unwrap().len(), np);
     let rows = doc["rows"].as_array().unwrap();
@@ -114,49 +90,24 @@ fn every_collective_on_four_ranks() {
 
 #[test]
 fn every_dtype_and_op_the_mpi_backend_can_reduce_is_exact() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    let out = mpirun(
+    let run = mpirun_json(
         3,
-        &[
-            "all_reduce,reduce_scatter,reduce",
-            "-d",
-            "all",
-            "-o",
-            "all",
-            "-b",
-            "1K",
-            "-e",
-            "64K",
-            "-f",
-            "8",
-            "-n",
-            "1",
-            "-c",
-            "2",
-            "-J",
-            json.to_str().unwrap(),
-        ],
+        "all_reduce,reduce_scatter,reduce -d all -o all -b 1K -e 64K -f 8 -n 1 -c 2",
         &[],
-    )
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
     );
+    run.assert_success();
     // MPI cannot reduce half, bfloat16 or fp8, nor average: those are skipped with a note, not run.
     assert!(
-        stdout.contains("skipped: MPI has no half reductions"),
-        "{stdout}"
+        run.stdout.contains("skipped: MPI has no half reductions"),
+        "{}",
+        run.stdout
     );
     assert!(
-        stdout.contains("skipped: MPI has no avg reduction"),
-        "{stdout}"
+        run.stdout.contains("skipped: MPI has no avg reduction"),
+        "{}",
+        run.stdout
     );
-    let doc = read_json(&json);
+    let doc = run.doc();
     let ms = measurements(&doc);
     // 3 collectives x 8 types x 4 ops x 3 sizes x 2 placements.
     assert_eq!(ms.len(), 3 * 8 * 4 * 3 * 2);
@@ -167,59 +118,25 @@ fn every_dtype_and_op_the_mpi_backend_can_reduce_is_exact() {
 
 #[test]
 fn data_movement_of_half_bfloat16_and_fp8_is_exact() {
-    let out = mpirun(
+    let run = mpirun_json(
         2,
-        &[
-            "all_gather,broadcast,all_to_all,sendrecv,gather,scatter",
-            "-d",
-            "half,bfloat16,f8e4m3,f8e5m2",
-            "-b",
-            "1K",
-            "-e",
-            "4K",
-            "-n",
-            "1",
-            "-r",
-            "all",
-        ],
+        "all_gather,broadcast,all_to_all,sendrecv,gather,scatter -d half,bfloat16,f8e4m3,f8e5m2 -b 1K -e 4K -n 1 -r all",
         &[],
-    )
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("# Out of bounds values : 0 OK"));
+    run.assert_success();
+    assert!(run.stdout.contains("# Out of bounds values : 0 OK"));
 }
 
 #[test]
 fn the_fault_switch_is_caught_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    let out = mpirun(
+    let run = mpirun_json(
         4,
-        &[
-            "all_reduce,all_gather",
-            "-b",
-            "64K",
-            "-e",
-            "128K",
-            "-n",
-            "2",
-            "-J",
-            json.to_str().unwrap(),
-        ],
+        "all_reduce,all_gather -b 64K -e 128K -n 2",
         &[("COLLBENCH_TEST_CORRUPT", "1:13")],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(out.status.code(), Some(7), "a failed check exits 7");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("FAILED"), "{stdout}");
-    let doc = read_json(&json);
+    );
+    assert_eq!(run.code(), Some(7), "a failed check exits 7");
+    assert!(run.stdout.contains("FAILED"), "{}", run.stdout);
+    let doc = run.doc();
     for (row, m) in measurements(&doc) {
         assert_eq!(m["wrong"], 13, "{row}");
     }
@@ -229,54 +146,22 @@ fn the_fault_switch_is_caught_exactly() {
 
 #[test]
 fn the_check_can_be_turned_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    mpirun(
+    let run = mpirun_json(
         2,
-        &[
-            "sendrecv",
-            "-b",
-            "1M",
-            "-e",
-            "1M",
-            "-c",
-            "0",
-            "-J",
-            json.to_str().unwrap(),
-        ],
+        "sendrecv -b 1M -e 1M -c 0",
         &[("COLLBENCH_TEST_CORRUPT", "1:13")],
-    )
-    .assert()
-    .success();
-    let doc = read_json(&json);
-    for (_, m) in measurements(&doc) {
+    );
+    run.assert_success();
+    for (_, m) in measurements(&run.doc()) {
         assert!(m["wrong"].is_null());
     }
 }
 
 #[test]
 fn every_root_is_run_with_r_all() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    mpirun(
-        3,
-        &[
-            "broadcast,reduce,gather,scatter",
-            "-b",
-            "4K",
-            "-e",
-            "4K",
-            "-r",
-            "all",
-            "-J",
-            json.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .assert()
-    .success();
-    let doc = read_json(&json);
-    let roots: Vec<u64> = doc["rows"]
+    let run = mpirun_json(3, "broadcast,reduce,gather,scatter -b 4K -e 4K -r all", &[]);
+    run.assert_success();
+    let roots: Vec<u64> = run.doc()["rows"]
         .as_array()
         .unwrap()
         .iter()
@@ -289,68 +174,31 @@ fn every_root_is_run_with_r_all() {
 fn counts_beyond_one_mpi_call_are_split_or_widened_exactly() {
     // COLLBENCH_TEST_MPI_MAX_COUNT lowers MPI's int limit to 1000 elements, so 64K-256K of floats take the
     // paths that counts beyond 2^31 take: pieces for element-wise collectives, 16-byte units for the rest.
-    let out = mpirun(
+    let cap = [("COLLBENCH_TEST_MPI_MAX_COUNT", "1000")];
+    let run = mpirun_json(
         3,
-        &[
-            "all_reduce,all_gather,broadcast,reduce,all_to_all,sendrecv,gather,scatter",
-            "-b",
-            "64K",
-            "-e",
-            "256K",
-            "-n",
-            "2",
-            "-c",
-            "2",
-        ],
-        &[("COLLBENCH_TEST_MPI_MAX_COUNT", "1000")],
-    )
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "all_reduce,all_gather,broadcast,reduce,all_to_all,sendrecv,gather,scatter -b 64K -e 256K -n 2 -c 2",
+        &cap,
     );
-    assert!(stdout.contains("# Out of bounds values : 0 OK"), "{stdout}");
+    run.assert_success();
+    assert!(
+        run.stdout.contains("# Out of bounds values : 0 OK"),
+        "{}",
+        run.stdout
+    );
     // reduce_scatter cannot be split: it says so instead of running wrong.
-    let out = mpirun(
-        3,
-        &["reduce_scatter", "-b", "64K", "-e", "64K"],
-        &[("COLLBENCH_TEST_MPI_MAX_COUNT", "1000")],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(out.status.code(), Some(5));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("lower -e"));
+    let run = mpirun_json(3, "reduce_scatter -b 64K -e 64K", &cap);
+    assert_eq!(run.code(), Some(5));
+    assert!(run.stderr.contains("lower -e"), "{}", run.stderr);
 }
 
 #[test]
 fn rotating_offsets_stay_inside_the_buffers() {
     // -b 1K with buffers sized for 64K: timed iterations walk through the buffers (a region outside them
     // is refused as an internal error) and the check still passes.
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    mpirun(
-        2,
-        &[
-            "all",
-            "-b",
-            "1K",
-            "-e",
-            "64K",
-            "-f",
-            "64",
-            "-n",
-            "70",
-            "-J",
-            json.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .assert()
-    .success();
-    for (row, m) in measurements(&read_json(&json)) {
+    let run = mpirun_json(2, "all -b 1K -e 64K -f 64 -n 70", &[]);
+    run.assert_success();
+    for (row, m) in measurements(&run.doc()) {
         assert_eq!(m["wrong"], 0, "{row}");
     }
 }

@@ -26,30 +26,12 @@ fn topo_says_what_it_found_and_what_it_did_not() {
 
 #[test]
 fn the_peak_is_in_the_header_and_beside_busbw() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    let out = mpirun(
-        2,
-        &[
-            "all_reduce",
-            "-b",
-            "1M",
-            "-e",
-            "4M",
-            "--peak",
-            "100",
-            "-J",
-            json.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .output()
-    .unwrap();
-    let text = stdout_of(&out);
-    assert!(out.status.success(), "{text}");
+    let run = mpirun_json(2, "all_reduce -b 1M -e 4M --peak 100", &[]);
+    run.assert_success();
+    let text = &run.stdout;
     assert!(text.contains("# Peak: 100.00 GB/s"), "{text}");
     assert!(text.contains("%peak"), "{text}");
-    let doc = read_json(&json);
+    let doc = run.doc();
     assert_eq!(doc["peak_gbps"], 100.0);
     // Each row's %peak cell is its busbw over the peak.
     let rows: Vec<&str> = text
@@ -66,129 +48,82 @@ fn the_peak_is_in_the_header_and_beside_busbw() {
 
 #[test]
 fn a_slow_rank_is_named_with_its_host() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    let out = mpirun(
+    let run = mpirun_json(
         4,
-        &[
-            "all_reduce,sendrecv",
-            "-b",
-            "32K",
-            "-e",
-            "64K",
-            "-n",
-            "5",
-            "-J",
-            json.to_str().unwrap(),
-        ],
+        "all_reduce,sendrecv -b 32K -e 64K -n 5",
         &[("COLLBENCH_TEST_DELAY", "2:3000")],
-    )
-    .output()
-    .unwrap();
-    let text = stdout_of(&out);
-    assert!(out.status.success(), "{text}");
-    let doc = read_json(&json);
+    );
+    run.assert_success();
+    let doc = run.doc();
     let host = doc["ranks"][2]["host"].as_str().unwrap().to_string();
-    assert!(text.contains(&format!("rank 2 on {host}")), "{text}");
+    assert!(
+        run.stdout.contains(&format!("rank 2 on {host}")),
+        "{}",
+        run.stdout
+    );
     let suspects = doc["summary"]["slow_ranks"]["suspect_ranks"]
         .as_array()
         .unwrap();
-    assert_eq!(suspects.len(), 1, "{text}");
+    assert_eq!(suspects.len(), 1, "{}", run.stdout);
     assert_eq!(suspects[0]["rank"], 2);
     assert_eq!(suspects[0]["host"], host.as_str());
     // Every rank's mean is kept.
-    assert_eq!(
-        doc["rows"][0]["out_of_place"]["rank_time_us"]
-            .as_array()
-            .unwrap()
-            .len(),
-        4
-    );
+    let rank_times = doc["rows"][0]["out_of_place"]["rank_time_us"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(rank_times, 4);
 }
 
 #[test]
 fn an_undisturbed_run_names_no_rank_at_a_generous_threshold() {
-    let out = mpirun(
-        2,
-        &[
-            "sendrecv",
-            "-b",
-            "1M",
-            "-e",
-            "1M",
-            "--slow-threshold",
-            "1000",
-        ],
-        &[],
-    )
-    .output()
-    .unwrap();
+    let run = mpirun_json(2, "sendrecv -b 1M -e 1M --slow-threshold 1000", &[]);
     assert!(
-        stdout_of(&out).contains("Slow ranks           : none"),
+        run.stdout.contains("Slow ranks           : none"),
         "{}",
-        stdout_of(&out)
+        run.stdout
     );
 }
 
 #[test]
 fn the_gate_passes_fails_and_never_fails_open() {
-    let args = |rule: &str| {
-        vec![
-            "sendrecv".to_string(),
-            "-b".into(),
-            "64K".into(),
-            "-e".into(),
-            "128K".into(),
-            "-n".into(),
-            "3".into(),
-            "--expect".into(),
-            rule.to_string(),
-        ]
-    };
     let run = |rule: &str, env: &[(&str, &str)]| {
-        let a = args(rule);
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        mpirun(2, &a, env).output().unwrap()
+        mpirun_json(
+            2,
+            &format!("sendrecv -b 64K -e 128K -n 3 --expect {rule}"),
+            env,
+        )
     };
     let pass = run("busbw>=0.0001@64K-128K", &[]);
-    assert_eq!(pass.status.code(), Some(0), "{}", stdout_of(&pass));
-    assert!(stdout_of(&pass).contains("PASSED"));
+    assert_eq!(pass.code(), Some(0), "{}", pass.stdout);
+    assert!(pass.stdout.contains("PASSED"));
     let fail = run("busbw>=100000", &[]);
-    assert_eq!(fail.status.code(), Some(8), "{}", stdout_of(&fail));
+    assert_eq!(fail.code(), Some(8), "{}", fail.stdout);
     let empty = run("busbw>=0.0001@1G-2G", &[]);
     assert_eq!(
-        empty.status.code(),
+        empty.code(),
         Some(8),
         "a rule with no rows must fail: {}",
-        stdout_of(&empty)
+        empty.stdout
     );
     let no_peak = run("busbw>=0.5peak", &[]);
-    assert_eq!(no_peak.status.code(), Some(8), "{}", stdout_of(&no_peak));
+    assert_eq!(no_peak.code(), Some(8), "{}", no_peak.stdout);
+    assert_eq!(no_peak.doc()["summary"]["gate"]["passed"], false);
     // A failed check is reported before a failed gate.
     let both = run("busbw>=100000", &[("COLLBENCH_TEST_CORRUPT", "0:1")]);
-    assert_eq!(both.status.code(), Some(7));
+    assert_eq!(both.code(), Some(7));
 }
 
 #[test]
 fn csv_has_a_line_per_row_and_placement() {
-    let dir = tempfile::tempdir().unwrap();
-    let csv = dir.path().join("run.csv");
-    mpirun(
-        2,
-        &[
-            "all_gather,broadcast",
-            "-b",
-            "1K",
-            "-e",
-            "4K",
-            "--csv",
-            csv.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .assert()
-    .success();
-    let text = std::fs::read_to_string(&csv).unwrap();
+    let run = mpirun_json_with(2, "all_gather,broadcast -b 1K -e 4K", &[], |dir| {
+        vec![
+            "--csv".into(),
+            dir.join("run.csv").to_string_lossy().into_owned(),
+        ]
+    });
+    run.assert_success();
+    let text = std::fs::read_to_string(run.path("run.csv")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     // header + 2 collectives x 3 sizes x 2 placements
     assert_eq!(lines.len(), 1 + 12, "{text}");
@@ -199,35 +134,13 @@ fn csv_has_a_line_per_row_and_placement() {
 
 #[test]
 fn adaptive_iterations_stop_at_the_target_or_the_cap() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    mpirun(
+    let run = mpirun_json(
         2,
-        &[
-            "sendrecv",
-            "-b",
-            "32K",
-            "-e",
-            "1M",
-            "-f",
-            "4",
-            "-n",
-            "auto",
-            "--ci-target",
-            "5",
-            "--min-iters",
-            "8",
-            "--size-time-cap",
-            "1",
-            "-J",
-            json.to_str().unwrap(),
-        ],
+        "sendrecv -b 32K -e 1M -f 4 -n auto --ci-target 5 --min-iters 8 --size-time-cap 1",
         &[],
-    )
-    .assert()
-    .success();
-    let doc = read_json(&json);
-    for (_, m) in measurements(&doc) {
+    );
+    run.assert_success();
+    for (_, m) in measurements(&run.doc()) {
         let iterations = m["iterations"].as_u64().unwrap();
         let stats = &m["stats"];
         assert!(iterations >= 8);
@@ -243,41 +156,26 @@ fn adaptive_iterations_stop_at_the_target_or_the_cap() {
 
 #[test]
 fn compare_and_plot_read_a_real_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    mpirun(
-        2,
-        &[
-            "all_reduce",
-            "-b",
-            "32K",
-            "-e",
-            "256K",
-            "-J",
-            json.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .assert()
-    .success();
-    let j = json.to_str().unwrap();
+    let run = mpirun_json(2, "all_reduce -b 32K -e 256K", &[]);
+    run.assert_success();
+    let j = run.json.to_str().unwrap();
     collbench().args(["compare", j, j]).assert().success();
-    let svg = dir.path().join("run.svg");
-    collbench()
-        .args(["plot", j, "-o", svg.to_str().unwrap()])
-        .assert()
-        .success();
+    let svg = run.path("run.svg");
+    collbench().args(["plot", j, "-o", &svg]).assert().success();
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
 }
 
 #[test]
 fn auto_says_why_it_chose_mpi() {
-    let out = mpirun(1, &["sendrecv", "-b", "1K", "-e", "1K"], &[])
-        .output()
-        .unwrap();
-    let text = stdout_of(&out);
+    let run = mpirun_json(1, "sendrecv -b 1K -e 1K", &[]);
     assert!(
-        text.contains("# Backend: mpi (auto: mpi on host memory, no GPU found"),
-        "{text}"
+        run.stdout
+            .contains("# Backend: mpi (auto: mpi on host memory, no GPU found"),
+        "{}",
+        run.stdout
     );
+    assert!(run.doc()["backend"]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("auto: mpi"));
 }

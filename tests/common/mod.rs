@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use assert_cmd::Command;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::Duration;
 
 /// The collbench binary built for this test run.
@@ -25,6 +26,71 @@ pub fn mpirun(np: usize, args: &[&str], env: &[(&str, &str)]) -> Command {
         .args(args)
         .timeout(Duration::from_secs(120));
     cmd
+}
+
+/// A finished run under mpirun that wrote its results with `-J` into a temporary folder.
+pub struct Run {
+    pub out: Output,
+    pub stdout: String,
+    pub stderr: String,
+    pub json: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Run {
+    pub fn code(&self) -> Option<i32> {
+        self.out.status.code()
+    }
+
+    /// Panics with everything the run printed unless it exited 0.
+    pub fn assert_success(&self) -> &Self {
+        assert!(
+            self.out.status.success(),
+            "{}\n{}\n{}",
+            self.out.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// The results document as the run left it.
+    pub fn doc(&self) -> serde_json::Value {
+        read_json(&self.json)
+    }
+
+    /// A path in the run's temporary folder.
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_string_lossy().into_owned()
+    }
+}
+
+/// `mpirun -np N collbench ARGS -J <tmp>/run.json`; ARGS are split at whitespace.
+pub fn mpirun_json(np: usize, args: &str, env: &[(&str, &str)]) -> Run {
+    mpirun_json_with(np, args, env, |_| Vec::new())
+}
+
+/// As `mpirun_json`, with more arguments that name files in the run's temporary folder.
+pub fn mpirun_json_with(
+    np: usize,
+    args: &str,
+    env: &[(&str, &str)],
+    extra: impl Fn(&Path) -> Vec<String>,
+) -> Run {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let json = dir.path().join("run.json");
+    let mut all: Vec<String> = args.split_whitespace().map(String::from).collect();
+    all.extend(extra(dir.path()));
+    all.extend(["-J".to_string(), json.to_string_lossy().into_owned()]);
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let out = mpirun(np, &all, env).output().expect("mpirun runs");
+    Run {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        out,
+        json,
+        dir,
+    }
 }
 
 pub fn read_json(path: &Path) -> serde_json::Value {
