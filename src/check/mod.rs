@@ -2,4 +2,6 @@
 //! host independently of the library, and an exact element-by-element comparison.
 
 pub mod pattern;
+pub mod period;
+pub mod segments;
 pub mod verify;
