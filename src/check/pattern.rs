@@ -13,6 +13,25 @@ pub enum Element {
     Average(f64),
 }
 
+impl Element {
+    /// Writes this element as `dtype`'s bytes.
+    pub fn encode(self, dtype: DataType, out: &mut [u8]) {
+        match self {
+            Element::Exact(v) => dtype.encode(v, out),
+            Element::Average(v) => dtype.encode_f64(v, out),
+        }
+    }
+}
+
+/// Where the values of a stretch of output come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// One rank's input.
+    Input(usize),
+    /// The reduction over every rank's input at the same index.
+    Fold,
+}
+
 /// The generator of input values for one operation.
 #[derive(Debug, Clone, Copy)]
 pub struct Pattern {
@@ -143,6 +162,19 @@ impl Pattern {
                 }
             }
         }
+    }
+
+    /// `source`'s value at input index `index`.
+    pub fn value(&self, source: Source, index: u64) -> Element {
+        match source {
+            Source::Input(rank) => Element::Exact(self.input(rank, index)),
+            Source::Fold => self.fold(index),
+        }
+    }
+
+    /// Whether outputs are rounded averages, compared within 2 ulp rather than bit for bit.
+    pub fn averages(&self) -> bool {
+        self.collective.reduces() && self.op == Some(ReduceOp::Avg) && self.dtype.is_float()
     }
 
     /// Expected output element `index` of `rank`.

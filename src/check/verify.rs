@@ -1,7 +1,10 @@
 //! Writing check inputs into a backend's buffers and counting wrong output elements, piece by piece so
-//! large buffers need no second full-size host copy, in parallel over host cores.
+//! large buffers need no second full-size host copy, in parallel over host cores. Both go through the
+//! period tables (check/table.rs) at memory speed, and element by element only where a pattern has no
+//! usable period.
 
 use super::pattern::{Element, Pattern};
+use super::table::{same_element, Tables};
 use crate::backend::{Backend, BufferId};
 use crate::dtype::DataType;
 use crate::error::Result;
@@ -20,13 +23,6 @@ pub fn corrupt_count_from_env(rank: usize) -> Option<u64> {
         .flatten()
 }
 
-fn encode(dtype: DataType, element: Element, out: &mut [u8]) {
-    match element {
-        Element::Exact(v) => dtype.encode(v, out),
-        Element::Average(v) => dtype.encode_f64(v, out),
-    }
-}
-
 /// Writes `rank`'s input elements into `buffer` starting at byte `offset`.
 pub fn write_input(
     backend: &mut dyn Backend,
@@ -37,34 +33,43 @@ pub fn write_input(
 ) -> Result<()> {
     let elt = p.dtype.size();
     let total = p.input_len(rank);
+    let tables = Tables::new(p, &p.input_segments(rank));
     let per_piece = (PIECE_BYTES / elt) as u64;
     let mut host = Vec::new();
     let mut start = 0u64;
     while start < total {
         let len = per_piece.min(total - start);
         host.resize(len as usize * elt, 0);
-        host.par_chunks_mut(elt)
-            .enumerate()
-            .for_each(|(i, out)| p.dtype.encode(p.input(rank, start + i as u64), out));
+        fill_input(p, tables.as_ref(), rank, start, &mut host);
         backend.write(buffer, offset + start * elt as u64, &host)?;
         start += len;
     }
     Ok(())
 }
 
-/// Whether an element read back matches what was expected: bit for bit, or within 2 ulp for a
-/// floating-point average (for values of one sign, ulp distance is the distance of the bit patterns).
-fn matches(dtype: DataType, expected: Element, got: &[u8], scratch: &mut [u8]) -> bool {
-    encode(dtype, expected, scratch);
-    match expected {
-        Element::Exact(_) => scratch == got,
-        Element::Average(_) => {
-            let bits = |b: &[u8]| b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | x as u64);
-            let sign_mask = 1u64 << (8 * dtype.size() - 1);
-            let (a, b) = (bits(scratch), bits(got));
-            (a & sign_mask) == (b & sign_mask) && a.abs_diff(b) <= 2
-        }
+/// Input elements `start..` of `rank` into `host`: copied from the tables, or computed one by one where
+/// the pattern has no usable period.
+pub(super) fn fill_input(
+    p: &Pattern,
+    tables: Option<&Tables>,
+    rank: usize,
+    start: u64,
+    host: &mut [u8],
+) {
+    match tables {
+        Some(t) => t.fill(start, host),
+        None => host
+            .par_chunks_mut(p.dtype.size())
+            .enumerate()
+            .for_each(|(i, out)| p.dtype.encode(p.input(rank, start + i as u64), out)),
     }
+}
+
+/// Whether an element read back matches what was expected: bit for bit, or within 2 ulp for a
+/// floating-point average.
+fn matches(dtype: DataType, expected: Element, got: &[u8], scratch: &mut [u8]) -> bool {
+    expected.encode(dtype, scratch);
+    same_element(matches!(expected, Element::Average(_)), scratch, got)
 }
 
 /// Reads `rank`'s output from `buffer` at byte `offset` and counts elements that differ from the
@@ -79,6 +84,7 @@ pub fn count_wrong(
 ) -> Result<u64> {
     let elt = p.dtype.size();
     let total = p.output_len(rank);
+    let tables = Tables::new(p, &p.output_segments(rank));
     let per_piece = (PIECE_BYTES / elt) as u64;
     let mut host = Vec::new();
     let mut wrong = 0u64;
@@ -94,11 +100,28 @@ pub fn count_wrong(
                 .take(n)
                 .for_each(|e| e[elt - 1] ^= 0x80);
         }
-        wrong += host
-            .par_chunks(elt)
+        wrong += count_output(p, tables.as_ref(), rank, start, &host);
+        start += len;
+    }
+    Ok(wrong)
+}
+
+/// Wrong elements in `host`, which holds output elements `start..` of `rank`: compared against the
+/// tables, or element by element against `Pattern::expected` where the pattern has no usable period.
+pub(super) fn count_output(
+    p: &Pattern,
+    tables: Option<&Tables>,
+    rank: usize,
+    start: u64,
+    host: &[u8],
+) -> u64 {
+    match tables {
+        Some(t) => t.count_wrong(start, host),
+        None => host
+            .par_chunks(p.dtype.size())
             .enumerate()
             .map_init(
-                || vec![0u8; elt],
+                || vec![0u8; p.dtype.size()],
                 |scratch, (i, got)| {
                     u64::from(!matches(
                         p.dtype,
@@ -108,10 +131,8 @@ pub fn count_wrong(
                     ))
                 },
             )
-            .sum::<u64>();
-        start += len;
+            .sum(),
     }
-    Ok(wrong)
 }
 
 #[cfg(test)]
