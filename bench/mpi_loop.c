@@ -7,6 +7,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int allreduce, count, to, from;
+static float *send, *recv;
+
+static void one_operation(void) {
+    if (allreduce)
+        MPI_Allreduce(send, recv, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    else
+        MPI_Sendrecv(send, count, MPI_FLOAT, to, 0, recv, count, MPI_FLOAT, from, 0, MPI_COMM_WORLD,
+                     MPI_STATUS_IGNORE);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     if (argc != 5) {
@@ -16,32 +27,22 @@ int main(int argc, char **argv) {
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    const int allreduce = strcmp(argv[1], "all_reduce") == 0;
+    allreduce = strcmp(argv[1], "all_reduce") == 0;
     const long bytes = atol(argv[2]);
     const int iters = atoi(argv[3]), warmup = atoi(argv[4]);
-    const int count = (int)(bytes / sizeof(float));
-    float *send = calloc((size_t)count, sizeof(float)), *recv = calloc((size_t)count, sizeof(float));
+    count = (int)(bytes / sizeof(float));
+    send = calloc((size_t)count, sizeof(float));
+    recv = calloc((size_t)count, sizeof(float));
     /* Touch every page, as collbench does: untouched calloc memory reads as one shared zero page. */
     for (int i = 0; i < count; i++) send[i] = (float)(i % 4);
     memset(recv, 0xFF, (size_t)count * sizeof(float));
-    const int to = (rank + 1) % size, from = (rank + size - 1) % size;
+    to = (rank + 1) % size;
+    from = (rank + size - 1) % size;
 
-    for (int i = 0; i < warmup; i++) {
-        if (allreduce)
-            MPI_Allreduce(send, recv, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-        else
-            MPI_Sendrecv(send, count, MPI_FLOAT, to, 0, recv, count, MPI_FLOAT, from, 0, MPI_COMM_WORLD,
-                         MPI_STATUS_IGNORE);
-    }
+    for (int i = 0; i < warmup; i++) one_operation();
     MPI_Barrier(MPI_COMM_WORLD);
     const double start = MPI_Wtime();
-    for (int i = 0; i < iters; i++) {
-        if (allreduce)
-            MPI_Allreduce(send, recv, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-        else
-            MPI_Sendrecv(send, count, MPI_FLOAT, to, 0, recv, count, MPI_FLOAT, from, 0, MPI_COMM_WORLD,
-                         MPI_STATUS_IGNORE);
-    }
+    for (int i = 0; i < iters; i++) one_operation();
     double per_op = (MPI_Wtime() - start) / iters * 1e6, sum = 0;
     MPI_Reduce(&per_op, &sum, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
     if (rank == 0) printf("%.3f\n", sum / size);
