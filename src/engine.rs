@@ -43,7 +43,26 @@ pub struct Combination {
 
 /// The combinations of the plan the backend supports, and a note for each it does not. A plan with
 /// nothing runnable is a usage error naming why.
-pub fn combinations(plan: &Plan, backend: &dyn Backend) -> Result<(Vec<Combination>, Vec<String>)> {
+pub fn combinations(
+    plan: &Plan,
+    backend: &dyn Backend,
+    ranks: usize,
+) -> Result<(Vec<Combination>, Vec<String>)> {
+    if let crate::plan::Roots::One(r) = plan.roots {
+        if r >= ranks && plan.collectives.iter().any(|c| c.rooted()) {
+            return Err(Error::Usage(format!(
+                "-r/--root {r} is not a rank of this {ranks}-rank job: use 0 to {}, or all",
+                ranks - 1
+            )));
+        }
+    }
+    if plan.cudagraph_replays > 0 && !backend.supports_graphs() {
+        return Err(Error::Usage(format!(
+            "-G {}: the {} backend cannot capture graphs; -G needs the nccl backend on NVIDIA GPUs: run without -G",
+            plan.cudagraph_replays,
+            backend.name()
+        )));
+    }
     let mut runnable = Vec::new();
     let mut notes = Vec::new();
     for &collective in &plan.collectives {
@@ -116,12 +135,6 @@ impl Engine<'_> {
         while self.plan.run_cycles == 0 || cycle < self.plan.run_cycles {
             for combo in combos {
                 for root in self.plan.roots_for(combo.collective, n) {
-                    if let Some(r) = root.filter(|&r| r >= n) {
-                        return Err(Error::Usage(format!(
-                            "-r/--root {r} is not a rank of this {n}-rank job: use 0 to {}, or all",
-                            n - 1
-                        )));
-                    }
                     for &size in sizes {
                         self.switches.before_row(self.world.rank(), row_index);
                         if self.world.rank() == 0 {
@@ -286,6 +299,51 @@ impl Engine<'_> {
         Ok((elapsed_us, samples))
     }
 
+    /// `-G R`: the `iters` iterations captured once into a graph, then R replays timed like nccl-tests'
+    /// graph mode. Returns the host microseconds around the replays and each replay's microseconds per
+    /// operation.
+    fn timed_graph(&mut self, desc: &OpDesc, iters: u64, replays: u64) -> Result<(f64, Vec<f64>)> {
+        let plan = self.plan;
+        let footprint = desc.shape.send_count.max(desc.shape.recv_count) * desc.dtype.size() as u64;
+        let steps = self.buffer_bytes.checked_div(footprint).unwrap_or(1).max(1);
+        self.backend.begin_capture()?;
+        for i in 0..iters {
+            let shifted = OpDesc {
+                shift_bytes: footprint * (i % steps),
+                ..*desc
+            };
+            self.backend.group_start()?;
+            for _ in 0..plan.agg_iters {
+                self.backend.enqueue(&shifted)?;
+            }
+            self.backend.group_end()?;
+        }
+        self.backend.end_capture()?;
+        // One replay outside the timing: the first launch of a graph uploads it.
+        self.backend.replay()?;
+        self.backend.wait()?;
+        self.world.barrier()?;
+
+        let replays_n = replays as usize;
+        self.backend.reserve_marks(replays_n + 1)?;
+        let start = Instant::now();
+        self.backend.mark(0)?;
+        for r in 0..replays_n {
+            self.backend.replay()?;
+            self.backend.mark(r + 1)?;
+        }
+        self.backend.wait()?;
+        let elapsed_us = start.elapsed().as_secs_f64() * 1e6;
+        let per_op = (iters * plan.agg_iters) as f64;
+        let samples = self
+            .backend
+            .mark_intervals_us(replays_n)?
+            .into_iter()
+            .map(|t| t / per_op)
+            .collect();
+        Ok((elapsed_us, samples))
+    }
+
     /// `-n auto`: batches of growing size until the 95 % confidence half-width of the mean is within the
     /// target or the time cap is spent. Every rank decides from the same rank-combined samples, so all
     /// ranks run the same number of iterations.
@@ -334,6 +392,12 @@ impl Engine<'_> {
 
         self.watchdog.arm(|| Self::label(desc, "timed loop"));
         let (elapsed_us, per_iteration, iterations) = match plan.iters {
+            Iterations::Fixed(n) if plan.cudagraph_replays > 0 => {
+                let replays = plan.cudagraph_replays;
+                let (elapsed, mut samples) = self.timed_graph(desc, n, replays)?;
+                self.world.all_reduce_f64(&mut samples, Combine::Max)?;
+                (elapsed, samples, n * replays)
+            }
             Iterations::Fixed(n) => {
                 let (elapsed, mut samples) = self.timed_batch(desc, n)?;
                 // Iteration i took as long as its slowest rank.
@@ -390,5 +454,169 @@ impl Engine<'_> {
             stats: Stats::from_samples(&per_iteration),
             rank_time_us,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine's own arithmetic, on a one-rank world and a host-memory backend that records what it is
+    //! asked to do (graphs included, which no real backend here can do without a GPU).
+
+    use super::*;
+    use crate::backend::{DeviceInfo, LibraryVersion, PathTaken};
+    use crate::cli::RunArgs;
+    use crate::world::solo::SoloWorld;
+    use clap::Parser;
+
+    #[derive(Default)]
+    struct Recorder {
+        send: Vec<u8>,
+        recv: Vec<u8>,
+        capturing: bool,
+        captured: usize,
+        executed: usize,
+        replays: usize,
+        shifts: Vec<u64>,
+    }
+
+    impl Backend for Recorder {
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+        fn versions(&self) -> Vec<LibraryVersion> {
+            Vec::new()
+        }
+        fn device(&self) -> DeviceInfo {
+            DeviceInfo::default()
+        }
+        fn free_memory(&self) -> Result<u64> {
+            Ok(1 << 30)
+        }
+        fn unsupported(&self, _: Collective, _: DataType, _: Option<ReduceOp>) -> Option<String> {
+            None
+        }
+        fn path(&self, _: Collective) -> PathTaken {
+            "native"
+        }
+        fn allocate(&mut self, bytes: u64) -> Result<()> {
+            self.send = vec![0; bytes as usize];
+            self.recv = vec![0; bytes as usize];
+            Ok(())
+        }
+        fn write(&mut self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<()> {
+            let b = if buffer == BufferId::Send {
+                &mut self.send
+            } else {
+                &mut self.recv
+            };
+            b[offset as usize..offset as usize + data.len()].copy_from_slice(data);
+            Ok(())
+        }
+        fn read(&mut self, buffer: BufferId, offset: u64, out: &mut [u8]) -> Result<()> {
+            let b = if buffer == BufferId::Send {
+                &self.send
+            } else {
+                &self.recv
+            };
+            out.copy_from_slice(&b[offset as usize..offset as usize + out.len()]);
+            Ok(())
+        }
+        fn fill(&mut self, buffer: BufferId, len: u64, byte: u8) -> Result<()> {
+            let b = if buffer == BufferId::Send {
+                &mut self.send
+            } else {
+                &mut self.recv
+            };
+            b[..len as usize].fill(byte);
+            Ok(())
+        }
+        fn enqueue(&mut self, desc: &OpDesc) -> Result<()> {
+            self.shifts.push(desc.shift_bytes);
+            if self.capturing {
+                self.captured += 1;
+            } else {
+                self.executed += 1;
+            }
+            Ok(())
+        }
+        fn wait(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn reserve_marks(&mut self, _count: usize) -> Result<()> {
+            Ok(())
+        }
+        fn mark(&mut self, _index: usize) -> Result<()> {
+            Ok(())
+        }
+        fn mark_intervals_us(&mut self, count: usize) -> Result<Vec<f64>> {
+            Ok(vec![10.0; count])
+        }
+        fn supports_graphs(&self) -> bool {
+            true
+        }
+        fn begin_capture(&mut self) -> Result<()> {
+            self.capturing = true;
+            Ok(())
+        }
+        fn end_capture(&mut self) -> Result<()> {
+            self.capturing = false;
+            Ok(())
+        }
+        fn replay(&mut self) -> Result<()> {
+            self.replays += 1;
+            self.executed += self.captured;
+            Ok(())
+        }
+    }
+
+    fn measure(args: &str, buffer_bytes: u64) -> (Recorder, Measurement) {
+        let argv = std::iter::once("collbench").chain(args.split_whitespace());
+        let plan = Plan::from_args(&RunArgs::try_parse_from(argv).unwrap()).unwrap();
+        let world = SoloWorld::new();
+        let mut backend = Recorder::default();
+        backend.allocate(buffer_bytes).unwrap();
+        let watchdog = Watchdog::start(None, 0, "test".into(), |_| std::process::exit(4));
+        let mut engine = Engine {
+            plan: &plan,
+            world: &world,
+            backend: &mut backend,
+            watchdog: &watchdog,
+            switches: TestSwitches::default(),
+            buffer_bytes,
+        };
+        let desc = OpDesc {
+            collective: Collective::AllReduce,
+            dtype: DataType::Float,
+            op: Some(ReduceOp::Sum),
+            root: None,
+            shape: Collective::AllReduce.shape(1024, 4, 1),
+            in_place: false,
+            shift_bytes: 0,
+        };
+        let m = engine.measure(&desc, 0.0).unwrap();
+        (backend, m)
+    }
+
+    #[test]
+    fn graphs_capture_the_loop_once_and_replay_it() {
+        let (b, m) = measure("all_reduce -n 4 -m 2 -G 3 -w 1 -c 0", 1024);
+        // One capture of 4 iterations x 2 operations; one untimed replay, then 3 timed ones.
+        assert_eq!(b.captured, 8);
+        assert_eq!(b.replays, 4);
+        assert_eq!(b.executed, 1 + 4 * 8);
+        assert_eq!(m.iterations, 12);
+        let stats = m.stats.unwrap();
+        assert_eq!(stats.samples, 3);
+        // 10 us per replay of 8 operations.
+        assert_eq!(stats.mean_us, 10.0 / 8.0);
+    }
+
+    #[test]
+    fn timed_iterations_rotate_through_the_buffers_and_wrap() {
+        // 1 KiB operations in 3 KiB buffers: offsets 0, 1K, 2K, then back to 0.
+        let (b, m) = measure("all_reduce -n 5 -w 0 -c 0", 3 * 1024);
+        assert_eq!(b.shifts, vec![0, 1024, 2048, 0, 1024]);
+        assert_eq!(m.iterations, 5);
+        assert_eq!(m.stats.unwrap().samples, 5);
     }
 }

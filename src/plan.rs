@@ -192,6 +192,16 @@ impl Plan {
                 }
             }
         };
+        if args.cudagraph > 0 && matches!(iters, Iterations::Auto { .. }) {
+            return Err(Error::usage(
+                "-G replays a captured loop of -n iterations: give a number with -n, not auto",
+            ));
+        }
+        if args.cudagraph > 0 && args.blocking == 1 {
+            return Err(Error::usage(
+                "-G and -z 1 exclude each other: a captured graph cannot wait between operations; drop one",
+            ));
+        }
         let expect = crate::fleet::gate::parse_rules(&args.expect)?;
         if !(args.slow_threshold >= 0.0 && args.slow_threshold.is_finite()) {
             return Err(Error::usage(
@@ -383,6 +393,8 @@ mod tests {
         );
         assert!(usage_message(&["all_reduce", "--expect", "busbw>>3"]).contains("--expect"));
         assert!(usage_message(&["all_reduce", "--peak", "-3"]).contains("--peak"));
+        assert!(usage_message(&["all_reduce", "-G", "5", "-n", "auto"]).contains("-G"));
+        assert!(usage_message(&["all_reduce", "-G", "5", "-z", "1"]).contains("-G and -z 1"));
     }
 
     #[test]

@@ -36,18 +36,35 @@ fn usage_errors_exit_2_naming_the_problem() {
 
 #[test]
 fn usage_errors_known_only_to_the_backend_exit_2() {
-    // MPI cannot reduce half: with nothing else to run that is the user's to fix.
-    let out = mpirun(2, &["all_reduce", "-d", "half", "--backend", "mpi"], &[])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("MPI has no half reductions"));
-    // A root outside the job.
-    let out = mpirun(2, &["broadcast", "-r", "5", "-b", "1K", "-e", "1K"], &[])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("-r/--root 5"));
+    // Found by every rank after MPI started: said once, before any header or row, exit 2.
+    for (args, message) in [
+        // MPI cannot reduce half: with nothing else to run that is the user's to fix.
+        (
+            "all_reduce -d half --backend mpi",
+            "MPI has no half reductions",
+        ),
+        // A root outside the job.
+        ("broadcast -r 5 -b 1K -e 1K", "-r/--root 5"),
+        // Graphs need a GPU backend.
+        (
+            "all_reduce -G 10 -b 1K -e 1K",
+            "-G 10: the mpi backend cannot capture graphs",
+        ),
+    ] {
+        let run = mpirun_json(3, args, &[]);
+        assert_eq!(run.code(), Some(2), "{args}: {}", run.stderr);
+        assert_eq!(
+            run.stderr.matches(message).count(),
+            1,
+            "{args}: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stdout.contains("Out of bounds"),
+            "{args}: {}",
+            run.stdout
+        );
+    }
 }
 
 #[test]

@@ -63,7 +63,19 @@ pub fn sweep(
 ) -> Result<i32> {
     let n = world.size();
     let rank = world.rank();
-    let (combos, mut notes) = combinations(plan, backend)?;
+    // Every rank judges the plan against its backend; all leave together if any cannot run it.
+    let judged = combinations(plan, backend, n);
+    let mut refused = [f64::from(u8::from(judged.is_err()))];
+    world.all_reduce_f64(&mut refused, Combine::Max)?;
+    let (combos, mut notes) = match judged {
+        Err(e) => return Err(e),
+        Ok(_) if refused[0] > 0.0 => {
+            return Err(Error::Usage(
+                "another rank's backend cannot run this plan (rank 0 says why)".into(),
+            ))
+        }
+        Ok(c) => c,
+    };
 
     watchdog.arm(|| "gathering free memory from every rank".into());
     let mut free = [backend.free_memory()? as f64];

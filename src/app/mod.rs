@@ -242,14 +242,21 @@ fn install_panic_hook(rank: usize, host: String, abort: fn(i32) -> !) {
 }
 
 /// Reports a fatal error on this rank and ends the job: every rank stops, not just this one.
+///
+/// A usage error found after MPI started (what the backend cannot run, a root outside the job) is found
+/// by every rank at the same point, from the same plan: rank 0 says it and every rank leaves normally,
+/// without MPI_Abort's noise.
 fn fail_job(world: &dyn World, reporter: Option<&mut Reporter>, error: Error) -> i32 {
     let code = error.exit_code().code();
-    eprintln!("collbench: {error}");
+    let everyone_knows = matches!(error, Error::Usage(_));
+    if !everyone_knows || world.rank() == 0 {
+        eprintln!("collbench: {error}");
+    }
     if let Some(r) = reporter {
         r.fail(&error);
     }
     let _ = std::io::stdout().flush();
-    if world.size() > 1 {
+    if world.size() > 1 && !everyone_knows {
         world.abort(code);
     }
     code

@@ -587,6 +587,23 @@ impl Backend for GpuBackend {
         }
     }
 
+    fn supports_graphs(&self) -> bool {
+        // Graph capture goes through the CUDA driver; the HIP layer does not declare hipGraph calls.
+        self.vendor == GpuVendor::Nvidia
+    }
+
+    fn begin_capture(&mut self) -> Result<()> {
+        self.device.begin_capture()
+    }
+
+    fn end_capture(&mut self) -> Result<()> {
+        self.device.end_capture()
+    }
+
+    fn replay(&mut self) -> Result<()> {
+        self.device.launch_graph()
+    }
+
     fn reserve_marks(&mut self, count: usize) -> Result<()> {
         // Marks 0..=count bound `count` intervals.
         self.device.reserve_events(count + 1)

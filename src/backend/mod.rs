@@ -98,6 +98,31 @@ pub trait Backend {
     fn enqueue(&mut self, desc: &OpDesc) -> Result<()>;
     /// Waits until every enqueued operation has completed.
     fn wait(&mut self) -> Result<()>;
+    /// Whether -G (capture the timed loop in a graph, replay it) works on this backend.
+    fn supports_graphs(&self) -> bool {
+        false
+    }
+    /// Starts capturing enqueued operations into a graph instead of running them.
+    fn begin_capture(&mut self) -> Result<()> {
+        Err(crate::error::Error::Unsupported(format!(
+            "-G: the {} backend has no graphs",
+            self.name()
+        )))
+    }
+    /// Ends the capture; the graph is ready to replay.
+    fn end_capture(&mut self) -> Result<()> {
+        Err(crate::error::Error::Unsupported(format!(
+            "-G: the {} backend has no graphs",
+            self.name()
+        )))
+    }
+    /// Enqueues one replay of the captured graph.
+    fn replay(&mut self) -> Result<()> {
+        Err(crate::error::Error::Unsupported(format!(
+            "-G: the {} backend has no graphs",
+            self.name()
+        )))
+    }
     /// Makes room for `count` timer marks, so that marking allocates nothing inside the timed loop.
     fn reserve_marks(&mut self, count: usize) -> Result<()>;
     /// Records timer mark `index` after the operations enqueued so far.

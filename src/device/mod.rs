@@ -32,6 +32,21 @@ pub trait GpuDevice {
     fn mem_info(&self) -> Result<(u64, u64)>;
     /// Whether the device computes on FP8 (None when the device cannot tell).
     fn supports_fp8(&self) -> Option<bool>;
+    /// Starts capturing the stream's work into a graph instead of running it (-G).
+    fn begin_capture(&mut self) -> Result<()> {
+        Err(Error::Unsupported(
+            "-G: this GPU runtime's graph capture is not supported by collbench; run without -G"
+                .into(),
+        ))
+    }
+    /// Ends the capture and makes the graph ready to launch, replacing any earlier one.
+    fn end_capture(&mut self) -> Result<()> {
+        Err(Error::Internal("end_capture without graph support".into()))
+    }
+    /// Enqueues one replay of the captured graph on the stream.
+    fn launch_graph(&mut self) -> Result<()> {
+        Err(Error::Internal("launch_graph without graph support".into()))
+    }
 }
 
 /// Entries of a *_VISIBLE_DEVICES value: indices, GPU-/MIG- UUIDs, as the runtime reads them.

@@ -105,6 +105,8 @@ pub struct CudaDevice {
     ctx: sys::CUcontext,
     stream: sys::CUstream,
     events: Vec<sys::CUevent>,
+    /// The instantiated graph of -G and the graph it came from.
+    graph: Option<(sys::CUgraph, sys::CUgraphExec)>,
     name: String,
     pci_bus_id: Option<String>,
     compute_major: Option<i32>,
@@ -138,6 +140,7 @@ impl CudaDevice {
                 ctx,
                 stream: std::ptr::null_mut(),
                 events: Vec::new(),
+                graph: None,
                 name: String::new(),
                 pci_bus_id: None,
                 compute_major: None,
@@ -326,10 +329,69 @@ impl GpuDevice for CudaDevice {
         // FP8 reductions need Hopper (compute capability 9.0) or newer.
         self.compute_major.map(|m| m >= 9)
     }
+
+    fn begin_capture(&mut self) -> Result<()> {
+        // Thread-local mode: other threads' CUDA calls (other ranks of -g) do not break this capture.
+        // SAFETY: the stream is live and not already capturing.
+        self.check(
+            unsafe {
+                sys::cuStreamBeginCapture_v2(
+                    self.stream,
+                    sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
+                )
+            },
+            "cuStreamBeginCapture",
+        )
+    }
+
+    fn end_capture(&mut self) -> Result<()> {
+        self.destroy_graph();
+        let mut graph: sys::CUgraph = std::ptr::null_mut();
+        // SAFETY: the stream is capturing; graph is a valid out-pointer.
+        self.check(
+            unsafe { sys::cuStreamEndCapture(self.stream, &mut graph) },
+            "cuStreamEndCapture",
+        )?;
+        let mut exec: sys::CUgraphExec = std::ptr::null_mut();
+        // SAFETY: graph was just captured; exec is a valid out-pointer.
+        let r = unsafe { sys::cuGraphInstantiateWithFlags(&mut exec, graph, 0) };
+        if let Err(e) = self.check(r, "cuGraphInstantiateWithFlags") {
+            // SAFETY: the graph was created above and is not used again.
+            unsafe { sys::cuGraphDestroy(graph) };
+            return Err(e);
+        }
+        self.graph = Some((graph, exec));
+        Ok(())
+    }
+
+    fn launch_graph(&mut self) -> Result<()> {
+        let Some((_, exec)) = self.graph else {
+            return Err(Error::Internal("-G: no captured graph to launch".into()));
+        };
+        // SAFETY: exec is a live instantiated graph; the stream is live.
+        self.check(
+            unsafe { sys::cuGraphLaunch(exec, self.stream) },
+            "cuGraphLaunch",
+        )
+    }
+}
+
+impl CudaDevice {
+    fn destroy_graph(&mut self) {
+        if let Some((graph, exec)) = self.graph.take() {
+            // SAFETY: both were created by end_capture and are released once; nothing is in flight
+            // that uses them when a new capture ends or the device closes.
+            unsafe {
+                let _ = sys::cuGraphExecDestroy(exec);
+                let _ = sys::cuGraphDestroy(graph);
+            }
+        }
+    }
 }
 
 impl Drop for CudaDevice {
     fn drop(&mut self) {
+        self.destroy_graph();
         // SAFETY: each handle was created by this value and is released exactly once; teardown errors
         // have no one to report to.
         unsafe {
