@@ -149,6 +149,9 @@ impl Engine<'_> {
                         if self.world.rank() == 0 {
                             sink.row(&row)?;
                         }
+                        // No rank starts the next row before rank 0 has saved this one: a rank that
+                        // fails next cannot take a measured row down with the job.
+                        self.world.barrier()?;
                         row_index += 1;
                     }
                 }
