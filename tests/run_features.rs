@@ -179,3 +179,23 @@ fn auto_says_why_it_chose_mpi() {
         .unwrap()
         .starts_with("auto: mpi"));
 }
+
+#[test]
+fn a_progress_bar_on_a_terminal_and_none_in_a_pipe() {
+    let bin = env!("CARGO_BIN_EXE_collbench");
+    let args = "all_reduce -b 1M -e 16M -n 20";
+    // script(1) gives the run a terminal, as a person watching it would.
+    let out = std::process::Command::new("script")
+        .args(["-qec", &format!("{bin} {args}"), "/dev/null"])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .output()
+        .expect("script(1) from util-linux runs");
+    let on_terminal = String::from_utf8_lossy(&out.stdout);
+    assert!(on_terminal.contains("/5 rows"), "{on_terminal}");
+    assert!(on_terminal.contains("all_reduce float"), "{on_terminal}");
+    let piped = collbench().args(args.split_whitespace()).output().unwrap();
+    assert!(piped.status.success());
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("rows,"));
+    assert!(!String::from_utf8_lossy(&piped.stdout).contains("rows,"));
+}
