@@ -63,13 +63,6 @@ impl Collective {
         )
     }
 
-    /// Whether an in-place variant exists (the input lives inside the output buffer).
-    /// Every collective here has one; sendrecv's in-place form sends and receives through one buffer
-    /// as nccl-tests does.
-    pub fn has_in_place(self) -> bool {
-        true
-    }
-
     /// Bus-bandwidth factor for `n` ranks (nccl-tests' doc/PERFORMANCE.md): busbw = algbw x factor.
     pub fn bus_factor(self, n: usize) -> f64 {
         let n = n as f64;

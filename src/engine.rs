@@ -172,10 +172,8 @@ impl Engine<'_> {
         let shape = combo.collective.shape(size, combo.dtype.size(), n);
         let factor = combo.collective.bus_factor(n);
         let mut placements = [None, None];
+        // Every collective has an in-place form (sendrecv's sends and receives through one buffer).
         for (slot, in_place) in placements.iter_mut().zip([false, true]) {
-            if in_place && !combo.collective.has_in_place() {
-                continue;
-            }
             let desc = OpDesc {
                 collective: combo.collective,
                 dtype: combo.dtype,

@@ -44,12 +44,6 @@ pub struct Pattern {
     pub shape: Shape,
 }
 
-/// Where a rank's input or output lies, in elements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
-    pub len: u64,
-}
-
 impl Pattern {
     /// Input element `index` of `rank`.
     pub fn input(&self, rank: usize, index: u64) -> u64 {
