@@ -107,6 +107,13 @@ impl Collective {
     }
 }
 
+impl Shape {
+    /// Bytes the larger of a rank's two buffers needs for this operation (the root's, where rooted).
+    pub fn buffer_bytes(&self, elt: usize) -> u64 {
+        self.send_count.max(self.recv_count) * elt as u64
+    }
+}
+
 /// Where an in-place operation's input and output lie inside the receive buffer, in elements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InPlaceLayout {

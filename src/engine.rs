@@ -96,7 +96,7 @@ pub fn buffer_bytes(combos: &[Combination], size: u64, ranks: usize) -> u64 {
         .iter()
         .map(|c| {
             let s = c.collective.shape(size, c.dtype.size(), ranks);
-            s.send_count.max(s.recv_count) * c.dtype.size() as u64
+            s.buffer_bytes(c.dtype.size())
         })
         .max()
         .unwrap_or(0)
@@ -251,9 +251,25 @@ impl Engine<'_> {
     fn prepare(&mut self, desc: &OpDesc, pattern: &Pattern) -> Result<()> {
         let rank = self.world.rank();
         let ((in_buf, in_off), _) = self.locations(desc);
-        let span = desc.shape.send_count.max(desc.shape.recv_count) * desc.dtype.size() as u64;
+        let span = desc.shape.buffer_bytes(desc.dtype.size());
         self.backend.fill(BufferId::Recv, span, 0xFF)?;
         verify::write_input(self.backend, pattern, rank, in_buf, in_off)
+    }
+
+    /// Enqueues timed iteration `i`: `-m` operations in one group, at nccl-tests' rotating offset
+    /// (iteration i starts i footprints into the buffers, wrapping where the next would not fit).
+    fn enqueue_iteration(&mut self, desc: &OpDesc, i: u64) -> Result<()> {
+        let footprint = desc.shape.buffer_bytes(desc.dtype.size());
+        let steps = self.buffer_bytes.checked_div(footprint).unwrap_or(1).max(1);
+        let shifted = OpDesc {
+            shift_bytes: footprint * (i % steps),
+            ..*desc
+        };
+        self.backend.group_start()?;
+        for _ in 0..self.plan.agg_iters {
+            self.backend.enqueue(&shifted)?;
+        }
+        self.backend.group_end()
     }
 
     /// `iters` timed iterations of `-m` operations: host microseconds around the whole batch (nccl-tests'
@@ -265,20 +281,8 @@ impl Engine<'_> {
         let delay = self.switches.delay_for(self.world.rank());
         let start = Instant::now();
         self.backend.mark(0)?;
-        // nccl-tests' rotation: iteration i starts i x (one operation's footprint) into the buffers,
-        // wrapping where the next would not fit.
-        let footprint = desc.shape.send_count.max(desc.shape.recv_count) * desc.dtype.size() as u64;
-        let steps = self.buffer_bytes.checked_div(footprint).unwrap_or(1).max(1);
         for i in 0..iters {
-            let shifted = OpDesc {
-                shift_bytes: footprint * (i as u64 % steps),
-                ..*desc
-            };
-            self.backend.group_start()?;
-            for _ in 0..plan.agg_iters {
-                self.backend.enqueue(&shifted)?;
-            }
-            self.backend.group_end()?;
+            self.enqueue_iteration(desc, i as u64)?;
             if plan.blocking {
                 self.backend.wait()?;
             }
@@ -305,19 +309,9 @@ impl Engine<'_> {
     /// operation.
     fn timed_graph(&mut self, desc: &OpDesc, iters: u64, replays: u64) -> Result<(f64, Vec<f64>)> {
         let plan = self.plan;
-        let footprint = desc.shape.send_count.max(desc.shape.recv_count) * desc.dtype.size() as u64;
-        let steps = self.buffer_bytes.checked_div(footprint).unwrap_or(1).max(1);
         self.backend.begin_capture()?;
         for i in 0..iters {
-            let shifted = OpDesc {
-                shift_bytes: footprint * (i % steps),
-                ..*desc
-            };
-            self.backend.group_start()?;
-            for _ in 0..plan.agg_iters {
-                self.backend.enqueue(&shifted)?;
-            }
-            self.backend.group_end()?;
+            self.enqueue_iteration(desc, i)?;
         }
         self.backend.end_capture()?;
         // One replay outside the timing: the first launch of a graph uploads it.

@@ -486,7 +486,7 @@ impl Backend for GpuBackend {
         let elt = d.size() as u64;
         let shape = desc.shape;
         let b = self.buffers()?;
-        let needed = shape.send_count.max(shape.recv_count) * elt;
+        let needed = shape.buffer_bytes(d.size());
         if needed > b.bytes {
             return Err(Error::Internal(format!(
                 "{} needs {needed} bytes; buffers hold {}",

@@ -58,6 +58,11 @@ pub struct LibraryVersion {
 /// How the library carried an operation, recorded in the JSON (e.g. "native", "grouped send/recv").
 pub type PathTaken = &'static str;
 
+/// What a backend without graph capture answers to -G.
+fn no_graphs(backend: &str) -> crate::error::Error {
+    crate::error::Error::Unsupported(format!("-G: the {backend} backend has no graphs"))
+}
+
 pub trait Backend {
     /// "mpi", "nccl" or "rccl".
     fn name(&self) -> &'static str;
@@ -104,24 +109,15 @@ pub trait Backend {
     }
     /// Starts capturing enqueued operations into a graph instead of running them.
     fn begin_capture(&mut self) -> Result<()> {
-        Err(crate::error::Error::Unsupported(format!(
-            "-G: the {} backend has no graphs",
-            self.name()
-        )))
+        Err(no_graphs(self.name()))
     }
     /// Ends the capture; the graph is ready to replay.
     fn end_capture(&mut self) -> Result<()> {
-        Err(crate::error::Error::Unsupported(format!(
-            "-G: the {} backend has no graphs",
-            self.name()
-        )))
+        Err(no_graphs(self.name()))
     }
     /// Enqueues one replay of the captured graph.
     fn replay(&mut self) -> Result<()> {
-        Err(crate::error::Error::Unsupported(format!(
-            "-G: the {} backend has no graphs",
-            self.name()
-        )))
+        Err(no_graphs(self.name()))
     }
     /// Makes room for `count` timer marks, so that marking allocates nothing inside the timed loop.
     fn reserve_marks(&mut self, count: usize) -> Result<()>;
