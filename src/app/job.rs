@@ -102,13 +102,9 @@ pub fn sweep(
             HumanSize(free[0] as u64)
         )));
     };
-    watchdog.arm(|| {
-        format!(
-            "allocating buffers of {}",
-            HumanSize(buffer_bytes(&combos, largest, n))
-        )
-    });
-    backend.allocate(buffer_bytes(&combos, largest, n))?;
+    let per_buffer = buffer_bytes(&combos, largest, n);
+    watchdog.arm(|| format!("allocating buffers of {}", HumanSize(per_buffer)));
+    backend.allocate(per_buffer)?;
 
     watchdog.arm(|| "gathering rank and topology information".into());
     let me = RankInfo {
@@ -189,7 +185,7 @@ pub fn sweep(
         backend,
         watchdog,
         switches: TestSwitches::from_env(),
-        buffer_bytes: buffer_bytes(&combos, largest, n),
+        buffer_bytes: per_buffer,
     };
     match reporter.as_mut() {
         Some(r) => engine.run(&combos, &sizes, r)?,
