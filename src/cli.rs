@@ -52,6 +52,12 @@ pub struct RunArgs {
     #[arg(short = 'n', long = "iters", default_value = "20")]
     pub iters: String,
 
+    /// Per-iteration samples for the distribution (percentiles, cv%): a separate pass of this many
+    /// iterations after the timed loop, each bounded by timer marks (CUDA events on GPUs). The timed loop
+    /// itself carries no marks, as in nccl-tests. Default: as many as -n, at most 1000; 0 turns it off.
+    #[arg(long = "samples", value_name = "N")]
+    pub samples: Option<u64>,
+
     /// With -n auto: the 95 % confidence half-width to reach, as a percentage of the mean.
     #[arg(long = "ci-target", value_name = "PERCENT", default_value_t = 1.0)]
     pub ci_target: f64,
@@ -183,6 +189,11 @@ pub struct RunArgs {
     #[arg(long = "rccl-lib", value_name = "PATH")]
     pub rccl_lib: Option<PathBuf>,
 
+    /// How GPU buffers are allocated: device (the runtime's allocator, as nccl-tests without -R) or nccl
+    /// (ncclMemAlloc, which NVLS and user-buffer registration prefer; not registered with the communicator).
+    #[arg(long = "alloc", value_enum, default_value_t = Allocator::Device)]
+    pub alloc: Allocator,
+
     /// Seed of the correctness-check inputs.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -210,3 +221,13 @@ Examples:
 Exit codes: 0 ok, 1 internal error, 2 usage error, 3 library error (NCCL, RCCL, CUDA, HIP, MPI),
 4 timeout, 5 not enough devices or unsupported, 7 correctness check failed, 8 --expect gate failed,
 9 compare found a regression, 10 results file could not be written or read.";
+
+/// Who allocates the GPU buffers (`--alloc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Allocator {
+    /// cudaMalloc / hipMalloc through the device runtime.
+    Device,
+    /// ncclMemAlloc where the library has it (NCCL 2.19+), else the device runtime.
+    Nccl,
+}

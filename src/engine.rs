@@ -256,8 +256,9 @@ impl Engine<'_> {
         verify::write_input(self.backend, pattern, rank, in_buf, in_off)
     }
 
-    /// Enqueues timed iteration `i`: `-m` operations in one group, at nccl-tests' rotating offset
-    /// (iteration i starts i footprints into the buffers, wrapping where the next would not fit).
+    /// Enqueues timed iteration `i` at nccl-tests' rotating offset (iteration i starts i footprints into
+    /// the buffers, wrapping where the next would not fit). With -m > 1 its operations go in one group, as
+    /// nccl-tests; a single operation is enqueued bare, so the library sees no group call around it.
     fn enqueue_iteration(&mut self, desc: &OpDesc, i: u64) -> Result<()> {
         let footprint = desc.shape.buffer_bytes(desc.dtype.size());
         let steps = self.buffer_bytes.checked_div(footprint).unwrap_or(1).max(1);
@@ -265,6 +266,9 @@ impl Engine<'_> {
             shift_bytes: footprint * (i % steps),
             ..*desc
         };
+        if self.plan.agg_iters == 1 {
+            return self.backend.enqueue(&shifted);
+        }
         self.backend.group_start()?;
         for _ in 0..self.plan.agg_iters {
             self.backend.enqueue(&shifted)?;
@@ -272,102 +276,154 @@ impl Engine<'_> {
         self.backend.group_end()
     }
 
-    /// `iters` timed iterations of `-m` operations: host microseconds around the whole batch (nccl-tests'
-    /// time) and each iteration's microseconds per operation on this rank. Allocates nothing.
-    fn timed_batch(&mut self, desc: &OpDesc, iters: u64) -> Result<(f64, Vec<f64>)> {
-        let plan = self.plan;
-        let iters = iters as usize;
-        self.backend.reserve_marks(iters + 1)?;
+    /// One step of a pass: a timed iteration, or a replay of the captured graph.
+    fn step(&mut self, desc: &OpDesc, how: Step, i: u64) -> Result<()> {
+        match how {
+            Step::Iteration => self.enqueue_iteration(desc, i)?,
+            Step::Replay => self.backend.replay()?,
+        }
+        if self.plan.blocking {
+            self.backend.wait()?;
+        }
+        Ok(())
+    }
+
+    /// nccl-tests' timed loop: the host clock around `count` steps enqueued back to back and their
+    /// completion. The backend sees the enqueues and the final wait, nothing else: no timer mark, no
+    /// group call with -m 1. Returns microseconds.
+    fn timed_pass(&mut self, desc: &OpDesc, how: Step, count: u64) -> Result<f64> {
         let delay = self.switches.delay_for(self.world.rank());
         let start = Instant::now();
-        self.backend.mark(0)?;
-        for i in 0..iters {
-            self.enqueue_iteration(desc, i as u64)?;
-            if plan.blocking {
-                self.backend.wait()?;
-            }
-            self.backend.mark(i + 1)?;
+        for i in 0..count {
+            self.step(desc, how, i)?;
         }
         self.backend.wait()?;
         if let Some(d) = delay {
             // A rank that sees its operations complete late: the others do not wait for it.
-            std::thread::sleep(d * iters as u32);
+            std::thread::sleep(d * count as u32);
         }
-        let elapsed_us = start.elapsed().as_secs_f64() * 1e6;
-        let per_op = plan.agg_iters as f64;
-        let samples = self
-            .backend
-            .mark_intervals_us(iters)?
-            .into_iter()
-            .map(|t| t / per_op)
-            .collect();
-        Ok((elapsed_us, samples))
+        Ok(start.elapsed().as_secs_f64() * 1e6)
     }
 
-    /// `-G R`: the `iters` iterations captured once into a graph, then R replays timed like nccl-tests'
-    /// graph mode. Returns the host microseconds around the replays and each replay's microseconds per
-    /// operation.
-    fn timed_graph(&mut self, desc: &OpDesc, iters: u64, replays: u64) -> Result<(f64, Vec<f64>)> {
-        let plan = self.plan;
+    /// `count` steps, each bounded by timer marks (device events on GPUs), for the distribution: never
+    /// part of the reported time. Returns each step's microseconds per operation, slowest rank at each
+    /// step, identical on every rank.
+    fn sampled_pass(
+        &mut self,
+        desc: &OpDesc,
+        how: Step,
+        count: u64,
+        ops_per_step: u64,
+    ) -> Result<Vec<f64>> {
+        let count = count as usize;
+        self.backend.reserve_marks(count + 1)?;
+        self.backend.mark(0)?;
+        for i in 0..count {
+            self.step(desc, how, i as u64)?;
+            self.backend.mark(i + 1)?;
+        }
+        self.backend.wait()?;
+        let mut samples: Vec<f64> = self
+            .backend
+            .mark_intervals_us(count)?
+            .into_iter()
+            .map(|t| t / ops_per_step as f64)
+            .collect();
+        // Step i took as long as its slowest rank.
+        self.world.all_reduce_f64(&mut samples, Combine::Max)?;
+        Ok(samples)
+    }
+
+    /// `-n N`: the timed loop, then (after a barrier) the sampled pass.
+    fn fixed(&mut self, desc: &OpDesc, iters: u64) -> Result<Timing> {
+        let elapsed_us = self.timed_pass(desc, Step::Iteration, iters)?;
+        let count = self.plan.sample_iters(iters);
+        let samples = if count > 0 {
+            self.watchdog.arm(|| Self::label(desc, "sampled pass"));
+            self.world.barrier()?;
+            self.sampled_pass(desc, Step::Iteration, count, self.plan.agg_iters)?
+        } else {
+            Vec::new()
+        };
+        Ok(Timing {
+            elapsed_us,
+            ops: iters * self.plan.agg_iters,
+            iterations: iters,
+            samples,
+            source: format!(
+                "a separate pass of {count} iterations after the timed loop, each between timer marks"
+            ),
+        })
+    }
+
+    /// `-G R`: the `iters` iterations captured once into a graph, one untimed replay (the first launch
+    /// uploads the graph), R timed replays, then the sampled replays; the graph is released last, outside
+    /// any capture.
+    fn graph(&mut self, desc: &OpDesc, iters: u64, replays: u64) -> Result<Timing> {
         self.backend.begin_capture()?;
         for i in 0..iters {
             self.enqueue_iteration(desc, i)?;
         }
         self.backend.end_capture()?;
-        // One replay outside the timing: the first launch of a graph uploads it.
         self.backend.replay()?;
         self.backend.wait()?;
         self.world.barrier()?;
 
-        let replays_n = replays as usize;
-        self.backend.reserve_marks(replays_n + 1)?;
-        let start = Instant::now();
-        self.backend.mark(0)?;
-        for r in 0..replays_n {
-            self.backend.replay()?;
-            self.backend.mark(r + 1)?;
-        }
-        self.backend.wait()?;
-        let elapsed_us = start.elapsed().as_secs_f64() * 1e6;
-        let per_op = (iters * plan.agg_iters) as f64;
-        let samples = self
-            .backend
-            .mark_intervals_us(replays_n)?
-            .into_iter()
-            .map(|t| t / per_op)
-            .collect();
-        Ok((elapsed_us, samples))
+        let elapsed_us = self.timed_pass(desc, Step::Replay, replays)?;
+        let ops_per_replay = iters * self.plan.agg_iters;
+        let count = self.plan.sample_iters(replays);
+        let samples = if count > 0 {
+            self.watchdog.arm(|| Self::label(desc, "sampled pass"));
+            self.world.barrier()?;
+            self.sampled_pass(desc, Step::Replay, count, ops_per_replay)?
+        } else {
+            Vec::new()
+        };
+        self.backend.release_graph()?;
+        Ok(Timing {
+            elapsed_us,
+            ops: replays * ops_per_replay,
+            iterations: iters * replays,
+            samples,
+            source: format!(
+                "a separate pass of {count} graph replays after the timed replays, each between timer marks"
+            ),
+        })
     }
 
-    /// `-n auto`: batches of growing size until the 95 % confidence half-width of the mean is within the
-    /// target or the time cap is spent. Every rank decides from the same rank-combined samples, so all
-    /// ranks run the same number of iterations.
-    fn adaptive(
-        &mut self,
-        desc: &OpDesc,
-        ci_target: f64,
-        min: u64,
-        cap_s: f64,
-    ) -> Result<(f64, Vec<f64>, u64)> {
-        let mut elapsed_us = 0.0;
+    /// `-n auto`: sampled batches of growing size until the 95 % confidence half-width of the mean is
+    /// within the target or the time cap is spent (every rank decides from the same rank-combined
+    /// samples, so all run the same count); then the timed loop runs that many iterations unmarked.
+    fn adaptive(&mut self, desc: &OpDesc, ci_target: f64, min: u64, cap_s: f64) -> Result<Timing> {
         let mut samples: Vec<f64> = Vec::new();
         let mut batch = min;
         loop {
-            let (elapsed, mut batch_samples) = self.timed_batch(desc, batch)?;
-            self.world
-                .all_reduce_f64(&mut batch_samples, Combine::Max)?;
-            elapsed_us += elapsed;
+            let batch_samples =
+                self.sampled_pass(desc, Step::Iteration, batch, self.plan.agg_iters)?;
             samples.extend(batch_samples);
             let spent_s = samples.iter().sum::<f64>() * self.plan.agg_iters as f64 / 1e6;
             let ci = Stats::from_samples(&samples).map_or(f64::INFINITY, |s| s.ci95_percent);
             if ci <= ci_target || spent_s >= cap_s {
-                return Ok((elapsed_us, samples.clone(), samples.len() as u64));
+                break;
             }
             // Double the count, but do not plan past the time cap.
             let per_iteration_s = spent_s / samples.len() as f64;
             let affordable = ((cap_s - spent_s) / per_iteration_s.max(1e-9)).ceil() as u64;
             batch = (samples.len() as u64).min(affordable).max(1);
         }
+        let iters = samples.len() as u64;
+        self.watchdog.arm(|| Self::label(desc, "timed loop"));
+        self.world.barrier()?;
+        let elapsed_us = self.timed_pass(desc, Step::Iteration, iters)?;
+        Ok(Timing {
+            elapsed_us,
+            ops: iters * self.plan.agg_iters,
+            iterations: iters,
+            samples,
+            source: format!(
+                "the -n auto batches ({iters} iterations between timer marks) that decided the count, before the timed loop"
+            ),
+        })
     }
 
     fn measure(&mut self, desc: &OpDesc, factor: f64) -> Result<Measurement> {
@@ -386,26 +442,18 @@ impl Engine<'_> {
         self.world.barrier()?;
 
         self.watchdog.arm(|| Self::label(desc, "timed loop"));
-        let (elapsed_us, per_iteration, iterations) = match plan.iters {
+        let timing = match plan.iters {
             Iterations::Fixed(n) if plan.cudagraph_replays > 0 => {
-                let replays = plan.cudagraph_replays;
-                let (elapsed, mut samples) = self.timed_graph(desc, n, replays)?;
-                self.world.all_reduce_f64(&mut samples, Combine::Max)?;
-                (elapsed, samples, n * replays)
+                self.graph(desc, n, plan.cudagraph_replays)?
             }
-            Iterations::Fixed(n) => {
-                let (elapsed, mut samples) = self.timed_batch(desc, n)?;
-                // Iteration i took as long as its slowest rank.
-                self.world.all_reduce_f64(&mut samples, Combine::Max)?;
-                (elapsed, samples, n)
-            }
+            Iterations::Fixed(n) => self.fixed(desc, n)?,
             Iterations::Auto {
                 ci_target_percent,
                 min,
                 cap_s,
             } => self.adaptive(desc, ci_target_percent, min, cap_s)?,
         };
-        let local_time_us = elapsed_us / (iterations * plan.agg_iters) as f64;
+        let local_time_us = timing.elapsed_us / timing.ops as f64;
 
         self.watchdog
             .arm(|| Self::label(desc, "combining times across ranks"));
@@ -417,7 +465,12 @@ impl Engine<'_> {
             Average::Max => rank_time_us.iter().copied().fold(0.0, f64::max),
         };
 
-        let wrong = if plan.check_iters > 0 {
+        let check_skipped = if desc.in_place {
+            self.backend.in_place_undefined(desc.collective)
+        } else {
+            None
+        };
+        let wrong = if plan.check_iters > 0 && check_skipped.is_none() {
             self.watchdog.arm(|| Self::label(desc, "correctness check"));
             let mut local = 0u64;
             let (_, (out_buf, out_off)) = self.locations(desc);
@@ -445,17 +498,45 @@ impl Engine<'_> {
             algbw_gbps: algbw,
             busbw_gbps: busbw_gbps(algbw, factor),
             wrong,
-            iterations,
-            stats: Stats::from_samples(&per_iteration),
+            check_skipped: (plan.check_iters > 0).then_some(check_skipped).flatten(),
+            iterations: timing.iterations,
+            stats: Stats::from_samples(&timing.samples).map(|s| Stats {
+                source: timing.source,
+                ..s
+            }),
             rank_time_us,
         })
     }
 }
 
+/// What a pass repeats.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// One timed iteration of -m operations.
+    Iteration,
+    /// One replay of the captured graph.
+    Replay,
+}
+
+/// The outcome of the timed loop and the sampled pass of one measurement.
+struct Timing {
+    /// Host microseconds around the timed loop on this rank.
+    elapsed_us: f64,
+    /// Operations in the timed loop.
+    ops: u64,
+    /// Iterations reported (-n, or -n x -G replays).
+    iterations: u64,
+    /// Per-step microseconds per operation, slowest rank at each step.
+    samples: Vec<f64>,
+    /// Where the samples came from, for the JSON.
+    source: String,
+}
+
 #[cfg(test)]
 mod tests {
-    //! The engine's own arithmetic, on a one-rank world and a host-memory backend that records what it is
-    //! asked to do (graphs included, which no real backend here can do without a GPU).
+    //! The engine's own arithmetic and call sequence, on a one-rank world and a host-memory test double
+    //! that records every backend call and enforces the rules CUDA imposes on a real GPU backend (graph
+    //! capture among them, which no backend here can do without a GPU).
 
     use super::*;
     use crate::backend::{DeviceInfo, LibraryVersion, PathTaken};
@@ -463,15 +544,65 @@ mod tests {
     use crate::world::solo::SoloWorld;
     use clap::Parser;
 
+    /// A backend call as the test double saw it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Call {
+        Fill,
+        Write,
+        Read,
+        GroupStart,
+        GroupEnd,
+        Enqueue,
+        Wait,
+        BeginCapture,
+        EndCapture,
+        Replay,
+        ReleaseGraph,
+        ReserveMarks,
+        Mark,
+        MarkIntervals,
+    }
+
     #[derive(Default)]
     struct Recorder {
         send: Vec<u8>,
         recv: Vec<u8>,
+        calls: Vec<Call>,
         capturing: bool,
+        graph_held: bool,
         captured: usize,
         executed: usize,
         replays: usize,
         shifts: Vec<u64>,
+        /// Collectives whose in-place form this "library" leaves undefined.
+        undefined_in_place: Vec<Collective>,
+    }
+
+    impl Recorder {
+        /// Records a call, failing it as CUDA would: while a stream captures, only the enqueues (and the
+        /// library's group calls around them) may run; an event, a copy, a sync, a graph launch or a
+        /// graph destroyed there invalidates the capture (CUDA_ERROR_STREAM_CAPTURE_INVALIDATED).
+        fn call(&mut self, call: Call) -> Result<()> {
+            self.calls.push(call);
+            let allowed_in_capture = matches!(
+                call,
+                Call::Enqueue | Call::GroupStart | Call::GroupEnd | Call::EndCapture
+            );
+            if self.capturing && !allowed_in_capture {
+                return Err(Error::Internal(format!(
+                    "CUDA rule broken: {call:?} while the stream is capturing invalidates the capture"
+                )));
+            }
+            Ok(())
+        }
+
+        fn buffer(&mut self, buffer: BufferId) -> &mut Vec<u8> {
+            if buffer == BufferId::Send {
+                &mut self.send
+            } else {
+                &mut self.recv
+            }
+        }
     }
 
     impl Backend for Recorder {
@@ -493,125 +624,292 @@ mod tests {
         fn path(&self, _: Collective) -> PathTaken {
             "native"
         }
+        fn in_place_undefined(&self, collective: Collective) -> Option<String> {
+            self.undefined_in_place
+                .contains(&collective)
+                .then(|| format!("the recorder defines no in-place {collective}"))
+        }
         fn allocate(&mut self, bytes: u64) -> Result<()> {
             self.send = vec![0; bytes as usize];
             self.recv = vec![0; bytes as usize];
             Ok(())
         }
         fn write(&mut self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<()> {
-            let b = if buffer == BufferId::Send {
-                &mut self.send
-            } else {
-                &mut self.recv
-            };
+            self.call(Call::Write)?;
+            let b = self.buffer(buffer);
             b[offset as usize..offset as usize + data.len()].copy_from_slice(data);
             Ok(())
         }
         fn read(&mut self, buffer: BufferId, offset: u64, out: &mut [u8]) -> Result<()> {
-            let b = if buffer == BufferId::Send {
-                &self.send
-            } else {
-                &self.recv
-            };
+            self.call(Call::Read)?;
+            let b = self.buffer(buffer);
             out.copy_from_slice(&b[offset as usize..offset as usize + out.len()]);
             Ok(())
         }
         fn fill(&mut self, buffer: BufferId, len: u64, byte: u8) -> Result<()> {
-            let b = if buffer == BufferId::Send {
-                &mut self.send
-            } else {
-                &mut self.recv
-            };
-            b[..len as usize].fill(byte);
+            self.call(Call::Fill)?;
+            self.buffer(buffer)[..len as usize].fill(byte);
             Ok(())
         }
+        fn group_start(&mut self) -> Result<()> {
+            self.call(Call::GroupStart)
+        }
+        fn group_end(&mut self) -> Result<()> {
+            self.call(Call::GroupEnd)
+        }
         fn enqueue(&mut self, desc: &OpDesc) -> Result<()> {
+            self.call(Call::Enqueue)?;
             self.shifts.push(desc.shift_bytes);
             if self.capturing {
                 self.captured += 1;
             } else {
                 self.executed += 1;
+                // A one-rank all_reduce: the output is the input.
+                let len = desc.shape.buffer_bytes(desc.dtype.size()) as usize;
+                if !desc.in_place {
+                    let input = self.send[..len].to_vec();
+                    self.recv[..len].copy_from_slice(&input);
+                }
             }
             Ok(())
         }
         fn wait(&mut self) -> Result<()> {
-            Ok(())
+            self.call(Call::Wait)
         }
         fn reserve_marks(&mut self, _count: usize) -> Result<()> {
-            Ok(())
+            self.call(Call::ReserveMarks)
         }
         fn mark(&mut self, _index: usize) -> Result<()> {
-            Ok(())
+            self.call(Call::Mark)
         }
         fn mark_intervals_us(&mut self, count: usize) -> Result<Vec<f64>> {
+            self.call(Call::MarkIntervals)?;
             Ok(vec![10.0; count])
         }
         fn supports_graphs(&self) -> bool {
             true
         }
         fn begin_capture(&mut self) -> Result<()> {
+            self.call(Call::BeginCapture)?;
+            if self.graph_held {
+                return Err(Error::Internal(
+                    "a new capture began while the last graph was still held".into(),
+                ));
+            }
             self.capturing = true;
             Ok(())
         }
         fn end_capture(&mut self) -> Result<()> {
+            self.call(Call::EndCapture)?;
             self.capturing = false;
+            self.graph_held = true;
             Ok(())
         }
         fn replay(&mut self) -> Result<()> {
+            self.call(Call::Replay)?;
             self.replays += 1;
             self.executed += self.captured;
             Ok(())
         }
+        fn release_graph(&mut self) -> Result<()> {
+            self.call(Call::ReleaseGraph)?;
+            self.graph_held = false;
+            self.captured = 0;
+            Ok(())
+        }
     }
 
-    fn measure(args: &str, buffer_bytes: u64) -> (Recorder, Measurement) {
+    fn engine_measure(
+        args: &str,
+        buffer_bytes: u64,
+        backend: &mut Recorder,
+        desc: &OpDesc,
+    ) -> Result<Measurement> {
         let argv = std::iter::once("collbench").chain(args.split_whitespace());
         let plan = Plan::from_args(&RunArgs::try_parse_from(argv).unwrap()).unwrap();
         let world = SoloWorld::new();
-        let mut backend = Recorder::default();
         backend.allocate(buffer_bytes).unwrap();
         let watchdog = Watchdog::start(None, 0, "test".into(), |_| std::process::exit(4));
         let mut engine = Engine {
             plan: &plan,
             world: &world,
-            backend: &mut backend,
+            backend,
             watchdog: &watchdog,
             switches: TestSwitches::default(),
             buffer_bytes,
         };
-        let desc = OpDesc {
+        engine.measure(desc, 0.0)
+    }
+
+    fn all_reduce_1k(in_place: bool) -> OpDesc {
+        OpDesc {
             collective: Collective::AllReduce,
             dtype: DataType::Float,
             op: Some(ReduceOp::Sum),
             root: None,
             shape: Collective::AllReduce.shape(1024, 4, 1),
-            in_place: false,
+            in_place,
             shift_bytes: 0,
-        };
-        let m = engine.measure(&desc, 0.0).unwrap();
+        }
+    }
+
+    fn measure(args: &str, buffer_bytes: u64) -> (Recorder, Measurement) {
+        let mut backend = Recorder::default();
+        let m = engine_measure(args, buffer_bytes, &mut backend, &all_reduce_1k(false)).unwrap();
         (backend, m)
+    }
+
+    /// The calls of the timed loop: after the warm-up's wait, up to and including the next wait.
+    fn timed_loop_calls(calls: &[Call]) -> &[Call] {
+        let waits: Vec<usize> = calls
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c == Call::Wait)
+            .map(|(i, _)| i)
+            .collect();
+        &calls[waits[0] + 1..=waits[1]]
+    }
+
+    #[test]
+    fn the_timed_loop_shows_the_backend_only_its_enqueues() {
+        let (b, m) = measure("all_reduce -n 5 -w 2 -c 0", 1024);
+        // nccl-tests' loop with -m 1: enqueues back to back, then the wait; no mark, no group call.
+        let timed = timed_loop_calls(&b.calls);
+        assert_eq!(
+            timed,
+            [[Call::Enqueue; 5].as_slice(), &[Call::Wait]].concat()
+        );
+        assert!(!b.calls.contains(&Call::GroupStart), "{:?}", b.calls);
+        // The distribution comes from a separate marked pass after it, as many iterations as -n.
+        let marks = b.calls.iter().filter(|c| **c == Call::Mark).count();
+        assert_eq!(marks, 6);
+        let first_mark = b.calls.iter().position(|c| *c == Call::Mark).unwrap();
+        let last_timed =
+            b.calls.len() - b.calls.iter().rev().position(|c| *c == Call::Wait).unwrap();
+        assert!(first_mark < last_timed);
+        let stats = m.stats.expect("stats from the sampled pass");
+        assert_eq!(stats.samples, 5);
+        assert!(
+            stats.source.contains("separate pass of 5"),
+            "{}",
+            stats.source
+        );
+        assert_eq!(m.iterations, 5);
+    }
+
+    #[test]
+    fn several_operations_per_iteration_go_in_one_group() {
+        let (b, _) = measure("all_reduce -n 3 -m 2 -w 1 -c 0 --samples 0", 1024);
+        let timed = timed_loop_calls(&b.calls);
+        let group = [
+            Call::GroupStart,
+            Call::Enqueue,
+            Call::Enqueue,
+            Call::GroupEnd,
+        ];
+        assert_eq!(timed, [&group[..], &group, &group, &[Call::Wait]].concat());
+        assert!(!b.calls.contains(&Call::Mark), "--samples 0 marks nothing");
+    }
+
+    #[test]
+    fn samples_flag_sets_the_sampled_pass_and_zero_turns_it_off() {
+        let (_, m) = measure("all_reduce -n 50 -w 0 -c 0 --samples 7", 1024);
+        assert_eq!(m.stats.unwrap().samples, 7);
+        assert_eq!(m.iterations, 50);
+        let (_, m) = measure("all_reduce -n 50 -w 0 -c 0 --samples 0", 1024);
+        assert!(m.stats.is_none());
     }
 
     #[test]
     fn graphs_capture_the_loop_once_and_replay_it() {
         let (b, m) = measure("all_reduce -n 4 -m 2 -G 3 -w 1 -c 0", 1024);
-        // One capture of 4 iterations x 2 operations; one untimed replay, then 3 timed ones.
-        assert_eq!(b.captured, 8);
-        assert_eq!(b.replays, 4);
-        assert_eq!(b.executed, 1 + 4 * 8);
+        // One capture of 4 iterations x 2 operations; one untimed replay, 3 timed, 3 sampled.
+        assert_eq!(b.replays, 7);
+        assert_eq!(b.executed, 1 + 7 * 8);
         assert_eq!(m.iterations, 12);
         let stats = m.stats.unwrap();
         assert_eq!(stats.samples, 3);
         // 10 us per replay of 8 operations.
         assert_eq!(stats.mean_us, 10.0 / 8.0);
+        // The graph is released after its last replay, outside the capture.
+        assert_eq!(b.calls.last(), Some(&Call::ReleaseGraph));
+        assert!(!b.graph_held);
+    }
+
+    #[test]
+    fn graphs_of_successive_measurements_each_start_a_clean_capture() {
+        let mut b = Recorder::default();
+        for in_place in [false, true] {
+            engine_measure(
+                "all_reduce -n 2 -G 2 -w 0 -c 1",
+                1024,
+                &mut b,
+                &all_reduce_1k(in_place),
+            )
+            .expect("the capture rules hold across measurements");
+        }
+        assert_eq!(
+            b.calls.iter().filter(|c| **c == Call::BeginCapture).count(),
+            2
+        );
+    }
+
+    #[test]
+    fn the_capture_rules_fail_the_order_that_broke_g_on_a_gpu() {
+        // What main did on an H200: the previous graph destroyed while the new capture was open, and
+        // any other call inside a capture, fail here as they failed there.
+        let desc = all_reduce_1k(false);
+        let mut b = Recorder::default();
+        b.allocate(1024).unwrap();
+        b.begin_capture().unwrap();
+        b.enqueue(&desc).unwrap();
+        assert!(b.release_graph().is_err());
+        let mut b = Recorder::default();
+        b.begin_capture().unwrap();
+        assert!(b.mark(0).is_err());
+        assert!(b.wait().is_err());
+        // And a capture that begins while the last graph is held is refused too.
+        let mut b = Recorder::default();
+        b.begin_capture().unwrap();
+        b.end_capture().unwrap();
+        assert!(b.begin_capture().is_err());
     }
 
     #[test]
     fn timed_iterations_rotate_through_the_buffers_and_wrap() {
         // 1 KiB operations in 3 KiB buffers: offsets 0, 1K, 2K, then back to 0.
-        let (b, m) = measure("all_reduce -n 5 -w 0 -c 0", 3 * 1024);
+        let (b, m) = measure("all_reduce -n 5 -w 0 -c 0 --samples 0", 3 * 1024);
         assert_eq!(b.shifts, vec![0, 1024, 2048, 0, 1024]);
         assert_eq!(m.iterations, 5);
-        assert_eq!(m.stats.unwrap().samples, 5);
+    }
+
+    #[test]
+    fn an_in_place_form_the_library_leaves_undefined_is_timed_but_not_checked() {
+        let mut b = Recorder {
+            undefined_in_place: vec![Collective::AllReduce],
+            ..Recorder::default()
+        };
+        let m = engine_measure(
+            "all_reduce -n 3 -w 0 -c 2",
+            1024,
+            &mut b,
+            &all_reduce_1k(true),
+        )
+        .unwrap();
+        assert_eq!(m.wrong, None);
+        assert!(m.check_skipped.unwrap().contains("in-place all_reduce"));
+        // 3 timed + 3 sampled enqueues, and no check iteration, which would read the output back.
+        assert_eq!(b.executed, 6);
+        assert!(!b.calls.contains(&Call::Read));
+        // The out-of-place form is checked as ever.
+        let m = engine_measure(
+            "all_reduce -n 3 -w 0 -c 2",
+            1024,
+            &mut b,
+            &all_reduce_1k(false),
+        )
+        .unwrap();
+        assert_eq!(m.wrong, Some(0));
+        assert_eq!(m.check_skipped, None);
     }
 }

@@ -58,6 +58,7 @@ impl Stats {
             } else {
                 0.0
             },
+            source: String::new(),
         })
     }
 }

@@ -66,6 +66,9 @@ pub struct Plan {
     pub average: Average,
     pub blocking: bool,
     pub cudagraph_replays: u64,
+    /// Iterations of the separate sampled pass that gives the per-iteration distribution; None: as many
+    /// as the timed loop ran, at most `DEFAULT_MAX_SAMPLES`.
+    pub samples: Option<u64>,
     pub timeout_s: Option<f64>,
     pub run_cycles: u64,
     pub gpus_per_thread: usize,
@@ -73,6 +76,7 @@ pub struct Plan {
     pub backend: BackendChoice,
     pub nccl_lib: Option<PathBuf>,
     pub rccl_lib: Option<PathBuf>,
+    pub alloc: crate::cli::Allocator,
     pub seed: u64,
     pub expect: Vec<crate::fleet::gate::Rule>,
     pub slow_threshold_percent: f64,
@@ -114,7 +118,16 @@ where
     Ok(out)
 }
 
+/// The default cap on the sampled pass: enough for a p99, short beside any timed loop worth running.
+pub const DEFAULT_MAX_SAMPLES: u64 = 1000;
+
 impl Plan {
+    /// Iterations of the sampled pass after a timed loop of `timed` iterations.
+    pub fn sample_iters(&self, timed: u64) -> u64 {
+        self.samples
+            .unwrap_or_else(|| timed.min(DEFAULT_MAX_SAMPLES))
+    }
+
     pub fn from_args(args: &RunArgs) -> Result<Plan> {
         let mut collectives = Vec::new();
         for name in &args.collectives {
@@ -197,6 +210,11 @@ impl Plan {
                 "-G replays a captured loop of -n iterations: give a number with -n, not auto",
             ));
         }
+        if args.samples.is_some() && matches!(iters, Iterations::Auto { .. }) {
+            return Err(Error::usage(
+                "--samples: with -n auto the per-iteration samples are what decides the count, so their number is not set by hand: drop --samples or give -n a number",
+            ));
+        }
         if args.cudagraph > 0 && args.blocking == 1 {
             return Err(Error::usage(
                 "-G and -z 1 exclude each other: a captured graph cannot wait between operations; drop one",
@@ -275,6 +293,7 @@ impl Plan {
             average,
             blocking,
             cudagraph_replays: args.cudagraph,
+            samples: args.samples,
             timeout_s: (args.timeout > 0.0).then_some(args.timeout),
             run_cycles: args.run_cycles,
             gpus_per_thread: args.ngpus,
@@ -282,6 +301,7 @@ impl Plan {
             backend,
             nccl_lib: args.nccl_lib.clone(),
             rccl_lib: args.rccl_lib.clone(),
+            alloc: args.alloc,
             seed: args.seed,
             expect,
             slow_threshold_percent: args.slow_threshold,

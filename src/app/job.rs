@@ -77,6 +77,16 @@ pub fn sweep(
         Ok(c) => c,
     };
 
+    if plan.check_iters > 0 {
+        let mut seen = Vec::new();
+        for c in combos.iter().map(|c| c.collective) {
+            if !seen.contains(&c) {
+                seen.push(c);
+                notes.extend(backend.in_place_undefined(c));
+            }
+        }
+    }
+
     watchdog.arm(|| "gathering free memory from every rank".into());
     let mut free = [backend.free_memory()? as f64];
     world.all_reduce_f64(&mut free, Combine::Min)?;

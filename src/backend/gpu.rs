@@ -188,6 +188,7 @@ pub struct GpuBackend {
     size: usize,
     host: String,
     timeout_s: Option<f64>,
+    alloc: crate::cli::Allocator,
 }
 
 impl GpuBackend {
@@ -216,6 +217,7 @@ impl GpuBackend {
             size: world.size(),
             host,
             timeout_s: plan.timeout_s,
+            alloc: plan.alloc,
         })
     }
 
@@ -254,6 +256,9 @@ impl GpuBackend {
     }
 
     fn alloc_one(&mut self, bytes: u64) -> Result<(DeviceAddr, bool)> {
+        if self.alloc == crate::cli::Allocator::Device {
+            return Ok((self.device.alloc(bytes)?, false));
+        }
         match self.nccl.mem_alloc(bytes)? {
             Some(addr) => Ok((addr, true)),
             None => Ok((self.device.alloc(bytes)?, false)),
@@ -370,6 +375,22 @@ pub fn version_limits(
     None
 }
 
+/// Where NCCL and RCCL leave an in-place form undefined. Their documentation defines in place for
+/// all_reduce, broadcast and reduce (send == recv), all_gather and reduce_scatter (the rank's block of the
+/// full buffer) and, for gather and scatter, the root's block; all-to-all and point-to-point have no
+/// in-place form, so overlapping buffers give whatever the transfers' order leaves (docs/GPU.md).
+pub fn in_place_undefined(flavor: Flavor, collective: Collective) -> Option<String> {
+    let what = match collective {
+        Collective::AllToAll => "all-to-all",
+        Collective::SendRecv => "send/receive",
+        _ => return None,
+    };
+    Some(format!(
+        "{} defines no in-place {what} (overlapping send and receive buffers): in-place {collective} is timed but not checked, as nccl-tests does (#wrong N/A)",
+        flavor.name()
+    ))
+}
+
 /// How the loaded library carries a collective.
 pub fn path_for(collective: Collective, has: impl Fn(Optional) -> bool) -> PathTaken {
     let native = match collective {
@@ -428,6 +449,10 @@ impl Backend for GpuBackend {
 
     fn path(&self, collective: Collective) -> PathTaken {
         path_for(collective, |o| self.nccl.has(o))
+    }
+
+    fn in_place_undefined(&self, collective: Collective) -> Option<String> {
+        in_place_undefined(self.nccl.flavor(), collective)
     }
 
     fn allocate(&mut self, bytes: u64) -> Result<()> {
@@ -504,7 +529,7 @@ impl Backend for GpuBackend {
             b.recv.offset(desc.shift_bytes),
         );
         let (send, recv) = if desc.in_place {
-            let layout = desc.collective.in_place_layout(&shape, self.rank);
+            let layout = self.in_place_layout(desc.collective, &shape, self.rank);
             (
                 recv_base.offset(layout.input_offset * elt),
                 recv_base.offset(layout.output_offset * elt),
@@ -604,6 +629,10 @@ impl Backend for GpuBackend {
         self.device.launch_graph()
     }
 
+    fn release_graph(&mut self) -> Result<()> {
+        self.device.release_graph()
+    }
+
     fn reserve_marks(&mut self, count: usize) -> Result<()> {
         // Marks 0..=count bound `count` intervals.
         self.device.reserve_events(count + 1)
@@ -690,6 +719,23 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn in_place_is_undefined_for_all_to_all_and_sendrecv_only() {
+        for flavor in [Flavor::Nccl, Flavor::Rccl] {
+            for c in Collective::ALL {
+                let undefined = in_place_undefined(flavor, c);
+                let expected = matches!(c, Collective::AllToAll | Collective::SendRecv);
+                assert_eq!(undefined.is_some(), expected, "{flavor:?} {c}");
+                if let Some(why) = undefined {
+                    assert!(
+                        why.contains(flavor.name()) && why.contains(c.name()),
+                        "{why}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -84,6 +84,12 @@ pub trait Backend {
     fn in_place_layout(&self, collective: Collective, shape: &Shape, rank: usize) -> InPlaceLayout {
         collective.in_place_layout(shape, rank)
     }
+    /// Why the library leaves the in-place form of `collective` undefined (overlapping send and receive
+    /// buffers), or None where it defines it. The engine still times an undefined form, as nccl-tests
+    /// does, but never checks it: its result is whatever the library happened to leave.
+    fn in_place_undefined(&self, _collective: Collective) -> Option<String> {
+        None
+    }
     /// Allocates both buffers with at least `bytes` each. Called once, with the largest size.
     fn allocate(&mut self, bytes: u64) -> Result<()>;
     /// Copies host bytes into a buffer at a byte offset.
@@ -92,7 +98,8 @@ pub trait Backend {
     fn read(&mut self, buffer: BufferId, offset: u64, out: &mut [u8]) -> Result<()>;
     /// Sets every byte of a buffer's first `len` bytes.
     fn fill(&mut self, buffer: BufferId, len: u64, byte: u8) -> Result<()>;
-    /// Opens a group of operations that the library may fuse (-m); a no-op where groups do not exist.
+    /// Opens a group of operations that the library may fuse (-m > 1 only, as nccl-tests); a no-op where
+    /// groups do not exist.
     fn group_start(&mut self) -> Result<()> {
         Ok(())
     }
@@ -111,8 +118,14 @@ pub trait Backend {
     fn begin_capture(&mut self) -> Result<()> {
         Err(no_graphs(self.name()))
     }
-    /// Ends the capture; the graph is ready to replay.
+    /// Ends the capture; the graph is ready to replay. Between `begin_capture` and `end_capture` the engine
+    /// calls nothing but `enqueue`, `group_start` and `group_end`: CUDA invalidates a capture in which any
+    /// other object is touched (an event recorded, a graph destroyed, a stream synchronised).
     fn end_capture(&mut self) -> Result<()> {
+        Err(no_graphs(self.name()))
+    }
+    /// Releases the captured graph once its replays have completed; the next capture starts clean.
+    fn release_graph(&mut self) -> Result<()> {
         Err(no_graphs(self.name()))
     }
     /// Enqueues one replay of the captured graph.

@@ -39,9 +39,14 @@ pub trait GpuDevice {
                 .into(),
         ))
     }
-    /// Ends the capture and makes the graph ready to launch, replacing any earlier one.
+    /// Ends the capture and makes the graph ready to launch. Touches no other CUDA object: anything else
+    /// done while the stream captures invalidates the capture.
     fn end_capture(&mut self) -> Result<()> {
         Err(Error::Internal("end_capture without graph support".into()))
+    }
+    /// Destroys the captured graph, after its replays completed and outside any capture.
+    fn release_graph(&mut self) -> Result<()> {
+        Ok(())
     }
     /// Enqueues one replay of the captured graph on the stream.
     fn launch_graph(&mut self) -> Result<()> {

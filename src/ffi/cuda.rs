@@ -331,6 +331,9 @@ impl GpuDevice for CudaDevice {
     }
 
     fn begin_capture(&mut self) -> Result<()> {
+        // A graph the caller did not release (a row that failed half-way) goes now, before capturing:
+        // destroying it during the capture would invalidate the capture.
+        self.destroy_graph();
         // Thread-local mode: other threads' CUDA calls (other ranks of -g) do not break this capture.
         // SAFETY: the stream is live and not already capturing.
         self.check(
@@ -345,7 +348,11 @@ impl GpuDevice for CudaDevice {
     }
 
     fn end_capture(&mut self) -> Result<()> {
-        self.destroy_graph();
+        if self.graph.is_some() {
+            return Err(Error::Internal(
+                "-G: a graph was still held when its successor's capture ended".into(),
+            ));
+        }
         let mut graph: sys::CUgraph = std::ptr::null_mut();
         // SAFETY: the stream is capturing; graph is a valid out-pointer.
         self.check(
@@ -364,6 +371,11 @@ impl GpuDevice for CudaDevice {
         Ok(())
     }
 
+    fn release_graph(&mut self) -> Result<()> {
+        self.destroy_graph();
+        Ok(())
+    }
+
     fn launch_graph(&mut self) -> Result<()> {
         let Some((_, exec)) = self.graph else {
             return Err(Error::Internal("-G: no captured graph to launch".into()));
@@ -379,8 +391,8 @@ impl GpuDevice for CudaDevice {
 impl CudaDevice {
     fn destroy_graph(&mut self) {
         if let Some((graph, exec)) = self.graph.take() {
-            // SAFETY: both were created by end_capture and are released once; nothing is in flight
-            // that uses them when a new capture ends or the device closes.
+            // SAFETY: both were created by end_capture and are released once, outside any capture;
+            // the engine releases them after waiting for the last replay, and teardown follows a wait.
             unsafe {
                 let _ = sys::cuGraphExecDestroy(exec);
                 let _ = sys::cuGraphDestroy(graph);

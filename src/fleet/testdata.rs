@@ -29,6 +29,7 @@ pub fn measurement(size: u64, ranks: usize, time_us: f64, stdev_us: Option<f64>)
         algbw_gbps: algbw,
         busbw_gbps: busbw_gbps(algbw, Collective::AllReduce.bus_factor(ranks)),
         wrong: Some(0),
+        check_skipped: None,
         iterations: 20,
         stats: stdev_us.map(|s| Stats {
             samples: 20,
@@ -41,6 +42,7 @@ pub fn measurement(size: u64, ranks: usize, time_us: f64, stdev_us: Option<f64>)
             stdev_us: s,
             cv_percent: 100.0 * s / time_us,
             ci95_percent: 100.0 * 1.96 * s / 20f64.sqrt() / time_us,
+            source: "test data".into(),
         }),
         rank_time_us: vec![time_us; ranks],
     }

@@ -124,8 +124,13 @@ pub struct Measurement {
     pub algbw_gbps: f64,
     /// algbw x bus factor.
     pub busbw_gbps: f64,
-    /// Wrong elements summed over ranks and check iterations; null when the check is off.
+    /// Wrong elements summed over ranks and check iterations; null when the check is off or the library
+    /// does not define this form (see `check_skipped`).
     pub wrong: Option<u64>,
+    /// Why this measurement was timed but not checked though the check is on: the library leaves the
+    /// in-place form undefined (NCCL's all_to_all and sendrecv). Left out of the check's verdict.
+    #[serde(default)]
+    pub check_skipped: Option<String>,
     /// Timed iterations (each of -m operations).
     pub iterations: u64,
     /// Distribution of per-iteration times (slowest rank at each iteration).
@@ -149,6 +154,10 @@ pub struct Stats {
     /// (1.96 x stdev / sqrt(samples)); what `-n auto` drives down.
     #[serde(default)]
     pub ci95_percent: f64,
+    /// Where the samples came from: a separate pass after the timed loop (whose time carries no
+    /// per-iteration marks), or the -n auto batches. Empty in documents from before it was recorded.
+    #[serde(default)]
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -175,6 +175,7 @@ mod tests {
             algbw_gbps: busbw / 1.5,
             busbw_gbps: busbw,
             wrong: Some(0),
+            check_skipped: None,
             iterations: 20,
             stats: None,
             rank_time_us: vec![12.5; 4],
