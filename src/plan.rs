@@ -220,6 +220,10 @@ impl Plan {
                 "-G and -z 1 exclude each other: a captured graph cannot wait between operations; drop one",
             ));
         }
+        if let Some(path) = &args.json {
+            // A folder or a missing folder is a usage error now, not a write error after the sweep.
+            crate::report::json::Target::of(path)?;
+        }
         let expect = crate::fleet::gate::parse_rules(&args.expect)?;
         if !(args.slow_threshold >= 0.0 && args.slow_threshold.is_finite()) {
             return Err(Error::usage(

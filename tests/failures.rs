@@ -81,7 +81,20 @@ fn a_size_that_fits_nowhere_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("lower -b"));
 }
 
-fn dies_mid_sweep(switch: &str, expect_code: Option<i32>, expect_in_stderr: &str, extra: &str) {
+/// How the document must say the run ended: its status, exit code and failing rank (None: any).
+struct Ending {
+    statuses: &'static [&'static str],
+    exit_code: Option<i64>,
+    failed_rank: Option<u64>,
+}
+
+fn dies_mid_sweep(
+    switch: &str,
+    expect_code: Option<i32>,
+    expect_in_stderr: &str,
+    extra: &str,
+    ending: Ending,
+) {
     let started = Instant::now();
     let run = mpirun_json(
         4,
@@ -102,8 +115,22 @@ fn dies_mid_sweep(switch: &str, expect_code: Option<i32>, expect_in_stderr: &str
         "{switch}: '{expect_in_stderr}' not in {}",
         run.stderr
     );
-    // The rows measured before the failure are on disk in a valid document.
-    assert_eq!(run.doc()["rows"].as_array().unwrap().len(), 3, "{switch}");
+    // The rows measured before the failure are on disk in a valid document that says how it ended.
+    let doc = run.doc();
+    assert_eq!(doc["rows"].as_array().unwrap().len(), 3, "{switch}");
+    let status = doc["status"].as_str().unwrap();
+    assert!(
+        ending.statuses.contains(&status),
+        "{switch}: status {status}: {doc:#}"
+    );
+    if let Some(code) = ending.exit_code {
+        assert_eq!(doc["exit_code"].as_i64(), Some(code), "{switch}: {doc:#}");
+    }
+    if let Some(rank) = ending.failed_rank {
+        assert_eq!(doc["failed_rank"].as_u64(), Some(rank), "{switch}: {doc:#}");
+    }
+    assert!(!doc["error"].as_str().unwrap_or("").is_empty(), "{switch}");
+    assert!(doc["heartbeat_unix_s"].as_f64().unwrap() >= doc["started_unix_s"].as_f64().unwrap());
 }
 
 #[test]
@@ -113,12 +140,29 @@ fn a_rank_that_panics_ends_the_job() {
         Some(1),
         "internal error on rank 2",
         "",
+        // Rank 2 marks the document before it aborts; rank 0, stopped by the launcher, keeps that.
+        Ending {
+            statuses: &["failed"],
+            exit_code: Some(1),
+            failed_rank: Some(2),
+        },
     );
 }
 
 #[test]
 fn a_rank_that_exits_ends_the_job() {
-    dies_mid_sweep("COLLBENCH_TEST_EXIT", None, "rank 2 exits", "");
+    // Rank 2 vanishes without a word; the launcher stops the others, and rank 0 says so.
+    dies_mid_sweep(
+        "COLLBENCH_TEST_EXIT",
+        None,
+        "rank 2 exits",
+        "",
+        Ending {
+            statuses: &["interrupted"],
+            exit_code: None,
+            failed_rank: None,
+        },
+    );
 }
 
 #[test]
@@ -128,6 +172,11 @@ fn a_rank_that_hangs_is_caught_by_the_timeout() {
         Some(4),
         "did not finish within 2 s",
         "-T 2",
+        Ending {
+            statuses: &["failed"],
+            exit_code: Some(4),
+            failed_rank: None,
+        },
     );
 }
 

@@ -47,7 +47,9 @@ fn a_run_cut_short_matches_the_schema() {
     );
     assert!(!run.out.status.success());
     let doc = run.doc();
-    assert_eq!(doc["status"], "running");
+    // Rank 1 said why before it ended the job.
+    assert_eq!(doc["status"], "failed");
+    assert_eq!(doc["failed_rank"], 1);
     assert!(doc["summary"].is_null());
     assert_valid(&doc);
 }

@@ -51,10 +51,46 @@ pub fn fit_sizes(
     (sizes, cap)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The document as rank 0 writes it when the run starts, before a backend exists: what was asked for,
+/// by which command, and that it is running. The sweep fills in the rest as it learns it.
+pub fn initial_document(plan: &Plan, argv: &[String], run_id: &str) -> RunDocument {
+    let now = crate::report::model::unix_now_s();
+    RunDocument {
+        schema_version: SCHEMA_VERSION,
+        collbench_version: env!("CARGO_PKG_VERSION").to_string(),
+        command_line: argv.to_vec(),
+        started_unix_s: now,
+        run_id: run_id.to_string(),
+        status: RunStatus::Running,
+        error: None,
+        exit_code: None,
+        failed_rank: None,
+        heartbeat_unix_s: now,
+        environment: json::relevant_environment(),
+        backend: BackendReport {
+            name: serde_json::to_value(plan.backend)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            reason: "not chosen yet".into(),
+            libraries: Vec::new(),
+        },
+        plan: PlanReport {
+            requested: serde_json::to_value(plan).unwrap_or(serde_json::Value::Null),
+            sizes: Vec::new(),
+            memory_cap: None,
+        },
+        ranks: Vec::new(),
+        notes: Vec::new(),
+        peak_gbps: None,
+        topology: None,
+        rows: Vec::new(),
+        summary: None,
+    }
+}
+
 pub fn sweep(
     plan: &Plan,
-    argv: &[String],
     world: &dyn World,
     backend: &mut dyn Backend,
     reason: &str,
@@ -128,7 +164,7 @@ pub fn sweep(
     let nodes = topology::gather_nodes(world)?;
     watchdog.disarm();
 
-    if rank == 0 {
+    if let Some(r) = reporter.as_mut() {
         let topo = topology::report(nodes, &ranks, backend.name(), plan.peak_override_gbps);
         let mut libraries = backend.versions();
         if let Some(v) = world.library_version() {
@@ -139,46 +175,28 @@ pub fn sweep(
                 });
             }
         }
-        let doc = RunDocument {
-            schema_version: SCHEMA_VERSION,
-            collbench_version: env!("CARGO_PKG_VERSION").to_string(),
-            command_line: argv.to_vec(),
-            started_unix_s: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
-            status: RunStatus::Running,
-            error: None,
-            environment: json::relevant_environment(),
-            backend: BackendReport {
-                name: backend.name().to_string(),
-                reason: reason.to_string(),
-                libraries,
-            },
-            plan: PlanReport {
-                requested: serde_json::to_value(plan).unwrap_or(serde_json::Value::Null),
-                sizes: sizes.clone(),
-                memory_cap,
-            },
-            ranks,
-            notes,
-            peak_gbps: topo.peak.as_ref().map(|p| p.gbps),
-            topology: Some(topo),
-            rows: Vec::new(),
-            summary: None,
+        let doc = &mut r.doc;
+        doc.backend = BackendReport {
+            name: backend.name().to_string(),
+            reason: reason.to_string(),
+            libraries,
         };
+        doc.plan.sizes = sizes.clone();
+        doc.plan.memory_cap = memory_cap;
+        doc.ranks = ranks;
+        doc.notes = notes;
+        doc.peak_gbps = topo.peak.as_ref().map(|p| p.gbps);
+        doc.topology = Some(topo);
         let layout = table::Layout {
             peak: doc.topology.as_ref().and_then(|t| t.peak.clone()),
             stats: plan.stats_columns,
         };
-        let r = Reporter::new(
-            doc,
-            plan.json.as_deref(),
-            plan.csv.as_deref(),
+        r.begin_table(
             layout,
             crate::engine::row_count(plan, &combos, sizes.len(), n),
             plan.progress,
-        )?;
+        );
+        r.save()?;
         if !plan.quiet {
             let mut text = header::render(&r.doc, plan);
             if let Some(t) = &r.doc.topology {
@@ -186,7 +204,6 @@ pub fn sweep(
             }
             r.print(&text);
         }
-        *reporter = Some(r);
     }
 
     let mut engine = Engine {
@@ -249,6 +266,7 @@ fn finish(plan: &Plan, r: &mut Reporter) -> Result<ExitCode> {
     r.print(&text);
     r.doc.summary = Some(s);
     r.doc.status = RunStatus::Complete;
+    r.doc.exit_code = Some(exit.code());
     r.save()?;
     Ok(exit)
 }

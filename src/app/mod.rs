@@ -4,6 +4,7 @@
 
 mod backend_choice;
 mod job;
+mod record;
 mod reporter;
 mod topology;
 
@@ -161,6 +162,10 @@ fn with_world(plan: &Plan, argv: &[String]) -> i32 {
         world.host().to_string(),
         crate::world::mpi::abort_job,
     );
+    let mut reporter = match start_record(plan, argv, &world) {
+        Ok(r) => r,
+        Err(e) => return fail_job(&world, None, e),
+    };
     share_cores(world.local_size());
     let watchdog = Watchdog::start(
         plan.timeout_s,
@@ -168,6 +173,7 @@ fn with_world(plan: &Plan, argv: &[String]) -> i32 {
         world.host().to_string(),
         |m| {
             eprintln!("{m}");
+            record::fail(m, ExitCode::Timeout.code(), None);
             crate::world::mpi::abort_job(ExitCode::Timeout.code())
         },
     );
@@ -180,8 +186,8 @@ fn with_world(plan: &Plan, argv: &[String]) -> i32 {
         Ok((backend, reason))
     });
     match backend {
-        Ok(b) => run_job(plan, argv, &world, b, &watchdog),
-        Err(e) => fail_job(&world, None, e),
+        Ok(b) => run_job(plan, &world, b, &watchdog, &mut reporter),
+        Err(e) => fail_job(&world, reporter.as_mut(), e),
     }
 }
 
@@ -189,16 +195,39 @@ fn with_world(plan: &Plan, argv: &[String]) -> i32 {
 fn with_world(plan: &Plan, argv: &[String]) -> i32 {
     let world = crate::world::solo::SoloWorld::new();
     install_panic_hook(0, world.host().to_string(), |code| std::process::exit(code));
+    let mut reporter = match start_record(plan, argv, &world) {
+        Ok(r) => r,
+        Err(e) => return fail_job(&world, None, e),
+    };
     let watchdog = Watchdog::start(plan.timeout_s, 0, world.host().to_string(), exit_on_timeout);
     match gpu_backend_only(plan, &world, &watchdog) {
-        Ok(b) => run_job(plan, argv, &world, b, &watchdog),
-        Err(e) => fail_job(&world, None, e),
+        Ok(b) => run_job(plan, &world, b, &watchdog, &mut reporter),
+        Err(e) => fail_job(&world, reporter.as_mut(), e),
     }
 }
 
 fn exit_on_timeout(message: &str) -> ! {
     eprintln!("{message}");
+    record::fail(message, ExitCode::Timeout.code(), None);
     std::process::exit(ExitCode::Timeout.code())
+}
+
+/// Every rank learns the run's id and where its document is; rank 0 writes the document now, before
+/// anything that can fail, so that every outcome leaves one.
+fn start_record(plan: &Plan, argv: &[String], world: &dyn World) -> Result<Option<Reporter>> {
+    let mut id = if world.rank() == 0 {
+        record::new_run_id(world.host()).into_bytes()
+    } else {
+        Vec::new()
+    };
+    world.broadcast_bytes(0, &mut id)?;
+    let run_id = String::from_utf8_lossy(&id).into_owned();
+    record::know(plan.json.as_deref(), &run_id);
+    if world.rank() != 0 {
+        return Ok(None);
+    }
+    let doc = job::initial_document(plan, argv, &run_id);
+    Reporter::start(doc, plan.json.as_deref(), plan.csv.as_deref()).map(Some)
 }
 
 /// `-g N` (and `-t`): one process drives N GPUs, a thread per GPU, each a rank of a thread world.
@@ -207,10 +236,14 @@ fn with_threads(plan: &Plan, argv: &[String]) -> i32 {
     let host = crate::world::host_name();
     install_panic_hook(0, host.clone(), |code| std::process::exit(code));
     let codes = crate::world::threads::run_threads(size, |world| {
+        let mut reporter = match start_record(plan, argv, world) {
+            Ok(r) => r,
+            Err(e) => return Ok(fail_job(world, None, e)),
+        };
         let watchdog = Watchdog::start(plan.timeout_s, world.rank(), host.clone(), exit_on_timeout);
         Ok(match gpu_backend_only(plan, world, &watchdog) {
-            Ok(b) => run_job(plan, argv, world, b, &watchdog),
-            Err(e) => fail_job(world, None, e),
+            Ok(b) => run_job(plan, world, b, &watchdog, &mut reporter),
+            Err(e) => fail_job(world, reporter.as_mut(), e),
         })
     });
     codes
@@ -236,7 +269,9 @@ fn share_cores(ranks_on_host: usize) {
 /// in MPI_Finalize.
 fn install_panic_hook(rank: usize, host: String, abort: fn(i32) -> !) {
     std::panic::set_hook(Box::new(move |info| {
-        eprintln!("collbench: internal error on rank {rank} ({host}): {info}; aborting the job");
+        let message = format!("internal error on rank {rank} ({host}): {info}");
+        eprintln!("collbench: {message}; aborting the job");
+        record::fail(&message, ExitCode::Internal.code(), Some(rank));
         abort(ExitCode::Internal.code());
     }));
 }
@@ -252,8 +287,11 @@ fn fail_job(world: &dyn World, reporter: Option<&mut Reporter>, error: Error) ->
     if !everyone_knows || world.rank() == 0 {
         eprintln!("collbench: {error}");
     }
-    if let Some(r) = reporter {
-        r.fail(&error);
+    match reporter {
+        Some(r) => r.fail(&error, world.rank()),
+        // Another rank's document: marked on disk where this rank can see it, before the job ends.
+        None if !everyone_knows => record::fail(&error.to_string(), code, Some(world.rank())),
+        None => {}
     }
     let _ = std::io::stdout().flush();
     if world.size() > 1 && !everyone_knows {
@@ -264,22 +302,13 @@ fn fail_job(world: &dyn World, reporter: Option<&mut Reporter>, error: Error) ->
 
 fn run_job(
     plan: &Plan,
-    argv: &[String],
     world: &dyn World,
     backend: (Box<dyn Backend + '_>, String),
     watchdog: &Watchdog,
+    reporter: &mut Option<Reporter>,
 ) -> i32 {
     let (mut backend, reason) = backend;
-    let mut reporter = None;
-    match job::sweep(
-        plan,
-        argv,
-        world,
-        backend.as_mut(),
-        &reason,
-        watchdog,
-        &mut reporter,
-    ) {
+    match job::sweep(plan, world, backend.as_mut(), &reason, watchdog, reporter) {
         Ok(code) => code,
         Err(e) => fail_job(world, reporter.as_mut(), e),
     }

@@ -11,7 +11,6 @@ use std::io::{IsTerminal, Write};
 
 pub struct Reporter {
     pub doc: RunDocument,
-    json: Option<json::JsonWriter>,
     csv: Option<CsvWriter>,
     layout: table::Layout,
     last_title: Option<String>,
@@ -19,17 +18,30 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(
+    /// Rank 0 at the start of the run: the document is on disk (`--json`) before anything can fail.
+    pub fn start(
         doc: RunDocument,
         json_path: Option<&std::path::Path>,
         csv_path: Option<&std::path::Path>,
-        layout: table::Layout,
-        total_rows: Option<u64>,
-        progress: bool,
     ) -> Result<Reporter> {
+        super::record::own(json_path.map(json::JsonWriter::new).transpose()?)?;
         let csv = csv_path.map(CsvWriter::create).transpose()?;
+        let mut reporter = Reporter {
+            doc,
+            csv,
+            layout: table::Layout::default(),
+            last_title: None,
+            progress: None,
+        };
+        reporter.save()?;
+        Ok(reporter)
+    }
+
+    /// The table's columns and the progress bar, once the sweep is known.
+    pub fn begin_table(&mut self, layout: table::Layout, total_rows: Option<u64>, progress: bool) {
+        self.layout = layout;
         // Only where a person watches: a bar in a log file or a pipe is noise.
-        let progress = (progress && std::io::stderr().is_terminal()).then(|| {
+        self.progress = (progress && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(total_rows, ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
@@ -39,20 +51,10 @@ impl Reporter {
             );
             bar
         });
-        let reporter = Reporter {
-            doc,
-            json: json_path.map(json::JsonWriter::new),
-            csv,
-            layout,
-            last_title: None,
-            progress,
-        };
-        reporter.save()?;
-        Ok(reporter)
     }
 
-    pub fn save(&self) -> Result<()> {
-        self.json.as_ref().map_or(Ok(()), |j| j.write(&self.doc))
+    pub fn save(&mut self) -> Result<()> {
+        super::record::save(&mut self.doc)
     }
 
     /// Prints text without tearing the progress bar.
@@ -69,12 +71,27 @@ impl Reporter {
         }
     }
 
-    /// Records why the run stopped; the measured rows are already on disk.
-    pub fn fail(&mut self, error: &Error) {
+    /// Records why the run stopped, with its exit code; the measured rows are already on disk.
+    pub fn fail(&mut self, error: &Error, rank: usize) {
         self.finish_progress();
+        let code = error.exit_code().code();
         self.doc.status = RunStatus::Failed;
         self.doc.error = Some(error.to_string());
+        self.doc.exit_code = Some(code);
+        // Which rank failed is known when the error says so; a usage error is every rank's.
+        self.doc.failed_rank = match error {
+            Error::Usage(_) => None,
+            _ => failing_rank(error).or(Some(rank)),
+        };
         let _ = self.save();
+    }
+}
+
+/// The rank an error names, when it names one.
+fn failing_rank(error: &Error) -> Option<usize> {
+    match error {
+        Error::Library { rank, .. } | Error::Timeout { rank, .. } => Some(*rank),
+        _ => None,
     }
 }
 

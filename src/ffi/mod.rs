@@ -11,6 +11,7 @@ mod hip_sys;
 pub mod nccl;
 mod nccl_sys;
 pub mod search;
+pub mod signals;
 
 /// A device memory address. Safe code may add byte offsets to it; only the libraries dereference it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -1,5 +1,7 @@
-//! The `--json` file: the whole run document, rewritten atomically after every row so that a crash
-//! leaves a valid file holding what was measured.
+//! The `--json` file: where the document goes and how it is written. A regular file (or a path that
+//! does not exist yet) is rewritten atomically after every row, so that a crash leaves a valid file
+//! holding what was measured; a symbolic link is followed to its target; anything else (a pipe,
+//! /dev/stdout, a device) receives the final document once, at the end.
 
 use super::model::RunDocument;
 use crate::error::{Error, Result};
@@ -7,32 +9,188 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub struct JsonWriter {
-    path: PathBuf,
+/// How a `--json` path is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A regular file or a new one: replaced atomically (temporary file beside it, then rename) at every
+    /// update. The path is the link's target when the user named a symbolic link.
+    Replace(PathBuf),
+    /// A FIFO, a character device, a socket (/dev/stdout, /dev/null, /dev/full): opened and written once,
+    /// with the final document. Replacing it would put a regular file where the device or pipe was.
+    Stream(PathBuf),
 }
 
-impl JsonWriter {
-    pub fn new(path: &Path) -> Self {
-        JsonWriter {
-            path: path.to_path_buf(),
+impl Target {
+    /// Classifies `path` as it is now: follows symbolic links (a dangling one names the file to create),
+    /// refuses a directory or a missing folder.
+    pub fn of(path: &Path) -> Result<Target> {
+        let usage = |why: String| Error::Usage(format!("-J/--json {}: {why}", path.display()));
+        // metadata follows links the way open(2) does, /proc/self/fd's pipes and terminals included.
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => {
+                Err(usage("is a folder: give a file name, e.g. run.json".into()))
+            }
+            Ok(m) if m.is_file() => std::fs::canonicalize(path)
+                .map(Target::Replace)
+                .map_err(|e| usage(format!("cannot resolve the path: {e}"))),
+            Ok(_) => Ok(Target::Stream(path.to_path_buf())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A new file, or a symbolic link to a file yet to be made: create what it names.
+                let resolved = resolve_links(path)
+                    .map_err(|e| usage(format!("cannot follow the symbolic link: {e}")))?;
+                let parent = match resolved.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                if parent.is_dir() {
+                    Ok(Target::Replace(resolved))
+                } else {
+                    Err(usage(format!(
+                        "the folder {} does not exist: create it first",
+                        parent.display()
+                    )))
+                }
+            }
+            Err(e) => Err(usage(format!("cannot look at it: {e}"))),
         }
     }
 
-    /// Writes the document to a temporary file beside the target, then renames it over the target:
-    /// readers and crashes see either the old or the new document, never half of one.
-    pub fn write(&self, doc: &RunDocument) -> Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
-        let context = |what: &str| format!("--json {}: {what}", self.path.display());
-        let mut file = std::fs::File::create(&tmp)
-            .map_err(|e| Error::io(context("cannot create the file"), e))?;
-        let text = serde_json::to_vec_pretty(doc).map_err(|e| Error::Internal(e.to_string()))?;
-        file.write_all(&text)
-            .map_err(|e| Error::io(context("cannot write"), e))?;
-        file.sync_data()
-            .map_err(|e| Error::io(context("cannot write"), e))?;
-        std::fs::rename(&tmp, &self.path)
-            .map_err(|e| Error::io(context("cannot replace the file"), e))
+    pub fn path(&self) -> &Path {
+        match self {
+            Target::Replace(p) | Target::Stream(p) => p,
+        }
     }
+}
+
+/// Follows a chain of symbolic links to the path they finally name, which need not exist yet.
+fn resolve_links(path: &Path) -> std::io::Result<PathBuf> {
+    let mut current = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&current) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = std::fs::read_link(&current)?;
+                current = match current.parent() {
+                    Some(parent) if link.is_relative() => parent.join(link),
+                    _ => link,
+                };
+            }
+            _ => return Ok(current),
+        }
+    }
+    Err(std::io::Error::other("too many levels of symbolic links"))
+}
+
+pub struct JsonWriter {
+    /// The path as the user gave it, for messages.
+    named: PathBuf,
+    target: Target,
+}
+
+impl JsonWriter {
+    pub fn new(path: &Path) -> Result<Self> {
+        Ok(JsonWriter {
+            named: path.to_path_buf(),
+            target: Target::of(path)?,
+        })
+    }
+
+    /// Whether intermediate documents reach the target (a regular file), or only the final one.
+    pub fn rewrites(&self) -> bool {
+        matches!(self.target, Target::Replace(_))
+    }
+
+    /// The file kept beside a regular target that a termination signal renames over it (None for a
+    /// stream): see `crate::ffi::signals`.
+    pub fn prepared(&self) -> Option<PathBuf> {
+        match &self.target {
+            Target::Replace(path) => Some(prepared_path(path)),
+            Target::Stream(_) => None,
+        }
+    }
+
+    /// Writes `doc` as the document a termination signal puts in place.
+    pub fn write_prepared(&self, doc: &RunDocument) -> Result<()> {
+        let Some(path) = self.prepared() else {
+            return Ok(());
+        };
+        let text = serde_json::to_vec_pretty(doc).map_err(|e| Error::Internal(e.to_string()))?;
+        replace_atomically(&path, &text, false)
+            .map_err(|(what, e)| Error::io(format!("--json {}: {what}", path.display()), e))
+    }
+
+    /// Forgets the prepared document: the run has ended and says how itself.
+    pub fn remove_prepared(&self) {
+        if let Some(path) = self.prepared() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Writes the document: every call for a regular file, only the final one (`is_final`) for a stream.
+    pub fn write(&self, doc: &RunDocument, is_final: bool) -> Result<()> {
+        self.write_with(doc, is_final, true)
+    }
+
+    /// Writes the final document without waiting for the disk: for a process that the launcher will
+    /// kill a second after asking it to stop (Open MPI's odls_base_sigkill_timeout).
+    pub fn write_before_kill(&self, doc: &RunDocument) -> Result<()> {
+        self.write_with(doc, true, false)
+    }
+
+    fn write_with(&self, doc: &RunDocument, is_final: bool, durable: bool) -> Result<()> {
+        let context = |what: &str| format!("--json {}: {what}", self.named.display());
+        let text = serde_json::to_vec_pretty(doc).map_err(|e| Error::Internal(e.to_string()))?;
+        match &self.target {
+            Target::Replace(path) => replace_atomically(path, &text, durable)
+                .map_err(|(what, e)| Error::io(context(what), e)),
+            Target::Stream(path) if is_final => {
+                let mut out = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| Error::io(context("cannot open"), e))?;
+                out.write_all(&text)
+                    .and_then(|_| out.write_all(b"\n"))
+                    .and_then(|_| out.flush())
+                    .map_err(|e| Error::io(context("cannot write"), e))
+            }
+            Target::Stream(_) => Ok(()),
+        }
+    }
+}
+
+/// The prepared document's path: hidden beside the target, named after it.
+fn prepared_path(target: &Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "results".into());
+    target.with_file_name(format!(".{name}.on-signal"))
+}
+
+/// Writes `text` to a temporary file beside `path`, then renames it over `path`: readers and crashes
+/// see either the old or the new document, never half of one. The temporary name carries the process
+/// id, so two processes updating the same document never share one.
+fn replace_atomically(
+    path: &Path,
+    text: &[u8],
+    durable: bool,
+) -> std::result::Result<(), (&'static str, std::io::Error)> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "results".into());
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp).map_err(|e| ("cannot create the file", e))?;
+        file.write_all(text).map_err(|e| ("cannot write", e))?;
+        if durable {
+            file.sync_data().map_err(|e| ("cannot write", e))?;
+        }
+        std::fs::rename(&tmp, path).map_err(|e| ("cannot replace the file", e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Reads a results document written by `--json`.

@@ -17,9 +17,23 @@ pub struct RunDocument {
     pub command_line: Vec<String>,
     /// Seconds since the Unix epoch when the run started.
     pub started_unix_s: f64,
-    /// running (rows still coming, or the job died), complete, or failed (with `error`).
+    /// Names this run, so that a rank updating the file knows it is its own run's document.
+    #[serde(default)]
+    pub run_id: String,
+    /// running (rows still coming; see `heartbeat_unix_s`), complete, failed (with `error` and
+    /// `exit_code`) or interrupted (a signal: Ctrl-C, the launcher or a scheduler ending the job).
     pub status: RunStatus,
     pub error: Option<String>,
+    /// The process exit code the run ended with; null while running.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// The rank whose failure ended the run, when one did and it is known.
+    #[serde(default)]
+    pub failed_rank: Option<usize>,
+    /// Seconds since the Unix epoch of the last update. A running document is rewritten at least every
+    /// `HEARTBEAT_S` seconds: one whose heartbeat is much older belongs to a run that died unannounced.
+    #[serde(default)]
+    pub heartbeat_unix_s: f64,
     /// Variables that change how the libraries behave (NCCL_*, RCCL_*, OMPI_*, UCX_*, *_VISIBLE_DEVICES).
     pub environment: BTreeMap<String, String>,
     pub backend: BackendReport,
@@ -56,6 +70,18 @@ pub enum RunStatus {
     Running,
     Complete,
     Failed,
+    Interrupted,
+}
+
+/// How often a running document's heartbeat is refreshed on disk, in seconds.
+pub const HEARTBEAT_S: f64 = 15.0;
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

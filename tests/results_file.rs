@@ -1,0 +1,275 @@
+//! Every outcome leaves a results document that says what happened, and `-J` writes whatever it is
+//! given the way that kind of file wants: a regular file replaced atomically, a symbolic link followed,
+//! a device, pipe or /dev/stdout written once at the end and never replaced.
+
+mod common;
+use common::*;
+use std::os::unix::fs::FileTypeExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn solo(args: &[&str]) -> std::process::Output {
+    collbench()
+        .args(["--backend", "mpi", "-q", "--no-progress"])
+        .args(args)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_run_that_fails_before_its_first_row_leaves_a_failed_document() {
+    // Nothing fits: the backend is up, no row is measured.
+    let run = mpirun_json(2, "all_reduce -b 1T -e 1T", &[]);
+    assert_eq!(run.code(), Some(5), "{}", run.stderr);
+    let doc = run.doc();
+    assert_eq!(doc["status"], "failed", "{doc:#}");
+    assert_eq!(doc["exit_code"], 5);
+    assert!(
+        doc["error"].as_str().unwrap().contains("lower -b"),
+        "{doc:#}"
+    );
+    assert_eq!(doc["rows"].as_array().unwrap().len(), 0);
+    assert!(doc["heartbeat_unix_s"].as_f64().unwrap() > 0.0);
+    assert!(!doc["run_id"].as_str().unwrap().is_empty());
+}
+
+#[test]
+fn a_library_failure_before_the_backend_exists_leaves_a_failed_document_with_its_words() {
+    // No GPU here: NCCL fails at communicator creation, before the backend exists.
+    let run = mpirun_json(2, "all_reduce --backend nccl -b 32K -e 32K", &[]);
+    assert_ne!(run.code(), Some(0), "{}", run.stderr);
+    let doc = run.doc();
+    assert_eq!(doc["status"], "failed", "{doc:#}");
+    assert_eq!(
+        doc["exit_code"].as_i64(),
+        run.code().map(i64::from),
+        "{doc:#}"
+    );
+    let error = doc["error"].as_str().unwrap();
+    assert!(
+        error.contains("NCCL") || error.contains("libnccl"),
+        "{error}"
+    );
+    assert_eq!(doc["backend"]["reason"], "not chosen yet");
+    assert_eq!(doc["rows"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn a_complete_run_records_its_exit_code_and_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    let out = solo(&[
+        "all_reduce",
+        "-b",
+        "32K",
+        "-e",
+        "64K",
+        "-n",
+        "2",
+        "-J",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let doc = read_json(&json);
+    assert_eq!(doc["status"], "complete");
+    assert_eq!(doc["exit_code"], 0);
+    assert!(doc["heartbeat_unix_s"].as_f64().unwrap() >= doc["started_unix_s"].as_f64().unwrap());
+    // Nothing is left beside it: no temporary file, no prepared twin.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["run.json"]);
+}
+
+#[test]
+fn ctrl_c_marks_the_document_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_collbench"))
+        .args(["all_reduce", "--backend", "mpi", "-q", "--no-progress"])
+        .args([
+            "-b",
+            "1M",
+            "-e",
+            "1G",
+            "-n",
+            "50",
+            "-J",
+            json.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Once the first row is on disk the run is in the middle of its sweep.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if std::fs::read_to_string(&json).is_ok_and(|t| t.contains("\"size_bytes\"")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::into_raw(status) >> 8,
+        130
+    );
+    let doc = read_json(&json);
+    assert_eq!(doc["status"], "interrupted", "{doc:#}");
+    assert!(doc["error"].as_str().unwrap().contains("signal"));
+    assert!(!doc["rows"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn devices_keep_their_kind_and_a_full_one_is_a_write_error() {
+    let out = solo(&[
+        "all_reduce",
+        "-b",
+        "32K",
+        "-e",
+        "32K",
+        "-n",
+        "2",
+        "-J",
+        "/dev/null",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+
+    let out = solo(&[
+        "all_reduce",
+        "-b",
+        "32K",
+        "-e",
+        "32K",
+        "-n",
+        "2",
+        "-J",
+        "/dev/full",
+    ]);
+    assert_eq!(out.status.code(), Some(10));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/dev/full"));
+    assert!(std::fs::metadata("/dev/full")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+}
+
+#[test]
+fn dev_stdout_streams_the_final_document_into_a_pipe() {
+    let out = collbench()
+        .args(["all_reduce", "--backend", "mpi", "-q", "--no-progress"])
+        .args(["-b", "32K", "-e", "32K", "-n", "2", "-J", "/dev/stdout"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The table comes first (-q keeps only the table), then exactly one document.
+    let at = text.find("{\n").expect("a JSON document on stdout");
+    let doc: serde_json::Value = serde_json::from_str(&text[at..]).unwrap();
+    assert_eq!(doc["status"], "complete");
+    assert_eq!(text.matches("\"schema_version\"").count(), 1);
+}
+
+#[test]
+fn a_symbolic_link_is_followed_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("results").join("real.json");
+    std::fs::create_dir(target.parent().unwrap()).unwrap();
+    std::fs::write(&target, "{}").unwrap();
+    let link = dir.path().join("latest.json");
+    std::os::unix::fs::symlink("results/real.json", &link).unwrap();
+    let out = solo(&[
+        "all_reduce",
+        "-b",
+        "32K",
+        "-e",
+        "32K",
+        "-n",
+        "2",
+        "-J",
+        link.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(read_json(&target)["status"], "complete");
+
+    // A dangling link names the file to create.
+    std::fs::remove_file(&target).unwrap();
+    let out = solo(&[
+        "all_reduce",
+        "-b",
+        "32K",
+        "-e",
+        "32K",
+        "-n",
+        "2",
+        "-J",
+        link.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(read_json(&target)["status"], "complete");
+}
+
+#[test]
+fn a_fifo_reader_gets_the_document_and_the_fifo_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("results.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || std::fs::read_to_string(reader_path).unwrap());
+    let out = solo(&[
+        "all_reduce",
+        "-b",
+        "32K",
+        "-e",
+        "32K",
+        "-n",
+        "2",
+        "-J",
+        fifo.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let text = reader.join().unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["status"], "complete");
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+}
+
+#[test]
+fn a_folder_or_a_missing_folder_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = solo(&["all_reduce", "-J", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a folder"));
+    let missing = dir.path().join("no").join("run.json");
+    let out = solo(&["all_reduce", "-J", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
