@@ -12,6 +12,7 @@ use crate::metrics::{algbw_gbps, busbw_gbps};
 use crate::plan::{Average, Iterations, Plan};
 use crate::report::model::{Measurement, Row, Stats};
 use crate::size::HumanSize;
+use crate::telemetry::RowObserver;
 use crate::testing::TestSwitches;
 use crate::watchdog::Watchdog;
 use crate::world::{all_gather_value, Combine, World};
@@ -119,6 +120,8 @@ pub struct Engine<'a> {
     pub switches: TestSwitches,
     /// Bytes of each buffer, for rotating offsets between timed iterations.
     pub buffer_bytes: u64,
+    /// Told when each row starts and ends (GPU telemetry); never called inside a row.
+    pub observer: &'a mut dyn RowObserver,
 }
 
 impl Engine<'_> {
@@ -145,7 +148,9 @@ impl Engine<'_> {
                                 HumanSize(size)
                             ));
                         }
-                        let row = self.measure_row(*combo, root, size, cycle)?;
+                        self.observer.row_starting();
+                        let mut row = self.measure_row(*combo, root, size, cycle)?;
+                        row.telemetry = self.observer.row_finished(self.world)?;
                         if self.world.rank() == 0 {
                             sink.row(&row)?;
                         }
@@ -199,6 +204,7 @@ impl Engine<'_> {
             path: self.backend.path(combo.collective).to_string(),
             out_of_place,
             in_place,
+            telemetry: None,
         })
     }
 
@@ -578,6 +584,7 @@ mod tests {
             watchdog: &watchdog,
             switches: TestSwitches::default(),
             buffer_bytes,
+            observer: &mut crate::telemetry::NoTelemetry,
         };
         let desc = OpDesc {
             collective: Collective::AllReduce,

@@ -497,6 +497,7 @@ mod tests {
             notes: vec![],
             topology: None,
             peak_gbps: None,
+            telemetry: None,
             rows,
             summary: None,
         }
