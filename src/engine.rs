@@ -478,6 +478,20 @@ mod tests {
         executed: usize,
         replays: usize,
         shifts: Vec<u64>,
+        /// Every call that reaches the library, with its thread, when a test watches the order of events.
+        calls: Option<Log>,
+        /// How long each wait lasts, to give a row some duration.
+        wait: std::time::Duration,
+    }
+
+    type Log = std::sync::Arc<std::sync::Mutex<Vec<(&'static str, std::thread::ThreadId)>>>;
+
+    fn note(log: &Option<Log>, what: &'static str) {
+        if let Some(log) = log {
+            log.lock()
+                .unwrap()
+                .push((what, std::thread::current().id()));
+        }
     }
 
     impl Backend for Recorder {
@@ -532,6 +546,7 @@ mod tests {
             Ok(())
         }
         fn enqueue(&mut self, desc: &OpDesc) -> Result<()> {
+            note(&self.calls, "backend");
             self.shifts.push(desc.shift_bytes);
             if self.capturing {
                 self.captured += 1;
@@ -541,12 +556,15 @@ mod tests {
             Ok(())
         }
         fn wait(&mut self) -> Result<()> {
+            note(&self.calls, "backend");
+            std::thread::sleep(self.wait);
             Ok(())
         }
         fn reserve_marks(&mut self, _count: usize) -> Result<()> {
             Ok(())
         }
         fn mark(&mut self, _index: usize) -> Result<()> {
+            note(&self.calls, "backend");
             Ok(())
         }
         fn mark_intervals_us(&mut self, count: usize) -> Result<Vec<f64>> {
@@ -620,5 +638,108 @@ mod tests {
         assert_eq!(b.shifts, vec![0, 1024, 2048, 0, 1024]);
         assert_eq!(m.iterations, 5);
         assert_eq!(m.stats.unwrap().samples, 5);
+    }
+
+    /// The sampler as the engine's row observer, logging its row boundaries into the same log as the
+    /// backend's calls.
+    struct Watched {
+        sampler: crate::telemetry::sampler::Sampler,
+        log: Log,
+        rows: Vec<crate::telemetry::RankTelemetry>,
+    }
+
+    impl RowObserver for Watched {
+        fn row_starting(&mut self) {
+            note(&Some(self.log.clone()), "row begins");
+            self.sampler.begin_row();
+        }
+        fn row_finished(
+            &mut self,
+            _world: &dyn World,
+        ) -> Result<Option<Vec<Option<crate::telemetry::RankTelemetry>>>> {
+            note(&Some(self.log.clone()), "row ends");
+            self.rows.push(self.sampler.end_row());
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn telemetry_is_read_on_its_own_thread_and_the_engine_only_marks_row_boundaries() {
+        let log: Log = Default::default();
+        let reads = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let for_source = log.clone();
+        let source = crate::telemetry::sampler::tests::Counting {
+            reads: reads.clone(),
+            on_read: Some(Box::new(move || {
+                note(&Some(for_source.clone()), "GPU read");
+            })),
+        };
+        let mut observer = Watched {
+            sampler: crate::telemetry::sampler::Sampler::start(
+                Box::new(source),
+                std::time::Duration::from_millis(10),
+            ),
+            log: log.clone(),
+            rows: Vec::new(),
+        };
+        let argv = "collbench all_reduce -b 1K -e 2K -n 40 -w 1 -c 1 -z 1".split_whitespace();
+        let plan = Plan::from_args(&RunArgs::try_parse_from(argv).unwrap()).unwrap();
+        let world = SoloWorld::new();
+        let mut backend = Recorder {
+            calls: Some(log.clone()),
+            wait: std::time::Duration::from_millis(1),
+            ..Recorder::default()
+        };
+        backend.allocate(4096).unwrap();
+        let watchdog = Watchdog::start(None, 0, "test".into(), |_| std::process::exit(4));
+        let combos = [Combination {
+            collective: Collective::AllReduce,
+            dtype: DataType::Float,
+            op: Some(ReduceOp::Sum),
+        }];
+        Engine {
+            plan: &plan,
+            world: &world,
+            backend: &mut backend,
+            watchdog: &watchdog,
+            switches: TestSwitches::default(),
+            buffer_bytes: 4096,
+            observer: &mut observer,
+        }
+        .run(&combos, &[1024, 2048], &mut NullSink)
+        .unwrap();
+
+        let events = log.lock().unwrap().clone();
+        let engine = std::thread::current().id();
+        assert!(
+            events.iter().all(|(w, t)| *w != "backend" || *t == engine),
+            "every library call comes from the engine's thread"
+        );
+        // On the engine's thread a row is: its boundary, library calls only, its boundary.
+        let mine: Vec<&str> = events
+            .iter()
+            .filter(|(_, t)| *t == engine)
+            .map(|(w, _)| *w)
+            .collect();
+        let mut inside = false;
+        for w in &mine {
+            match *w {
+                "row begins" => inside = true,
+                "row ends" => inside = false,
+                "GPU read" => assert!(!inside, "the engine read the GPU inside a row: {mine:?}"),
+                _ => assert!(inside, "a library call outside a row: {mine:?}"),
+            }
+        }
+        assert_eq!(mine.iter().filter(|w| **w == "row begins").count(), 2);
+        // The sampling thread read the GPU while library calls were going on (each row lasts 80+ ms).
+        let first_call = events.iter().position(|(w, _)| *w == "backend").unwrap();
+        let last_call = events.iter().rposition(|(w, _)| *w == "backend").unwrap();
+        let concurrent = events[first_call..last_call]
+            .iter()
+            .filter(|(w, t)| *w == "GPU read" && *t != engine)
+            .count();
+        assert!(concurrent >= 2, "{events:?}");
+        assert_eq!(observer.rows.len(), 2);
+        assert!(observer.rows.iter().all(|r| r.samples >= 1));
     }
 }
