@@ -131,6 +131,25 @@ if [ "$rehearse" = 0 ]; then
     check "-G 5 all_reduce: exit code" "$?" "==" 0
 fi
 
+# GPU telemetry: readings of the GPU under a 16 GB all_reduce, and what sampling costs a 32K row.
+if [ "$rehearse" = 0 ]; then
+    run telemetry_16G one all_reduce -b 16G -e 16G -n 20 -N 3 --telemetry
+    check "telemetry 16G all_reduce: exit code" "$?" "==" 0
+    check "telemetry 16G all_reduce: rows with readings" \
+        "$(json "sum(1 for r in d['rows'] if r.get('telemetry'))" "$results/telemetry_16G.json")" ">=" 3
+    for i in 1 2 3; do
+        run "sampling_on_$i" one all_reduce -b 32K -e 32K -n 2000 -w 200 -c 0
+        run "sampling_off_$i" one all_reduce -b 32K -e 32K -n 2000 -w 200 -c 0 --no-telemetry
+    done
+    overhead=$(python3 - "$results" <<'PY'
+import json, statistics, sys
+t = lambda m: statistics.median([json.load(open(f"{sys.argv[1]}/sampling_{m}_{i}.json"))["rows"][0]["out_of_place"]["time_us"] for i in (1, 2, 3)])
+print(f"{t('on') / t('off'):.3f}")
+PY
+)
+    check "telemetry sampling: 32K time on / off (median of 3)" "$overhead" "<=" 1.03
+fi
+
 # compare NAME LAUNCH COLLECTIVE PEER_EXE ARGS...: our time over nccl-tests' at every size.
 compare() {
     local name="$1" launch="$2" coll="$3" exe="$4"; shift 4

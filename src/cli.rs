@@ -164,6 +164,15 @@ pub struct RunArgs {
     #[arg(long, action = ArgAction::SetTrue)]
     pub stats: bool,
 
+    /// Add GPU telemetry columns to the table: lowest SM clock (MHz), highest temperature (C) and power (W)
+    /// over the ranks while the row ran. The JSON has every rank's readings with or without it.
+    #[arg(long, action = ArgAction::SetTrue, conflicts_with = "no_telemetry")]
+    pub telemetry: bool,
+
+    /// Do not read the GPUs while measuring (no telemetry thread, nothing in the JSON).
+    #[arg(long = "no-telemetry", action = ArgAction::SetTrue)]
+    pub no_telemetry: bool,
+
     /// A pass/fail rule judged after the run, e.g. 'all_reduce:busbw>=180@1G-16G', 'busbw>=0.9peak@64M-',
     /// 'time<=50us@-64K' (docs/FLEET.md). Repeatable; any failed rule exits 8.
     #[arg(long, value_name = "RULE", action = ArgAction::Append)]

@@ -12,6 +12,7 @@ use crate::metrics::{algbw_gbps, busbw_gbps};
 use crate::plan::{Average, Iterations, Plan};
 use crate::report::model::{Measurement, Row, Stats};
 use crate::size::HumanSize;
+use crate::telemetry::RowObserver;
 use crate::testing::TestSwitches;
 use crate::watchdog::Watchdog;
 use crate::world::{all_gather_value, Combine, World};
@@ -119,6 +120,8 @@ pub struct Engine<'a> {
     pub switches: TestSwitches,
     /// Bytes of each buffer, for rotating offsets between timed iterations.
     pub buffer_bytes: u64,
+    /// Told when each row starts and ends (GPU telemetry); never called inside a row.
+    pub observer: &'a mut dyn RowObserver,
 }
 
 impl Engine<'_> {
@@ -145,7 +148,9 @@ impl Engine<'_> {
                                 HumanSize(size)
                             ));
                         }
-                        let row = self.measure_row(*combo, root, size, cycle)?;
+                        self.observer.row_starting();
+                        let mut row = self.measure_row(*combo, root, size, cycle)?;
+                        row.telemetry = self.observer.row_finished(self.world)?;
                         if self.world.rank() == 0 {
                             sink.row(&row)?;
                         }
@@ -199,6 +204,7 @@ impl Engine<'_> {
             path: self.backend.path(combo.collective).to_string(),
             out_of_place,
             in_place,
+            telemetry: None,
         })
     }
 
@@ -576,6 +582,20 @@ mod tests {
         shifts: Vec<u64>,
         /// Collectives whose in-place form this "library" leaves undefined.
         undefined_in_place: Vec<Collective>,
+        /// Every call that reaches the library, with its thread, when a test watches the order of events.
+        thread_log: Option<Log>,
+        /// How long each wait lasts, to give a row some duration.
+        wait: std::time::Duration,
+    }
+
+    type Log = std::sync::Arc<std::sync::Mutex<Vec<(&'static str, std::thread::ThreadId)>>>;
+
+    fn note(log: &Option<Log>, what: &'static str) {
+        if let Some(log) = log {
+            log.lock()
+                .unwrap()
+                .push((what, std::thread::current().id()));
+        }
     }
 
     impl Recorder {
@@ -584,6 +604,7 @@ mod tests {
         /// graph destroyed there invalidates the capture (CUDA_ERROR_STREAM_CAPTURE_INVALIDATED).
         fn call(&mut self, call: Call) -> Result<()> {
             self.calls.push(call);
+            note(&self.thread_log, "backend");
             let allowed_in_capture = matches!(
                 call,
                 Call::Enqueue | Call::GroupStart | Call::GroupEnd | Call::EndCapture
@@ -674,6 +695,7 @@ mod tests {
             Ok(())
         }
         fn wait(&mut self) -> Result<()> {
+            std::thread::sleep(self.wait);
             self.call(Call::Wait)
         }
         fn reserve_marks(&mut self, _count: usize) -> Result<()> {
@@ -737,6 +759,7 @@ mod tests {
             watchdog: &watchdog,
             switches: TestSwitches::default(),
             buffer_bytes,
+            observer: &mut crate::telemetry::NoTelemetry,
         };
         engine.measure(desc, 0.0)
     }
@@ -911,5 +934,108 @@ mod tests {
         .unwrap();
         assert_eq!(m.wrong, Some(0));
         assert_eq!(m.check_skipped, None);
+    }
+
+    /// The sampler as the engine's row observer, logging its row boundaries into the same log as the
+    /// backend's calls.
+    struct Watched {
+        sampler: crate::telemetry::sampler::Sampler,
+        log: Log,
+        rows: Vec<crate::telemetry::RankTelemetry>,
+    }
+
+    impl RowObserver for Watched {
+        fn row_starting(&mut self) {
+            note(&Some(self.log.clone()), "row begins");
+            self.sampler.begin_row();
+        }
+        fn row_finished(
+            &mut self,
+            _world: &dyn World,
+        ) -> Result<Option<Vec<Option<crate::telemetry::RankTelemetry>>>> {
+            note(&Some(self.log.clone()), "row ends");
+            self.rows.push(self.sampler.end_row());
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn telemetry_is_read_on_its_own_thread_and_the_engine_only_marks_row_boundaries() {
+        let log: Log = Default::default();
+        let reads = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let for_source = log.clone();
+        let source = crate::telemetry::sampler::tests::Counting {
+            reads: reads.clone(),
+            on_read: Some(Box::new(move || {
+                note(&Some(for_source.clone()), "GPU read");
+            })),
+        };
+        let mut observer = Watched {
+            sampler: crate::telemetry::sampler::Sampler::start(
+                Box::new(source),
+                std::time::Duration::from_millis(10),
+            ),
+            log: log.clone(),
+            rows: Vec::new(),
+        };
+        let argv = "collbench all_reduce -b 1K -e 2K -n 40 -w 1 -c 1 -z 1".split_whitespace();
+        let plan = Plan::from_args(&RunArgs::try_parse_from(argv).unwrap()).unwrap();
+        let world = SoloWorld::new();
+        let mut backend = Recorder {
+            thread_log: Some(log.clone()),
+            wait: std::time::Duration::from_millis(1),
+            ..Recorder::default()
+        };
+        backend.allocate(4096).unwrap();
+        let watchdog = Watchdog::start(None, 0, "test".into(), |_| std::process::exit(4));
+        let combos = [Combination {
+            collective: Collective::AllReduce,
+            dtype: DataType::Float,
+            op: Some(ReduceOp::Sum),
+        }];
+        Engine {
+            plan: &plan,
+            world: &world,
+            backend: &mut backend,
+            watchdog: &watchdog,
+            switches: TestSwitches::default(),
+            buffer_bytes: 4096,
+            observer: &mut observer,
+        }
+        .run(&combos, &[1024, 2048], &mut NullSink)
+        .unwrap();
+
+        let events = log.lock().unwrap().clone();
+        let engine = std::thread::current().id();
+        assert!(
+            events.iter().all(|(w, t)| *w != "backend" || *t == engine),
+            "every library call comes from the engine's thread"
+        );
+        // On the engine's thread a row is: its boundary, library calls only, its boundary.
+        let mine: Vec<&str> = events
+            .iter()
+            .filter(|(_, t)| *t == engine)
+            .map(|(w, _)| *w)
+            .collect();
+        let mut inside = false;
+        for w in &mine {
+            match *w {
+                "row begins" => inside = true,
+                "row ends" => inside = false,
+                "GPU read" => assert!(!inside, "the engine read the GPU inside a row: {mine:?}"),
+                _ => assert!(inside, "a library call outside a row: {mine:?}"),
+            }
+        }
+        assert_eq!(mine.iter().filter(|w| **w == "row begins").count(), 2);
+        // The sampling thread read the GPU while library calls were going on (each row lasts 80+ ms).
+        let first_call = events.iter().position(|(w, _)| *w == "backend").unwrap();
+        let last_call = events.iter().rposition(|(w, _)| *w == "backend").unwrap();
+        let concurrent = events[first_call..last_call]
+            .iter()
+            .filter(|(w, t)| *w == "GPU read" && *t != engine)
+            .count();
+        assert!(concurrent >= 2, "{events:?}");
+        assert_eq!(observer.rows.len(), 2);
+        assert!(observer.rows.iter().all(|r| r.samples >= 1));
     }
 }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod plan;
 pub mod report;
 pub mod size;
+pub mod telemetry;
 pub mod testing;
 pub mod topo;
 pub mod watchdog;

@@ -81,8 +81,12 @@ pub struct Plan {
     pub expect: Vec<crate::fleet::gate::Rule>,
     pub slow_threshold_percent: f64,
     pub peak_override_gbps: Option<f64>,
+    /// Each rank reads its GPU while rows run (off with --no-telemetry).
+    pub telemetry: bool,
     #[serde(skip)]
     pub stats_columns: bool,
+    #[serde(skip)]
+    pub telemetry_columns: bool,
     #[serde(skip)]
     pub progress: bool,
     #[serde(skip)]
@@ -225,6 +229,13 @@ impl Plan {
             crate::report::json::Target::of(path)?;
         }
         let expect = crate::fleet::gate::parse_rules(&args.expect)?;
+        if args.no_telemetry {
+            if let Some(rule) = expect.iter().find(|r| r.metric.needs_telemetry()) {
+                return Err(Error::usage(format!(
+                    "--expect '{rule}' judges GPU telemetry, which --no-telemetry turns off: drop one of them"
+                )));
+            }
+        }
         if !(args.slow_threshold >= 0.0 && args.slow_threshold.is_finite()) {
             return Err(Error::usage(
                 "--slow-threshold must be a percentage of 0 or more",
@@ -311,6 +322,8 @@ impl Plan {
             slow_threshold_percent: args.slow_threshold,
             peak_override_gbps: args.peak,
             stats_columns: args.stats,
+            telemetry: !args.no_telemetry,
+            telemetry_columns: args.telemetry,
             progress: !args.no_progress && !args.quiet,
             csv: args.csv.clone(),
             json: args.json.clone(),

@@ -6,6 +6,7 @@
 //! - COLLBENCH_TEST_HANG=RANK:ROW    RANK sleeps forever (to exercise -T)
 //! - COLLBENCH_TEST_DELAY=RANK:US    RANK sees each timed operation complete US microseconds late
 //! - COLLBENCH_TEST_CORRUPT=RANK:N   (check/verify.rs) RANK corrupts N output elements per check
+//! - COLLBENCH_TEST_NVML=PATH        (telemetry/source.rs) GPU telemetry from the NVML at PATH, GPU = local rank
 
 use std::time::Duration;
 

@@ -4,22 +4,6 @@
 mod common;
 use common::*;
 
-fn validator() -> jsonschema::Validator {
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../docs/schema/run.schema.json"))
-            .expect("the schema is JSON");
-    jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema")
-}
-
-fn assert_valid(doc: &serde_json::Value) {
-    let v = validator();
-    let errors: Vec<String> = v
-        .iter_errors(doc)
-        .map(|e| format!("{} at {}", e, e.instance_path))
-        .collect();
-    assert!(errors.is_empty(), "schema errors: {errors:#?}");
-}
-
 #[test]
 fn a_complete_run_matches_the_schema() {
     let run = mpirun_json(

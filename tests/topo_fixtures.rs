@@ -1,6 +1,7 @@
 //! Topology discovery and the speed-of-light model on recorded machines (tests/fixtures/*),
 //! and live discovery on whatever machine runs the tests.
 
+mod common;
 use collbench::topo::peak::{communicator_peak_explained, percent_of_peak};
 use collbench::topo::{
     self, Affinity, FixtureAmd, FixtureNvml, LinkKind, NodeTopology, RankPlacement, Remote,
@@ -432,7 +433,8 @@ fn live_rocm_smi_through_dlopen() {
 
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let dir = tempfile::tempdir().unwrap();
-    let Some(so) = build_stand_in("fake_rocm_smi.c", "libfake-rocm-smi64.so", dir.path()) else {
+    let Some(so) = common::build_stand_in("fake_rocm_smi.c", "libfake-rocm-smi64.so", dir.path())
+    else {
         return;
     };
     let amd = topo::LiveAmd::with_library(&so);
@@ -471,23 +473,6 @@ fn live_rocm_smi_through_dlopen() {
     );
 }
 
-/// Builds a C stand-in library from tests/fixtures; None without a C compiler.
-fn build_stand_in(source: &str, lib: &str, dir: &std::path::Path) -> Option<String> {
-    let so = dir.join(lib);
-    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let built = std::process::Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&so)
-        .arg(fixtures.join(source))
-        .status();
-    if built.is_ok_and(|s| s.success()) {
-        Some(so.to_str().unwrap().to_string())
-    } else {
-        eprintln!("no C compiler: the live {lib} test is skipped");
-        None
-    }
-}
-
 /// The live NVML path (nvml-wrapper, error names, the NVLink loop) against a stand-in library
 /// giving the answers recorded in h100-nvl/nvml.json: both paths must discover the same GPUs.
 #[test]
@@ -498,7 +483,7 @@ fn live_nvml_agrees_with_the_recorded_answers() {
         .starts_with("NVML not found"));
 
     let dir = tempfile::tempdir().unwrap();
-    let Some(so) = build_stand_in("fake_nvml.c", "libfake-nvidia-ml.so", dir.path()) else {
+    let Some(so) = common::build_stand_in("fake_nvml.c", "libfake-nvidia-ml.so", dir.path()) else {
         return;
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/h100-nvl");

@@ -84,6 +84,7 @@ pub fn initial_document(plan: &Plan, argv: &[String], run_id: &str) -> RunDocume
         notes: Vec::new(),
         peak_gbps: None,
         topology: None,
+        telemetry: None,
         rows: Vec::new(),
         summary: None,
     }
@@ -162,6 +163,12 @@ pub fn sweep(
     };
     let ranks: Vec<RankInfo> = all_gather_value(world, &me)?;
     let nodes = topology::gather_nodes(world)?;
+    watchdog.arm(|| "opening each rank's GPU telemetry".into());
+    let (mut telemetry, telemetry_header) =
+        crate::telemetry::Telemetry::start(world, &me.device, plan.telemetry)?;
+    if let Some(note) = telemetry_header.as_ref().and_then(|h| h.missing_note()) {
+        notes.push(note);
+    }
     watchdog.disarm();
 
     if let Some(r) = reporter.as_mut() {
@@ -187,9 +194,11 @@ pub fn sweep(
         doc.notes = notes;
         doc.peak_gbps = topo.peak.as_ref().map(|p| p.gbps);
         doc.topology = Some(topo);
+        doc.telemetry = telemetry_header;
         let layout = table::Layout {
             peak: doc.topology.as_ref().and_then(|t| t.peak.clone()),
             stats: plan.stats_columns,
+            telemetry: plan.telemetry_columns,
         };
         r.begin_table(
             layout,
@@ -213,6 +222,7 @@ pub fn sweep(
         watchdog,
         switches: TestSwitches::from_env(),
         buffer_bytes: per_buffer,
+        observer: &mut telemetry,
     };
     match reporter.as_mut() {
         Some(r) => engine.run(&combos, &sizes, r)?,
@@ -237,6 +247,13 @@ fn finish(plan: &Plan, r: &mut Reporter) -> Result<ExitCode> {
         crate::fleet::slow::attribute(&r.doc.rows, &r.doc.ranks, plan.slow_threshold_percent);
     let mut text = summary::footer(&s);
     text.push_str(&crate::fleet::slow::render(&slow));
+    if let Some(header) = &r.doc.telemetry {
+        s.telemetry =
+            crate::telemetry::findings::summarise(&r.doc.rows, &r.doc.ranks, header, &slow);
+        if let Some(t) = &s.telemetry {
+            text.push_str(&crate::telemetry::findings::render(t, r.doc.rows.len()));
+        }
+    }
     s.slow_ranks = Some(slow);
     let mut exit = if s.check_passed == Some(false) {
         ExitCode::CheckFailed

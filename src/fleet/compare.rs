@@ -480,8 +480,12 @@ mod tests {
             collbench_version: "test".into(),
             command_line: vec![],
             started_unix_s: 0.0,
+            run_id: "test".into(),
             status: RunStatus::Complete,
             error: None,
+            exit_code: Some(0),
+            failed_rank: None,
+            heartbeat_unix_s: 0.0,
             environment: Default::default(),
             backend: BackendReport {
                 name: "mpi".into(),
@@ -497,6 +501,7 @@ mod tests {
             notes: vec![],
             topology: None,
             peak_gbps: None,
+            telemetry: None,
             rows,
             summary: None,
         }

@@ -3,7 +3,8 @@
 //! fails open: a rule that covers no measured value fails.
 //!
 //! Syntax (docs/FLEET.md): `[COLLECTIVE:]METRIC OP VALUE[UNIT][@RANGE]`, e.g.
-//! `all_reduce:busbw>=180@1G-16G`, `busbw>=0.9peak@64M-`, `all_reduce:time<=50us@-64K`.
+//! `all_reduce:busbw>=180@1G-16G`, `busbw>=0.9peak@64M-`, `all_reduce:time<=50us@-64K`; GPU telemetry
+//! rules `no-throttle[@RANGE]` (short for `throttled<=0`) and `clock>=0.9max[@RANGE]`.
 
 use crate::collective::Collective;
 use crate::error::{Error, ExitCode, Result};
@@ -26,6 +27,11 @@ pub enum Metric {
     P99,
     /// Coefficient of variation of per-iteration times, percent (needs per-iteration stats).
     Cv,
+    /// Ranks whose GPU gave a throttle reason while the row ran (needs telemetry).
+    Throttled,
+    /// The lowest SM clock of any rank while the row ran, as a fraction of its GPU's maximum (needs
+    /// telemetry).
+    Clock,
 }
 
 impl Metric {
@@ -36,6 +42,8 @@ impl Metric {
             "time" => Some(Metric::Time),
             "p99" => Some(Metric::P99),
             "cv" => Some(Metric::Cv),
+            "throttled" => Some(Metric::Throttled),
+            "clock" => Some(Metric::Clock),
             _ => None,
         }
     }
@@ -47,6 +55,8 @@ impl Metric {
             Metric::Time => "time",
             Metric::P99 => "p99",
             Metric::Cv => "cv",
+            Metric::Throttled => "throttled",
+            Metric::Clock => "clock",
         }
     }
 
@@ -55,6 +65,22 @@ impl Metric {
             Metric::BusBw | Metric::AlgBw => "GB/s",
             Metric::Time | Metric::P99 => "us",
             Metric::Cv => "%",
+            Metric::Throttled => "ranks",
+            Metric::Clock => "x max SM clock",
+        }
+    }
+
+    /// True for the rules judged on GPU telemetry.
+    pub fn needs_telemetry(self) -> bool {
+        matches!(self, Metric::Throttled | Metric::Clock)
+    }
+
+    /// What a measurement must carry for this metric, when it is not always there.
+    fn needs(self) -> &'static str {
+        if self.needs_telemetry() {
+            "GPU telemetry (NVML readings of every rank)"
+        } else {
+            "per-iteration statistics"
         }
     }
 
@@ -62,15 +88,44 @@ impl Metric {
         matches!(self, Metric::BusBw | Metric::AlgBw)
     }
 
-    /// The value of this metric in a measurement; None when the measurement lacks it.
-    fn of(self, m: &Measurement) -> Option<f64> {
+    /// The value of this metric in a measurement of `row`; None when it lacks it.
+    fn of(self, row: &Row, m: &Measurement) -> Option<f64> {
         match self {
             Metric::BusBw => Some(m.busbw_gbps),
             Metric::AlgBw => Some(m.algbw_gbps),
             Metric::Time => Some(m.time_us),
             Metric::P99 => m.stats.as_ref().map(|s| s.p99_us),
             Metric::Cv => m.stats.as_ref().map(|s| s.cv_percent),
+            Metric::Throttled => every_rank(row, |t| Some(f64::from(u8::from(t.throttled()))))
+                .map(|v| v.iter().sum()),
+            Metric::Clock => every_rank(row, |t| t.sm_clock_of_max)
+                .map(|v| v.into_iter().fold(f64::INFINITY, f64::min)),
         }
+    }
+}
+
+/// A reading of every rank of the row; None when a rank lacks it (the gate never fails open).
+fn every_rank(
+    row: &Row,
+    get: impl Fn(&crate::telemetry::RankTelemetry) -> Option<f64>,
+) -> Option<Vec<f64>> {
+    let ranks = row.telemetry.as_ref()?;
+    if ranks.is_empty() {
+        return None;
+    }
+    ranks.iter().map(|t| t.as_ref().and_then(&get)).collect()
+}
+
+/// `[COLLECTIVE:]no-throttle` is `[COLLECTIVE:]throttled<=0`.
+fn expand_shorthand(body: &str) -> String {
+    let (prefix, name) = match body.rsplit_once(':') {
+        Some((c, n)) => (format!("{c}:"), n),
+        None => (String::new(), body),
+    };
+    if name.eq_ignore_ascii_case("no-throttle") {
+        format!("{prefix}throttled<=0")
+    } else {
+        body.to_string()
     }
 }
 
@@ -183,7 +238,7 @@ impl fmt::Display for Rule {
     }
 }
 
-const SYNTAX: &str = "write [COLLECTIVE:]METRIC OP VALUE[UNIT][@MIN-MAX], e.g. 'all_reduce:busbw>=180@1G-16G', 'busbw>=0.9peak@64M-' or 'time<=50us@-64K'; METRIC is busbw, algbw (GB/s), time, p99 (us) or cv (%); OP is >=, <=, > or <";
+const SYNTAX: &str = "write [COLLECTIVE:]METRIC OP VALUE[UNIT][@MIN-MAX], e.g. 'all_reduce:busbw>=180@1G-16G', 'busbw>=0.9peak@64M-', 'time<=50us@-64K', 'no-throttle@1M-' or 'clock>=0.9max'; METRIC is busbw, algbw (GB/s), time, p99 (us), cv (%), throttled (ranks) or clock (fraction of the GPU's max SM clock); OP is >=, <=, > or <";
 
 fn usage(text: &str, problem: impl fmt::Display) -> Error {
     Error::Usage(format!("--expect '{text}': {problem}; {SYNTAX}"))
@@ -199,6 +254,8 @@ pub fn parse_rule(text: &str) -> Result<Rule> {
         Some((b, r)) => (b, Some(r)),
         None => (compact.as_str(), None),
     };
+    let body = expand_shorthand(body);
+    let body = body.as_str();
     let op_at = body
         .find(['<', '>', '='])
         .ok_or_else(|| usage(text, "no comparison (>=, <=, > or <)"))?;
@@ -225,7 +282,9 @@ pub fn parse_rule(text: &str) -> Result<Rule> {
     let metric = Metric::parse(metric_text).ok_or_else(|| {
         usage(
             text,
-            format!("unknown metric '{metric_text}' (busbw, algbw, time, p99 or cv)"),
+            format!(
+                "unknown metric '{metric_text}' (busbw, algbw, time, p99, cv, throttled or clock)"
+            ),
         )
     })?;
     let bound = parse_bound(text, metric, value_text)?;
@@ -287,6 +346,21 @@ fn parse_bound(text: &str, metric: Metric, value_text: &str) -> Result<Bound> {
             }
         }
         Metric::Cv => (lower.strip_suffix('%').unwrap_or(&lower), 1.0),
+        Metric::Throttled => (lower.as_str(), 1.0),
+        Metric::Clock => {
+            let ratio = if let Some(n) = lower.strip_suffix("%max") {
+                parse_number(text, n)? / 100.0
+            } else {
+                parse_number(text, lower.strip_suffix("max").unwrap_or(&lower))?
+            };
+            if ratio > 1.0 {
+                return Err(usage(
+                    text,
+                    "clock is a fraction of the GPU's maximum SM clock: write 0.9max or 90%max",
+                ));
+            }
+            return Ok(Bound::Absolute(ratio));
+        }
     };
     Ok(Bound::Absolute(parse_number(text, number)? * scale))
 }
@@ -369,7 +443,7 @@ impl Rule {
         let unit = self.metric.unit().to_string();
         let covered: Vec<(String, Option<f64>)> = measurements(rows)
             .filter(|(row, _, _)| self.covers(row))
-            .map(|(row, placement, m)| (describe(row, placement), self.metric.of(m)))
+            .map(|(row, placement, m)| (describe(row, placement), self.metric.of(row, m)))
             .collect();
         let fail = |reason: String, bound: Option<f64>| Verdict {
             rule: self.text.clone(),
@@ -406,8 +480,9 @@ impl Rule {
         if let Some((at, _)) = covered.iter().find(|(_, v)| v.is_none()) {
             return fail(
                 format!(
-                    "{} needs per-iteration statistics, which {at} lacks",
-                    self.metric.name()
+                    "{} needs {}, which {at} lacks",
+                    self.metric.name(),
+                    self.metric.needs()
                 ),
                 Some(bound),
             );
@@ -641,5 +716,79 @@ mod tests {
         let back: GateReport =
             serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
         assert_eq!(back.verdicts.len(), 2);
+    }
+
+    fn with_readings(mut row: Row, clocks: &[Option<(f64, bool)>]) -> Row {
+        use crate::telemetry::{Range, RankTelemetry};
+        row.telemetry = Some(
+            clocks
+                .iter()
+                .map(|c| {
+                    c.map(|(ratio, throttled)| RankTelemetry {
+                        samples: 1,
+                        sm_clock_mhz: Some(Range {
+                            min: ratio * 1980.0,
+                            max: 1980.0,
+                        }),
+                        sm_clock_of_max: Some(ratio),
+                        throttle_reasons: if throttled {
+                            vec!["sw_power_cap".into()]
+                        } else {
+                            vec![]
+                        },
+                        ..RankTelemetry::default()
+                    })
+                })
+                .collect(),
+        );
+        row
+    }
+
+    #[test]
+    fn telemetry_rules_judge_every_rank_and_fail_without_readings() {
+        let r = parse_rule("all_reduce:no-throttle@1M-").unwrap();
+        assert_eq!(
+            (r.metric, r.comparison, r.bound),
+            (Metric::Throttled, Comparison::AtMost, Bound::Absolute(0.0))
+        );
+        assert_eq!(r.min_bytes, Some(1 << 20));
+        assert_eq!(
+            parse_rule("clock>=90%max").unwrap().bound,
+            Bound::Absolute(0.9)
+        );
+        assert_eq!(
+            parse_rule("clock >= 0.85").unwrap().bound,
+            Bound::Absolute(0.85)
+        );
+        assert!(matches!(parse_rule("clock>=1.2max"), Err(Error::Usage(_))));
+
+        let calm = vec![with_readings(
+            row(Collective::AllReduce, 1 << 20, 2, 10.0),
+            &[Some((0.99, false)), Some((0.97, false))],
+        )];
+        let hot = vec![with_readings(
+            row(Collective::AllReduce, 1 << 20, 2, 10.0),
+            &[Some((0.99, false)), Some((0.71, true))],
+        )];
+        let none = vec![row(Collective::AllReduce, 1 << 20, 2, 10.0)];
+        let partial = vec![with_readings(
+            row(Collective::AllReduce, 1 << 20, 2, 10.0),
+            &[Some((0.99, false)), None],
+        )];
+        let no_throttle = parse_rule("no-throttle").unwrap();
+        assert!(no_throttle.judge(&calm, None).passed);
+        let v = no_throttle.judge(&hot, None);
+        assert!(!v.passed);
+        assert_eq!(v.worst_value, Some(1.0));
+        let clock = parse_rule("clock>=0.9max").unwrap();
+        assert!(clock.judge(&calm, None).passed);
+        let v = clock.judge(&hot, None);
+        assert!(!v.passed);
+        assert!((v.worst_value.unwrap() - 0.71).abs() < 1e-12);
+        for rows in [&none, &partial] {
+            let v = no_throttle.judge(rows, None);
+            assert!(!v.passed);
+            assert!(v.reason.contains("GPU telemetry"), "{}", v.reason);
+        }
     }
 }

@@ -63,6 +63,7 @@ pub fn row(collective: Collective, size: u64, ranks: usize, time_us: f64) -> Row
         path: "native".into(),
         out_of_place: Some(measurement(size, ranks, time_us, Some(time_us * 0.01))),
         in_place: Some(measurement(size, ranks, time_us, Some(time_us * 0.01))),
+        telemetry: None,
     }
 }
 

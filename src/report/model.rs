@@ -46,6 +46,9 @@ pub struct RunDocument {
     /// The peak busbw is compared with (GB/s per GPU and direction), from --peak or the topology.
     #[serde(default)]
     pub peak_gbps: Option<f64>,
+    /// Each rank's GPU telemetry source and limits (max clocks, power limit); null with --no-telemetry.
+    #[serde(default)]
+    pub telemetry: Option<crate::telemetry::TelemetryHeader>,
     pub rows: Vec<Row>,
     /// Null until the sweep has finished.
     pub summary: Option<Summary>,
@@ -140,6 +143,10 @@ pub struct Row {
     pub path: String,
     pub out_of_place: Option<Measurement>,
     pub in_place: Option<Measurement>,
+    /// Each rank's GPU readings while the row ran (min/max of each, throttle reasons), in rank order,
+    /// null for a rank without telemetry; null when no rank has any.
+    #[serde(default)]
+    pub telemetry: Option<Vec<Option<crate::telemetry::RankTelemetry>>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -200,6 +207,9 @@ pub struct Summary {
     /// The verdicts of the --expect rules, when any were given.
     #[serde(default)]
     pub gate: Option<crate::fleet::gate::GateReport>,
+    /// Throttled ranks and the readings behind each slow rank; null when no GPU was read.
+    #[serde(default)]
+    pub telemetry: Option<crate::telemetry::findings::TelemetrySummary>,
 }
 
 /// A bus-bandwidth figure and exactly which rows it covers.

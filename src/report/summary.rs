@@ -65,6 +65,7 @@ pub fn summarise(rows: &[Row], check_on: bool) -> Summary {
         exit_code: 0,
         slow_ranks: None,
         gate: None,
+        telemetry: None,
     }
 }
 

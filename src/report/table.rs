@@ -1,5 +1,6 @@
 //! The terminal table: nccl-tests' columns, one line per row as soon as it is measured, aligned by tabled.
-//! A %peak column follows busbw when the peak is known, and --stats adds p50, p99 and cv%.
+//! A %peak column follows busbw when the peak is known, --stats adds p50, p99 and cv%, and --telemetry
+//! ends the line with the GPUs' lowest SM clock, highest temperature and power over the ranks.
 
 use super::model::{Measurement, Row};
 use crate::topo::peak::{percent_of_peak, Peak};
@@ -14,7 +15,15 @@ const LEADING: [usize; 5] = [12, 12, 9, 6, 5];
 pub struct Layout {
     pub peak: Option<Peak>,
     pub stats: bool,
+    pub telemetry: bool,
 }
+
+/// The --telemetry columns, once per row (not per placement): (heading, unit, width).
+const TELEMETRY_COLUMNS: [(&str, &str, usize); 3] = [
+    ("minSM", "(MHz)", 6),
+    ("maxT", "(C)", 5),
+    ("maxP", "(W)", 6),
+];
 
 impl Layout {
     /// Columns of one placement: (heading, unit, width).
@@ -34,12 +43,21 @@ impl Layout {
         cols
     }
 
+    fn row_columns(&self) -> &'static [(&'static str, &'static str, usize)] {
+        if self.telemetry {
+            &TELEMETRY_COLUMNS
+        } else {
+            &[]
+        }
+    }
+
     fn widths(&self) -> Vec<usize> {
         let per = self.placement_columns();
         LEADING
             .iter()
             .copied()
             .chain(per.iter().chain(per.iter()).map(|c| c.2))
+            .chain(self.row_columns().iter().map(|c| c.2))
             .collect()
     }
 
@@ -70,14 +88,18 @@ impl Layout {
             names.extend(per.iter().map(|c| c.0.to_string()));
             units.extend(per.iter().map(|c| c.1.to_string()));
         }
+        names.extend(self.row_columns().iter().map(|c| c.0.to_string()));
+        units.extend(self.row_columns().iter().map(|c| c.1.to_string()));
         // Each cell is its width plus one space of padding.
         let leading: usize = LEADING.iter().map(|w| w + 1).sum();
         let group: usize = per.iter().map(|c| c.2 + 1).sum();
+        let gpus: usize = self.row_columns().iter().map(|c| c.2 + 1).sum();
         let title = format!(
-            "{}{:^group$}{:^group$}",
+            "{}{:^group$}{:^group$}{:^gpus$}",
             " ".repeat(leading),
             "out-of-place",
-            "in-place"
+            "in-place",
+            if self.telemetry { "GPUs" } else { "" }
         );
         let lines = self.render(vec![names, units]);
         std::iter::once(title.trim_end().to_string())
@@ -136,6 +158,9 @@ impl Layout {
         ];
         record.extend(self.placement(&row.out_of_place));
         record.extend(self.placement(&row.in_place));
+        if self.telemetry {
+            record.extend(crate::telemetry::findings::cells(row));
+        }
         self.render(vec![record]) + "\n"
     }
 }
@@ -193,6 +218,7 @@ mod tests {
             path: "native".into(),
             out_of_place: Some(m.clone()),
             in_place: Some(m),
+            telemetry: None,
         }
     }
 
@@ -203,6 +229,7 @@ mod tests {
             Layout {
                 peak: Some(Peak::from_override(100.0)),
                 stats: true,
+                telemetry: true,
             },
         ] {
             let heading = layout.heading();
@@ -222,6 +249,7 @@ mod tests {
         let layout = Layout {
             peak: Some(Peak::from_override(100.0)),
             stats: false,
+            telemetry: false,
         };
         assert!(layout.heading().contains("%peak"));
         let cells: Vec<String> = layout

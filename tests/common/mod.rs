@@ -114,3 +114,38 @@ pub fn measurements(doc: &serde_json::Value) -> Vec<(&serde_json::Value, &serde_
         })
         .collect()
 }
+
+/// Builds a C stand-in library from tests/fixtures; None without a C compiler.
+pub fn build_stand_in(source: &str, lib: &str, dir: &std::path::Path) -> Option<String> {
+    let so = dir.join(lib);
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&so)
+        .arg(fixtures.join(source))
+        .status();
+    if built.is_ok_and(|s| s.success()) {
+        Some(so.to_str().unwrap().to_string())
+    } else {
+        eprintln!("no C compiler: the live {lib} test is skipped");
+        None
+    }
+}
+
+/// The JSON Schema of results documents (docs/schema/run.schema.json).
+pub fn validator() -> jsonschema::Validator {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/schema/run.schema.json"))
+            .expect("the schema is JSON");
+    jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema")
+}
+
+/// Panics with every schema error of `doc`.
+pub fn assert_valid(doc: &serde_json::Value) {
+    let v = validator();
+    let errors: Vec<String> = v
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "schema errors: {errors:#?}");
+}

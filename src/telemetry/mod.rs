@@ -1,0 +1,371 @@
+//! GPU telemetry beside every row: each rank samples its own GPU (clocks, power, temperature, clock-event
+//! reasons, PCIe link, ECC) on a thread of its own while a row is measured, and the row records each
+//! rank's lowest and highest readings. The engine sees it only as a [`RowObserver`] called between rows.
+//!
+//! - reasons.rs: NVML's clock-event (throttle) reasons, which of them lower the clocks, their words
+//! - source.rs: where readings come from (NVML through nvml-wrapper), chosen per rank
+//! - sampler.rs: the sampling thread, started and stopped at row boundaries
+//! - findings.rs: what the end of the run says (throttled ranks, evidence for slow ranks, table cells)
+
+pub mod findings;
+pub mod reasons;
+pub mod sampler;
+pub mod source;
+
+use crate::error::Result;
+use crate::world::{all_gather_value, World};
+use serde::{Deserialize, Serialize};
+
+/// How often a rank reads its GPU while a row runs.
+pub const INTERVAL_MS: u64 = 50;
+
+/// Told by the engine when a row starts and ends, never inside it: whatever it does while the row runs
+/// happens on another thread.
+pub trait RowObserver {
+    /// Every rank, just before the row's first operation.
+    fn row_starting(&mut self);
+    /// Every rank, right after the row's last operation (collective: every rank must call it). What each
+    /// rank observed during the row, in rank order, or None when no rank observes anything.
+    fn row_finished(&mut self, world: &dyn World) -> Result<Option<Vec<Option<RankTelemetry>>>>;
+}
+
+/// Observes nothing: rows carry no telemetry.
+pub struct NoTelemetry;
+
+impl RowObserver for NoTelemetry {
+    fn row_starting(&mut self) {}
+    fn row_finished(&mut self, _world: &dyn World) -> Result<Option<Vec<Option<RankTelemetry>>>> {
+        Ok(None)
+    }
+}
+
+/// One reading of a GPU; a field is None where the library does not give it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Reading {
+    pub sm_clock_mhz: Option<u32>,
+    pub mem_clock_mhz: Option<u32>,
+    pub power_w: Option<f64>,
+    /// The power limit enforced now (it can be lowered while running).
+    pub power_limit_w: Option<f64>,
+    pub temperature_c: Option<u32>,
+    /// Clock-event reasons in NVML's bit encoding (`reasons.rs`).
+    pub reasons: Option<u64>,
+    pub pcie_gen: Option<u32>,
+    pub pcie_width: Option<u32>,
+    /// Volatile (since the driver loaded) ECC error counts.
+    pub ecc_corrected: Option<u64>,
+    pub ecc_uncorrected: Option<u64>,
+}
+
+/// What a GPU can do at best, read once: the header's reference for the readings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuLimits {
+    pub name: Option<String>,
+    pub max_sm_clock_mhz: Option<u32>,
+    pub max_mem_clock_mhz: Option<u32>,
+    /// The power limit enforced when the run started.
+    pub power_limit_w: Option<f64>,
+    /// The board's default limit (a lower enforced limit means someone capped it).
+    pub default_power_limit_w: Option<f64>,
+}
+
+/// Each rank's telemetry source, for the header of the JSON document.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RankSource {
+    pub rank: usize,
+    /// What answers ("NVML, driver 550.54.15, GPU 0000:41:00.0"); null when nothing does.
+    pub source: Option<String>,
+    /// Why this rank has no telemetry.
+    pub unavailable: Option<String>,
+    pub limits: Option<GpuLimits>,
+}
+
+/// The header's telemetry section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryHeader {
+    /// Milliseconds between two readings of a rank's GPU while a row runs.
+    pub interval_ms: u64,
+    /// One per rank, in rank order.
+    pub ranks: Vec<RankSource>,
+}
+
+impl TelemetryHeader {
+    /// True when at least one rank samples its GPU.
+    pub fn any(&self) -> bool {
+        self.ranks.iter().any(|r| r.source.is_some())
+    }
+
+    pub fn limits(&self, rank: usize) -> Option<&GpuLimits> {
+        self.ranks.get(rank).and_then(|r| r.limits.as_ref())
+    }
+
+    /// Says once why ranks have no telemetry, ranks grouped by reason; None when every rank has some.
+    pub fn missing_note(&self) -> Option<String> {
+        let mut by_reason: Vec<(&str, Vec<usize>)> = Vec::new();
+        for r in &self.ranks {
+            if let Some(why) = r.unavailable.as_deref() {
+                match by_reason.iter_mut().find(|(w, _)| *w == why) {
+                    Some((_, ranks)) => ranks.push(r.rank),
+                    None => by_reason.push((why, vec![r.rank])),
+                }
+            }
+        }
+        if by_reason.is_empty() {
+            return None;
+        }
+        let parts: Vec<String> = by_reason
+            .iter()
+            .map(|(why, ranks)| {
+                let list: Vec<String> = ranks.iter().map(|r| r.to_string()).collect();
+                format!("rank(s) {}: {why}", list.join(" "))
+            })
+            .collect();
+        Some(format!(
+            "no GPU telemetry on {} of {} rank(s) ({}); the run goes on without it",
+            by_reason.iter().map(|(_, r)| r.len()).sum::<usize>(),
+            self.ranks.len(),
+            parts.join("; ")
+        ))
+    }
+}
+
+/// The lowest and highest of one reading during a row.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Range {
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Range {
+    fn widen(range: &mut Option<Range>, value: Option<f64>) {
+        if let Some(v) = value {
+            *range = Some(match *range {
+                Some(r) => Range {
+                    min: r.min.min(v),
+                    max: r.max.max(v),
+                },
+                None => Range { min: v, max: v },
+            });
+        }
+    }
+}
+
+/// One rank's readings during one row: the range of each, and every clock-event reason seen.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RankTelemetry {
+    pub samples: u32,
+    pub sm_clock_mhz: Option<Range>,
+    pub mem_clock_mhz: Option<Range>,
+    pub power_w: Option<Range>,
+    pub power_limit_w: Option<Range>,
+    pub temperature_c: Option<Range>,
+    pub pcie_gen: Option<Range>,
+    pub pcie_width: Option<Range>,
+    pub ecc_corrected: Option<Range>,
+    pub ecc_uncorrected: Option<Range>,
+    /// Every clock-event reason seen in a reading (e.g. "gpu_idle", "sw_thermal_slowdown").
+    pub reasons: Vec<String>,
+    /// Those of them that lower the clocks below what the GPU can do: power cap, thermal, slowdown.
+    pub throttle_reasons: Vec<String>,
+    /// The lowest SM clock as a fraction of the GPU's maximum, when both are known.
+    pub sm_clock_of_max: Option<f64>,
+}
+
+impl RankTelemetry {
+    pub fn throttled(&self) -> bool {
+        !self.throttle_reasons.is_empty()
+    }
+}
+
+/// Readings of one row folded as they come.
+#[derive(Debug, Clone, Default)]
+pub struct Accumulator {
+    summary: RankTelemetry,
+    reason_bits: u64,
+}
+
+impl Accumulator {
+    pub fn add(&mut self, r: &Reading) {
+        let s = &mut self.summary;
+        s.samples += 1;
+        Range::widen(&mut s.sm_clock_mhz, r.sm_clock_mhz.map(f64::from));
+        Range::widen(&mut s.mem_clock_mhz, r.mem_clock_mhz.map(f64::from));
+        Range::widen(&mut s.power_w, r.power_w);
+        Range::widen(&mut s.power_limit_w, r.power_limit_w);
+        Range::widen(&mut s.temperature_c, r.temperature_c.map(f64::from));
+        Range::widen(&mut s.pcie_gen, r.pcie_gen.map(f64::from));
+        Range::widen(&mut s.pcie_width, r.pcie_width.map(f64::from));
+        Range::widen(&mut s.ecc_corrected, r.ecc_corrected.map(|v| v as f64));
+        Range::widen(&mut s.ecc_uncorrected, r.ecc_uncorrected.map(|v| v as f64));
+        self.reason_bits |= r.reasons.unwrap_or(0);
+    }
+
+    pub fn samples(&self) -> u32 {
+        self.summary.samples
+    }
+
+    /// The row's summary, the lowest SM clock set against the GPU's maximum.
+    pub fn finish(self, limits: &GpuLimits) -> RankTelemetry {
+        let mut s = self.summary;
+        s.reasons = reasons::names(self.reason_bits);
+        s.throttle_reasons = reasons::names(self.reason_bits & reasons::THROTTLING);
+        s.sm_clock_of_max = match (s.sm_clock_mhz, limits.max_sm_clock_mhz) {
+            (Some(r), Some(max)) if max > 0 => Some(r.min / f64::from(max)),
+            _ => None,
+        };
+        s
+    }
+}
+
+/// The engine's observer on one rank: its sampler when its GPU answers, and whether any rank's does
+/// (then every rank takes part in gathering the readings after each row).
+pub struct Telemetry {
+    sampler: Option<sampler::Sampler>,
+    gather: bool,
+}
+
+impl Telemetry {
+    /// Opens this rank's source, tells every rank what the others have (collective) and starts the
+    /// sampling thread. `enabled` false (--no-telemetry) opens nothing and returns no header.
+    pub fn start(
+        world: &dyn World,
+        device: &crate::backend::DeviceInfo,
+        enabled: bool,
+    ) -> Result<(Telemetry, Option<TelemetryHeader>)> {
+        if !enabled {
+            return Ok((
+                Telemetry {
+                    sampler: None,
+                    gather: false,
+                },
+                None,
+            ));
+        }
+        let rank = world.rank();
+        let opened = source::open(device, world.local_rank());
+        let mine = match &opened {
+            Ok(s) => RankSource {
+                rank,
+                source: Some(s.describe()),
+                unavailable: None,
+                limits: Some(s.limits()),
+            },
+            Err(why) => RankSource {
+                rank,
+                source: None,
+                unavailable: Some(why.clone()),
+                limits: None,
+            },
+        };
+        let header = TelemetryHeader {
+            interval_ms: INTERVAL_MS,
+            ranks: all_gather_value(world, &mine)?,
+        };
+        let sampler = opened
+            .ok()
+            .map(|s| sampler::Sampler::start(s, std::time::Duration::from_millis(INTERVAL_MS)));
+        Ok((
+            Telemetry {
+                sampler,
+                gather: header.any(),
+            },
+            Some(header),
+        ))
+    }
+}
+
+impl RowObserver for Telemetry {
+    fn row_starting(&mut self) {
+        if let Some(s) = &self.sampler {
+            s.begin_row();
+        }
+    }
+
+    fn row_finished(&mut self, world: &dyn World) -> Result<Option<Vec<Option<RankTelemetry>>>> {
+        let mine = self.sampler.as_ref().map(|s| s.end_row());
+        if !self.gather {
+            return Ok(None);
+        }
+        all_gather_value(world, &mine).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_keeps_the_range_of_each_reading_and_every_reason() {
+        let mut acc = Accumulator::default();
+        let base = Reading {
+            sm_clock_mhz: Some(1980),
+            temperature_c: Some(60),
+            power_w: Some(500.0),
+            reasons: Some(reasons::GPU_IDLE),
+            ..Reading::default()
+        };
+        acc.add(&base);
+        acc.add(&Reading {
+            sm_clock_mhz: Some(1410),
+            temperature_c: Some(88),
+            power_w: Some(610.5),
+            reasons: Some(reasons::SW_THERMAL_SLOWDOWN),
+            ..base
+        });
+        let limits = GpuLimits {
+            max_sm_clock_mhz: Some(1980),
+            ..GpuLimits::default()
+        };
+        let t = acc.finish(&limits);
+        assert_eq!(t.samples, 2);
+        assert_eq!(
+            t.sm_clock_mhz,
+            Some(Range {
+                min: 1410.0,
+                max: 1980.0
+            })
+        );
+        assert_eq!(t.temperature_c.unwrap().max, 88.0);
+        assert_eq!(t.power_w.unwrap().max, 610.5);
+        assert!(t.mem_clock_mhz.is_none(), "never answered");
+        assert_eq!(t.reasons, ["gpu_idle", "sw_thermal_slowdown"]);
+        assert_eq!(t.throttle_reasons, ["sw_thermal_slowdown"]);
+        assert!(t.throttled());
+        assert!((t.sm_clock_of_max.unwrap() - 1410.0 / 1980.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ranks_without_a_source_are_said_once_grouped_by_reason() {
+        let header = TelemetryHeader {
+            interval_ms: INTERVAL_MS,
+            ranks: vec![
+                RankSource {
+                    rank: 0,
+                    unavailable: Some("NVML not found".into()),
+                    ..RankSource::default()
+                },
+                RankSource {
+                    rank: 1,
+                    source: Some("NVML".into()),
+                    ..RankSource::default()
+                },
+                RankSource {
+                    rank: 2,
+                    unavailable: Some("NVML not found".into()),
+                    ..RankSource::default()
+                },
+            ],
+        };
+        assert!(header.any());
+        let note = header.missing_note().unwrap();
+        assert!(
+            note.contains("2 of 3 rank(s) (rank(s) 0 2: NVML not found)"),
+            "{note}"
+        );
+        let all = TelemetryHeader {
+            ranks: vec![header.ranks[1].clone()],
+            ..header
+        };
+        assert!(all.missing_note().is_none());
+    }
+}

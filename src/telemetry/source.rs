@@ -1,0 +1,160 @@
+//! Where a rank's readings come from: its own GPU through NVML (nvml-wrapper, loaded at run time), found
+//! by the PCI bus id the backend reports. Every question NVML cannot answer leaves its reading empty;
+//! a rank with no GPU or no NVML gets the reason instead of a source.
+
+use super::{GpuLimits, Reading};
+use crate::backend::DeviceInfo;
+use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, TemperatureSensor};
+use nvml_wrapper::Nvml;
+
+/// A GPU that can be read from the sampling thread.
+pub trait TelemetrySource: Send {
+    /// What answers, for the header ("NVML, driver 550.54.15, GPU 0000:41:00.0").
+    fn describe(&self) -> String;
+    /// What the GPU can do at best, read once.
+    fn limits(&self) -> GpuLimits;
+    /// One reading now. Never fails: what the library cannot say stays None.
+    fn sample(&self) -> Reading;
+}
+
+/// The test switch (docs/TESTING.md): NVML from this file, each rank reading the GPU of its local rank,
+/// whatever the backend.
+pub const TEST_NVML_VARIABLE: &str = "COLLBENCH_TEST_NVML";
+
+/// This rank's source: NVML for a CUDA device; the reason when there is none.
+pub fn open(device: &DeviceInfo, local_rank: usize) -> Result<Box<dyn TelemetrySource>, String> {
+    if let Ok(library) = std::env::var(TEST_NVML_VARIABLE) {
+        let gpu = NvmlGpu::open(Some(&library), Which::Index(local_rank as u32))?;
+        return Ok(Box::new(gpu));
+    }
+    match device.kind.as_str() {
+        "cuda" => {
+            let which = match (&device.pci_bus_id, device.index) {
+                (Some(bus), _) => Which::BusId(bus.clone()),
+                (None, Some(i)) => Which::Index(i as u32),
+                (None, None) => {
+                    return Err("the CUDA device has no PCI bus id to find it in NVML".into())
+                }
+            };
+            Ok(Box::new(NvmlGpu::open(None, which)?))
+        }
+        "hip" => Err("readings of AMD GPUs (ROCm SMI) are not implemented yet".into()),
+        _ => Err(format!(
+            "this backend moves {}: there is no GPU to read",
+            if device.name.is_empty() {
+                "host memory"
+            } else {
+                &device.name
+            }
+        )),
+    }
+}
+
+/// How the GPU is found in NVML.
+#[derive(Debug, Clone)]
+pub enum Which {
+    BusId(String),
+    Index(u32),
+}
+
+/// One GPU read through NVML.
+pub struct NvmlGpu {
+    nvml: Nvml,
+    index: u32,
+    description: String,
+}
+
+fn words(e: nvml_wrapper::error::NvmlError) -> String {
+    match e {
+        nvml_wrapper::error::NvmlError::LibloadingError(l) => format!("NVML not found ({l})"),
+        other => other.to_string(),
+    }
+}
+
+impl NvmlGpu {
+    /// Loads NVML (from `library` or the loader's libnvidia-ml.so.1) and finds the GPU.
+    pub fn open(library: Option<&str>, which: Which) -> Result<NvmlGpu, String> {
+        let mut builder = Nvml::builder();
+        if let Some(path) = library {
+            builder.lib_path(std::ffi::OsStr::new(path));
+        }
+        let nvml = builder.init().map_err(|e| match e {
+            nvml_wrapper::error::NvmlError::LibloadingError(_) => words(e),
+            other => format!("NVML did not initialise: {other}"),
+        })?;
+        let (index, bus_id) = match &which {
+            Which::BusId(bus) => {
+                let d = nvml
+                    .device_by_pci_bus_id(bus.as_str())
+                    .map_err(|e| format!("NVML does not know the GPU at {bus}: {}", words(e)))?;
+                (d.index().map_err(words)?, bus.clone())
+            }
+            Which::Index(i) => {
+                let d = nvml
+                    .device_by_index(*i)
+                    .map_err(|e| format!("NVML has no GPU {i}: {}", words(e)))?;
+                (
+                    *i,
+                    d.pci_info()
+                        .map(|p| p.bus_id)
+                        .unwrap_or_else(|_| "?".into()),
+                )
+            }
+        };
+        let driver = nvml.sys_driver_version().unwrap_or_else(|_| "?".into());
+        Ok(NvmlGpu {
+            nvml,
+            index,
+            description: format!("NVML, driver {driver}, GPU {index} {bus_id}"),
+        })
+    }
+
+    fn device(&self) -> Option<nvml_wrapper::Device<'_>> {
+        self.nvml.device_by_index(self.index).ok()
+    }
+}
+
+fn watts(milliwatts: u32) -> f64 {
+    f64::from(milliwatts) / 1000.0
+}
+
+impl TelemetrySource for NvmlGpu {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    fn limits(&self) -> GpuLimits {
+        let Some(d) = self.device() else {
+            return GpuLimits::default();
+        };
+        GpuLimits {
+            name: d.name().ok(),
+            max_sm_clock_mhz: d.max_clock_info(Clock::SM).ok(),
+            max_mem_clock_mhz: d.max_clock_info(Clock::Memory).ok(),
+            power_limit_w: d.enforced_power_limit().ok().map(watts),
+            default_power_limit_w: d.power_management_limit_default().ok().map(watts),
+        }
+    }
+
+    fn sample(&self) -> Reading {
+        let Some(d) = self.device() else {
+            return Reading::default();
+        };
+        Reading {
+            sm_clock_mhz: d.clock_info(Clock::SM).ok(),
+            mem_clock_mhz: d.clock_info(Clock::Memory).ok(),
+            power_w: d.power_usage().ok().map(watts),
+            power_limit_w: d.enforced_power_limit().ok().map(watts),
+            temperature_c: d.temperature(TemperatureSensor::Gpu).ok(),
+            reasons: d.current_throttle_reasons().ok().map(|r| r.bits()),
+            pcie_gen: d.current_pcie_link_gen().ok(),
+            pcie_width: d.current_pcie_link_width().ok(),
+            ecc_corrected: d
+                .total_ecc_errors(MemoryError::Corrected, EccCounter::Volatile)
+                .ok(),
+            ecc_uncorrected: d
+                .total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile)
+                .ok(),
+        }
+    }
+}
