@@ -4,10 +4,12 @@
 
 mod backend_choice;
 mod job;
+mod pairs;
 mod reporter;
 mod topology;
 
 pub use job::fit_sizes;
+pub use pairs::pairs_main;
 
 use crate::backend::Backend;
 use crate::cli::RunArgs;
