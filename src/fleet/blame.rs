@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_CHANCE: f64 = 0.01;
 
 /// How consistently something was slow, and how sure the verdict is.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Consistency {
     /// Trials (measurements, rounds, partners) in which it was slow.
     pub slow_in: usize,

@@ -46,7 +46,8 @@ pub struct SuspectRank {
     /// The measurement of the worst excess.
     pub worst_in: String,
     /// How consistently it was the slowest: flagged_in of the judged measurements, against the chance
-    /// that any one rank is the slowest (1 / ranks).
+    /// that any one rank is the slowest (1 / ranks). Absent (zero) in documents written before it existed.
+    #[serde(default)]
     pub consistency: crate::fleet::blame::Consistency,
 }
 
