@@ -49,7 +49,8 @@ gc() {
         [ -e "$entry" ] || continue
         id=$(basename "$entry")
         owner=$(cat "$entry/owner" 2>/dev/null || echo 0)
-        if ! kill -0 "$owner" 2>/dev/null; then
+        # kill -0 0 would ask about our own process group: an owner that is not a real pid is gone.
+        if ! [[ "$owner" =~ ^[0-9]+$ ]] || [ "$owner" -le 1 ] || ! kill -0 "$owner" 2>/dev/null; then
             echo "lab: removing lab $id left by process $owner, which is gone" >&2
             remove_lab "$id"
         fi
