@@ -208,6 +208,13 @@ impl Engine<'_> {
         })
     }
 
+    /// Measures one operation outside the sweep (a round of `collbench pairs`): the same warm-up, timed
+    /// loop, check and combination across ranks as every row.
+    pub fn measure_op(&mut self, desc: &OpDesc) -> Result<Measurement> {
+        let factor = desc.collective.bus_factor(self.world.size());
+        self.measure(desc, factor)
+    }
+
     fn label(desc: &OpDesc, step: &str) -> String {
         format!(
             "{} {} {}{}{} {}, {step}",

@@ -12,6 +12,7 @@ pub mod error;
 pub mod ffi;
 pub mod fleet;
 pub mod metrics;
+pub mod pairs;
 pub mod plan;
 pub mod report;
 pub mod size;

@@ -1,4 +1,4 @@
-//! The collbench command: a benchmark run (the default), or the topo, compare and plot subcommands.
+//! The collbench command: a benchmark run (the default), or the topo, compare, plot and pairs subcommands.
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
@@ -10,6 +10,7 @@ fn main() {
     let code = match argv.get(1).map(String::as_str) {
         Some("topo") => collbench::app::topo_main(&sub("topo")),
         Some("compare") => collbench::fleet::compare::compare_main(&sub("compare")),
+        Some("pairs") => collbench::app::pairs_main(&sub("pairs")),
         Some("plot") => collbench::fleet::plot::plot_main(&sub("plot")),
         _ => collbench::app::main_with_args(argv),
     };

@@ -38,11 +38,11 @@ fn the_delayed_rank_and_its_host_are_named() {
 }
 
 #[test]
-fn an_undisturbed_run_names_nobody_at_a_generous_threshold() {
+fn an_undisturbed_run_names_nobody() {
     let doc = read("base_4ranks.json");
-    // Without a delay the ranks of a loopback run lie within a few percent of each other; the
-    // default threshold may still catch scheduler noise on a shared host, 50 % does not.
-    let report = attribute(&doc.rows, &doc.ranks, 50.0);
+    // Scheduler noise on a shared host makes some rank the slowest beyond 10 % in a row now and
+    // then; no rank is so in most rows, so nobody is named.
+    let report = attribute(&doc.rows, &doc.ranks, DEFAULT_THRESHOLD_PERCENT);
     assert!(report.suspect_ranks.is_empty(), "{}", render(&report));
     assert!(render(&report).contains("none"));
 }

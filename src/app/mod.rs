@@ -4,11 +4,13 @@
 
 mod backend_choice;
 mod job;
+mod pairs;
 mod record;
 mod reporter;
 mod topology;
 
 pub use job::fit_sizes;
+pub use pairs::pairs_main;
 
 use crate::backend::Backend;
 use crate::cli::RunArgs;

@@ -1,7 +1,7 @@
 //! The GPU backend: NCCL on CUDA devices or RCCL on HIP devices (one NCCL API), one communicator per
 //! rank, buffers allocated once, operations enqueued on one stream and waited for as nccl-tests does.
 
-use super::{Backend, BufferId, DeviceInfo, LibraryVersion, OpDesc, PathTaken};
+use super::{Backend, BufferId, DeviceInfo, Exchange, LibraryVersion, OpDesc, PathTaken};
 use crate::collective::Collective;
 use crate::device::{select_ordinals, GpuDevice, Placement};
 use crate::dtype::{DataType, ReduceOp};
@@ -189,6 +189,7 @@ pub struct GpuBackend {
     host: String,
     timeout_s: Option<f64>,
     alloc: crate::cli::Allocator,
+    exchange: Exchange,
 }
 
 impl GpuBackend {
@@ -218,6 +219,7 @@ impl GpuBackend {
             host,
             timeout_s: plan.timeout_s,
             alloc: plan.alloc,
+            exchange: Exchange::Ring,
         })
     }
 
@@ -335,8 +337,10 @@ impl GpuBackend {
         d: DataType,
     ) -> Result<()> {
         let stream = self.device.stream();
-        let next = (self.rank + 1) % self.size;
-        let prev = (self.rank + self.size - 1) % self.size;
+        let Some((next, prev)) = self.exchange.partners(self.rank, self.size) else {
+            // Idle while other pairs exchange.
+            return Ok(());
+        };
         self.nccl.group_start()?;
         self.comm.send(send, count, d, next, stream)?;
         self.comm.recv(recv, count, d, prev, stream)?;
@@ -504,6 +508,11 @@ impl Backend for GpuBackend {
 
     fn group_end(&mut self) -> Result<()> {
         self.nccl.group_end()
+    }
+
+    fn set_exchange(&mut self, exchange: Exchange) -> Result<()> {
+        self.exchange = exchange;
+        Ok(())
     }
 
     fn enqueue(&mut self, desc: &OpDesc) -> Result<()> {

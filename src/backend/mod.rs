@@ -55,6 +55,29 @@ pub struct LibraryVersion {
     pub version: String,
 }
 
+/// Whom a rank's sendrecv exchanges with: nccl-tests' ring (send to the next rank, receive from the
+/// previous), one peer in both directions (a pair of `collbench pairs`), or nobody (a rank that waits
+/// while other pairs are measured). Point-to-point on the world communicator, so disjoint pairs run at
+/// the same time without sub-communicators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Exchange {
+    #[default]
+    Ring,
+    Peer(usize),
+    Idle,
+}
+
+impl Exchange {
+    /// (send to, receive from) on `rank` of `size` ranks; None for an idle rank.
+    pub fn partners(self, rank: usize, size: usize) -> Option<(usize, usize)> {
+        match self {
+            Exchange::Ring => Some(((rank + 1) % size, (rank + size - 1) % size)),
+            Exchange::Peer(p) => Some((p, p)),
+            Exchange::Idle => None,
+        }
+    }
+}
+
 /// How the library carried an operation, recorded in the JSON (e.g. "native", "grouped send/recv").
 pub type PathTaken = &'static str;
 
@@ -131,6 +154,13 @@ pub trait Backend {
     /// Enqueues one replay of the captured graph.
     fn replay(&mut self) -> Result<()> {
         Err(no_graphs(self.name()))
+    }
+    /// Whom the following sendrecv operations exchange with (Exchange::Ring until set).
+    fn set_exchange(&mut self, exchange: Exchange) -> Result<()> {
+        Err(crate::error::Error::Unsupported(format!(
+            "the {} backend cannot exchange with one peer ({exchange:?})",
+            self.name()
+        )))
     }
     /// Makes room for `count` timer marks, so that marking allocates nothing inside the timed loop.
     fn reserve_marks(&mut self, count: usize) -> Result<()>;

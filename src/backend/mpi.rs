@@ -1,6 +1,6 @@
 //! The `mpi` backend: host-memory buffers and the matching MPI collective, the baseline that runs anywhere.
 
-use super::{Backend, BufferId, DeviceInfo, LibraryVersion, OpDesc, PathTaken};
+use super::{Backend, BufferId, DeviceInfo, Exchange, LibraryVersion, OpDesc, PathTaken};
 use crate::collective::{Collective, InPlaceLayout, Shape};
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
@@ -32,6 +32,7 @@ pub struct MpiBackend<'w> {
     /// The current operation's rotation of buffer offsets (OpDesc::shift_bytes).
     shift: usize,
     max_count: u64,
+    exchange: Exchange,
 }
 
 impl<'w> MpiBackend<'w> {
@@ -46,6 +47,7 @@ impl<'w> MpiBackend<'w> {
             wide: None,
             shift: 0,
             max_count: max_count(),
+            exchange: Exchange::Ring,
         }
     }
 
@@ -236,10 +238,20 @@ impl Backend for MpiBackend<'_> {
         Ok(())
     }
 
+    fn set_exchange(&mut self, exchange: Exchange) -> Result<()> {
+        self.exchange = exchange;
+        Ok(())
+    }
+
     fn enqueue(&mut self, desc: &OpDesc) -> Result<()> {
         self.shift = desc.shift_bytes as usize;
         let rank = self.world.rank();
         let n = self.world.size();
+        let partners = self.exchange.partners(rank, n);
+        if desc.collective == Collective::SendRecv && partners.is_none() {
+            // Idle while other pairs exchange.
+            return Ok(());
+        }
         let t = desc.dtype;
         let Shape { count, .. } = desc.shape;
         let root = desc.root.unwrap_or(0) as i32;
@@ -305,8 +317,8 @@ impl Backend for MpiBackend<'_> {
                             }
                         }
                         _ => {
-                            let to = ((rank + 1) % n) as i32;
-                            let from = ((rank + n - 1) % n) as i32;
+                            let (to, from) = partners.unwrap_or_default();
+                            let (to, from) = (to as i32, from as i32);
                             if in_place {
                                 Call::SendrecvReplace {
                                     buf: (Buf::Recv, at),

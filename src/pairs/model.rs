@@ -1,0 +1,137 @@
+//! The typed results of `collbench pairs`: who the participants are, every pair's measurements round by
+//! round, the matrix and the verdict. What `-J` writes (docs/schema/pairs.schema.json, docs/JSON.md).
+
+use super::verdict::PairsVerdict;
+use crate::error::{Error, Result};
+use crate::fleet::gate::GateReport;
+use crate::report::model::{BackendReport, RankInfo, RunStatus};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+
+/// Names the document among collbench's JSON files.
+pub const KIND: &str = "pairs";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PairsDocument {
+    /// Always "pairs".
+    pub kind: String,
+    pub schema_version: u32,
+    pub collbench_version: String,
+    pub command_line: Vec<String>,
+    pub started_unix_s: f64,
+    /// running (rounds still coming, or the job died), complete.
+    pub status: RunStatus,
+    pub backend: BackendReport,
+    /// "host" (the first rank of each host stands for it) or "rank".
+    pub by: String,
+    /// true: the circle method's disjoint pairs at the same time; false: one pair at a time.
+    pub concurrent: bool,
+    /// How many times every pair is measured.
+    pub repeats: usize,
+    /// Bytes each way of the bandwidth exchange, and of the latency exchange.
+    pub size_bytes: u64,
+    pub latency_size_bytes: u64,
+    pub iterations: u64,
+    pub participants: Vec<Participant>,
+    pub ranks: Vec<RankInfo>,
+    /// Every measurement, in the order taken; rewritten to the file after each round.
+    pub samples: Vec<PairSample>,
+    /// The round being measured when the document was written (null once complete): after a failure
+    /// it says which pairs were exchanging.
+    pub in_flight: Option<String>,
+    /// Each pair's median over the repeats; null until every round has run.
+    pub matrix: Option<Vec<PairFigure>>,
+    pub verdict: Option<PairsVerdict>,
+    pub gate: Option<GateReport>,
+    pub exit_code: Option<i32>,
+}
+
+/// A host (its first rank) or a rank.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Participant {
+    /// "host-a" (by host) or "3 (host-a)" (by rank).
+    pub name: String,
+    pub host: String,
+    /// The rank that exchanges for it.
+    pub rank: usize,
+}
+
+/// One pair exchanging in one round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairSample {
+    pub repeat: usize,
+    pub round: usize,
+    /// Participant indices, a < b.
+    pub a: usize,
+    pub b: usize,
+    /// Bytes each way / time of the slower of the two ranks, GB/s.
+    pub bandwidth_gbps: f64,
+    pub time_us: f64,
+    /// Time of one exchange at the latency size.
+    pub latency_us: f64,
+}
+
+/// A cell of the matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairFigure {
+    pub a: usize,
+    pub b: usize,
+    pub bandwidth_gbps: f64,
+    pub latency_us: f64,
+}
+
+impl PairsDocument {
+    /// Writes the document beside `path` and renames it over `path`, so a job that dies leaves the
+    /// previous complete version.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        let context = |what: &str| format!("-J {}: {what}", path.display());
+        let text = serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut file =
+            std::fs::File::create(&tmp).map_err(|e| Error::io(context("cannot create"), e))?;
+        file.write_all(&text)
+            .and_then(|_| file.sync_data())
+            .map_err(|e| Error::io(context("cannot write"), e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(context("cannot replace"), e))
+    }
+}
+
+/// Each pair's median bandwidth and latency over its samples, in (a, b) order.
+pub fn matrix(samples: &[PairSample]) -> Vec<PairFigure> {
+    let mut keys: Vec<(usize, usize)> = samples.iter().map(|s| (s.a, s.b)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.into_iter()
+        .map(|(a, b)| {
+            let of = |f: fn(&PairSample) -> f64| {
+                let values: Vec<f64> = samples
+                    .iter()
+                    .filter(|s| (s.a, s.b) == (a, b))
+                    .map(f)
+                    .collect();
+                median(&values)
+            };
+            PairFigure {
+                a,
+                b,
+                bandwidth_gbps: of(|s| s.bandwidth_gbps),
+                latency_us: of(|s| s.latency_us),
+            }
+        })
+        .collect()
+}
+
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 0 {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    }
+}

@@ -1,0 +1,288 @@
+//! collbench across 4 hosts of the multi-host lab (tests/lab, scripts/lab.sh): hosts named, local ranks,
+//! the pairwise matrix finding a throttled host and a throttled link, and a link cut mid-run.
+//! Without root these tests skip with the reason; .ci/run sets COLLBENCH_LAB_REQUIRED so CI cannot skip.
+
+mod common;
+mod lab;
+
+use common::read_json;
+use lab::Lab;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const HOSTS: usize = 4;
+
+fn output(cmd: &mut assert_cmd::Command) -> (std::process::Output, String, String) {
+    let out = cmd.output().expect("mpirun runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+#[test]
+fn a_sweep_runs_on_four_hosts_with_hosts_named_and_local_ranks() {
+    let Some(lab) = Lab::up(HOSTS) else { return };
+    let json = lab.path("run.json");
+    let (out, stdout, stderr) = output(&mut lab.collbench(
+        HOSTS,
+        2,
+        &[
+            "sendrecv",
+            "all_reduce",
+            "-b",
+            "4M",
+            "-e",
+            "4M",
+            "-n",
+            "3",
+            "--backend",
+            "mpi",
+            "-J",
+            &json,
+        ],
+    ));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let doc = read_json(std::path::Path::new(&json));
+    let ranks = doc["ranks"].as_array().expect("ranks");
+    assert_eq!(ranks.len(), 8);
+    let mut by_host: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in ranks {
+        by_host
+            .entry(r["host"].as_str().unwrap().to_string())
+            .or_default()
+            .push(r["local_rank"].as_u64().unwrap());
+    }
+    let expected: Vec<String> = (0..HOSTS).map(|i| lab.host_name(i)).collect();
+    assert_eq!(
+        by_host.keys().cloned().collect::<Vec<_>>(),
+        expected,
+        "{stdout}"
+    );
+    for (host, mut locals) in by_host {
+        locals.sort_unstable();
+        assert_eq!(locals, vec![0, 1], "local ranks on {host}");
+        assert!(stdout.contains(&host), "{stdout}");
+    }
+    assert_eq!(
+        doc["topology"]["nodes"].as_array().map(Vec::len),
+        Some(HOSTS)
+    );
+    assert_eq!(doc["status"], "complete");
+}
+
+fn pairs(lab: &Lab, extra: &[&str]) -> (serde_json::Value, String) {
+    let json = lab.path("pairs.json");
+    let mut args = vec![
+        "pairs",
+        "--backend",
+        "mpi",
+        "-b",
+        "4M",
+        "-J",
+        &json,
+        "-T",
+        "60",
+    ];
+    args.extend(extra);
+    let (out, stdout, stderr) = output(&mut lab.collbench(HOSTS, 2, &args));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    (read_json(std::path::Path::new(&json)), stdout)
+}
+
+#[test]
+fn the_pairwise_matrix_names_the_throttled_host() {
+    let Some(lab) = Lab::up(HOSTS) else { return };
+    lab.slow_host(2, "200mbit");
+    let svg = lab.path("pairs.svg");
+    let (doc, stdout) = pairs(&lab, &["--plot", &svg]);
+    let bad = lab.host_name(2);
+    let verdict = &doc["verdict"];
+    assert_eq!(
+        verdict["bad_hosts"].as_array().map(Vec::len),
+        Some(1),
+        "{stdout}"
+    );
+    assert_eq!(verdict["bad_hosts"][0]["name"], bad.as_str(), "{stdout}");
+    assert_eq!(
+        verdict["bad_links"].as_array().map(Vec::len),
+        Some(0),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("bad host {bad}")), "{stdout}");
+    // Every pair with the throttled host is slower than every pair without it.
+    let matrix = doc["matrix"].as_array().expect("matrix");
+    assert_eq!(matrix.len(), 6);
+    let (with, without): (Vec<_>, Vec<_>) = matrix.iter().partition(|f| f["a"] == 2 || f["b"] == 2);
+    let fastest_with = with
+        .iter()
+        .map(|f| f["bandwidth_gbps"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    let slowest_without = without
+        .iter()
+        .map(|f| f["bandwidth_gbps"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert!(fastest_with < slowest_without, "{stdout}");
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../docs/schema/pairs.schema.json")).expect("JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "schema errors: {errors:#?}");
+    let picture = std::fs::read_to_string(&svg).expect("the heatmap");
+    assert!(
+        picture.contains("<svg") && picture.contains(&bad),
+        "heatmap names the hosts"
+    );
+}
+
+#[test]
+fn the_pairwise_matrix_names_a_throttled_link_as_a_link() {
+    let Some(lab) = Lab::up(HOSTS) else { return };
+    lab.slow_link(1, 3, "200mbit");
+    let (doc, stdout) = pairs(&lab, &[]);
+    let verdict = &doc["verdict"];
+    assert_eq!(
+        verdict["bad_hosts"].as_array().map(Vec::len),
+        Some(0),
+        "{stdout}"
+    );
+    let links = verdict["bad_links"].as_array().expect("bad links");
+    assert_eq!(links.len(), 1, "{stdout}");
+    assert_eq!(
+        (links[0]["a"].as_str(), links[0]["b"].as_str()),
+        (
+            Some(lab.host_name(1).as_str()),
+            Some(lab.host_name(3).as_str())
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("bad link"), "{stdout}");
+}
+
+#[test]
+fn a_quiet_lab_names_nobody_and_expect_judges_pair_figures() {
+    let Some(lab) = Lab::up(HOSTS) else { return };
+    let (doc, stdout) = pairs(&lab, &["--expect", "busbw>=0.000001@4M"]);
+    assert_eq!(
+        doc["verdict"]["slow_pairs"].as_array().map(Vec::len),
+        Some(0),
+        "{stdout}"
+    );
+    assert!(stdout.contains("nobody to blame"), "{stdout}");
+    assert_eq!(doc["gate"]["passed"], true);
+    // An impossible bound fails with exit 8, naming a pair.
+    let (out, stdout, _) = output(&mut lab.collbench(
+        HOSTS,
+        1,
+        &[
+            "pairs",
+            "--backend",
+            "mpi",
+            "-b",
+            "4M",
+            "--rounds",
+            "1",
+            "--expect",
+            "busbw>=1000@4M",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(8), "{stdout}");
+    assert!(stdout.contains("<->"), "{stdout}");
+}
+
+// Not passing yet: after the cut, the ranks time out and call MPI_Abort, but mpirun keeps waiting for
+// the daemon on the cut host, which it cannot reach; the job outlives -T. Run it with --ignored.
+#[test]
+#[ignore = "mpirun waits for the unreachable daemon after the cut (issue 11, not done)"]
+fn a_link_cut_mid_run_ends_the_job_within_the_timeout_naming_the_host() {
+    let Some(lab) = Lab::up(HOSTS) else { return };
+    let json = lab.path("pairs.json");
+    let timeout_s = 5;
+    // Started in the background (assert_cmd waits), so the link can be cut while it runs.
+    let mut child = std::process::Command::new("bash");
+    child
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab.sh"))
+        .args([
+            "mpirun",
+            &lab.dir().to_string_lossy(),
+            "--oversubscribe",
+            "-np",
+            "4",
+            "--map-by",
+            "ppr:1:node",
+        ])
+        .arg(env!("CARGO_BIN_EXE_collbench"))
+        .args([
+            "pairs",
+            "--backend",
+            "mpi",
+            "-b",
+            "4M",
+            "--rounds",
+            "1000",
+            "-J",
+            &json,
+            "-T",
+            &timeout_s.to_string(),
+        ])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut running = child.spawn().expect("mpirun starts");
+    // Let some rounds finish and reach the file.
+    let started = Instant::now();
+    loop {
+        let measured = std::fs::read_to_string(&json)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|d| d["samples"].as_array().map(Vec::len))
+            .unwrap_or(0);
+        if measured >= 4 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no rounds measured"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    lab.cut(3);
+    let cut_at = Instant::now();
+    let deadline = Duration::from_secs(timeout_s + 30);
+    let status = loop {
+        if let Some(s) = running.try_wait().expect("wait") {
+            break s;
+        }
+        if cut_at.elapsed() > deadline {
+            let _ = running.kill();
+            panic!("the job still runs {deadline:?} after the cut");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let elapsed = cut_at.elapsed();
+    let out = running.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!status.success(), "{stdout}\n{stderr}");
+    let cut_host = lab.host_name(3);
+    assert!(
+        stderr.contains(&format!("exchanging with rank 3 ({cut_host})")),
+        "the timeout names the cut host: {stderr}"
+    );
+    let doc = read_json(std::path::Path::new(&json));
+    assert_eq!(doc["status"], "running");
+    assert!(
+        doc["samples"].as_array().map_or(0, Vec::len) >= 4,
+        "measured rounds kept"
+    );
+    assert!(
+        doc["in_flight"]
+            .as_str()
+            .is_some_and(|r| r.contains(&cut_host)),
+        "{doc}"
+    );
+    eprintln!("link cut: job ended {elapsed:?} after the cut (-T {timeout_s})");
+}
