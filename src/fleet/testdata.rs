@@ -43,6 +43,8 @@ pub fn measurement(size: u64, ranks: usize, time_us: f64, stdev_us: Option<f64>)
             ci95_percent: 100.0 * 1.96 * s / 20f64.sqrt() / time_us,
         }),
         rank_time_us: vec![time_us; ranks],
+        groups: None,
+        slowest_group: None,
     }
 }
 
@@ -61,6 +63,7 @@ pub fn row(collective: Collective, size: u64, ranks: usize, time_us: f64) -> Row
         path: "native".into(),
         out_of_place: Some(measurement(size, ranks, time_us, Some(time_us * 0.01))),
         in_place: Some(measurement(size, ranks, time_us, Some(time_us * 0.01))),
+        layout: None,
     }
 }
 

@@ -14,7 +14,12 @@ const LEADING: [usize; 5] = [12, 12, 9, 6, 5];
 pub struct Layout {
     pub peak: Option<Peak>,
     pub stats: bool,
+    /// --groups: a last column names each row's layout ("2x4": two groups of four ranks).
+    pub groups: bool,
 }
+
+/// Width of the --groups layout column.
+const LAYOUT_WIDTH: usize = 9;
 
 impl Layout {
     /// Columns of one placement: (heading, unit, width).
@@ -40,6 +45,7 @@ impl Layout {
             .iter()
             .copied()
             .chain(per.iter().chain(per.iter()).map(|c| c.2))
+            .chain(self.groups.then_some(LAYOUT_WIDTH))
             .collect()
     }
 
@@ -69,6 +75,10 @@ impl Layout {
         for _ in 0..2 {
             names.extend(per.iter().map(|c| c.0.to_string()));
             units.extend(per.iter().map(|c| c.1.to_string()));
+        }
+        if self.groups {
+            names.push("layout".into());
+            units.push("(groups)".into());
         }
         // Each cell is its width plus one space of padding.
         let leading: usize = LEADING.iter().map(|w| w + 1).sum();
@@ -136,6 +146,13 @@ impl Layout {
         ];
         record.extend(self.placement(&row.out_of_place));
         record.extend(self.placement(&row.in_place));
+        if self.groups {
+            record.push(
+                row.layout
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |l| l.label.clone()),
+            );
+        }
         self.render(vec![record]) + "\n"
     }
 }
@@ -153,6 +170,13 @@ fn format_time(us: f64) -> String {
 
 /// The title line printed before a collective's rows.
 pub fn collective_title(row: &Row) -> String {
+    if row.layout.is_some() {
+        // One title over every layout, so a size's layouts stay adjacent.
+        return format!(
+            "#\n# {} (--groups: every group of a layout at once; each row is its slowest group; {})\n",
+            row.collective, row.path
+        );
+    }
     let mut title = format!(
         "#\n# {} ({} ranks, bus factor {:.4}, {})\n",
         row.collective, row.ranks, row.bus_factor, row.path
@@ -178,6 +202,8 @@ mod tests {
             iterations: 20,
             stats: None,
             rank_time_us: vec![12.5; 4],
+            groups: None,
+            slowest_group: None,
         };
         Row {
             collective: Collective::AllReduce,
@@ -192,6 +218,7 @@ mod tests {
             path: "native".into(),
             out_of_place: Some(m.clone()),
             in_place: Some(m),
+            layout: None,
         }
     }
 
@@ -202,6 +229,12 @@ mod tests {
             Layout {
                 peak: Some(Peak::from_override(100.0)),
                 stats: true,
+                groups: false,
+            },
+            Layout {
+                peak: None,
+                stats: false,
+                groups: true,
             },
         ] {
             let heading = layout.heading();
@@ -221,6 +254,7 @@ mod tests {
         let layout = Layout {
             peak: Some(Peak::from_override(100.0)),
             stats: false,
+            groups: false,
         };
         assert!(layout.heading().contains("%peak"));
         let cells: Vec<String> = layout
