@@ -2,9 +2,9 @@
 
 use crate::cli::RunArgs;
 use crate::collective::Collective;
-use crate::layout::GroupSpec;
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
+use crate::layout::GroupSpec;
 use crate::size::{parse_size, sweep, Step};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -98,8 +98,8 @@ pub struct Plan {
 fn groups_from(args: &RunArgs) -> Result<(Vec<GroupSpec>, Option<String>)> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let (specs, from) = if let Some(text) = &args.groups {
-        let specs = crate::layout::parse_list(text)
-            .map_err(|e| Error::usage(format!("--groups: {e}")))?;
+        let specs =
+            crate::layout::parse_list(text).map_err(|e| Error::usage(format!("--groups: {e}")))?;
         (specs, format!("--groups {text}"))
     } else if let Some(rule) = env("NCCL_TESTS_SPLIT") {
         let spec = crate::layout::parse_split(&rule)

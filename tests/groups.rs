@@ -81,7 +81,11 @@ fn two_groups_of_two_on_four_ranks() {
         assert_eq!(row["bus_factor"], 1.0);
         assert_group_row(row, &hosts(&doc));
     }
-    assert!(run.stdout.contains("# Groups from --groups 2"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("# Groups from --groups 2"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("[0 1] on"), "{}", run.stdout);
 }
 
@@ -139,7 +143,9 @@ fn nccl_tests_split_mod2_is_stride_2_and_is_said_in_the_header() {
     assert_eq!(env_groups, vec![vec![0, 2], vec![1, 3]]);
     assert_eq!(env_groups, members(&flag_doc["rows"][0]["layout"]));
     assert!(
-        by_env.stdout.contains("# Groups from NCCL_TESTS_SPLIT=MOD2"),
+        by_env
+            .stdout
+            .contains("# Groups from NCCL_TESTS_SPLIT=MOD2"),
         "{}",
         by_env.stdout
     );
@@ -176,5 +182,8 @@ fn a_layout_the_job_cannot_split_into_is_a_usage_error() {
         .assert()
         .code(2);
     let text = String::from_utf8_lossy(&bad.get_output().stderr).into_owned();
-    assert!(text.contains("--groups") && text.contains("stride:K"), "{text}");
+    assert!(
+        text.contains("--groups") && text.contains("stride:K"),
+        "{text}"
+    );
 }

@@ -1,6 +1,8 @@
 //! The `mpi` backend: host-memory buffers and the matching MPI collective, the baseline that runs anywhere.
 
-use super::{Backend, BufferId, Comm, CommId, DeviceInfo, GroupJoin, LibraryVersion, OpDesc, PathTaken};
+use super::{
+    Backend, BufferId, Comm, CommId, DeviceInfo, GroupJoin, LibraryVersion, OpDesc, PathTaken,
+};
 use crate::collective::{Collective, InPlaceLayout, Shape};
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
@@ -84,9 +86,10 @@ impl<'w> MpiBackend<'w> {
         };
         let communicator = match self.comm.id {
             0 => self.world.communicator(),
-            k => self.groups.get(k - 1).ok_or_else(|| {
-                Error::Internal(format!("{name}: no communicator {k} was split"))
-            })?,
+            k => self
+                .groups
+                .get(k - 1)
+                .ok_or_else(|| Error::Internal(format!("{name}: no communicator {k} was split")))?,
         };
         let code = raw::run(&call, &mut bufs, communicator, rank, size);
         if code == raw::OUT_OF_BOUNDS {

@@ -51,10 +51,14 @@ mod tests {
         // Group 0 = ranks 0 and 2, group 1 = ranks 1 and 3.
         let times = [10.0, 30.0, 20.0, 50.0];
         let wrong = [0, 1, 2, 3];
-        let (g, slowest) =
-            group_figures(&layout, Average::Mean, &times, Some(&wrong), 1_000_000, |n| {
-                (n as f64 - 1.0) / n as f64
-            });
+        let (g, slowest) = group_figures(
+            &layout,
+            Average::Mean,
+            &times,
+            Some(&wrong),
+            1_000_000,
+            |n| (n as f64 - 1.0) / n as f64,
+        );
         assert_eq!(slowest, 1);
         assert_eq!((g[0].time_us, g[1].time_us), (15.0, 40.0));
         assert_eq!((g[0].wrong, g[1].wrong), (Some(2), Some(4)));

@@ -8,8 +8,8 @@ pub use spec::{parse_list, parse_split, GroupSpec, SplitOp};
 
 use crate::backend::{Backend, Comm, GroupJoin};
 use crate::error::{Error, Result};
-use crate::world::World;
 pub use crate::report::model::{Group, LayoutReport};
+use crate::world::World;
 
 /// One layout resolved on this job, seen from this rank.
 #[derive(Debug, Clone)]
@@ -150,12 +150,20 @@ impl Layout {
 
     /// The group sizes of this layout, largest first.
     pub fn largest_group(&self) -> usize {
-        self.groups.iter().map(|g| g.members.len()).max().unwrap_or(1)
+        self.groups
+            .iter()
+            .map(|g| g.members.len())
+            .max()
+            .unwrap_or(1)
     }
 
     /// The smallest group of this layout.
     pub fn smallest_group(&self) -> usize {
-        self.groups.iter().map(|g| g.members.len()).min().unwrap_or(1)
+        self.groups
+            .iter()
+            .map(|g| g.members.len())
+            .min()
+            .unwrap_or(1)
     }
 
     /// Which group each job rank is in.
@@ -198,7 +206,10 @@ mod tests {
         assert_eq!(s.label(), "2x2/st");
 
         let by_host = Layout::resolve(GroupSpec::Host, &h, 0).unwrap();
-        assert_eq!(by_host.groups, Layout::resolve(GroupSpec::Blocks(2), &h, 0).unwrap().groups);
+        assert_eq!(
+            by_host.groups,
+            Layout::resolve(GroupSpec::Blocks(2), &h, 0).unwrap().groups
+        );
 
         let mod2 = Layout::resolve(parse_split("MOD2").unwrap(), &h, 1).unwrap();
         assert_eq!(mod2.groups, s.groups);

@@ -103,7 +103,10 @@ pub fn parse_split(text: &str) -> Result<GroupSpec, String> {
             format!("'{t}' is not an NCCL_TESTS_SPLIT rule: use AND, OR, MOD or DIV and a number (e.g. MOD4, %4, AND 0x3)")
         })?;
     let value = number(rest).ok_or_else(|| {
-        format!("'{t}': '{}' is not a number (decimal, 0x.. or 0b..)", rest.trim())
+        format!(
+            "'{t}': '{}' is not a number (decimal, 0x.. or 0b..)",
+            rest.trim()
+        )
     })?;
     if matches!(op, SplitOp::Mod | SplitOp::Div) && value == 0 {
         return Err(format!("'{t}': MOD and DIV need a value above 0"));
@@ -167,7 +170,9 @@ mod tests {
         ] {
             assert_eq!(parse_split(text), Ok(want), "{text}");
         }
-        assert!(parse_split("XOR 1").unwrap_err().contains("AND, OR, MOD or DIV"));
+        assert!(parse_split("XOR 1")
+            .unwrap_err()
+            .contains("AND, OR, MOD or DIV"));
         assert!(parse_split("MOD 0").unwrap_err().contains("above 0"));
         assert!(parse_split("MOD x").unwrap_err().contains("not a number"));
     }

@@ -95,7 +95,12 @@ pub fn layout_lines(from: &str, layouts: &[LayoutReport]) -> String {
                 format!("[{}] on {}", members.join(" "), hosts.join(","))
             })
             .collect();
-        out.push_str(&format!("#   {} ({}): {}\n", l.label, l.spec, groups.join("; ")));
+        out.push_str(&format!(
+            "#   {} ({}): {}\n",
+            l.label,
+            l.spec,
+            groups.join("; ")
+        ));
     }
     out
 }
