@@ -223,7 +223,7 @@ mod tests {
         assert!(Layout::resolve(GroupSpec::Stride(8), &h, 0).is_err());
         // AND 2 on 3 ranks: colors 0, 0, 2.
         let l = Layout::resolve(parse_split("AND 2").unwrap(), &h[..3], 2).unwrap();
-        assert_eq!(l.label(), "2 groups");
+        assert_eq!(l.label(), "2 groups/AND2");
         assert_eq!((l.smallest_group(), l.largest_group()), (1, 2));
     }
 }
