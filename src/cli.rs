@@ -207,6 +207,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
+    /// Split the job into groups that measure at the same time, each on its own communicator: K (blocks
+    /// of K consecutive ranks), stride:K, host, or nccl-tests:MOD4-style rules; comma-separated layouts
+    /// (8,4,2) are measured side by side at each size. NCCL_TESTS_SPLIT is honoured when this is absent.
+    #[arg(long, value_name = "SPEC")]
+    pub groups: Option<String>,
+
     /// Print only the table (no notes or progress).
     #[arg(short = 'q', long, action = ArgAction::SetTrue)]
     pub quiet: bool,
@@ -227,6 +233,7 @@ Examples:
   mpirun -np 8 collbench all_reduce -b 8 -e 8G -f 2
   mpirun -np 16 --hostfile hosts collbench all -J run.json
   collbench all_to_all -g 8 -b 1M -e 1G
+  mpirun -np 8 collbench all_reduce --groups 8,4,2 -b 1M -e 1G   TP8, 2xTP4, 4xTP2 side by side
 
 Exit codes: 0 ok, 1 internal error, 2 usage error, 3 library error (NCCL, RCCL, CUDA, HIP, MPI),
 4 timeout, 5 not enough devices or unsupported, 7 correctness check failed, 8 --expect gate failed,

@@ -8,8 +8,10 @@ use crate::check::verify;
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
-use crate::metrics::{algbw_gbps, busbw_gbps};
-use crate::plan::{Average, Iterations, Plan};
+use crate::layout::figures::group_figures;
+use crate::layout::Layout;
+use crate::metrics::{algbw_gbps, busbw_gbps, combine_rank_times};
+use crate::plan::{Iterations, Plan};
 use crate::report::model::{Measurement, Row, Stats};
 use crate::size::HumanSize;
 use crate::telemetry::RowObserver;
@@ -91,23 +93,33 @@ pub fn combinations(
     Ok((runnable, notes))
 }
 
-/// Bytes each of the two buffers needs for the largest operation of `size` bytes.
-pub fn buffer_bytes(combos: &[Combination], size: u64, ranks: usize) -> u64 {
+/// Bytes each of the two buffers needs for the largest operation of `size` bytes on communicators of
+/// any of `comm_sizes` ranks.
+pub fn buffer_bytes(combos: &[Combination], size: u64, comm_sizes: &[usize]) -> u64 {
     combos
         .iter()
-        .map(|c| {
-            let s = c.collective.shape(size, c.dtype.size(), ranks);
-            s.buffer_bytes(c.dtype.size())
+        .flat_map(|c| {
+            comm_sizes.iter().map(move |&n| {
+                let s = c.collective.shape(size, c.dtype.size(), n);
+                s.buffer_bytes(c.dtype.size())
+            })
         })
         .max()
         .unwrap_or(0)
 }
 
-/// Rows the sweep will produce (None when -N 0 repeats forever).
-pub fn row_count(plan: &Plan, combos: &[Combination], sizes: usize, ranks: usize) -> Option<u64> {
+/// Rows the sweep will produce (None when -N 0 repeats forever). `ranks` is the smallest communicator
+/// (it bounds the roots); every size is measured once per layout.
+pub fn row_count(
+    plan: &Plan,
+    combos: &[Combination],
+    sizes: usize,
+    ranks: usize,
+    layouts: usize,
+) -> Option<u64> {
     let per_cycle: usize = combos
         .iter()
-        .map(|c| plan.roots_for(c.collective, ranks).len() * sizes)
+        .map(|c| plan.roots_for(c.collective, ranks).len() * sizes * layouts)
         .sum();
     (plan.run_cycles > 0).then(|| per_cycle as u64 * plan.run_cycles)
 }
@@ -125,39 +137,48 @@ pub struct Engine<'a> {
 }
 
 impl Engine<'_> {
-    /// Runs the whole sweep over `sizes` for every combination; rank 0 passes each row to `sink`.
+    /// Runs the whole sweep over `sizes` for every combination, each size once per layout (adjacent rows,
+    /// every group of a layout at once); rank 0 passes each row to `sink`.
     pub fn run(
         &mut self,
         combos: &[Combination],
+        layouts: &[Layout],
         sizes: &[u64],
         sink: &mut dyn RowSink,
     ) -> Result<()> {
-        let n = self.world.size();
+        // Roots must exist in every group of every layout.
+        let n = layouts
+            .iter()
+            .map(Layout::smallest_group)
+            .min()
+            .unwrap_or(self.world.size());
         let mut row_index = 0usize;
         let mut cycle = 0u64;
         while self.plan.run_cycles == 0 || cycle < self.plan.run_cycles {
             for combo in combos {
                 for root in self.plan.roots_for(combo.collective, n) {
                     for &size in sizes {
-                        self.switches.before_row(self.world.rank(), row_index);
-                        if self.world.rank() == 0 {
-                            sink.starting(&format!(
-                                "{} {} {}",
-                                combo.collective,
-                                combo.dtype,
-                                HumanSize(size)
-                            ));
+                        for layout in layouts {
+                            self.switches.before_row(self.world.rank(), row_index);
+                            if self.world.rank() == 0 {
+                                sink.starting(&format!(
+                                    "{} {} {}",
+                                    combo.collective,
+                                    combo.dtype,
+                                    HumanSize(size)
+                                ));
+                            }
+                            self.observer.row_starting();
+                            let mut row = self.measure_row(*combo, root, size, cycle, layout)?;
+                            row.telemetry = self.observer.row_finished(self.world)?;
+                            if self.world.rank() == 0 {
+                                sink.row(&row)?;
+                            }
+                            // No rank starts the next row before rank 0 has saved this one: a rank that
+                            // fails next cannot take a measured row down with the job.
+                            self.world.barrier()?;
+                            row_index += 1;
                         }
-                        self.observer.row_starting();
-                        let mut row = self.measure_row(*combo, root, size, cycle)?;
-                        row.telemetry = self.observer.row_finished(self.world)?;
-                        if self.world.rank() == 0 {
-                            sink.row(&row)?;
-                        }
-                        // No rank starts the next row before rank 0 has saved this one: a rank that
-                        // fails next cannot take a measured row down with the job.
-                        self.world.barrier()?;
-                        row_index += 1;
                     }
                 }
             }
@@ -172,8 +193,9 @@ impl Engine<'_> {
         root: Option<usize>,
         size: u64,
         cycle: u64,
+        layout: &Layout,
     ) -> Result<Row> {
-        let n = self.world.size();
+        let n = layout.comm.size;
         let shape = combo.collective.shape(size, combo.dtype.size(), n);
         let factor = combo.collective.bus_factor(n);
         let mut placements = [None, None];
@@ -187,8 +209,9 @@ impl Engine<'_> {
                 shape,
                 in_place,
                 shift_bytes: 0,
+                comm: layout.comm,
             };
-            *slot = Some(self.measure(&desc, factor)?);
+            *slot = Some(self.measure(&desc, factor, layout)?);
         }
         let [out_of_place, in_place] = placements;
         Ok(Row {
@@ -205,6 +228,7 @@ impl Engine<'_> {
             out_of_place,
             in_place,
             telemetry: None,
+            layout: layout.report(),
         })
     }
 
@@ -212,7 +236,9 @@ impl Engine<'_> {
     /// loop, check and combination across ranks as every row.
     pub fn measure_op(&mut self, desc: &OpDesc) -> Result<Measurement> {
         let factor = desc.collective.bus_factor(self.world.size());
-        self.measure(desc, factor)
+        // The whole job, no --groups: the layout's host names are only reported for groups.
+        let whole = Layout::whole(&vec![String::new(); self.world.size()], self.world.rank());
+        self.measure(desc, factor, &whole)
     }
 
     fn label(desc: &OpDesc, step: &str) -> String {
@@ -237,7 +263,7 @@ impl Engine<'_> {
             dtype: desc.dtype,
             op: desc.op,
             root: desc.root.unwrap_or(0),
-            ranks: self.world.size(),
+            ranks: desc.comm.size,
             seed: self.plan.seed.wrapping_add(check_iteration),
             shape: desc.shape,
         }
@@ -247,9 +273,9 @@ impl Engine<'_> {
     fn locations(&self, desc: &OpDesc) -> ((BufferId, u64), (BufferId, u64)) {
         let elt = desc.dtype.size() as u64;
         if desc.in_place {
-            let layout =
-                self.backend
-                    .in_place_layout(desc.collective, &desc.shape, self.world.rank());
+            let layout = self
+                .backend
+                .in_place_layout(desc.collective, &desc.shape, desc.comm.rank);
             (
                 (BufferId::Recv, layout.input_offset * elt),
                 (BufferId::Recv, layout.output_offset * elt),
@@ -262,7 +288,7 @@ impl Engine<'_> {
     /// Puts fresh inputs in place and poisons the rest of the receive buffer, so that an operation that
     /// writes nothing cannot pass the check on stale results.
     fn prepare(&mut self, desc: &OpDesc, pattern: &Pattern) -> Result<()> {
-        let rank = self.world.rank();
+        let rank = desc.comm.rank;
         let ((in_buf, in_off), _) = self.locations(desc);
         let span = desc.shape.buffer_bytes(desc.dtype.size());
         self.backend.fill(BufferId::Recv, span, 0xFF)?;
@@ -439,9 +465,9 @@ impl Engine<'_> {
         })
     }
 
-    fn measure(&mut self, desc: &OpDesc, factor: f64) -> Result<Measurement> {
+    fn measure(&mut self, desc: &OpDesc, factor: f64, layout: &Layout) -> Result<Measurement> {
         let plan = self.plan;
-        let rank = self.world.rank();
+        let rank = desc.comm.rank;
         let first = self.pattern(desc, 0);
         self.prepare(desc, &first)?;
 
@@ -471,12 +497,6 @@ impl Engine<'_> {
         self.watchdog
             .arm(|| Self::label(desc, "combining times across ranks"));
         let rank_time_us: Vec<f64> = all_gather_value(self.world, &local_time_us)?;
-        let time_us = match plan.average {
-            Average::Rank0 => rank_time_us[0],
-            Average::Mean => rank_time_us.iter().sum::<f64>() / rank_time_us.len() as f64,
-            Average::Min => rank_time_us.iter().copied().fold(f64::INFINITY, f64::min),
-            Average::Max => rank_time_us.iter().copied().fold(0.0, f64::max),
-        };
 
         let check_skipped = if desc.in_place {
             self.backend.in_place_undefined(desc.collective)
@@ -487,7 +507,8 @@ impl Engine<'_> {
             self.watchdog.arm(|| Self::label(desc, "correctness check"));
             let mut local = 0u64;
             let (_, (out_buf, out_off)) = self.locations(desc);
-            let corrupt = verify::corrupt_count_from_env(rank).unwrap_or(0);
+            // The fault switch names job ranks.
+            let corrupt = verify::corrupt_count_from_env(self.world.rank()).unwrap_or(0);
             for c in 0..plan.check_iters {
                 let pattern = self.pattern(desc, c);
                 self.prepare(desc, &pattern)?;
@@ -497,20 +518,37 @@ impl Engine<'_> {
                 local +=
                     verify::count_wrong(self.backend, &pattern, rank, out_buf, out_off, corrupt)?;
             }
-            let mut total = [local as f64];
-            self.world.all_reduce_f64(&mut total, Combine::Sum)?;
-            Some(total[0] as u64)
+            Some(all_gather_value(self.world, &local)?)
         } else {
             None
         };
         self.watchdog.disarm();
 
+        // The whole job is one group; with --groups the row is the slowest group's.
+        let (groups, slowest) = group_figures(
+            layout,
+            plan.average,
+            &rank_time_us,
+            wrong.as_deref(),
+            desc.shape.size_bytes,
+            |n| desc.collective.bus_factor(n),
+        );
+        let time_us = if layout.spec.is_some() {
+            groups[slowest].time_us
+        } else {
+            combine_rank_times(plan.average, &rank_time_us)
+        };
         let algbw = algbw_gbps(desc.shape.size_bytes, time_us);
+        let busbw = if layout.spec.is_some() {
+            groups[slowest].busbw_gbps
+        } else {
+            busbw_gbps(algbw, factor)
+        };
         Ok(Measurement {
             time_us,
             algbw_gbps: algbw,
-            busbw_gbps: busbw_gbps(algbw, factor),
-            wrong,
+            busbw_gbps: busbw,
+            wrong: wrong.map(|w| w.iter().sum()),
             check_skipped: (plan.check_iters > 0).then_some(check_skipped).flatten(),
             iterations: timing.iterations,
             stats: Stats::from_samples(&timing.samples).map(|s| Stats {
@@ -518,6 +556,8 @@ impl Engine<'_> {
                 ..s
             }),
             rank_time_us,
+            groups: layout.spec.map(|_| groups),
+            slowest_group: layout.spec.map(|_| slowest),
         })
     }
 }
@@ -768,7 +808,8 @@ mod tests {
             buffer_bytes,
             observer: &mut crate::telemetry::NoTelemetry,
         };
-        engine.measure(desc, 0.0)
+        let layout = Layout::whole(&["test".to_string()], 0);
+        engine.measure(desc, 0.0, &layout)
     }
 
     fn all_reduce_1k(in_place: bool) -> OpDesc {
@@ -780,6 +821,7 @@ mod tests {
             shape: Collective::AllReduce.shape(1024, 4, 1),
             in_place,
             shift_bytes: 0,
+            comm: crate::backend::Comm::whole(0, 1),
         }
     }
 
@@ -1009,7 +1051,12 @@ mod tests {
             buffer_bytes: 4096,
             observer: &mut observer,
         }
-        .run(&combos, &[1024, 2048], &mut NullSink)
+        .run(
+            &combos,
+            &[Layout::whole(&["test".to_string()], 0)],
+            &[1024, 2048],
+            &mut NullSink,
+        )
         .unwrap();
 
         let events = log.lock().unwrap().clone();

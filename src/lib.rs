@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod ffi;
 pub mod fleet;
+pub mod layout;
 pub mod metrics;
 pub mod pairs;
 pub mod plan;

@@ -12,6 +12,18 @@ pub fn algbw_gbps(size_bytes: u64, time_us: f64) -> f64 {
     }
 }
 
+/// The time of a communicator from its ranks' times (in its rank order), as -a asks: rank 0's, the mean,
+/// the least or the most.
+pub fn combine_rank_times(average: crate::plan::Average, times: &[f64]) -> f64 {
+    use crate::plan::Average;
+    match average {
+        Average::Rank0 => times.first().copied().unwrap_or(0.0),
+        Average::Mean => times.iter().sum::<f64>() / times.len().max(1) as f64,
+        Average::Min => times.iter().copied().fold(f64::INFINITY, f64::min),
+        Average::Max => times.iter().copied().fold(0.0, f64::max),
+    }
+}
+
 /// algbw x the collective's bus factor.
 pub fn busbw_gbps(algbw_gbps: f64, factor: f64) -> f64 {
     algbw_gbps * factor

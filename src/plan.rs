@@ -4,6 +4,7 @@ use crate::cli::RunArgs;
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
+use crate::layout::GroupSpec;
 use crate::size::{parse_size, sweep, Step};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -83,6 +84,10 @@ pub struct Plan {
     pub peak_override_gbps: Option<f64>,
     /// Each rank reads its GPU while rows run (off with --no-telemetry).
     pub telemetry: bool,
+    /// --groups layouts (or NCCL_TESTS_SPLIT's one), in order; empty for the whole job.
+    pub groups: Vec<GroupSpec>,
+    /// Where the layouts came from ("--groups 8,4" or "NCCL_TESTS_SPLIT=MOD2"), for the header.
+    pub groups_from: Option<String>,
     #[serde(skip)]
     pub stats_columns: bool,
     #[serde(skip)]
@@ -95,6 +100,32 @@ pub struct Plan {
     pub json: Option<PathBuf>,
     #[serde(skip)]
     pub quiet: bool,
+}
+
+/// The layouts of --groups, else of NCCL_TESTS_SPLIT (or NCCL_TESTS_SPLIT_MASK, nccl-tests' `rank & mask`).
+fn groups_from(args: &RunArgs) -> Result<(Vec<GroupSpec>, Option<String>)> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let (specs, from) = if let Some(text) = &args.groups {
+        let specs =
+            crate::layout::parse_list(text).map_err(|e| Error::usage(format!("--groups: {e}")))?;
+        (specs, format!("--groups {text}"))
+    } else if let Some(rule) = env("NCCL_TESTS_SPLIT") {
+        let spec = crate::layout::parse_split(&rule)
+            .map_err(|e| Error::usage(format!("NCCL_TESTS_SPLIT: {e}; or unset it")))?;
+        (vec![spec], format!("NCCL_TESTS_SPLIT={rule}"))
+    } else if let Some(mask) = env("NCCL_TESTS_SPLIT_MASK") {
+        let spec = crate::layout::parse_split(&format!("AND {mask}"))
+            .map_err(|e| Error::usage(format!("NCCL_TESTS_SPLIT_MASK: {e}; or unset it")))?;
+        (vec![spec], format!("NCCL_TESTS_SPLIT_MASK={mask}"))
+    } else {
+        return Ok((Vec::new(), None));
+    };
+    if args.ngpus > 1 || args.nthreads > 1 {
+        return Err(Error::usage(format!(
+            "{from}: groups split MPI ranks (one GPU per rank, as nccl-tests), not -g/-t: run one rank per GPU under mpirun"
+        )));
+    }
+    Ok((specs, Some(from)))
 }
 
 fn list<T>(
@@ -288,6 +319,7 @@ impl Plan {
                 )))
             }
         };
+        let (groups, groups_from) = groups_from(args)?;
         if let Some(json) = &args.json {
             if json.as_os_str().is_empty() {
                 return Err(Error::usage("-J/--json: give a file name"));
@@ -321,6 +353,8 @@ impl Plan {
             expect,
             slow_threshold_percent: args.slow_threshold,
             peak_override_gbps: args.peak,
+            groups,
+            groups_from,
             stats_columns: args.stats,
             telemetry: !args.no_telemetry,
             telemetry_columns: args.telemetry,

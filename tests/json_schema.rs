@@ -47,3 +47,12 @@ fn the_schema_rejects_a_broken_document() {
     doc["rows"][0]["out_of_place"]["time_us"] = serde_json::json!("fast");
     assert!(!validator().is_valid(&doc));
 }
+
+#[test]
+fn a_groups_run_matches_the_schema() {
+    let run = mpirun_json(4, "all_reduce --groups 2,4 -b 1K -e 1K -n 2", &[]);
+    run.assert_success();
+    let doc = run.doc();
+    assert_valid(&doc);
+    assert!(doc["rows"][0]["out_of_place"]["groups"].is_array());
+}

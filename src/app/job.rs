@@ -23,7 +23,7 @@ const HEADROOM_BYTES: u64 = 256 << 20;
 pub fn fit_sizes(
     requested: &[u64],
     combos: &[Combination],
-    ranks: usize,
+    comm_sizes: &[usize],
     free_bytes: u64,
     backend: &str,
 ) -> (Vec<u64>, Option<MemoryCap>) {
@@ -31,7 +31,7 @@ pub fn fit_sizes(
     let sizes: Vec<u64> = requested
         .iter()
         .copied()
-        .filter(|&s| 2 * buffer_bytes(combos, s, ranks) <= usable)
+        .filter(|&s| 2 * buffer_bytes(combos, s, comm_sizes) <= usable)
         .collect();
     let cap = (sizes.len() < requested.len()).then(|| {
         let requested_max = requested.last().copied().unwrap_or(0);
@@ -41,7 +41,7 @@ pub fn fit_sizes(
             reason: format!(
                 "{} needs two buffers of {} per rank, but the rank with the least memory has {} free ({}), less {} of headroom",
                 HumanSize(requested_max),
-                HumanSize(buffer_bytes(combos, requested_max, ranks)),
+                HumanSize(buffer_bytes(combos, requested_max, comm_sizes)),
                 HumanSize(free_bytes),
                 if backend == "mpi" { "host memory, shared by the ranks of each host" } else { "device memory" },
                 HumanSize(HEADROOM_BYTES)
@@ -100,8 +100,17 @@ pub fn sweep(
 ) -> Result<i32> {
     let n = world.size();
     let rank = world.rank();
+    watchdog.arm(|| "gathering host names and making the communicators of --groups".into());
+    let hosts: Vec<String> = all_gather_value(world, &world.host().to_string())?;
+    let layouts = crate::layout::create(&plan.groups, &hosts, world, backend)?;
+    let comm_sizes: Vec<usize> = layouts
+        .iter()
+        .flat_map(|l| l.groups.iter().map(|g| g.members.len()))
+        .collect();
+    let smallest = comm_sizes.iter().copied().min().unwrap_or(n);
+    watchdog.disarm();
     // Every rank judges the plan against its backend; all leave together if any cannot run it.
-    let judged = combinations(plan, backend, n);
+    let judged = combinations(plan, backend, smallest);
     let mut refused = [f64::from(u8::from(judged.is_err()))];
     world.all_reduce_f64(&mut refused, Combine::Max)?;
     let (combos, mut notes) = match judged {
@@ -130,7 +139,7 @@ pub fn sweep(
     let (sizes, memory_cap) = fit_sizes(
         &plan.sizes(plan.max_bytes),
         &combos,
-        n,
+        &comm_sizes,
         free[0] as u64,
         backend.name(),
     );
@@ -149,7 +158,7 @@ pub fn sweep(
             HumanSize(free[0] as u64)
         )));
     };
-    let per_buffer = buffer_bytes(&combos, largest, n);
+    let per_buffer = buffer_bytes(&combos, largest, &comm_sizes);
     watchdog.arm(|| format!("allocating buffers of {}", HumanSize(per_buffer)));
     backend.allocate(per_buffer)?;
 
@@ -199,10 +208,11 @@ pub fn sweep(
             peak: doc.topology.as_ref().and_then(|t| t.peak.clone()),
             stats: plan.stats_columns,
             telemetry: plan.telemetry_columns,
+            groups: !plan.groups.is_empty(),
         };
         r.begin_table(
             layout,
-            crate::engine::row_count(plan, &combos, sizes.len(), n),
+            crate::engine::row_count(plan, &combos, sizes.len(), smallest, layouts.len()),
             plan.progress,
         );
         r.save()?;
@@ -210,6 +220,10 @@ pub fn sweep(
             let mut text = header::render(&r.doc, plan);
             if let Some(t) = &r.doc.topology {
                 text.push_str(&topology::header_lines(t));
+            }
+            if let Some(from) = &plan.groups_from {
+                let reports: Vec<_> = layouts.iter().filter_map(|l| l.report()).collect();
+                text.push_str(&header::layout_lines(from, &reports));
             }
             r.print(&text);
         }
@@ -225,8 +239,8 @@ pub fn sweep(
         observer: &mut telemetry,
     };
     match reporter.as_mut() {
-        Some(r) => engine.run(&combos, &sizes, r)?,
-        None => engine.run(&combos, &sizes, &mut NullSink)?,
+        Some(r) => engine.run(&combos, &layouts, &sizes, r)?,
+        None => engine.run(&combos, &layouts, &sizes, &mut NullSink)?,
     }
 
     // Rank 0 judges; every rank leaves with its verdict.
@@ -303,7 +317,7 @@ mod tests {
         }];
         let requested = crate::size::sweep(1 << 20, 1 << 30, crate::size::Step::Factor(2));
         // all_gather's receive buffer holds the whole size: 2 x size + 256M headroom must fit.
-        let (sizes, cap) = fit_sizes(&requested, &combos, 4, (256 << 20) + (512 << 20), "mpi");
+        let (sizes, cap) = fit_sizes(&requested, &combos, &[4], (256 << 20) + (512 << 20), "mpi");
         assert_eq!(sizes.last(), Some(&(256 << 20)));
         let cap = cap.expect("capped");
         assert_eq!(
@@ -311,7 +325,7 @@ mod tests {
             (1 << 30, 256 << 20)
         );
         assert!(cap.reason.contains("host memory"), "{}", cap.reason);
-        let (all, none) = fit_sizes(&requested, &combos, 4, 64 << 30, "nccl");
+        let (all, none) = fit_sizes(&requested, &combos, &[4], 64 << 30, "nccl");
         assert_eq!(all, requested);
         assert!(none.is_none());
     }

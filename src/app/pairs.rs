@@ -404,8 +404,8 @@ fn run(
             engine
                 .backend
                 .set_exchange(peer.map_or(Exchange::Idle, Exchange::Peer))?;
-            let bandwidth = engine.measure_op(&exchange(plan.size))?;
-            let latency = engine.measure_op(&exchange(plan.latency_size))?;
+            let bandwidth = engine.measure_op(&exchange(plan.size, world))?;
+            let latency = engine.measure_op(&exchange(plan.latency_size, world))?;
             if let Some(d) = doc.as_mut() {
                 for &(a, b) in round {
                     let pair_time = |m: &Measurement| {
@@ -459,7 +459,7 @@ fn run(
 }
 
 /// The bidirectional exchange of `size` bytes each way, out of place.
-fn exchange(size: u64) -> OpDesc {
+fn exchange(size: u64, world: &dyn World) -> OpDesc {
     let dtype = DataType::Float;
     OpDesc {
         collective: Collective::SendRecv,
@@ -469,6 +469,7 @@ fn exchange(size: u64) -> OpDesc {
         shape: Collective::SendRecv.shape(size, dtype.size(), 2),
         in_place: false,
         shift_bytes: 0,
+        comm: crate::backend::Comm::whole(world.rank(), world.size()),
     }
 }
 
@@ -503,9 +504,12 @@ fn judge_pairs(
                 iterations: plan.args.iters,
                 stats: None,
                 rank_time_us: Vec::new(),
+                groups: None,
+                slowest_group: None,
             }),
             in_place: None,
             telemetry: None,
+            layout: None,
         }
     };
     let mut verdicts = Vec::new();

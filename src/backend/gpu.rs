@@ -1,7 +1,9 @@
 //! The GPU backend: NCCL on CUDA devices or RCCL on HIP devices (one NCCL API), one communicator per
 //! rank, buffers allocated once, operations enqueued on one stream and waited for as nccl-tests does.
 
-use super::{Backend, BufferId, DeviceInfo, Exchange, LibraryVersion, OpDesc, PathTaken};
+use super::{
+    Backend, BufferId, CommId, DeviceInfo, Exchange, GroupJoin, LibraryVersion, OpDesc, PathTaken,
+};
 use crate::collective::Collective;
 use crate::device::{select_ordinals, GpuDevice, Placement};
 use crate::dtype::{DataType, ReduceOp};
@@ -179,13 +181,21 @@ struct Buffers {
 /// NCCL or RCCL on one GPU. Field order is teardown order: buffers are freed in `drop`, then the
 /// communicator is destroyed, then the device (stream, events, context) released.
 pub struct GpuBackend {
+    /// The communicator operations go to now: `active`'s.
     comm: Comm,
+    /// The other communicators, by CommId (0 the job's, then one per --groups layout); the active one's
+    /// slot is empty while it sits in `comm`.
+    parked: Vec<Option<Comm>>,
+    active: CommId,
     device: Box<dyn GpuDevice>,
     nccl: Arc<Nccl>,
     buffers: Option<Buffers>,
     vendor: GpuVendor,
+    /// This rank in the active communicator, and its size.
     rank: usize,
     size: usize,
+    /// This rank in the job, for errors.
+    job_rank: usize,
     host: String,
     timeout_s: Option<f64>,
     alloc: crate::cli::Allocator,
@@ -210,17 +220,36 @@ impl GpuBackend {
         let comm = nccl.init_rank(world.size(), &id, rank)?;
         Ok(GpuBackend {
             comm,
+            parked: vec![None],
+            active: 0,
             device,
             nccl,
             buffers: None,
             vendor,
             rank,
             size: world.size(),
+            job_rank: rank,
             host,
             timeout_s: plan.timeout_s,
             alloc: plan.alloc,
             exchange: Exchange::Ring,
         })
+    }
+
+    /// Makes `id` the communicator operations go to, parking the current one.
+    fn activate(&mut self, id: CommId) -> Result<()> {
+        if id == self.active {
+            return Ok(());
+        }
+        let next = self
+            .parked
+            .get_mut(id)
+            .and_then(Option::take)
+            .ok_or_else(|| Error::Internal(format!("no communicator {id} was split")))?;
+        let previous = std::mem::replace(&mut self.comm, next);
+        self.parked[self.active] = Some(previous);
+        self.active = id;
+        Ok(())
     }
 
     fn buffers(&self) -> Result<&Buffers> {
@@ -515,7 +544,27 @@ impl Backend for GpuBackend {
         Ok(())
     }
 
+    fn split(&mut self, world: &dyn World, join: &GroupJoin) -> Result<CommId> {
+        // One unique id per group, made by its leader and shared through the world: this works with
+        // every NCCL and RCCL version (ncclCommSplit, NCCL 2.18+, would save the id exchange only).
+        let mine = if join.leader == world.rank() {
+            self.nccl.unique_id()?
+        } else {
+            Vec::new()
+        };
+        let ids = world.all_gather_bytes(&mine)?;
+        let id = ids
+            .get(join.leader)
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| Error::Internal(format!("group leader {} sent no id", join.leader)))?;
+        let comm = self.nccl.init_rank(join.size, id, join.rank)?;
+        self.parked.push(Some(comm));
+        Ok(self.parked.len() - 1)
+    }
+
     fn enqueue(&mut self, desc: &OpDesc) -> Result<()> {
+        self.activate(desc.comm.id)?;
+        (self.rank, self.size) = (desc.comm.rank, desc.comm.size);
         let d = desc.dtype;
         let elt = d.size() as u64;
         let shape = desc.shape;
@@ -613,7 +662,7 @@ impl Backend for GpuBackend {
                     return Err(Error::Timeout {
                         what: format!("{} operations on the GPU stream", self.nccl.flavor().name()),
                         seconds: limit,
-                        rank: self.rank,
+                        rank: self.job_rank,
                         host: self.host.clone(),
                     });
                 }

@@ -6,6 +6,7 @@
 use crate::collective::{Collective, InPlaceLayout, Shape};
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::Result;
+use crate::world::World;
 use serde::Serialize;
 
 pub mod gpu;
@@ -28,6 +29,38 @@ pub struct OpDesc {
     /// Bytes added to both buffers' addresses: timed iterations rotate through the buffers as nccl-tests
     /// does, so small sizes do not measure a cache. 0 for warm-up and check operations.
     pub shift_bytes: u64,
+    /// The communicator it runs on, and this rank's place in it.
+    pub comm: Comm,
+}
+
+/// A backend's handle on one of its communicators: 0 is the whole job, `Backend::split` makes others.
+pub type CommId = usize;
+
+/// A communicator as the engine sees it: the backend's handle, this rank in it, and its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Comm {
+    pub id: CommId,
+    pub rank: usize,
+    pub size: usize,
+}
+
+impl Comm {
+    /// The communicator of every rank of the job.
+    pub fn whole(rank: usize, size: usize) -> Comm {
+        Comm { id: 0, rank, size }
+    }
+}
+
+/// This rank's group in one layout, for `Backend::split`: every rank of the job calls it together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupJoin {
+    /// Ranks of equal color form one group.
+    pub color: usize,
+    /// This rank's rank in its group, and the group's size.
+    pub rank: usize,
+    pub size: usize,
+    /// The job rank that is rank 0 of this rank's group.
+    pub leader: usize,
 }
 
 /// The two buffers of a rank. Both are allocated at the largest size the plan needs.
@@ -112,6 +145,14 @@ pub trait Backend {
     /// does, but never checks it: its result is whatever the library happened to leave.
     fn in_place_undefined(&self, _collective: Collective) -> Option<String> {
         None
+    }
+    /// Makes the communicator of this rank's group (MPI_Comm_split, or one NCCL communicator per group).
+    /// Every rank of `world` calls it together, once per layout, before the first row.
+    fn split(&mut self, _world: &dyn World, _join: &GroupJoin) -> Result<CommId> {
+        Err(crate::error::Error::Unsupported(format!(
+            "--groups: the {} backend cannot make sub-communicators",
+            self.name()
+        )))
     }
     /// Allocates both buffers with at least `bytes` each. Called once, with the largest size.
     fn allocate(&mut self, bytes: u64) -> Result<()>;

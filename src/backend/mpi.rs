@@ -1,11 +1,15 @@
 //! The `mpi` backend: host-memory buffers and the matching MPI collective, the baseline that runs anywhere.
 
-use super::{Backend, BufferId, DeviceInfo, Exchange, LibraryVersion, OpDesc, PathTaken};
+use super::{
+    Backend, BufferId, Comm, CommId, DeviceInfo, Exchange, GroupJoin, LibraryVersion, OpDesc,
+    PathTaken,
+};
 use crate::collective::{Collective, InPlaceLayout, Shape};
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
 use crate::world::mpi::raw::{self, At, Buf, Buffers, Call};
 use crate::world::{MpiWorld, World};
+use mpi::topology::SimpleCommunicator;
 use std::time::Instant;
 
 /// MPI takes counts as C ints; larger element-wise operations are issued in pieces of this many.
@@ -33,6 +37,10 @@ pub struct MpiBackend<'w> {
     shift: usize,
     max_count: u64,
     exchange: Exchange,
+    /// Sub-communicators made by `split`: CommId k is `groups[k - 1]` (0 is the job's).
+    groups: Vec<SimpleCommunicator>,
+    /// The current operation's communicator (OpDesc::comm).
+    comm: Comm,
 }
 
 impl<'w> MpiBackend<'w> {
@@ -48,6 +56,8 @@ impl<'w> MpiBackend<'w> {
             shift: 0,
             max_count: max_count(),
             exchange: Exchange::Ring,
+            groups: Vec::new(),
+            comm: Comm::whole(world.rank(), world.size()),
         }
     }
 
@@ -69,15 +79,22 @@ impl<'w> MpiBackend<'w> {
     }
 
     fn run(&mut self, call: Call, name: &str) -> Result<()> {
-        let rank = self.world.rank() as i32;
-        let size = self.world.size() as i32;
+        let rank = self.comm.rank as i32;
+        let size = self.comm.size as i32;
         let mut bufs = Buffers {
             send: &mut self.send,
             recv: &mut self.recv,
             in_place: self.in_place,
             shift: self.shift,
         };
-        let code = raw::run(&call, &mut bufs, self.world.communicator(), rank, size);
+        let communicator = match self.comm.id {
+            0 => self.world.communicator(),
+            k => self
+                .groups
+                .get(k - 1)
+                .ok_or_else(|| Error::Internal(format!("{name}: no communicator {k} was split")))?,
+        };
+        let code = raw::run(&call, &mut bufs, communicator, rank, size);
         if code == raw::OUT_OF_BOUNDS {
             return Err(Error::Internal(format!(
                 "{name}: a region lies outside the allocated buffers"
@@ -195,6 +212,12 @@ impl Backend for MpiBackend<'_> {
         }
     }
 
+    fn split(&mut self, _world: &dyn World, join: &GroupJoin) -> Result<CommId> {
+        let comm = self.world.split(join.color, join.rank)?;
+        self.groups.push(comm);
+        Ok(self.groups.len())
+    }
+
     fn allocate(&mut self, bytes: u64) -> Result<()> {
         let bytes = usize::try_from(bytes).map_err(|_| {
             Error::Unsupported("buffer size beyond this machine's address space".into())
@@ -245,8 +268,9 @@ impl Backend for MpiBackend<'_> {
 
     fn enqueue(&mut self, desc: &OpDesc) -> Result<()> {
         self.shift = desc.shift_bytes as usize;
-        let rank = self.world.rank();
-        let n = self.world.size();
+        self.comm = desc.comm;
+        let rank = desc.comm.rank;
+        let n = desc.comm.size;
         let partners = self.exchange.partners(rank, n);
         if desc.collective == Collective::SendRecv && partners.is_none() {
             // Idle while other pairs exchange.

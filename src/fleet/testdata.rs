@@ -45,6 +45,8 @@ pub fn measurement(size: u64, ranks: usize, time_us: f64, stdev_us: Option<f64>)
             source: "test data".into(),
         }),
         rank_time_us: vec![time_us; ranks],
+        groups: None,
+        slowest_group: None,
     }
 }
 
@@ -64,6 +66,7 @@ pub fn row(collective: Collective, size: u64, ranks: usize, time_us: f64) -> Row
         out_of_place: Some(measurement(size, ranks, time_us, Some(time_us * 0.01))),
         in_place: Some(measurement(size, ranks, time_us, Some(time_us * 0.01))),
         telemetry: None,
+        layout: None,
     }
 }
 

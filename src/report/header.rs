@@ -1,6 +1,6 @@
 //! The header rank 0 prints before the table: version, backend and libraries, parameters, one line per rank.
 
-use super::model::RunDocument;
+use super::model::{LayoutReport, RunDocument};
 use crate::plan::Plan;
 use crate::size::HumanSize;
 
@@ -74,5 +74,33 @@ pub fn render(doc: &RunDocument, plan: &Plan) -> String {
         ));
     }
     line("#".into());
+    out
+}
+
+/// The --groups lines: where the layouts came from (the flag, or NCCL_TESTS_SPLIT honoured) and each
+/// layout's groups with their members and hosts.
+pub fn layout_lines(from: &str, layouts: &[LayoutReport]) -> String {
+    let mut out = format!(
+        "# Groups from {from}: {} layout(s), every group of a layout measured at once\n",
+        layouts.len()
+    );
+    for l in layouts {
+        let groups: Vec<String> = l
+            .groups
+            .iter()
+            .map(|g| {
+                let members: Vec<String> = g.members.iter().map(|r| r.to_string()).collect();
+                let mut hosts = g.hosts.clone();
+                hosts.dedup();
+                format!("[{}] on {}", members.join(" "), hosts.join(","))
+            })
+            .collect();
+        out.push_str(&format!(
+            "#   {} ({}): {}\n",
+            l.label,
+            l.spec,
+            groups.join("; ")
+        ));
+    }
     out
 }

@@ -147,6 +147,36 @@ pub struct Row {
     /// null for a rank without telemetry; null when no rank has any.
     #[serde(default)]
     pub telemetry: Option<Vec<Option<crate::telemetry::RankTelemetry>>>,
+    /// The layout of --groups this row measured (every group at once); absent for the whole job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<LayoutReport>,
+}
+
+/// A --groups layout: its spec, its label ("2x4": two groups of four) and every group's members.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LayoutReport {
+    pub spec: String,
+    pub label: String,
+    pub groups: Vec<Group>,
+}
+
+/// One group of a layout: its members (job ranks, in group-rank order) and their hosts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    pub members: Vec<usize>,
+    pub hosts: Vec<String>,
+}
+
+/// One group's own figures in one placement: its time combined over its members by -a, and its bandwidth.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupFigures {
+    pub time_us: f64,
+    pub algbw_gbps: f64,
+    pub busbw_gbps: f64,
+    /// busbw over the group's own peak, when its peak is known.
+    #[serde(default)]
+    pub peak_percent: Option<f64>,
+    pub wrong: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -170,6 +200,13 @@ pub struct Measurement {
     pub stats: Option<Stats>,
     /// Each rank's own mean time per operation, in rank order.
     pub rank_time_us: Vec<f64>,
+    /// With --groups: each group's figures, in the layout's group order; the row's figures are those of
+    /// the slowest group (an iteration lasts until its last group is done).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<GroupFigures>>,
+    /// With --groups: the index of the slowest group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slowest_group: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

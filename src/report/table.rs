@@ -16,6 +16,8 @@ pub struct Layout {
     pub peak: Option<Peak>,
     pub stats: bool,
     pub telemetry: bool,
+    /// --groups: a last column names each row's layout ("2x4": two groups of four ranks).
+    pub groups: bool,
 }
 
 /// The --telemetry columns, once per row (not per placement): (heading, unit, width).
@@ -24,6 +26,9 @@ const TELEMETRY_COLUMNS: [(&str, &str, usize); 3] = [
     ("maxT", "(C)", 5),
     ("maxP", "(W)", 6),
 ];
+
+/// Width of the --groups layout column.
+const LAYOUT_WIDTH: usize = 9;
 
 impl Layout {
     /// Columns of one placement: (heading, unit, width).
@@ -58,6 +63,7 @@ impl Layout {
             .copied()
             .chain(per.iter().chain(per.iter()).map(|c| c.2))
             .chain(self.row_columns().iter().map(|c| c.2))
+            .chain(self.groups.then_some(LAYOUT_WIDTH))
             .collect()
     }
 
@@ -90,6 +96,10 @@ impl Layout {
         }
         names.extend(self.row_columns().iter().map(|c| c.0.to_string()));
         units.extend(self.row_columns().iter().map(|c| c.1.to_string()));
+        if self.groups {
+            names.push("layout".into());
+            units.push("(groups)".into());
+        }
         // Each cell is its width plus one space of padding.
         let leading: usize = LEADING.iter().map(|w| w + 1).sum();
         let group: usize = per.iter().map(|c| c.2 + 1).sum();
@@ -161,6 +171,13 @@ impl Layout {
         if self.telemetry {
             record.extend(crate::telemetry::findings::cells(row));
         }
+        if self.groups {
+            record.push(
+                row.layout
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |l| l.label.clone()),
+            );
+        }
         self.render(vec![record]) + "\n"
     }
 }
@@ -178,6 +195,13 @@ fn format_time(us: f64) -> String {
 
 /// The title line printed before a collective's rows.
 pub fn collective_title(row: &Row) -> String {
+    if row.layout.is_some() {
+        // One title over every layout, so a size's layouts stay adjacent.
+        return format!(
+            "#\n# {} (--groups: every group of a layout at once; each row is its slowest group; {})\n",
+            row.collective, row.path
+        );
+    }
     let mut title = format!(
         "#\n# {} ({} ranks, bus factor {:.4}, {})\n",
         row.collective, row.ranks, row.bus_factor, row.path
@@ -204,6 +228,8 @@ mod tests {
             iterations: 20,
             stats: None,
             rank_time_us: vec![12.5; 4],
+            groups: None,
+            slowest_group: None,
         };
         Row {
             collective: Collective::AllReduce,
@@ -219,6 +245,7 @@ mod tests {
             out_of_place: Some(m.clone()),
             in_place: Some(m),
             telemetry: None,
+            layout: None,
         }
     }
 
@@ -230,6 +257,13 @@ mod tests {
                 peak: Some(Peak::from_override(100.0)),
                 stats: true,
                 telemetry: true,
+                groups: false,
+            },
+            Layout {
+                peak: None,
+                stats: false,
+                telemetry: false,
+                groups: true,
             },
         ] {
             let heading = layout.heading();
@@ -250,6 +284,7 @@ mod tests {
             peak: Some(Peak::from_override(100.0)),
             stats: false,
             telemetry: false,
+            groups: false,
         };
         assert!(layout.heading().contains("%peak"));
         let cells: Vec<String> = layout

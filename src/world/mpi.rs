@@ -74,6 +74,21 @@ impl MpiWorld {
     pub fn communicator(&self) -> &SimpleCommunicator {
         &self.comm
     }
+
+    /// MPI_Comm_split of the job: ranks of equal `color` form one communicator, ordered by `key`.
+    /// Every rank calls it together. Errors come back as codes on the new communicator too.
+    pub fn split(&self, color: usize, key: usize) -> Result<SimpleCommunicator> {
+        let as_int = |v: usize, what: &str| {
+            i32::try_from(v)
+                .map_err(|_| Error::Internal(format!("MPI_Comm_split: {what} {v} exceeds an int")))
+        };
+        let (color, key) = (as_int(color, "color")?, as_int(key, "key")?);
+        raw::split(&self.comm, color, key).map_err(|code| {
+            self.check("MPI_Comm_split", code)
+                .err()
+                .unwrap_or_else(|| Error::Internal("MPI_Comm_split failed".into()))
+        })
+    }
 }
 
 impl World for MpiWorld {
@@ -182,6 +197,25 @@ pub(crate) mod raw {
             "{} (MPI error code {code})",
             String::from_utf8_lossy(&bytes)
         ))
+    }
+
+    /// MPI_Comm_split, with MPI_ERRORS_RETURN set on the new communicator; the error code on failure.
+    pub fn split(
+        comm: &SimpleCommunicator,
+        color: c_int,
+        key: c_int,
+    ) -> Result<SimpleCommunicator, c_int> {
+        use mpi::raw::FromRaw;
+        let mut new = std::mem::MaybeUninit::<ffi::MPI_Comm>::uninit();
+        // SAFETY: a valid communicator; MPI writes the new handle before we read it, and only on success.
+        let code = unsafe { ffi::MPI_Comm_split(comm.as_raw(), color, key, new.as_mut_ptr()) };
+        if code != 0 {
+            return Err(code);
+        }
+        // SAFETY: MPI_Comm_split succeeded, so the handle is a fresh intra-communicator we own.
+        let split = unsafe { SimpleCommunicator::from_raw(new.assume_init()) };
+        errors_return(&split);
+        Ok(split)
     }
 
     pub fn barrier(comm: &SimpleCommunicator) -> c_int {
