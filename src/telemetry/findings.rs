@@ -296,7 +296,8 @@ mod tests {
             Some(readings(1410.0, 88.0, &["sw_thermal_slowdown"])),
             None,
         ]);
-        let rows = vec![row];
+        // Blame is earned: a rank is named only when it is slow in most measurements.
+        let rows = vec![row; 6];
         let slow = attribute(&rows, &ranks, 10.0);
         let s = summarise(&rows, &ranks, &header(4), &slow).unwrap();
         assert_eq!(s.slow_rank_evidence.len(), 1);
@@ -309,9 +310,9 @@ mod tests {
         );
         assert_eq!(s.throttled.len(), 1);
         let t = &s.throttled[0];
-        assert_eq!((t.rank, t.rows_throttled, t.rows_sampled), (2, 1, 1));
+        assert_eq!((t.rank, t.rows_throttled, t.rows_sampled), (2, 6, 6));
         assert!(
-            text.contains("rank 2 on node07 (NVIDIA H100 80GB HBM3): thermal slowdown in 1 of 1 row(s); SM clock down to 1410 of 1980 MHz, up to 88 C, 650 of 700 W"),
+            text.contains("rank 2 on node07 (NVIDIA H100 80GB HBM3): thermal slowdown in 6 of 6 row(s); SM clock down to 1410 of 1980 MHz, up to 88 C, 650 of 700 W"),
             "{text}"
         );
         assert_eq!(cells(&rows[0]), ["1410", "88", "650"]);
@@ -322,12 +323,12 @@ mod tests {
         let ranks = vec![rank(0, "a"), rank(1, "a")];
         let mut row = row_with_rank_times(&[100.0, 130.0]);
         row.telemetry = Some(vec![Some(readings(1980.0, 60.0, &[])), None]);
-        let rows = vec![row];
+        let rows = vec![row; 6];
         let slow = attribute(&rows, &ranks, 10.0);
         assert_eq!(slow.suspect_ranks[0].rank, 1);
         let s = summarise(&rows, &ranks, &header(2), &slow).unwrap();
         assert!(s.slow_rank_evidence.is_empty());
-        assert!(render(&s, 1).contains("Throttled GPUs       : none"));
+        assert!(render(&s, 6).contains("Throttled GPUs       : none"));
         let plain = row_with_rank_times(&[1.0, 1.0]);
         assert_eq!(cells(&plain), ["-", "-", "-"]);
         let quiet = TelemetryHeader {
