@@ -1,5 +1,5 @@
 /* The reference for collbench's overhead benchmark: the smallest honest MPI timing loop.
- * Usage: mpi_loop all_reduce|sendrecv BYTES ITERS WARMUP
+ * Usage: mpi_loop all_reduce|all_to_all|sendrecv BYTES ITERS WARMUP
  * Prints the mean over ranks of (wall time of ITERS back-to-back operations / ITERS), in microseconds,
  * which is what collbench's default time column reports for the mpi backend (out-of-place). */
 #include <mpi.h>
@@ -7,12 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int allreduce, count, to, from;
+static int allreduce, alltoall, count, to, from, ranks;
 static float *send, *recv;
 
 static void one_operation(void) {
     if (allreduce)
         MPI_Allreduce(send, recv, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    else if (alltoall)
+        /* BYTES is the whole buffer, as collbench's size column: each peer gets BYTES / ranks. */
+        MPI_Alltoall(send, count / ranks, MPI_FLOAT, recv, count / ranks, MPI_FLOAT, MPI_COMM_WORLD);
     else
         MPI_Sendrecv(send, count, MPI_FLOAT, to, 0, recv, count, MPI_FLOAT, from, 0, MPI_COMM_WORLD,
                      MPI_STATUS_IGNORE);
@@ -21,13 +24,15 @@ static void one_operation(void) {
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     if (argc != 5) {
-        fprintf(stderr, "usage: mpi_loop all_reduce|sendrecv BYTES ITERS WARMUP\n");
+        fprintf(stderr, "usage: mpi_loop all_reduce|all_to_all|sendrecv BYTES ITERS WARMUP\n");
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     allreduce = strcmp(argv[1], "all_reduce") == 0;
+    alltoall = strcmp(argv[1], "all_to_all") == 0;
+    ranks = size;
     const long bytes = atol(argv[2]);
     const int iters = atoi(argv[3]), warmup = atoi(argv[4]);
     count = (int)(bytes / sizeof(float));

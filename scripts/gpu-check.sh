@@ -125,6 +125,18 @@ for ranks in one nodes; do
         "$(json "1 if d['status']=='complete' else 0" "$results/all_$ranks.json")" "==" 1
 done
 
+# --- 1b. layouts and pairs on the 2 nodes ----------------------------------------------------------------
+run groups_nodes nodes all_reduce,all_gather --groups 1,2 -b 32K -e "$max" -f 16 -n 20 -c 1
+check "--groups 1,2 on 2 nodes: exit code" "$?" "==" 0
+check "--groups 1,2 on 2 nodes: #wrong" \
+    "$(json "sum(m.get('wrong') or 0 for r in d['rows'] for m in (r['out_of_place'], r['in_place']) if m)" "$results/groups_nodes.json")" "==" 0
+check "--groups 1,2 on 2 nodes: rows of both layouts" \
+    "$(json "len({r['layout']['label'] for r in d['rows'] if r.get('layout')})" "$results/groups_nodes.json")" "==" 2
+nodes timeout 120 "$bin" pairs "${backend[@]}" -b 4M -J "$results/pairs_nodes.json" > "$results/pairs_nodes.log" 2>&1
+check "pairs on 2 nodes: exit code" "$?" "==" 0
+check "pairs on 2 nodes: pairs measured" \
+    "$(json "len(d['matrix'])" "$results/pairs_nodes.json")" ">=" 1
+
 # --- 2. -G, and the timed loop's cost against nccl-tests ---------------------------------------------
 if [ "$rehearse" = 0 ]; then
     run graph one all_reduce -b 32K -e 1M -f 32 -n 20 -G 5 -c 1
