@@ -202,3 +202,22 @@ fn rotating_offsets_stay_inside_the_buffers() {
         assert_eq!(m["wrong"], 0, "{row}");
     }
 }
+
+#[test]
+fn mpi_checks_in_place_all_to_all_and_sendrecv_which_it_defines() {
+    // NCCL leaves these in-place forms undefined and collbench does not check them there; MPI defines
+    // them (MPI_IN_PLACE, MPI_Sendrecv_replace), so here a corrupted in-place result must be caught.
+    let run = mpirun_json(
+        2,
+        "all_to_all,sendrecv -b 64K -e 64K -n 2",
+        &[("COLLBENCH_TEST_CORRUPT", "1:5")],
+    );
+    assert_eq!(run.code(), Some(7), "{}", run.stderr);
+    assert!(!run.stdout.contains("timed but not checked"), "{}", run.stdout);
+    let doc = run.doc();
+    for row in doc["rows"].as_array().unwrap() {
+        assert_eq!(row["in_place"]["wrong"], 5, "{row}");
+        assert!(row["in_place"]["check_skipped"].is_null(), "{row}");
+        assert_eq!(row["out_of_place"]["wrong"], 5, "{row}");
+    }
+}
