@@ -213,7 +213,11 @@ fn mpi_checks_in_place_all_to_all_and_sendrecv_which_it_defines() {
         &[("COLLBENCH_TEST_CORRUPT", "1:5")],
     );
     assert_eq!(run.code(), Some(7), "{}", run.stderr);
-    assert!(!run.stdout.contains("timed but not checked"), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("timed but not checked"),
+        "{}",
+        run.stdout
+    );
     let doc = run.doc();
     for row in doc["rows"].as_array().unwrap() {
         assert_eq!(row["in_place"]["wrong"], 5, "{row}");

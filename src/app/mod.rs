@@ -34,6 +34,8 @@ pub fn main_with_args(argv: Vec<String>) -> i32 {
         Err(e) => {
             if speaks {
                 let _ = e.print();
+            } else {
+                let_the_speaker_speak();
             }
             return e.exit_code();
         }
@@ -43,6 +45,8 @@ pub fn main_with_args(argv: Vec<String>) -> i32 {
         Err(e) => {
             if speaks {
                 eprintln!("collbench: error: {e}");
+            } else {
+                let_the_speaker_speak();
             }
             return e.exit_code().code();
         }
@@ -52,6 +56,12 @@ pub fn main_with_args(argv: Vec<String>) -> i32 {
     } else {
         with_world(&plan, &argv)
     }
+}
+
+/// A silent rank leaving with a usage error waits a moment first: mpirun ends the whole job as soon as
+/// one process exits with an error, and rank 0, which says why, could be killed before it has.
+fn let_the_speaker_speak() {
+    std::thread::sleep(std::time::Duration::from_secs(1));
 }
 
 /// `collbench topo`: what each host's GPUs, links and NICs are, and their peak, without running a
