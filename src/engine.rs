@@ -373,6 +373,23 @@ impl Engine<'_> {
         Ok(samples)
     }
 
+    /// The timing of `iters` timed iterations of -m operations each.
+    fn iterations_timing(
+        &self,
+        elapsed_us: f64,
+        iters: u64,
+        samples: Vec<f64>,
+        source: String,
+    ) -> Timing {
+        Timing {
+            elapsed_us,
+            ops: iters * self.plan.agg_iters,
+            iterations: iters,
+            samples,
+            source,
+        }
+    }
+
     /// `-n N`: the timed loop, then (after a barrier) the sampled pass.
     fn fixed(&mut self, desc: &OpDesc, iters: u64) -> Result<Timing> {
         let elapsed_us = self.timed_pass(desc, Step::Iteration, iters)?;
@@ -384,15 +401,10 @@ impl Engine<'_> {
         } else {
             Vec::new()
         };
-        Ok(Timing {
-            elapsed_us,
-            ops: iters * self.plan.agg_iters,
-            iterations: iters,
-            samples,
-            source: format!(
-                "a separate pass of {count} iterations after the timed loop, each between timer marks"
-            ),
-        })
+        let source = format!(
+            "a separate pass of {count} iterations after the timed loop, each between timer marks"
+        );
+        Ok(self.iterations_timing(elapsed_us, iters, samples, source))
     }
 
     /// `-G R`: the `iters` iterations captured once into a graph, one untimed replay (the first launch
@@ -454,15 +466,10 @@ impl Engine<'_> {
         self.watchdog.arm(|| Self::label(desc, "timed loop"));
         self.world.barrier()?;
         let elapsed_us = self.timed_pass(desc, Step::Iteration, iters)?;
-        Ok(Timing {
-            elapsed_us,
-            ops: iters * self.plan.agg_iters,
-            iterations: iters,
-            samples,
-            source: format!(
-                "the -n auto batches ({iters} iterations between timer marks) that decided the count, before the timed loop"
-            ),
-        })
+        let source = format!(
+            "the -n auto batches ({iters} iterations between timer marks) that decided the count, before the timed loop"
+        );
+        Ok(self.iterations_timing(elapsed_us, iters, samples, source))
     }
 
     fn measure(&mut self, desc: &OpDesc, factor: f64, layout: &Layout) -> Result<Measurement> {

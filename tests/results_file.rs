@@ -17,6 +17,11 @@ fn solo(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// One small all_reduce on one rank with its document at `json`.
+fn small_run(json: &str) -> std::process::Output {
+    small_run(json)
+}
+
 #[test]
 fn a_run_that_fails_before_its_first_row_leaves_a_failed_document() {
     // Nothing fits: the backend is up, no row is measured.
@@ -129,17 +134,7 @@ fn ctrl_c_marks_the_document_interrupted() {
 
 #[test]
 fn devices_keep_their_kind_and_a_full_one_is_a_write_error() {
-    let out = solo(&[
-        "all_reduce",
-        "-b",
-        "32K",
-        "-e",
-        "32K",
-        "-n",
-        "2",
-        "-J",
-        "/dev/null",
-    ]);
+    let out = small_run("/dev/null");
     assert!(
         out.status.success(),
         "{}",
@@ -150,17 +145,7 @@ fn devices_keep_their_kind_and_a_full_one_is_a_write_error() {
         .file_type()
         .is_char_device());
 
-    let out = solo(&[
-        "all_reduce",
-        "-b",
-        "32K",
-        "-e",
-        "32K",
-        "-n",
-        "2",
-        "-J",
-        "/dev/full",
-    ]);
+    let out = small_run("/dev/full");
     assert_eq!(out.status.code(), Some(10));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/dev/full"));
     assert!(std::fs::metadata("/dev/full")
@@ -194,17 +179,7 @@ fn a_symbolic_link_is_followed_and_kept() {
     std::fs::write(&target, "{}").unwrap();
     let link = dir.path().join("latest.json");
     std::os::unix::fs::symlink("results/real.json", &link).unwrap();
-    let out = solo(&[
-        "all_reduce",
-        "-b",
-        "32K",
-        "-e",
-        "32K",
-        "-n",
-        "2",
-        "-J",
-        link.to_str().unwrap(),
-    ]);
+    let out = small_run(link.to_str().unwrap());
     assert!(out.status.success());
     assert!(std::fs::symlink_metadata(&link)
         .unwrap()
@@ -214,17 +189,7 @@ fn a_symbolic_link_is_followed_and_kept() {
 
     // A dangling link names the file to create.
     std::fs::remove_file(&target).unwrap();
-    let out = solo(&[
-        "all_reduce",
-        "-b",
-        "32K",
-        "-e",
-        "32K",
-        "-n",
-        "2",
-        "-J",
-        link.to_str().unwrap(),
-    ]);
+    let out = small_run(link.to_str().unwrap());
     assert!(out.status.success());
     assert!(std::fs::symlink_metadata(&link)
         .unwrap()
@@ -244,17 +209,7 @@ fn a_fifo_reader_gets_the_document_and_the_fifo_stays() {
         .success());
     let reader_path = fifo.clone();
     let reader = std::thread::spawn(move || std::fs::read_to_string(reader_path).unwrap());
-    let out = solo(&[
-        "all_reduce",
-        "-b",
-        "32K",
-        "-e",
-        "32K",
-        "-n",
-        "2",
-        "-J",
-        fifo.to_str().unwrap(),
-    ]);
+    let out = small_run(fifo.to_str().unwrap());
     assert!(out.status.success());
     let text = reader.join().unwrap();
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
