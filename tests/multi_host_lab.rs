@@ -192,10 +192,10 @@ fn a_quiet_lab_names_nobody_and_expect_judges_pair_figures() {
     assert!(stdout.contains("<->"), "{stdout}");
 }
 
-// Not passing yet: after the cut, the ranks time out and call MPI_Abort, but mpirun keeps waiting for
-// the daemon on the cut host, which it cannot reach; the job outlives -T. Run it with --ignored.
+// After the cut every rank's -T fires (or MPI_Abort kills it) within -T; mpirun then waits for the
+// cut host's daemon until TCP gives up on it, which the lab's launch host does after about 13 s
+// (scripts/lab.sh, docs/FLEET.md "A host cut off mid-run").
 #[test]
-#[ignore = "mpirun waits for the unreachable daemon after the cut (issue 11, not done)"]
 fn a_link_cut_mid_run_ends_the_job_within_the_timeout_naming_the_host() {
     let Some(lab) = Lab::up(HOSTS) else { return };
     let json = lab.path("pairs.json");
@@ -251,7 +251,9 @@ fn a_link_cut_mid_run_ends_the_job_within_the_timeout_naming_the_host() {
     }
     lab.cut(3);
     let cut_at = Instant::now();
-    let deadline = Duration::from_secs(timeout_s + 30);
+    // -T, then the launch host's TCP giving up on the cut daemon (about 13 s), with room for a busy
+    // machine; without the lab's setting mpirun waits about 15 minutes.
+    let deadline = Duration::from_secs(timeout_s + 25);
     let status = loop {
         if let Some(s) = running.try_wait().expect("wait") {
             break s;

@@ -223,7 +223,23 @@ pub(crate) mod raw {
         unsafe { ffi::MPI_Barrier(comm.as_raw()) }
     }
 
+    /// How long MPI_Abort may take before this process ends itself: MPI_Abort hands the job's end to
+    /// the launcher's daemon, and a daemon that is hung or cut off must not keep this rank alive.
+    const ABORT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
     pub fn abort_world(code: c_int) -> ! {
+        let _ = std::thread::Builder::new()
+            .name("collbench-abort-grace".into())
+            .spawn(move || {
+                std::thread::sleep(ABORT_GRACE);
+                eprintln!(
+                    "collbench: MPI_Abort did not end this process within {} s; exiting with code {code}",
+                    ABORT_GRACE.as_secs()
+                );
+                // SAFETY: _exit ends the process at once, without the exit handlers (MPI's included)
+                // that could block as MPI_Abort did.
+                unsafe { libc::_exit(code) }
+            });
         // SAFETY: MPI_Abort on the world communicator; it does not return.
         unsafe {
             ffi::MPI_Abort(ffi::RSMPI_COMM_WORLD, code);
