@@ -68,6 +68,84 @@ fn a_sweep_runs_on_four_hosts_with_hosts_named_and_local_ranks() {
         Some(HOSTS)
     );
     assert_eq!(doc["status"], "complete");
+    // The link probe followed the sweep, left the rows alone and, on a quiet lab, names nobody.
+    assert_eq!(doc["rows"].as_array().map(Vec::len), Some(2), "{stdout}");
+    let probe = &doc["summary"]["link_probe"];
+    assert_eq!(probe["participants"].as_array().map(Vec::len), Some(HOSTS));
+    assert_eq!(probe["matrix"].as_array().map(Vec::len), Some(6));
+    assert_eq!(
+        probe["verdict"]["slow_pairs"].as_array().map(Vec::len),
+        Some(0),
+        "{stdout}"
+    );
+    assert!(stdout.contains("# Link probe"), "{stdout}");
+    assert!(stdout.contains("nobody to blame"), "{stdout}");
+    // --no-link-probe: no probe.
+    let (out, stdout, stderr) = output(&mut lab.collbench(
+        HOSTS,
+        1,
+        &[
+            "sendrecv",
+            "-b",
+            "1M",
+            "-e",
+            "1M",
+            "-n",
+            "1",
+            "--backend",
+            "mpi",
+            "--no-link-probe",
+            "-J",
+            &json,
+        ],
+    ));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let doc = read_json(std::path::Path::new(&json));
+    assert!(doc["summary"]["link_probe"].is_null(), "{stdout}");
+    assert!(!stdout.contains("Link probe"), "{stdout}");
+}
+
+#[test]
+fn the_summary_of_a_normal_sweep_names_the_throttled_host() {
+    let Some(lab) = Lab::up(HOSTS) else { return };
+    lab.slow_host(1, "200mbit");
+    let json = lab.path("run.json");
+    let (out, stdout, stderr) = output(&mut lab.collbench(
+        HOSTS,
+        1,
+        &[
+            "all_reduce",
+            "-b",
+            "4M",
+            "-e",
+            "4M",
+            "-n",
+            "2",
+            "--backend",
+            "mpi",
+            "-T",
+            "60",
+            "-J",
+            &json,
+        ],
+    ));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let bad = lab.host_name(1);
+    let doc = read_json(std::path::Path::new(&json));
+    let verdict = &doc["summary"]["link_probe"]["verdict"];
+    assert_eq!(
+        verdict["bad_hosts"].as_array().map(Vec::len),
+        Some(1),
+        "{stdout}"
+    );
+    assert_eq!(verdict["bad_hosts"][0]["name"], bad.as_str(), "{stdout}");
+    assert_eq!(
+        verdict["bad_links"].as_array().map(Vec::len),
+        Some(0),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("bad host {bad}")), "{stdout}");
+    assert_eq!(doc["rows"].as_array().map(Vec::len), Some(1), "{stdout}");
 }
 
 fn pairs(lab: &Lab, extra: &[&str]) -> (serde_json::Value, String) {

@@ -5,15 +5,15 @@
 // Without MPI only the refusal is built; the rest is the MPI path.
 #![cfg_attr(not(feature = "mpi"), allow(dead_code, unused_imports))]
 
-use crate::backend::{Backend, Exchange, OpDesc};
+use crate::backend::Backend;
 use crate::cli::RunArgs;
 use crate::collective::Collective;
 use crate::dtype::DataType;
 use crate::engine::Engine;
 use crate::error::{Error, ExitCode, Result};
 use crate::fleet::gate::{self, GateReport, Rule};
-use crate::pairs::model::{self, PairFigure, PairSample, PairsDocument, Participant};
-use crate::pairs::{plot, render, schedule, verdict};
+use crate::pairs::model::{self, PairFigure, PairsDocument, Participant};
+use crate::pairs::{plot, render, rounds, schedule, verdict};
 use crate::plan::Plan;
 use crate::report::model::{BackendReport, Measurement, RankInfo, Row, RunStatus};
 use crate::size::{parse_size, HumanSize};
@@ -244,33 +244,6 @@ fn timeout_with_context(message: &str) -> ! {
     crate::world::mpi::abort_job(ExitCode::Timeout.code())
 }
 
-/// The participants: each host's first rank, or every rank.
-fn participants(by: By, ranks: &[RankInfo]) -> Vec<Participant> {
-    match by {
-        By::Rank => ranks
-            .iter()
-            .map(|r| Participant {
-                name: format!("{} ({})", r.rank, r.host),
-                host: r.host.clone(),
-                rank: r.rank,
-            })
-            .collect(),
-        By::Host => {
-            let mut out: Vec<Participant> = Vec::new();
-            for r in ranks {
-                if !out.iter().any(|p| p.host == r.host) {
-                    out.push(Participant {
-                        name: r.host.clone(),
-                        host: r.host.clone(),
-                        rank: r.rank,
-                    });
-                }
-            }
-            out
-        }
-    }
-}
-
 fn run(
     plan: &PairsPlan,
     argv: &[String],
@@ -290,7 +263,7 @@ fn run(
     };
     let ranks: Vec<RankInfo> = all_gather_value(world, &info)?;
     watchdog.disarm();
-    let people = participants(plan.args.by, &ranks);
+    let people = rounds::participants(plan.args.by == By::Host, &ranks);
     if people.len() < 2 {
         return Err(Error::Usage(format!(
             "pairs needs at least two {}s, and this job has {} ({}): run under mpirun over more {}s{}",
@@ -364,73 +337,47 @@ fn run(
         buffer_bytes: per_buffer,
         observer: &mut crate::telemetry::NoTelemetry,
     };
-    let describe_round = |round: &schedule::Round| -> String {
-        round
-            .iter()
-            .map(|&(a, b)| format!("{} <-> {}", people[a].name, people[b].name))
-            .collect::<Vec<_>>()
-            .join(", ")
+    let exchanges = rounds::Exchanges {
+        people: &people,
+        rounds: &rounds,
+        repeats: plan.args.rounds,
+        size: plan.size,
+        latency_size: plan.latency_size,
     };
-    for repeat in 0..plan.args.rounds {
-        for (index, round) in rounds.iter().enumerate() {
-            let what = format!(
-                "repeat {}/{} round {}/{}: {}",
-                repeat + 1,
-                plan.args.rounds,
-                index + 1,
-                rounds.len(),
-                describe_round(round)
-            );
-            if let (Some(d), Some(path)) = (doc.as_mut(), plan.args.json.as_deref()) {
-                d.in_flight = Some(what.clone());
-                d.save(path)?;
-            }
-            if me == 0 {
-                println!("# {what}");
-                let _ = std::io::stdout().flush();
-            }
-            let peer = round.iter().find_map(|&(a, b)| {
-                let (ra, rb) = (people[a].rank, people[b].rank);
-                (ra == me).then_some(rb).or((rb == me).then_some(ra))
-            });
-            set_context(match peer {
-                Some(p) => format!(
-                    "pairs {what}: rank {me} ({}) was exchanging with rank {p} ({})",
-                    world.host(),
-                    ranks[p].host
-                ),
-                None => format!("pairs {what}: rank {me} was waiting for these pairs"),
-            });
-            engine
-                .backend
-                .set_exchange(peer.map_or(Exchange::Idle, Exchange::Peer))?;
-            let bandwidth = engine.measure_op(&exchange(plan.size, world))?;
-            let latency = engine.measure_op(&exchange(plan.latency_size, world))?;
-            if let Some(d) = doc.as_mut() {
-                for &(a, b) in round {
-                    let pair_time = |m: &Measurement| {
-                        m.rank_time_us[people[a].rank].max(m.rank_time_us[people[b].rank])
-                    };
-                    let time_us = pair_time(&bandwidth);
-                    d.samples.push(PairSample {
-                        repeat,
-                        round: index,
-                        a,
-                        b,
-                        bandwidth_gbps: crate::metrics::algbw_gbps(plan.size, time_us),
-                        time_us,
-                        latency_us: pair_time(&latency),
-                    });
-                }
-            }
+    let samples = exchanges.measure(&mut engine, |at| {
+        let what = format!(
+            "repeat {}/{} round {}/{}: {}",
+            at.repeat + 1,
+            plan.args.rounds,
+            at.round + 1,
+            rounds.len(),
+            at.pairs
+        );
+        if let (Some(d), Some(path)) = (doc.as_mut(), plan.args.json.as_deref()) {
+            d.samples = at.samples_so_far.to_vec();
+            d.in_flight = Some(what.clone());
+            d.save(path)?;
         }
-    }
-    engine.backend.set_exchange(Exchange::Ring)?;
+        if me == 0 {
+            println!("# {what}");
+            let _ = std::io::stdout().flush();
+        }
+        set_context(match at.peer {
+            Some(p) => format!(
+                "pairs {what}: rank {me} ({}) was exchanging with rank {p} ({})",
+                world.host(),
+                ranks[p].host
+            ),
+            None => format!("pairs {what}: rank {me} was waiting for these pairs"),
+        });
+        Ok(())
+    })?;
     set_context(String::new());
 
     let Some(mut d) = doc else {
         return Ok(0);
     };
+    d.samples = samples;
     let figures = model::matrix(&d.samples);
     let v = verdict::judge(&d.samples, &people, plan.args.slow_threshold);
     let mut text = render::matrices(&people, &figures);
@@ -456,21 +403,6 @@ fn run(
         d.save(path)?;
     }
     Ok(code.code())
-}
-
-/// The bidirectional exchange of `size` bytes each way, out of place.
-fn exchange(size: u64, world: &dyn World) -> OpDesc {
-    let dtype = DataType::Float;
-    OpDesc {
-        collective: Collective::SendRecv,
-        dtype,
-        op: None,
-        root: None,
-        shape: Collective::SendRecv.shape(size, dtype.size(), 2),
-        in_place: false,
-        shift_bytes: 0,
-        comm: crate::backend::Comm::whole(world.rank(), world.size()),
-    }
 }
 
 /// The gate over pair figures: every rule judged on each pair's bandwidth row and latency row, so a

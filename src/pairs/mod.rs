@@ -3,6 +3,8 @@
 
 pub mod model;
 pub mod plot;
+pub mod probe;
 pub mod render;
+pub mod rounds;
 pub mod schedule;
 pub mod verdict;

@@ -55,8 +55,13 @@ pub fn matrices(participants: &[Participant], figures: &[PairFigure]) -> String 
 
 /// The verdict: slow pairs, bad hosts, bad links, or that nobody is to blame.
 pub fn verdict(v: &PairsVerdict) -> String {
+    verdict_titled("Pairs verdict", v)
+}
+
+/// The verdict under another title (the sweep's "Link probe").
+pub fn verdict_titled(title: &str, v: &PairsVerdict) -> String {
     let mut out = format!(
-        "# Pairs verdict       : median pair {:.3} GB/s; slow below {}% of it\n",
+        "# {title:<21}: median pair {:.3} GB/s; slow below {}% of it\n",
         v.median_gbps,
         100.0 - v.threshold_percent
     );
