@@ -149,6 +149,13 @@ fn the_summary_of_a_normal_sweep_names_the_throttled_host() {
 }
 
 fn pairs(lab: &Lab, extra: &[&str]) -> (serde_json::Value, String) {
+    let (doc, stdout, code) = pairs_exiting(lab, extra);
+    assert_eq!(code, Some(0), "{stdout}");
+    (doc, stdout)
+}
+
+/// `collbench pairs` on 4 hosts x 2 ranks: the document, stdout and exit code.
+fn pairs_exiting(lab: &Lab, extra: &[&str]) -> (serde_json::Value, String, Option<i32>) {
     let json = lab.path("pairs.json");
     let mut args = vec![
         "pairs",
@@ -163,16 +170,43 @@ fn pairs(lab: &Lab, extra: &[&str]) -> (serde_json::Value, String) {
     ];
     args.extend(extra);
     let (out, stdout, stderr) = output(&mut lab.collbench(HOSTS, 2, &args));
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    (read_json(std::path::Path::new(&json)), stdout)
+    let code = out.status.code();
+    (
+        read_json(std::path::Path::new(&json)),
+        format!("{stdout}\n{stderr}"),
+        code,
+    )
 }
 
+/// With --all-gpus: both ranks of a host exchange with the same local rank of the other host at once.
 #[test]
 fn the_pairwise_matrix_names_the_throttled_host() {
     let Some(lab) = Lab::up(HOSTS) else { return };
     lab.slow_host(2, "200mbit");
     let svg = lab.path("pairs.svg");
-    let (doc, stdout) = pairs(&lab, &["--plot", &svg]);
+    let (doc, stdout) = pairs(&lab, &["--plot", &svg, "--all-gpus"]);
+    // Every host's two ranks took part, local rank 0 with 0 and 1 with 1, and each received exactly
+    // its peer's data.
+    assert_eq!(doc["all_gpus"], true);
+    for p in doc["participants"].as_array().expect("participants") {
+        let members: Vec<u64> = p["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .map(|m| m.as_u64().unwrap())
+            .collect();
+        assert_eq!(members.len(), 2, "{p}");
+        let locals: Vec<u64> = members
+            .iter()
+            .map(|&m| doc["ranks"][m as usize]["local_rank"].as_u64().unwrap())
+            .collect();
+        assert_eq!(locals, [0, 1], "{p}");
+    }
+    for s in doc["samples"].as_array().expect("samples") {
+        assert_eq!(s["lanes"], 2, "{s}");
+        assert_eq!(s["wrong"], 0, "{s}");
+    }
+    assert_eq!(doc["wrong_total"], 0);
     let bad = lab.host_name(2);
     let verdict = &doc["verdict"];
     assert_eq!(
@@ -219,7 +253,21 @@ fn the_pairwise_matrix_names_the_throttled_host() {
 fn the_pairwise_matrix_names_a_throttled_link_as_a_link() {
     let Some(lab) = Lab::up(HOSTS) else { return };
     lab.slow_link(1, 3, "200mbit");
-    let (doc, stdout) = pairs(&lab, &[]);
+    let (doc, stdout, code) = pairs_exiting(
+        &lab,
+        &["--expect", "no-bad-host", "--expect", "no-bad-link"],
+    );
+    // The verdict's rules: no bad host passes, the bad link fails the run with exit 8.
+    assert_eq!(code, Some(8), "{stdout}");
+    let verdicts = doc["gate"]["verdicts"].as_array().expect("verdicts");
+    assert_eq!(
+        verdicts
+            .iter()
+            .map(|v| (v["rule"].as_str().unwrap(), v["passed"].as_bool().unwrap()))
+            .collect::<Vec<_>>(),
+        [("no-bad-host", true), ("no-bad-link", false)],
+        "{stdout}"
+    );
     let verdict = &doc["verdict"];
     assert_eq!(
         verdict["bad_hosts"].as_array().map(Vec::len),
@@ -242,7 +290,17 @@ fn the_pairwise_matrix_names_a_throttled_link_as_a_link() {
 #[test]
 fn a_quiet_lab_names_nobody_and_expect_judges_pair_figures() {
     let Some(lab) = Lab::up(HOSTS) else { return };
-    let (doc, stdout) = pairs(&lab, &["--expect", "busbw>=0.000001@4M"]);
+    let (doc, stdout) = pairs(
+        &lab,
+        &[
+            "--expect",
+            "busbw>=0.000001@4M",
+            "--expect",
+            "no-bad-host",
+            "--expect",
+            "no-bad-link",
+        ],
+    );
     assert_eq!(
         doc["verdict"]["slow_pairs"].as_array().map(Vec::len),
         Some(0),

@@ -13,7 +13,7 @@ use crate::engine::Engine;
 use crate::error::{Error, ExitCode, Result};
 use crate::fleet::gate::{self, GateReport, Rule};
 use crate::pairs::model::{self, PairFigure, PairsDocument, Participant};
-use crate::pairs::{plot, render, rounds, schedule, verdict};
+use crate::pairs::{expect, plot, render, rounds, schedule, verdict};
 use crate::plan::Plan;
 use crate::report::model::{BackendReport, Measurement, RankInfo, Row, RunStatus};
 use crate::size::{parse_size, HumanSize};
@@ -33,12 +33,19 @@ use std::sync::Mutex;
 #[derive(Debug, Parser)]
 #[command(
     name = "collbench pairs",
-    after_help = "Examples:\n  mpirun -np 16 --map-by ppr:1:node collbench pairs -J pairs.json --plot pairs.svg\n  mpirun -np 64 collbench pairs --by rank --expect 'busbw>=20@4M'\n\nExit codes: 0 done (the verdict is printed and in the JSON), 2 usage error, 3 library error, 4 timeout (-T), 8 a --expect rule failed, 10 a file could not be written."
+    after_help = "Examples:\n  mpirun -np 16 --map-by ppr:1:node collbench pairs -J pairs.json --plot pairs.svg\n  mpirun -np 64 collbench pairs --by rank --expect 'busbw>=20@4M'\n\nExit codes: 0 done (the verdict is printed and in the JSON), 2 usage error, 3 library error, 4 timeout (-T), 7 an exchange delivered wrong data, 8 a --expect rule failed, 10 a file could not be written."
 )]
 pub struct PairsArgs {
     /// Pair hosts (the first rank of each host stands for it) or every rank.
     #[arg(long, value_enum, default_value = "host")]
     pub by: By,
+    /// With --by host: every GPU (rank) of one host exchanges with the same local rank of the other
+    /// host, all at once; the pair's bandwidth is their aggregate.
+    #[arg(long = "all-gpus", action = clap::ArgAction::SetTrue)]
+    pub all_gpus: bool,
+    /// Checked exchanges per round: every rank must receive exactly its peer's data (0: no check).
+    #[arg(short = 'c', long = "check", default_value_t = 1)]
+    pub check: u64,
     /// Bytes each way of the bandwidth exchange (judge TCP links at 4M or more).
     #[arg(short = 'b', long = "size", default_value = "4M")]
     pub size: String,
@@ -61,7 +68,8 @@ pub struct PairsArgs {
     #[arg(long = "slow-threshold", value_name = "PERCENT", default_value_t = verdict::DEFAULT_THRESHOLD_PERCENT)]
     pub slow_threshold: f64,
     /// A rule every pair must pass, as for a sweep: 'busbw>=20@4M' (GB/s each way at the bandwidth
-    /// size), 'time<=50us@-8' (the latency exchange). Repeatable; a failed rule exits 8.
+    /// size), 'time<=50us@-8' (the latency exchange); or on the verdict: 'no-bad-host', 'no-bad-link'.
+    /// Repeatable; a failed rule exits 8.
     #[arg(long, value_name = "RULE", action = clap::ArgAction::Append)]
     pub expect: Vec<String>,
     /// Write the results as one JSON document, rewritten after every round.
@@ -97,6 +105,7 @@ struct PairsPlan {
     size: u64,
     latency_size: u64,
     rules: Vec<Rule>,
+    verdict_rules: Vec<expect::VerdictRule>,
 }
 
 fn validate(args: PairsArgs) -> Result<PairsPlan> {
@@ -110,6 +119,11 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
             )));
         }
     }
+    if args.all_gpus && args.by != By::Host {
+        return Err(Error::usage(
+            "--all-gpus pairs the GPUs of two hosts: use it with --by host, or drop it",
+        ));
+    }
     if args.rounds == 0 {
         return Err(Error::usage("--rounds 0: measure every pair at least once"));
     }
@@ -119,9 +133,10 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
             args.slow_threshold
         )));
     }
-    let rules = gate::parse_rules(&args.expect)?;
-    // The engine measures the exchanges from a run plan of the same settings (no check: the ring's
-    // expected values do not apply to a peer exchange).
+    let (verdict_rules, figure_rules) = expect::split(&args.expect);
+    let rules = gate::parse_rules(&figure_rules)?;
+    // The engine measures the exchanges from a run plan of the same settings; its check is the ring's,
+    // so the peer exchange is checked by pairs/rounds.rs instead.
     let mut argv: Vec<String> = [
         "collbench pairs",
         "sendrecv",
@@ -158,6 +173,7 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
         size,
         latency_size,
         rules,
+        verdict_rules,
     })
 }
 
@@ -263,7 +279,7 @@ fn run(
     };
     let ranks: Vec<RankInfo> = all_gather_value(world, &info)?;
     watchdog.disarm();
-    let people = rounds::participants(plan.args.by == By::Host, &ranks);
+    let people = rounds::participants(plan.args.by == By::Host, plan.args.all_gpus, &ranks);
     if people.len() < 2 {
         return Err(Error::Usage(format!(
             "pairs needs at least two {}s, and this job has {} ({}): run under mpirun over more {}s{}",
@@ -305,6 +321,9 @@ fn run(
         size_bytes: plan.size,
         latency_size_bytes: plan.latency_size,
         iterations: plan.args.iters,
+        all_gpus: plan.args.all_gpus,
+        check_iterations: plan.args.check,
+        wrong_total: None,
         participants: people.clone(),
         ranks: ranks.clone(),
         samples: Vec::new(),
@@ -316,9 +335,14 @@ fn run(
     });
     if let Some(d) = &doc {
         println!(
-            "# collbench pairs: {} {}s, {} each way (latency at {}), {} round(s) x {} repeat(s), {}, backend {}",
+            "# collbench pairs: {} {}s{}, {} each way (latency at {}), {} round(s) x {} repeat(s), {}, backend {}",
             people.len(),
             d.by,
+            if d.all_gpus {
+                " (every GPU of a host with the same local rank of the other, at once)"
+            } else {
+                ""
+            },
             HumanSize(plan.size),
             HumanSize(plan.latency_size),
             rounds.len(),
@@ -343,6 +367,7 @@ fn run(
         repeats: plan.args.rounds,
         size: plan.size,
         latency_size: plan.latency_size,
+        check_iters: plan.args.check,
     };
     let samples = exchanges.measure(&mut engine, |at| {
         let what = format!(
@@ -383,11 +408,24 @@ fn run(
     let mut text = render::matrices(&people, &figures);
     text.push_str("#\n");
     text.push_str(&render::verdict(&v));
-    let mut code = ExitCode::Success;
-    if !plan.rules.is_empty() {
-        let report = judge_pairs(&plan.rules, &people, &figures, plan);
+    d.wrong_total = (plan.args.check > 0).then(|| d.samples.iter().filter_map(|s| s.wrong).sum());
+    text.push_str(&render::check(&d.samples, &people, plan.args.check));
+    // A failed check comes first, as in a sweep: figures of a broken exchange mean little.
+    let mut code = if d.wrong_total.unwrap_or(0) > 0 {
+        ExitCode::CheckFailed
+    } else {
+        ExitCode::Success
+    };
+    if !plan.rules.is_empty() || !plan.verdict_rules.is_empty() {
+        let mut report = judge_pairs(&plan.rules, &people, &figures, plan);
+        report
+            .verdicts
+            .extend(plan.verdict_rules.iter().map(|r| r.judge(&v)));
+        report.passed = report.verdicts.iter().all(|v| v.passed);
         text.push_str(&gate::render(&report));
-        code = report.exit_code();
+        if code == ExitCode::Success {
+            code = report.exit_code();
+        }
         d.gate = Some(report);
     }
     print!("{text}");

@@ -40,7 +40,7 @@ pub struct LinkProbe {
 
 /// Whether the sweep probes the links: asked for (not --no-link-probe) and more than one host.
 pub fn wanted(asked: bool, ranks: &[RankInfo]) -> bool {
-    asked && rounds::participants(true, ranks).len() > 1
+    asked && rounds::participants(true, false, ranks).len() > 1
 }
 
 /// Runs the probe on every rank (all take part) and returns the same result on each. `buffer_bytes` is
@@ -53,7 +53,7 @@ pub fn run(
     ranks: &[RankInfo],
     buffer_bytes: u64,
 ) -> Result<LinkProbe> {
-    let people = rounds::participants(true, ranks);
+    let people = rounds::participants(true, false, ranks);
     let schedule = schedule::circle_rounds(people.len());
     let needed = PROBE_BYTES.max(PROBE_LATENCY_BYTES);
     if buffer_bytes < needed {
@@ -82,6 +82,7 @@ pub fn run(
         repeats: PROBE_REPEATS,
         size: PROBE_BYTES,
         latency_size: PROBE_LATENCY_BYTES,
+        check_iters: 0,
     };
     let samples = exchanges.measure(&mut engine, |_| Ok(()))?;
     let verdict = verdict::judge(&samples, &people, sweep.slow_threshold_percent);

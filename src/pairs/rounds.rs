@@ -4,15 +4,20 @@
 
 use super::model::{PairSample, Participant};
 use super::schedule::Round;
-use crate::backend::{Comm, Exchange, OpDesc};
+use crate::backend::{BufferId, Comm, Exchange, OpDesc};
+use crate::check::pattern::Pattern;
+use crate::check::verify;
 use crate::collective::Collective;
 use crate::dtype::DataType;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::report::model::{Measurement, RankInfo};
+use crate::size::HumanSize;
+use crate::world::all_gather_value;
 
-/// The participants: each host's first rank (`by_host`), or every rank.
-pub fn participants(by_host: bool, ranks: &[RankInfo]) -> Vec<Participant> {
+/// The participants: each host (its first rank stands for it, or with `all_gpus` every rank of it, in
+/// local-rank order), or every rank.
+pub fn participants(by_host: bool, all_gpus: bool, ranks: &[RankInfo]) -> Vec<Participant> {
     if !by_host {
         return ranks
             .iter()
@@ -20,20 +25,35 @@ pub fn participants(by_host: bool, ranks: &[RankInfo]) -> Vec<Participant> {
                 name: format!("{} ({})", r.rank, r.host),
                 host: r.host.clone(),
                 rank: r.rank,
+                members: vec![r.rank],
             })
             .collect();
     }
     let mut out: Vec<Participant> = Vec::new();
     for r in ranks {
-        if !out.iter().any(|p| p.host == r.host) {
-            out.push(Participant {
+        match out.iter_mut().find(|p| p.host == r.host) {
+            Some(p) if all_gpus => p.members.push(r.rank),
+            Some(_) => {}
+            None => out.push(Participant {
                 name: r.host.clone(),
                 host: r.host.clone(),
                 rank: r.rank,
-            });
+                members: vec![r.rank],
+            }),
         }
     }
+    for p in &mut out {
+        let local = |m: usize| ranks.iter().find(|r| r.rank == m).map(|r| r.local_rank);
+        p.members.sort_by_key(|&m| (local(m), m));
+        p.rank = p.members[0];
+    }
     out
+}
+
+/// The rank pairs that exchange for participants `a` and `b`: local rank i with local rank i, as many
+/// as the smaller host has.
+fn lanes<'p>(a: &'p Participant, b: &'p Participant) -> impl Iterator<Item = (usize, usize)> + 'p {
+    a.members.iter().copied().zip(b.members.iter().copied())
 }
 
 /// What is about to be measured, told to the caller before each round on every rank.
@@ -55,6 +75,8 @@ pub struct Exchanges<'a> {
     /// Bytes each way of the bandwidth exchange and of the latency exchange.
     pub size: u64,
     pub latency_size: u64,
+    /// Checked exchanges of the bandwidth size per round, after it is timed; 0: no check.
+    pub check_iters: u64,
 }
 
 impl Exchanges<'_> {
@@ -70,8 +92,8 @@ impl Exchanges<'_> {
     /// The rank `me` exchanges with in `round`, if any.
     fn peer_of(&self, round: &Round, me: usize) -> Option<usize> {
         round.iter().find_map(|&(a, b)| {
-            let (ra, rb) = (self.people[a].rank, self.people[b].rank);
-            (ra == me).then_some(rb).or((rb == me).then_some(ra))
+            lanes(&self.people[a], &self.people[b])
+                .find_map(|(ra, rb)| (ra == me).then_some(rb).or((rb == me).then_some(ra)))
         })
     }
 
@@ -111,28 +133,96 @@ impl Exchanges<'_> {
                     .set_exchange(peer.map_or(Exchange::Idle, Exchange::Peer))?;
                 let world = engine.world;
                 let bandwidth = engine.measure_op(&exchange(self.size, world))?;
+                let wrong = (self.check_iters > 0)
+                    .then(|| self.check(engine, peer))
+                    .transpose()?;
                 let latency = engine.measure_op(&exchange(self.latency_size, world))?;
                 for &(a, b) in round {
+                    let pair: Vec<usize> = lanes(&self.people[a], &self.people[b])
+                        .flat_map(|(x, y)| [x, y])
+                        .collect();
+                    // The pair's time is its slowest rank's: the lanes ran at the same time.
                     let pair_time = |m: &Measurement| {
-                        let of = |p: &Participant| m.rank_time_us.get(p.rank).copied();
-                        of(&self.people[a])
-                            .zip(of(&self.people[b]))
-                            .map_or(m.time_us, |(x, y)| x.max(y))
+                        pair.iter()
+                            .map(|&r| m.rank_time_us.get(r).copied().unwrap_or(m.time_us))
+                            .fold(0.0, f64::max)
                     };
                     let time_us = pair_time(&bandwidth);
+                    let lane_count = pair.len() / 2;
                     samples.push(PairSample {
                         repeat,
                         round: index,
                         a,
                         b,
-                        bandwidth_gbps: crate::metrics::algbw_gbps(self.size, time_us),
+                        bandwidth_gbps: crate::metrics::algbw_gbps(
+                            self.size * lane_count as u64,
+                            time_us,
+                        ),
                         time_us,
                         latency_us: pair_time(&latency),
+                        lanes: lane_count,
+                        wrong: wrong
+                            .as_ref()
+                            .map(|w| pair.iter().filter_map(|&r| w.get(r)).sum()),
                     });
                 }
             }
         }
         Ok(samples)
+    }
+}
+
+impl Exchanges<'_> {
+    /// Runs the bandwidth exchange `check_iters` more times on fresh inputs and counts, on each rank,
+    /// the received elements that are not its peer's input exactly. Every rank takes part; returns
+    /// every rank's count.
+    fn check(&self, engine: &mut Engine, peer: Option<usize>) -> Result<Vec<u64>> {
+        let world = engine.world;
+        let (me, n) = (world.rank(), world.size());
+        let desc = exchange(self.size, world);
+        let corrupt = verify::corrupt_count_from_env(me).unwrap_or(0);
+        let mut wrong = 0u64;
+        for c in 0..self.check_iters {
+            engine.watchdog.arm(|| {
+                format!(
+                    "pair exchange of {}, correctness check",
+                    HumanSize(self.size)
+                )
+            });
+            let pattern = Pattern {
+                collective: Collective::SendRecv,
+                dtype: desc.dtype,
+                op: None,
+                root: 0,
+                ranks: n,
+                seed: engine.plan.seed.wrapping_add(c),
+                shape: desc.shape,
+            };
+            let span = desc.shape.buffer_bytes(desc.dtype.size());
+            engine.backend.fill(BufferId::Recv, span, 0xFF)?;
+            verify::write_input(engine.backend, &pattern, me, BufferId::Send, 0)?;
+            world.barrier()?;
+            engine.backend.enqueue(&desc)?;
+            engine.backend.wait()?;
+            if let Some(p) = peer {
+                // The pattern's sendrecv is the ring's: rank r expects rank r-1's input. The peer's
+                // input is what rank p+1 expects, so this rank's output is checked as p+1's.
+                wrong += verify::count_wrong(
+                    engine.backend,
+                    &pattern,
+                    (p + 1) % n,
+                    BufferId::Recv,
+                    0,
+                    corrupt,
+                )?;
+            }
+        }
+        engine
+            .watchdog
+            .arm(|| "gathering the pair exchange's check".into());
+        let all = all_gather_value(world, &wrong)?;
+        engine.watchdog.disarm();
+        Ok(all)
     }
 }
 
