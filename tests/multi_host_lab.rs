@@ -290,9 +290,12 @@ fn the_pairwise_matrix_names_a_throttled_link_as_a_link() {
 #[test]
 fn a_quiet_lab_names_nobody_and_expect_judges_pair_figures() {
     let Some(lab) = Lab::up(HOSTS) else { return };
+    let png = lab.path("pairs.png");
     let (doc, stdout) = pairs(
         &lab,
         &[
+            "--plot",
+            &png,
             "--expect",
             "busbw>=0.000001@4M",
             "--expect",
@@ -308,6 +311,8 @@ fn a_quiet_lab_names_nobody_and_expect_judges_pair_figures() {
     );
     assert!(stdout.contains("nobody to blame"), "{stdout}");
     assert_eq!(doc["gate"]["passed"], true);
+    let picture = std::fs::read(&png).expect("the PNG heatmap");
+    assert_eq!(&picture[..4], b"\x89PNG", "a PNG");
     // An impossible bound fails with exit 8, naming a pair.
     let (out, stdout, _) = output(&mut lab.collbench(
         HOSTS,

@@ -75,8 +75,8 @@ pub struct PairsArgs {
     /// Write the results as one JSON document, rewritten after every round.
     #[arg(short = 'J', long = "json", value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Write the bandwidth matrix as a heatmap (.svg).
-    #[arg(long, value_name = "FILE.svg")]
+    /// Write the bandwidth matrix as a heatmap, SVG or PNG by the extension.
+    #[arg(long, value_name = "FILE.svg|FILE.png")]
     pub plot: Option<PathBuf>,
     /// Communication backend: nccl, rccl, mpi (host memory), or auto.
     #[arg(long, default_value = "auto")]
@@ -118,6 +118,9 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
                 "{flag} {bytes}: an exchange moves floats: give at least 4 bytes"
             )));
         }
+    }
+    if let Some(path) = &args.plot {
+        plot::check_extension(path)?;
     }
     if args.all_gpus && args.by != By::Host {
         return Err(Error::usage(
