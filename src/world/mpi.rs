@@ -161,6 +161,13 @@ impl World for MpiWorld {
 
 /// Ends every rank of the job; for the panic hook and the watchdog, which hold no World.
 pub fn abort_job(code: i32) -> ! {
+    if crate::testing::abort_hangs() {
+        // The test switch: an MPI_Abort that never returns, as with a hung or unreachable daemon.
+        raw::end_after_grace(code);
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
     raw::abort_world(code)
 }
 
@@ -228,6 +235,16 @@ pub(crate) mod raw {
     const ABORT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
     pub fn abort_world(code: c_int) -> ! {
+        end_after_grace(code);
+        // SAFETY: MPI_Abort on the world communicator; it does not return.
+        unsafe {
+            ffi::MPI_Abort(ffi::RSMPI_COMM_WORLD, code);
+        }
+        std::process::exit(code)
+    }
+
+    /// Ends this process with `code` after ABORT_GRACE unless something ends it sooner.
+    pub fn end_after_grace(code: c_int) {
         let _ = std::thread::Builder::new()
             .name("collbench-abort-grace".into())
             .spawn(move || {
@@ -240,11 +257,6 @@ pub(crate) mod raw {
                 // that could block as MPI_Abort did.
                 unsafe { libc::_exit(code) }
             });
-        // SAFETY: MPI_Abort on the world communicator; it does not return.
-        unsafe {
-            ffi::MPI_Abort(ffi::RSMPI_COMM_WORLD, code);
-        }
-        std::process::exit(code)
     }
 
     /// MPI_IN_PLACE is a macro of the implementation's header, not a symbol: Open MPI defines it as
