@@ -102,6 +102,13 @@ up() {
         ip -n "$ns" link set eth0 up
         ip -n "$ns" link set lo up
         ip link set "$veth" master "$(bridge_name "$id")" up
+        if [ "$i" = 0 ]; then
+            # mpirun runs here. When a host is cut, mpirun's order to that host's daemon stays
+            # unacknowledged and mpirun waits until the kernel gives up retransmitting it: 15 retries,
+            # about 15 minutes, by default. The lab's launch host gives up after 5 (about 13 s), as
+            # docs/FLEET.md advises for a real launch node.
+            ip netns exec "$ns" sysctl -qw net.ipv4.tcp_retries2=5
+        fi
         echo "$(address "$dir" "$i") slots=64" >>"$dir/hostfile"
         echo "$(address "$dir" "$i") $ns" >>"$dir/names"
     done

@@ -220,6 +220,11 @@ pub struct RunArgs {
     /// No progress bar (it is shown only when stderr is a terminal).
     #[arg(long = "no-progress", action = ArgAction::SetTrue)]
     pub no_progress: bool,
+
+    /// Skip the link probe that follows the sweep when the job spans several hosts (a short pairs
+    /// exchange between the hosts' first ranks, naming a slow host or link in the summary).
+    #[arg(long = "no-link-probe", action = ArgAction::SetTrue)]
+    pub no_link_probe: bool,
 }
 
 const AFTER_HELP: &str = "\

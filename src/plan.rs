@@ -100,6 +100,8 @@ pub struct Plan {
     pub json: Option<PathBuf>,
     #[serde(skip)]
     pub quiet: bool,
+    /// Probe the links between hosts after the sweep when the job spans several (off with --no-link-probe).
+    pub link_probe: bool,
 }
 
 /// The layouts of --groups, else of NCCL_TESTS_SPLIT (or NCCL_TESTS_SPLIT_MASK, nccl-tests' `rank & mask`).
@@ -362,6 +364,7 @@ impl Plan {
             csv: args.csv.clone(),
             json: args.json.clone(),
             quiet: args.quiet,
+            link_probe: !args.no_link_probe,
         })
     }
 

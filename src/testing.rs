@@ -6,9 +6,15 @@
 //! - COLLBENCH_TEST_HANG=RANK:ROW    RANK sleeps forever (to exercise -T)
 //! - COLLBENCH_TEST_DELAY=RANK:US    RANK sees each timed operation complete US microseconds late
 //! - COLLBENCH_TEST_CORRUPT=RANK:N   (check/verify.rs) RANK corrupts N output elements per check
+//! - COLLBENCH_TEST_ABORT_HANGS=1   (world/mpi.rs) ending the job, MPI_Abort never returns
 //! - COLLBENCH_TEST_NVML=PATH        (telemetry/source.rs) GPU telemetry from the NVML at PATH, GPU = local rank
 
 use std::time::Duration;
+
+/// COLLBENCH_TEST_ABORT_HANGS: whether ending the job should act as an MPI_Abort that never returns.
+pub fn abort_hangs() -> bool {
+    std::env::var_os("COLLBENCH_TEST_ABORT_HANGS").is_some()
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct TestSwitches {

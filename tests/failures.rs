@@ -189,3 +189,30 @@ fn a_usage_error_under_mpirun_is_said_once_and_exits_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("'12Q' is not a size").count(), 1, "{stderr}");
 }
+
+/// A rank whose MPI_Abort never returns (its daemon hung or cut off) still ends within 5 s of the
+/// timeout, with the timeout's exit code, so mpirun sees it go and ends the job.
+#[test]
+fn a_rank_whose_abort_hangs_ends_itself() {
+    let started = Instant::now();
+    let out = mpirun(
+        2,
+        &["sendrecv", "-b", "1K", "-e", "1K", "-T", "2"],
+        &[
+            ("COLLBENCH_TEST_HANG", "1:0"),
+            ("COLLBENCH_TEST_ABORT_HANGS", "1"),
+        ],
+    )
+    .timeout(Duration::from_secs(60))
+    .output()
+    .expect("mpirun runs");
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("MPI_Abort did not end this process within 5 s; exiting with code 4"),
+        "{stderr}"
+    );
+    // 2 s to the timeout, 5 s of grace, and mpirun's start and end on a busy machine.
+    assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
+}

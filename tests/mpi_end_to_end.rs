@@ -224,4 +224,49 @@ fn mpi_checks_in_place_all_to_all_and_sendrecv_which_it_defines() {
         assert!(row["in_place"]["check_skipped"].is_null(), "{row}");
         assert_eq!(row["out_of_place"]["wrong"], 5, "{row}");
     }
+
+/// `collbench pairs` checks the peer exchange exactly: a rank must receive its peer's data, not the
+/// ring's; a corrupting rank spoils exactly the pairs it is in, and the run exits 7.
+#[test]
+fn the_pair_exchange_is_checked_against_the_peer() {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../docs/schema/pairs.schema.json")).expect("JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let pairs = "pairs --by rank --backend mpi -b 64K --rounds 1 -n 1";
+    let quiet = mpirun_json(4, pairs, &[]);
+    quiet.assert_success();
+    let doc = quiet.doc();
+    assert!(validator.is_valid(&doc), "{doc}");
+    assert_eq!(doc["check_iterations"], 1);
+    assert_eq!(doc["wrong_total"], 0, "{}", quiet.stdout);
+    assert!(
+        quiet.stdout.contains("# Wrong elements       : 0"),
+        "{}",
+        quiet.stdout
+    );
+
+    let spoiled = mpirun_json(4, pairs, &[("COLLBENCH_TEST_CORRUPT", "1:13")]);
+    assert_eq!(spoiled.code(), Some(7), "{}", spoiled.stdout);
+    let doc = spoiled.doc();
+    let samples = doc["samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 6);
+    for s in samples {
+        let with_rank_1 = s["a"] == 1 || s["b"] == 1;
+        assert_eq!(s["wrong"], if with_rank_1 { 13 } else { 0 }, "{s}");
+    }
+    assert_eq!(doc["wrong_total"], 39);
+    assert_eq!(doc["exit_code"], 7);
+    assert!(
+        spoiled.stdout.contains("FAILED (exit code 7)"),
+        "{}",
+        spoiled.stdout
+    );
+
+    let unchecked = mpirun_json(
+        4,
+        &format!("{pairs} -c 0"),
+        &[("COLLBENCH_TEST_CORRUPT", "1:13")],
+    );
+    unchecked.assert_success();
+    assert!(unchecked.doc()["wrong_total"].is_null());
 }

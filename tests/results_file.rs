@@ -19,7 +19,17 @@ fn solo(args: &[&str]) -> std::process::Output {
 
 /// One small all_reduce on one rank with its document at `json`.
 fn small_run(json: &str) -> std::process::Output {
-    solo(&["all_reduce", "-b", "32K", "-e", "32K", "-n", "2", "-J", json])
+    solo(&[
+        "all_reduce",
+        "-b",
+        "32K",
+        "-e",
+        "32K",
+        "-n",
+        "2",
+        "-J",
+        json,
+    ])
 }
 
 #[test]

@@ -171,6 +171,7 @@ pub fn sweep(
         device: backend.device(),
     };
     let ranks: Vec<RankInfo> = all_gather_value(world, &me)?;
+    let probe_links = crate::pairs::probe::wanted(plan.link_probe, &ranks);
     let nodes = topology::gather_nodes(world)?;
     watchdog.arm(|| "opening each rank's GPU telemetry".into());
     let (mut telemetry, telemetry_header) =
@@ -199,7 +200,7 @@ pub fn sweep(
         };
         doc.plan.sizes = sizes.clone();
         doc.plan.memory_cap = memory_cap;
-        doc.ranks = ranks;
+        doc.ranks = ranks.clone();
         doc.notes = notes;
         doc.peak_gbps = topo.peak.as_ref().map(|p| p.gbps);
         doc.topology = Some(topo);
@@ -242,12 +243,20 @@ pub fn sweep(
         Some(r) => engine.run(&combos, &layouts, &sizes, r)?,
         None => engine.run(&combos, &layouts, &sizes, &mut NullSink)?,
     }
+    // After the rows, which it leaves as they are: every rank takes part.
+    let probe = if probe_links {
+        Some(crate::pairs::probe::run(
+            plan, world, backend, watchdog, &ranks, per_buffer,
+        )?)
+    } else {
+        None
+    };
 
     // Rank 0 judges; every rank leaves with its verdict.
     let mut code = [0.0];
     if let Some(r) = reporter.as_mut() {
         r.finish_progress();
-        code[0] = finish(plan, r)?.code() as f64;
+        code[0] = finish(plan, r, probe)?.code() as f64;
     }
     world.all_reduce_f64(&mut code, Combine::Max)?;
     Ok(code[0] as i32)
@@ -255,7 +264,11 @@ pub fn sweep(
 
 /// The end of the run on rank 0: footer, slow ranks, gate; the exit code (a failed check first, then the
 /// gate).
-fn finish(plan: &Plan, r: &mut Reporter) -> Result<ExitCode> {
+fn finish(
+    plan: &Plan,
+    r: &mut Reporter,
+    probe: Option<crate::pairs::probe::LinkProbe>,
+) -> Result<ExitCode> {
     let mut s = summary::summarise(&r.doc.rows, plan.check_iters > 0);
     let slow =
         crate::fleet::slow::attribute(&r.doc.rows, &r.doc.ranks, plan.slow_threshold_percent);
@@ -269,6 +282,10 @@ fn finish(plan: &Plan, r: &mut Reporter) -> Result<ExitCode> {
         }
     }
     s.slow_ranks = Some(slow);
+    if let Some(p) = &probe {
+        text.push_str(&crate::pairs::probe::render(p));
+    }
+    s.link_probe = probe;
     let mut exit = if s.check_passed == Some(false) {
         ExitCode::CheckFailed
     } else {

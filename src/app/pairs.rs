@@ -5,15 +5,15 @@
 // Without MPI only the refusal is built; the rest is the MPI path.
 #![cfg_attr(not(feature = "mpi"), allow(dead_code, unused_imports))]
 
-use crate::backend::{Backend, Exchange, OpDesc};
+use crate::backend::Backend;
 use crate::cli::RunArgs;
 use crate::collective::Collective;
 use crate::dtype::DataType;
 use crate::engine::Engine;
 use crate::error::{Error, ExitCode, Result};
 use crate::fleet::gate::{self, GateReport, Rule};
-use crate::pairs::model::{self, PairFigure, PairSample, PairsDocument, Participant};
-use crate::pairs::{plot, render, schedule, verdict};
+use crate::pairs::model::{self, PairFigure, PairsDocument, Participant};
+use crate::pairs::{expect, plot, render, rounds, schedule, verdict};
 use crate::plan::Plan;
 use crate::report::model::{BackendReport, Measurement, RankInfo, Row, RunStatus};
 use crate::size::{parse_size, HumanSize};
@@ -33,12 +33,19 @@ use std::sync::Mutex;
 #[derive(Debug, Parser)]
 #[command(
     name = "collbench pairs",
-    after_help = "Examples:\n  mpirun -np 16 --map-by ppr:1:node collbench pairs -J pairs.json --plot pairs.svg\n  mpirun -np 64 collbench pairs --by rank --expect 'busbw>=20@4M'\n\nExit codes: 0 done (the verdict is printed and in the JSON), 2 usage error, 3 library error, 4 timeout (-T), 8 a --expect rule failed, 10 a file could not be written."
+    after_help = "Examples:\n  mpirun -np 16 --map-by ppr:1:node collbench pairs -J pairs.json --plot pairs.svg\n  mpirun -np 64 collbench pairs --by rank --expect 'busbw>=20@4M'\n\nExit codes: 0 done (the verdict is printed and in the JSON), 2 usage error, 3 library error, 4 timeout (-T), 7 an exchange delivered wrong data, 8 a --expect rule failed, 10 a file could not be written."
 )]
 pub struct PairsArgs {
     /// Pair hosts (the first rank of each host stands for it) or every rank.
     #[arg(long, value_enum, default_value = "host")]
     pub by: By,
+    /// With --by host: every GPU (rank) of one host exchanges with the same local rank of the other
+    /// host, all at once; the pair's bandwidth is their aggregate.
+    #[arg(long = "all-gpus", action = clap::ArgAction::SetTrue)]
+    pub all_gpus: bool,
+    /// Checked exchanges per round: every rank must receive exactly its peer's data (0: no check).
+    #[arg(short = 'c', long = "check", default_value_t = 1)]
+    pub check: u64,
     /// Bytes each way of the bandwidth exchange (judge TCP links at 4M or more).
     #[arg(short = 'b', long = "size", default_value = "4M")]
     pub size: String,
@@ -61,14 +68,15 @@ pub struct PairsArgs {
     #[arg(long = "slow-threshold", value_name = "PERCENT", default_value_t = verdict::DEFAULT_THRESHOLD_PERCENT)]
     pub slow_threshold: f64,
     /// A rule every pair must pass, as for a sweep: 'busbw>=20@4M' (GB/s each way at the bandwidth
-    /// size), 'time<=50us@-8' (the latency exchange). Repeatable; a failed rule exits 8.
+    /// size), 'time<=50us@-8' (the latency exchange); or on the verdict: 'no-bad-host', 'no-bad-link'.
+    /// Repeatable; a failed rule exits 8.
     #[arg(long, value_name = "RULE", action = clap::ArgAction::Append)]
     pub expect: Vec<String>,
     /// Write the results as one JSON document, rewritten after every round.
     #[arg(short = 'J', long = "json", value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Write the bandwidth matrix as a heatmap (.svg).
-    #[arg(long, value_name = "FILE.svg")]
+    /// Write the bandwidth matrix as a heatmap, SVG or PNG by the extension.
+    #[arg(long, value_name = "FILE.svg|FILE.png")]
     pub plot: Option<PathBuf>,
     /// Communication backend: nccl, rccl, mpi (host memory), or auto.
     #[arg(long, default_value = "auto")]
@@ -97,6 +105,7 @@ struct PairsPlan {
     size: u64,
     latency_size: u64,
     rules: Vec<Rule>,
+    verdict_rules: Vec<expect::VerdictRule>,
 }
 
 fn validate(args: PairsArgs) -> Result<PairsPlan> {
@@ -110,6 +119,14 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
             )));
         }
     }
+    if let Some(path) = &args.plot {
+        plot::check_extension(path)?;
+    }
+    if args.all_gpus && args.by != By::Host {
+        return Err(Error::usage(
+            "--all-gpus pairs the GPUs of two hosts: use it with --by host, or drop it",
+        ));
+    }
     if args.rounds == 0 {
         return Err(Error::usage("--rounds 0: measure every pair at least once"));
     }
@@ -119,9 +136,10 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
             args.slow_threshold
         )));
     }
-    let rules = gate::parse_rules(&args.expect)?;
-    // The engine measures the exchanges from a run plan of the same settings (no check: the ring's
-    // expected values do not apply to a peer exchange).
+    let (verdict_rules, figure_rules) = expect::split(&args.expect);
+    let rules = gate::parse_rules(&figure_rules)?;
+    // The engine measures the exchanges from a run plan of the same settings; its check is the ring's,
+    // so the peer exchange is checked by pairs/rounds.rs instead.
     let mut argv: Vec<String> = [
         "collbench pairs",
         "sendrecv",
@@ -158,6 +176,7 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
         size,
         latency_size,
         rules,
+        verdict_rules,
     })
 }
 
@@ -244,33 +263,6 @@ fn timeout_with_context(message: &str) -> ! {
     crate::world::mpi::abort_job(ExitCode::Timeout.code())
 }
 
-/// The participants: each host's first rank, or every rank.
-fn participants(by: By, ranks: &[RankInfo]) -> Vec<Participant> {
-    match by {
-        By::Rank => ranks
-            .iter()
-            .map(|r| Participant {
-                name: format!("{} ({})", r.rank, r.host),
-                host: r.host.clone(),
-                rank: r.rank,
-            })
-            .collect(),
-        By::Host => {
-            let mut out: Vec<Participant> = Vec::new();
-            for r in ranks {
-                if !out.iter().any(|p| p.host == r.host) {
-                    out.push(Participant {
-                        name: r.host.clone(),
-                        host: r.host.clone(),
-                        rank: r.rank,
-                    });
-                }
-            }
-            out
-        }
-    }
-}
-
 fn run(
     plan: &PairsPlan,
     argv: &[String],
@@ -290,7 +282,7 @@ fn run(
     };
     let ranks: Vec<RankInfo> = all_gather_value(world, &info)?;
     watchdog.disarm();
-    let people = participants(plan.args.by, &ranks);
+    let people = rounds::participants(plan.args.by == By::Host, plan.args.all_gpus, &ranks);
     if people.len() < 2 {
         return Err(Error::Usage(format!(
             "pairs needs at least two {}s, and this job has {} ({}): run under mpirun over more {}s{}",
@@ -332,6 +324,9 @@ fn run(
         size_bytes: plan.size,
         latency_size_bytes: plan.latency_size,
         iterations: plan.args.iters,
+        all_gpus: plan.args.all_gpus,
+        check_iterations: plan.args.check,
+        wrong_total: None,
         participants: people.clone(),
         ranks: ranks.clone(),
         samples: Vec::new(),
@@ -343,9 +338,14 @@ fn run(
     });
     if let Some(d) = &doc {
         println!(
-            "# collbench pairs: {} {}s, {} each way (latency at {}), {} round(s) x {} repeat(s), {}, backend {}",
+            "# collbench pairs: {} {}s{}, {} each way (latency at {}), {} round(s) x {} repeat(s), {}, backend {}",
             people.len(),
             d.by,
+            if d.all_gpus {
+                " (every GPU of a host with the same local rank of the other, at once)"
+            } else {
+                ""
+            },
             HumanSize(plan.size),
             HumanSize(plan.latency_size),
             rounds.len(),
@@ -364,83 +364,71 @@ fn run(
         buffer_bytes: per_buffer,
         observer: &mut crate::telemetry::NoTelemetry,
     };
-    let describe_round = |round: &schedule::Round| -> String {
-        round
-            .iter()
-            .map(|&(a, b)| format!("{} <-> {}", people[a].name, people[b].name))
-            .collect::<Vec<_>>()
-            .join(", ")
+    let exchanges = rounds::Exchanges {
+        people: &people,
+        rounds: &rounds,
+        repeats: plan.args.rounds,
+        size: plan.size,
+        latency_size: plan.latency_size,
+        check_iters: plan.args.check,
     };
-    for repeat in 0..plan.args.rounds {
-        for (index, round) in rounds.iter().enumerate() {
-            let what = format!(
-                "repeat {}/{} round {}/{}: {}",
-                repeat + 1,
-                plan.args.rounds,
-                index + 1,
-                rounds.len(),
-                describe_round(round)
-            );
-            if let (Some(d), Some(path)) = (doc.as_mut(), plan.args.json.as_deref()) {
-                d.in_flight = Some(what.clone());
-                d.save(path)?;
-            }
-            if me == 0 {
-                println!("# {what}");
-                let _ = std::io::stdout().flush();
-            }
-            let peer = round.iter().find_map(|&(a, b)| {
-                let (ra, rb) = (people[a].rank, people[b].rank);
-                (ra == me).then_some(rb).or((rb == me).then_some(ra))
-            });
-            set_context(match peer {
-                Some(p) => format!(
-                    "pairs {what}: rank {me} ({}) was exchanging with rank {p} ({})",
-                    world.host(),
-                    ranks[p].host
-                ),
-                None => format!("pairs {what}: rank {me} was waiting for these pairs"),
-            });
-            engine
-                .backend
-                .set_exchange(peer.map_or(Exchange::Idle, Exchange::Peer))?;
-            let bandwidth = engine.measure_op(&exchange(plan.size, world))?;
-            let latency = engine.measure_op(&exchange(plan.latency_size, world))?;
-            if let Some(d) = doc.as_mut() {
-                for &(a, b) in round {
-                    let pair_time = |m: &Measurement| {
-                        m.rank_time_us[people[a].rank].max(m.rank_time_us[people[b].rank])
-                    };
-                    let time_us = pair_time(&bandwidth);
-                    d.samples.push(PairSample {
-                        repeat,
-                        round: index,
-                        a,
-                        b,
-                        bandwidth_gbps: crate::metrics::algbw_gbps(plan.size, time_us),
-                        time_us,
-                        latency_us: pair_time(&latency),
-                    });
-                }
-            }
+    let samples = exchanges.measure(&mut engine, |at| {
+        let what = format!(
+            "repeat {}/{} round {}/{}: {}",
+            at.repeat + 1,
+            plan.args.rounds,
+            at.round + 1,
+            rounds.len(),
+            at.pairs
+        );
+        if let (Some(d), Some(path)) = (doc.as_mut(), plan.args.json.as_deref()) {
+            d.samples = at.samples_so_far.to_vec();
+            d.in_flight = Some(what.clone());
+            d.save(path)?;
         }
-    }
-    engine.backend.set_exchange(Exchange::Ring)?;
+        if me == 0 {
+            println!("# {what}");
+            let _ = std::io::stdout().flush();
+        }
+        set_context(match at.peer {
+            Some(p) => format!(
+                "pairs {what}: rank {me} ({}) was exchanging with rank {p} ({})",
+                world.host(),
+                ranks[p].host
+            ),
+            None => format!("pairs {what}: rank {me} was waiting for these pairs"),
+        });
+        Ok(())
+    })?;
     set_context(String::new());
 
     let Some(mut d) = doc else {
         return Ok(0);
     };
+    d.samples = samples;
     let figures = model::matrix(&d.samples);
     let v = verdict::judge(&d.samples, &people, plan.args.slow_threshold);
     let mut text = render::matrices(&people, &figures);
     text.push_str("#\n");
     text.push_str(&render::verdict(&v));
-    let mut code = ExitCode::Success;
-    if !plan.rules.is_empty() {
-        let report = judge_pairs(&plan.rules, &people, &figures, plan);
+    d.wrong_total = (plan.args.check > 0).then(|| d.samples.iter().filter_map(|s| s.wrong).sum());
+    text.push_str(&render::check(&d.samples, &people, plan.args.check));
+    // A failed check comes first, as in a sweep: figures of a broken exchange mean little.
+    let mut code = if d.wrong_total.unwrap_or(0) > 0 {
+        ExitCode::CheckFailed
+    } else {
+        ExitCode::Success
+    };
+    if !plan.rules.is_empty() || !plan.verdict_rules.is_empty() {
+        let mut report = judge_pairs(&plan.rules, &people, &figures, plan);
+        report
+            .verdicts
+            .extend(plan.verdict_rules.iter().map(|r| r.judge(&v)));
+        report.passed = report.verdicts.iter().all(|v| v.passed);
         text.push_str(&gate::render(&report));
-        code = report.exit_code();
+        if code == ExitCode::Success {
+            code = report.exit_code();
+        }
         d.gate = Some(report);
     }
     print!("{text}");
@@ -456,21 +444,6 @@ fn run(
         d.save(path)?;
     }
     Ok(code.code())
-}
-
-/// The bidirectional exchange of `size` bytes each way, out of place.
-fn exchange(size: u64, world: &dyn World) -> OpDesc {
-    let dtype = DataType::Float;
-    OpDesc {
-        collective: Collective::SendRecv,
-        dtype,
-        op: None,
-        root: None,
-        shape: Collective::SendRecv.shape(size, dtype.size(), 2),
-        in_place: false,
-        shift_bytes: 0,
-        comm: crate::backend::Comm::whole(world.rank(), world.size()),
-    }
 }
 
 /// The gate over pair figures: every rule judged on each pair's bandwidth row and latency row, so a

@@ -33,6 +33,15 @@ pub struct PairsDocument {
     pub size_bytes: u64,
     pub latency_size_bytes: u64,
     pub iterations: u64,
+    /// --all-gpus: every rank of a host exchanged with the same local rank of the other host.
+    #[serde(default)]
+    pub all_gpus: bool,
+    /// Checked exchanges per round (-c); 0: no check.
+    #[serde(default)]
+    pub check_iterations: u64,
+    /// Wrong elements over every round; null without -c or until every round has run.
+    #[serde(default)]
+    pub wrong_total: Option<u64>,
     pub participants: Vec<Participant>,
     pub ranks: Vec<RankInfo>,
     /// Every measurement, in the order taken; rewritten to the file after each round.
@@ -53,8 +62,12 @@ pub struct Participant {
     /// "host-a" (by host) or "3 (host-a)" (by rank).
     pub name: String,
     pub host: String,
-    /// The rank that exchanges for it.
+    /// The rank that exchanges for it (the first of `members`).
     pub rank: usize,
+    /// Every rank that exchanges for it, in local-rank order: with --all-gpus all of its host's ranks,
+    /// else just `rank`.
+    #[serde(default)]
+    pub members: Vec<usize>,
 }
 
 /// One pair exchanging in one round.
@@ -70,6 +83,17 @@ pub struct PairSample {
     pub time_us: f64,
     /// Time of one exchange at the latency size.
     pub latency_us: f64,
+    /// Rank pairs that exchanged at once for this pair (local rank i with local rank i): 1 unless
+    /// --all-gpus. Bandwidth is their aggregate: lanes x bytes each way / the slowest rank's time.
+    #[serde(default = "one_lane")]
+    pub lanes: usize,
+    /// Elements received that were not the peer's (every lane, both directions); null without -c.
+    #[serde(default)]
+    pub wrong: Option<u64>,
+}
+
+fn one_lane() -> usize {
+    1
 }
 
 /// A cell of the matrix.

@@ -1,6 +1,6 @@
 //! The matrix as text (bandwidth and latency of every pair) and the verdict's lines, nccl-tests style.
 
-use super::model::{PairFigure, Participant};
+use super::model::{PairFigure, PairSample, Participant};
 use super::verdict::PairsVerdict;
 
 /// One matrix, `value` of each cell, `-` on the diagonal and where a pair was not measured.
@@ -54,9 +54,37 @@ pub fn matrices(participants: &[Participant], figures: &[PairFigure]) -> String 
 }
 
 /// The verdict: slow pairs, bad hosts, bad links, or that nobody is to blame.
-pub fn verdict(v: &PairsVerdict) -> String {
+/// The check's line: wrong elements over every exchange, and the pairs that had any.
+pub fn check(samples: &[PairSample], people: &[Participant], check_iters: u64) -> String {
+    if check_iters == 0 {
+        return "# Wrong elements       : not checked (-c 0)\n".into();
+    }
+    let total: u64 = samples.iter().filter_map(|s| s.wrong).sum();
     let mut out = format!(
-        "# Pairs verdict       : median pair {:.3} GB/s; slow below {}% of it\n",
+        "# Wrong elements       : {total} ({check_iters} checked exchange(s) per round: each rank must receive its peer's data exactly) {}\n",
+        if total == 0 { "OK" } else { "FAILED (exit code 7)" }
+    );
+    for s in samples.iter().filter(|s| s.wrong.unwrap_or(0) > 0) {
+        out.push_str(&format!(
+            "#   {} <-> {}: {} wrong in repeat {} round {}\n",
+            people[s.a].name,
+            people[s.b].name,
+            s.wrong.unwrap_or(0),
+            s.repeat + 1,
+            s.round + 1
+        ));
+    }
+    out
+}
+
+pub fn verdict(v: &PairsVerdict) -> String {
+    verdict_titled("Pairs verdict", v)
+}
+
+/// The verdict under another title (the sweep's "Link probe").
+pub fn verdict_titled(title: &str, v: &PairsVerdict) -> String {
+    let mut out = format!(
+        "# {title:<21}: median pair {:.3} GB/s; slow below {}% of it\n",
         v.median_gbps,
         100.0 - v.threshold_percent
     );
@@ -107,6 +135,7 @@ mod tests {
                 name: n.to_string(),
                 host: n.to_string(),
                 rank: i,
+                members: vec![i],
             })
             .collect();
         let figures = vec![

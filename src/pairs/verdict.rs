@@ -166,6 +166,7 @@ mod tests {
                 name: format!("h{i}"),
                 host: format!("h{i}"),
                 rank: i,
+                members: vec![i],
             })
             .collect()
     }
@@ -188,6 +189,8 @@ mod tests {
                         bandwidth_gbps: bw(a, b, repeat),
                         time_us: 1.0,
                         latency_us: 1.0,
+                        lanes: 1,
+                        wrong: None,
                     });
                 }
             }

@@ -247,6 +247,9 @@ pub struct Summary {
     /// Throttled ranks and the readings behind each slow rank; null when no GPU was read.
     #[serde(default)]
     pub telemetry: Option<crate::telemetry::findings::TelemetrySummary>,
+    /// The link probe after the sweep (jobs over several hosts): pair figures and who is to blame.
+    #[serde(default)]
+    pub link_probe: Option<crate::pairs::probe::LinkProbe>,
 }
 
 /// A bus-bandwidth figure and exactly which rows it covers.

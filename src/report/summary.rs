@@ -66,6 +66,7 @@ pub fn summarise(rows: &[Row], check_on: bool) -> Summary {
         slow_ranks: None,
         gate: None,
         telemetry: None,
+        link_probe: None,
     }
 }
 

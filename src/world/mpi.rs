@@ -161,6 +161,13 @@ impl World for MpiWorld {
 
 /// Ends every rank of the job; for the panic hook and the watchdog, which hold no World.
 pub fn abort_job(code: i32) -> ! {
+    if crate::testing::abort_hangs() {
+        // The test switch: an MPI_Abort that never returns, as with a hung or unreachable daemon.
+        raw::end_after_grace(code);
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
     raw::abort_world(code)
 }
 
@@ -223,12 +230,33 @@ pub(crate) mod raw {
         unsafe { ffi::MPI_Barrier(comm.as_raw()) }
     }
 
+    /// How long MPI_Abort may take before this process ends itself: MPI_Abort hands the job's end to
+    /// the launcher's daemon, and a daemon that is hung or cut off must not keep this rank alive.
+    const ABORT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
     pub fn abort_world(code: c_int) -> ! {
+        end_after_grace(code);
         // SAFETY: MPI_Abort on the world communicator; it does not return.
         unsafe {
             ffi::MPI_Abort(ffi::RSMPI_COMM_WORLD, code);
         }
         std::process::exit(code)
+    }
+
+    /// Ends this process with `code` after ABORT_GRACE unless something ends it sooner.
+    pub fn end_after_grace(code: c_int) {
+        let _ = std::thread::Builder::new()
+            .name("collbench-abort-grace".into())
+            .spawn(move || {
+                std::thread::sleep(ABORT_GRACE);
+                eprintln!(
+                    "collbench: MPI_Abort did not end this process within {} s; exiting with code {code}",
+                    ABORT_GRACE.as_secs()
+                );
+                // SAFETY: _exit ends the process at once, without the exit handlers (MPI's included)
+                // that could block as MPI_Abort did.
+                unsafe { libc::_exit(code) }
+            });
     }
 
     /// MPI_IN_PLACE is a macro of the implementation's header, not a symbol: Open MPI defines it as

@@ -1,0 +1,177 @@
+//! The sweep's link probe: when the job spans several hosts, a short pass of the pairs exchange between
+//! the first ranks of each host after the sweep, so that the summary can name a slow host or link. In a
+//! blocking collective a slow link slows every rank alike, so the rows cannot say which; the rows are
+//! not touched.
+
+use super::model::{self, PairFigure, Participant};
+use super::render;
+use super::rounds::{self, Exchanges};
+use super::schedule;
+use super::verdict::{self, PairsVerdict};
+use crate::backend::Backend;
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::plan::{Iterations, Plan};
+use crate::report::model::RankInfo;
+use crate::size::HumanSize;
+use crate::testing::TestSwitches;
+use crate::watchdog::Watchdog;
+use crate::world::World;
+use serde::{Deserialize, Serialize};
+
+/// Bytes each way: TCP links are judged at 4M or more (docs/FLEET.md).
+pub const PROBE_BYTES: u64 = 4 << 20;
+/// Every pair measured this many times, so blame is earned by a majority.
+pub const PROBE_REPEATS: usize = 3;
+const PROBE_ITERS: u64 = 3;
+const PROBE_LATENCY_BYTES: u64 = 8;
+
+/// What the probe measured and concluded (the sweep's `summary.link_probe`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkProbe {
+    pub size_bytes: u64,
+    pub repeats: usize,
+    /// Each host's first rank.
+    pub participants: Vec<Participant>,
+    /// Each pair's median over the repeats.
+    pub matrix: Vec<PairFigure>,
+    pub verdict: PairsVerdict,
+}
+
+/// Whether the sweep probes the links: asked for (not --no-link-probe) and more than one host.
+pub fn wanted(asked: bool, ranks: &[RankInfo]) -> bool {
+    asked && rounds::participants(true, false, ranks).len() > 1
+}
+
+/// Runs the probe on every rank (all take part) and returns the same result on each. `buffer_bytes` is
+/// what the sweep allocated; the probe grows it to its own size when smaller.
+pub fn run(
+    sweep: &Plan,
+    world: &dyn World,
+    backend: &mut dyn Backend,
+    watchdog: &Watchdog,
+    ranks: &[RankInfo],
+    buffer_bytes: u64,
+) -> Result<LinkProbe> {
+    let people = rounds::participants(true, false, ranks);
+    let schedule = schedule::circle_rounds(people.len());
+    let needed = PROBE_BYTES.max(PROBE_LATENCY_BYTES);
+    if buffer_bytes < needed {
+        watchdog.arm(|| {
+            format!(
+                "allocating the link probe's buffers of {}",
+                HumanSize(needed)
+            )
+        });
+        backend.allocate(needed)?;
+        watchdog.disarm();
+    }
+    let plan = probe_plan(sweep);
+    let mut engine = Engine {
+        plan: &plan,
+        world,
+        backend,
+        watchdog,
+        switches: TestSwitches::default(),
+        buffer_bytes: buffer_bytes.max(needed),
+        observer: &mut crate::telemetry::NoTelemetry,
+    };
+    let exchanges = Exchanges {
+        people: &people,
+        rounds: &schedule,
+        repeats: PROBE_REPEATS,
+        size: PROBE_BYTES,
+        latency_size: PROBE_LATENCY_BYTES,
+        check_iters: 0,
+    };
+    let samples = exchanges.measure(&mut engine, |_| Ok(()))?;
+    let verdict = verdict::judge(&samples, &people, sweep.slow_threshold_percent);
+    Ok(LinkProbe {
+        size_bytes: PROBE_BYTES,
+        repeats: PROBE_REPEATS,
+        matrix: model::matrix(&samples),
+        participants: people,
+        verdict,
+    })
+}
+
+/// The sweep's settings (backend, -T, threshold) with a short timed loop, no sampled pass and no
+/// check: the sendrecv check expects the ring, not a peer exchange.
+fn probe_plan(sweep: &Plan) -> Plan {
+    Plan {
+        iters: Iterations::Fixed(PROBE_ITERS),
+        warmup_iters: 1,
+        agg_iters: 1,
+        check_iters: 0,
+        samples: Some(0),
+        cudagraph_replays: 0,
+        ..sweep.clone()
+    }
+}
+
+/// The summary's lines: how the probe ran, then the verdict.
+pub fn render(probe: &LinkProbe) -> String {
+    let mut out = format!(
+        "# Link probe           : {} hosts, first rank of each, {} each way, {} repeat(s) of every pair (--no-link-probe to skip)\n",
+        probe.participants.len(),
+        HumanSize(probe.size_bytes),
+        probe.repeats
+    );
+    if probe.participants.len() < 3 {
+        out.push_str(
+            "#   two hosts make one pair, with nothing to compare it with: nobody can be named\n",
+        );
+    }
+    out.push_str(&render::verdict_titled("Link verdict", &probe.verdict));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rank(rank: usize, host: &str) -> RankInfo {
+        RankInfo {
+            rank,
+            host: host.into(),
+            pid: 1,
+            local_rank: 0,
+            device: crate::backend::DeviceInfo {
+                kind: "host".into(),
+                index: None,
+                name: "host memory".into(),
+                pci_bus_id: None,
+            },
+        }
+    }
+
+    #[test]
+    fn probes_only_jobs_over_several_hosts_unless_told_not_to() {
+        let one_host = [rank(0, "a"), rank(1, "a")];
+        let two_hosts = [rank(0, "a"), rank(1, "a"), rank(2, "b")];
+        assert!(!wanted(true, &one_host));
+        assert!(wanted(true, &two_hosts));
+        assert!(!wanted(false, &two_hosts));
+    }
+
+    #[test]
+    fn the_probe_runs_short_and_unchecked_whatever_the_sweep_asked() {
+        let args = <crate::cli::RunArgs as clap::Parser>::try_parse_from([
+            "collbench",
+            "all_reduce",
+            "-n",
+            "50",
+            "-c",
+            "1",
+            "-w",
+            "10",
+        ])
+        .expect("arguments");
+        let sweep = Plan::from_args(&args).expect("a plan");
+        let probe = probe_plan(&sweep);
+        assert!(matches!(probe.iters, Iterations::Fixed(PROBE_ITERS)));
+        assert_eq!((probe.check_iters, probe.warmup_iters), (0, 1));
+        assert_eq!(probe.sample_iters(PROBE_ITERS), 0);
+        assert_eq!(probe.timeout_s, sweep.timeout_s);
+    }
+}
