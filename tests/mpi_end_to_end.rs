@@ -224,6 +224,7 @@ fn mpi_checks_in_place_all_to_all_and_sendrecv_which_it_defines() {
         assert!(row["in_place"]["check_skipped"].is_null(), "{row}");
         assert_eq!(row["out_of_place"]["wrong"], 5, "{row}");
     }
+}
 
 /// `collbench pairs` checks the peer exchange exactly: a rank must receive its peer's data, not the
 /// ring's; a corrupting rank spoils exactly the pairs it is in, and the run exits 7.
