@@ -132,10 +132,14 @@ check "--groups 1,2 on 2 nodes: #wrong" \
     "$(json "sum(m.get('wrong') or 0 for r in d['rows'] for m in (r['out_of_place'], r['in_place']) if m)" "$results/groups_nodes.json")" "==" 0
 check "--groups 1,2 on 2 nodes: rows of both layouts" \
     "$(json "len({r['layout']['label'] for r in d['rows'] if r.get('layout')})" "$results/groups_nodes.json")" "==" 2
-nodes timeout 120 "$bin" pairs "${backend[@]}" -b 4M -J "$results/pairs_nodes.json" > "$results/pairs_nodes.log" 2>&1
+run pairs_nodes nodes pairs -b 64M --rounds 3 -T 60 --plot "$results/pairs_nodes.png"
 check "pairs on 2 nodes: exit code" "$?" "==" 0
-check "pairs on 2 nodes: pairs measured" \
-    "$(json "len(d['matrix'])" "$results/pairs_nodes.json")" ">=" 1
+check "pairs on 2 nodes: #wrong" "$(json "d['wrong_total']" "$results/pairs_nodes.json")" "==" 0
+check "pairs on 2 nodes: nobody blamed" "$(json "len(d['verdict']['slow_pairs'])" "$results/pairs_nodes.json")" "==" 0
+nodes env COLLBENCH_TEST_CORRUPT=1:7 "$bin" pairs -b 64M -c 2 -T 60 "${backend[@]}" -J "$results/pairs_corrupt.json" > "$results/pairs_corrupt.log" 2>&1
+check "pairs fault corrupt: exit code" "$?" "==" 7
+# 7 elements x 2 checks x 3 repeats x 1 pair.
+check "pairs fault corrupt: #wrong counted exactly" "$(json "d['wrong_total']" "$results/pairs_corrupt.json")" "==" 42
 
 # --- 2. -G, and the timed loop's cost against nccl-tests ---------------------------------------------
 if [ "$rehearse" = 0 ]; then
