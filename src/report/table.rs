@@ -193,6 +193,27 @@ fn format_time(us: f64) -> String {
     }
 }
 
+/// The comment line under an all_to_allv row: its traffic's phase and source, the imbalance, and the
+/// range of every rank's sent and received bytes (a `#` line, so nccl-tests parsers skip it).
+pub fn traffic_line(t: &crate::traffic::TrafficReport) -> String {
+    let range = |v: &[u64]| {
+        let (lo, hi) = (v.iter().min(), v.iter().max());
+        match (lo, hi) {
+            (Some(lo), Some(hi)) if lo == hi => format!("{lo} B"),
+            (Some(lo), Some(hi)) => format!("{lo} to {hi} B"),
+            _ => "-".into(),
+        }
+    };
+    format!(
+        "#   ^ {}{}: imbalance {:.3} (busiest rank's bytes over the mean); each rank sends {}, receives {}\n",
+        t.phase.as_deref().map(|p| format!("{p}, ")).unwrap_or_default(),
+        t.source,
+        t.imbalance,
+        range(&t.rank_sent_bytes),
+        range(&t.rank_received_bytes)
+    )
+}
+
 /// The title line printed before a collective's rows.
 pub fn collective_title(row: &Row) -> String {
     if row.layout.is_some() {
