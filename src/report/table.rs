@@ -129,8 +129,16 @@ impl Layout {
             format!("{:.2}", m.busbw_gbps),
         ];
         if let Some(peak) = &self.peak {
+            // With --groups, the slowest group's busbw against that group's own peak.
+            let own = m
+                .slowest_group
+                .and_then(|i| m.groups.as_ref()?.get(i)?.peak_percent)
+                .map(|percent| crate::topo::peak::PercentOfPeak {
+                    percent,
+                    above_peak: percent > 100.0,
+                });
             cells.push(
-                percent_of_peak(m.busbw_gbps, peak)
+                own.or_else(|| percent_of_peak(m.busbw_gbps, peak))
                     .map(|p| p.short())
                     .unwrap_or_else(|| "-".into()),
             );
