@@ -3,7 +3,7 @@
 
 use crate::engine::RowSink;
 use crate::error::{Error, Result};
-use crate::fleet::csv::CsvWriter;
+use crate::report::csv::CsvWriter;
 use crate::report::model::{Row, RunDocument, RunStatus};
 use crate::report::{json, table};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
