@@ -6,6 +6,7 @@
 use crate::collective::{Collective, InPlaceLayout, Shape};
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::Result;
+pub use crate::ffi::device::{DeviceInfo, LibraryVersion};
 use crate::world::World;
 use serde::Serialize;
 
@@ -71,24 +72,6 @@ pub struct GroupJoin {
 pub enum BufferId {
     Send,
     Recv,
-}
-
-/// The device a rank runs on, for the header and the JSON.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct DeviceInfo {
-    /// "host" for the mpi backend, "cuda" or "hip" for GPUs.
-    pub kind: String,
-    /// Device ordinal as the process sees it, when there is one.
-    pub index: Option<usize>,
-    pub name: String,
-    pub pci_bus_id: Option<String>,
-}
-
-/// A library version for the header and the JSON, e.g. ("NCCL", "2.32.3").
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct LibraryVersion {
-    pub library: String,
-    pub version: String,
 }
 
 /// Whom a rank's sendrecv exchanges with: nccl-tests' ring (send to the next rank, receive from the
