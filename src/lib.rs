@@ -20,5 +20,6 @@ pub mod size;
 pub mod telemetry;
 pub mod testing;
 pub mod topo;
+pub mod traffic;
 pub mod watchdog;
 pub mod world;

@@ -1,7 +1,7 @@
 //! `--csv` on a recorded run: a header, one line per (row, placement), the JSON's numbers exactly, and
 //! every line on disk as soon as its row is written.
 
-use collbench::fleet::csv::{CsvWriter, COLUMNS};
+use collbench::report::csv::{CsvWriter, COLUMNS};
 use collbench::report::json;
 use std::path::Path;
 

@@ -468,6 +468,7 @@ fn judge_pairs(
             cycle: 0,
             bus_factor: 1.0,
             path: "peer exchange".into(),
+            traffic: None,
             out_of_place: Some(Measurement {
                 time_us,
                 algbw_gbps: algbw,

@@ -6,6 +6,7 @@
 use crate::collective::{Collective, InPlaceLayout, Shape};
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::Result;
+pub use crate::ffi::device::{DeviceInfo, LibraryVersion};
 use crate::world::World;
 use serde::Serialize;
 
@@ -15,7 +16,7 @@ pub mod mpi;
 pub mod select;
 
 /// One operation as the engine asks for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OpDesc {
     pub collective: Collective,
     pub dtype: DataType,
@@ -31,6 +32,9 @@ pub struct OpDesc {
     pub shift_bytes: u64,
     /// The communicator it runs on, and this rank's place in it.
     pub comm: Comm,
+    /// all_to_allv's bytes from each rank of `comm` to each other (None for every other collective).
+    #[serde(skip)]
+    pub counts: Option<std::sync::Arc<crate::traffic::matrix::PeerBytes>>,
 }
 
 /// A backend's handle on one of its communicators: 0 is the whole job, `Backend::split` makes others.
@@ -68,24 +72,6 @@ pub struct GroupJoin {
 pub enum BufferId {
     Send,
     Recv,
-}
-
-/// The device a rank runs on, for the header and the JSON.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct DeviceInfo {
-    /// "host" for the mpi backend, "cuda" or "hip" for GPUs.
-    pub kind: String,
-    /// Device ordinal as the process sees it, when there is one.
-    pub index: Option<usize>,
-    pub name: String,
-    pub pci_bus_id: Option<String>,
-}
-
-/// A library version for the header and the JSON, e.g. ("NCCL", "2.32.3").
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct LibraryVersion {
-    pub library: String,
-    pub version: String,
 }
 
 /// Whom a rank's sendrecv exchanges with: nccl-tests' ring (send to the next rank, receive from the
@@ -145,6 +131,12 @@ pub trait Backend {
     /// does, but never checks it: its result is whatever the library happened to leave.
     fn in_place_undefined(&self, _collective: Collective) -> Option<String> {
         None
+    }
+    /// Whether the library's in-place all_to_allv sends what each rank receives (MPI_IN_PLACE takes the
+    /// receive counts for both), so that it has an in-place form only for a symmetric matrix; the
+    /// engine then measures no in-place all_to_allv on an asymmetric one.
+    fn in_place_v_needs_symmetry(&self) -> bool {
+        false
     }
     /// Makes the communicator of this rank's group (MPI_Comm_split, or one NCCL communicator per group).
     /// Every rank of `world` calls it together, once per layout, before the first row.

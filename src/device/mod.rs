@@ -1,58 +1,8 @@
 //! GPU devices as the GPU backend sees them: which device a rank takes (honouring *_VISIBLE_DEVICES), and
 //! the small set of device operations (memory, stream, events) that CUDA and HIP both provide.
 
-use crate::backend::{DeviceInfo, LibraryVersion};
 use crate::error::{Error, Result};
-use crate::ffi::{DeviceAddr, StreamHandle};
-
-/// Device work the GPU backend needs, implemented over the CUDA driver (cudarc) and the HIP runtime.
-/// One value drives one device from one thread, with one stream.
-pub trait GpuDevice {
-    fn info(&self) -> DeviceInfo;
-    /// Driver and runtime versions, for the header.
-    fn versions(&self) -> Vec<LibraryVersion>;
-    /// The stream every operation is enqueued on.
-    fn stream(&self) -> StreamHandle;
-    fn alloc(&mut self, bytes: u64) -> Result<DeviceAddr>;
-    fn free(&mut self, addr: DeviceAddr) -> Result<()>;
-    /// Host to device, after the stream's work has finished.
-    fn copy_in(&mut self, dst: DeviceAddr, data: &[u8]) -> Result<()>;
-    /// Device to host, after the stream's work has finished.
-    fn copy_out(&mut self, src: DeviceAddr, out: &mut [u8]) -> Result<()>;
-    fn memset(&mut self, dst: DeviceAddr, len: u64, byte: u8) -> Result<()>;
-    /// Whether everything enqueued on the stream has finished (a query, never blocking).
-    fn stream_done(&mut self) -> Result<bool>;
-    /// Makes sure at least `count` events exist, so recording allocates nothing.
-    fn reserve_events(&mut self, count: usize) -> Result<()>;
-    /// Records event `index` on the stream (creating it if `reserve_events` did not).
-    fn record_event(&mut self, index: usize) -> Result<()>;
-    /// Milliseconds between two recorded events.
-    fn elapsed_ms(&mut self, start: usize, end: usize) -> Result<f32>;
-    /// (free, total) bytes of device memory.
-    fn mem_info(&self) -> Result<(u64, u64)>;
-    /// Whether the device computes on FP8 (None when the device cannot tell).
-    fn supports_fp8(&self) -> Option<bool>;
-    /// Starts capturing the stream's work into a graph instead of running it (-G).
-    fn begin_capture(&mut self) -> Result<()> {
-        Err(Error::Unsupported(
-            "-G: this GPU runtime's graph capture is not supported by collbench; run without -G"
-                .into(),
-        ))
-    }
-    /// Ends the capture and makes the graph ready to launch. Touches no other CUDA object: anything else
-    /// done while the stream captures invalidates the capture.
-    fn end_capture(&mut self) -> Result<()> {
-        Err(Error::Internal("end_capture without graph support".into()))
-    }
-    /// Destroys the captured graph, after its replays completed and outside any capture.
-    fn release_graph(&mut self) -> Result<()> {
-        Ok(())
-    }
-    /// Enqueues one replay of the captured graph on the stream.
-    fn launch_graph(&mut self) -> Result<()> {
-        Err(Error::Internal("launch_graph without graph support".into()))
-    }
-}
+pub use crate::ffi::device::GpuDevice;
 
 /// Entries of a *_VISIBLE_DEVICES value: indices, GPU-/MIG- UUIDs, as the runtime reads them.
 /// An empty value hides every device.

@@ -4,8 +4,7 @@
 //! cudarc panics when libcuda is missing or lacks a symbol, so every entry here first asks
 //! `driver_status()`, and only symbols present in every CUDA 11+ driver are called.
 
-use crate::backend::{DeviceInfo, LibraryVersion};
-use crate::device::GpuDevice;
+use super::device::{DeviceInfo, GpuDevice, LibraryVersion};
 use crate::error::{Error, Result};
 use crate::ffi::{c_text, DeviceAddr, StreamHandle};
 use cudarc::driver::sys;

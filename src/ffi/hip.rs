@@ -1,11 +1,10 @@
 //! The safe layer over the HIP runtime (libamdhip64, loaded at run time): device count, and one device
 //! with a stream, events and memory, as a `GpuDevice` for RCCL runs.
 
+use super::device::{DeviceInfo, GpuDevice, LibraryVersion};
 use super::hip_sys as sys;
 use super::search::{self, Attempt, Family};
 use super::{c_text, DeviceAddr, StreamHandle};
-use crate::backend::{DeviceInfo, LibraryVersion};
-use crate::device::GpuDevice;
 use crate::error::{Error, Result};
 use std::ffi::c_char;
 use std::path::PathBuf;

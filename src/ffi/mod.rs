@@ -6,6 +6,7 @@
 //! can pass around and offset but never dereference.
 
 pub mod cuda;
+pub mod device;
 pub mod hip;
 mod hip_sys;
 pub mod nccl;

@@ -1,9 +1,8 @@
-//! Fleet tools around a run's results: slow-rank attribution, the `--expect` gate, `compare`, `--csv`
-//! and `plot`. They read the results model (report::model) and never talk to MPI or a device.
+//! Fleet tools around a run's results: slow-rank attribution, the `--expect` gate, `compare` and
+//! `plot`. They read the results model (report::model) and never talk to MPI or a device.
 
 pub mod blame;
 pub mod compare;
-pub mod csv;
 pub mod gate;
 pub mod plot;
 pub mod slow;

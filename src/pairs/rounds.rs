@@ -197,6 +197,7 @@ impl Exchanges<'_> {
                 ranks: n,
                 seed: engine.plan.seed.wrapping_add(c),
                 shape: desc.shape,
+                counts: None,
             };
             let span = desc.shape.buffer_bytes(desc.dtype.size());
             engine.backend.fill(BufferId::Recv, span, 0xFF)?;
@@ -238,5 +239,6 @@ fn exchange(size: u64, world: &dyn crate::world::World) -> OpDesc {
         in_place: false,
         shift_bytes: 0,
         comm: Comm::whole(world.rank(), world.size()),
+        counts: None,
     }
 }

@@ -1,6 +1,8 @@
-//! Everything rank 0 shows or writes: the results model, the terminal header, table and footer, the JSON file.
+//! Everything rank 0 shows or writes: the results model, the terminal header, table and footer, the JSON
+//! file, the CSV file.
 //! Reporters never talk to MPI; they receive rows from the engine.
 
+pub mod csv;
 pub mod header;
 pub mod json;
 pub mod model;

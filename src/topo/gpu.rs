@@ -406,7 +406,7 @@ fn nvml_fill(
                 generation,
                 nvml_version: version,
                 gbps_per_direction: generation
-                    .and_then(|gen| super::peak::nvlink_link_gbps(gen, g.name.as_deref())),
+                    .and_then(|gen| super::rates::nvlink_link_gbps(gen, g.name.as_deref())),
                 remote,
             });
         }
@@ -443,7 +443,7 @@ fn amd_fill(amd: &dyn AmdSource, gpus: &mut [Gpu], unknown: &mut Vec<Unknown>) {
         let rate = g
             .name
             .as_deref()
-            .and_then(super::peak::xgmi_gbps_per_direction);
+            .and_then(super::rates::xgmi_gbps_per_direction);
         for (dst, peer) in listed.iter().enumerate() {
             if dst == src {
                 continue;

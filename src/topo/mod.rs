@@ -16,6 +16,7 @@ pub mod net;
 pub mod nvml;
 pub mod pcie;
 pub mod peak;
+pub mod rates;
 pub mod render;
 mod rocm_smi_ffi;
 pub mod sysroot;
