@@ -21,4 +21,5 @@ pub mod telemetry;
 pub mod testing;
 pub mod topo;
 pub mod watchdog;
+pub mod workload;
 pub mod world;
