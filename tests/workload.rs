@@ -286,3 +286,37 @@ fn a_layout_that_does_not_divide_the_job_is_named_before_anything_is_measured() 
     assert_eq!(run.code(), Some(2));
     assert!(run.stderr.contains("dense"), "{}", run.stderr);
 }
+
+#[test]
+fn wrong_elements_exit_7_with_the_document_complete() {
+    let run = mpirun_json(
+        4,
+        "workload llama-3.1-8b --tp 4 --batch 1 --prefill none -n 2",
+        &[("COLLBENCH_TEST_CORRUPT", "2:3")],
+    );
+    assert_eq!(run.code(), Some(7), "{}\n{}", run.stdout, run.stderr);
+    let doc = run.doc();
+    assert_workload_valid(&doc);
+    assert_eq!(doc["status"], "complete");
+    assert_eq!(doc["exit_code"], 7);
+    assert_eq!(doc["messages"][0]["measurement"]["wrong"], 3);
+    assert!(run.stdout.contains("3 wrong element(s)"), "{}", run.stdout);
+}
+
+#[test]
+fn a_rank_that_dies_ends_the_job_and_the_measured_messages_stay_on_disk() {
+    // Rank 1 exits before the second message: the job must end (no hang), and the document keep the
+    // first message and name the one in flight.
+    let run = mpirun_json(
+        4,
+        "workload llama-3.1-8b --tp 2,4 --batch 1 --prefill none -n 2",
+        &[("COLLBENCH_TEST_EXIT", "1:1")],
+    );
+    assert!(!run.out.status.success());
+    let doc = run.doc();
+    assert_workload_valid(&doc);
+    assert_eq!(doc["status"], "running");
+    assert!(doc["messages"][0]["measurement"].is_object());
+    assert!(doc["messages"][1]["measurement"].is_null());
+    assert_eq!(doc["in_flight"], "all_reduce 8K on groups of 4");
+}

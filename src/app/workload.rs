@@ -463,6 +463,7 @@ impl Job<'_> {
                 .collect(),
             in_flight: None,
             ranking: Vec::new(),
+            error: None,
             exit_code: None,
         });
         if let Some(d) = &doc {
@@ -475,7 +476,7 @@ impl Job<'_> {
             world: self.world,
             backend,
             watchdog: self.watchdog,
-            switches: TestSwitches::default(),
+            switches: TestSwitches::from_env(),
             buffer_bytes: buffer,
             observer: &mut crate::telemetry::NoTelemetry,
         };
@@ -491,7 +492,20 @@ impl Job<'_> {
                 ));
                 crate::report::json::save_atomically(d, path)?;
             }
-            let m = engine.measure_on(&p.desc, &layouts[p.layout])?;
+            engine.switches.before_row(me, i);
+            let m = match engine.measure_on(&p.desc, &layouts[p.layout]) {
+                Ok(m) => m,
+                Err(e) => {
+                    // Rank 0's own failure: the document keeps what was measured and says what ended it.
+                    if let (Some(d), Some(path)) = (doc.as_mut(), plan.args.json.as_deref()) {
+                        d.status = RunStatus::Failed;
+                        d.error = Some(format!("rank {me} ({}): {e}", self.world.host()));
+                        d.exit_code = Some(e.exit_code().code());
+                        let _ = crate::report::json::save_atomically(d, path);
+                    }
+                    return Err(e);
+                }
+            };
             times.push(m.time_us);
             wrong += m.wrong.unwrap_or(0);
             if let Some(d) = doc.as_mut() {

@@ -19,7 +19,8 @@ pub struct WorkloadDocument {
     pub collbench_version: String,
     pub command_line: Vec<String>,
     pub started_unix_s: f64,
-    /// running (messages still coming, or the job died), complete.
+    /// running (messages still coming, or the job died on another rank), complete, or failed (rank 0's
+    /// own error, in `error`).
     pub status: RunStatus,
     pub backend: BackendReport,
     pub model: ModelSpec,
@@ -37,6 +38,8 @@ pub struct WorkloadDocument {
     pub in_flight: Option<String>,
     /// Each phase's layouts, fastest first; empty until every message is measured.
     pub ranking: Vec<PhaseRanking>,
+    /// What ended a failed run, with the rank and host that saw it.
+    pub error: Option<String>,
     pub exit_code: Option<i32>,
 }
 
