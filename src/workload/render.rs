@@ -93,15 +93,15 @@ pub fn ranking(r: &PhaseRanking) -> String {
     let _ = writeln!(
         s,
         "#{:>6}  {:<8} {:>14}  {:>8}",
-        "place", "layout", "step (us)", "vs best"
+        "place", "layout", "step (ms)", "vs best"
     );
     for l in &r.layouts {
         let _ = writeln!(
             s,
-            "  {:>5}  {:<8} {:>14.2}  {:>8}{}",
+            "  {:>5}  {:<8} {:>14.3}  {:>8}{}",
             l.place,
             l.name,
-            l.step_time_us,
+            l.step_time_us / 1e3,
             l.versus_winner
                 .map_or("-".to_string(), |v| format!("{v:.2}x")),
             if l.winner { "  <- winner" } else { "" }
@@ -112,12 +112,12 @@ pub fn ranking(r: &PhaseRanking) -> String {
         for p in &l.parts {
             let _ = writeln!(
                 s,
-                "{:>17}{:<14} {:>8} x {:>4} = {:>10.2} us ({:.2} us each)  {}",
+                "{:>17}{:<14} {:>8} x {:>4} = {:>10.3} ms ({:.2} us each)  {}",
                 "",
                 p.collective.name(),
                 HumanSize(p.bytes).to_string(),
                 p.count,
-                p.time_us,
+                p.time_us / 1e3,
                 p.time_us_each,
                 p.purpose
             );
