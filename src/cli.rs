@@ -213,6 +213,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SPEC")]
     pub groups: Option<String>,
 
+    /// all_to_allv's per-peer bytes from a file: a square whitespace matrix, row i the bytes rank i sends
+    /// to each rank (nccl-tests' NCCL_TESTS_ALLTOALLV_MATRIX_FILE format). Without it (and --moe),
+    /// all_to_allv spreads each size as nccl-tests does (NCCL_TESTS_ALLTOALLV_SPREAD, default 1).
+    #[arg(long, value_name = "FILE")]
+    pub matrix: Option<std::path::PathBuf>,
+
     /// Print only the table (no notes or progress).
     #[arg(short = 'q', long, action = ArgAction::SetTrue)]
     pub quiet: bool,
@@ -235,6 +241,7 @@ Examples:
   mpirun -np 16 --hostfile hosts collbench all -J run.json
   collbench all_to_all -g 8 -b 1M -e 1G
   mpirun -np 8 collbench all_reduce --groups 8,4,2 -b 1M -e 1G   TP8, 2xTP4, 4xTP2 side by side
+  mpirun -np 4 collbench all_to_allv --matrix bytes.txt          per-peer bytes from a file
 
 Exit codes: 0 ok, 1 internal error, 2 usage error, 3 library error (NCCL, RCCL, CUDA, HIP, MPI),
 4 timeout, 5 not enough devices or unsupported, 7 correctness check failed, 8 --expect gate failed,

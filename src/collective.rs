@@ -13,6 +13,10 @@ pub enum Collective {
     Broadcast,
     Reduce,
     AllToAll,
+    /// all-to-all with per-peer counts (src/traffic/): not part of `all`, since its bytes come from a
+    /// traffic source rather than the size alone.
+    #[serde(rename = "all_to_allv")]
+    AllToAllv,
     #[serde(rename = "sendrecv")]
     SendRecv,
     Gather,
@@ -41,6 +45,7 @@ impl Collective {
             Collective::Broadcast => "broadcast",
             Collective::Reduce => "reduce",
             Collective::AllToAll => "all_to_all",
+            Collective::AllToAllv => "all_to_allv",
             Collective::SendRecv => "sendrecv",
             Collective::Gather => "gather",
             Collective::Scatter => "scatter",
@@ -71,6 +76,7 @@ impl Collective {
             Collective::AllGather
             | Collective::ReduceScatter
             | Collective::AllToAll
+            | Collective::AllToAllv
             | Collective::Gather
             | Collective::Scatter => (n - 1.0) / n,
             Collective::Broadcast | Collective::Reduce | Collective::SendRecv => 1.0,
@@ -93,6 +99,16 @@ impl Collective {
             Collective::AllGather => (chunk, n_u * chunk, chunk, n_u * chunk),
             Collective::ReduceScatter => (n_u * chunk, chunk, chunk, n_u * chunk),
             Collective::AllToAll => (n_u * chunk, n_u * chunk, chunk, n_u * chunk),
+            // nccl-tests' default spread; the engine takes per-peer counts from the plan's traffic.
+            Collective::AllToAllv => {
+                let m = crate::traffic::spread::spread(
+                    bytes,
+                    n,
+                    crate::traffic::spread::DEFAULT_SPREAD,
+                );
+                let s = m.shape(elt);
+                (s.send_count, s.recv_count, s.count, s.count)
+            }
             // Leaves send (gather) or receive (scatter) one chunk; the root holds all n. Buffers are
             // sized for the root so any rank can be the root.
             Collective::Gather => (chunk, n_u * chunk, chunk, n_u * chunk),
@@ -178,12 +194,13 @@ impl FromStr for Collective {
             "broadcast" | "bcast" => Collective::Broadcast,
             "reduce" => Collective::Reduce,
             "alltoall" => Collective::AllToAll,
+            "alltoallv" => Collective::AllToAllv,
             "sendrecv" | "p2p" => Collective::SendRecv,
             "gather" => Collective::Gather,
             "scatter" => Collective::Scatter,
             _ => {
                 return Err(format!(
-                    "unknown collective '{s}': use one of {} or all (nccl-tests spellings such as allreduce and alltoall work too)",
+                    "unknown collective '{s}': use one of {} all_to_allv or all (nccl-tests spellings such as allreduce and alltoall work too)",
                     Collective::ALL.map(|c| c.name()).join(" ")
                 ))
             }
@@ -202,6 +219,9 @@ mod tests {
         assert_eq!("allreduce".parse(), Ok(Collective::AllReduce));
         assert_eq!("all_reduce_perf".parse(), Ok(Collective::AllReduce));
         assert_eq!("alltoall".parse(), Ok(Collective::AllToAll));
+        assert_eq!("alltoallv".parse(), Ok(Collective::AllToAllv));
+        assert_eq!("alltoallv_perf".parse(), Ok(Collective::AllToAllv));
+        assert_eq!("all_to_allv".parse(), Ok(Collective::AllToAllv));
         assert_eq!("ReduceScatter".parse(), Ok(Collective::ReduceScatter));
         assert_eq!("sendrecv".parse(), Ok(Collective::SendRecv));
         for c in Collective::ALL {

@@ -16,6 +16,7 @@ use crate::report::model::{Measurement, Row, Stats};
 use crate::size::HumanSize;
 use crate::telemetry::RowObserver;
 use crate::testing::TestSwitches;
+use crate::traffic::{Phase, Traffic, TrafficReport};
 use crate::watchdog::Watchdog;
 use crate::world::{all_gather_value, Combine, World};
 use std::time::Instant;
@@ -94,18 +95,63 @@ pub fn combinations(
 }
 
 /// Bytes each of the two buffers needs for the largest operation of `size` bytes on communicators of
-/// any of `comm_sizes` ranks.
-pub fn buffer_bytes(combos: &[Combination], size: u64, comm_sizes: &[usize]) -> u64 {
+/// any of `comm_sizes` ranks (all_to_allv's from its traffic's matrices, checked by `check_traffic`).
+pub fn buffer_bytes(
+    combos: &[Combination],
+    size: u64,
+    comm_sizes: &[usize],
+    traffic: &Traffic,
+) -> u64 {
     combos
         .iter()
         .flat_map(|c| {
             comm_sizes.iter().map(move |&n| {
-                let s = c.collective.shape(size, c.dtype.size(), n);
-                s.buffer_bytes(c.dtype.size())
+                let elt = c.dtype.size();
+                if c.collective == Collective::AllToAllv {
+                    let phases = traffic.phases(size, n, elt).unwrap_or_default();
+                    return phases
+                        .iter()
+                        .map(|p| p.matrix.shape(elt).buffer_bytes(elt))
+                        .max()
+                        .unwrap_or(0);
+                }
+                c.collective.shape(size, elt, n).buffer_bytes(elt)
             })
         })
         .max()
         .unwrap_or(0)
+}
+
+/// A usage error when the plan's all_to_allv traffic does not fit a communicator of the job (a matrix
+/// of another size, entries that are not whole elements of a type).
+pub fn check_traffic(plan: &Plan, combos: &[Combination], comm_sizes: &[usize]) -> Result<()> {
+    for c in combos
+        .iter()
+        .filter(|c| c.collective == Collective::AllToAllv)
+    {
+        for &n in comm_sizes {
+            plan.traffic
+                .phases(plan.min_bytes, n, c.dtype.size())
+                .map_err(Error::Usage)?;
+        }
+    }
+    Ok(())
+}
+
+/// The all_to_allv operations a row step measures (one per phase), or one plain operation.
+fn phases_of(
+    traffic: &Traffic,
+    combo: &Combination,
+    size: u64,
+    n: usize,
+) -> Result<Vec<Option<Phase>>> {
+    if combo.collective != Collective::AllToAllv {
+        return Ok(vec![None]);
+    }
+    let phases = traffic
+        .phases(size, n, combo.dtype.size())
+        .map_err(Error::Usage)?;
+    Ok(phases.into_iter().map(Some).collect())
 }
 
 /// Rows the sweep will produce (None when -N 0 repeats forever). `ranks` is the smallest communicator
@@ -159,25 +205,36 @@ impl Engine<'_> {
                 for root in self.plan.roots_for(combo.collective, n) {
                     for &size in sizes {
                         for layout in layouts {
-                            self.switches.before_row(self.world.rank(), row_index);
-                            if self.world.rank() == 0 {
-                                sink.starting(&format!(
-                                    "{} {} {}",
-                                    combo.collective,
-                                    combo.dtype,
-                                    HumanSize(size)
-                                ));
+                            let phases =
+                                phases_of(&self.plan.traffic, combo, size, layout.comm.size)?;
+                            for phase in &phases {
+                                self.switches.before_row(self.world.rank(), row_index);
+                                if self.world.rank() == 0 {
+                                    sink.starting(&format!(
+                                        "{} {} {}",
+                                        combo.collective,
+                                        combo.dtype,
+                                        HumanSize(size)
+                                    ));
+                                }
+                                self.observer.row_starting();
+                                let mut row = self.measure_row(
+                                    *combo,
+                                    root,
+                                    size,
+                                    cycle,
+                                    layout,
+                                    phase.as_ref(),
+                                )?;
+                                row.telemetry = self.observer.row_finished(self.world)?;
+                                if self.world.rank() == 0 {
+                                    sink.row(&row)?;
+                                }
+                                // No rank starts the next row before rank 0 has saved this one: a rank
+                                // that fails next cannot take a measured row down with the job.
+                                self.world.barrier()?;
+                                row_index += 1;
                             }
-                            self.observer.row_starting();
-                            let mut row = self.measure_row(*combo, root, size, cycle, layout)?;
-                            row.telemetry = self.observer.row_finished(self.world)?;
-                            if self.world.rank() == 0 {
-                                sink.row(&row)?;
-                            }
-                            // No rank starts the next row before rank 0 has saved this one: a rank that
-                            // fails next cannot take a measured row down with the job.
-                            self.world.barrier()?;
-                            row_index += 1;
                         }
                     }
                 }
@@ -194,13 +251,26 @@ impl Engine<'_> {
         size: u64,
         cycle: u64,
         layout: &Layout,
+        phase: Option<&Phase>,
     ) -> Result<Row> {
         let n = layout.comm.size;
-        let shape = combo.collective.shape(size, combo.dtype.size(), n);
+        let elt = combo.dtype.size();
+        let shape = match phase {
+            Some(p) => p.matrix.shape(elt),
+            None => combo.collective.shape(size, elt, n),
+        };
         let factor = combo.collective.bus_factor(n);
+        let counts = phase.map(|p| p.matrix.clone());
+        // A library whose in-place all_to_allv sends what it receives has none for an asymmetric matrix.
+        let no_in_place = counts
+            .as_ref()
+            .is_some_and(|m| self.backend.in_place_v_needs_symmetry() && !m.symmetric());
         let mut placements = [None, None];
         // Every collective has an in-place form (sendrecv's sends and receives through one buffer).
         for (slot, in_place) in placements.iter_mut().zip([false, true]) {
+            if in_place && no_in_place {
+                continue;
+            }
             let desc = OpDesc {
                 collective: combo.collective,
                 dtype: combo.dtype,
@@ -210,6 +280,7 @@ impl Engine<'_> {
                 in_place,
                 shift_bytes: 0,
                 comm: layout.comm,
+                counts: counts.clone(),
             };
             *slot = Some(self.measure(&desc, factor, layout)?);
         }
@@ -229,6 +300,7 @@ impl Engine<'_> {
             in_place,
             telemetry: None,
             layout: layout.report(),
+            traffic: phase.map(|p| TrafficReport::new(&self.plan.traffic, p)),
         })
     }
 
@@ -273,6 +345,7 @@ impl Engine<'_> {
             ranks: desc.comm.size,
             seed: self.plan.seed.wrapping_add(check_iteration),
             shape: desc.shape,
+            counts: desc.counts.clone(),
         }
     }
 
@@ -305,25 +378,23 @@ impl Engine<'_> {
     /// Enqueues timed iteration `i` at nccl-tests' rotating offset (iteration i starts i footprints into
     /// the buffers, wrapping where the next would not fit). With -m > 1 its operations go in one group, as
     /// nccl-tests; a single operation is enqueued bare, so the library sees no group call around it.
-    fn enqueue_iteration(&mut self, desc: &OpDesc, i: u64) -> Result<()> {
+    /// `desc` is the pass's own copy: only its shift changes, so the loop clones nothing.
+    fn enqueue_iteration(&mut self, desc: &mut OpDesc, i: u64) -> Result<()> {
         let footprint = desc.shape.buffer_bytes(desc.dtype.size());
         let steps = self.buffer_bytes.checked_div(footprint).unwrap_or(1).max(1);
-        let shifted = OpDesc {
-            shift_bytes: footprint * (i % steps),
-            ..*desc
-        };
+        desc.shift_bytes = footprint * (i % steps);
         if self.plan.agg_iters == 1 {
-            return self.backend.enqueue(&shifted);
+            return self.backend.enqueue(desc);
         }
         self.backend.group_start()?;
         for _ in 0..self.plan.agg_iters {
-            self.backend.enqueue(&shifted)?;
+            self.backend.enqueue(desc)?;
         }
         self.backend.group_end()
     }
 
     /// One step of a pass: a timed iteration, or a replay of the captured graph.
-    fn step(&mut self, desc: &OpDesc, how: Step, i: u64) -> Result<()> {
+    fn step(&mut self, desc: &mut OpDesc, how: Step, i: u64) -> Result<()> {
         match how {
             Step::Iteration => self.enqueue_iteration(desc, i)?,
             Step::Replay => self.backend.replay()?,
@@ -339,9 +410,10 @@ impl Engine<'_> {
     /// group call with -m 1. Returns microseconds.
     fn timed_pass(&mut self, desc: &OpDesc, how: Step, count: u64) -> Result<f64> {
         let delay = self.switches.delay_for(self.world.rank());
+        let mut shifted = desc.clone();
         let start = Instant::now();
         for i in 0..count {
-            self.step(desc, how, i)?;
+            self.step(&mut shifted, how, i)?;
         }
         self.backend.wait()?;
         if let Some(d) = delay {
@@ -362,10 +434,11 @@ impl Engine<'_> {
         ops_per_step: u64,
     ) -> Result<Vec<f64>> {
         let count = count as usize;
+        let mut shifted = desc.clone();
         self.backend.reserve_marks(count + 1)?;
         self.backend.mark(0)?;
         for i in 0..count {
-            self.step(desc, how, i as u64)?;
+            self.step(&mut shifted, how, i as u64)?;
             self.backend.mark(i + 1)?;
         }
         self.backend.wait()?;
@@ -406,9 +479,10 @@ impl Engine<'_> {
     /// uploads the graph), R timed replays, then the sampled replays; the graph is released last, outside
     /// any capture.
     fn graph(&mut self, desc: &OpDesc, iters: u64, replays: u64) -> Result<Timing> {
+        let mut shifted = desc.clone();
         self.backend.begin_capture()?;
         for i in 0..iters {
-            self.enqueue_iteration(desc, i)?;
+            self.enqueue_iteration(&mut shifted, i)?;
         }
         self.backend.end_capture()?;
         self.backend.replay()?;
@@ -829,6 +903,7 @@ mod tests {
             in_place,
             shift_bytes: 0,
             comm: crate::backend::Comm::whole(0, 1),
+            counts: None,
         }
     }
 

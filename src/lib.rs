@@ -20,6 +20,7 @@ pub mod size;
 pub mod telemetry;
 pub mod testing;
 pub mod topo;
+pub mod traffic;
 pub mod watchdog;
 pub mod workload;
 pub mod world;

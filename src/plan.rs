@@ -88,6 +88,9 @@ pub struct Plan {
     pub groups: Vec<GroupSpec>,
     /// Where the layouts came from ("--groups 8,4" or "NCCL_TESTS_SPLIT=MOD2"), for the header.
     pub groups_from: Option<String>,
+    /// Where all_to_allv's per-peer bytes come from (spread, --matrix, --moe).
+    #[serde(skip)]
+    pub traffic: crate::traffic::Traffic,
     #[serde(skip)]
     pub stats_columns: bool,
     #[serde(skip)]
@@ -320,6 +323,12 @@ impl Plan {
             }
         };
         let (groups, groups_from) = groups_from(args)?;
+        let traffic =
+            crate::traffic::Traffic::from_args(args, &collectives).map_err(Error::usage)?;
+        // A fixed matrix moves the bytes it says: the sweep is that one size.
+        let (min_bytes, max_bytes) = traffic
+            .fixed_size()
+            .map_or((min_bytes, max_bytes), |b| (b, b));
         if let Some(json) = &args.json {
             if json.as_os_str().is_empty() {
                 return Err(Error::usage("-J/--json: give a file name"));
@@ -355,6 +364,7 @@ impl Plan {
             peak_override_gbps: args.peak,
             groups,
             groups_from,
+            traffic,
             stats_columns: args.stats,
             telemetry: !args.no_telemetry,
             telemetry_columns: args.telemetry,

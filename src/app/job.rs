@@ -4,7 +4,8 @@
 use super::reporter::Reporter;
 use super::topology;
 use crate::backend::{Backend, LibraryVersion};
-use crate::engine::{buffer_bytes, combinations, Combination, Engine, NullSink};
+use crate::collective::Collective;
+use crate::engine::{buffer_bytes, check_traffic, combinations, Combination, Engine, NullSink};
 use crate::error::{Error, ExitCode, Result};
 use crate::plan::Plan;
 use crate::report::model::{
@@ -13,6 +14,7 @@ use crate::report::model::{
 use crate::report::{header, json, summary, table};
 use crate::size::HumanSize;
 use crate::testing::TestSwitches;
+use crate::traffic::Traffic;
 use crate::watchdog::Watchdog;
 use crate::world::{all_gather_value, Combine, World};
 
@@ -24,6 +26,7 @@ pub fn fit_sizes(
     requested: &[u64],
     combos: &[Combination],
     comm_sizes: &[usize],
+    traffic: &Traffic,
     free_bytes: u64,
     backend: &str,
 ) -> (Vec<u64>, Option<MemoryCap>) {
@@ -31,7 +34,7 @@ pub fn fit_sizes(
     let sizes: Vec<u64> = requested
         .iter()
         .copied()
-        .filter(|&s| 2 * buffer_bytes(combos, s, comm_sizes) <= usable)
+        .filter(|&s| 2 * buffer_bytes(combos, s, comm_sizes, traffic) <= usable)
         .collect();
     let cap = (sizes.len() < requested.len()).then(|| {
         let requested_max = requested.last().copied().unwrap_or(0);
@@ -41,7 +44,7 @@ pub fn fit_sizes(
             reason: format!(
                 "{} needs two buffers of {} per rank, but the rank with the least memory has {} free ({}), less {} of headroom",
                 HumanSize(requested_max),
-                HumanSize(buffer_bytes(combos, requested_max, comm_sizes)),
+                HumanSize(buffer_bytes(combos, requested_max, comm_sizes, traffic)),
                 HumanSize(free_bytes),
                 if backend == "mpi" { "host memory, shared by the ranks of each host" } else { "device memory" },
                 HumanSize(HEADROOM_BYTES)
@@ -110,7 +113,8 @@ pub fn sweep(
     let smallest = comm_sizes.iter().copied().min().unwrap_or(n);
     watchdog.disarm();
     // Every rank judges the plan against its backend; all leave together if any cannot run it.
-    let judged = combinations(plan, backend, smallest);
+    let judged = combinations(plan, backend, smallest)
+        .and_then(|c| check_traffic(plan, &c.0, &comm_sizes).map(|_| c));
     let mut refused = [f64::from(u8::from(judged.is_err()))];
     world.all_reduce_f64(&mut refused, Combine::Max)?;
     let (combos, mut notes) = match judged {
@@ -129,6 +133,12 @@ pub fn sweep(
             if !seen.contains(&c) {
                 seen.push(c);
                 notes.extend(backend.in_place_undefined(c));
+                if c == Collective::AllToAllv && backend.in_place_v_needs_symmetry() {
+                    notes.push(format!(
+                        "in-place all_to_allv is measured only where the matrix is symmetric: the {} library's in-place form sends what each rank receives",
+                        backend.name()
+                    ));
+                }
             }
         }
     }
@@ -140,6 +150,7 @@ pub fn sweep(
         &plan.sizes(plan.max_bytes),
         &combos,
         &comm_sizes,
+        &plan.traffic,
         free[0] as u64,
         backend.name(),
     );
@@ -158,7 +169,7 @@ pub fn sweep(
             HumanSize(free[0] as u64)
         )));
     };
-    let per_buffer = buffer_bytes(&combos, largest, &comm_sizes);
+    let per_buffer = buffer_bytes(&combos, largest, &comm_sizes, &plan.traffic);
     watchdog.arm(|| format!("allocating buffers of {}", HumanSize(per_buffer)));
     backend.allocate(per_buffer)?;
 
@@ -317,7 +328,14 @@ mod tests {
         }];
         let requested = crate::size::sweep(1 << 20, 1 << 30, crate::size::Step::Factor(2));
         // all_gather's receive buffer holds the whole size: 2 x size + 256M headroom must fit.
-        let (sizes, cap) = fit_sizes(&requested, &combos, &[4], (256 << 20) + (512 << 20), "mpi");
+        let (sizes, cap) = fit_sizes(
+            &requested,
+            &combos,
+            &[4],
+            &Traffic::default(),
+            (256 << 20) + (512 << 20),
+            "mpi",
+        );
         assert_eq!(sizes.last(), Some(&(256 << 20)));
         let cap = cap.expect("capped");
         assert_eq!(
@@ -325,7 +343,14 @@ mod tests {
             (1 << 30, 256 << 20)
         );
         assert!(cap.reason.contains("host memory"), "{}", cap.reason);
-        let (all, none) = fit_sizes(&requested, &combos, &[4], 64 << 30, "nccl");
+        let (all, none) = fit_sizes(
+            &requested,
+            &combos,
+            &[4],
+            &Traffic::default(),
+            64 << 30,
+            "nccl",
+        );
         assert_eq!(all, requested);
         assert!(none.is_none());
     }

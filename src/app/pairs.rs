@@ -470,6 +470,7 @@ fn exchange(size: u64, world: &dyn World) -> OpDesc {
         in_place: false,
         shift_bytes: 0,
         comm: crate::backend::Comm::whole(world.rank(), world.size()),
+        counts: None,
     }
 }
 
@@ -495,6 +496,7 @@ fn judge_pairs(
             cycle: 0,
             bus_factor: 1.0,
             path: "peer exchange".into(),
+            traffic: None,
             out_of_place: Some(Measurement {
                 time_us,
                 algbw_gbps: algbw,

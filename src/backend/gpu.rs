@@ -13,6 +13,7 @@ use crate::ffi::hip::{Hip, HipDevice};
 use crate::ffi::nccl::{version_code, AsyncState, Comm, Flavor, Nccl, Optional};
 use crate::ffi::DeviceAddr;
 use crate::plan::Plan;
+use crate::traffic::matrix::PeerBytes;
 use crate::world::World;
 use std::sync::Arc;
 use std::time::Instant;
@@ -315,6 +316,36 @@ impl GpuBackend {
         self.nccl.group_end()
     }
 
+    /// all_to_allv as nccl-tests' alltoallv_perf runs it: one send and one receive per peer with that
+    /// peer's bytes, packed in peer order, grouped.
+    fn grouped_all_to_allv(
+        &mut self,
+        send: DeviceAddr,
+        recv: DeviceAddr,
+        matrix: &PeerBytes,
+        d: DataType,
+    ) -> Result<()> {
+        let stream = self.device.stream();
+        let elt = d.size() as u64;
+        let (sent_at, received_at) = (
+            matrix.send_displacements(self.rank),
+            matrix.recv_displacements(self.rank),
+        );
+        self.nccl.group_start()?;
+        for peer in 0..self.size {
+            let (out, inn) = (matrix.get(self.rank, peer), matrix.get(peer, self.rank));
+            if out > 0 {
+                self.comm
+                    .send(send.offset(sent_at[peer]), out / elt, d, peer, stream)?;
+            }
+            if inn > 0 {
+                self.comm
+                    .recv(recv.offset(received_at[peer]), inn / elt, d, peer, stream)?;
+            }
+        }
+        self.nccl.group_end()
+    }
+
     fn grouped_gather(
         &mut self,
         send: DeviceAddr,
@@ -414,7 +445,7 @@ pub fn version_limits(
 /// in-place form, so overlapping buffers give whatever the transfers' order leaves (docs/GPU.md).
 pub fn in_place_undefined(flavor: Flavor, collective: Collective) -> Option<String> {
     let what = match collective {
-        Collective::AllToAll => "all-to-all",
+        Collective::AllToAll | Collective::AllToAllv => "all-to-all",
         Collective::SendRecv => "send/receive",
         _ => return None,
     };
@@ -430,7 +461,7 @@ pub fn path_for(collective: Collective, has: impl Fn(Optional) -> bool) -> PathT
         Collective::AllToAll => has(Optional::AllToAll),
         Collective::Gather => has(Optional::Gather),
         Collective::Scatter => has(Optional::Scatter),
-        Collective::SendRecv => false,
+        Collective::SendRecv | Collective::AllToAllv => false,
         _ => true,
     };
     if native {
@@ -631,6 +662,13 @@ impl Backend for GpuBackend {
             }
             Collective::Scatter => self.grouped_scatter(send, recv, count, d, root),
             Collective::SendRecv => self.ring_send_recv(send, recv, count, d),
+            Collective::AllToAllv => {
+                let matrix = desc
+                    .counts
+                    .clone()
+                    .ok_or_else(|| Error::Internal("all_to_allv without per-peer counts".into()))?;
+                self.grouped_all_to_allv(send, recv, &matrix, d)
+            }
         }
     }
 
@@ -794,6 +832,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn all_to_allv_is_grouped_send_recv_and_undefined_in_place() {
+        for flavor in [Flavor::Nccl, Flavor::Rccl] {
+            let why = in_place_undefined(flavor, Collective::AllToAllv).unwrap();
+            assert!(why.contains("all_to_allv"), "{why}");
+        }
+        assert_eq!(
+            path_for(Collective::AllToAllv, |_| true),
+            "grouped send/recv"
+        );
     }
 
     #[test]

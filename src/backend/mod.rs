@@ -15,7 +15,7 @@ pub mod mpi;
 pub mod select;
 
 /// One operation as the engine asks for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OpDesc {
     pub collective: Collective,
     pub dtype: DataType,
@@ -31,6 +31,9 @@ pub struct OpDesc {
     pub shift_bytes: u64,
     /// The communicator it runs on, and this rank's place in it.
     pub comm: Comm,
+    /// all_to_allv's bytes from each rank of `comm` to each other (None for every other collective).
+    #[serde(skip)]
+    pub counts: Option<std::sync::Arc<crate::traffic::matrix::PeerBytes>>,
 }
 
 /// A backend's handle on one of its communicators: 0 is the whole job, `Backend::split` makes others.
@@ -145,6 +148,12 @@ pub trait Backend {
     /// does, but never checks it: its result is whatever the library happened to leave.
     fn in_place_undefined(&self, _collective: Collective) -> Option<String> {
         None
+    }
+    /// Whether the library's in-place all_to_allv sends what each rank receives (MPI_IN_PLACE takes the
+    /// receive counts for both), so that it has an in-place form only for a symmetric matrix; the
+    /// engine then measures no in-place all_to_allv on an asymmetric one.
+    fn in_place_v_needs_symmetry(&self) -> bool {
+        false
     }
     /// Makes the communicator of this rank's group (MPI_Comm_split, or one NCCL communicator per group).
     /// Every rank of `world` calls it together, once per layout, before the first row.

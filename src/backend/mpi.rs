@@ -7,9 +7,11 @@ use super::{
 use crate::collective::{Collective, InPlaceLayout, Shape};
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
+use crate::traffic::matrix::PeerBytes;
 use crate::world::mpi::raw::{self, At, Buf, Buffers, Call};
 use crate::world::{MpiWorld, World};
 use mpi::topology::SimpleCommunicator;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// MPI takes counts as C ints; larger element-wise operations are issued in pieces of this many.
@@ -41,6 +43,17 @@ pub struct MpiBackend<'w> {
     groups: Vec<SimpleCommunicator>,
     /// The current operation's communicator (OpDesc::comm).
     comm: Comm,
+    /// all_to_allv's MPI counts for the last matrix, rank and type, so timed iterations reuse them.
+    peer_counts: Option<PeerCountsFor>,
+}
+
+/// MPI counts made from one matrix for one rank and element type.
+struct PeerCountsFor {
+    matrix: Arc<PeerBytes>,
+    rank: usize,
+    dtype: DataType,
+    dt: raw::Datatype,
+    counts: raw::PeerCounts,
 }
 
 impl<'w> MpiBackend<'w> {
@@ -58,7 +71,93 @@ impl<'w> MpiBackend<'w> {
             exchange: Exchange::Ring,
             groups: Vec::new(),
             comm: Comm::whole(world.rank(), world.size()),
+            peer_counts: None,
         }
+    }
+
+    /// MPI_Alltoallv of `desc`'s matrix: counts in the type's elements, or in 16-byte units where an
+    /// element count passes MPI's int (Open MPI 4.1 has no MPI_Alltoallv_c).
+    fn all_to_allv(&mut self, desc: &OpDesc) -> Result<()> {
+        let matrix = desc
+            .counts
+            .clone()
+            .ok_or_else(|| Error::Internal("all_to_allv without per-peer counts".into()))?;
+        let rank = desc.comm.rank;
+        let cached = self.peer_counts.as_ref().is_some_and(|c| {
+            Arc::ptr_eq(&c.matrix, &matrix) && c.rank == rank && c.dtype == desc.dtype
+        });
+        if !cached {
+            let made = self.peer_counts_for(matrix, rank, desc.dtype)?;
+            self.peer_counts = Some(made);
+        }
+        // Taken out while the call borrows the backend, and put back for the next iteration.
+        let made = self
+            .peer_counts
+            .take()
+            .ok_or_else(|| Error::Internal("all_to_allv counts were not made".into()))?;
+        let send = (!desc.in_place).then_some((Buf::Send, 0));
+        let result = self.run_with("MPI_Alltoallv", |bufs, comm, _, size| {
+            raw::alltoallv(
+                bufs,
+                comm,
+                send,
+                (Buf::Recv, 0),
+                &made.counts,
+                made.dt,
+                size,
+            )
+        });
+        self.peer_counts = Some(made);
+        result
+    }
+
+    fn peer_counts_for(
+        &mut self,
+        matrix: Arc<PeerBytes>,
+        rank: usize,
+        dtype: DataType,
+    ) -> Result<PeerCountsFor> {
+        let n = matrix.ranks();
+        let sent: Vec<u64> = (0..n).map(|j| matrix.get(rank, j)).collect();
+        let received: Vec<u64> = (0..n).map(|i| matrix.get(i, rank)).collect();
+        let lists = [
+            sent,
+            matrix.send_displacements(rank),
+            received,
+            matrix.recv_displacements(rank),
+        ];
+        let elt = dtype.size() as u64;
+        let fits = |unit: u64, limit: u64| {
+            lists
+                .iter()
+                .flatten()
+                .all(|&b| b % unit == 0 && b / unit <= limit)
+        };
+        let (dt, unit) = if fits(elt, self.max_count) {
+            (Self::datatype(dtype), elt)
+        } else if fits(16, i32::MAX as u64) {
+            (
+                *self.wide.get_or_insert_with(|| raw::contiguous_bytes(16)),
+                16,
+            )
+        } else {
+            return Err(Error::Unsupported(format!(
+                "all_to_allv: rank {rank}'s per-peer bytes or offsets pass MPI's int count and are not all multiples of 16 bytes (this MPI has no MPI_Alltoallv_c): use smaller or 16-byte-aligned entries"
+            )));
+        };
+        let [sc, sd, rc, rd] = lists.map(|l| l.iter().map(|&b| (b / unit) as i32).collect());
+        Ok(PeerCountsFor {
+            matrix,
+            rank,
+            dtype,
+            dt,
+            counts: raw::PeerCounts {
+                send_counts: sc,
+                send_displs: sd,
+                recv_counts: rc,
+                recv_displs: rd,
+            },
+        })
     }
 
     fn buffer(&mut self, id: BufferId) -> &mut Vec<u8> {
@@ -79,6 +178,17 @@ impl<'w> MpiBackend<'w> {
     }
 
     fn run(&mut self, call: Call, name: &str) -> Result<()> {
+        self.run_with(name, |bufs, comm, rank, size| {
+            raw::run(&call, bufs, comm, rank, size)
+        })
+    }
+
+    /// Runs one raw MPI call on this operation's communicator and turns its code into a Result.
+    fn run_with(
+        &mut self,
+        name: &str,
+        call: impl FnOnce(&mut Buffers, &SimpleCommunicator, i32, i32) -> std::ffi::c_int,
+    ) -> Result<()> {
         let rank = self.comm.rank as i32;
         let size = self.comm.size as i32;
         let mut bufs = Buffers {
@@ -94,7 +204,7 @@ impl<'w> MpiBackend<'w> {
                 .get(k - 1)
                 .ok_or_else(|| Error::Internal(format!("{name}: no communicator {k} was split")))?,
         };
-        let code = raw::run(&call, &mut bufs, communicator, rank, size);
+        let code = call(&mut bufs, communicator, rank, size);
         if code == raw::OUT_OF_BOUNDS {
             return Err(Error::Internal(format!(
                 "{name}: a region lies outside the allocated buffers"
@@ -210,6 +320,10 @@ impl Backend for MpiBackend<'_> {
             },
             c => c.in_place_layout(shape, rank),
         }
+    }
+
+    fn in_place_v_needs_symmetry(&self) -> bool {
+        true
     }
 
     fn split(&mut self, _world: &dyn World, join: &GroupJoin) -> Result<CommId> {
@@ -403,6 +517,7 @@ impl Backend for MpiBackend<'_> {
                     "MPI_Alltoall",
                 )
             }
+            Collective::AllToAllv => self.all_to_allv(desc),
             Collective::ReduceScatter => {
                 if count > self.max_count {
                     return Err(Error::Unsupported(format!(

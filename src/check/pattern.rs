@@ -3,6 +3,8 @@
 
 use crate::collective::{Collective, Shape};
 use crate::dtype::{DataType, ReduceOp};
+use crate::traffic::matrix::PeerBytes;
+use std::sync::Arc;
 
 /// What one element of an input or expected output is.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,7 +35,7 @@ pub enum Source {
 }
 
 /// The generator of input values for one operation.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Pattern {
     pub collective: Collective,
     pub dtype: DataType,
@@ -42,6 +44,8 @@ pub struct Pattern {
     pub ranks: usize,
     pub seed: u64,
     pub shape: Shape,
+    /// all_to_allv's per-peer bytes (None for every other collective).
+    pub counts: Option<Arc<PeerBytes>>,
 }
 
 impl Pattern {
@@ -109,8 +113,33 @@ impl Pattern {
                     0
                 }
             }
+            Collective::AllToAllv => self.peer_elements(|m| m.sent(rank)),
             _ => send_count,
         }
+    }
+
+    /// An all_to_allv quantity of bytes in elements (0 without counts).
+    fn peer_elements(&self, bytes: impl Fn(&PeerBytes) -> u64) -> u64 {
+        self.counts
+            .as_deref()
+            .map_or(0, |m| bytes(m) / self.dtype.size() as u64)
+    }
+
+    /// all_to_allv: the peer whose piece holds element `index` of `rank`'s output, and the input index
+    /// that piece starts from in that peer's send buffer.
+    fn v_source(&self, rank: usize, index: u64) -> (usize, u64, u64) {
+        let m = self.counts.as_deref().expect("all_to_allv has counts");
+        let elt = self.dtype.size() as u64;
+        let starts = m.recv_displacements(rank);
+        let from = (0..m.ranks())
+            .rev()
+            .find(|&s| starts[s] / elt <= index && m.get(s, rank) > 0)
+            .unwrap_or(0);
+        (
+            from,
+            starts[from] / elt,
+            m.send_displacements(from)[rank] / elt,
+        )
     }
 
     /// Number of output elements `rank` receives (0 where it receives none).
@@ -134,6 +163,7 @@ impl Pattern {
                     0
                 }
             }
+            Collective::AllToAllv => self.peer_elements(|m| m.received(rank)),
             _ => recv_count,
         }
     }
@@ -188,6 +218,10 @@ impl Pattern {
                 Element::Exact(self.input((index / chunk) as usize, r * chunk + index % chunk))
             }
             Collective::SendRecv => Element::Exact(self.input(((r + n - 1) % n) as usize, index)),
+            Collective::AllToAllv => {
+                let (from, start, base) = self.v_source(rank, index);
+                Element::Exact(self.input(from, base + index - start))
+            }
         }
     }
 }
@@ -210,6 +244,7 @@ mod tests {
             ranks,
             seed: 3,
             shape: collective.shape(4096, dtype.size(), ranks),
+            counts: None,
         }
     }
 

@@ -96,6 +96,7 @@ mod tests {
                                 ranks: n,
                                 seed,
                                 shape: c.shape(1 << 16, t.size(), n),
+                                counts: None,
                             };
                             let period = p.period(1 << 40).expect("a period");
                             for r in (0..n).step_by(n / 8 + 1) {
@@ -124,6 +125,7 @@ mod tests {
             ranks: 2,
             seed: u64::MAX,
             shape: Collective::AllGather.shape(1 << 10, 4, 2),
+            counts: None,
         };
         assert_eq!(p.period(1000), None);
         // Rank 0 at index 0: 7 * (2^64 - 1) mod 2^64 + 1 = 2^64 - 6 still fits.

@@ -64,6 +64,21 @@ impl Pattern {
             Collective::Scatter => whole(Source::Input(self.root), r * chunk),
             Collective::AllToAll => blocks(r * chunk),
             Collective::SendRecv => whole(Source::Input(((r + n - 1) % n) as usize), 0),
+            // Piece s of the output comes from rank s, from where s packed its piece for this rank.
+            Collective::AllToAllv => {
+                let m = self.counts.as_deref().expect("all_to_allv has counts");
+                let elt = self.dtype.size() as u64;
+                let starts = m.recv_displacements(rank);
+                (0..self.ranks)
+                    .map(|s| Segment {
+                        start: starts[s] / elt,
+                        len: m.get(s, rank) / elt,
+                        source: Source::Input(s),
+                        base: m.send_displacements(s)[rank] / elt,
+                    })
+                    .filter(|s| s.len > 0)
+                    .collect()
+            }
         }
     }
 }

@@ -29,6 +29,8 @@ fn shape(c: Collective, chunk: u64, n: usize) -> Shape {
         Collective::AllGather | Collective::Gather => (chunk, n * chunk),
         Collective::ReduceScatter | Collective::Scatter => (n * chunk, chunk),
         Collective::AllToAll => (n * chunk, n * chunk),
+        // Its buffers come from a matrix (`v_pattern`), not a chunk.
+        Collective::AllToAllv => (0, 0),
     };
     Shape {
         count: chunk,
@@ -48,6 +50,7 @@ fn pattern(c: Collective, t: DataType, op: Option<ReduceOp>, n: usize, seed: u64
         ranks: n,
         seed,
         shape: shape(c, 1, n),
+        counts: None,
     }
 }
 
@@ -113,7 +116,7 @@ fn tables_equal_the_definition_for_every_case() {
                             }
                             let p = Pattern {
                                 shape: shape(c, chunk, n),
-                                ..base
+                                ..base.clone()
                             };
                             for r in 0..n {
                                 let what = format!(
@@ -198,7 +201,7 @@ fn wrong_counts_are_exact_wherever_the_wrong_elements_lie() {
                     let chunk = chunks(&base)[2];
                     let p = Pattern {
                         shape: shape(c, chunk, n),
-                        ..base
+                        ..base.clone()
                     };
                     for r in [0, n - 1] {
                         if p.output_len(r) == 0 {
@@ -291,4 +294,53 @@ fn wrapping_seeds_fall_back_to_the_element_path() {
     let mut got = expected_bytes(&p, 0);
     corrupt(&mut got, 4, &[0, 999, 1000, 1999]);
     assert_eq!(count_output(&p, None, 0, 0, &got), 4);
+}
+
+/// all_to_allv: every rank's input and output through the tables equal the per-element definition, for
+/// uneven matrices with empty pieces (to itself, to some peers) and pieces longer than a period.
+#[test]
+fn all_to_allv_tables_equal_the_definition() {
+    use crate::traffic::matrix::PeerBytes;
+    let matrices = [
+        "0 12 0 4\n8 0 40 0\n0 0 0 0\n4 4 4 4\n",
+        "4000 4 0\n0 0 1236\n996 8 4\n",
+    ];
+    for text in matrices {
+        let m = std::sync::Arc::new(PeerBytes::parse(text).unwrap());
+        for t in [DataType::Int32, DataType::Float] {
+            for seed in [0, 3] {
+                let p = Pattern {
+                    shape: m.shape(t.size()),
+                    counts: Some(m.clone()),
+                    ..pattern(Collective::AllToAllv, t, None, m.ranks(), seed)
+                };
+                for r in 0..m.ranks() {
+                    let what = format!("{text:?} {t} seed={seed} rank {r}");
+                    assert_eq!(p.input_len(r) * 4, m.sent(r), "{what}");
+                    assert_eq!(p.output_len(r) * 4, m.received(r), "{what}");
+                    let input = tabled_bytes(&p, &p.input_segments(r), 1);
+                    assert!(input == input_bytes(&p, r), "input of {what}");
+                    let expected = expected_bytes(&p, r);
+                    let output = tabled_bytes(&p, &p.output_segments(r), 1);
+                    assert!(output == expected, "output of {what}");
+                }
+            }
+        }
+    }
+    // Hand-checked: rank 1 of the first matrix receives 3 elements from rank 0, then 1 from rank 3,
+    // each starting where its sender packed rank 1's piece (rank 0: element 0; rank 3: element 1).
+    let m = std::sync::Arc::new(PeerBytes::parse(matrices[0]).unwrap());
+    let p = Pattern {
+        shape: m.shape(4),
+        counts: Some(m.clone()),
+        ..pattern(Collective::AllToAllv, DataType::Int32, None, 4, 0)
+    };
+    let want = [p.input(0, 0), p.input(0, 1), p.input(0, 2), p.input(3, 1)];
+    let got: Vec<u64> = (0..4)
+        .map(|i| match p.expected(1, i) {
+            Element::Exact(v) => v,
+            e => panic!("{e:?}"),
+        })
+        .collect();
+    assert_eq!(got, want);
 }

@@ -67,6 +67,7 @@ pub fn row(collective: Collective, size: u64, ranks: usize, time_us: f64) -> Row
         in_place: Some(measurement(size, ranks, time_us, Some(time_us * 0.01))),
         telemetry: None,
         layout: None,
+        traffic: None,
     }
 }
 

@@ -150,6 +150,9 @@ pub struct Row {
     /// The layout of --groups this row measured (every group at once); absent for the whole job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layout: Option<LayoutReport>,
+    /// all_to_allv's per-peer traffic (its source, phase, imbalance, each rank's bytes); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<crate::traffic::TrafficReport>,
 }
 
 /// A --groups layout: its spec, its label ("2x4": two groups of four) and every group's members.

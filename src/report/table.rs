@@ -246,6 +246,7 @@ mod tests {
             in_place: Some(m),
             telemetry: None,
             layout: None,
+            traffic: None,
         }
     }
 

@@ -410,6 +410,70 @@ pub(crate) mod raw {
         }
     }
 
+    /// An alltoallv's per-peer counts and displacements on this rank, in units of its datatype.
+    pub struct PeerCounts {
+        pub send_counts: Vec<c_int>,
+        pub send_displs: Vec<c_int>,
+        pub recv_counts: Vec<c_int>,
+        pub recv_displs: Vec<c_int>,
+    }
+
+    /// MPI_Alltoallv on this rank's buffers (`send` None: MPI_IN_PLACE, which sends from `recv` by the
+    /// receive counts). Every peer's piece is checked against its buffer before the call is made.
+    pub fn alltoallv(
+        bufs: &mut Buffers,
+        comm: &SimpleCommunicator,
+        send: Option<At>,
+        recv: At,
+        v: &PeerCounts,
+        dt: Datatype,
+        size: i32,
+    ) -> c_int {
+        let n = size as usize;
+        let lists = [
+            &v.send_counts,
+            &v.send_displs,
+            &v.recv_counts,
+            &v.recv_displs,
+        ];
+        if lists
+            .iter()
+            .any(|l| l.len() != n || l.iter().any(|&x| x < 0))
+        {
+            return OUT_OF_BOUNDS;
+        }
+        let unit = type_size(dt);
+        let extent = |counts: &[c_int], displs: &[c_int]| {
+            counts
+                .iter()
+                .zip(displs)
+                .map(|(&c, &d)| (c as usize + d as usize) * unit)
+                .max()
+                .unwrap_or(0)
+        };
+        let Some(s) = bufs.send_ptr(send, extent(&v.send_counts, &v.send_displs)) else {
+            return OUT_OF_BOUNDS;
+        };
+        let Some(r) = bufs.ptr(recv, extent(&v.recv_counts, &v.recv_displs)) else {
+            return OUT_OF_BOUNDS;
+        };
+        // SAFETY: both regions were checked above for every peer's piece; the four arrays hold one
+        // entry per rank of the communicator, which is valid.
+        unsafe {
+            ffi::MPI_Alltoallv(
+                s,
+                v.send_counts.as_ptr(),
+                v.send_displs.as_ptr(),
+                dt,
+                r,
+                v.recv_counts.as_ptr(),
+                v.recv_displs.as_ptr(),
+                dt,
+                comm.as_raw(),
+            )
+        }
+    }
+
     /// Error code returned when a region does not fit its buffer: the call is refused, never made.
     pub const OUT_OF_BOUNDS: c_int = -1;
 

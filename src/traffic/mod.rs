@@ -1,0 +1,181 @@
+//! Per-peer traffic for all_to_allv: where each row's byte matrix comes from (nccl-tests' spread
+//! formula, a `--matrix` file, the `--moe` router) and what a row records about it.
+
+pub mod matrix;
+pub mod spread;
+
+use matrix::PeerBytes;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where all_to_allv's per-peer bytes come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Traffic {
+    /// nccl-tests' spread formula over each size of the sweep (NCCL_TESTS_ALLTOALLV_SPREAD).
+    Spread(f64),
+    /// `--matrix FILE`: fixed bytes from rank i to rank j; the sweep's sizes do not apply.
+    Matrix { path: PathBuf, bytes: PeerBytes },
+}
+
+/// One all_to_allv to measure: its matrix and, where a traffic source has several, its phase's name.
+#[derive(Debug, Clone)]
+pub struct Phase {
+    pub name: Option<&'static str>,
+    pub matrix: Arc<PeerBytes>,
+}
+
+impl Traffic {
+    /// The traffic the command line asks for: `--matrix`, else the spread of NCCL_TESTS_ALLTOALLV_SPREAD.
+    /// A fixed source applies to all_to_allv alone.
+    pub fn from_args(
+        args: &crate::cli::RunArgs,
+        collectives: &[crate::collective::Collective],
+    ) -> Result<Traffic, String> {
+        let traffic = match &args.matrix {
+            Some(path) => Traffic::matrix_file(path)?,
+            None => Traffic::Spread(spread::spread_from_env()?),
+        };
+        if traffic.fixed() && collectives != [crate::collective::Collective::AllToAllv] {
+            return Err(format!(
+                "{} gives all_to_allv's per-peer bytes: run `collbench all_to_allv` with it, and other collectives in another run",
+                traffic.flag()
+            ));
+        }
+        Ok(traffic)
+    }
+
+    /// The flag that chose a fixed source, for messages.
+    fn flag(&self) -> &'static str {
+        match self {
+            Traffic::Spread(_) => "NCCL_TESTS_ALLTOALLV_SPREAD",
+            Traffic::Matrix { .. } => "--matrix",
+        }
+    }
+
+    /// The one size a fixed source's sweep measures (the busiest rank's bytes), or None for a sweep.
+    pub fn fixed_size(&self) -> Option<u64> {
+        match self {
+            Traffic::Spread(_) => None,
+            Traffic::Matrix { bytes, .. } => Some(bytes.busiest()),
+        }
+    }
+
+    /// Reads `--matrix FILE`.
+    pub fn matrix_file(path: &std::path::Path) -> Result<Traffic, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--matrix {}: cannot read it ({e})", path.display()))?;
+        let bytes = PeerBytes::parse(&text).map_err(|e| {
+            format!(
+                "--matrix {}: {e}; write one row per sending rank, bytes to each receiving rank separated by spaces",
+                path.display()
+            )
+        })?;
+        Ok(Traffic::Matrix {
+            path: path.to_path_buf(),
+            bytes,
+        })
+    }
+
+    /// Whether the bytes are fixed by the source, so the sweep measures one size.
+    pub fn fixed(&self) -> bool {
+        !matches!(self, Traffic::Spread(_))
+    }
+
+    /// What the header and the JSON call the source.
+    pub fn describe(&self) -> String {
+        match self {
+            Traffic::Spread(s) => format!("spread {s}"),
+            Traffic::Matrix { path, .. } => format!("matrix {}", path.display()),
+        }
+    }
+
+    /// The all_to_allv operations of one row step, for a communicator of `n` ranks at sweep size `size`.
+    /// Errors name the flag: a matrix of another size than the communicator, or entries that are not
+    /// whole elements of `elt` bytes.
+    pub fn phases(&self, size: u64, n: usize, elt: usize) -> Result<Vec<Phase>, String> {
+        let phases = match self {
+            Traffic::Spread(s) => vec![Phase {
+                name: None,
+                matrix: Arc::new(spread::spread(size, n, *s)),
+            }],
+            Traffic::Matrix { path, bytes } => {
+                if bytes.ranks() != n {
+                    return Err(format!(
+                        "--matrix {}: the matrix is {m}x{m} but the communicator has {n} ranks: write a {n}x{n} matrix (with --groups, one group's size)",
+                        path.display(),
+                        m = bytes.ranks()
+                    ));
+                }
+                vec![Phase {
+                    name: None,
+                    matrix: Arc::new(bytes.clone()),
+                }]
+            }
+        };
+        for p in &phases {
+            if let Some((i, j, b)) = p.matrix.misaligned(elt) {
+                return Err(format!(
+                    "{}: {b} bytes from rank {i} to rank {j} is not a whole number of {elt}-byte elements: use multiples of {elt}, or another -d",
+                    self.describe()
+                ));
+            }
+        }
+        Ok(phases)
+    }
+}
+
+/// What a row records about its all_to_allv traffic (the matrix of job rank 0's group).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrafficReport {
+    /// "spread 1", "matrix FILE", or the --moe parameters.
+    pub source: String,
+    /// "dispatch" or "combine" for --moe; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub phase: Option<String>,
+    /// The busiest rank's max(sent, received) bytes over the mean of every rank's.
+    pub imbalance: f64,
+    /// Bytes each rank of the group sends, and receives, in group rank order.
+    pub rank_sent_bytes: Vec<u64>,
+    pub rank_received_bytes: Vec<u64>,
+}
+
+impl TrafficReport {
+    pub fn new(traffic: &Traffic, phase: &Phase) -> TrafficReport {
+        let m = &phase.matrix;
+        TrafficReport {
+            source: traffic.describe(),
+            phase: phase.name.map(str::to_string),
+            imbalance: m.imbalance(),
+            rank_sent_bytes: (0..m.ranks()).map(|r| m.sent(r)).collect(),
+            rank_received_bytes: (0..m.ranks()).map(|r| m.received(r)).collect(),
+        }
+    }
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Traffic::Spread(spread::DEFAULT_SPREAD)
+    }
+}
+
+/// The all_to_allv that moves `matrix`'s bytes on `comm` in `dtype` elements, for `Engine::measure_op`
+/// (the backend's buffers must hold `shape.buffer_bytes`): what a workload step or a plan row asks for.
+pub fn all_to_allv_op(
+    matrix: Arc<PeerBytes>,
+    dtype: crate::dtype::DataType,
+    comm: crate::backend::Comm,
+    in_place: bool,
+) -> crate::backend::OpDesc {
+    crate::backend::OpDesc {
+        collective: crate::collective::Collective::AllToAllv,
+        dtype,
+        op: None,
+        root: None,
+        shape: matrix.shape(dtype.size()),
+        in_place,
+        shift_bytes: 0,
+        comm,
+        counts: Some(matrix),
+    }
+}

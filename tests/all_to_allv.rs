@@ -1,0 +1,179 @@
+//! all_to_allv under the real mpirun on the mpi backend: per-peer bytes from nccl-tests' spread formula
+//! and from a --matrix file, each rank's totals against hand-computed ones, the exact check (every
+//! receive segment against its sender's pattern), in place where MPI defines it, and usage errors.
+
+mod common;
+use common::*;
+use serde_json::Value;
+
+fn u64s(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
+}
+
+fn rows(doc: &Value) -> &Vec<Value> {
+    doc["rows"].as_array().expect("rows")
+}
+
+/// The first row of a run's results document.
+fn first_row(run: &Run) -> Value {
+    rows(&run.doc())[0].clone()
+}
+
+/// Writes `text` as a matrix file in the run's folder and returns `--matrix PATH`.
+fn matrix_arg(text: &'static str) -> impl Fn(&std::path::Path) -> Vec<String> {
+    move |dir| {
+        let path = dir.join("matrix.txt");
+        std::fs::write(&path, text).unwrap();
+        vec!["--matrix".into(), path.to_string_lossy().into_owned()]
+    }
+}
+
+#[test]
+fn the_default_spread_moves_the_hand_computed_bytes_and_checks_exactly() {
+    // T = 1 KiB on 4 ranks: d = 1, 2, 3 get 160, 336, 512 bytes (1024 d / 6, down to 16 B): 1008 each.
+    let run = mpirun_json(4, "alltoallv -b 1K -e 1K -n 3 -w 1", &[]);
+    run.assert_success();
+    let doc = run.doc();
+    assert_valid(&doc);
+    let row = &rows(&doc)[0];
+    assert_eq!(row["collective"], "all_to_allv");
+    assert_eq!(row["size_bytes"], 1008);
+    assert_eq!(row["count"], 252);
+    assert_eq!(row["bus_factor"], 0.75);
+    let t = &row["traffic"];
+    assert_eq!(t["source"], "spread 1");
+    assert_eq!(u64s(&t["rank_sent_bytes"]), [1008; 4]);
+    assert_eq!(u64s(&t["rank_received_bytes"]), [1008; 4]);
+    assert_eq!(t["imbalance"], 1.0);
+    assert_eq!(row["out_of_place"]["wrong"], 0);
+    // The spread matrix is not symmetric, and MPI_IN_PLACE sends what a rank receives: no in-place row.
+    assert!(row["in_place"].is_null());
+    assert!(run.stdout.contains("symmetric"), "{}", run.stdout);
+}
+
+#[test]
+fn no_spread_is_an_even_exchange() {
+    let run = mpirun_json(
+        4,
+        "all_to_allv -b 4K -e 4K -n 2 -w 1",
+        &[("NCCL_TESTS_ALLTOALLV_SPREAD", "0")],
+    );
+    run.assert_success();
+    let row = &first_row(&run);
+    assert_eq!(row["traffic"]["source"], "spread 0");
+    assert_eq!(row["size_bytes"], 4096);
+    // Every pair exchanges 1 KiB both ways: symmetric, so MPI's in-place form is measured and checked.
+    assert_eq!(row["in_place"]["wrong"], 0);
+    assert_eq!(row["out_of_place"]["wrong"], 0);
+}
+
+#[test]
+fn a_matrix_file_moves_its_bytes_and_the_busiest_rank_sets_the_size() {
+    // Rank 0 sends 64 + 128 = 192 and receives 64 + 16 = 80; rank 1 sends 96, receives 128; rank 2
+    // sends 48, receives 144; rank 3 sends 64, receives 48. Busiest: rank 0's 192 bytes.
+    let run = mpirun_json_with(
+        4,
+        "all_to_allv -d int32 -n 2 -w 1 -c 2",
+        &[],
+        matrix_arg("# bytes i->j\n0 64 128 0\n64 0 0 32\n16 16 0 16\n0 48 16 0\n"),
+    );
+    run.assert_success();
+    let doc = run.doc();
+    assert_valid(&doc);
+    let rows = rows(&doc);
+    assert_eq!(rows.len(), 1, "a matrix is one size");
+    let row = &rows[0];
+    assert_eq!(row["size_bytes"], 192);
+    assert_eq!(row["count"], 48);
+    let t = &row["traffic"];
+    assert!(t["source"].as_str().unwrap().starts_with("matrix "));
+    assert_eq!(u64s(&t["rank_sent_bytes"]), [192, 96, 48, 64]);
+    assert_eq!(u64s(&t["rank_received_bytes"]), [80, 128, 144, 48]);
+    // moved: 192, 128, 144, 64 -> mean 132
+    assert!((t["imbalance"].as_f64().unwrap() - 192.0 / 132.0).abs() < 1e-9);
+    assert_eq!(row["out_of_place"]["wrong"], 0);
+    let algbw = row["out_of_place"]["algbw_gbps"].as_f64().unwrap();
+    let time = row["out_of_place"]["time_us"].as_f64().unwrap();
+    assert!((algbw - 192.0 / time / 1e3).abs() < 1e-9 * algbw.max(1.0));
+}
+
+#[test]
+fn a_symmetric_matrix_is_checked_in_place_and_beyond_mpis_int_in_16_byte_units() {
+    // With MPI's largest count lowered to 8, the 64-element pieces move as 16-byte units.
+    let run = mpirun_json_with(
+        4,
+        "all_to_allv -d float -n 2 -w 1",
+        &[("COLLBENCH_TEST_MPI_MAX_COUNT", "8")],
+        matrix_arg("0 256 32 0\n256 16 0 64\n32 0 0 512\n0 64 512 48\n"),
+    );
+    run.assert_success();
+    let row = &first_row(&run);
+    assert_eq!(row["out_of_place"]["wrong"], 0);
+    assert_eq!(row["in_place"]["wrong"], 0);
+    assert_eq!(
+        u64s(&row["traffic"]["rank_sent_bytes"]),
+        [288, 336, 544, 624]
+    );
+}
+
+#[test]
+fn a_corrupt_rank_is_counted_exactly() {
+    // Rank 2 receives 128 + 16 = 144 bytes = 36 floats; 5 of them corrupted in each of 2 checks.
+    let run = mpirun_json_with(
+        4,
+        "all_to_allv -d float -n 1 -w 1 -c 2",
+        &[("COLLBENCH_TEST_CORRUPT", "2:5")],
+        matrix_arg("0 64 128 0\n64 0 0 32\n16 16 0 16\n0 48 16 0\n"),
+    );
+    assert_eq!(run.code(), Some(7), "{}", run.stderr);
+    let row = &first_row(&run);
+    assert_eq!(row["out_of_place"]["wrong"], 10);
+}
+
+#[test]
+fn a_spread_row_under_groups_is_each_groups_own_matrix() {
+    // Two groups of two: with n = 2, d = 1 carries all of T, so each rank sends its peer 1 KiB both ways.
+    let run = mpirun_json(4, "all_to_allv -b 1K -e 1K -n 2 -w 1 --groups 2", &[]);
+    run.assert_success();
+    let doc = run.doc();
+    assert_valid(&doc);
+    let row = &rows(&doc)[0];
+    assert_eq!(row["ranks"], 2);
+    assert_eq!(row["size_bytes"], 1024);
+    assert_eq!(u64s(&row["traffic"]["rank_sent_bytes"]), [1024, 1024]);
+    for placement in ["out_of_place", "in_place"] {
+        for g in row[placement]["groups"].as_array().unwrap() {
+            assert_eq!(g["wrong"], 0, "{placement}");
+        }
+    }
+}
+
+#[test]
+fn a_matrix_that_does_not_fit_is_a_usage_error() {
+    let wrong_size = mpirun_json_with(4, "all_to_allv -n 1", &[], matrix_arg("0 16\n16 0\n"));
+    assert_eq!(wrong_size.code(), Some(2), "{}", wrong_size.stderr);
+    let said = format!("{}{}", wrong_size.stdout, wrong_size.stderr);
+    assert!(said.contains("--matrix") && said.contains("4x4"), "{said}");
+
+    let misaligned = mpirun_json_with(
+        2,
+        "all_to_allv -d double -n 1",
+        &[],
+        matrix_arg("0 12\n16 0\n"),
+    );
+    assert_eq!(misaligned.code(), Some(2));
+    let said = format!("{}{}", misaligned.stdout, misaligned.stderr);
+    assert!(said.contains("12 bytes from rank 0 to rank 1"), "{said}");
+
+    let other = collbench()
+        .args(["all_reduce", "--matrix", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(other.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&other.stderr);
+    assert!(said.contains("--matrix"), "{said}");
+}
