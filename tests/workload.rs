@@ -23,8 +23,8 @@ fn assert_workload_valid(doc: &Value) {
     assert!(errors.is_empty(), "schema errors: {errors:#?}");
 }
 
-/// (group size, collective, bytes) of every measured message.
-fn message_set(doc: &Value) -> BTreeSet<(u64, String, u64)> {
+/// (group size, collective, EP half or "", bytes) of every measured message.
+fn message_set(doc: &Value) -> BTreeSet<(u64, String, String, u64)> {
     doc["messages"]
         .as_array()
         .unwrap()
@@ -33,6 +33,7 @@ fn message_set(doc: &Value) -> BTreeSet<(u64, String, u64)> {
             (
                 m["group_size"].as_u64().unwrap(),
                 m["collective"].as_str().unwrap().to_string(),
+                m["route"]["half"].as_str().unwrap_or("").to_string(),
                 m["bytes"].as_u64().unwrap(),
             )
         })
@@ -136,43 +137,45 @@ fn a_small_moe_config_gives_the_hand_computed_messages_measured_and_ranked() {
     assert_eq!(doc["model"]["moe_layers"], 3);
     assert_eq!(doc["model"]["dense_layers"], 1);
 
-    let ar = "all_reduce".to_string();
-    let a2a = "all_to_all".to_string();
-    // By hand: TP all_reduce = tokens x 2048; EP per rank = ceil(tokens / k) x 2 x 2048.
-    let want: BTreeSet<(u64, String, u64)> = [
-        (2, ar.clone(), 2048),  // decode 1, TP2
-        (4, ar.clone(), 2048),  // decode 1, TP4
-        (2, a2a.clone(), 4096), // decode 1, EP2: 1 token x top-2
-        (4, a2a.clone(), 4096), // decode 1, EP4: 1 token x top-2
-        (2, ar.clone(), 16384), // decode 8
-        (4, ar.clone(), 16384),
-        (2, a2a.clone(), 16384), // decode 8, EP2: 4 tokens x 2 x 2048
-        (4, a2a.clone(), 8192),  // decode 8, EP4: 2 tokens x 2 x 2048
-        (2, ar.clone(), 131072), // prefill 64
-        (4, ar.clone(), 131072),
-        (2, a2a.clone(), 131072), // prefill 64, EP2: 32 tokens x 2 x 2048
-        (4, a2a.clone(), 65536),  // prefill 64, EP4: 16 tokens x 2 x 2048
-    ]
-    .into_iter()
-    .collect();
+    let m = |k: u64, collective: &str, half: &str, bytes: u64| {
+        (k, collective.to_string(), half.to_string(), bytes)
+    };
+    let ar = "all_reduce";
+    let a2av = "all_to_allv";
+    // By hand: TP all_reduce = tokens x 2048. EP: the group's tokens split over its ranks, each token
+    // copied top-2 times, copies spread evenly; the size is the busiest rank's max(sent, received).
+    let mut want = BTreeSet::new();
+    for half in ["dispatch", "combine"] {
+        // decode 1: rank 0 holds the token and sends (dispatch) or receives (combine) 2 copies.
+        want.insert(m(2, a2av, half, 2 * 2048));
+        want.insert(m(4, a2av, half, 2 * 2048));
+        // decode 8: EP2 4 tokens a rank (8 copies), EP4 2 tokens a rank (4 copies).
+        want.insert(m(2, a2av, half, 8 * 2048));
+        want.insert(m(4, a2av, half, 4 * 2048));
+        // prefill 64: EP2 32 tokens a rank, EP4 16.
+        want.insert(m(2, a2av, half, 64 * 2048));
+        want.insert(m(4, a2av, half, 32 * 2048));
+    }
+    for tokens in [1, 8, 64] {
+        want.insert(m(2, ar, "", tokens * 2048));
+        want.insert(m(4, ar, "", tokens * 2048));
+    }
     assert_eq!(message_set(&doc), want);
     assert_eq!(
         doc["messages"].as_array().unwrap().len(),
-        12,
+        18,
         "each measured once"
     );
     assert_all_measured(&doc);
 
     // Counts per step: 2 all_reduce per layer (8); dispatch and combine once per MoE layer (3 each).
-    assert_eq!(parts(&doc, 0, "TP2"), [(ar.clone(), 2048, 8)]);
-    assert_eq!(parts(&doc, 1, "TP4"), [(ar.clone(), 16384, 8)]);
-    assert_eq!(
-        parts(&doc, 1, "EP4"),
-        [(a2a.clone(), 8192, 3), (a2a.clone(), 8192, 3)]
-    );
+    let p = |collective: &str, bytes: u64, count: u64| (collective.to_string(), bytes, count);
+    assert_eq!(parts(&doc, 0, "TP2"), [p(ar, 2048, 8)]);
+    assert_eq!(parts(&doc, 1, "TP4"), [p(ar, 16384, 8)]);
+    assert_eq!(parts(&doc, 1, "EP4"), [p(a2av, 8192, 3), p(a2av, 8192, 3)]);
     assert_eq!(
         parts(&doc, 2, "EP2"),
-        [(a2a.clone(), 131072, 3), (a2a.clone(), 131072, 3)]
+        [p(a2av, 131072, 3), p(a2av, 131072, 3)]
     );
     assert_ranked(&doc, 3, 4);
     // The ranking is printed, the winner marked once per phase, and the model stated.
@@ -182,7 +185,7 @@ fn a_small_moe_config_gives_the_hand_computed_messages_measured_and_ranked() {
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("all_to_allv awaits"), "{}", run.stdout);
+    assert!(run.stdout.contains("balanced routing"), "{}", run.stdout);
 }
 
 #[test]
@@ -207,9 +210,12 @@ fn a_preset_below_32k_on_default_layouts_with_auto_precision() {
     let ar = "all_reduce".to_string();
     assert_eq!(
         message_set(&doc),
-        [(2, ar.clone(), 16384), (4, ar.clone(), 16384)]
-            .into_iter()
-            .collect()
+        [
+            (2, ar.clone(), String::new(), 16384),
+            (4, ar.clone(), String::new(), 16384)
+        ]
+        .into_iter()
+        .collect()
     );
     assert_all_measured(&doc);
     for m in doc["messages"].as_array().unwrap() {

@@ -16,17 +16,19 @@ use crate::plan::Plan;
 use crate::report::model::{BackendReport, RankInfo, RunStatus};
 use crate::size::{parse_size, HumanSize};
 use crate::testing::TestSwitches;
+use crate::traffic::all_to_allv_op;
 use crate::watchdog::Watchdog;
 use crate::workload::document::{LayoutEntry, MeasuredMessage, WorkloadDocument, KIND};
 use crate::workload::messages::{
     step_messages, LayoutChoice, MessageKey, Phase, PhaseKind, COUNTED, NOT_COUNTED,
 };
 use crate::workload::model::{self, ModelSpec};
-use crate::workload::{candidates, ranking, render};
+use crate::workload::{candidates, ranking, render, routing};
 use crate::world::{all_gather_value, World};
 use clap::Parser;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Measure the messages one step of a model moves, on candidate TP and EP layouts, and rank the
 /// layouts by communication time per step.
@@ -105,8 +107,8 @@ struct WorkloadPlan {
     ep: Option<Vec<usize>>,
 }
 
-/// What EP messages are measured with until all_to_allv exists.
-const EP_STAND_IN: &str = "all_to_all (balanced stand-in: all_to_allv awaits issue 9)";
+/// How EP traffic is routed until the MoE router of issue 9 (`--moe`) is wired in.
+const BALANCED: &str = "EP dispatch and combine are all_to_allv with balanced routing: each rank's token copies (tokens x top-k) spread evenly over the group's ranks, combine the transpose; a skewed router's matrices (issue 9's --moe) are not measured yet";
 
 fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
     let model = model::load(&args.model)?;
@@ -362,27 +364,32 @@ impl Job<'_> {
                         notes.push(n);
                     }
                 }
-                let elt = dtype.size();
-                Planned {
-                    key,
-                    layout,
-                    desc: OpDesc {
+                let comm = layouts[layout].comm;
+                let desc = match key.route {
+                    Some(route) => {
+                        let token_bytes = plan.model.token_bytes();
+                        let matrix = routing::matrix(&route, key.group_size, token_bytes);
+                        all_to_allv_op(Arc::new(matrix), dtype, comm, false)
+                    }
+                    None => OpDesc {
                         collective: key.collective,
                         dtype,
                         op: key.collective.reduces().then_some(ReduceOp::Sum),
                         root: None,
-                        shape: key.collective.shape(key.bytes, elt, key.group_size),
+                        shape: key
+                            .collective
+                            .shape(key.bytes, dtype.size(), key.group_size),
                         in_place: false,
                         shift_bytes: 0,
-                        comm: layouts[layout].comm,
+                        comm,
+                        counts: None,
                     },
-                }
+                };
+                Planned { key, layout, desc }
             })
             .collect();
-        if keys.iter().any(|k| k.collective == Collective::AllToAll) {
-            notes.push(format!(
-                "EP dispatch and combine are measured as {EP_STAND_IN}: every rank sends equal shares of the same bytes to every rank of its group, as a router with perfectly balanced experts would; the skew of a real router is not measured yet"
-            ));
+        if keys.iter().any(|k| k.route.is_some()) {
+            notes.push(BALANCED.into());
         }
         let buffer = planned
             .iter()
@@ -453,10 +460,11 @@ impl Job<'_> {
                     key: p.key,
                     dtype: p.desc.dtype,
                     measured_bytes: p.desc.shape.size_bytes,
-                    measured_as: if p.key.collective == Collective::AllToAll {
-                        EP_STAND_IN.into()
-                    } else {
-                        p.key.collective.name().into()
+                    measured_as: match p.key.route {
+                        Some(r) => {
+                            format!("all_to_allv, balanced routing ({:?})", r.half).to_lowercase()
+                        }
+                        None => p.key.collective.name().into(),
                     },
                     measurement: None,
                 })

@@ -11,7 +11,7 @@ use std::fmt;
 pub const COUNTED: [&str; 4] = [
     "TPk: two all_reduce per layer (after attention, after the MLP or MoE) of tokens x hidden x dtype bytes, every rank of a group holding the replica's tokens",
     "TPk with --dp-attention: attention data-parallel inside the group; per layer one all_gather of the tokens before the MLP and one reduce_scatter after it (tokens x hidden x dtype bytes in all)",
-    "EPk (MoE models): attention and dense layers data-parallel, each rank ceil(tokens/k) tokens; per MoE layer one dispatch and one combine all_to_allv of the rank's tokens x top-k x hidden x dtype bytes, experts spread evenly",
+    "EPk (MoE models): attention and dense layers data-parallel, the tokens split over the group's ranks; per MoE layer one dispatch and one combine all_to_allv, each token copied to its top-k experts (tokens x top-k x hidden x dtype bytes), experts spread evenly over the ranks, routing balanced",
     "each distinct message measured once, every group of the layout at once (the slowest group's time), and multiplied by its count per step",
 ];
 
@@ -19,7 +19,7 @@ pub const COUNTED: [&str; 4] = [
 pub const NOT_COUNTED: [&str; 4] = [
     "overlap of communication with compute (the sum is an upper bound of exposed communication)",
     "pipeline parallelism and its bubbles, KV-cache transfers, embedding and sampling collectives",
-    "shared experts (computed where the token is) and the router's own small exchanges",
+    "shared experts (computed where the token is), the router's own small exchanges, a skewed router (the balanced case is measured), and the deduplication of copies bound for one rank that DeepEP-style kernels do",
     "compute time: the numbers are communication time on this cluster, measured",
 ];
 
@@ -80,12 +80,32 @@ impl fmt::Display for Phase {
 
 /// A message as measured: on groups of `group_size` ranks, `bytes` in the nccl-tests sense of the
 /// collective's size (all_reduce: the buffer; all_gather, reduce_scatter: the whole gathered buffer;
-/// all_to_all: what each rank sends in all).
+/// all_to_allv: the busiest rank's max of bytes sent and received).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MessageKey {
     pub group_size: usize,
     pub collective: Collective,
     pub bytes: u64,
+    /// For all_to_allv: whose tokens go where (src/workload/routing.rs makes the per-peer bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
+}
+
+/// An EP half: the group's tokens and top-k, from which the balanced per-peer bytes follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Route {
+    pub half: Half,
+    /// Tokens of the whole group in this step.
+    pub tokens: u64,
+    pub experts_per_token: u64,
+}
+
+/// Dispatch sends token copies to the experts' ranks; combine sends them back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Half {
+    Dispatch,
+    Combine,
 }
 
 /// A message of a step with its count per step.
@@ -115,6 +135,7 @@ pub fn step_messages(
             group_size: k,
             collective,
             bytes,
+            route: None,
         },
         count,
         purpose,
@@ -140,24 +161,30 @@ pub fn step_messages(
             2 * model.layers,
             "attention + MLP all_reduce (2 per layer)".into(),
         )],
-        Parallelism::Ep => {
-            let per_rank_tokens = phase.tokens.div_ceil(k as u64);
-            let bytes = per_rank_tokens * model.experts_per_token * token_bytes;
-            ["dispatch", "combine"]
-                .into_iter()
-                .map(|half| {
-                    message(
-                        Collective::AllToAll,
-                        bytes,
-                        model.moe_layers,
-                        format!(
-                            "MoE {half}, {per_rank_tokens} token(s) x top-{} per rank (1 per MoE layer)",
-                            model.experts_per_token
-                        ),
-                    )
-                })
-                .collect()
-        }
+        Parallelism::Ep => [(Half::Dispatch, "dispatch"), (Half::Combine, "combine")]
+            .into_iter()
+            .map(|(half, name)| {
+                let route = Route {
+                    half,
+                    tokens: phase.tokens,
+                    experts_per_token: model.experts_per_token,
+                };
+                let matrix = super::routing::matrix(&route, k, token_bytes);
+                StepMessage {
+                    key: MessageKey {
+                        group_size: k,
+                        collective: Collective::AllToAllv,
+                        bytes: matrix.busiest(),
+                        route: Some(route),
+                    },
+                    count: model.moe_layers,
+                    purpose: format!(
+                        "MoE {name}, {} token(s) x top-{} over {k} ranks (1 per MoE layer)",
+                        phase.tokens, model.experts_per_token
+                    ),
+                }
+            })
+            .collect(),
     }
 }
 
@@ -208,12 +235,13 @@ mod tests {
         // 64 tokens over 8 ranks = 8 per rank, x top-8 x 7168 x 2 bytes, once per each of 58 MoE layers.
         assert_eq!(msgs.len(), 2);
         for s in &msgs {
+            assert_eq!(s.key.collective, Collective::AllToAllv);
             assert_eq!(s.key.bytes, 8 * 8 * 7168 * 2);
             assert_eq!(s.count, 58);
         }
-        assert_eq!(
+        assert_ne!(
             msgs[0].key, msgs[1].key,
-            "dispatch and combine are one message"
+            "dispatch and combine are measured apart"
         );
     }
 }

@@ -8,3 +8,4 @@ pub mod messages;
 pub mod model;
 pub mod ranking;
 pub mod render;
+pub mod routing;

@@ -117,6 +117,7 @@ mod tests {
                     group_size: l.size,
                     collective: Collective::AllReduce,
                     bytes: 100,
+                    route: None,
                 },
                 count: 10,
                 purpose: "x".into(),
