@@ -326,3 +326,22 @@ fn a_rank_that_dies_ends_the_job_and_the_measured_messages_stay_on_disk() {
     assert!(doc["messages"][1]["measurement"].is_null());
     assert_eq!(doc["in_flight"], "all_reduce 8K on groups of 4");
 }
+
+#[test]
+fn dp_attention_replaces_the_all_reduce_with_all_gather_and_reduce_scatter() {
+    // Llama-3.1-8B, 8 tokens: 8 x 4096 x 2 = 64 KiB gathered and scattered, once each per layer (32).
+    let run = mpirun_json(
+        4,
+        "workload llama-3.1-8b --tp 4 --dp-attention --batch 8 --prefill none -n 2",
+        &[],
+    );
+    run.assert_success();
+    let doc = run.doc();
+    assert_workload_valid(&doc);
+    assert_all_measured(&doc);
+    let p = |collective: &str| (collective.to_string(), 65536, 32);
+    assert_eq!(
+        parts(&doc, 0, "TP4"),
+        [p("all_gather"), p("reduce_scatter")]
+    );
+}
