@@ -219,6 +219,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub matrix: Option<std::path::PathBuf>,
 
+    /// all_to_allv's per-peer bytes from a seeded MoE router, dispatch and combine as their own rows:
+    /// tokens=T (per rank),hidden=H,topk=K,experts=E[,dtype=bf16][,skew=S (rank 0's experts chosen S
+    /// times as often)][,seed=N]. The all_to_allv runs in the router's dtype.
+    #[arg(long, value_name = "SPEC")]
+    pub moe: Option<String>,
+
     /// Print only the table (no notes or progress).
     #[arg(short = 'q', long, action = ArgAction::SetTrue)]
     pub quiet: bool,
@@ -242,6 +248,7 @@ Examples:
   collbench all_to_all -g 8 -b 1M -e 1G
   mpirun -np 8 collbench all_reduce --groups 8,4,2 -b 1M -e 1G   TP8, 2xTP4, 4xTP2 side by side
   mpirun -np 4 collbench all_to_allv --matrix bytes.txt          per-peer bytes from a file
+  mpirun -np 8 collbench all_to_allv --moe tokens=128,hidden=7168,topk=8,experts=256,skew=2
 
 Exit codes: 0 ok, 1 internal error, 2 usage error, 3 library error (NCCL, RCCL, CUDA, HIP, MPI),
 4 timeout, 5 not enough devices or unsupported, 7 correctness check failed, 8 --expect gate failed,

@@ -329,6 +329,8 @@ impl Plan {
         let (min_bytes, max_bytes) = traffic
             .fixed_size()
             .map_or((min_bytes, max_bytes), |b| (b, b));
+        // --moe's tokens move in its own type.
+        let dtypes = traffic.dtype().map_or(dtypes, |d| vec![d]);
         if let Some(json) = &args.json {
             if json.as_os_str().is_empty() {
                 return Err(Error::usage("-J/--json: give a file name"));

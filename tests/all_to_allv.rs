@@ -177,3 +177,84 @@ fn a_matrix_that_does_not_fit_is_a_usage_error() {
     let said = String::from_utf8_lossy(&other.stderr);
     assert!(said.contains("--matrix"), "{said}");
 }
+
+#[test]
+fn moe_dispatch_and_combine_rows_with_hand_computed_bytes() {
+    // 4 ranks, 8 experts (2 each), 8 tokens x top-2 = 16 choices per rank, a token 8 x 2 = 16 bytes.
+    // Uniform: 2 choices per expert, 4 per rank: every rank sends every rank 64 bytes.
+    let spec = "--moe tokens=8,hidden=8,topk=2,experts=8";
+    let run = mpirun_json(4, &format!("all_to_allv {spec} -n 2 -w 1"), &[]);
+    run.assert_success();
+    let doc = run.doc();
+    assert_valid(&doc);
+    let uniform = rows(&doc);
+    let phases: Vec<&str> = uniform
+        .iter()
+        .map(|r| r["traffic"]["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["dispatch", "combine"]);
+    for row in uniform {
+        assert_eq!(row["dtype"], "bfloat16");
+        assert_eq!(row["size_bytes"], 256);
+        let t = &row["traffic"];
+        assert_eq!(u64s(&t["rank_sent_bytes"]), [256; 4]);
+        assert_eq!(u64s(&t["rank_received_bytes"]), [256; 4]);
+        assert_eq!(t["imbalance"], 1.0);
+        // Balanced and symmetric: MPI's in-place form is measured and checked too.
+        assert_eq!(row["out_of_place"]["wrong"], 0);
+        assert_eq!(row["in_place"]["wrong"], 0);
+    }
+    assert!(
+        run.stdout.contains("dispatch, moe tokens=8"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("imbalance 1.000"), "{}", run.stdout);
+
+    // skew=5: rank 0's two experts weigh 5, the six others 1 (of 16): 5, 5, 1, 1, 1, 1, 1, 1 choices.
+    // Every rank sends rank 0 10 x 16 = 160 bytes and each other rank 32: rank 0 receives 640, the
+    // others 128; all send 256. Moved: 640, 256, 256, 256 (mean 352): imbalance 640 / 352.
+    let run = mpirun_json(4, &format!("all_to_allv {spec},skew=5 -n 2 -w 1"), &[]);
+    run.assert_success();
+    let doc = run.doc();
+    let skewed = rows(&doc);
+    let (dispatch, combine) = (&skewed[0]["traffic"], &skewed[1]["traffic"]);
+    assert_eq!(u64s(&dispatch["rank_sent_bytes"]), [256; 4]);
+    assert_eq!(u64s(&dispatch["rank_received_bytes"]), [640, 128, 128, 128]);
+    assert_eq!(u64s(&combine["rank_sent_bytes"]), [640, 128, 128, 128]);
+    assert_eq!(u64s(&combine["rank_received_bytes"]), [256; 4]);
+    for t in [dispatch, combine] {
+        assert!((t["imbalance"].as_f64().unwrap() - 640.0 / 352.0).abs() < 1e-9);
+    }
+    for row in skewed {
+        assert_eq!(row["size_bytes"], 640);
+        assert_eq!(row["out_of_place"]["wrong"], 0);
+    }
+}
+
+#[test]
+fn moe_specs_that_do_not_fit_are_usage_errors() {
+    let uneven = mpirun_json(
+        4,
+        "all_to_allv --moe tokens=8,hidden=8,topk=2,experts=6 -n 1",
+        &[],
+    );
+    assert_eq!(uneven.code(), Some(2));
+    let said = format!("{}{}", uneven.stdout, uneven.stderr);
+    assert!(
+        said.contains("--moe") && said.contains("experts=6"),
+        "{said}"
+    );
+    let both = collbench()
+        .args([
+            "all_to_allv",
+            "--matrix",
+            "m.txt",
+            "--moe",
+            "tokens=1,hidden=1,topk=1,experts=1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("choose one"));
+}

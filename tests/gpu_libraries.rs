@@ -57,6 +57,12 @@ fn the_pip_nccl_loads_through_our_search_and_answers() {
                 && nccl.has(Optional::Scatter)
         );
     }
+    // NCCL 2.18 and later split communicators (--groups uses it, else a unique id per group).
+    assert_eq!(
+        nccl.has(Optional::CommSplit),
+        nccl.version_code() >= 21800,
+        "ncclCommSplit in NCCL {version}"
+    );
     let id = nccl.unique_id().unwrap();
     assert_eq!(id.len(), UNIQUE_ID_BYTES);
     assert!(id.iter().any(|&b| b != 0), "a unique id is not all zeros");

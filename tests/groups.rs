@@ -187,3 +187,23 @@ fn a_layout_the_job_cannot_split_into_is_a_usage_error() {
         "{text}"
     );
 }
+
+#[test]
+fn each_group_has_its_own_percent_of_peak() {
+    // On the mpi backend only --peak gives a figure; each group's %peak is its own busbw against it.
+    let run = mpirun_json(
+        4,
+        "all_reduce --groups 2 -b 64K -e 64K -n 2 -w 1 --peak 10",
+        &[],
+    );
+    run.assert_success();
+    let doc = run.doc();
+    assert_valid(&doc);
+    for (_, m) in measurements(&doc) {
+        for g in m["groups"].as_array().expect("each group's figures") {
+            let busbw = g["busbw_gbps"].as_f64().unwrap();
+            let percent = g["peak_percent"].as_f64().expect("a %peak per group");
+            assert!((percent - busbw / 10.0 * 100.0).abs() < 1e-9, "{g}");
+        }
+    }
+}

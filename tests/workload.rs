@@ -123,7 +123,7 @@ fn a_small_moe_config_gives_the_hand_computed_messages_measured_and_ranked() {
     )
     .unwrap();
     let args = format!(
-        "workload {} --tp 2,4 --ep 2,4 --batch 1,8 --prefill 64 -n 3",
+        "workload {} --tp 2,4 --ep 2,4 --batch 16,32 --prefill 64 -n 3",
         config.display()
     );
     let run = mpirun_json(4, &args, &[]);
@@ -142,21 +142,16 @@ fn a_small_moe_config_gives_the_hand_computed_messages_measured_and_ranked() {
     };
     let ar = "all_reduce";
     let a2av = "all_to_allv";
-    // By hand: TP all_reduce = tokens x 2048. EP: the group's tokens split over its ranks, each token
-    // copied top-2 times, copies spread evenly; the size is the busiest rank's max(sent, received).
+    // By hand: TP all_reduce = tokens x 2048. EP: every rank routes tokens/k tokens, each to 2 of the 8
+    // experts (2 or 4 a rank); with tokens/k x 2 a multiple of 8 the router leaves nothing to chance:
+    // every rank sends and receives tokens/k x 2 x 2048 bytes, the all_to_allv size.
     let mut want = BTreeSet::new();
     for half in ["dispatch", "combine"] {
-        // decode 1: rank 0 holds the token and sends (dispatch) or receives (combine) 2 copies.
-        want.insert(m(2, a2av, half, 2 * 2048));
-        want.insert(m(4, a2av, half, 2 * 2048));
-        // decode 8: EP2 4 tokens a rank (8 copies), EP4 2 tokens a rank (4 copies).
-        want.insert(m(2, a2av, half, 8 * 2048));
-        want.insert(m(4, a2av, half, 4 * 2048));
-        // prefill 64: EP2 32 tokens a rank, EP4 16.
-        want.insert(m(2, a2av, half, 64 * 2048));
-        want.insert(m(4, a2av, half, 32 * 2048));
+        for (k, tokens_per_rank) in [(2, 8), (4, 4), (2, 16), (4, 8), (2, 32), (4, 16)] {
+            want.insert(m(k, a2av, half, tokens_per_rank * 2 * 2048));
+        }
     }
-    for tokens in [1, 8, 64] {
+    for tokens in [16, 32, 64] {
         want.insert(m(2, ar, "", tokens * 2048));
         want.insert(m(4, ar, "", tokens * 2048));
     }
@@ -167,12 +162,20 @@ fn a_small_moe_config_gives_the_hand_computed_messages_measured_and_ranked() {
         "each measured once"
     );
     assert_all_measured(&doc);
+    for msg in doc["messages"].as_array().unwrap() {
+        if msg["collective"] == "all_to_allv" {
+            assert_eq!(msg["imbalance"], 1.0, "{msg}");
+        }
+    }
 
     // Counts per step: 2 all_reduce per layer (8); dispatch and combine once per MoE layer (3 each).
     let p = |collective: &str, bytes: u64, count: u64| (collective.to_string(), bytes, count);
-    assert_eq!(parts(&doc, 0, "TP2"), [p(ar, 2048, 8)]);
-    assert_eq!(parts(&doc, 1, "TP4"), [p(ar, 16384, 8)]);
-    assert_eq!(parts(&doc, 1, "EP4"), [p(a2av, 8192, 3), p(a2av, 8192, 3)]);
+    assert_eq!(parts(&doc, 0, "TP2"), [p(ar, 32768, 8)]);
+    assert_eq!(parts(&doc, 1, "TP4"), [p(ar, 65536, 8)]);
+    assert_eq!(
+        parts(&doc, 1, "EP4"),
+        [p(a2av, 32768, 3), p(a2av, 32768, 3)]
+    );
     assert_eq!(
         parts(&doc, 2, "EP2"),
         [p(a2av, 131072, 3), p(a2av, 131072, 3)]
@@ -185,7 +188,7 @@ fn a_small_moe_config_gives_the_hand_computed_messages_measured_and_ranked() {
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("balanced routing"), "{}", run.stdout);
+    assert!(run.stdout.contains("MoE router"), "{}", run.stdout);
 }
 
 #[test]
@@ -344,4 +347,36 @@ fn dp_attention_replaces_the_all_reduce_with_all_gather_and_reduce_scatter() {
         parts(&doc, 0, "TP4"),
         [p("all_gather"), p("reduce_scatter")]
     );
+}
+
+#[test]
+fn a_skewed_router_loads_the_hot_rank_and_tp1_moves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"hidden_size": 1024, "num_hidden_layers": 2, "num_local_experts": 8,
+            "num_experts_per_tok": 2, "torch_dtype": "bfloat16"}"#,
+    )
+    .unwrap();
+    let args = format!(
+        "workload {} --tp 1 --ep 4 --batch 16 --prefill none --skew 4 -n 2",
+        config.display()
+    );
+    let run = mpirun_json(4, &args, &[]);
+    run.assert_success();
+    let doc = run.doc();
+    assert_workload_valid(&doc);
+    assert_eq!(doc["step_options"]["skew"], 4.0);
+    let messages = doc["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "dispatch and combine; TP1 has none");
+    for m in messages {
+        assert!(m["imbalance"].as_f64().unwrap() > 1.0, "{m}");
+        // Rank 0 receives (dispatch) or sends (combine) more than the 4 x 2 x 2048 every rank sends.
+        assert!(m["bytes"].as_u64().unwrap() > 4 * 2 * 2048, "{m}");
+        assert_eq!(m["measurement"]["wrong"], 0);
+    }
+    assert!(parts(&doc, 0, "TP1").is_empty());
+    assert!(run.stdout.contains("no communication"), "{}", run.stdout);
+    assert_ranked(&doc, 1, 2);
 }

@@ -105,7 +105,7 @@ pub fn sweep(
     let rank = world.rank();
     watchdog.arm(|| "gathering host names and making the communicators of --groups".into());
     let hosts: Vec<String> = all_gather_value(world, &world.host().to_string())?;
-    let layouts = crate::layout::create(&plan.groups, &hosts, world, backend)?;
+    let mut layouts = crate::layout::create(&plan.groups, &hosts, world, backend)?;
     let comm_sizes: Vec<usize> = layouts
         .iter()
         .flat_map(|l| l.groups.iter().map(|g| g.members.len()))
@@ -183,6 +183,16 @@ pub fn sweep(
     };
     let ranks: Vec<RankInfo> = all_gather_value(world, &me)?;
     let nodes = topology::gather_nodes(world)?;
+    let placements = topology::placements(&ranks);
+    for layout in layouts.iter_mut().filter(|l| l.spec.is_some()) {
+        layout.peaks = crate::layout::peaks::group_peaks(
+            layout,
+            &nodes,
+            &placements,
+            backend.name(),
+            plan.peak_override_gbps,
+        );
+    }
     watchdog.arm(|| "opening each rank's GPU telemetry".into());
     let (mut telemetry, telemetry_header) =
         crate::telemetry::Telemetry::start(world, &me.device, plan.telemetry)?;

@@ -116,6 +116,9 @@ impl RowSink for Reporter {
             self.last_title = Some(title);
         }
         out.push_str(&self.layout.line(row));
+        if let Some(t) = &row.traffic {
+            out.push_str(&table::traffic_line(t));
+        }
         self.print(&out);
         if let Some(bar) = &self.progress {
             bar.inc(1);

@@ -20,7 +20,8 @@ use crate::traffic::all_to_allv_op;
 use crate::watchdog::Watchdog;
 use crate::workload::document::{LayoutEntry, MeasuredMessage, WorkloadDocument, KIND};
 use crate::workload::messages::{
-    step_messages, LayoutChoice, MessageKey, Phase, PhaseKind, COUNTED, NOT_COUNTED,
+    step_messages, Half, LayoutChoice, MessageKey, Phase, PhaseKind, StepMessage, StepOptions,
+    COUNTED, NOT_COUNTED,
 };
 use crate::workload::model::{self, ModelSpec};
 use crate::workload::{candidates, ranking, render, routing};
@@ -65,6 +66,13 @@ pub struct WorkloadArgs {
     /// it replace the two all_reduce.
     #[arg(long = "dp-attention", action = clap::ArgAction::SetTrue)]
     pub dp_attention: bool,
+    /// EP routing: the MoE router's hot-rank ratio, rank 0's experts chosen this many times as often as
+    /// any other (1: uniform; DeepEP's "unbalanced ratio").
+    #[arg(long, default_value_t = 1.0)]
+    pub skew: f64,
+    /// EP routing: the router's seed (where the choices that do not divide evenly go).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// Timed iterations per message, or auto (iterate to --ci-target precision).
     #[arg(short = 'n', long = "iters", default_value = "auto")]
     pub iters: String,
@@ -105,13 +113,37 @@ struct WorkloadPlan {
     phases: Vec<Phase>,
     tp: Option<Vec<usize>>,
     ep: Option<Vec<usize>>,
+    options: StepOptions,
 }
 
-/// How EP traffic is routed until the MoE router of issue 9 (`--moe`) is wired in.
-const BALANCED: &str = "EP dispatch and combine are all_to_allv with balanced routing: each rank's token copies (tokens x top-k) spread evenly over the group's ranks, combine the transpose; a skewed router's matrices (issue 9's --moe) are not measured yet";
+/// How EP traffic is routed, for the notes.
+fn half_name(half: Half) -> &'static str {
+    match half {
+        Half::Dispatch => "dispatch",
+        Half::Combine => "combine",
+    }
+}
+
+fn router_note(options: &StepOptions) -> String {
+    format!(
+        "EP dispatch and combine are all_to_allv with the MoE router's matrices (skew {}, seed {}): every rank routes ceil(tokens/k) tokens, so a batch smaller than k routes one token on every rank",
+        options.skew, options.seed
+    )
+}
 
 fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
     let model = model::load(&args.model)?;
+    if !(args.skew.is_finite() && args.skew >= 1.0) {
+        return Err(Error::usage(format!(
+            "--skew {}: give a hot-rank ratio of at least 1 (1 is uniform routing)",
+            args.skew
+        )));
+    }
+    let options = StepOptions {
+        dp_attention: args.dp_attention,
+        skew: args.skew,
+        seed: args.seed,
+    };
     let mut phases = token_list("--batch", &args.batch, PhaseKind::Decode)?;
     phases.extend(token_list("--prefill", &args.prefill, PhaseKind::Prefill)?);
     if phases.is_empty() {
@@ -167,6 +199,7 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
         phases,
         tp,
         ep,
+        options,
     })
 }
 
@@ -244,6 +277,7 @@ fn with_world(plan: &WorkloadPlan, argv: &[String]) -> i32 {
     let result = job_layouts(plan, &world, &watchdog).and_then(|(hosts, layouts)| {
         let (mut backend, reason) =
             super::backend_choice::backend_under_mpi(&plan.run, &world, &watchdog)?;
+        let steps = step_table(plan, &layouts)?;
         let job = Job {
             plan,
             argv,
@@ -251,6 +285,7 @@ fn with_world(plan: &WorkloadPlan, argv: &[String]) -> i32 {
             watchdog: &watchdog,
             hosts,
             choices: layouts,
+            steps,
         };
         job.run(backend.as_mut(), &reason)
     });
@@ -304,6 +339,23 @@ struct Job<'a> {
     watchdog: &'a Watchdog,
     hosts: Vec<String>,
     choices: Vec<LayoutChoice>,
+    /// Every (phase, layout)'s messages.
+    steps: StepTable,
+}
+
+type StepTable = Vec<((Phase, LayoutChoice), Vec<StepMessage>)>;
+
+/// The messages of every phase on every layout.
+fn step_table(plan: &WorkloadPlan, layouts: &[LayoutChoice]) -> Result<StepTable> {
+    let mut table = Vec::new();
+    for &phase in &plan.phases {
+        for &layout in layouts {
+            let messages = step_messages(&plan.model, phase, layout, &plan.options)
+                .map_err(|e| Error::usage(format!("{layout}: {e}")))?;
+            table.push(((phase, layout), messages));
+        }
+    }
+    Ok(table)
 }
 
 /// A distinct message ready to measure: what the engine is asked, and on which layout.
@@ -314,24 +366,20 @@ struct Planned {
 }
 
 impl Job<'_> {
-    fn steps(
-        &self,
-        phase: Phase,
-        layout: LayoutChoice,
-    ) -> Vec<crate::workload::messages::StepMessage> {
-        step_messages(&self.plan.model, phase, layout, self.plan.args.dp_attention)
+    fn steps(&self, phase: Phase, layout: LayoutChoice) -> Vec<StepMessage> {
+        self.steps
+            .iter()
+            .find(|(at, _)| *at == (phase, layout))
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
     }
 
     /// Every distinct message of every phase and layout, in first-use order.
     fn distinct_messages(&self) -> Vec<MessageKey> {
         let mut keys: Vec<MessageKey> = Vec::new();
-        for &phase in &self.plan.phases {
-            for &layout in &self.choices {
-                for s in self.steps(phase, layout) {
-                    if !keys.contains(&s.key) {
-                        keys.push(s.key);
-                    }
-                }
+        for s in self.steps.iter().flat_map(|(_, m)| m) {
+            if !keys.contains(&s.key) {
+                keys.push(s.key);
             }
         }
         keys
@@ -352,45 +400,7 @@ impl Job<'_> {
         self.watchdog.disarm();
         let layout_of = |k: usize| sizes.iter().position(|&s| s == k).unwrap_or(0);
 
-        let mut notes = Vec::new();
-        let planned: Vec<Planned> = keys
-            .iter()
-            .map(|&key| {
-                let layout = layout_of(key.group_size);
-                let (dtype, note) =
-                    measured_dtype(backend, key.collective, plan.model.dtype, key.bytes);
-                if let Some(n) = note {
-                    if !notes.contains(&n) {
-                        notes.push(n);
-                    }
-                }
-                let comm = layouts[layout].comm;
-                let desc = match key.route {
-                    Some(route) => {
-                        let token_bytes = plan.model.token_bytes();
-                        let matrix = routing::matrix(&route, key.group_size, token_bytes);
-                        all_to_allv_op(Arc::new(matrix), dtype, comm, false)
-                    }
-                    None => OpDesc {
-                        collective: key.collective,
-                        dtype,
-                        op: key.collective.reduces().then_some(ReduceOp::Sum),
-                        root: None,
-                        shape: key
-                            .collective
-                            .shape(key.bytes, dtype.size(), key.group_size),
-                        in_place: false,
-                        shift_bytes: 0,
-                        comm,
-                        counts: None,
-                    },
-                };
-                Planned { key, layout, desc }
-            })
-            .collect();
-        if keys.iter().any(|k| k.route.is_some()) {
-            notes.push(BALANCED.into());
-        }
+        let (planned, notes) = self.plan_messages(&keys, backend, &layouts, &layout_of)?;
         let buffer = planned
             .iter()
             .map(|p| p.desc.shape.buffer_bytes(p.desc.dtype.size()))
@@ -461,16 +471,16 @@ impl Job<'_> {
                     dtype: p.desc.dtype,
                     measured_bytes: p.desc.shape.size_bytes,
                     measured_as: match p.key.route {
-                        Some(r) => {
-                            format!("all_to_allv, balanced routing ({:?})", r.half).to_lowercase()
-                        }
+                        Some(r) => format!("all_to_allv, MoE router {}", half_name(r.half)),
                         None => p.key.collective.name().into(),
                     },
+                    imbalance: p.desc.counts.as_ref().map(|m| m.imbalance()),
                     measurement: None,
                 })
                 .collect(),
             in_flight: None,
             ranking: Vec::new(),
+            step_options: plan.options,
             error: None,
             exit_code: None,
         });
@@ -554,6 +564,55 @@ impl Job<'_> {
             crate::report::json::save_atomically(&d, path)?;
         }
         Ok(code.code())
+    }
+}
+
+impl Job<'_> {
+    /// Each distinct message as the engine is asked for it, on its layout's communicator, and the notes
+    /// that qualify the figures.
+    fn plan_messages(
+        &self,
+        keys: &[MessageKey],
+        backend: &dyn Backend,
+        layouts: &[Layout],
+        layout_of: &dyn Fn(usize) -> usize,
+    ) -> Result<(Vec<Planned>, Vec<String>)> {
+        let model = &self.plan.model;
+        let mut notes: Vec<String> = Vec::new();
+        let mut planned = Vec::new();
+        for &key in keys {
+            let layout = layout_of(key.group_size);
+            let (dtype, note) = measured_dtype(backend, key.collective, model.dtype, key.bytes);
+            if let Some(n) = note.filter(|n| !notes.contains(n)) {
+                notes.push(n);
+            }
+            let comm = layouts[layout].comm;
+            let desc = match key.route {
+                Some(route) => {
+                    let matrix = routing::matrix(model, &route, key.group_size, &self.plan.options)
+                        .map_err(|e| Error::usage(format!("--ep {}: {e}", key.group_size)))?;
+                    all_to_allv_op(Arc::new(matrix), dtype, comm, false)
+                }
+                None => OpDesc {
+                    collective: key.collective,
+                    dtype,
+                    op: key.collective.reduces().then_some(ReduceOp::Sum),
+                    root: None,
+                    shape: key
+                        .collective
+                        .shape(key.bytes, dtype.size(), key.group_size),
+                    in_place: false,
+                    shift_bytes: 0,
+                    comm,
+                    counts: None,
+                },
+            };
+            planned.push(Planned { key, layout, desc });
+        }
+        if keys.iter().any(|k| k.route.is_some()) {
+            notes.push(router_note(&self.plan.options));
+        }
+        Ok((planned, notes))
     }
 }
 

@@ -576,8 +576,16 @@ impl Backend for GpuBackend {
     }
 
     fn split(&mut self, world: &dyn World, join: &GroupJoin) -> Result<CommId> {
-        // One unique id per group, made by its leader and shared through the world: this works with
-        // every NCCL and RCCL version (ncclCommSplit, NCCL 2.18+, would save the id exchange only).
+        // ncclCommSplit (NCCL 2.18+) from the job's communicator where the library has it: no id exchange,
+        // and the library may reuse the parent's resources.
+        if self.nccl.has(Optional::CommSplit) {
+            self.activate(0)?;
+            let comm = self.comm.split(join.color, join.rank, join.size)?;
+            self.parked.push(Some(comm));
+            return Ok(self.parked.len() - 1);
+        }
+        // Else one unique id per group, made by its leader and shared through the world: this works with
+        // every NCCL and RCCL version.
         let mine = if join.leader == world.rank() {
             self.nccl.unique_id()?
         } else {

@@ -61,6 +61,8 @@ pub enum Optional {
     Gather,
     Scatter,
     MemAlloc,
+    /// ncclCommSplit (NCCL 2.18 and later).
+    CommSplit,
 }
 
 /// A loaded NCCL or RCCL library.
@@ -192,6 +194,7 @@ impl Nccl {
             Optional::Gather => self.lib.ncclGather.is_ok(),
             Optional::Scatter => self.lib.ncclScatter.is_ok(),
             Optional::MemAlloc => self.lib.ncclMemAlloc.is_ok() && self.lib.ncclMemFree.is_ok(),
+            Optional::CommSplit => self.lib.ncclCommSplit.is_ok(),
         }
     }
 
@@ -443,6 +446,34 @@ impl Comm {
                 ))
             }
         }
+    }
+
+    /// The communicator of this rank's group, split from this one (ncclCommSplit, NCCL 2.18+): every rank
+    /// of this communicator calls it together; ranks of equal `color` form a group, ordered by `key`.
+    /// The new communicator inherits this one's configuration.
+    pub fn split(&mut self, color: usize, key: usize, group_size: usize) -> Result<Comm> {
+        let nccl = Arc::clone(&self.nccl);
+        let f = required!(nccl, ncclCommSplit);
+        let mut raw: sys::ncclComm_t = std::ptr::null_mut();
+        // SAFETY: self.raw is a live communicator; raw is a valid out-pointer; a null config asks for
+        // the parent's.
+        let r = unsafe {
+            f(
+                self.raw,
+                to_int(color)?,
+                to_int(key)?,
+                &mut raw,
+                std::ptr::null_mut(),
+            )
+        };
+        self.check(r, "ncclCommSplit")?;
+        Ok(Comm {
+            nccl,
+            raw,
+            rank: key,
+            size: group_size,
+            broken: false,
+        })
     }
 
     /// Aborts the communicator now (after a timeout or an asynchronous error); it is not destroyed later.

@@ -4,6 +4,7 @@ use super::Layout;
 use crate::metrics::{algbw_gbps, busbw_gbps, combine_rank_times};
 use crate::plan::Average;
 use crate::report::model::GroupFigures;
+use crate::topo::peak::percent_of_peak;
 
 /// Every group's time (its members' times combined by -a), bandwidth and wrong elements, and the index of
 /// the slowest group. `factor` gives the bus factor for a group of n ranks.
@@ -18,15 +19,20 @@ pub fn group_figures(
     let figures: Vec<GroupFigures> = layout
         .groups
         .iter()
-        .map(|g| {
+        .enumerate()
+        .map(|(i, g)| {
             let times: Vec<f64> = g.members.iter().map(|&r| rank_time_us[r]).collect();
             let time_us = combine_rank_times(average, &times);
             let algbw = algbw_gbps(size_bytes, time_us);
+            let busbw = busbw_gbps(algbw, factor(g.members.len()));
+            let peak = layout.peaks.get(i).and_then(Option::as_ref);
             GroupFigures {
                 time_us,
                 algbw_gbps: algbw,
-                busbw_gbps: busbw_gbps(algbw, factor(g.members.len())),
-                peak_percent: None,
+                busbw_gbps: busbw,
+                peak_percent: peak
+                    .and_then(|p| percent_of_peak(busbw, p))
+                    .map(|p| p.percent),
                 wrong: rank_wrong.map(|w| g.members.iter().map(|&r| w[r]).sum()),
             }
         })

@@ -2,6 +2,7 @@
 //! the same time, resolved from a `--groups` spec and every rank's host.
 
 pub mod figures;
+pub mod peaks;
 pub mod spec;
 
 pub use spec::{parse_list, parse_split, GroupSpec, SplitOp};
@@ -22,6 +23,8 @@ pub struct Layout {
     pub mine: usize,
     /// The communicator this rank measures on in this layout.
     pub comm: Comm,
+    /// Each group's own speed of light (`peaks::group_peaks`), in `groups` order; empty until known.
+    pub peaks: Vec<Option<crate::topo::peak::Peak>>,
 }
 
 /// Every layout of `specs` on this job, each with this rank's communicator made by the backend, all
@@ -64,6 +67,7 @@ impl Layout {
             }],
             mine: 0,
             comm: Comm::whole(rank, hosts.len()),
+            peaks: Vec::new(),
         }
     }
 
@@ -111,6 +115,7 @@ impl Layout {
             groups,
             mine,
             comm,
+            peaks: Vec::new(),
         })
     }
 

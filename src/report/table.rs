@@ -129,8 +129,16 @@ impl Layout {
             format!("{:.2}", m.busbw_gbps),
         ];
         if let Some(peak) = &self.peak {
+            // With --groups, the slowest group's busbw against that group's own peak.
+            let own = m
+                .slowest_group
+                .and_then(|i| m.groups.as_ref()?.get(i)?.peak_percent)
+                .map(|percent| crate::topo::peak::PercentOfPeak {
+                    percent,
+                    above_peak: percent > 100.0,
+                });
             cells.push(
-                percent_of_peak(m.busbw_gbps, peak)
+                own.or_else(|| percent_of_peak(m.busbw_gbps, peak))
                     .map(|p| p.short())
                     .unwrap_or_else(|| "-".into()),
             );
@@ -191,6 +199,27 @@ fn format_time(us: f64) -> String {
     } else {
         format!("{us:.0}")
     }
+}
+
+/// The comment line under an all_to_allv row: its traffic's phase and source, the imbalance, and the
+/// range of every rank's sent and received bytes (a `#` line, so nccl-tests parsers skip it).
+pub fn traffic_line(t: &crate::traffic::TrafficReport) -> String {
+    let range = |v: &[u64]| {
+        let (lo, hi) = (v.iter().min(), v.iter().max());
+        match (lo, hi) {
+            (Some(lo), Some(hi)) if lo == hi => format!("{lo} B"),
+            (Some(lo), Some(hi)) => format!("{lo} to {hi} B"),
+            _ => "-".into(),
+        }
+    };
+    format!(
+        "#   ^ {}{}: imbalance {:.3} (busiest rank's bytes over the mean); each rank sends {}, receives {}\n",
+        t.phase.as_deref().map(|p| format!("{p}, ")).unwrap_or_default(),
+        t.source,
+        t.imbalance,
+        range(&t.rank_sent_bytes),
+        range(&t.rank_received_bytes)
+    )
 }
 
 /// The title line printed before a collective's rows.

@@ -2,6 +2,7 @@
 //! formula, a `--matrix` file, the `--moe` router) and what a row records about it.
 
 pub mod matrix;
+pub mod moe;
 pub mod spread;
 
 use matrix::PeerBytes;
@@ -16,6 +17,8 @@ pub enum Traffic {
     Spread(f64),
     /// `--matrix FILE`: fixed bytes from rank i to rank j; the sweep's sizes do not apply.
     Matrix { path: PathBuf, bytes: PeerBytes },
+    /// `--moe`: the router's dispatch and combine, each its own row; the sweep's sizes do not apply.
+    Moe(moe::MoeParams),
 }
 
 /// One all_to_allv to measure: its matrix and, where a traffic source has several, its phase's name.
@@ -32,9 +35,17 @@ impl Traffic {
         args: &crate::cli::RunArgs,
         collectives: &[crate::collective::Collective],
     ) -> Result<Traffic, String> {
-        let traffic = match &args.matrix {
-            Some(path) => Traffic::matrix_file(path)?,
-            None => Traffic::Spread(spread::spread_from_env()?),
+        let traffic = match (&args.matrix, &args.moe) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "--matrix and --moe both give all_to_allv's per-peer bytes: choose one".into(),
+                )
+            }
+            (Some(path), None) => Traffic::matrix_file(path)?,
+            (None, Some(spec)) => {
+                Traffic::Moe(moe::MoeParams::parse(spec).map_err(|e| format!("--moe: {e}"))?)
+            }
+            (None, None) => Traffic::Spread(spread::spread_from_env()?),
         };
         if traffic.fixed() && collectives != [crate::collective::Collective::AllToAllv] {
             return Err(format!(
@@ -50,6 +61,7 @@ impl Traffic {
         match self {
             Traffic::Spread(_) => "NCCL_TESTS_ALLTOALLV_SPREAD",
             Traffic::Matrix { .. } => "--matrix",
+            Traffic::Moe(_) => "--moe",
         }
     }
 
@@ -58,6 +70,15 @@ impl Traffic {
         match self {
             Traffic::Spread(_) => None,
             Traffic::Matrix { bytes, .. } => Some(bytes.busiest()),
+            Traffic::Moe(p) => Some(p.bytes_per_rank()),
+        }
+    }
+
+    /// The type the source moves its bytes in, where it has one (--moe's dtype).
+    pub fn dtype(&self) -> Option<crate::dtype::DataType> {
+        match self {
+            Traffic::Moe(p) => Some(p.dtype),
+            _ => None,
         }
     }
 
@@ -87,6 +108,7 @@ impl Traffic {
         match self {
             Traffic::Spread(s) => format!("spread {s}"),
             Traffic::Matrix { path, .. } => format!("matrix {}", path.display()),
+            Traffic::Moe(p) => p.describe(),
         }
     }
 
@@ -111,6 +133,19 @@ impl Traffic {
                     name: None,
                     matrix: Arc::new(bytes.clone()),
                 }]
+            }
+            Traffic::Moe(p) => {
+                let routed = p.route(n).map_err(|e| format!("--moe: {e}"))?;
+                vec![
+                    Phase {
+                        name: Some("dispatch"),
+                        matrix: Arc::new(routed.dispatch),
+                    },
+                    Phase {
+                        name: Some("combine"),
+                        matrix: Arc::new(routed.combine),
+                    },
+                ]
             }
         };
         for p in &phases {

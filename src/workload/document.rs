@@ -1,7 +1,7 @@
 //! The typed results of `collbench workload`: the model, the layouts and their groups, every measured
 //! message, and each phase's ranking. What `-J` writes (docs/schema/workload.schema.json, docs/JSON.md).
 
-use super::messages::{LayoutChoice, MessageKey, Phase};
+use super::messages::{LayoutChoice, MessageKey, Phase, StepOptions};
 use super::model::ModelSpec;
 use super::ranking::PhaseRanking;
 use crate::dtype::DataType;
@@ -38,6 +38,8 @@ pub struct WorkloadDocument {
     pub in_flight: Option<String>,
     /// Each phase's layouts, fastest first; empty until every message is measured.
     pub ranking: Vec<PhaseRanking>,
+    /// --dp-attention, and the MoE router's skew and seed.
+    pub step_options: StepOptions,
     /// What ended a failed run, with the rank and host that saw it.
     pub error: Option<String>,
     pub exit_code: Option<i32>,
@@ -65,5 +67,7 @@ pub struct MeasuredMessage {
     pub measured_bytes: u64,
     /// The collective actually run for it, e.g. "all_to_all (balanced stand-in for all_to_allv)".
     pub measured_as: String,
+    /// all_to_allv: the busiest rank's bytes over the mean (1 for balanced routing).
+    pub imbalance: Option<f64>,
     pub measurement: Option<Measurement>,
 }

@@ -11,7 +11,7 @@ use std::fmt;
 pub const COUNTED: [&str; 4] = [
     "TPk: two all_reduce per layer (after attention, after the MLP or MoE) of tokens x hidden x dtype bytes, every rank of a group holding the replica's tokens",
     "TPk with --dp-attention: attention data-parallel inside the group; per layer one all_gather of the tokens before the MLP and one reduce_scatter after it (tokens x hidden x dtype bytes in all)",
-    "EPk (MoE models): attention and dense layers data-parallel, the tokens split over the group's ranks; per MoE layer one dispatch and one combine all_to_allv, each token copied to its top-k experts (tokens x top-k x hidden x dtype bytes), experts spread evenly over the ranks, routing balanced",
+    "EPk (MoE models): attention and dense layers data-parallel, every rank routing ceil(tokens/k) tokens through the MoE router (experts even on the ranks, --skew, --seed); per MoE layer one dispatch and one combine all_to_allv, a token moving hidden x dtype bytes per chosen expert",
     "each distinct message measured once, every group of the layout at once (the slowest group's time), and multiplied by its count per step",
 ];
 
@@ -19,7 +19,7 @@ pub const COUNTED: [&str; 4] = [
 pub const NOT_COUNTED: [&str; 4] = [
     "overlap of communication with compute (the sum is an upper bound of exposed communication)",
     "pipeline parallelism and its bubbles, KV-cache transfers, embedding and sampling collectives",
-    "shared experts (computed where the token is), the router's own small exchanges, a skewed router (the balanced case is measured), and the deduplication of copies bound for one rank that DeepEP-style kernels do",
+    "shared experts (computed where the token is), the router's own small exchanges, and the deduplication of copies bound for one rank that DeepEP-style kernels do",
     "compute time: the numbers are communication time on this cluster, measured",
 ];
 
@@ -91,13 +91,34 @@ pub struct MessageKey {
     pub route: Option<Route>,
 }
 
-/// An EP half: the group's tokens and top-k, from which the balanced per-peer bytes follow.
+/// An EP half: each rank's tokens and top-k, from which the router's per-peer bytes follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Route {
     pub half: Half,
-    /// Tokens of the whole group in this step.
-    pub tokens: u64,
+    /// Tokens every rank of the group routes: ceil(tokens / k), since the router routes the same count
+    /// on every rank.
+    pub tokens_per_rank: u64,
     pub experts_per_token: u64,
+}
+
+/// How a step is laid out beyond the layout itself.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepOptions {
+    /// TP layouts run attention data-parallel (all_gather + reduce_scatter instead of all_reduce).
+    pub dp_attention: bool,
+    /// The MoE router's hot-rank ratio (1: uniform) and seed.
+    pub skew: f64,
+    pub seed: u64,
+}
+
+impl Default for StepOptions {
+    fn default() -> Self {
+        StepOptions {
+            dp_attention: false,
+            skew: 1.0,
+            seed: 0,
+        }
+    }
 }
 
 /// Dispatch sends token copies to the experts' ranks; combine sends them back.
@@ -123,11 +144,11 @@ pub fn step_messages(
     model: &ModelSpec,
     phase: Phase,
     layout: LayoutChoice,
-    dp_attention: bool,
-) -> Vec<StepMessage> {
+    options: &StepOptions,
+) -> Result<Vec<StepMessage>, String> {
     let k = layout.size;
     if k < 2 {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let token_bytes = model.token_bytes();
     let message = |collective, bytes, count, purpose: String| StepMessage {
@@ -141,7 +162,7 @@ pub fn step_messages(
         purpose,
     };
     match layout.parallelism {
-        Parallelism::Tp if dp_attention => vec![
+        Parallelism::Tp if options.dp_attention => Ok(vec![
             message(
                 Collective::AllGather,
                 phase.tokens * token_bytes,
@@ -154,23 +175,23 @@ pub fn step_messages(
                 model.layers,
                 "DP-attention reduce_scatter after the MLP (1 per layer)".into(),
             ),
-        ],
-        Parallelism::Tp => vec![message(
+        ]),
+        Parallelism::Tp => Ok(vec![message(
             Collective::AllReduce,
             phase.tokens * token_bytes,
             2 * model.layers,
             "attention + MLP all_reduce (2 per layer)".into(),
-        )],
+        )]),
         Parallelism::Ep => [(Half::Dispatch, "dispatch"), (Half::Combine, "combine")]
             .into_iter()
             .map(|(half, name)| {
                 let route = Route {
                     half,
-                    tokens: phase.tokens,
+                    tokens_per_rank: phase.tokens.div_ceil(k as u64),
                     experts_per_token: model.experts_per_token,
                 };
-                let matrix = super::routing::matrix(&route, k, token_bytes);
-                StepMessage {
+                let matrix = super::routing::matrix(model, &route, k, options)?;
+                Ok(StepMessage {
                     key: MessageKey {
                         group_size: k,
                         collective: Collective::AllToAllv,
@@ -179,10 +200,10 @@ pub fn step_messages(
                     },
                     count: model.moe_layers,
                     purpose: format!(
-                        "MoE {name}, {} token(s) x top-{} over {k} ranks (1 per MoE layer)",
-                        phase.tokens, model.experts_per_token
+                        "MoE {name}, {} token(s) x top-{} a rank (1 per MoE layer)",
+                        route.tokens_per_rank, model.experts_per_token
                     ),
-                }
+                })
             })
             .collect(),
     }
@@ -204,12 +225,17 @@ mod tests {
             parallelism: Parallelism::Tp,
             size: 4,
         };
-        let msgs = step_messages(&m, phase, tp4, false);
+        let plain = StepOptions::default();
+        let dp = StepOptions {
+            dp_attention: true,
+            ..plain
+        };
+        let msgs = step_messages(&m, phase, tp4, &plain).unwrap();
         assert_eq!(msgs.len(), 1);
         assert_eq!(msgs[0].key.collective, Collective::AllReduce);
         assert_eq!(msgs[0].key.bytes, 8192 * 2);
         assert_eq!(msgs[0].count, 160);
-        let dp = step_messages(&m, phase, tp4, true);
+        let dp = step_messages(&m, phase, tp4, &dp).unwrap();
         assert_eq!(
             dp.iter()
                 .map(|s| (s.key.collective, s.count))
@@ -217,7 +243,7 @@ mod tests {
             [(Collective::AllGather, 80), (Collective::ReduceScatter, 80)]
         );
         let tp1 = LayoutChoice { size: 1, ..tp4 };
-        assert!(step_messages(&m, phase, tp1, false).is_empty());
+        assert!(step_messages(&m, phase, tp1, &plain).unwrap().is_empty());
     }
 
     #[test]
@@ -231,12 +257,14 @@ mod tests {
             parallelism: Parallelism::Ep,
             size: 8,
         };
-        let msgs = step_messages(&m, phase, ep8, false);
-        // 64 tokens over 8 ranks = 8 per rank, x top-8 x 7168 x 2 bytes, once per each of 58 MoE layers.
+        let msgs = step_messages(&m, phase, ep8, &StepOptions::default()).unwrap();
+        // 64 tokens over 8 ranks = 8 a rank, x top-8 = 64 choices over 256 experts, placed by the seed:
+        // every rank sends 8 x 8 x 7168 x 2 bytes and the busiest moves at least that, once per each of
+        // the 58 MoE layers.
         assert_eq!(msgs.len(), 2);
         for s in &msgs {
             assert_eq!(s.key.collective, Collective::AllToAllv);
-            assert_eq!(s.key.bytes, 8 * 8 * 7168 * 2);
+            assert!(s.key.bytes >= 8 * 8 * 7168 * 2, "{s:?}");
             assert_eq!(s.count, 58);
         }
         assert_ne!(

@@ -1,70 +1,84 @@
-//! The per-peer bytes of an EP step's dispatch and combine under balanced routing: a group's tokens
-//! split as evenly as whole tokens allow over its ranks, and each rank's token copies (tokens x top-k)
-//! spread evenly over the ranks that hold the experts. Combine sends every copy back: the transpose.
+//! The per-peer bytes of an EP step's dispatch and combine, from the MoE router of `--moe`
+//! (src/traffic/moe.rs): every rank of a group routes the same number of tokens, each to its top-k of
+//! the model's experts spread evenly over the group, with the run's skew and seed.
 
-use super::messages::{Half, Route};
+use super::messages::{Half, Route, StepOptions};
+use super::model::ModelSpec;
 use crate::traffic::matrix::PeerBytes;
+use crate::traffic::moe::MoeParams;
 
-/// The matrix of one half of an EP step on a group of `ranks` ranks; `token_bytes` is one token's
-/// hidden state.
-pub fn matrix(route: &Route, ranks: usize, token_bytes: u64) -> PeerBytes {
-    let k = ranks as u64;
-    let mut rows = vec![vec![0u64; ranks]; ranks];
-    for (from, row) in rows.iter_mut().enumerate() {
-        let r = from as u64;
-        let tokens = route.tokens / k + u64::from(r < route.tokens % k);
-        let copies = tokens * route.experts_per_token;
-        for (to, cell) in row.iter_mut().enumerate() {
-            // The remainder goes to the ranks after the sender, so no receiver is favoured.
-            let offset = (to as u64 + k - r) % k;
-            *cell = (copies / k + u64::from(offset < copies % k)) * token_bytes;
-        }
-    }
-    if route.half == Half::Combine {
-        rows = (0..ranks)
-            .map(|i| (0..ranks).map(|j| rows[j][i]).collect())
-            .collect();
-    }
-    // Square by construction.
-    PeerBytes::from_rows(rows).unwrap_or_else(|e| unreachable!("{e}"))
+/// The matrix of one half of an EP step on a group of `ranks` ranks. An error names what does not fit
+/// (the experts do not spread evenly over the group).
+pub fn matrix(
+    model: &ModelSpec,
+    route: &Route,
+    ranks: usize,
+    options: &StepOptions,
+) -> Result<PeerBytes, String> {
+    let params = MoeParams {
+        tokens: route.tokens_per_rank,
+        hidden: model.hidden_size,
+        topk: route.experts_per_token,
+        experts: model.experts,
+        dtype: model.dtype,
+        skew: options.skew,
+        seed: options.seed,
+    };
+    let traffic = params.route(ranks)?;
+    Ok(match route.half {
+        Half::Dispatch => traffic.dispatch,
+        Half::Combine => traffic.combine,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::model::parse;
 
-    fn route(half: Half, tokens: u64) -> Route {
+    fn tiny() -> ModelSpec {
+        parse(
+            "tiny",
+            r#"{"hidden_size": 1024, "num_hidden_layers": 2, "num_experts": 8, "num_experts_per_tok": 2}"#,
+            "c",
+        )
+        .unwrap()
+    }
+
+    fn route(half: Half, tokens_per_rank: u64) -> Route {
         Route {
             half,
-            tokens,
+            tokens_per_rank,
             experts_per_token: 2,
         }
     }
 
     #[test]
-    fn one_token_on_four_ranks_goes_from_rank_0_and_comes_back() {
-        let d = matrix(&route(Half::Dispatch, 1), 4, 10);
-        // Rank 0 holds the token; its 2 copies go to ranks 0 and 1.
-        assert_eq!((d.get(0, 0), d.get(0, 1), d.get(0, 2)), (10, 10, 0));
-        assert_eq!((d.sent(0), d.sent(1)), (20, 0));
-        assert_eq!(d.busiest(), 20);
-        let c = matrix(&route(Half::Combine, 1), 4, 10);
-        assert_eq!((c.get(1, 0), c.received(0), c.sent(0)), (10, 20, 10));
+    fn balanced_tokens_move_evenly_and_combine_is_the_transpose() {
+        let even = StepOptions::default();
+        // 4 tokens x top-2 = 8 choices, one per expert: 2 experts per rank of 4, 2 copies of 2048 B each.
+        let d = matrix(&tiny(), &route(Half::Dispatch, 4), 4, &even).unwrap();
+        for i in 0..4 {
+            for j in 0..4 {
+                assert_eq!(d.get(i, j), 2 * 2048);
+            }
+        }
+        assert_eq!(d.imbalance(), 1.0);
+        let c = matrix(&tiny(), &route(Half::Combine, 4), 4, &even).unwrap();
+        assert_eq!(c, d, "a uniform matrix is its own transpose");
     }
 
     #[test]
-    fn evenly_divisible_tokens_give_a_uniform_symmetric_matrix() {
-        // 8 tokens on 4 ranks: 2 each, 4 copies each, one to every rank.
-        let d = matrix(&route(Half::Dispatch, 8), 4, 2048);
-        for i in 0..4 {
-            for j in 0..4 {
-                assert_eq!(d.get(i, j), 2048);
-            }
-        }
-        assert!(d.symmetric());
-        assert_eq!(d.imbalance(), 1.0);
-        // 3 tokens on 2 ranks: rank 0 has 2 (4 copies), rank 1 has 1 (2 copies).
-        let u = matrix(&route(Half::Dispatch, 3), 2, 1);
-        assert_eq!((u.sent(0), u.sent(1)), (4, 2));
+    fn a_skewed_router_loads_rank_0() {
+        let skewed = StepOptions {
+            skew: 4.0,
+            ..StepOptions::default()
+        };
+        let d = matrix(&tiny(), &route(Half::Dispatch, 16), 4, &skewed).unwrap();
+        assert!(d.received(0) > d.received(1), "{d:?}");
+        assert!(d.imbalance() > 1.0);
+        let c = matrix(&tiny(), &route(Half::Combine, 16), 4, &skewed).unwrap();
+        assert_eq!(c.sent(0), d.received(0));
+        assert!(matrix(&tiny(), &route(Half::Dispatch, 1), 3, &skewed).is_err());
     }
 }
