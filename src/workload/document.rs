@@ -65,7 +65,7 @@ pub struct MeasuredMessage {
     /// The bytes the collective moved in nccl-tests' size sense (the request rounded to whole
     /// 16-byte chunks per rank where the collective splits the buffer).
     pub measured_bytes: u64,
-    /// The collective actually run for it, e.g. "all_to_all (balanced stand-in for all_to_allv)".
+    /// The collective actually run for it, e.g. "all_to_allv, MoE router dispatch".
     pub measured_as: String,
     /// all_to_allv: the busiest rank's bytes over the mean (1 for balanced routing).
     pub imbalance: Option<f64>,

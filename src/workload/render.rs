@@ -74,10 +74,10 @@ pub fn measured(m: &MeasuredMessage) -> String {
         x.time_us,
         x.iterations,
         x.wrong.map_or("-".to_string(), |w| w.to_string()),
-        if m.measured_as == m.key.collective.name() {
-            String::new()
-        } else {
-            format!("  [{}]", m.measured_as)
+        match (m.measured_as == m.key.collective.name(), m.imbalance) {
+            (true, _) => String::new(),
+            (false, Some(i)) => format!("  [{}, imbalance {i:.2}]", m.measured_as),
+            (false, None) => format!("  [{}]", m.measured_as),
         }
     )
 }
