@@ -429,60 +429,9 @@ impl Job<'_> {
             device: backend.device(),
         };
         let ranks: Vec<RankInfo> = all_gather_value(self.world, &info)?;
-        let mut doc = (me == 0).then(|| WorkloadDocument {
-            kind: KIND.into(),
-            schema_version: 1,
-            collbench_version: env!("CARGO_PKG_VERSION").into(),
-            command_line: self.argv.to_vec(),
-            started_unix_s: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-            status: RunStatus::Running,
-            backend: BackendReport {
-                name: backend.name().into(),
-                reason: reason.into(),
-                libraries: backend.versions(),
-            },
-            model: plan.model.clone(),
-            ranks,
-            counted: COUNTED.map(String::from).to_vec(),
-            not_counted: NOT_COUNTED.map(String::from).to_vec(),
-            notes: notes.clone(),
-            phases: plan.phases.clone(),
-            layouts: self
-                .choices
-                .iter()
-                .map(|&choice| LayoutEntry {
-                    choice,
-                    name: choice.to_string(),
-                    groups: if choice.size < 2 {
-                        Layout::resolve(GroupSpec::Blocks(1), &self.hosts, me)
-                            .map(|l| l.groups)
-                            .unwrap_or_default()
-                    } else {
-                        layouts[layout_of(choice.size)].groups.clone()
-                    },
-                })
-                .collect(),
-            messages: planned
-                .iter()
-                .map(|p| MeasuredMessage {
-                    key: p.key,
-                    dtype: p.desc.dtype,
-                    measured_bytes: p.desc.shape.size_bytes,
-                    measured_as: match p.key.route {
-                        Some(r) => format!("all_to_allv, MoE router {}", half_name(r.half)),
-                        None => p.key.collective.name().into(),
-                    },
-                    imbalance: p.desc.counts.as_ref().map(|m| m.imbalance()),
-                    measurement: None,
-                })
-                .collect(),
-            in_flight: None,
-            ranking: Vec::new(),
-            step_options: plan.options,
-            error: None,
-            exit_code: None,
+        let mut doc = (me == 0).then(|| {
+            let entries = self.layout_entries(&layouts, &layout_of);
+            self.new_document(backend, reason, ranks, &planned, notes, entries)
         });
         if let Some(d) = &doc {
             print!("{}", render::header(d, distinct(&self.hosts).len()));
@@ -568,6 +517,83 @@ impl Job<'_> {
 }
 
 impl Job<'_> {
+    /// Each layout with its groups (TP1 and EP1: every rank alone).
+    fn layout_entries(
+        &self,
+        layouts: &[Layout],
+        layout_of: &dyn Fn(usize) -> usize,
+    ) -> Vec<LayoutEntry> {
+        self.choices
+            .iter()
+            .map(|&choice| LayoutEntry {
+                choice,
+                name: choice.to_string(),
+                groups: if choice.size < 2 {
+                    Layout::resolve(GroupSpec::Blocks(1), &self.hosts, self.world.rank())
+                        .map(|l| l.groups)
+                        .unwrap_or_default()
+                } else {
+                    layouts[layout_of(choice.size)].groups.clone()
+                },
+            })
+            .collect()
+    }
+
+    /// Rank 0's document before the first message: the model, the job, the layouts' groups and every
+    /// message still to measure.
+    fn new_document(
+        &self,
+        backend: &dyn Backend,
+        reason: &str,
+        ranks: Vec<RankInfo>,
+        planned: &[Planned],
+        notes: Vec<String>,
+        layouts: Vec<LayoutEntry>,
+    ) -> WorkloadDocument {
+        let plan = self.plan;
+        WorkloadDocument {
+            kind: KIND.into(),
+            schema_version: 1,
+            collbench_version: env!("CARGO_PKG_VERSION").into(),
+            command_line: self.argv.to_vec(),
+            started_unix_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            status: RunStatus::Running,
+            backend: BackendReport {
+                name: backend.name().into(),
+                reason: reason.into(),
+                libraries: backend.versions(),
+            },
+            model: plan.model.clone(),
+            ranks,
+            counted: COUNTED.map(String::from).to_vec(),
+            not_counted: NOT_COUNTED.map(String::from).to_vec(),
+            notes,
+            phases: plan.phases.clone(),
+            layouts,
+            messages: planned
+                .iter()
+                .map(|p| MeasuredMessage {
+                    key: p.key,
+                    dtype: p.desc.dtype,
+                    measured_bytes: p.desc.shape.size_bytes,
+                    measured_as: match p.key.route {
+                        Some(r) => format!("all_to_allv, MoE router {}", half_name(r.half)),
+                        None => p.key.collective.name().into(),
+                    },
+                    imbalance: p.desc.counts.as_ref().map(|m| m.imbalance()),
+                    measurement: None,
+                })
+                .collect(),
+            in_flight: None,
+            ranking: Vec::new(),
+            step_options: plan.options,
+            error: None,
+            exit_code: None,
+        }
+    }
+
     /// Each distinct message as the engine is asked for it, on its layout's communicator, and the notes
     /// that qualify the figures.
     fn plan_messages(
