@@ -245,6 +245,7 @@ Subcommands:
   collbench compare BASE.json NEW.json         regressions between two runs
   collbench plot RUN.json [MORE.json] -o F.svg busbw and time against size
   collbench pairs [--by host|rank] [-J F.json]  every pair of hosts or ranks: matrix, bad host or link
+  collbench workload MODEL [--tp ..] [--ep ..]  a model's step on TP/EP layouts, measured and ranked
 
 Examples:
   mpirun -np 8 collbench all_reduce -b 8 -e 8G -f 2

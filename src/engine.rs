@@ -313,6 +313,13 @@ impl Engine<'_> {
         self.measure(desc, factor, &whole)
     }
 
+    /// Measures one operation on every group of `layout` at once (a message of `collbench workload`):
+    /// the figures are the slowest group's, as for a `--groups` row.
+    pub fn measure_on(&mut self, desc: &OpDesc, layout: &Layout) -> Result<Measurement> {
+        let factor = desc.collective.bus_factor(desc.comm.size);
+        self.measure(desc, factor, layout)
+    }
+
     fn label(desc: &OpDesc, step: &str) -> String {
         format!(
             "{} {} {}{}{} {}, {step}",

@@ -22,4 +22,5 @@ pub mod testing;
 pub mod topo;
 pub mod traffic;
 pub mod watchdog;
+pub mod workload;
 pub mod world;

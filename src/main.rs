@@ -1,4 +1,4 @@
-//! The collbench command: a benchmark run (the default), or the topo, compare, plot and pairs subcommands.
+//! The collbench command: a benchmark run (the default), or the topo, compare, plot, pairs and workload subcommands.
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
@@ -11,6 +11,7 @@ fn main() {
         Some("topo") => collbench::app::topo_main(&sub("topo")),
         Some("compare") => collbench::fleet::compare::compare_main(&sub("compare")),
         Some("pairs") => collbench::app::pairs_main(&sub("pairs")),
+        Some("workload") => collbench::app::workload_main(&sub("workload")),
         Some("plot") => collbench::fleet::plot::plot_main(&sub("plot")),
         _ => collbench::app::main_with_args(argv),
     };

@@ -65,3 +65,19 @@ pub fn gpu_backend_only(
         ))),
     }
 }
+
+/// The backend of a run under MPI ranks: the GPU backend chosen, or the mpi backend on host memory,
+/// with the reason it was chosen.
+#[cfg(feature = "mpi")]
+pub fn backend_under_mpi<'w>(
+    plan: &Plan,
+    world: &'w crate::world::MpiWorld,
+    watchdog: &Watchdog,
+) -> Result<(Box<dyn Backend + 'w>, String)> {
+    let (choice, reason) = choose_backend(plan, world, watchdog)?;
+    let backend: Box<dyn Backend + 'w> = match create_gpu_backend(choice, plan, world, watchdog)? {
+        Some(gpu) => gpu,
+        None => Box::new(crate::backend::mpi::MpiBackend::new(world)),
+    };
+    Ok((backend, reason))
+}

@@ -8,9 +8,11 @@ mod pairs;
 mod record;
 mod reporter;
 mod topology;
+mod workload;
 
 pub use job::fit_sizes;
 pub use pairs::pairs_main;
+pub use workload::workload_main;
 
 use crate::backend::Backend;
 use crate::cli::RunArgs;

@@ -193,6 +193,14 @@ fn replace_atomically(
     result
 }
 
+/// Writes any document (a subcommand's own) to `path` atomically and durably: a job that dies leaves
+/// the previous complete version.
+pub fn save_atomically(doc: &impl serde::Serialize, path: &Path) -> Result<()> {
+    let text = serde_json::to_vec_pretty(doc).map_err(|e| Error::Internal(e.to_string()))?;
+    replace_atomically(path, &text, true)
+        .map_err(|(what, e)| Error::io(format!("-J {}: {what}", path.display()), e))
+}
+
 /// Reads a results document written by `--json`.
 pub fn read(path: &Path) -> Result<RunDocument> {
     let text =

@@ -1,0 +1,73 @@
+//! The typed results of `collbench workload`: the model, the layouts and their groups, every measured
+//! message, and each phase's ranking. What `-J` writes (docs/schema/workload.schema.json, docs/JSON.md).
+
+use super::messages::{LayoutChoice, MessageKey, Phase, StepOptions};
+use super::model::ModelSpec;
+use super::ranking::PhaseRanking;
+use crate::dtype::DataType;
+use crate::report::model::{BackendReport, Group, Measurement, RankInfo, RunStatus};
+use serde::{Deserialize, Serialize};
+
+/// Names the document among collbench's JSON files.
+pub const KIND: &str = "workload";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkloadDocument {
+    /// Always "workload".
+    pub kind: String,
+    pub schema_version: u32,
+    pub collbench_version: String,
+    pub command_line: Vec<String>,
+    pub started_unix_s: f64,
+    /// running (messages still coming, or the job died on another rank), complete, or failed (rank 0's
+    /// own error, in `error`).
+    pub status: RunStatus,
+    pub backend: BackendReport,
+    pub model: ModelSpec,
+    pub ranks: Vec<RankInfo>,
+    /// What the step model counts and what it leaves out, in words.
+    pub counted: Vec<String>,
+    pub not_counted: Vec<String>,
+    /// Anything that qualifies these numbers (a stand-in collective, a type measured as another).
+    pub notes: Vec<String>,
+    pub phases: Vec<Phase>,
+    pub layouts: Vec<LayoutEntry>,
+    /// Every distinct message, in the order measured; `measurement` is null until it has been.
+    pub messages: Vec<MeasuredMessage>,
+    /// The message being measured when the document was written (null once complete).
+    pub in_flight: Option<String>,
+    /// Each phase's layouts, fastest first; empty until every message is measured.
+    pub ranking: Vec<PhaseRanking>,
+    /// --dp-attention, and the MoE router's skew and seed.
+    pub step_options: StepOptions,
+    /// What ended a failed run, with the rank and host that saw it.
+    pub error: Option<String>,
+    pub exit_code: Option<i32>,
+}
+
+/// A layout as measured: its groups (members and hosts), every group running at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LayoutEntry {
+    #[serde(flatten)]
+    pub choice: LayoutChoice,
+    /// "TP4", "EP8".
+    pub name: String,
+    pub groups: Vec<Group>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeasuredMessage {
+    #[serde(flatten)]
+    pub key: MessageKey,
+    /// The element type it was measured in: the model's, or one of the same bytes where the backend
+    /// cannot reduce the model's (notes say so).
+    pub dtype: DataType,
+    /// The bytes the collective moved in nccl-tests' size sense (the request rounded to whole
+    /// 16-byte chunks per rank where the collective splits the buffer).
+    pub measured_bytes: u64,
+    /// The collective actually run for it, e.g. "all_to_allv, MoE router dispatch".
+    pub measured_as: String,
+    /// all_to_allv: the busiest rank's bytes over the mean (1 for balanced routing).
+    pub imbalance: Option<f64>,
+    pub measurement: Option<Measurement>,
+}
