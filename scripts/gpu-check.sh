@@ -148,6 +148,12 @@ check "pairs fault corrupt: exit code" "$?" "==" 7
 # 7 elements x 2 checks x 3 repeats x 1 pair.
 check "pairs fault corrupt: #wrong counted exactly" "$(json "d['wrong_total']" "$results/pairs_corrupt.json")" "==" 42
 
+# A model's step on candidate layouts: a bf16 all_reduce below 32 KB (TP), all_to_allv through the library (EP).
+run workload_tp nodes workload llama-3.1-70b --tp 2 --batch 1,8 --prefill 2K --size-time-cap 1
+check "workload llama-3.1-70b TP2 on 2 nodes: exit code" "$?" "==" 0
+run workload_ep nodes workload deepseek-v3 --ep 2 --batch 1,64 --prefill none --size-time-cap 1
+check "workload deepseek-v3 EP2 on 2 nodes: exit code" "$?" "==" 0
+
 # --- 2. -G, and the timed loop's cost against nccl-tests ---------------------------------------------
 if [ "$rehearse" = 0 ]; then
     run graph one all_reduce -b 32K -e 1M -f 32 -n 20 -G 5 -c 1

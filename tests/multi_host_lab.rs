@@ -19,6 +19,10 @@ fn output(cmd: &mut assert_cmd::Command) -> (std::process::Output, String, Strin
     (out, stdout, stderr)
 }
 
+/// The slow threshold (percent below the median pair) for the labs that must name nobody: the lab's own
+/// spread between healthy pairs on 2 busy cores reaches about 30 %, a tbf-throttled link is 80 % down.
+const QUIET_THRESHOLD: &str = "50";
+
 #[test]
 fn a_sweep_runs_on_four_hosts_with_hosts_named_and_local_ranks() {
     let Some(lab) = Lab::up(HOSTS) else { return };
@@ -37,6 +41,10 @@ fn a_sweep_runs_on_four_hosts_with_hosts_named_and_local_ranks() {
             "3",
             "--backend",
             "mpi",
+            // TCP between namespaces on 2 oversubscribed cores differs by up to a third between pairs,
+            // steadily enough to pass the repeats; a throttled link (tbf) is 5x slower.
+            "--slow-threshold",
+            QUIET_THRESHOLD,
             "-J",
             &json,
         ],
@@ -294,6 +302,8 @@ fn a_quiet_lab_names_nobody_and_expect_judges_pair_figures() {
     let (doc, stdout) = pairs(
         &lab,
         &[
+            "--slow-threshold",
+            QUIET_THRESHOLD,
             "--plot",
             &png,
             "--expect",
