@@ -3,7 +3,7 @@
 # all_reduce, all_to_all and sendrecv at 32K, 1M and 64M on 2 and 4 ranks. Both run alternately ROUNDS
 # times; the medians are compared. Targets: ratio within 2 % at 32K (the small messages of decode-phase
 # tensor parallelism, where only the loop's own cost shows), within 5 % at 1M and above.
-#   scripts/bench-overhead.sh [ROUNDS]
+#   scripts/bench-overhead.sh [ROUNDS] [RANK COUNTS, default "2 4"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
@@ -18,7 +18,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 
 printf "%-4s %-11s %6s %12s %12s %8s %8s\n" np collective size "C (us)" "ours (us)" ratio target
 status=0
-for np in 2 4; do
+for np in ${2:-2 4}; do
   for coll in all_reduce all_to_all sendrecv; do
     for size in 32K 1M 64M; do
       # Enough iterations that one run lasts about a second: fewer leave the machine's noise in the ratio.
