@@ -213,13 +213,13 @@ fn amd_gpus_read_through_rocm_smi_name_the_throttled_rank() {
 
     let header = &doc["telemetry"]["ranks"][1];
     assert!(
-        header["source"]
-            .as_str()
-            .unwrap()
-            .starts_with("ROCm SMI ("),
+        header["source"].as_str().unwrap().starts_with("ROCm SMI ("),
         "{header}"
     );
-    assert!(header["source"].as_str().unwrap().ends_with("GPU 1 0000:2f:00.0"));
+    assert!(header["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("GPU 1 0000:2f:00.0"));
     assert_eq!(header["limits"]["max_sm_clock_mhz"], 2100);
     assert_eq!(header["limits"]["max_mem_clock_mhz"], 1300);
     assert_eq!(header["limits"]["power_limit_w"], 750.0);

@@ -35,7 +35,10 @@ pub fn open(device: &DeviceInfo, local_rank: usize) -> Result<Box<dyn TelemetryS
         return Ok(Box::new(gpu));
     }
     match device.kind.as_str() {
-        "cuda" => Ok(Box::new(NvmlGpu::open(None, which(device, "CUDA", "NVML")?)?)),
+        "cuda" => Ok(Box::new(NvmlGpu::open(
+            None,
+            which(device, "CUDA", "NVML")?,
+        )?)),
         "hip" => Ok(Box::new(RocmGpu::open(
             None,
             which(device, "HIP", "ROCm SMI")?,
