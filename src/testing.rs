@@ -8,6 +8,7 @@
 //! - COLLBENCH_TEST_CORRUPT=RANK:N   (check/verify.rs) RANK corrupts N output elements per check
 //! - COLLBENCH_TEST_ABORT_HANGS=1   (world/mpi.rs) ending the job, MPI_Abort never returns
 //! - COLLBENCH_TEST_NVML=PATH        (telemetry/source.rs) GPU telemetry from the NVML at PATH, GPU = local rank
+//! - COLLBENCH_TEST_ROCM_SMI=PATH    (telemetry/source.rs) the same from the ROCm SMI at PATH
 
 use std::time::Duration;
 

@@ -182,3 +182,69 @@ fn without_a_gpu_library_the_run_says_why_once_and_throttle_rules_fail() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--no-telemetry"));
 }
+
+#[test]
+fn amd_gpus_read_through_rocm_smi_name_the_throttled_rank() {
+    let lib_dir = tempfile::tempdir().unwrap();
+    let Some(smi) = build_stand_in("fake_rocm_smi.c", "libfake-rocm-smi64.so", lib_dir.path())
+    else {
+        return;
+    };
+    let run = mpirun_json(
+        2,
+        "all_reduce -b 1K -e 4K -f 4 -n 4 -w 1 --backend mpi --telemetry --no-progress \
+         --expect no-throttle --expect clock>=0.9max",
+        &[
+            ("COLLBENCH_TEST_ROCM_SMI", &smi),
+            ("FAKE_ROCM_SMI_THROTTLED_GPU", "1"),
+        ],
+    );
+    assert_eq!(run.code(), Some(8), "{}\n{}", run.stdout, run.stderr);
+    let out = &run.stdout;
+    let doc = run.doc();
+    assert_valid(&doc);
+    let host = doc["ranks"][1]["host"].as_str().unwrap().to_string();
+    assert!(
+        out.contains(&format!("rank 1 on {host} (AMD Instinct MI300X): thermal slowdown in 2 of 2 row(s); SM clock down to 1700 of 2100 MHz")),
+        "{out}"
+    );
+    assert!(out.contains("# Expect no-throttle : FAILED"), "{out}");
+    assert!(out.contains("# Expect clock>=0.9max : FAILED"), "{out}");
+
+    let header = &doc["telemetry"]["ranks"][1];
+    assert!(
+        header["source"].as_str().unwrap().starts_with("ROCm SMI ("),
+        "{header}"
+    );
+    assert!(header["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("GPU 1 0000:2f:00.0"));
+    assert_eq!(header["limits"]["max_sm_clock_mhz"], 2100);
+    assert_eq!(header["limits"]["max_mem_clock_mhz"], 1300);
+    assert_eq!(header["limits"]["power_limit_w"], 750.0);
+    assert_eq!(header["limits"]["default_power_limit_w"], 750.0);
+    for row in doc["rows"].as_array().unwrap() {
+        let calm = &row["telemetry"][0];
+        let hot = &row["telemetry"][1];
+        assert_eq!(calm["sm_clock_mhz"]["min"], 2100.0, "{row}");
+        assert_eq!(calm["throttle_reasons"], serde_json::json!([]));
+        assert!(calm["temperature_c"]["min"].as_f64().unwrap() >= 60.0);
+        assert_eq!(hot["sm_clock_mhz"]["min"], 1700.0);
+        assert_eq!(hot["mem_clock_mhz"]["max"], 1300.0);
+        assert_eq!(
+            hot["throttle_reasons"],
+            serde_json::json!(["sw_thermal_slowdown"])
+        );
+        assert_eq!(hot["power_w"]["max"], 650.0);
+        assert_eq!(hot["pcie_gen"]["min"], 5.0);
+        assert_eq!(hot["pcie_width"]["min"], 16.0);
+        assert_eq!(hot["ecc_corrected"]["max"], 3.0);
+        assert_eq!(hot["ecc_uncorrected"]["max"], 0.0);
+        assert!(hot["temperature_c"]["min"].as_f64().unwrap() >= 95.0);
+    }
+    let summary = &doc["summary"]["telemetry"];
+    assert_eq!(summary["ranks_sampled"], 2);
+    assert_eq!(summary["throttled"].as_array().unwrap().len(), 1);
+    assert_eq!(summary["throttled"][0]["rank"], 1);
+}

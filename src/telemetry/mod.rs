@@ -4,11 +4,13 @@
 //!
 //! - reasons.rs: NVML's clock-event (throttle) reasons, which of them lower the clocks, their words
 //! - source.rs: where readings come from (NVML through nvml-wrapper), chosen per rank
+//! - rocm.rs: readings of AMD GPUs through ROCm SMI, throttle bits as NVML's reasons
 //! - sampler.rs: the sampling thread, started and stopped at row boundaries
 //! - findings.rs: what the end of the run says (throttled ranks, evidence for slow ranks, table cells)
 
 pub mod findings;
 pub mod reasons;
+pub mod rocm;
 pub mod sampler;
 pub mod source;
 

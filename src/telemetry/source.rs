@@ -1,7 +1,8 @@
-//! Where a rank's readings come from: its own GPU through NVML (nvml-wrapper, loaded at run time), found
-//! by the PCI bus id the backend reports. Every question NVML cannot answer leaves its reading empty;
+//! Where a rank's readings come from: its own GPU through NVML (nvml-wrapper, loaded at run time) or,
+//! for an AMD GPU, ROCm SMI (`rocm.rs`), found by the PCI bus id the backend reports. Every question NVML cannot answer leaves its reading empty;
 //! a rank with no GPU or no NVML gets the reason instead of a source.
 
+use super::rocm::RocmGpu;
 use super::{GpuLimits, Reading};
 use crate::backend::DeviceInfo;
 use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, TemperatureSensor};
@@ -20,25 +21,28 @@ pub trait TelemetrySource: Send {
 /// The test switch (docs/TESTING.md): NVML from this file, each rank reading the GPU of its local rank,
 /// whatever the backend.
 pub const TEST_NVML_VARIABLE: &str = "COLLBENCH_TEST_NVML";
+/// The same with ROCm SMI from this file.
+pub const TEST_ROCM_SMI_VARIABLE: &str = "COLLBENCH_TEST_ROCM_SMI";
 
-/// This rank's source: NVML for a CUDA device; the reason when there is none.
+/// This rank's source: NVML for a CUDA device, ROCm SMI for a HIP one; the reason when there is none.
 pub fn open(device: &DeviceInfo, local_rank: usize) -> Result<Box<dyn TelemetrySource>, String> {
     if let Ok(library) = std::env::var(TEST_NVML_VARIABLE) {
         let gpu = NvmlGpu::open(Some(&library), Which::Index(local_rank as u32))?;
         return Ok(Box::new(gpu));
     }
+    if let Ok(library) = std::env::var(TEST_ROCM_SMI_VARIABLE) {
+        let gpu = RocmGpu::open(Some(&library), Which::Index(local_rank as u32))?;
+        return Ok(Box::new(gpu));
+    }
     match device.kind.as_str() {
-        "cuda" => {
-            let which = match (&device.pci_bus_id, device.index) {
-                (Some(bus), _) => Which::BusId(bus.clone()),
-                (None, Some(i)) => Which::Index(i as u32),
-                (None, None) => {
-                    return Err("the CUDA device has no PCI bus id to find it in NVML".into())
-                }
-            };
-            Ok(Box::new(NvmlGpu::open(None, which)?))
-        }
-        "hip" => Err("readings of AMD GPUs (ROCm SMI) are not implemented yet".into()),
+        "cuda" => Ok(Box::new(NvmlGpu::open(
+            None,
+            which(device, "CUDA", "NVML")?,
+        )?)),
+        "hip" => Ok(Box::new(RocmGpu::open(
+            None,
+            which(device, "HIP", "ROCm SMI")?,
+        )?)),
         _ => Err(format!(
             "this backend moves {}: there is no GPU to read",
             if device.name.is_empty() {
@@ -50,7 +54,18 @@ pub fn open(device: &DeviceInfo, local_rank: usize) -> Result<Box<dyn TelemetryS
     }
 }
 
-/// How the GPU is found in NVML.
+/// How `library` finds the backend's device: by PCI bus id, else by index.
+fn which(device: &DeviceInfo, kind: &str, library: &str) -> Result<Which, String> {
+    match (&device.pci_bus_id, device.index) {
+        (Some(bus), _) => Ok(Which::BusId(bus.clone())),
+        (None, Some(i)) => Ok(Which::Index(i as u32)),
+        (None, None) => Err(format!(
+            "the {kind} device has no PCI bus id to find it in {library}"
+        )),
+    }
+}
+
+/// How the GPU is found in NVML or ROCm SMI.
 #[derive(Debug, Clone)]
 pub enum Which {
     BusId(String),

@@ -18,7 +18,7 @@ pub mod pcie;
 pub mod peak;
 pub mod rates;
 pub mod render;
-mod rocm_smi_ffi;
+pub(crate) mod rocm_smi_ffi;
 pub mod sysroot;
 
 pub use amd::{AmdSource, FixtureAmd, LiveAmd};

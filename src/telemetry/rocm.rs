@@ -1,0 +1,114 @@
+//! Readings of an AMD GPU through ROCm SMI (the topology's loader, `topo::rocm_smi_ffi`), found by the
+//! PCI bus id the backend reports, mapped into the readings NVML fills; the firmware's throttle bits
+//! become the nearest NVML clock-event reasons.
+
+use super::source::{TelemetrySource, Which};
+use super::{reasons, GpuLimits, Reading};
+use crate::topo::rocm_smi_ffi::{ClockDomain, RocmSmi};
+
+/// One GPU read through ROCm SMI.
+pub struct RocmGpu {
+    smi: RocmSmi,
+    index: u32,
+    description: String,
+}
+
+impl RocmGpu {
+    /// Loads ROCm SMI (from `library` or the usual names) and finds the GPU.
+    pub fn open(library: Option<&str>, which: Which) -> Result<RocmGpu, String> {
+        let smi = match library {
+            Some(path) => RocmSmi::open_from(&[path]),
+            None => RocmSmi::open(),
+        }?;
+        let index = match &which {
+            Which::BusId(bus) => smi.device_by_bus_id(bus)?,
+            Which::Index(i) => {
+                let count = smi.device_count()?;
+                if *i >= count {
+                    return Err(format!("ROCm SMI has no GPU {i} (it sees {count})"));
+                }
+                *i
+            }
+        };
+        let bus = smi.bus_id(index).unwrap_or_else(|_| "?".into());
+        let description = format!("{}, GPU {index} {bus}", smi.describe());
+        Ok(RocmGpu {
+            smi,
+            index,
+            description,
+        })
+    }
+}
+
+impl TelemetrySource for RocmGpu {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    fn limits(&self) -> GpuLimits {
+        let d = self.index;
+        GpuLimits {
+            name: self.smi.name(d).ok(),
+            max_sm_clock_mhz: self.smi.clock_mhz(d, ClockDomain::System).ok().map(|c| c.1),
+            max_mem_clock_mhz: self.smi.clock_mhz(d, ClockDomain::Memory).ok().map(|c| c.1),
+            power_limit_w: self.smi.power_cap_w(d).ok(),
+            default_power_limit_w: self.smi.default_power_cap_w(d).ok(),
+        }
+    }
+
+    fn sample(&self) -> Reading {
+        let d = self.index;
+        let link = self.smi.pcie_link(d).ok();
+        let ecc = self.smi.ecc_counts(d).ok();
+        Reading {
+            sm_clock_mhz: self.smi.clock_mhz(d, ClockDomain::System).ok().map(|c| c.0),
+            mem_clock_mhz: self.smi.clock_mhz(d, ClockDomain::Memory).ok().map(|c| c.0),
+            power_w: self.smi.power_w(d).ok(),
+            power_limit_w: self.smi.power_cap_w(d).ok(),
+            temperature_c: self.smi.temperature_c(d).ok(),
+            reasons: self.smi.throttle_status(d).ok().map(nvml_reasons),
+            pcie_gen: link.map(|l| l.0),
+            pcie_width: link.map(|l| l.1),
+            ecc_corrected: ecc.map(|e| e.0),
+            ecc_uncorrected: ecc.map(|e| e.1),
+        }
+    }
+}
+
+/// The kernel's SMU_THROTTLER_* bits (kgd_pp_interface.h), by group: package power and current limits
+/// (bits 0-23), temperatures (32-43), VR hot and PROCHOT signals (44-47), platform limits (56-63).
+const AMD_POWER: u64 = 0x00ff_ffff;
+const AMD_TEMPERATURE: u64 = 0x0fff << 32;
+const AMD_HARDWARE: u64 = 0xf << 44;
+const AMD_PLATFORM: u64 = 0xff << 56;
+
+/// ROCm SMI's throttle status as NVML's reasons: power limits are a power cap, temperatures a thermal
+/// slowdown, hardware signals and platform limits a hardware slowdown.
+pub fn nvml_reasons(amd: u64) -> u64 {
+    [
+        (AMD_POWER, reasons::SW_POWER_CAP),
+        (AMD_TEMPERATURE, reasons::SW_THERMAL_SLOWDOWN),
+        (AMD_HARDWARE | AMD_PLATFORM, reasons::HW_SLOWDOWN),
+    ]
+    .iter()
+    .filter(|(group, _)| amd & group != 0)
+    .fold(0, |bits, (_, nvml)| bits | nvml)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amd_throttle_groups_become_nvml_reasons() {
+        assert_eq!(nvml_reasons(0), 0);
+        assert_eq!(nvml_reasons(1 << 0), reasons::SW_POWER_CAP);
+        assert_eq!(nvml_reasons(1 << 36), reasons::SW_THERMAL_SLOWDOWN);
+        assert_eq!(
+            nvml_reasons((1 << 46) | (1 << 16)),
+            reasons::HW_SLOWDOWN | reasons::SW_POWER_CAP
+        );
+        // Bits 24-31 and 48-55 are unassigned: they throttle nothing.
+        assert_eq!(nvml_reasons((1 << 24) | (1 << 50)), 0);
+    }
+}
