@@ -8,3 +8,6 @@ pub mod json;
 pub mod model;
 pub mod summary;
 pub mod table;
+#[cfg(test)]
+pub(crate) mod testdata;
+pub mod verdicts;

@@ -243,10 +243,10 @@ pub struct Summary {
     pub exit_code: i32,
     /// Ranks and hosts slower than the median rank beyond --slow-threshold.
     #[serde(default)]
-    pub slow_ranks: Option<crate::fleet::slow::SlowRankReport>,
+    pub slow_ranks: Option<super::verdicts::SlowRankReport>,
     /// The verdicts of the --expect rules, when any were given.
     #[serde(default)]
-    pub gate: Option<crate::fleet::gate::GateReport>,
+    pub gate: Option<super::verdicts::GateReport>,
     /// Throttled ranks and the readings behind each slow rank; null when no GPU was read.
     #[serde(default)]
     pub telemetry: Option<crate::telemetry::findings::TelemetrySummary>,
