@@ -5,6 +5,7 @@
 pub mod csv;
 pub mod header;
 pub mod json;
+pub mod link_probe;
 pub mod model;
 pub mod summary;
 pub mod table;

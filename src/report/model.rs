@@ -252,7 +252,7 @@ pub struct Summary {
     pub telemetry: Option<crate::telemetry::findings::TelemetrySummary>,
     /// The link probe after the sweep (jobs over several hosts): pair figures and who is to blame.
     #[serde(default)]
-    pub link_probe: Option<crate::pairs::probe::LinkProbe>,
+    pub link_probe: Option<super::link_probe::LinkProbe>,
 }
 
 /// A bus-bandwidth figure and exactly which rows it covers.
