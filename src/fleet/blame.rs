@@ -2,22 +2,11 @@
 //! the measurements or rounds that could show it), never for one bad row. One rule for the sweep's
 //! slow-rank summary and for the pairwise matrix.
 
-use serde::{Deserialize, Serialize};
+// The stored form lives in the report layer so that report/ never depends on fleet/.
+pub use crate::report::verdicts::Consistency;
 
 /// A named suspect is unlikely to be the slowest this often by chance: below this probability.
 pub const MAX_CHANCE: f64 = 0.01;
-
-/// How consistently something was slow, and how sure the verdict is.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct Consistency {
-    /// Trials (measurements, rounds, partners) in which it was slow.
-    pub slow_in: usize,
-    /// Trials that could show it.
-    pub of: usize,
-    /// Probability of being slow this often or more by chance alone (a binomial tail, with the chance
-    /// per trial that an innocent one has); 0 to 1. Null where no chance model applies.
-    pub chance: Option<f64>,
-}
 
 impl Consistency {
     /// Slow in more than half of the trials, and, where a chance per trial is known, unlikely by chance.

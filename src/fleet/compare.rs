@@ -471,8 +471,8 @@ pub fn compare_main(argv: &[String]) -> i32 {
 mod tests {
     use super::*;
     use crate::collective::Collective;
-    use crate::fleet::testdata::{measurement, row};
     use crate::report::model::{BackendReport, PlanReport, Row};
+    use crate::report::testdata::{measurement, row};
 
     fn doc(rows: Vec<Row>) -> RunDocument {
         RunDocument {

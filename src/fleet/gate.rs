@@ -10,8 +10,10 @@ use crate::collective::Collective;
 use crate::error::{Error, ExitCode, Result};
 use crate::fleet::slow::{describe, measurements};
 use crate::report::model::{Measurement, Row};
+// The stored form lives in the report layer so that report/ never depends on fleet/.
+pub use crate::report::verdicts::{GateReport, Verdict};
 use crate::size::{parse_size, HumanSize};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::fmt;
 
 /// What a rule measures.
@@ -182,33 +184,6 @@ pub struct Rule {
     /// Inclusive size range in bytes; None is an open end.
     pub min_bytes: Option<u64>,
     pub max_bytes: Option<u64>,
-}
-
-/// The outcome of one rule, printed after the run and stored in the JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Verdict {
-    pub rule: String,
-    pub passed: bool,
-    /// Values (row x placement) the rule covered.
-    pub values_judged: usize,
-    /// Values that broke the rule.
-    pub values_failed: usize,
-    /// The value closest to breaking the rule (or the worst break), in the metric's unit.
-    pub worst_value: Option<f64>,
-    /// The measurement of the worst value.
-    pub worst_at: Option<String>,
-    /// The bound in the metric's unit (a fraction of the peak resolved to GB/s); None when unknown.
-    pub bound: Option<f64>,
-    pub unit: String,
-    /// Why it passed or failed, in words.
-    pub reason: String,
-}
-
-/// Every verdict of a run's gate; stored in the JSON summary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GateReport {
-    pub passed: bool,
-    pub verdicts: Vec<Verdict>,
 }
 
 impl GateReport {
@@ -581,7 +556,7 @@ pub fn render(report: &GateReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::testdata::row;
+    use crate::report::testdata::row;
 
     fn rows() -> Vec<Row> {
         // all_reduce on 4 ranks: 1 MiB in 10 us and 64 MiB in 400 us; all_gather 1 MiB in 20 us.

@@ -7,9 +7,6 @@ pub mod gate;
 pub mod plot;
 pub mod slow;
 
-#[cfg(test)]
-pub(crate) mod testdata;
-
 /// Prints an error the way every collbench command does and returns its exit code.
 pub(crate) fn report_error(error: &crate::error::Error) -> i32 {
     eprintln!("collbench: error: {error}");

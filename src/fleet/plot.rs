@@ -448,7 +448,7 @@ pub fn plot_main(argv: &[String]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::testdata::row;
+    use crate::report::testdata::row;
     use serde_json::json;
 
     #[test]

@@ -2,6 +2,8 @@
 //! median rank, and the suspect ranks and hosts of a whole sweep.
 
 use crate::report::model::{Measurement, RankInfo, Row};
+// The stored form lives in the report layer so that report/ never depends on fleet/.
+pub use crate::report::verdicts::{FlaggedMeasurement, SlowRankReport, SuspectHost, SuspectRank};
 use crate::size::HumanSize;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -17,60 +19,6 @@ pub struct SlowestRank {
     pub median_us: f64,
     /// (time - median) / median, in percent.
     pub excess_percent: f64,
-}
-
-/// A measurement whose slowest rank exceeded the threshold.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FlaggedMeasurement {
-    /// "all_reduce float sum 64M root - out-of-place": enough to find the row in the table.
-    pub what: String,
-    pub size_bytes: u64,
-    pub placement: String,
-    pub rank: usize,
-    pub host: String,
-    pub time_us: f64,
-    pub median_us: f64,
-    pub excess_percent: f64,
-}
-
-/// A rank flagged at least once in the sweep.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SuspectRank {
-    pub rank: usize,
-    pub host: String,
-    /// "cuda 3 NVIDIA H100 80GB HBM3" or "host memory".
-    pub device: String,
-    /// Measurements (row x placement) in which this rank was the slowest beyond the threshold.
-    pub flagged_in: usize,
-    pub worst_excess_percent: f64,
-    /// The measurement of the worst excess.
-    pub worst_in: String,
-    /// How consistently it was the slowest: flagged_in of the judged measurements, against the chance
-    /// that any one rank is the slowest (1 / ranks). Absent (zero) in documents written before it existed.
-    #[serde(default)]
-    pub consistency: crate::fleet::blame::Consistency,
-}
-
-/// A host with at least one suspect rank.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SuspectHost {
-    pub host: String,
-    /// Its flagged ranks.
-    pub ranks: Vec<usize>,
-    pub flagged_in: usize,
-    pub worst_excess_percent: f64,
-}
-
-/// Everything the sweep says about slow ranks; stored in the JSON summary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SlowRankReport {
-    pub threshold_percent: f64,
-    /// Measurements with at least two rank times, i.e. those that could be judged.
-    pub judged: usize,
-    pub flagged: Vec<FlaggedMeasurement>,
-    /// Most often flagged first.
-    pub suspect_ranks: Vec<SuspectRank>,
-    pub suspect_hosts: Vec<SuspectHost>,
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -302,7 +250,7 @@ pub fn render(report: &SlowRankReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::testdata::{rank, row_with_rank_times};
+    use crate::report::testdata::{rank, row_with_rank_times};
 
     #[test]
     fn names_the_slowest_rank_against_the_median() {

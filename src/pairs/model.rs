@@ -5,6 +5,8 @@ use super::verdict::PairsVerdict;
 use crate::error::{Error, Result};
 use crate::fleet::gate::GateReport;
 use crate::report::model::{BackendReport, RankInfo, RunStatus};
+// The stored form lives in the report layer so that report/ never depends on pairs/.
+pub use crate::report::link_probe::{PairFigure, Participant};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
@@ -56,20 +58,6 @@ pub struct PairsDocument {
     pub exit_code: Option<i32>,
 }
 
-/// A host (its first rank) or a rank.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Participant {
-    /// "host-a" (by host) or "3 (host-a)" (by rank).
-    pub name: String,
-    pub host: String,
-    /// The rank that exchanges for it (the first of `members`).
-    pub rank: usize,
-    /// Every rank that exchanges for it, in local-rank order: with --all-gpus all of its host's ranks,
-    /// else just `rank`.
-    #[serde(default)]
-    pub members: Vec<usize>,
-}
-
 /// One pair exchanging in one round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PairSample {
@@ -94,15 +82,6 @@ pub struct PairSample {
 
 fn one_lane() -> usize {
     1
-}
-
-/// A cell of the matrix.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PairFigure {
-    pub a: usize,
-    pub b: usize,
-    pub bandwidth_gbps: f64,
-    pub latency_us: f64,
 }
 
 impl PairsDocument {

@@ -3,21 +3,22 @@
 //! blocking collective a slow link slows every rank alike, so the rows cannot say which; the rows are
 //! not touched.
 
-use super::model::{self, PairFigure, Participant};
+use super::model;
 use super::render;
 use super::rounds::{self, Exchanges};
 use super::schedule;
-use super::verdict::{self, PairsVerdict};
+use super::verdict;
 use crate::backend::Backend;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::plan::{Iterations, Plan};
 use crate::report::model::RankInfo;
+// The stored form lives in the report layer so that report/ never depends on pairs/.
+pub use crate::report::link_probe::LinkProbe;
 use crate::size::HumanSize;
 use crate::testing::TestSwitches;
 use crate::watchdog::Watchdog;
 use crate::world::World;
-use serde::{Deserialize, Serialize};
 
 /// Bytes each way: TCP links are judged at 4M or more (docs/FLEET.md).
 pub const PROBE_BYTES: u64 = 4 << 20;
@@ -25,18 +26,6 @@ pub const PROBE_BYTES: u64 = 4 << 20;
 pub const PROBE_REPEATS: usize = 3;
 const PROBE_ITERS: u64 = 3;
 const PROBE_LATENCY_BYTES: u64 = 8;
-
-/// What the probe measured and concluded (the sweep's `summary.link_probe`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LinkProbe {
-    pub size_bytes: u64,
-    pub repeats: usize,
-    /// Each host's first rank.
-    pub participants: Vec<Participant>,
-    /// Each pair's median over the repeats.
-    pub matrix: Vec<PairFigure>,
-    pub verdict: PairsVerdict,
-}
 
 /// Whether the sweep probes the links: asked for (not --no-link-probe) and more than one host.
 pub fn wanted(asked: bool, ranks: &[RankInfo]) -> bool {

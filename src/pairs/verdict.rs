@@ -3,40 +3,12 @@
 //! Blame is earned (fleet::blame): a pair is slow only in most of its repeats.
 
 use super::model::{median, PairSample, Participant};
-use crate::fleet::blame::{by_majority, Consistency};
-use serde::{Deserialize, Serialize};
+use crate::fleet::blame::by_majority;
+// The stored form lives in the report layer so that report/ never depends on pairs/.
+pub use crate::report::link_probe::{BadHost, PairsVerdict, SlowPair};
 
 /// A pair is slow below this percentage under the median pair, unless --slow-threshold says otherwise.
 pub const DEFAULT_THRESHOLD_PERCENT: f64 = 10.0;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SlowPair {
-    pub a: String,
-    pub b: String,
-    /// The pair's median bandwidth and the median over all pairs' medians, GB/s.
-    pub bandwidth_gbps: f64,
-    pub percent_of_median: f64,
-    /// Repeats in which it was below the threshold.
-    pub consistency: Consistency,
-}
-
-/// A participant slow with most of its partners.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BadHost {
-    pub name: String,
-    /// Partners it is slow with, of all its partners.
-    pub consistency: Consistency,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PairsVerdict {
-    pub threshold_percent: f64,
-    pub median_gbps: f64,
-    pub slow_pairs: Vec<SlowPair>,
-    pub bad_hosts: Vec<BadHost>,
-    /// Slow pairs whose two ends are not bad hosts.
-    pub bad_links: Vec<SlowPair>,
-}
 
 impl PairsVerdict {
     /// Nobody named.

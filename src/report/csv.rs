@@ -130,7 +130,7 @@ impl CsvWriter {
 mod tests {
     use super::*;
     use crate::collective::Collective;
-    use crate::fleet::testdata::row;
+    use crate::report::testdata::row;
 
     #[test]
     fn one_line_per_placement_with_every_column() {

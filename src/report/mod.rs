@@ -5,6 +5,10 @@
 pub mod csv;
 pub mod header;
 pub mod json;
+pub mod link_probe;
 pub mod model;
 pub mod summary;
 pub mod table;
+#[cfg(test)]
+pub(crate) mod testdata;
+pub mod verdicts;

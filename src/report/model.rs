@@ -243,16 +243,16 @@ pub struct Summary {
     pub exit_code: i32,
     /// Ranks and hosts slower than the median rank beyond --slow-threshold.
     #[serde(default)]
-    pub slow_ranks: Option<crate::fleet::slow::SlowRankReport>,
+    pub slow_ranks: Option<super::verdicts::SlowRankReport>,
     /// The verdicts of the --expect rules, when any were given.
     #[serde(default)]
-    pub gate: Option<crate::fleet::gate::GateReport>,
+    pub gate: Option<super::verdicts::GateReport>,
     /// Throttled ranks and the readings behind each slow rank; null when no GPU was read.
     #[serde(default)]
     pub telemetry: Option<crate::telemetry::findings::TelemetrySummary>,
     /// The link probe after the sweep (jobs over several hosts): pair figures and who is to blame.
     #[serde(default)]
-    pub link_probe: Option<crate::pairs::probe::LinkProbe>,
+    pub link_probe: Option<super::link_probe::LinkProbe>,
 }
 
 /// A bus-bandwidth figure and exactly which rows it covers.

@@ -242,7 +242,7 @@ pub fn cells(row: &Row) -> [String; 3] {
 mod tests {
     use super::*;
     use crate::fleet::slow::attribute;
-    use crate::fleet::testdata::{rank, row_with_rank_times};
+    use crate::report::testdata::{rank, row_with_rank_times};
     use crate::telemetry::{Range, RankSource};
 
     fn readings(min_sm: f64, temp: f64, throttle: &[&str]) -> RankTelemetry {

@@ -1,4 +1,4 @@
-//! Small hand-made rows and ranks for the fleet modules' unit tests.
+//! Small hand-made rows and ranks of the results model for unit tests (report, fleet, telemetry).
 
 use crate::backend::DeviceInfo;
 use crate::collective::Collective;
