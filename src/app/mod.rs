@@ -21,37 +21,19 @@ use crate::plan::{BackendChoice, Plan};
 use crate::watchdog::Watchdog;
 use crate::world::World;
 use backend_choice::gpu_backend_only;
-#[cfg(feature = "mpi")]
-use backend_choice::{choose_backend, create_gpu_backend};
 use reporter::Reporter;
 use std::io::Write;
 
 /// Parses, validates and runs; returns the process exit code. Usage errors end here, before MPI starts.
 pub fn main_with_args(argv: Vec<String>) -> i32 {
     use clap::Parser;
-    // Every rank finds the same usage error before MPI starts; one copy of the message is enough.
-    let speaks = launcher_rank().is_none_or(|r| r == 0);
     let args = match RunArgs::try_parse_from(&argv) {
         Ok(a) => a,
-        Err(e) => {
-            if speaks {
-                let _ = e.print();
-            } else {
-                let_the_speaker_speak();
-            }
-            return e.exit_code();
-        }
+        Err(e) => return usage_error_from_clap(e),
     };
     let plan = match Plan::from_args(&args).and_then(|p| check_launch(&p).map(|_| p)) {
         Ok(p) => p,
-        Err(e) => {
-            if speaks {
-                eprintln!("collbench: error: {e}");
-            } else {
-                let_the_speaker_speak();
-            }
-            return e.exit_code().code();
-        }
+        Err(e) => return usage_error(&e),
     };
     if plan.gpus_per_thread * plan.threads > 1 {
         with_threads(&plan, &argv)
@@ -60,10 +42,48 @@ pub fn main_with_args(argv: Vec<String>) -> i32 {
     }
 }
 
+/// A command line clap refused, said once under a launcher; returns its exit code.
+fn usage_error_from_clap(e: clap::Error) -> i32 {
+    if launcher_rank().is_none_or(|r| r == 0) {
+        let _ = e.print();
+    } else {
+        let_the_speaker_speak();
+    }
+    e.exit_code()
+}
+
+/// A plan that failed validation, before MPI starts: every rank finds the same error, and one copy of
+/// the message is enough. Returns its exit code.
+fn usage_error(e: &Error) -> i32 {
+    if launcher_rank().is_none_or(|r| r == 0) {
+        eprintln!("collbench: error: {e}");
+    } else {
+        let_the_speaker_speak();
+    }
+    e.exit_code().code()
+}
+
 /// A silent rank leaving with a usage error waits a moment first: mpirun ends the whole job as soon as
 /// one process exits with an error, and rank 0, which says why, could be killed before it has.
 fn let_the_speaker_speak() {
     std::thread::sleep(std::time::Duration::from_secs(1));
+}
+
+/// The run plan a subcommand measures with: `argv` (a collective and the timing flags the subcommand
+/// maps onto the run's), plus the library paths it was given.
+fn run_plan(
+    mut argv: Vec<String>,
+    nccl_lib: &Option<std::path::PathBuf>,
+    rccl_lib: &Option<std::path::PathBuf>,
+) -> Result<Plan> {
+    use clap::Parser;
+    for (flag, path) in [("--nccl-lib", nccl_lib), ("--rccl-lib", rccl_lib)] {
+        if let Some(p) = path {
+            argv.extend([flag.to_string(), p.to_string_lossy().into_owned()]);
+        }
+    }
+    let run_args = RunArgs::try_parse_from(&argv).map_err(|e| Error::usage(e.to_string()))?;
+    Plan::from_args(&run_args)
 }
 
 /// `collbench topo`: what each host's GPUs, links and NICs are, and their peak, without running a
@@ -191,14 +211,7 @@ fn with_world(plan: &Plan, argv: &[String]) -> i32 {
             crate::world::mpi::abort_job(ExitCode::Timeout.code())
         },
     );
-    let backend = choose_backend(plan, &world, &watchdog).and_then(|(choice, reason)| {
-        let backend: Box<dyn Backend + '_> =
-            match create_gpu_backend(choice, plan, &world, &watchdog)? {
-                Some(gpu) => gpu,
-                None => Box::new(crate::backend::mpi::MpiBackend::new(&world)),
-            };
-        Ok((backend, reason))
-    });
+    let backend = backend_choice::backend_under_mpi(plan, &world, &watchdog);
     match backend {
         Ok(b) => run_job(plan, &world, b, &watchdog, &mut reporter),
         Err(e) => fail_job(&world, reporter.as_mut(), e),

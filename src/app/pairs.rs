@@ -6,7 +6,6 @@
 #![cfg_attr(not(feature = "mpi"), allow(dead_code, unused_imports))]
 
 use crate::backend::Backend;
-use crate::cli::RunArgs;
 use crate::collective::Collective;
 use crate::dtype::DataType;
 use crate::engine::Engine;
@@ -140,7 +139,7 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
     let rules = gate::parse_rules(&figure_rules)?;
     // The engine measures the exchanges from a run plan of the same settings; its check is the ring's,
     // so the peer exchange is checked by pairs/rounds.rs instead.
-    let mut argv: Vec<String> = [
+    let argv: Vec<String> = [
         "collbench pairs",
         "sendrecv",
         "-b",
@@ -160,16 +159,7 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
     ]
     .map(String::from)
     .to_vec();
-    for (flag, path) in [
-        ("--nccl-lib", &args.nccl_lib),
-        ("--rccl-lib", &args.rccl_lib),
-    ] {
-        if let Some(p) = path {
-            argv.extend([flag.to_string(), p.to_string_lossy().into_owned()]);
-        }
-    }
-    let run_args = RunArgs::try_parse_from(&argv).map_err(|e| Error::usage(e.to_string()))?;
-    let run = Plan::from_args(&run_args)?;
+    let run = super::run_plan(argv, &args.nccl_lib, &args.rccl_lib)?;
     Ok(PairsPlan {
         args,
         run,
@@ -182,24 +172,13 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
 
 /// `collbench pairs ...`; argv[0] is the command's name. Returns the exit code.
 pub fn pairs_main(argv: &[String]) -> i32 {
-    let speaks = super::launcher_rank().is_none_or(|r| r == 0);
     let plan = match PairsArgs::try_parse_from(argv) {
         Ok(a) => validate(a),
-        Err(e) => {
-            if speaks {
-                let _ = e.print();
-            }
-            return e.exit_code();
-        }
+        Err(e) => return super::usage_error_from_clap(e),
     };
     let plan = match plan {
         Ok(p) => p,
-        Err(e) => {
-            if speaks {
-                eprintln!("collbench: error: {e}");
-            }
-            return e.exit_code().code();
-        }
+        Err(e) => return super::usage_error(&e),
     };
     with_world(&plan, argv)
 }
@@ -230,15 +209,7 @@ fn with_world(plan: &PairsPlan, argv: &[String]) -> i32 {
         world.host().to_string(),
         timeout_with_context,
     );
-    let backend =
-        super::choose_backend(&plan.run, &world, &watchdog).and_then(|(choice, reason)| {
-            let backend: Box<dyn Backend + '_> =
-                match super::create_gpu_backend(choice, &plan.run, &world, &watchdog)? {
-                    Some(gpu) => gpu,
-                    None => Box::new(crate::backend::mpi::MpiBackend::new(&world)),
-                };
-            Ok((backend, reason))
-        });
+    let backend = super::backend_choice::backend_under_mpi(&plan.run, &world, &watchdog);
     let result =
         backend.and_then(|(mut b, reason)| run(plan, argv, &world, b.as_mut(), &reason, &watchdog));
     match result {

@@ -6,7 +6,6 @@
 #![cfg_attr(not(feature = "mpi"), allow(dead_code, unused_imports))]
 
 use crate::backend::{Backend, OpDesc};
-use crate::cli::RunArgs;
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
 use crate::engine::Engine;
@@ -162,7 +161,7 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
         .map(|t| candidates::parse_sizes("--ep", t))
         .transpose()?;
     // The engine measures messages from a run plan of the same settings; sizes come from the model.
-    let mut argv: Vec<String> = [
+    let argv: Vec<String> = [
         "collbench workload",
         "all_reduce",
         "-n",
@@ -182,16 +181,7 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
     ]
     .map(String::from)
     .to_vec();
-    for (flag, path) in [
-        ("--nccl-lib", &args.nccl_lib),
-        ("--rccl-lib", &args.rccl_lib),
-    ] {
-        if let Some(p) = path {
-            argv.extend([flag.to_string(), p.to_string_lossy().into_owned()]);
-        }
-    }
-    let run_args = RunArgs::try_parse_from(&argv).map_err(|e| Error::usage(e.to_string()))?;
-    let run = Plan::from_args(&run_args)?;
+    let run = super::run_plan(argv, &args.nccl_lib, &args.rccl_lib)?;
     Ok(WorkloadPlan {
         args,
         run,
@@ -223,24 +213,13 @@ fn token_list(flag: &str, text: &str, kind: PhaseKind) -> Result<Vec<Phase>> {
 
 /// `collbench workload ...`; argv[0] is the command's name. Returns the exit code.
 pub fn workload_main(argv: &[String]) -> i32 {
-    let speaks = super::launcher_rank().is_none_or(|r| r == 0);
     let plan = match WorkloadArgs::try_parse_from(argv) {
         Ok(a) => validate(a),
-        Err(e) => {
-            if speaks {
-                let _ = e.print();
-            }
-            return e.exit_code();
-        }
+        Err(e) => return super::usage_error_from_clap(e),
     };
     match plan {
         Ok(p) => with_world(&p, argv),
-        Err(e) => {
-            if speaks {
-                eprintln!("collbench: error: {e}");
-            }
-            e.exit_code().code()
-        }
+        Err(e) => super::usage_error(&e),
     }
 }
 
