@@ -133,6 +133,10 @@ ncclResult_t ncclScatter(const void *sendbuff, void *recvbuff, size_t count, ncc
 /* RCCL's spelling of all-to-all (NCCL has none by this name, so the ABI test leaves it out). */
 ncclResult_t ncclAllToAll(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
                           ncclComm_t comm, cudaStream_t stream);
+/* RCCL's all-to-all with per-peer counts and displacements, in elements (NCCL has none). */
+ncclResult_t ncclAllToAllv(const void *sendbuff, const size_t sendcounts[], const size_t sdispls[],
+                           void *recvbuff, const size_t recvcounts[], const size_t rdispls[],
+                           ncclDataType_t datatype, ncclComm_t comm, cudaStream_t stream);
 #endif
 
 /* Point to point (NCCL 2.7 and later) */

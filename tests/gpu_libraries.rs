@@ -63,6 +63,8 @@ fn the_pip_nccl_loads_through_our_search_and_answers() {
         nccl.version_code() >= 21800,
         "ncclCommSplit in NCCL {version}"
     );
+    // all_to_allv stays nccl-tests' grouped send/recv on NCCL: ncclAllToAllv is RCCL's.
+    assert!(!nccl.has(Optional::AllToAllv), "NCCL {version}");
     let id = nccl.unique_id().unwrap();
     assert_eq!(id.len(), UNIQUE_ID_BYTES);
     assert!(id.iter().any(|&b| b != 0), "a unique id is not all zeros");

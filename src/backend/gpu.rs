@@ -10,7 +10,7 @@ use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
 use crate::ffi::cuda::{self, CudaDevice};
 use crate::ffi::hip::{Hip, HipDevice};
-use crate::ffi::nccl::{version_code, AsyncState, Comm, Flavor, Nccl, Optional};
+use crate::ffi::nccl::{version_code, AsyncState, Comm, Flavor, Nccl, Optional, PeerCounts};
 use crate::ffi::DeviceAddr;
 use crate::plan::Plan;
 use crate::traffic::matrix::PeerBytes;
@@ -201,6 +201,48 @@ pub struct GpuBackend {
     timeout_s: Option<f64>,
     alloc: crate::cli::Allocator,
     exchange: Exchange,
+    /// RCCL's ncclAllToAllv arguments, made once per matrix, rank and type rather than per iteration.
+    native_counts: Option<NativeCounts>,
+}
+
+/// ncclAllToAllv's element counts for one matrix, rank in the active communicator and element type.
+struct NativeCounts {
+    matrix: Arc<PeerBytes>,
+    rank: usize,
+    dtype: DataType,
+    counts: PeerCounts,
+}
+
+impl NativeCounts {
+    fn of(matrix: Arc<PeerBytes>, rank: usize, dtype: DataType) -> Result<NativeCounts> {
+        let elt = dtype.size() as u64;
+        let in_elements = |bytes: Vec<u64>| -> Result<Vec<usize>> {
+            bytes
+                .into_iter()
+                .map(|b| {
+                    usize::try_from(b / elt)
+                        .map_err(|_| Error::Internal(format!("{b} bytes do not fit size_t")))
+                })
+                .collect()
+        };
+        let [sc, sd, rc, rd] = matrix.rank_lists(rank);
+        let counts = PeerCounts {
+            send_counts: in_elements(sc)?,
+            send_displs: in_elements(sd)?,
+            recv_counts: in_elements(rc)?,
+            recv_displs: in_elements(rd)?,
+        };
+        Ok(NativeCounts {
+            matrix,
+            rank,
+            dtype,
+            counts,
+        })
+    }
+
+    fn made_for(&self, matrix: &Arc<PeerBytes>, rank: usize, dtype: DataType) -> bool {
+        Arc::ptr_eq(&self.matrix, matrix) && self.rank == rank && self.dtype == dtype
+    }
 }
 
 impl GpuBackend {
@@ -234,6 +276,7 @@ impl GpuBackend {
             timeout_s: plan.timeout_s,
             alloc: plan.alloc,
             exchange: Exchange::Ring,
+            native_counts: None,
         })
     }
 
@@ -344,6 +387,24 @@ impl GpuBackend {
             }
         }
         self.nccl.group_end()
+    }
+
+    /// all_to_allv through RCCL's own ncclAllToAllv, with the same packing as the grouped form.
+    fn native_all_to_allv(
+        &mut self,
+        send: DeviceAddr,
+        recv: DeviceAddr,
+        matrix: &Arc<PeerBytes>,
+        d: DataType,
+    ) -> Result<()> {
+        let made = match self.native_counts.take() {
+            Some(c) if c.made_for(matrix, self.rank, d) => c,
+            _ => NativeCounts::of(Arc::clone(matrix), self.rank, d)?,
+        };
+        let stream = self.device.stream();
+        let result = self.comm.all_to_allv(send, recv, &made.counts, d, stream);
+        self.native_counts = Some(made);
+        result
     }
 
     fn grouped_gather(
@@ -461,7 +522,8 @@ pub fn path_for(collective: Collective, has: impl Fn(Optional) -> bool) -> PathT
         Collective::AllToAll => has(Optional::AllToAll),
         Collective::Gather => has(Optional::Gather),
         Collective::Scatter => has(Optional::Scatter),
-        Collective::SendRecv | Collective::AllToAllv => false,
+        Collective::AllToAllv => has(Optional::AllToAllv),
+        Collective::SendRecv => false,
         _ => true,
     };
     if native {
@@ -675,7 +737,11 @@ impl Backend for GpuBackend {
                     .counts
                     .clone()
                     .ok_or_else(|| Error::Internal("all_to_allv without per-peer counts".into()))?;
-                self.grouped_all_to_allv(send, recv, &matrix, d)
+                if self.nccl.has(Optional::AllToAllv) {
+                    self.native_all_to_allv(send, recv, &matrix, d)
+                } else {
+                    self.grouped_all_to_allv(send, recv, &matrix, d)
+                }
             }
         }
     }
@@ -848,9 +914,42 @@ mod tests {
             let why = in_place_undefined(flavor, Collective::AllToAllv).unwrap();
             assert!(why.contains("all_to_allv"), "{why}");
         }
+        // NCCL has no ncclAllToAllv (nor does `has` admit one for NCCL): nccl-tests' grouped form.
         assert_eq!(
-            path_for(Collective::AllToAllv, |_| true),
+            path_for(Collective::AllToAllv, |_| false),
             "grouped send/recv"
+        );
+        assert_eq!(
+            path_for(Collective::AllToAllv, |o| o == Optional::AllToAllv),
+            "native"
+        );
+        assert_eq!(
+            path_for(Collective::AllToAllv, |o| o != Optional::AllToAllv),
+            "grouped send/recv"
+        );
+    }
+
+    #[test]
+    fn rccl_all_to_allv_counts_are_the_matrix_in_elements() {
+        // Bytes i->j; rank 1 sends 8 to 0 and 24 to 2, receives 16 from 0 and 32 from 2.
+        let m = Arc::new(PeerBytes::parse("0 16 0\n8 0 24\n40 32 0\n").unwrap());
+        let made = NativeCounts::of(Arc::clone(&m), 1, DataType::Float).unwrap();
+        assert_eq!(
+            made.counts,
+            PeerCounts {
+                send_counts: vec![2, 0, 6],
+                send_displs: vec![0, 2, 2],
+                recv_counts: vec![4, 0, 8],
+                recv_displs: vec![0, 4, 4],
+            }
+        );
+        assert!(made.made_for(&m, 1, DataType::Float));
+        assert!(!made.made_for(&m, 0, DataType::Float));
+        assert!(!made.made_for(&m, 1, DataType::Bfloat16));
+        let same_bytes = Arc::new(PeerBytes::parse("0 16 0\n8 0 24\n40 32 0\n").unwrap());
+        assert!(
+            !made.made_for(&same_bytes, 1, DataType::Float),
+            "another matrix"
         );
     }
 

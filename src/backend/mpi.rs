@@ -117,15 +117,7 @@ impl<'w> MpiBackend<'w> {
         rank: usize,
         dtype: DataType,
     ) -> Result<PeerCountsFor> {
-        let n = matrix.ranks();
-        let sent: Vec<u64> = (0..n).map(|j| matrix.get(rank, j)).collect();
-        let received: Vec<u64> = (0..n).map(|i| matrix.get(i, rank)).collect();
-        let lists = [
-            sent,
-            matrix.send_displacements(rank),
-            received,
-            matrix.recv_displacements(rank),
-        ];
+        let lists = matrix.rank_lists(rank);
         let elt = dtype.size() as u64;
         let fits = |unit: u64, limit: u64| {
             lists

@@ -63,6 +63,9 @@ pub enum Optional {
     MemAlloc,
     /// ncclCommSplit (NCCL 2.18 and later).
     CommSplit,
+    /// RCCL's ncclAllToAllv. Only RCCL's counts: an NCCL build that exports the name (a fork) is left on
+    /// grouped send/recv, so NCCL's numbers stay those of nccl-tests' alltoallv_perf.
+    AllToAllv,
 }
 
 /// A loaded NCCL or RCCL library.
@@ -195,6 +198,7 @@ impl Nccl {
             Optional::Scatter => self.lib.ncclScatter.is_ok(),
             Optional::MemAlloc => self.lib.ncclMemAlloc.is_ok() && self.lib.ncclMemFree.is_ok(),
             Optional::CommSplit => self.lib.ncclCommSplit.is_ok(),
+            Optional::AllToAllv => self.flavor == Flavor::Rccl && self.lib.ncclAllToAllv.is_ok(),
         }
     }
 
@@ -354,6 +358,36 @@ fn to_int(v: usize) -> Result<std::ffi::c_int> {
 
 fn to_size(v: u64) -> Result<usize> {
     usize::try_from(v).map_err(|_| Error::Internal(format!("{v} does not fit size_t")))
+}
+
+/// One rank's side of an all-to-all with per-peer counts, in elements: what it sends to each peer and
+/// where that piece starts in its send buffer, what it receives from each and where that lands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerCounts {
+    pub send_counts: Vec<usize>,
+    pub send_displs: Vec<usize>,
+    pub recv_counts: Vec<usize>,
+    pub recv_displs: Vec<usize>,
+}
+
+impl PeerCounts {
+    /// The library reads one entry per rank of the communicator from each list: a shorter list would
+    /// be read past its end.
+    fn fits(&self, ranks: usize) -> Result<()> {
+        let lists = [
+            ("send counts", &self.send_counts),
+            ("send displacements", &self.send_displs),
+            ("receive counts", &self.recv_counts),
+            ("receive displacements", &self.recv_displs),
+        ];
+        match lists.iter().find(|(_, l)| l.len() != ranks) {
+            Some((what, l)) => Err(Error::Internal(format!(
+                "all_to_allv has {} {what} for a communicator of {ranks} ranks",
+                l.len()
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// NCCL's data type for ours.
@@ -752,6 +786,36 @@ impl Comm {
         self.check(r, "ncclScatter")
     }
 
+    /// RCCL's ncclAllToAllv: each rank's pieces for and from every peer, as `counts` places them.
+    pub fn all_to_allv(
+        &mut self,
+        send: DeviceAddr,
+        recv: DeviceAddr,
+        counts: &PeerCounts,
+        d: DataType,
+        s: StreamHandle,
+    ) -> Result<()> {
+        counts.fits(self.size)?;
+        let nccl = Arc::clone(&self.nccl);
+        let f = required!(nccl, ncclAllToAllv);
+        // SAFETY: see all_reduce; each list holds one entry per rank of this communicator (checked above),
+        // as many as the library reads.
+        let r = unsafe {
+            f(
+                send.as_ptr(),
+                counts.send_counts.as_ptr(),
+                counts.send_displs.as_ptr(),
+                recv.as_ptr(),
+                counts.recv_counts.as_ptr(),
+                counts.recv_displs.as_ptr(),
+                nccl_type(d),
+                self.raw,
+                s.0.cast(),
+            )
+        };
+        self.check(r, "ncclAllToAllv")
+    }
+
     pub fn send(
         &mut self,
         buf: DeviceAddr,
@@ -844,5 +908,27 @@ mod tests {
         assert_eq!(codes, (0..12).collect::<Vec<u32>>());
         let ops: Vec<u32> = ReduceOp::ALL.iter().map(|&o| nccl_op(o).0).collect();
         assert_eq!(ops, [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn all_to_allv_lists_must_cover_every_rank_the_library_reads() {
+        let counts = PeerCounts {
+            send_counts: vec![1, 2, 3],
+            send_displs: vec![0, 1, 3],
+            recv_counts: vec![4, 5, 6],
+            recv_displs: vec![0, 4, 9],
+        };
+        assert!(counts.fits(3).is_ok());
+        let short = counts.fits(4).unwrap_err().to_string();
+        assert!(
+            short.contains("3 send counts for a communicator of 4 ranks"),
+            "{short}"
+        );
+        let torn = PeerCounts {
+            recv_displs: vec![0, 4],
+            ..counts
+        };
+        let err = torn.fits(3).unwrap_err().to_string();
+        assert!(err.contains("2 receive displacements"), "{err}");
     }
 }

@@ -108,6 +108,17 @@ impl PeerBytes {
         prefix_sums((0..self.n).map(|i| self.get(i, rank)))
     }
 
+    /// `rank`'s side of an all_to_allv in bytes, in the order MPI_Alltoallv and RCCL's ncclAllToAllv take
+    /// them: sent to each peer, where each piece starts, received from each, where each lands.
+    pub fn rank_lists(&self, rank: usize) -> [Vec<u64>; 4] {
+        [
+            (0..self.n).map(|j| self.get(rank, j)).collect(),
+            self.send_displacements(rank),
+            (0..self.n).map(|i| self.get(i, rank)).collect(),
+            self.recv_displacements(rank),
+        ]
+    }
+
     /// The first entry that is not a whole number of `elt`-byte elements, as (from, to, bytes).
     pub fn misaligned(&self, elt: usize) -> Option<(usize, usize, u64)> {
         (0..self.n * self.n)
@@ -154,6 +165,15 @@ mod tests {
         assert_eq!(m.busiest(), 64);
         assert_eq!(m.send_displacements(0), vec![0, 0, 16]);
         assert_eq!(m.recv_displacements(0), vec![0, 0, 48]);
+        assert_eq!(
+            m.rank_lists(2),
+            [
+                vec![16, 16, 0],
+                vec![0, 16, 32],
+                vec![32, 0, 0],
+                vec![0, 32, 32]
+            ]
+        );
         // moved: 64, 48, 32 -> mean 48
         assert!((m.imbalance() - 64.0 / 48.0).abs() < 1e-12);
         assert!(!m.symmetric());
