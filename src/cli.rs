@@ -219,6 +219,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub matrix: Option<std::path::PathBuf>,
 
+    /// How all_to_allv spreads each size over the peers: nccl-tests' factor S from 0 (even) to 1 (farther
+    /// peers more; NCCL_TESTS_ALLTOALLV_SPREAD, default 1), or rccl-tests (rccl-tests' alltoallv counts,
+    /// to compare with its alltoallv_perf).
+    #[arg(long, value_name = "S|rccl-tests")]
+    pub spread: Option<String>,
+
     /// all_to_allv's per-peer bytes from a seeded MoE router, dispatch and combine as their own rows:
     /// tokens=T (per rank),hidden=H,topk=K,experts=E[,dtype=bf16][,skew=S (rank 0's experts chosen S
     /// times as often)][,seed=N]. The all_to_allv runs in the router's dtype.

@@ -258,3 +258,51 @@ fn moe_specs_that_do_not_fit_are_usage_errors() {
     assert_eq!(both.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&both.stderr).contains("choose one"));
 }
+
+#[test]
+fn rccl_tests_counts_compare_with_its_alltoallv_perf_and_check_in_place() {
+    // rccl-tests' counts for 4 KiB of float on 4 ranks: p = 256, chunk = 128 elements; rank 0 sends
+    // (k = 0 with the rest, 1, 2, 3 chunks) 256, 128, 256, 384 elements. Symmetric, so MPI's in-place
+    // form is measured and checked too.
+    let run = mpirun_json(
+        4,
+        "all_to_allv -b 4K -e 4K -n 2 -w 1 --spread rccl-tests",
+        &[],
+    );
+    run.assert_success();
+    let doc = run.doc();
+    assert_valid(&doc);
+    let row = &rows(&doc)[0];
+    assert_eq!(row["traffic"]["source"], "spread rccl-tests");
+    assert_eq!(row["size_bytes"], 4096);
+    assert_eq!(u64s(&row["traffic"]["rank_sent_bytes"]), [4096; 4]);
+    assert_eq!(row["out_of_place"]["wrong"], 0);
+    assert_eq!(row["in_place"]["wrong"], 0);
+
+    let nccl_factor = mpirun_json(2, "all_to_allv -b 1K -e 1K -n 1 --spread 0", &[]);
+    nccl_factor.assert_success();
+    assert_eq!(first_row(&nccl_factor)["traffic"]["source"], "spread 0");
+}
+
+#[test]
+fn a_spread_that_cannot_apply_is_a_usage_error() {
+    for (args, words) in [
+        (
+            vec!["all_to_allv", "--spread", "2"],
+            "--spread 2: give nccl-tests' factor from 0 to 1",
+        ),
+        (
+            vec!["all_reduce", "--spread", "rccl-tests"],
+            "--spread shapes all_to_allv",
+        ),
+        (
+            vec!["all_to_allv", "--spread", "0.5", "--matrix", "m.txt"],
+            "--spread and --matrix",
+        ),
+    ] {
+        let out = collbench().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(words), "{args:?}: {said}");
+    }
+}

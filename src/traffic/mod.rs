@@ -15,6 +15,8 @@ use std::sync::Arc;
 pub enum Traffic {
     /// nccl-tests' spread formula over each size of the sweep (NCCL_TESTS_ALLTOALLV_SPREAD).
     Spread(f64),
+    /// `--spread rccl-tests`: rccl-tests' alltoallv_perf counts over each size of the sweep.
+    RcclTests,
     /// `--matrix FILE`: fixed bytes from rank i to rank j; the sweep's sizes do not apply.
     Matrix { path: PathBuf, bytes: PeerBytes },
     /// `--moe`: the router's dispatch and combine, each its own row; the sweep's sizes do not apply.
@@ -29,12 +31,30 @@ pub struct Phase {
 }
 
 impl Traffic {
-    /// The traffic the command line asks for: `--matrix`, else the spread of NCCL_TESTS_ALLTOALLV_SPREAD.
-    /// A fixed source applies to all_to_allv alone.
+    /// The traffic the command line asks for: `--matrix` or `--moe`, else `--spread`, else the spread of
+    /// NCCL_TESTS_ALLTOALLV_SPREAD. A fixed source applies to all_to_allv alone.
     pub fn from_args(
         args: &crate::cli::RunArgs,
         collectives: &[crate::collective::Collective],
     ) -> Result<Traffic, String> {
+        if let (Some(_), Some(other)) = (
+            &args.spread,
+            args.matrix
+                .as_ref()
+                .map(|_| "--matrix")
+                .or(args.moe.as_ref().map(|_| "--moe")),
+        ) {
+            return Err(format!(
+                "--spread and {other} both give all_to_allv's per-peer bytes: choose one"
+            ));
+        }
+        if args.spread.is_some() && !collectives.contains(&crate::collective::Collective::AllToAllv)
+        {
+            return Err(
+                "--spread shapes all_to_allv's per-peer bytes: run all_to_allv (or all) with it, or leave it out"
+                    .into(),
+            );
+        }
         let traffic = match (&args.matrix, &args.moe) {
             (Some(_), Some(_)) => {
                 return Err(
@@ -45,7 +65,10 @@ impl Traffic {
             (None, Some(spec)) => {
                 Traffic::Moe(moe::MoeParams::parse(spec).map_err(|e| format!("--moe: {e}"))?)
             }
-            (None, None) => Traffic::Spread(spread::spread_from_env()?),
+            (None, None) => match args.spread.as_deref() {
+                Some(rule) => Traffic::spread_rule(rule)?,
+                None => Traffic::Spread(spread::spread_from_env()?),
+            },
         };
         if traffic.fixed() && collectives != [crate::collective::Collective::AllToAllv] {
             return Err(format!(
@@ -56,10 +79,27 @@ impl Traffic {
         Ok(traffic)
     }
 
+    /// `--spread`: nccl-tests' factor S (0 to 1, as NCCL_TESTS_ALLTOALLV_SPREAD), or rccl-tests' counts.
+    pub fn spread_rule(rule: &str) -> Result<Traffic, String> {
+        let rule = rule.trim();
+        if rule.eq_ignore_ascii_case("rccl-tests") {
+            return Ok(Traffic::RcclTests);
+        }
+        let s = rule.strip_prefix("nccl-tests:").unwrap_or(rule);
+        s.parse::<f64>()
+            .ok()
+            .filter(|s| (0.0..=1.0).contains(s))
+            .map(Traffic::Spread)
+            .ok_or_else(|| {
+                format!("--spread {rule}: give nccl-tests' factor from 0 to 1 (as NCCL_TESTS_ALLTOALLV_SPREAD), or rccl-tests for rccl-tests' alltoallv counts")
+            })
+    }
+
     /// The flag that chose a fixed source, for messages.
     fn flag(&self) -> &'static str {
         match self {
             Traffic::Spread(_) => "NCCL_TESTS_ALLTOALLV_SPREAD",
+            Traffic::RcclTests => "--spread rccl-tests",
             Traffic::Matrix { .. } => "--matrix",
             Traffic::Moe(_) => "--moe",
         }
@@ -68,7 +108,7 @@ impl Traffic {
     /// The one size a fixed source's sweep measures (the busiest rank's bytes), or None for a sweep.
     pub fn fixed_size(&self) -> Option<u64> {
         match self {
-            Traffic::Spread(_) => None,
+            Traffic::Spread(_) | Traffic::RcclTests => None,
             Traffic::Matrix { bytes, .. } => Some(bytes.busiest()),
             Traffic::Moe(p) => Some(p.bytes_per_rank()),
         }
@@ -100,13 +140,14 @@ impl Traffic {
 
     /// Whether the bytes are fixed by the source, so the sweep measures one size.
     pub fn fixed(&self) -> bool {
-        !matches!(self, Traffic::Spread(_))
+        !matches!(self, Traffic::Spread(_) | Traffic::RcclTests)
     }
 
     /// What the header and the JSON call the source.
     pub fn describe(&self) -> String {
         match self {
             Traffic::Spread(s) => format!("spread {s}"),
+            Traffic::RcclTests => "spread rccl-tests".into(),
             Traffic::Matrix { path, .. } => format!("matrix {}", path.display()),
             Traffic::Moe(p) => p.describe(),
         }
@@ -120,6 +161,10 @@ impl Traffic {
             Traffic::Spread(s) => vec![Phase {
                 name: None,
                 matrix: Arc::new(spread::spread(size, n, *s)),
+            }],
+            Traffic::RcclTests => vec![Phase {
+                name: None,
+                matrix: Arc::new(spread::rccl_tests(size, n, elt)),
             }],
             Traffic::Matrix { path, bytes } => {
                 if bytes.ranks() != n {

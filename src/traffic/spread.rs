@@ -1,5 +1,5 @@
-//! nccl-tests' alltoallv "spread" formula (alltoallv_perf, 2.19): how `size` bytes per rank are spread over
-//! the peers, from even (s = 0) to farther peers getting more (s = 1, the default).
+//! How alltoallv_perf spreads `size` bytes per rank over the peers: nccl-tests' "spread" formula (2.19),
+//! from even (s = 0) to farther peers getting more (s = 1, the default), and rccl-tests' own counts.
 
 use super::matrix::PeerBytes;
 
@@ -25,6 +25,35 @@ pub fn spread(size: u64, n: usize, s: f64) -> PeerBytes {
         })
         .collect();
     PeerBytes::from_rows(rows).expect("the spread matrix is square")
+}
+
+/// rccl-tests' alltoallv_perf counts, which RCCL users compare with: p = size / n elements, rounded down to
+/// 16 bytes; chunk = 2p / n elements; rank r sends peer i ((i + r) mod n) chunks, and the peer with
+/// (i + r) mod n = 0 also gets what is left of n p. Every rank sends and receives n p elements, and the
+/// matrix is symmetric. Below n^2 / 2 elements rccl-tests moves nothing, and so does this.
+pub fn rccl_tests(size: u64, n: usize, elt: usize) -> PeerBytes {
+    let (n_u, elt_u) = (n as u64, elt as u64);
+    let elements = size / elt_u;
+    let per_peer = if n == 0 || elements < n_u * n_u / 2 {
+        0
+    } else {
+        let align = (16 / elt_u).max(1);
+        elements / n_u / align * align
+    };
+    let chunk = if n == 0 { 0 } else { per_peer * 2 / n_u };
+    let rest = (per_peer * n_u).saturating_sub(chunk * n_u * n_u.saturating_sub(1) / 2);
+    let rows = (0..n)
+        .map(|r| {
+            (0..n)
+                .map(|i| {
+                    let k = ((i + r) % n) as u64;
+                    let elements = k * chunk + if k == 0 { rest } else { 0 };
+                    elements * elt_u
+                })
+                .collect()
+        })
+        .collect();
+    PeerBytes::from_rows(rows).expect("the rccl-tests matrix is square")
 }
 
 /// The spread factor from NCCL_TESTS_ALLTOALLV_SPREAD (0 to 1), or the default when it is unset.
@@ -64,6 +93,45 @@ mod tests {
         }
         assert_eq!(m.busiest(), 1008);
         assert_eq!(m.imbalance(), 1.0);
+    }
+
+    #[test]
+    fn rccl_tests_counts_on_four_ranks_by_hand() {
+        // 1024 B of float over 4 ranks: p = 64 elements, chunk = 32; rank 0 sends peers 0..3
+        // k = 0, 1, 2, 3 chunks, and peer 0 also gets the rest, 4 x 64 - 32 x 6 = 64 elements.
+        let m = rccl_tests(1024, 4, 4);
+        assert_eq!(
+            (0..4).map(|i| m.get(0, i)).collect::<Vec<_>>(),
+            [256, 128, 256, 384]
+        );
+        // Rank 1: k = (i + 1) mod 4 = 1, 2, 3, 0.
+        assert_eq!(
+            (0..4).map(|i| m.get(1, i)).collect::<Vec<_>>(),
+            [128, 256, 384, 256]
+        );
+        assert!(m.symmetric());
+        for r in 0..4 {
+            assert_eq!((m.sent(r), m.received(r)), (1024, 1024));
+        }
+        assert_eq!(m.busiest(), 1024);
+    }
+
+    #[test]
+    fn rccl_tests_rounds_to_16_bytes_and_moves_nothing_below_its_floor() {
+        // 1000 B of int8 over 3 ranks: 333 elements per peer -> 320 (16 B); chunk 213; rest 960 - 639.
+        let m = rccl_tests(1000, 3, 1);
+        assert_eq!(
+            (0..3).map(|i| m.get(0, i)).collect::<Vec<_>>(),
+            [321, 213, 426]
+        );
+        assert_eq!(m.sent(2), 960);
+        // 8 ranks need 32 elements; 31 floats move nothing.
+        assert_eq!(rccl_tests(31 * 4, 8, 4).busiest(), 0);
+        // 32 floats: p = 4, chunk = 1, rest 32 - 28 = 4.
+        let smallest = rccl_tests(32 * 4, 8, 4);
+        assert_eq!((smallest.get(0, 0), smallest.get(0, 7)), (16, 28));
+        assert_eq!(smallest.busiest(), 128);
+        assert_eq!(rccl_tests(1024, 1, 4).get(0, 0), 1024);
     }
 
     #[test]
