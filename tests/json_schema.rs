@@ -6,9 +6,10 @@ use common::*;
 
 #[test]
 fn a_complete_run_matches_the_schema() {
+    // A gate every row passes however loaded the machine is (a bandwidth floor failed once under load).
     let run = mpirun_json(
         2,
-        "all -b 1K -e 2K -n 2 --peak 50 --expect busbw>=0.00001",
+        "all -b 1K -e 2K -n 2 --peak 50 --expect time<=60000ms",
         &[("NCCL_DEBUG", "WARN")],
     );
     run.assert_success();
