@@ -237,4 +237,119 @@ fn a_folder_or_a_missing_folder_is_a_usage_error() {
     let out = solo(&["all_reduce", "-J", missing.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    // The subcommands refuse it alike, on every rank, before MPI starts.
+    for command in [vec!["pairs"], vec!["workload", "llama-3.1-8b"]] {
+        let out = collbench()
+            .args(&command)
+            .args(["-J", dir.path().to_str().unwrap()])
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("is a folder"));
+    }
+}
+
+/// Runs a subcommand under mpirun with its document at `json`.
+fn subcommand_under_mpirun(
+    np: usize,
+    args: &str,
+    json: &std::path::Path,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut all: Vec<&str> = args.split_whitespace().collect();
+    all.extend(["-J", json.to_str().unwrap()]);
+    mpirun(np, &all, env)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn pairs_and_workload_documents_live_as_a_runs_does() {
+    for (args, kind) in [
+        ("pairs --by rank -b 64K --rounds 1 -n 1", "pairs"),
+        (
+            "workload llama-3.1-8b --tp 2 --batch 1 --prefill none -n 1",
+            "workload",
+        ),
+    ] {
+        // Behind a symbolic link, which stays one: the document is written where it points.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("real.json");
+        let link = dir.path().join("latest.json");
+        std::os::unix::fs::symlink("real.json", &link).unwrap();
+        let out = subcommand_under_mpirun(2, args, &link, &[]);
+        assert!(
+            out.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{kind}"
+        );
+        let doc = read_json(&target);
+        assert_eq!(doc["kind"], kind);
+        assert_eq!(doc["status"], "complete");
+        assert_eq!(doc["exit_code"], 0);
+        assert!(
+            doc["run_id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{kind}"
+        );
+        assert!(
+            doc["heartbeat_unix_s"].as_f64().unwrap()
+                >= doc["started_unix_s"].as_f64().unwrap_or(0.0)
+        );
+        assert!(doc["failed_rank"].is_null());
+        // No prepared twin is left beside a finished document.
+        assert!(
+            !dir.path().join(".latest.json.on-signal").exists()
+                && !dir.path().join(".real.json.on-signal").exists()
+        );
+    }
+}
+
+#[test]
+fn a_pairs_run_whose_rank_panics_is_marked_failed_with_its_rounds() {
+    // Rank 2 panics before round 2 (of 3 on 4 ranks): the samples of the rounds gathered before stay,
+    // and the document names the rank, whether rank 0 saved before or after rank 2 marked it.
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("pairs.json");
+    let out = subcommand_under_mpirun(
+        4,
+        "pairs --by rank -b 64K --rounds 1 -n 1",
+        &json,
+        &[("COLLBENCH_TEST_PANIC", "2:2")],
+    );
+    assert!(!out.status.success());
+    let doc = read_json(&json);
+    assert_eq!(doc["status"], "failed", "{doc:#}");
+    assert_eq!(doc["failed_rank"], 2);
+    assert_eq!(doc["exit_code"], 1);
+    assert!(doc["error"].as_str().unwrap().contains("rank 2"), "{doc:#}");
+    // Two pairs a round: round 0's at least, and round 1's when rank 0 saved first.
+    let samples = doc["samples"].as_array().unwrap().len();
+    assert!(samples == 2 || samples == 4, "{doc:#}");
+}
+
+#[test]
+fn a_workload_run_cut_by_a_signal_is_marked_interrupted() {
+    // The launcher's SIGTERM after a rank vanished: rank 0 puts the prepared twin in place.
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("w.json");
+    let out = subcommand_under_mpirun(
+        2,
+        "workload llama-3.1-8b --tp 2 --batch 1,8 --prefill none -n 1",
+        &json,
+        &[("COLLBENCH_TEST_EXIT", "1:1")],
+    );
+    assert!(!out.status.success());
+    let doc = read_json(&json);
+    assert_eq!(doc["status"], "interrupted", "{doc:#}");
+    assert!(doc["error"].as_str().unwrap().contains("signal"));
+    assert!(doc["messages"][0]["measurement"].is_object());
 }

@@ -324,7 +324,8 @@ fn a_rank_that_dies_ends_the_job_and_the_measured_messages_stay_on_disk() {
     assert!(!run.out.status.success());
     let doc = run.doc();
     assert_workload_valid(&doc);
-    assert_eq!(doc["status"], "running");
+    // mpirun stopped rank 0 when rank 1 vanished: the document says so, as a sweep's does.
+    assert_eq!(doc["status"], "interrupted", "{doc:#}");
     assert!(doc["messages"][0]["measurement"].is_object());
     assert!(doc["messages"][1]["measurement"].is_null());
     assert_eq!(doc["in_flight"], "all_reduce 8K on groups of 4");

@@ -9,7 +9,7 @@ use crate::engine::{buffer_bytes, check_traffic, combinations, Combination, Engi
 use crate::error::{Error, ExitCode, Result};
 use crate::plan::Plan;
 use crate::report::model::{
-    BackendReport, MemoryCap, PlanReport, RankInfo, RunDocument, RunStatus, SCHEMA_VERSION,
+    BackendReport, MemoryCap, PlanReport, RankInfo, RunDocument, RunLife, SCHEMA_VERSION,
 };
 use crate::report::{header, json, summary, table};
 use crate::size::HumanSize;
@@ -63,12 +63,10 @@ pub fn initial_document(plan: &Plan, argv: &[String], run_id: &str) -> RunDocume
         collbench_version: env!("CARGO_PKG_VERSION").to_string(),
         command_line: argv.to_vec(),
         started_unix_s: now,
-        run_id: run_id.to_string(),
-        status: RunStatus::Running,
-        error: None,
-        exit_code: None,
-        failed_rank: None,
-        heartbeat_unix_s: now,
+        life: RunLife {
+            heartbeat_unix_s: now,
+            ..RunLife::running(run_id)
+        },
         environment: json::relevant_environment(),
         backend: BackendReport {
             name: serde_json::to_value(plan.backend)
@@ -334,8 +332,7 @@ fn finish(
     s.exit_code = exit.code();
     r.print(&text);
     r.doc.summary = Some(s);
-    r.doc.status = RunStatus::Complete;
-    r.doc.exit_code = Some(exit.code());
+    r.doc.life.complete(exit.code());
     r.save()?;
     Ok(exit)
 }

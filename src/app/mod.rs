@@ -242,6 +242,20 @@ fn exit_on_timeout(message: &str) -> ! {
 /// Every rank learns the run's id and where its document is; rank 0 writes the document now, before
 /// anything that can fail, so that every outcome leaves one.
 fn start_record(plan: &Plan, argv: &[String], world: &dyn World) -> Result<Option<Reporter>> {
+    let run_id = share_run_id::<crate::report::model::RunDocument>(world, plan.json.as_deref())?;
+    if world.rank() != 0 {
+        return Ok(None);
+    }
+    let doc = job::initial_document(plan, argv, &run_id);
+    Reporter::start(doc, plan.json.as_deref(), plan.csv.as_deref()).map(Some)
+}
+
+/// Every rank of any command that writes a document of type `D` to `json`: agrees on the run's id and
+/// learns where the document is, so that whatever ends the run marks it (src/app/record.rs).
+fn share_run_id<D>(world: &dyn World, json: Option<&std::path::Path>) -> Result<String>
+where
+    D: crate::report::model::HasLife + serde::Serialize + serde::de::DeserializeOwned,
+{
     let mut id = if world.rank() == 0 {
         record::new_run_id(world.host()).into_bytes()
     } else {
@@ -249,12 +263,32 @@ fn start_record(plan: &Plan, argv: &[String], world: &dyn World) -> Result<Optio
     };
     world.broadcast_bytes(0, &mut id)?;
     let run_id = String::from_utf8_lossy(&id).into_owned();
-    record::know(plan.json.as_deref(), &run_id);
+    record::know::<D>(json, &run_id);
+    Ok(run_id)
+}
+
+/// Rank 0 of a subcommand with its own document (pairs, workload): takes charge of `-J`'s target before
+/// anything is measured. Other ranks: nothing. Only rank 0 can fail here, so it ends the job itself (the
+/// exit code is the error's): the others are not waiting to hear a usage error.
+#[cfg(feature = "mpi")]
+fn own_document(world: &dyn World, json: Option<&std::path::Path>) -> std::result::Result<(), i32> {
     if world.rank() != 0 {
-        return Ok(None);
+        return Ok(());
     }
-    let doc = job::initial_document(plan, argv, &run_id);
-    Reporter::start(doc, plan.json.as_deref(), plan.csv.as_deref()).map(Some)
+    let owned = json
+        .map(crate::report::json::JsonWriter::new)
+        .transpose()
+        .and_then(record::own);
+    match owned {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let code = fail_job(world, None, e);
+            if world.size() > 1 {
+                world.abort(code);
+            }
+            Err(code)
+        }
+    }
 }
 
 /// `-g N` (and `-t`): one process drives N GPUs, a thread per GPU, each a rank of a thread world.
@@ -316,8 +350,10 @@ fn fail_job(world: &dyn World, reporter: Option<&mut Reporter>, error: Error) ->
     }
     match reporter {
         Some(r) => r.fail(&error, world.rank()),
-        // Another rank's document: marked on disk where this rank can see it, before the job ends.
+        // Another rank's document: marked on disk where this rank can see it, before the job ends. Rank 0
+        // of a subcommand without a reporter marks its own, a usage error too.
         None if !everyone_knows => record::fail(&error.to_string(), code, Some(world.rank())),
+        None if world.rank() == 0 => record::fail(&error.to_string(), code, None),
         None => {}
     }
     let _ = std::io::stdout().flush();

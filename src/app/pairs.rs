@@ -14,7 +14,7 @@ use crate::fleet::gate::{self, GateReport, Rule};
 use crate::pairs::model::{self, PairFigure, PairsDocument, Participant};
 use crate::pairs::{expect, plot, render, rounds, schedule, verdict};
 use crate::plan::Plan;
-use crate::report::model::{BackendReport, Measurement, RankInfo, Row, RunStatus};
+use crate::report::model::{BackendReport, Measurement, RankInfo, Row, RunLife};
 use crate::size::{parse_size, HumanSize};
 use crate::testing::TestSwitches;
 use crate::watchdog::Watchdog;
@@ -108,6 +108,10 @@ struct PairsPlan {
 }
 
 fn validate(args: PairsArgs) -> Result<PairsPlan> {
+    if let Some(path) = &args.json {
+        // Every rank refuses a folder alike, before MPI starts.
+        crate::report::json::Target::of(path)?;
+    }
     let size = parse_size(&args.size).map_err(|e| Error::usage(format!("-b/--size: {e}")))?;
     let latency_size =
         parse_size(&args.latency_size).map_err(|e| Error::usage(format!("--latency-size: {e}")))?;
@@ -209,9 +213,18 @@ fn with_world(plan: &PairsPlan, argv: &[String]) -> i32 {
         world.host().to_string(),
         timeout_with_context,
     );
+    let json = plan.args.json.as_deref();
+    let run_id = match super::share_run_id::<PairsDocument>(&world, json) {
+        Ok(id) => id,
+        Err(e) => return super::fail_job(&world, None, e),
+    };
+    if let Err(code) = super::own_document(&world, json) {
+        return code;
+    }
     let backend = super::backend_choice::backend_under_mpi(&plan.run, &world, &watchdog);
-    let result =
-        backend.and_then(|(mut b, reason)| run(plan, argv, &world, b.as_mut(), &reason, &watchdog));
+    let result = backend.and_then(|(mut b, reason)| {
+        run(plan, argv, &run_id, &world, b.as_mut(), &reason, &watchdog)
+    });
     match result {
         Ok(code) => code,
         Err(e) => super::fail_job(&world, None, e),
@@ -230,13 +243,16 @@ fn set_context(text: String) {
 #[cfg(feature = "mpi")]
 fn timeout_with_context(message: &str) -> ! {
     let context = CONTEXT.lock().map(|c| c.clone()).unwrap_or_default();
-    eprintln!("{message}; {context}");
+    let message = format!("{message}; {context}");
+    eprintln!("{message}");
+    super::record::fail(&message, ExitCode::Timeout.code(), None);
     crate::world::mpi::abort_job(ExitCode::Timeout.code())
 }
 
 fn run(
     plan: &PairsPlan,
     argv: &[String],
+    run_id: &str,
     world: &dyn World,
     backend: &mut dyn Backend,
     reason: &str,
@@ -283,7 +299,7 @@ fn run(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0),
-        status: RunStatus::Running,
+        life: RunLife::running(run_id),
         backend: BackendReport {
             name: backend.name().into(),
             reason: reason.into(),
@@ -305,7 +321,6 @@ fn run(
         matrix: None,
         verdict: None,
         gate: None,
-        exit_code: None,
     });
     if let Some(d) = &doc {
         println!(
@@ -326,12 +341,14 @@ fn run(
         );
     }
 
+    // The test switches act per round here (docs/TESTING.md): a round is what a row is to a sweep.
+    let switches = TestSwitches::from_env();
     let mut engine = Engine {
         plan: &plan.run,
         world,
         backend,
         watchdog,
-        switches: TestSwitches::default(),
+        switches: switches.clone(),
         buffer_bytes: per_buffer,
         observer: &mut crate::telemetry::NoTelemetry,
     };
@@ -352,11 +369,12 @@ fn run(
             rounds.len(),
             at.pairs
         );
-        if let (Some(d), Some(path)) = (doc.as_mut(), plan.args.json.as_deref()) {
+        if let Some(d) = doc.as_mut() {
             d.samples = at.samples_so_far.to_vec();
             d.in_flight = Some(what.clone());
-            d.save(path)?;
+            super::record::save(d)?;
         }
+        switches.before_row(me, at.repeat * rounds.len() + at.round);
         if me == 0 {
             println!("# {what}");
             let _ = std::io::stdout().flush();
@@ -409,11 +427,8 @@ fn run(
     d.matrix = Some(figures);
     d.verdict = Some(v);
     d.in_flight = None;
-    d.status = RunStatus::Complete;
-    d.exit_code = Some(code.code());
-    if let Some(path) = &plan.args.json {
-        d.save(path)?;
-    }
+    d.life.complete(code.code());
+    super::record::save(&mut d)?;
     Ok(code.code())
 }
 

@@ -1,6 +1,7 @@
-//! The results document's life on disk, whatever ends the run: rank 0 writes it when the run starts,
-//! refreshes its heartbeat while it runs, and it is marked failed (error, exit code, rank) or
-//! interrupted (a signal) before the process goes, by whichever rank or thread sees the end first.
+//! A results document's life on disk, whatever ends the run, for every command that writes one (run,
+//! pairs, workload): rank 0 writes it when the run starts, refreshes its heartbeat while it runs, and it
+//! is marked failed (error, exit code, rank) or interrupted (a signal) before the process goes, by
+//! whichever rank or thread sees the end first.
 //!
 //! State is per process: the panic hook, the `-T` watchdog and the signal handler reach it without a
 //! handle, since they run where no reporter can be passed.
@@ -13,21 +14,55 @@
 
 use crate::error::Result;
 use crate::report::json::{self, JsonWriter, Target};
-use crate::report::model::{unix_now_s, RunDocument, RunStatus, HEARTBEAT_S};
+use crate::report::model::{unix_now_s, HasLife, RunLife, RunStatus, HEARTBEAT_S};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::Duration;
 
+/// What this module holds of rank 0's document, whichever command's it is: its life and its JSON.
+trait Kept: Send {
+    fn life(&self) -> &RunLife;
+    fn life_mut(&mut self) -> &mut RunLife;
+    fn text(&self) -> Result<Vec<u8>>;
+    fn copy(&self) -> Box<dyn Kept>;
+}
+
+impl<D: HasLife + Serialize + Clone + Send + 'static> Kept for D {
+    fn life(&self) -> &RunLife {
+        HasLife::life(self)
+    }
+    fn life_mut(&mut self) -> &mut RunLife {
+        HasLife::life_mut(self)
+    }
+    fn text(&self) -> Result<Vec<u8>> {
+        json::to_text(self)
+    }
+    fn copy(&self) -> Box<dyn Kept> {
+        Box::new(self.clone())
+    }
+}
+
 /// Rank 0's document as last saved, and its writer.
 struct Saved {
     writer: JsonWriter,
-    doc: Option<RunDocument>,
+    doc: Option<Box<dyn Kept>>,
 }
 
-/// What every rank of this process knows of the run's document: where it is and which run it is.
+/// What every rank of this process knows of the run's document: where it is, which run it is, and how
+/// to mark that document failed on disk (it knows the document's type).
 struct Known {
     path: Option<PathBuf>,
     run_id: String,
+    fail_on_disk: fn(&Path, &str, &Failure),
+}
+
+/// How a run failed, as a rank that saw it tells the document.
+struct Failure<'a> {
+    error: &'a str,
+    code: i32,
+    rank: Option<usize>,
 }
 
 static KNOWN: OnceLock<Known> = OnceLock::new();
@@ -41,12 +76,13 @@ pub fn new_run_id(host: &str) -> String {
     format!("{host}-{}-{:.6}", std::process::id(), unix_now_s())
 }
 
-/// Every rank: remembers the document's path and run id, so that a rank that fails can mark rank 0's
-/// document where it can see it (the same host, or a shared file system).
-pub fn know(path: Option<&Path>, run_id: &str) {
+/// Every rank: remembers the document's path, run id and type, so that a rank that fails can mark rank
+/// 0's document where it can see it (the same host, or a shared file system).
+pub fn know<D: HasLife + Serialize + DeserializeOwned>(path: Option<&Path>, run_id: &str) {
     let _ = KNOWN.set(Known {
         path: path.map(Path::to_path_buf),
         run_id: run_id.to_string(),
+        fail_on_disk: fail_on_disk::<D>,
     });
 }
 
@@ -80,77 +116,116 @@ pub fn own(writer: Option<JsonWriter>) -> Result<()> {
 }
 
 /// Saves rank 0's document: its heartbeat now, written at once to a file (to a stream only when final),
-/// with the twin a signal would put in place while the run goes on.
-pub fn save(doc: &mut RunDocument) -> Result<()> {
-    doc.heartbeat_unix_s = unix_now_s();
+/// with the twin a signal would put in place while the run goes on. When another rank has already marked
+/// the file failed, the document takes that ending over instead of writing "running" on top of it.
+pub fn save<D: HasLife + Serialize + Clone + Send + 'static>(doc: &mut D) -> Result<()> {
+    doc.life_mut().heartbeat_unix_s = unix_now_s();
     let Some(saved) = SAVED.get() else {
         return Ok(());
     };
+    if doc.life().status == RunStatus::Running {
+        if let Some(ended) = ended_elsewhere() {
+            *doc.life_mut() = RunLife {
+                heartbeat_unix_s: doc.life().heartbeat_unix_s,
+                ..ended
+            };
+        }
+    }
     let mut s = lock(saved);
-    s.doc = Some(doc.clone());
-    let running = doc.status == RunStatus::Running;
+    s.doc = Some(Box::new(doc.clone()));
+    let running = doc.life().status == RunStatus::Running;
     if running {
-        s.writer.write_prepared(&interrupted(doc))?;
+        s.writer.write_prepared(&interrupted(doc)?)?;
     } else {
         s.writer.remove_prepared();
     }
-    s.writer.write(doc, !running)
+    s.writer.write(&json::to_text(doc)?, !running)
 }
 
-/// The document as a signal would leave it.
-fn interrupted(doc: &RunDocument) -> RunDocument {
-    RunDocument {
-        status: RunStatus::Interrupted,
-        error: Some(INTERRUPTED.into()),
-        ..doc.clone()
-    }
+/// The document as a signal would leave it, as text.
+fn interrupted(doc: &dyn Kept) -> Result<Vec<u8>> {
+    let mut copy = doc.copy();
+    let life = copy.life_mut();
+    life.status = RunStatus::Interrupted;
+    life.error = Some(INTERRUPTED.into());
+    copy.text()
 }
 
 /// Marks the run failed before this process ends the job. Rank 0 marks its own document; another rank
 /// marks the file on disk when it can see rank 0's document there. Best effort: never fails, never
 /// panics, and leaves a document that already says how the run ended as it is.
 pub fn fail(error: &str, code: i32, rank: Option<usize>) {
-    let mark = |doc: &mut RunDocument| {
-        doc.status = RunStatus::Failed;
-        doc.error = Some(error.to_string());
-        doc.exit_code = Some(code);
-        doc.failed_rank = rank;
-        doc.heartbeat_unix_s = unix_now_s();
-    };
+    let failure = Failure { error, code, rank };
     if let Some(saved) = SAVED.get() {
         let mut s = lock(saved);
         let Saved { writer, doc } = &mut *s;
-        if let Some(doc) = doc.as_mut().filter(|d| d.status == RunStatus::Running) {
-            mark(doc);
+        if let Some(doc) = doc
+            .as_mut()
+            .filter(|d| d.life().status == RunStatus::Running)
+        {
+            doc.life_mut().fail(error, code, rank);
             writer.remove_prepared();
-            let _ = writer.write(doc, true);
+            if let Ok(text) = doc.text() {
+                let _ = writer.write(&text, true);
+            }
         }
         return;
     }
-    let Some(Known {
+    if let Some(Known {
         path: Some(path),
         run_id,
+        fail_on_disk,
     }) = KNOWN.get()
-    else {
-        return;
-    };
-    if let Some(mut doc) = own_run_on_disk(path, run_id).filter(|d| d.status == RunStatus::Running)
     {
-        mark(&mut doc);
-        if let Ok(writer) = JsonWriter::new(path) {
-            // The twin first: rank 0's handler renames it into place when the launcher stops it.
-            let _ = writer.write_prepared(&doc);
-            let _ = writer.write(&doc, true);
-        }
+        fail_on_disk(path, run_id, &failure);
     }
 }
 
-/// The document at `path` when it is a regular file holding this run.
-fn own_run_on_disk(path: &Path, run_id: &str) -> Option<RunDocument> {
-    let Ok(Target::Replace(file)) = Target::of(path) else {
-        return None;
+/// Another rank's share of `fail`: rank 0's document of type `D` on disk, when it is this run's and
+/// still running, marked failed.
+fn fail_on_disk<D: HasLife + Serialize + DeserializeOwned>(
+    path: &Path,
+    run_id: &str,
+    failure: &Failure,
+) {
+    let Some(file) = regular_file(path) else {
+        return;
     };
-    json::read(&file).ok().filter(|d| d.run_id == run_id)
+    let Ok(mut doc) = json::read_as::<D>(&file) else {
+        return;
+    };
+    if doc.life().run_id != run_id || doc.life().status != RunStatus::Running {
+        return;
+    }
+    doc.life_mut()
+        .fail(failure.error, failure.code, failure.rank);
+    if let (Ok(writer), Ok(text)) = (JsonWriter::new(path), json::to_text(&doc)) {
+        // The twin first: rank 0's handler renames it into place when the launcher stops it.
+        let _ = writer.write_prepared(&text);
+        let _ = writer.write(&text, true);
+    }
+}
+
+/// The file behind `path` when it is a regular file (not a stream).
+fn regular_file(path: &Path) -> Option<PathBuf> {
+    match Target::of(path) {
+        Ok(Target::Replace(file)) => Some(file),
+        _ => None,
+    }
+}
+
+/// The life of the document at `path`, whatever its type, when it is a regular file holding this run.
+fn own_run_life_on_disk(path: &Path, run_id: &str) -> Option<RunLife> {
+    json::read_as::<RunLife>(&regular_file(path)?)
+        .ok()
+        .filter(|life| life.run_id == run_id)
+}
+
+/// How another rank ended this run, when it has marked the document on disk.
+fn ended_elsewhere() -> Option<RunLife> {
+    let known = KNOWN.get()?;
+    own_run_life_on_disk(known.path.as_deref()?, &known.run_id)
+        .filter(|life| life.status != RunStatus::Running)
 }
 
 /// The lock, even from a thread that panicked while holding it (the panic hook marks the run failed),
@@ -174,18 +249,16 @@ fn heartbeat() {
         let mut s = lock(saved);
         let Saved { writer, doc } = &mut *s;
         let Some(doc) = doc.as_mut() else { continue };
-        if doc.status != RunStatus::Running {
+        if doc.life().status != RunStatus::Running {
             return;
         }
-        let failed_elsewhere = KNOWN
-            .get()
-            .and_then(|k| own_run_on_disk(k.path.as_deref()?, &k.run_id))
-            .is_some_and(|d| d.status != RunStatus::Running);
-        if failed_elsewhere {
+        if ended_elsewhere().is_some() {
             return;
         }
-        doc.heartbeat_unix_s = unix_now_s();
-        let _ = writer.write(doc, false);
+        doc.life_mut().heartbeat_unix_s = unix_now_s();
+        if let Ok(text) = doc.text() {
+            let _ = writer.write(&text, false);
+        }
     }
 }
 
@@ -203,13 +276,18 @@ fn watch_signals() {
                 if let Some(saved) = SAVED.get() {
                     let mut s = lock(saved);
                     let Saved { writer, doc } = &mut *s;
-                    if let Some(doc) = doc.as_mut().filter(|d| d.status == RunStatus::Running) {
-                        *doc = RunDocument {
-                            exit_code: Some(128 + signal),
-                            heartbeat_unix_s: unix_now_s(),
-                            ..interrupted(doc)
-                        };
-                        let _ = writer.write_before_kill(doc);
+                    if let Some(doc) = doc
+                        .as_mut()
+                        .filter(|d| d.life().status == RunStatus::Running)
+                    {
+                        let life = doc.life_mut();
+                        life.status = RunStatus::Interrupted;
+                        life.error = Some(INTERRUPTED.into());
+                        life.exit_code = Some(128 + signal);
+                        life.heartbeat_unix_s = unix_now_s();
+                        if let Ok(text) = doc.text() {
+                            let _ = writer.write_before_kill(&text);
+                        }
                     }
                 }
                 let _ = std::io::Write::flush(&mut std::io::stdout());

@@ -4,7 +4,7 @@
 use crate::engine::RowSink;
 use crate::error::{Error, Result};
 use crate::report::csv::CsvWriter;
-use crate::report::model::{Row, RunDocument, RunStatus};
+use crate::report::model::{Row, RunDocument};
 use crate::report::{json, table};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -75,14 +75,12 @@ impl Reporter {
     pub fn fail(&mut self, error: &Error, rank: usize) {
         self.finish_progress();
         let code = error.exit_code().code();
-        self.doc.status = RunStatus::Failed;
-        self.doc.error = Some(error.to_string());
-        self.doc.exit_code = Some(code);
         // Which rank failed is known when the error says so; a usage error is every rank's.
-        self.doc.failed_rank = match error {
+        let failed_rank = match error {
             Error::Usage(_) => None,
             _ => failing_rank(error).or(Some(rank)),
         };
+        self.doc.life.fail(&error.to_string(), code, failed_rank);
         let _ = self.save();
     }
 }

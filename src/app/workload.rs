@@ -12,7 +12,7 @@ use crate::engine::Engine;
 use crate::error::{Error, ExitCode, Result};
 use crate::layout::{GroupSpec, Layout};
 use crate::plan::Plan;
-use crate::report::model::{BackendReport, RankInfo, RunStatus};
+use crate::report::model::{BackendReport, RankInfo, RunLife};
 use crate::size::{parse_size, HumanSize};
 use crate::testing::TestSwitches;
 use crate::traffic::all_to_allv_op;
@@ -131,6 +131,10 @@ fn router_note(options: &StepOptions) -> String {
 }
 
 fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
+    if let Some(path) = &args.json {
+        // Every rank refuses a folder alike, before MPI starts.
+        crate::report::json::Target::of(path)?;
+    }
     let model = model::load(&args.model)?;
     if !(args.skew.is_finite() && args.skew >= 1.0) {
         return Err(Error::usage(format!(
@@ -249,9 +253,18 @@ fn with_world(plan: &WorkloadPlan, argv: &[String]) -> i32 {
         world.host().to_string(),
         |m| {
             eprintln!("{m}");
+            super::record::fail(m, ExitCode::Timeout.code(), None);
             crate::world::mpi::abort_job(ExitCode::Timeout.code())
         },
     );
+    let json = plan.args.json.as_deref();
+    let run_id = match super::share_run_id::<WorkloadDocument>(&world, json) {
+        Ok(id) => id,
+        Err(e) => return super::fail_job(&world, None, e),
+    };
+    if let Err(code) = super::own_document(&world, json) {
+        return code;
+    }
     // The layouts depend only on the job's shape: refused on every rank alike, before any backend.
     let result = job_layouts(plan, &world, &watchdog).and_then(|(hosts, layouts)| {
         let (mut backend, reason) =
@@ -260,6 +273,7 @@ fn with_world(plan: &WorkloadPlan, argv: &[String]) -> i32 {
         let job = Job {
             plan,
             argv,
+            run_id,
             world: &world,
             watchdog: &watchdog,
             hosts,
@@ -314,6 +328,8 @@ fn distinct(hosts: &[String]) -> Vec<String> {
 struct Job<'a> {
     plan: &'a WorkloadPlan,
     argv: &'a [String],
+    /// The run's id, shared by every rank (src/app/record.rs).
+    run_id: String,
     world: &'a dyn World,
     watchdog: &'a Watchdog,
     hosts: Vec<String>,
@@ -429,29 +445,19 @@ impl Job<'_> {
         let mut times = Vec::with_capacity(planned.len());
         let mut wrong = 0u64;
         for (i, p) in planned.iter().enumerate() {
-            if let (Some(d), Some(path)) = (doc.as_mut(), plan.args.json.as_deref()) {
+            if let Some(d) = doc.as_mut() {
                 d.in_flight = Some(format!(
                     "{} {} on groups of {}",
                     p.key.collective,
                     HumanSize(p.desc.shape.size_bytes),
                     p.key.group_size
                 ));
-                crate::report::json::save_atomically(d, path)?;
+                super::record::save(d)?;
             }
             engine.switches.before_row(me, i);
-            let m = match engine.measure_on(&p.desc, &layouts[p.layout]) {
-                Ok(m) => m,
-                Err(e) => {
-                    // Rank 0's own failure: the document keeps what was measured and says what ended it.
-                    if let (Some(d), Some(path)) = (doc.as_mut(), plan.args.json.as_deref()) {
-                        d.status = RunStatus::Failed;
-                        d.error = Some(format!("rank {me} ({}): {e}", self.world.host()));
-                        d.exit_code = Some(e.exit_code().code());
-                        let _ = crate::report::json::save_atomically(d, path);
-                    }
-                    return Err(e);
-                }
-            };
+            // A failure ends the job through fail_job, which marks the document on disk: it keeps every
+            // message measured so far and names the one in flight.
+            let m = engine.measure_on(&p.desc, &layouts[p.layout])?;
             times.push(m.time_us);
             wrong += m.wrong.unwrap_or(0);
             if let Some(d) = doc.as_mut() {
@@ -486,11 +492,8 @@ impl Job<'_> {
             ExitCode::Success
         };
         d.in_flight = None;
-        d.status = RunStatus::Complete;
-        d.exit_code = Some(code.code());
-        if let Some(path) = &plan.args.json {
-            crate::report::json::save_atomically(&d, path)?;
-        }
+        d.life.complete(code.code());
+        super::record::save(&mut d)?;
         Ok(code.code())
     }
 }
@@ -538,7 +541,7 @@ impl Job<'_> {
             started_unix_s: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
-            status: RunStatus::Running,
+            life: RunLife::running(&self.run_id),
             backend: BackendReport {
                 name: backend.name().into(),
                 reason: reason.into(),
@@ -568,8 +571,6 @@ impl Job<'_> {
             in_flight: None,
             ranking: Vec::new(),
             step_options: plan.options,
-            error: None,
-            exit_code: None,
         }
     }
 

@@ -292,10 +292,10 @@ pub fn compare(
         notes: Vec::new(),
     };
     for (doc, name) in [(base, base_name), (new, new_name)] {
-        if doc.status != RunStatus::Complete {
+        if doc.life.status != RunStatus::Complete {
             report.notes.push(format!(
                 "{name} is not a complete run (status {:?}): only its measured rows are compared",
-                doc.status
+                doc.life.status
             ));
         }
         if doc.rows.iter().any(|r| r.cycle > 0) {
@@ -471,7 +471,7 @@ pub fn compare_main(argv: &[String]) -> i32 {
 mod tests {
     use super::*;
     use crate::collective::Collective;
-    use crate::report::model::{BackendReport, PlanReport, Row};
+    use crate::report::model::{BackendReport, PlanReport, Row, RunLife};
     use crate::report::testdata::{measurement, row};
 
     fn doc(rows: Vec<Row>) -> RunDocument {
@@ -480,12 +480,11 @@ mod tests {
             collbench_version: "test".into(),
             command_line: vec![],
             started_unix_s: 0.0,
-            run_id: "test".into(),
-            status: RunStatus::Complete,
-            error: None,
-            exit_code: Some(0),
-            failed_rank: None,
-            heartbeat_unix_s: 0.0,
+            life: RunLife {
+                exit_code: Some(0),
+                status: RunStatus::Complete,
+                ..RunLife::running("test")
+            },
             environment: Default::default(),
             backend: BackendReport {
                 name: "mpi".into(),

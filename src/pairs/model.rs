@@ -2,14 +2,11 @@
 //! round, the matrix and the verdict. What `-J` writes (docs/schema/pairs.schema.json, docs/JSON.md).
 
 use super::verdict::PairsVerdict;
-use crate::error::{Error, Result};
 use crate::fleet::gate::GateReport;
-use crate::report::model::{BackendReport, RankInfo, RunStatus};
+use crate::report::model::{BackendReport, HasLife, RankInfo, RunLife};
 // The stored form lives in the report layer so that report/ never depends on pairs/.
 pub use crate::report::link_probe::{PairFigure, Participant};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::path::Path;
 
 /// Names the document among collbench's JSON files.
 pub const KIND: &str = "pairs";
@@ -22,8 +19,10 @@ pub struct PairsDocument {
     pub collbench_version: String,
     pub command_line: Vec<String>,
     pub started_unix_s: f64,
-    /// running (rounds still coming, or the job died), complete.
-    pub status: RunStatus,
+    /// run_id, status (running while rounds are still coming, complete, failed, interrupted), error,
+    /// exit_code, failed_rank and heartbeat_unix_s, at the top level.
+    #[serde(flatten)]
+    pub life: RunLife,
     pub backend: BackendReport,
     /// "host" (the first rank of each host stands for it) or "rank".
     pub by: String,
@@ -55,7 +54,15 @@ pub struct PairsDocument {
     pub matrix: Option<Vec<PairFigure>>,
     pub verdict: Option<PairsVerdict>,
     pub gate: Option<GateReport>,
-    pub exit_code: Option<i32>,
+}
+
+impl HasLife for PairsDocument {
+    fn life(&self) -> &RunLife {
+        &self.life
+    }
+    fn life_mut(&mut self) -> &mut RunLife {
+        &mut self.life
+    }
 }
 
 /// One pair exchanging in one round.
@@ -82,22 +89,6 @@ pub struct PairSample {
 
 fn one_lane() -> usize {
     1
-}
-
-impl PairsDocument {
-    /// Writes the document beside `path` and renames it over `path`, so a job that dies leaves the
-    /// previous complete version.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        let context = |what: &str| format!("-J {}: {what}", path.display());
-        let text = serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
-        let mut file =
-            std::fs::File::create(&tmp).map_err(|e| Error::io(context("cannot create"), e))?;
-        file.write_all(&text)
-            .and_then(|_| file.sync_data())
-            .map_err(|e| Error::io(context("cannot write"), e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(context("cannot replace"), e))
-    }
 }
 
 /// Each pair's median bandwidth and latency over its samples, in (a, b) order.

@@ -108,13 +108,12 @@ impl JsonWriter {
         }
     }
 
-    /// Writes `doc` as the document a termination signal puts in place.
-    pub fn write_prepared(&self, doc: &RunDocument) -> Result<()> {
+    /// Writes `text` (a document, see `to_text`) as the document a termination signal puts in place.
+    pub fn write_prepared(&self, text: &[u8]) -> Result<()> {
         let Some(path) = self.prepared() else {
             return Ok(());
         };
-        let text = serde_json::to_vec_pretty(doc).map_err(|e| Error::Internal(e.to_string()))?;
-        replace_atomically(&path, &text, false)
+        replace_atomically(&path, text, false)
             .map_err(|(what, e)| Error::io(format!("--json {}: {what}", path.display()), e))
     }
 
@@ -125,29 +124,29 @@ impl JsonWriter {
         }
     }
 
-    /// Writes the document: every call for a regular file, only the final one (`is_final`) for a stream.
-    pub fn write(&self, doc: &RunDocument, is_final: bool) -> Result<()> {
-        self.write_with(doc, is_final, true)
+    /// Writes the document's `text`: every call for a regular file, only the final one (`is_final`) for
+    /// a stream.
+    pub fn write(&self, text: &[u8], is_final: bool) -> Result<()> {
+        self.write_with(text, is_final, true)
     }
 
     /// Writes the final document without waiting for the disk: for a process that the launcher will
     /// kill a second after asking it to stop (Open MPI's odls_base_sigkill_timeout).
-    pub fn write_before_kill(&self, doc: &RunDocument) -> Result<()> {
-        self.write_with(doc, true, false)
+    pub fn write_before_kill(&self, text: &[u8]) -> Result<()> {
+        self.write_with(text, true, false)
     }
 
-    fn write_with(&self, doc: &RunDocument, is_final: bool, durable: bool) -> Result<()> {
+    fn write_with(&self, text: &[u8], is_final: bool, durable: bool) -> Result<()> {
         let context = |what: &str| format!("--json {}: {what}", self.named.display());
-        let text = serde_json::to_vec_pretty(doc).map_err(|e| Error::Internal(e.to_string()))?;
         match &self.target {
-            Target::Replace(path) => replace_atomically(path, &text, durable)
+            Target::Replace(path) => replace_atomically(path, text, durable)
                 .map_err(|(what, e)| Error::io(context(what), e)),
             Target::Stream(path) if is_final => {
                 let mut out = std::fs::OpenOptions::new()
                     .write(true)
                     .open(path)
                     .map_err(|e| Error::io(context("cannot open"), e))?;
-                out.write_all(&text)
+                out.write_all(text)
                     .and_then(|_| out.write_all(b"\n"))
                     .and_then(|_| out.flush())
                     .map_err(|e| Error::io(context("cannot write"), e))
@@ -193,16 +192,13 @@ fn replace_atomically(
     result
 }
 
-/// Writes any document (a subcommand's own) to `path` atomically and durably: a job that dies leaves
-/// the previous complete version.
-pub fn save_atomically(doc: &impl serde::Serialize, path: &Path) -> Result<()> {
-    let text = serde_json::to_vec_pretty(doc).map_err(|e| Error::Internal(e.to_string()))?;
-    replace_atomically(path, &text, true)
-        .map_err(|(what, e)| Error::io(format!("-J {}: {what}", path.display()), e))
+/// A document as `-J` writes it: pretty JSON.
+pub fn to_text(doc: &impl serde::Serialize) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(doc).map_err(|e| Error::Internal(e.to_string()))
 }
 
-/// Reads a results document written by `--json`.
-pub fn read(path: &Path) -> Result<RunDocument> {
+/// Any collbench document at `path` (run, pairs, workload), as its type reads it.
+pub fn read_as<D: serde::de::DeserializeOwned>(path: &Path) -> Result<D> {
     let text =
         std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
     serde_json::from_slice(&text).map_err(|e| {
@@ -211,6 +207,11 @@ pub fn read(path: &Path) -> Result<RunDocument> {
             path.display()
         ))
     })
+}
+
+/// Reads a results document written by `--json`.
+pub fn read(path: &Path) -> Result<RunDocument> {
+    read_as(path)
 }
 
 /// The environment variables that change how the libraries behave, and nothing else: not the whole

@@ -17,23 +17,9 @@ pub struct RunDocument {
     pub command_line: Vec<String>,
     /// Seconds since the Unix epoch when the run started.
     pub started_unix_s: f64,
-    /// Names this run, so that a rank updating the file knows it is its own run's document.
-    #[serde(default)]
-    pub run_id: String,
-    /// running (rows still coming; see `heartbeat_unix_s`), complete, failed (with `error` and
-    /// `exit_code`) or interrupted (a signal: Ctrl-C, the launcher or a scheduler ending the job).
-    pub status: RunStatus,
-    pub error: Option<String>,
-    /// The process exit code the run ended with; null while running.
-    #[serde(default)]
-    pub exit_code: Option<i32>,
-    /// The rank whose failure ended the run, when one did and it is known.
-    #[serde(default)]
-    pub failed_rank: Option<usize>,
-    /// Seconds since the Unix epoch of the last update. A running document is rewritten at least every
-    /// `HEARTBEAT_S` seconds: one whose heartbeat is much older belongs to a run that died unannounced.
-    #[serde(default)]
-    pub heartbeat_unix_s: f64,
+    /// run_id, status, error, exit_code, failed_rank and heartbeat_unix_s, at the top level.
+    #[serde(flatten)]
+    pub life: RunLife,
     /// Variables that change how the libraries behave (NCCL_*, RCCL_*, OMPI_*, UCX_*, *_VISIBLE_DEVICES).
     pub environment: BTreeMap<String, String>,
     pub backend: BackendReport,
@@ -65,6 +51,75 @@ pub struct TopologyReport {
     pub peak_unknown: Option<String>,
     /// The peak of each host's ranks on their own (the intra-node fabric).
     pub host_peaks: BTreeMap<String, Option<crate::topo::peak::Peak>>,
+}
+
+/// How a run stands and how it ended: the fields every results document (run, pairs, workload) carries
+/// at its top level, which src/app/record.rs keeps true on disk whatever ends the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunLife {
+    /// Names this run, so that a rank updating the file knows it is its own run's document.
+    #[serde(default)]
+    pub run_id: String,
+    /// running (still measuring; see `heartbeat_unix_s`), complete, failed (with `error` and
+    /// `exit_code`) or interrupted (a signal: Ctrl-C, the launcher or a scheduler ending the job).
+    pub status: RunStatus,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The process exit code the run ended with; null while running.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// The rank whose failure ended the run, when one did and it is known.
+    #[serde(default)]
+    pub failed_rank: Option<usize>,
+    /// Seconds since the Unix epoch of the last update. A running document is rewritten at least every
+    /// `HEARTBEAT_S` seconds: one whose heartbeat is much older belongs to a run that died unannounced.
+    #[serde(default)]
+    pub heartbeat_unix_s: f64,
+}
+
+impl RunLife {
+    /// A run that starts now.
+    pub fn running(run_id: &str) -> RunLife {
+        RunLife {
+            run_id: run_id.to_string(),
+            status: RunStatus::Running,
+            error: None,
+            exit_code: None,
+            failed_rank: None,
+            heartbeat_unix_s: unix_now_s(),
+        }
+    }
+
+    /// The run has ended as it should, with `exit_code`.
+    pub fn complete(&mut self, exit_code: i32) {
+        self.status = RunStatus::Complete;
+        self.exit_code = Some(exit_code);
+    }
+
+    /// The run failed: `error` in the library's or our words, the exit code it ends with, and the rank
+    /// whose failure ended it where that is known.
+    pub fn fail(&mut self, error: &str, exit_code: i32, rank: Option<usize>) {
+        self.status = RunStatus::Failed;
+        self.error = Some(error.to_string());
+        self.exit_code = Some(exit_code);
+        self.failed_rank = rank;
+        self.heartbeat_unix_s = unix_now_s();
+    }
+}
+
+/// A results document with a life on disk: any of collbench's, for src/app/record.rs.
+pub trait HasLife {
+    fn life(&self) -> &RunLife;
+    fn life_mut(&mut self) -> &mut RunLife;
+}
+
+impl HasLife for RunDocument {
+    fn life(&self) -> &RunLife {
+        &self.life
+    }
+    fn life_mut(&mut self) -> &mut RunLife {
+        &mut self.life
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

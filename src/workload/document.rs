@@ -5,7 +5,7 @@ use super::messages::{LayoutChoice, MessageKey, Phase, StepOptions};
 use super::model::ModelSpec;
 use super::ranking::PhaseRanking;
 use crate::dtype::DataType;
-use crate::report::model::{BackendReport, Group, Measurement, RankInfo, RunStatus};
+use crate::report::model::{BackendReport, Group, HasLife, Measurement, RankInfo, RunLife};
 use serde::{Deserialize, Serialize};
 
 /// Names the document among collbench's JSON files.
@@ -19,9 +19,10 @@ pub struct WorkloadDocument {
     pub collbench_version: String,
     pub command_line: Vec<String>,
     pub started_unix_s: f64,
-    /// running (messages still coming, or the job died on another rank), complete, or failed (rank 0's
-    /// own error, in `error`).
-    pub status: RunStatus,
+    /// run_id, status (running while messages are still coming, complete, failed, interrupted), error,
+    /// exit_code, failed_rank and heartbeat_unix_s, at the top level.
+    #[serde(flatten)]
+    pub life: RunLife,
     pub backend: BackendReport,
     pub model: ModelSpec,
     pub ranks: Vec<RankInfo>,
@@ -40,9 +41,15 @@ pub struct WorkloadDocument {
     pub ranking: Vec<PhaseRanking>,
     /// --dp-attention, and the MoE router's skew and seed.
     pub step_options: StepOptions,
-    /// What ended a failed run, with the rank and host that saw it.
-    pub error: Option<String>,
-    pub exit_code: Option<i32>,
+}
+
+impl HasLife for WorkloadDocument {
+    fn life(&self) -> &RunLife {
+        &self.life
+    }
+    fn life_mut(&mut self) -> &mut RunLife {
+        &mut self.life
+    }
 }
 
 /// A layout as measured: its groups (members and hosts), every group running at once.
