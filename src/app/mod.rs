@@ -267,20 +267,28 @@ where
     Ok(run_id)
 }
 
-/// Rank 0 of a subcommand with its own document (pairs, workload): takes charge of `-J`'s target before
-/// anything is measured. Other ranks: nothing. Only rank 0 can fail here, so it ends the job itself (the
-/// exit code is the error's): the others are not waiting to hear a usage error.
+/// Every rank of a subcommand with its own document of type `D` (pairs, workload): the run's id, and
+/// rank 0 takes charge of `-J`'s target before anything is measured. Err is the exit code of a failure,
+/// already reported. Only rank 0 can fail to take the target, so it ends the job itself: the others are
+/// not waiting to hear of it.
 #[cfg(feature = "mpi")]
-fn own_document(world: &dyn World, json: Option<&std::path::Path>) -> std::result::Result<(), i32> {
+fn start_document<D>(
+    world: &dyn World,
+    json: Option<&std::path::Path>,
+) -> std::result::Result<String, i32>
+where
+    D: crate::report::model::HasLife + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let run_id = share_run_id::<D>(world, json).map_err(|e| fail_job(world, None, e))?;
     if world.rank() != 0 {
-        return Ok(());
+        return Ok(run_id);
     }
     let owned = json
         .map(crate::report::json::JsonWriter::new)
         .transpose()
         .and_then(record::own);
     match owned {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(run_id),
         Err(e) => {
             let code = fail_job(world, None, e);
             if world.size() > 1 {

@@ -213,14 +213,10 @@ fn with_world(plan: &PairsPlan, argv: &[String]) -> i32 {
         world.host().to_string(),
         timeout_with_context,
     );
-    let json = plan.args.json.as_deref();
-    let run_id = match super::share_run_id::<PairsDocument>(&world, json) {
+    let run_id = match super::start_document::<PairsDocument>(&world, plan.args.json.as_deref()) {
         Ok(id) => id,
-        Err(e) => return super::fail_job(&world, None, e),
+        Err(code) => return code,
     };
-    if let Err(code) = super::own_document(&world, json) {
-        return code;
-    }
     let backend = super::backend_choice::backend_under_mpi(&plan.run, &world, &watchdog);
     let result = backend.and_then(|(mut b, reason)| {
         run(plan, argv, &run_id, &world, b.as_mut(), &reason, &watchdog)

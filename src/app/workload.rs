@@ -257,14 +257,11 @@ fn with_world(plan: &WorkloadPlan, argv: &[String]) -> i32 {
             crate::world::mpi::abort_job(ExitCode::Timeout.code())
         },
     );
-    let json = plan.args.json.as_deref();
-    let run_id = match super::share_run_id::<WorkloadDocument>(&world, json) {
+    let run_id = match super::start_document::<WorkloadDocument>(&world, plan.args.json.as_deref())
+    {
         Ok(id) => id,
-        Err(e) => return super::fail_job(&world, None, e),
+        Err(code) => return code,
     };
-    if let Err(code) = super::own_document(&world, json) {
-        return code;
-    }
     // The layouts depend only on the job's shape: refused on every rank alike, before any backend.
     let result = job_layouts(plan, &world, &watchdog).and_then(|(hosts, layouts)| {
         let (mut backend, reason) =
