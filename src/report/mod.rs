@@ -3,6 +3,7 @@
 //! Reporters never talk to MPI; they receive rows from the engine.
 
 pub mod csv;
+pub mod gpu_readings;
 pub mod header;
 pub mod json;
 pub mod link_probe;
