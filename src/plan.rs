@@ -5,6 +5,7 @@ use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
 use crate::layout::GroupSpec;
+pub use crate::metrics::Average;
 use crate::size::{parse_size, sweep, Step};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -17,16 +18,6 @@ pub enum BackendChoice {
     Nccl,
     Rccl,
     Mpi,
-}
-
-/// How per-rank times are combined into the reported time (-a).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Average {
-    Rank0,
-    Mean,
-    Min,
-    Max,
 }
 
 /// How many timed iterations each size gets.
