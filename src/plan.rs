@@ -1,5 +1,7 @@
 //! The validated plan of a run: what the command line asked for, typed and checked before anything runs.
 
+pub use crate::backend::BackendChoice;
+use crate::backend::{Allocator, GpuOptions};
 use crate::cli::RunArgs;
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
@@ -9,16 +11,6 @@ pub use crate::metrics::Average;
 use crate::size::{parse_size, sweep, Step};
 use serde::Serialize;
 use std::path::PathBuf;
-
-/// Which backend carries the collectives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendChoice {
-    Auto,
-    Nccl,
-    Rccl,
-    Mpi,
-}
 
 /// How many timed iterations each size gets.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -68,7 +60,7 @@ pub struct Plan {
     pub backend: BackendChoice,
     pub nccl_lib: Option<PathBuf>,
     pub rccl_lib: Option<PathBuf>,
-    pub alloc: crate::cli::Allocator,
+    pub alloc: Allocator,
     pub seed: u64,
     pub expect: Vec<crate::fleet::gate::Rule>,
     pub slow_threshold_percent: f64,
@@ -153,6 +145,16 @@ where
 pub const DEFAULT_MAX_SAMPLES: u64 = 1000;
 
 impl Plan {
+    /// What the NCCL and RCCL backends take from this plan.
+    pub fn gpu_options(&self) -> GpuOptions {
+        GpuOptions {
+            nccl_lib: self.nccl_lib.clone(),
+            rccl_lib: self.rccl_lib.clone(),
+            timeout_s: self.timeout_s,
+            alloc: self.alloc,
+        }
+    }
+
     /// Iterations of the sampled pass after a timed loop of `timed` iterations.
     pub fn sample_iters(&self, timed: u64) -> u64 {
         self.samples

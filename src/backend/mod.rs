@@ -13,7 +13,10 @@ use serde::Serialize;
 pub mod gpu;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+pub mod options;
 pub mod select;
+
+pub use options::{Allocator, BackendChoice, GpuOptions};
 
 /// One operation as the engine asks for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
