@@ -51,6 +51,29 @@ pub struct Comm {
     pub size: usize,
 }
 
+impl OpDesc {
+    /// The all_to_allv that moves `matrix`'s bytes on `comm` in `dtype` elements, for `Engine::measure_op`
+    /// (the backend's buffers must hold `shape.buffer_bytes`): what a workload step or a plan row asks for.
+    pub fn all_to_allv(
+        matrix: std::sync::Arc<crate::traffic::matrix::PeerBytes>,
+        dtype: DataType,
+        comm: Comm,
+        in_place: bool,
+    ) -> OpDesc {
+        OpDesc {
+            collective: Collective::AllToAllv,
+            dtype,
+            op: None,
+            root: None,
+            shape: matrix.shape(dtype.size()),
+            in_place,
+            shift_bytes: 0,
+            comm,
+            counts: Some(matrix),
+        }
+    }
+}
+
 impl Comm {
     /// The communicator of every rank of the job.
     pub fn whole(rank: usize, size: usize) -> Comm {

@@ -193,24 +193,3 @@ impl Default for Traffic {
         Traffic::Spread(spread::DEFAULT_SPREAD)
     }
 }
-
-/// The all_to_allv that moves `matrix`'s bytes on `comm` in `dtype` elements, for `Engine::measure_op`
-/// (the backend's buffers must hold `shape.buffer_bytes`): what a workload step or a plan row asks for.
-pub fn all_to_allv_op(
-    matrix: Arc<PeerBytes>,
-    dtype: crate::dtype::DataType,
-    comm: crate::backend::Comm,
-    in_place: bool,
-) -> crate::backend::OpDesc {
-    crate::backend::OpDesc {
-        collective: crate::collective::Collective::AllToAllv,
-        dtype,
-        op: None,
-        root: None,
-        shape: matrix.shape(dtype.size()),
-        in_place,
-        shift_bytes: 0,
-        comm,
-        counts: Some(matrix),
-    }
-}
