@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 use crate::layout::GroupSpec;
 pub use crate::metrics::Average;
 use crate::size::{parse_size, sweep, Step};
+use crate::traffic::moe::MoeParams;
+use crate::traffic::spread::spread_from_env;
+use crate::traffic::Traffic;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -73,7 +76,7 @@ pub struct Plan {
     pub groups_from: Option<String>,
     /// Where all_to_allv's per-peer bytes come from (spread, --matrix, --moe).
     #[serde(skip)]
-    pub traffic: crate::traffic::Traffic,
+    pub traffic: Traffic,
     #[serde(skip)]
     pub stats_columns: bool,
     #[serde(skip)]
@@ -88,6 +91,30 @@ pub struct Plan {
     pub quiet: bool,
     /// Probe the links between hosts after the sweep when the job spans several (off with --no-link-probe).
     pub link_probe: bool,
+}
+
+/// The traffic the command line asks for: `--matrix`, else the spread of NCCL_TESTS_ALLTOALLV_SPREAD.
+/// A fixed source applies to all_to_allv alone.
+fn traffic_from_args(args: &RunArgs, collectives: &[Collective]) -> Result<Traffic, String> {
+    let traffic = match (&args.matrix, &args.moe) {
+        (Some(_), Some(_)) => {
+            return Err(
+                "--matrix and --moe both give all_to_allv's per-peer bytes: choose one".into(),
+            )
+        }
+        (Some(path), None) => Traffic::matrix_file(path)?,
+        (None, Some(spec)) => {
+            Traffic::Moe(MoeParams::parse(spec).map_err(|e| format!("--moe: {e}"))?)
+        }
+        (None, None) => Traffic::Spread(spread_from_env()?),
+    };
+    if traffic.fixed() && collectives != [Collective::AllToAllv] {
+        return Err(format!(
+            "{} gives all_to_allv's per-peer bytes: run `collbench all_to_allv` with it, and other collectives in another run",
+            traffic.flag()
+        ));
+    }
+    Ok(traffic)
 }
 
 /// The layouts of --groups, else of NCCL_TESTS_SPLIT (or NCCL_TESTS_SPLIT_MASK, nccl-tests' `rank & mask`).
@@ -318,8 +345,7 @@ impl Plan {
             }
         };
         let (groups, groups_from) = groups_from(args)?;
-        let traffic =
-            crate::traffic::Traffic::from_args(args, &collectives).map_err(Error::usage)?;
+        let traffic = traffic_from_args(args, &collectives).map_err(Error::usage)?;
         // A fixed matrix moves the bytes it says: the sweep is that one size.
         let (min_bytes, max_bytes) = traffic
             .fixed_size()

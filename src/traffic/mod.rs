@@ -29,35 +29,8 @@ pub struct Phase {
 }
 
 impl Traffic {
-    /// The traffic the command line asks for: `--matrix`, else the spread of NCCL_TESTS_ALLTOALLV_SPREAD.
-    /// A fixed source applies to all_to_allv alone.
-    pub fn from_args(
-        args: &crate::cli::RunArgs,
-        collectives: &[crate::collective::Collective],
-    ) -> Result<Traffic, String> {
-        let traffic = match (&args.matrix, &args.moe) {
-            (Some(_), Some(_)) => {
-                return Err(
-                    "--matrix and --moe both give all_to_allv's per-peer bytes: choose one".into(),
-                )
-            }
-            (Some(path), None) => Traffic::matrix_file(path)?,
-            (None, Some(spec)) => {
-                Traffic::Moe(moe::MoeParams::parse(spec).map_err(|e| format!("--moe: {e}"))?)
-            }
-            (None, None) => Traffic::Spread(spread::spread_from_env()?),
-        };
-        if traffic.fixed() && collectives != [crate::collective::Collective::AllToAllv] {
-            return Err(format!(
-                "{} gives all_to_allv's per-peer bytes: run `collbench all_to_allv` with it, and other collectives in another run",
-                traffic.flag()
-            ));
-        }
-        Ok(traffic)
-    }
-
     /// The flag that chose a fixed source, for messages.
-    fn flag(&self) -> &'static str {
+    pub fn flag(&self) -> &'static str {
         match self {
             Traffic::Spread(_) => "NCCL_TESTS_ALLTOALLV_SPREAD",
             Traffic::Matrix { .. } => "--matrix",
