@@ -1,5 +1,6 @@
 //! The command line of a benchmark run, as nccl-tests users type it (clap derive). Validation lives in plan.rs.
 
+pub use crate::backend::Allocator;
 use clap::{ArgAction, Parser};
 use std::path::PathBuf;
 
@@ -264,13 +265,3 @@ Examples:
 Exit codes: 0 ok, 1 internal error, 2 usage error, 3 library error (NCCL, RCCL, CUDA, HIP, MPI),
 4 timeout, 5 not enough devices or unsupported, 7 correctness check failed, 8 --expect gate failed,
 9 compare found a regression, 10 results file could not be written or read.";
-
-/// Who allocates the GPU buffers (`--alloc`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Allocator {
-    /// cudaMalloc / hipMalloc through the device runtime.
-    Device,
-    /// ncclMemAlloc where the library has it (NCCL 2.19+), else the device runtime.
-    Nccl,
-}

@@ -99,16 +99,10 @@ impl Collective {
             Collective::AllGather => (chunk, n_u * chunk, chunk, n_u * chunk),
             Collective::ReduceScatter => (n_u * chunk, chunk, chunk, n_u * chunk),
             Collective::AllToAll => (n_u * chunk, n_u * chunk, chunk, n_u * chunk),
-            // nccl-tests' default spread; the engine takes per-peer counts from the plan's traffic.
-            Collective::AllToAllv => {
-                let m = crate::traffic::spread::spread(
-                    bytes,
-                    n,
-                    crate::traffic::spread::DEFAULT_SPREAD,
-                );
-                let s = m.shape(elt);
-                (s.send_count, s.recv_count, s.count, s.count)
-            }
+            // A row's per-peer counts come from its traffic (src/traffic: `PeerBytes::shape` of each
+            // phase's matrix), which this module does not know; without one, the even split (what
+            // NCCL_TESTS_ALLTOALLV_SPREAD=0 gives): one chunk to every rank, count the busiest rank's.
+            Collective::AllToAllv => (n_u * chunk, n_u * chunk, n_u * chunk, n_u * chunk),
             // Leaves send (gather) or receive (scatter) one chunk; the root holds all n. Buffers are
             // sized for the root so any rank can be the root.
             Collective::Gather => (chunk, n_u * chunk, chunk, n_u * chunk),

@@ -1,7 +1,18 @@
-//! The numbers of a row: algorithm and bus bandwidth (nccl-tests' definitions) and the distribution of
-//! per-iteration times.
+//! The numbers of a row: algorithm and bus bandwidth (nccl-tests' definitions), how ranks' times combine
+//! into one (-a) and the distribution of per-iteration times.
 
 use crate::report::model::Stats;
+use serde::Serialize;
+
+/// How per-rank times are combined into the reported time (-a).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Average {
+    Rank0,
+    Mean,
+    Min,
+    Max,
+}
 
 /// size / time in GB/s (1 GB = 1e9 bytes), as nccl-tests; 0 when the time is 0.
 pub fn algbw_gbps(size_bytes: u64, time_us: f64) -> f64 {
@@ -14,8 +25,7 @@ pub fn algbw_gbps(size_bytes: u64, time_us: f64) -> f64 {
 
 /// The time of a communicator from its ranks' times (in its rank order), as -a asks: rank 0's, the mean,
 /// the least or the most.
-pub fn combine_rank_times(average: crate::plan::Average, times: &[f64]) -> f64 {
-    use crate::plan::Average;
+pub fn combine_rank_times(average: Average, times: &[f64]) -> f64 {
     match average {
         Average::Rank0 => times.first().copied().unwrap_or(0.0),
         Average::Mean => times.iter().sum::<f64>() / times.len().max(1) as f64,

@@ -1,33 +1,19 @@
 //! The validated plan of a run: what the command line asked for, typed and checked before anything runs.
 
+pub use crate::backend::BackendChoice;
+use crate::backend::{Allocator, GpuOptions};
 use crate::cli::RunArgs;
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
 use crate::layout::GroupSpec;
+pub use crate::metrics::Average;
 use crate::size::{parse_size, sweep, Step};
+use crate::traffic::moe::MoeParams;
+use crate::traffic::spread::spread_from_env;
+use crate::traffic::Traffic;
 use serde::Serialize;
 use std::path::PathBuf;
-
-/// Which backend carries the collectives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendChoice {
-    Auto,
-    Nccl,
-    Rccl,
-    Mpi,
-}
-
-/// How per-rank times are combined into the reported time (-a).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Average {
-    Rank0,
-    Mean,
-    Min,
-    Max,
-}
 
 /// How many timed iterations each size gets.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -77,7 +63,7 @@ pub struct Plan {
     pub backend: BackendChoice,
     pub nccl_lib: Option<PathBuf>,
     pub rccl_lib: Option<PathBuf>,
-    pub alloc: crate::cli::Allocator,
+    pub alloc: Allocator,
     pub seed: u64,
     pub expect: Vec<crate::fleet::gate::Rule>,
     pub slow_threshold_percent: f64,
@@ -90,7 +76,7 @@ pub struct Plan {
     pub groups_from: Option<String>,
     /// Where all_to_allv's per-peer bytes come from (spread, --matrix, --moe).
     #[serde(skip)]
-    pub traffic: crate::traffic::Traffic,
+    pub traffic: Traffic,
     #[serde(skip)]
     pub stats_columns: bool,
     #[serde(skip)]
@@ -105,6 +91,50 @@ pub struct Plan {
     pub quiet: bool,
     /// Probe the links between hosts after the sweep when the job spans several (off with --no-link-probe).
     pub link_probe: bool,
+}
+
+/// The traffic the command line asks for: `--matrix` or `--moe`, else `--spread`, else the spread of
+/// NCCL_TESTS_ALLTOALLV_SPREAD. A fixed source applies to all_to_allv alone.
+fn traffic_from_args(args: &RunArgs, collectives: &[Collective]) -> Result<Traffic, String> {
+    if let (Some(_), Some(other)) = (
+        &args.spread,
+        args.matrix
+            .as_ref()
+            .map(|_| "--matrix")
+            .or(args.moe.as_ref().map(|_| "--moe")),
+    ) {
+        return Err(format!(
+            "--spread and {other} both give all_to_allv's per-peer bytes: choose one"
+        ));
+    }
+    if args.spread.is_some() && !collectives.contains(&Collective::AllToAllv) {
+        return Err(
+            "--spread shapes all_to_allv's per-peer bytes: run all_to_allv (or all) with it, or leave it out"
+                .into(),
+        );
+    }
+    let traffic = match (&args.matrix, &args.moe) {
+        (Some(_), Some(_)) => {
+            return Err(
+                "--matrix and --moe both give all_to_allv's per-peer bytes: choose one".into(),
+            )
+        }
+        (Some(path), None) => Traffic::matrix_file(path)?,
+        (None, Some(spec)) => {
+            Traffic::Moe(MoeParams::parse(spec).map_err(|e| format!("--moe: {e}"))?)
+        }
+        (None, None) => match args.spread.as_deref() {
+            Some(rule) => Traffic::spread_rule(rule)?,
+            None => Traffic::Spread(spread_from_env()?),
+        },
+    };
+    if traffic.fixed() && collectives != [Collective::AllToAllv] {
+        return Err(format!(
+            "{} gives all_to_allv's per-peer bytes: run `collbench all_to_allv` with it, and other collectives in another run",
+            traffic.flag()
+        ));
+    }
+    Ok(traffic)
 }
 
 /// The layouts of --groups, else of NCCL_TESTS_SPLIT (or NCCL_TESTS_SPLIT_MASK, nccl-tests' `rank & mask`).
@@ -162,6 +192,16 @@ where
 pub const DEFAULT_MAX_SAMPLES: u64 = 1000;
 
 impl Plan {
+    /// What the NCCL and RCCL backends take from this plan.
+    pub fn gpu_options(&self) -> GpuOptions {
+        GpuOptions {
+            nccl_lib: self.nccl_lib.clone(),
+            rccl_lib: self.rccl_lib.clone(),
+            timeout_s: self.timeout_s,
+            alloc: self.alloc,
+        }
+    }
+
     /// Iterations of the sampled pass after a timed loop of `timed` iterations.
     pub fn sample_iters(&self, timed: u64) -> u64 {
         self.samples
@@ -325,8 +365,7 @@ impl Plan {
             }
         };
         let (groups, groups_from) = groups_from(args)?;
-        let traffic =
-            crate::traffic::Traffic::from_args(args, &collectives).map_err(Error::usage)?;
+        let traffic = traffic_from_args(args, &collectives).map_err(Error::usage)?;
         // A fixed matrix moves the bytes it says: the sweep is that one size.
         let (min_bytes, max_bytes) = traffic
             .fixed_size()

@@ -15,7 +15,7 @@ pub fn choose_backend(
     watchdog: &Watchdog,
 ) -> Result<(BackendChoice, String)> {
     let (choice, reason) = match plan.backend {
-        BackendChoice::Auto => crate::backend::select::probe_auto(plan),
+        BackendChoice::Auto => crate::backend::select::probe_auto(plan.backend),
         c => (c, "requested".to_string()),
     };
     // Ranks that probed differently (a node without its driver) must not start different backends.
@@ -43,7 +43,7 @@ pub fn create_gpu_backend(
     };
     // ncclCommInitRank blocks until every rank has joined and has no timeout of its own.
     watchdog.arm(|| format!("{choice:?} communicator initialisation"));
-    let backend = crate::backend::gpu::create_gpu_backend(vendor, plan, world)?;
+    let backend = crate::backend::gpu::create_gpu_backend(vendor, &plan.gpu_options(), world)?;
     watchdog.disarm();
     Ok(Some(backend))
 }

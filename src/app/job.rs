@@ -1,6 +1,7 @@
 //! One sweep on one World with one backend: what fits in memory, who the ranks are, the header, the rows,
 //! and the verdicts at the end (check, slow ranks, gate) that decide the exit code.
 
+use super::header;
 use super::reporter::Reporter;
 use super::topology;
 use crate::backend::{Backend, LibraryVersion};
@@ -11,7 +12,7 @@ use crate::plan::Plan;
 use crate::report::model::{
     BackendReport, MemoryCap, PlanReport, RankInfo, RunDocument, RunLife, SCHEMA_VERSION,
 };
-use crate::report::{header, json, summary, table};
+use crate::report::{json, summary, table};
 use crate::size::HumanSize;
 use crate::testing::TestSwitches;
 use crate::traffic::Traffic;

@@ -3,6 +3,7 @@
 //! whole job with its exit code.
 
 mod backend_choice;
+mod header;
 mod job;
 mod pairs;
 mod record;

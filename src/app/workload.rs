@@ -15,7 +15,6 @@ use crate::plan::Plan;
 use crate::report::model::{BackendReport, RankInfo, RunLife};
 use crate::size::{parse_size, HumanSize};
 use crate::testing::TestSwitches;
-use crate::traffic::all_to_allv_op;
 use crate::watchdog::Watchdog;
 use crate::workload::document::{LayoutEntry, MeasuredMessage, WorkloadDocument, KIND};
 use crate::workload::messages::{
@@ -594,7 +593,7 @@ impl Job<'_> {
                 Some(route) => {
                     let matrix = routing::matrix(model, &route, key.group_size, &self.plan.options)
                         .map_err(|e| Error::usage(format!("--ep {}: {e}", key.group_size)))?;
-                    all_to_allv_op(Arc::new(matrix), dtype, comm, false)
+                    OpDesc::all_to_allv(Arc::new(matrix), dtype, comm, false)
                 }
                 None => OpDesc {
                     collective: key.collective,

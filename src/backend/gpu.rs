@@ -1,6 +1,7 @@
 //! The GPU backend: NCCL on CUDA devices or RCCL on HIP devices (one NCCL API), one communicator per
 //! rank, buffers allocated once, operations enqueued on one stream and waited for as nccl-tests does.
 
+use super::options::{Allocator, GpuOptions};
 use super::{
     Backend, BufferId, CommId, DeviceInfo, Exchange, GroupJoin, LibraryVersion, OpDesc, PathTaken,
 };
@@ -12,7 +13,6 @@ use crate::ffi::cuda::{self, CudaDevice};
 use crate::ffi::hip::{Hip, HipDevice};
 use crate::ffi::nccl::{version_code, AsyncState, Comm, Flavor, Nccl, Optional, PeerCounts};
 use crate::ffi::DeviceAddr;
-use crate::plan::Plan;
 use crate::traffic::matrix::PeerBytes;
 use crate::world::World;
 use std::sync::Arc;
@@ -165,10 +165,10 @@ fn open_device(
 /// broadcasts it through the world). Every rank of the world must call this together.
 pub fn create_gpu_backend(
     vendor: GpuVendor,
-    plan: &Plan,
+    options: &GpuOptions,
     world: &dyn World,
 ) -> Result<Box<dyn Backend>> {
-    Ok(Box::new(GpuBackend::new(vendor, plan, world)?))
+    Ok(Box::new(GpuBackend::new(vendor, options, world)?))
 }
 
 struct Buffers {
@@ -199,7 +199,7 @@ pub struct GpuBackend {
     job_rank: usize,
     host: String,
     timeout_s: Option<f64>,
-    alloc: crate::cli::Allocator,
+    alloc: Allocator,
     exchange: Exchange,
     /// RCCL's ncclAllToAllv arguments, made once per matrix, rank and type rather than per iteration.
     native_counts: Option<NativeCounts>,
@@ -246,11 +246,11 @@ impl NativeCounts {
 }
 
 impl GpuBackend {
-    pub fn new(vendor: GpuVendor, plan: &Plan, world: &dyn World) -> Result<GpuBackend> {
+    pub fn new(vendor: GpuVendor, options: &GpuOptions, world: &dyn World) -> Result<GpuBackend> {
         let (rank, host) = (world.rank(), world.host().to_string());
         let explicit = match vendor {
-            GpuVendor::Nvidia => plan.nccl_lib.as_deref(),
-            GpuVendor::Amd => plan.rccl_lib.as_deref(),
+            GpuVendor::Nvidia => options.nccl_lib.as_deref(),
+            GpuVendor::Amd => options.rccl_lib.as_deref(),
         };
         let nccl = Nccl::open(vendor.flavor(), explicit, rank, &host)?;
         let device = open_device(vendor, &nccl, world)?;
@@ -273,8 +273,8 @@ impl GpuBackend {
             size: world.size(),
             job_rank: rank,
             host,
-            timeout_s: plan.timeout_s,
-            alloc: plan.alloc,
+            timeout_s: options.timeout_s,
+            alloc: options.alloc,
             exchange: Exchange::Ring,
             native_counts: None,
         })
@@ -331,7 +331,7 @@ impl GpuBackend {
     }
 
     fn alloc_one(&mut self, bytes: u64) -> Result<(DeviceAddr, bool)> {
-        if self.alloc == crate::cli::Allocator::Device {
+        if self.alloc == Allocator::Device {
             return Ok((self.device.alloc(bytes)?, false));
         }
         match self.nccl.mem_alloc(bytes)? {

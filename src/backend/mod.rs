@@ -13,7 +13,10 @@ use serde::Serialize;
 pub mod gpu;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+pub mod options;
 pub mod select;
+
+pub use options::{Allocator, BackendChoice, GpuOptions};
 
 /// One operation as the engine asks for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,6 +49,29 @@ pub struct Comm {
     pub id: CommId,
     pub rank: usize,
     pub size: usize,
+}
+
+impl OpDesc {
+    /// The all_to_allv that moves `matrix`'s bytes on `comm` in `dtype` elements, for `Engine::measure_op`
+    /// (the backend's buffers must hold `shape.buffer_bytes`): what a workload step or a plan row asks for.
+    pub fn all_to_allv(
+        matrix: std::sync::Arc<crate::traffic::matrix::PeerBytes>,
+        dtype: DataType,
+        comm: Comm,
+        in_place: bool,
+    ) -> OpDesc {
+        OpDesc {
+            collective: Collective::AllToAllv,
+            dtype,
+            op: None,
+            root: None,
+            shape: matrix.shape(dtype.size()),
+            in_place,
+            shift_bytes: 0,
+            comm,
+            counts: Some(matrix),
+        }
+    }
 }
 
 impl Comm {

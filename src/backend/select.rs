@@ -1,9 +1,9 @@
 //! Which backend `--backend auto` means on this machine, with the reason in words for the header.
 
+use super::options::BackendChoice;
 use crate::backend::gpu::GpuVendor;
 use crate::ffi::cuda;
 use crate::ffi::hip::Hip;
-use crate::plan::{BackendChoice, Plan};
 
 /// What one kind of GPU runtime reports on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,8 +70,8 @@ pub fn decide(cuda: Probe, hip: impl FnOnce() -> Probe) -> (BackendChoice, Strin
 
 /// The backend `--backend auto` stands for on this machine (never `Auto`), and why. Explicit choices are
 /// returned as they are.
-pub fn probe_auto(plan: &Plan) -> (BackendChoice, String) {
-    match plan.backend {
+pub fn probe_auto(requested: BackendChoice) -> (BackendChoice, String) {
+    match requested {
         BackendChoice::Auto => decide(probe_cuda(), probe_hip),
         chosen => (
             chosen,

@@ -109,7 +109,7 @@ impl Metric {
 /// A reading of every rank of the row; None when a rank lacks it (the gate never fails open).
 fn every_rank(
     row: &Row,
-    get: impl Fn(&crate::telemetry::RankTelemetry) -> Option<f64>,
+    get: impl Fn(&crate::report::gpu_readings::RankTelemetry) -> Option<f64>,
 ) -> Option<Vec<f64>> {
     let ranks = row.telemetry.as_ref()?;
     if ranks.is_empty() {
@@ -694,7 +694,7 @@ mod tests {
     }
 
     fn with_readings(mut row: Row, clocks: &[Option<(f64, bool)>]) -> Row {
-        use crate::telemetry::{Range, RankTelemetry};
+        use crate::report::gpu_readings::{Range, RankTelemetry};
         row.telemetry = Some(
             clocks
                 .iter()

@@ -1,8 +1,8 @@
 //! Each group's own figures from every rank's numbers, and which group was the slowest.
 
 use super::Layout;
+use crate::metrics::Average;
 use crate::metrics::{algbw_gbps, busbw_gbps, combine_rank_times};
-use crate::plan::Average;
 use crate::report::model::GroupFigures;
 use crate::topo::peak::percent_of_peak;
 

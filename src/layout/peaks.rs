@@ -40,7 +40,7 @@ mod tests {
     use super::*;
     use crate::layout::figures::group_figures;
     use crate::layout::GroupSpec;
-    use crate::plan::Average;
+    use crate::metrics::Average;
 
     fn node(name: &str) -> NodeTopology {
         crate::topo::discover_fixture(

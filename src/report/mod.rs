@@ -1,9 +1,9 @@
-//! Everything rank 0 shows or writes: the results model, the terminal header, table and footer, the JSON
-//! file, the CSV file.
+//! Everything rank 0 shows or writes: the results model, the terminal table and footer, the JSON file, the
+//! CSV file (the header, which renders from the Plan, is app/header.rs).
 //! Reporters never talk to MPI; they receive rows from the engine.
 
 pub mod csv;
-pub mod header;
+pub mod gpu_readings;
 pub mod json;
 pub mod link_probe;
 pub mod model;

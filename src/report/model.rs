@@ -34,7 +34,7 @@ pub struct RunDocument {
     pub peak_gbps: Option<f64>,
     /// Each rank's GPU telemetry source and limits (max clocks, power limit); null with --no-telemetry.
     #[serde(default)]
-    pub telemetry: Option<crate::telemetry::TelemetryHeader>,
+    pub telemetry: Option<super::gpu_readings::TelemetryHeader>,
     pub rows: Vec<Row>,
     /// Null until the sweep has finished.
     pub summary: Option<Summary>,
@@ -201,7 +201,7 @@ pub struct Row {
     /// Each rank's GPU readings while the row ran (min/max of each, throttle reasons), in rank order,
     /// null for a rank without telemetry; null when no rank has any.
     #[serde(default)]
-    pub telemetry: Option<Vec<Option<crate::telemetry::RankTelemetry>>>,
+    pub telemetry: Option<Vec<Option<super::gpu_readings::RankTelemetry>>>,
     /// The layout of --groups this row measured (every group at once); absent for the whole job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layout: Option<LayoutReport>,
@@ -304,7 +304,7 @@ pub struct Summary {
     pub gate: Option<super::verdicts::GateReport>,
     /// Throttled ranks and the readings behind each slow rank; null when no GPU was read.
     #[serde(default)]
-    pub telemetry: Option<crate::telemetry::findings::TelemetrySummary>,
+    pub telemetry: Option<super::gpu_readings::TelemetrySummary>,
     /// The link probe after the sweep (jobs over several hosts): pair figures and who is to blame.
     #[serde(default)]
     pub link_probe: Option<super::link_probe::LinkProbe>,

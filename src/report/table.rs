@@ -177,7 +177,7 @@ impl Layout {
         record.extend(self.placement(&row.out_of_place));
         record.extend(self.placement(&row.in_place));
         if self.telemetry {
-            record.extend(crate::telemetry::findings::cells(row));
+            record.extend(super::gpu_readings::cells(row));
         }
         if self.groups {
             record.push(

@@ -1,59 +1,14 @@
-//! What the readings say at the end of a run: which ranks were throttled and why, the evidence behind
-//! each slow rank ("SM clock 1410 of 1980 MHz, reason thermal slowdown"), and the table's cells.
+//! What the readings say at the end of a run: which ranks were throttled and why, and the evidence behind
+//! each slow rank ("SM clock 1410 of 1980 MHz, reason thermal slowdown"). What they produce is stored as
+//! report/gpu_readings.rs's types (re-exported here), with the table's cells.
 
 use super::{reasons, GpuLimits, RankTelemetry, TelemetryHeader};
 use crate::fleet::slow::{describe, measurements, SlowRankReport};
+use crate::report::gpu_readings::widest;
+pub use crate::report::gpu_readings::{
+    cells, of_rank, SlowRankEvidence, TelemetrySummary, ThrottledRank,
+};
 use crate::report::model::{RankInfo, Row};
-use serde::{Deserialize, Serialize};
-
-/// A rank whose GPU gave a throttle reason in at least one row.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ThrottledRank {
-    pub rank: usize,
-    pub host: String,
-    pub gpu: Option<String>,
-    /// Rows in which a reading carried a throttle reason, of the rows with readings.
-    pub rows_throttled: usize,
-    pub rows_sampled: usize,
-    /// Every throttle reason seen (JSON names, e.g. "sw_thermal_slowdown").
-    pub reasons: Vec<String>,
-    pub min_sm_clock_mhz: Option<f64>,
-    /// The GPU's maximum SM clock (header).
-    pub max_sm_clock_mhz: Option<u32>,
-    pub max_temperature_c: Option<f64>,
-    pub max_power_w: Option<f64>,
-    pub power_limit_w: Option<f64>,
-}
-
-/// The readings of a slow rank in the measurement where it was slowest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SlowRankEvidence {
-    pub rank: usize,
-    pub host: String,
-    pub excess_percent: f64,
-    /// The measurement (as in the slow-rank report's `worst_in`).
-    pub measurement: String,
-    /// "SM clock 1410 of 1980 MHz, reason thermal slowdown".
-    pub evidence: String,
-}
-
-/// The telemetry part of the summary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TelemetrySummary {
-    /// Ranks whose GPU was read.
-    pub ranks_sampled: usize,
-    pub throttled: Vec<ThrottledRank>,
-    pub slow_rank_evidence: Vec<SlowRankEvidence>,
-}
-
-/// One rank's readings in one row, when it has some.
-pub fn of_rank(row: &Row, rank: usize) -> Option<&RankTelemetry> {
-    row.telemetry.as_ref()?.get(rank)?.as_ref()
-}
-
-fn widest(values: impl Iterator<Item = f64>, pick: fn(f64, f64) -> f64) -> Option<f64> {
-    values.reduce(pick)
-}
 
 /// Every rank with a throttle reason, in rank order.
 pub fn throttled_ranks(
@@ -220,22 +175,6 @@ pub fn render(s: &TelemetrySummary, rows_total: usize) -> String {
         ));
     }
     out
-}
-
-/// The `--telemetry` table cells of a row, over every rank: lowest SM clock (MHz), highest temperature
-/// (C), highest power (W); "-" where no rank has the reading.
-pub fn cells(row: &Row) -> [String; 3] {
-    let all: Vec<&RankTelemetry> = row.telemetry.iter().flatten().flatten().collect();
-    let pick = |get: fn(&RankTelemetry) -> Option<f64>, f: fn(f64, f64) -> f64| {
-        widest(all.iter().filter_map(|t| get(t)), f)
-            .map(|v| format!("{v:.0}"))
-            .unwrap_or_else(|| "-".into())
-    };
-    [
-        pick(|t| t.sm_clock_mhz.map(|r| r.min), f64::min),
-        pick(|t| t.temperature_c.map(|r| r.max), f64::max),
-        pick(|t| t.power_w.map(|r| r.max), f64::max),
-    ]
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 //! - source.rs: where readings come from (NVML through nvml-wrapper), chosen per rank
 //! - rocm.rs: readings of AMD GPUs through ROCm SMI, throttle bits as NVML's reasons
 //! - sampler.rs: the sampling thread, started and stopped at row boundaries
-//! - findings.rs: what the end of the run says (throttled ranks, evidence for slow ranks, table cells)
+//! - findings.rs: what the end of the run says (throttled ranks, evidence for slow ranks)
+//!
+//! The readings as stored (header, per-row ranges, summary) are report/gpu_readings.rs's, re-exported here.
 
 pub mod findings;
 pub mod reasons;
@@ -15,8 +17,10 @@ pub mod sampler;
 pub mod source;
 
 use crate::error::Result;
+pub use crate::report::gpu_readings::{
+    GpuLimits, Range, RankSource, RankTelemetry, TelemetryHeader,
+};
 use crate::world::{all_gather_value, World};
-use serde::{Deserialize, Serialize};
 
 /// How often a rank reads its GPU while a row runs.
 pub const INTERVAL_MS: u64 = 50;
@@ -59,123 +63,16 @@ pub struct Reading {
     pub ecc_uncorrected: Option<u64>,
 }
 
-/// What a GPU can do at best, read once: the header's reference for the readings.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct GpuLimits {
-    pub name: Option<String>,
-    pub max_sm_clock_mhz: Option<u32>,
-    pub max_mem_clock_mhz: Option<u32>,
-    /// The power limit enforced when the run started.
-    pub power_limit_w: Option<f64>,
-    /// The board's default limit (a lower enforced limit means someone capped it).
-    pub default_power_limit_w: Option<f64>,
-}
-
-/// Each rank's telemetry source, for the header of the JSON document.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RankSource {
-    pub rank: usize,
-    /// What answers ("NVML, driver 550.54.15, GPU 0000:41:00.0"); null when nothing does.
-    pub source: Option<String>,
-    /// Why this rank has no telemetry.
-    pub unavailable: Option<String>,
-    pub limits: Option<GpuLimits>,
-}
-
-/// The header's telemetry section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TelemetryHeader {
-    /// Milliseconds between two readings of a rank's GPU while a row runs.
-    pub interval_ms: u64,
-    /// One per rank, in rank order.
-    pub ranks: Vec<RankSource>,
-}
-
-impl TelemetryHeader {
-    /// True when at least one rank samples its GPU.
-    pub fn any(&self) -> bool {
-        self.ranks.iter().any(|r| r.source.is_some())
-    }
-
-    pub fn limits(&self, rank: usize) -> Option<&GpuLimits> {
-        self.ranks.get(rank).and_then(|r| r.limits.as_ref())
-    }
-
-    /// Says once why ranks have no telemetry, ranks grouped by reason; None when every rank has some.
-    pub fn missing_note(&self) -> Option<String> {
-        let mut by_reason: Vec<(&str, Vec<usize>)> = Vec::new();
-        for r in &self.ranks {
-            if let Some(why) = r.unavailable.as_deref() {
-                match by_reason.iter_mut().find(|(w, _)| *w == why) {
-                    Some((_, ranks)) => ranks.push(r.rank),
-                    None => by_reason.push((why, vec![r.rank])),
-                }
-            }
-        }
-        if by_reason.is_empty() {
-            return None;
-        }
-        let parts: Vec<String> = by_reason
-            .iter()
-            .map(|(why, ranks)| {
-                let list: Vec<String> = ranks.iter().map(|r| r.to_string()).collect();
-                format!("rank(s) {}: {why}", list.join(" "))
-            })
-            .collect();
-        Some(format!(
-            "no GPU telemetry on {} of {} rank(s) ({}); the run goes on without it",
-            by_reason.iter().map(|(_, r)| r.len()).sum::<usize>(),
-            self.ranks.len(),
-            parts.join("; ")
-        ))
-    }
-}
-
-/// The lowest and highest of one reading during a row.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Range {
-    pub min: f64,
-    pub max: f64,
-}
-
-impl Range {
-    fn widen(range: &mut Option<Range>, value: Option<f64>) {
-        if let Some(v) = value {
-            *range = Some(match *range {
-                Some(r) => Range {
-                    min: r.min.min(v),
-                    max: r.max.max(v),
-                },
-                None => Range { min: v, max: v },
-            });
-        }
-    }
-}
-
-/// One rank's readings during one row: the range of each, and every clock-event reason seen.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RankTelemetry {
-    pub samples: u32,
-    pub sm_clock_mhz: Option<Range>,
-    pub mem_clock_mhz: Option<Range>,
-    pub power_w: Option<Range>,
-    pub power_limit_w: Option<Range>,
-    pub temperature_c: Option<Range>,
-    pub pcie_gen: Option<Range>,
-    pub pcie_width: Option<Range>,
-    pub ecc_corrected: Option<Range>,
-    pub ecc_uncorrected: Option<Range>,
-    /// Every clock-event reason seen in a reading (e.g. "gpu_idle", "sw_thermal_slowdown").
-    pub reasons: Vec<String>,
-    /// Those of them that lower the clocks below what the GPU can do: power cap, thermal, slowdown.
-    pub throttle_reasons: Vec<String>,
-    /// The lowest SM clock as a fraction of the GPU's maximum, when both are known.
-    pub sm_clock_of_max: Option<f64>,
-}
-
-impl RankTelemetry {
-    pub fn throttled(&self) -> bool {
-        !self.throttle_reasons.is_empty()
+/// Widens a reading's range to take in one more value (none: unchanged).
+fn widen(range: &mut Option<Range>, value: Option<f64>) {
+    if let Some(v) = value {
+        *range = Some(match *range {
+            Some(r) => Range {
+                min: r.min.min(v),
+                max: r.max.max(v),
+            },
+            None => Range { min: v, max: v },
+        });
     }
 }
 
@@ -190,15 +87,15 @@ impl Accumulator {
     pub fn add(&mut self, r: &Reading) {
         let s = &mut self.summary;
         s.samples += 1;
-        Range::widen(&mut s.sm_clock_mhz, r.sm_clock_mhz.map(f64::from));
-        Range::widen(&mut s.mem_clock_mhz, r.mem_clock_mhz.map(f64::from));
-        Range::widen(&mut s.power_w, r.power_w);
-        Range::widen(&mut s.power_limit_w, r.power_limit_w);
-        Range::widen(&mut s.temperature_c, r.temperature_c.map(f64::from));
-        Range::widen(&mut s.pcie_gen, r.pcie_gen.map(f64::from));
-        Range::widen(&mut s.pcie_width, r.pcie_width.map(f64::from));
-        Range::widen(&mut s.ecc_corrected, r.ecc_corrected.map(|v| v as f64));
-        Range::widen(&mut s.ecc_uncorrected, r.ecc_uncorrected.map(|v| v as f64));
+        widen(&mut s.sm_clock_mhz, r.sm_clock_mhz.map(f64::from));
+        widen(&mut s.mem_clock_mhz, r.mem_clock_mhz.map(f64::from));
+        widen(&mut s.power_w, r.power_w);
+        widen(&mut s.power_limit_w, r.power_limit_w);
+        widen(&mut s.temperature_c, r.temperature_c.map(f64::from));
+        widen(&mut s.pcie_gen, r.pcie_gen.map(f64::from));
+        widen(&mut s.pcie_width, r.pcie_width.map(f64::from));
+        widen(&mut s.ecc_corrected, r.ecc_corrected.map(|v| v as f64));
+        widen(&mut s.ecc_uncorrected, r.ecc_uncorrected.map(|v| v as f64));
         self.reason_bits |= r.reasons.unwrap_or(0);
     }
 
@@ -334,40 +231,5 @@ mod tests {
         assert_eq!(t.throttle_reasons, ["sw_thermal_slowdown"]);
         assert!(t.throttled());
         assert!((t.sm_clock_of_max.unwrap() - 1410.0 / 1980.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn ranks_without_a_source_are_said_once_grouped_by_reason() {
-        let header = TelemetryHeader {
-            interval_ms: INTERVAL_MS,
-            ranks: vec![
-                RankSource {
-                    rank: 0,
-                    unavailable: Some("NVML not found".into()),
-                    ..RankSource::default()
-                },
-                RankSource {
-                    rank: 1,
-                    source: Some("NVML".into()),
-                    ..RankSource::default()
-                },
-                RankSource {
-                    rank: 2,
-                    unavailable: Some("NVML not found".into()),
-                    ..RankSource::default()
-                },
-            ],
-        };
-        assert!(header.any());
-        let note = header.missing_note().unwrap();
-        assert!(
-            note.contains("2 of 3 rank(s) (rank(s) 0 2: NVML not found)"),
-            "{note}"
-        );
-        let all = TelemetryHeader {
-            ranks: vec![header.ranks[1].clone()],
-            ..header
-        };
-        assert!(all.missing_note().is_none());
     }
 }

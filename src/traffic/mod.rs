@@ -31,54 +31,6 @@ pub struct Phase {
 }
 
 impl Traffic {
-    /// The traffic the command line asks for: `--matrix` or `--moe`, else `--spread`, else the spread of
-    /// NCCL_TESTS_ALLTOALLV_SPREAD. A fixed source applies to all_to_allv alone.
-    pub fn from_args(
-        args: &crate::cli::RunArgs,
-        collectives: &[crate::collective::Collective],
-    ) -> Result<Traffic, String> {
-        if let (Some(_), Some(other)) = (
-            &args.spread,
-            args.matrix
-                .as_ref()
-                .map(|_| "--matrix")
-                .or(args.moe.as_ref().map(|_| "--moe")),
-        ) {
-            return Err(format!(
-                "--spread and {other} both give all_to_allv's per-peer bytes: choose one"
-            ));
-        }
-        if args.spread.is_some() && !collectives.contains(&crate::collective::Collective::AllToAllv)
-        {
-            return Err(
-                "--spread shapes all_to_allv's per-peer bytes: run all_to_allv (or all) with it, or leave it out"
-                    .into(),
-            );
-        }
-        let traffic = match (&args.matrix, &args.moe) {
-            (Some(_), Some(_)) => {
-                return Err(
-                    "--matrix and --moe both give all_to_allv's per-peer bytes: choose one".into(),
-                )
-            }
-            (Some(path), None) => Traffic::matrix_file(path)?,
-            (None, Some(spec)) => {
-                Traffic::Moe(moe::MoeParams::parse(spec).map_err(|e| format!("--moe: {e}"))?)
-            }
-            (None, None) => match args.spread.as_deref() {
-                Some(rule) => Traffic::spread_rule(rule)?,
-                None => Traffic::Spread(spread::spread_from_env()?),
-            },
-        };
-        if traffic.fixed() && collectives != [crate::collective::Collective::AllToAllv] {
-            return Err(format!(
-                "{} gives all_to_allv's per-peer bytes: run `collbench all_to_allv` with it, and other collectives in another run",
-                traffic.flag()
-            ));
-        }
-        Ok(traffic)
-    }
-
     /// `--spread`: nccl-tests' factor S (0 to 1, as NCCL_TESTS_ALLTOALLV_SPREAD), or rccl-tests' counts.
     pub fn spread_rule(rule: &str) -> Result<Traffic, String> {
         let rule = rule.trim();
@@ -96,7 +48,7 @@ impl Traffic {
     }
 
     /// The flag that chose a fixed source, for messages.
-    fn flag(&self) -> &'static str {
+    pub fn flag(&self) -> &'static str {
         match self {
             Traffic::Spread(_) => "NCCL_TESTS_ALLTOALLV_SPREAD",
             Traffic::RcclTests => "--spread rccl-tests",
@@ -236,26 +188,5 @@ impl TrafficReport {
 impl Default for Traffic {
     fn default() -> Self {
         Traffic::Spread(spread::DEFAULT_SPREAD)
-    }
-}
-
-/// The all_to_allv that moves `matrix`'s bytes on `comm` in `dtype` elements, for `Engine::measure_op`
-/// (the backend's buffers must hold `shape.buffer_bytes`): what a workload step or a plan row asks for.
-pub fn all_to_allv_op(
-    matrix: Arc<PeerBytes>,
-    dtype: crate::dtype::DataType,
-    comm: crate::backend::Comm,
-    in_place: bool,
-) -> crate::backend::OpDesc {
-    crate::backend::OpDesc {
-        collective: crate::collective::Collective::AllToAllv,
-        dtype,
-        op: None,
-        root: None,
-        shape: matrix.shape(dtype.size()),
-        in_place,
-        shift_bytes: 0,
-        comm,
-        counts: Some(matrix),
     }
 }

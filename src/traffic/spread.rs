@@ -141,4 +141,18 @@ mod tests {
         assert_eq!(spread(1024, 1, 1.0).get(0, 0), 0);
         assert_eq!(spread(1024, 1, 0.0).get(0, 0), 1024);
     }
+
+    #[test]
+    fn no_spread_has_the_shape_all_to_allv_has_without_traffic() {
+        use crate::collective::Collective;
+        for (bytes, n) in [(1u64 << 20, 4), (1000, 3), (4096, 7), (100, 8)] {
+            for elt in [1, 2, 4, 8] {
+                assert_eq!(
+                    spread(bytes, n, 0.0).shape(elt),
+                    Collective::AllToAllv.shape(bytes, elt, n),
+                    "{bytes} bytes on {n} ranks, {elt}-byte elements"
+                );
+            }
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! The header rank 0 prints before the table: version, backend and libraries, parameters, one line per rank.
+//! It lives in app/, not report/, because it renders from the Plan, which report/ must not know.
 
-use super::model::{LayoutReport, RunDocument};
-use crate::plan::Plan;
+use crate::plan::{Iterations, Plan};
+use crate::report::model::{LayoutReport, RunDocument};
 use crate::size::HumanSize;
 
 pub fn render(doc: &RunDocument, plan: &Plan) -> String {
@@ -43,8 +44,8 @@ pub fn render(doc: &RunDocument, plan: &Plan) -> String {
             sizes.len(),
             doc.ranks.len(),
             match plan.iters {
-                crate::plan::Iterations::Fixed(n) => n.to_string(),
-                crate::plan::Iterations::Auto { ci_target_percent, min, cap_s } => {
+                Iterations::Fixed(n) => n.to_string(),
+                Iterations::Auto { ci_target_percent, min, cap_s } => {
                     format!("auto (95% CI within {ci_target_percent}%, at least {min}, at most {cap_s} s per size)")
                 }
             },
