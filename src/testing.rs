@@ -9,8 +9,16 @@
 //! - COLLBENCH_TEST_ABORT_HANGS=1   (world/mpi.rs) ending the job, MPI_Abort never returns
 //! - COLLBENCH_TEST_NVML=PATH        (telemetry/source.rs) GPU telemetry from the NVML at PATH, GPU = local rank
 //! - COLLBENCH_TEST_ROCM_SMI=PATH    (telemetry/source.rs) the same from the ROCm SMI at PATH
+//! - COLLBENCH_TEST_SYSROOT=DIR      (app/port_counters.rs) RDMA port error counters read under DIR, not "/"
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// COLLBENCH_TEST_SYSROOT: the folder that stands for "/" when a run reads its RDMA port error
+/// counters, so a test can raise a counter while the run goes.
+pub fn port_counters_root() -> Option<PathBuf> {
+    std::env::var_os("COLLBENCH_TEST_SYSROOT").map(PathBuf::from)
+}
 
 /// COLLBENCH_TEST_ABORT_HANGS: whether ending the job should act as an MPI_Abort that never returns.
 pub fn abort_hangs() -> bool {
