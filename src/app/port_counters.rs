@@ -17,11 +17,13 @@ pub struct PortWatch {
 
 impl PortWatch {
     /// Reads this host's counters now if this rank reads for its host; needs no other rank.
-    pub fn start(world: &dyn World) -> PortWatch {
+    pub fn start(world: &dyn World, watchdog: &Watchdog) -> PortWatch {
         let root = crate::testing::port_counters_root()
             .map(SysRoot::at)
             .unwrap_or_else(SysRoot::live);
+        watchdog.arm(|| "reading this host's RDMA port error counters".into());
         let before = (world.local_rank() == 0).then(|| read_error_counters(&root));
+        watchdog.disarm();
         PortWatch { root, before }
     }
 

@@ -573,13 +573,17 @@ impl Rule {
             .map(|c| c.delta.filter(|_| !c.reset).map_or(f64::NAN, |d| d as f64))
             .sum();
         verdict.worst_value = Some(total);
-        verdict.worst_at = ports.first().map(|(port, changes)| {
-            let what: Vec<String> = changes
-                .iter()
-                .map(|c| crate::fleet::link_errors::describe(c))
-                .collect();
-            format!("{port}: {}", what.join(", "))
-        });
+        let named: Vec<String> = ports
+            .iter()
+            .map(|(port, changes)| {
+                let what: Vec<String> = changes
+                    .iter()
+                    .map(|c| crate::fleet::link_errors::describe(c))
+                    .collect();
+                format!("{port}: {}", what.join(", "))
+            })
+            .collect();
+        verdict.worst_at = named.first().cloned();
         if !report.hosts_without_counters.is_empty() {
             verdict.reason = format!(
                 "no RDMA port error counter could be read on {}: their links cannot be judged",
@@ -588,7 +592,11 @@ impl Rule {
             return verdict;
         }
         verdict.passed = self.comparison.holds(total, bound);
-        let named: Vec<&str> = ports.iter().map(|(p, _)| p.as_str()).collect();
+        let changed = if report.changes.iter().any(|c| c.reset) {
+            "rose or were reset"
+        } else {
+            "rose"
+        };
         verdict.reason = if ports.is_empty() {
             format!(
                 "no error counter rose on the {} RDMA port(s) read",
@@ -596,7 +604,7 @@ impl Rule {
             )
         } else {
             format!(
-                "error counters rose or were reset on {} of {} RDMA port(s): {}",
+                "error counters {changed} on {} of {} RDMA port(s): {}",
                 ports.len(),
                 report.ports_read.len(),
                 named.join("; ")
