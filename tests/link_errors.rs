@@ -136,7 +136,9 @@ fn counters_raised_during_the_run_name_the_port_and_fail_the_gate() {
     assert_eq!(verdict["passed"], false);
     assert_eq!(verdict["worst_value"], 1205.0);
     assert!(
-        stdout.contains("# Expect no-link-errors : FAILED"),
+        stdout.contains(&format!(
+            "# Expect no-link-errors : FAILED (error counters rose on 1 of 9 RDMA port(s): {host} mlx5_3 port 1: link_downed +1, symbol_error +1204)"
+        )),
         "{stdout}"
     );
 }
