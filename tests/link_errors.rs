@@ -8,38 +8,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dgx-h100");
-const PORT: &str = "sys/class/infiniband/mlx5_3/ports/1";
-
-/// A root holding the recorded DGX H100's RDMA ports (mlx5_0 to mlx5_8, port 1), each with error
-/// counters at the values a long-running machine has.
+/// A temporary root with the DGX H100 fixture's RDMA ports and their counter files.
 fn sysroot_with_counters() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let class = Path::new(FIXTURE).join("sys/class/infiniband");
-    for dev in std::fs::read_dir(&class).expect("the fixture's infiniband class") {
-        let dev = dev.unwrap().file_name();
-        let port = dir
-            .path()
-            .join("sys/class/infiniband")
-            .join(&dev)
-            .join("ports/1");
-        std::fs::create_dir_all(port.join("counters")).unwrap();
-        std::fs::create_dir_all(port.join("hw_counters")).unwrap();
-        std::fs::copy(
-            class.join(&dev).join("ports/1/link_layer"),
-            port.join("link_layer"),
-        )
-        .unwrap();
-        for (name, value) in [
-            ("counters/symbol_error", "3"),
-            ("counters/link_downed", "1"),
-            ("counters/port_rcv_errors", "0"),
-            ("counters/port_xmit_data", "123456789"),
-            ("hw_counters/out_of_sequence", "17"),
-        ] {
-            std::fs::write(port.join(name), format!("{value}\n")).unwrap();
-        }
-    }
+    rdma_ports_with_counters(dir.path());
     dir
 }
 
@@ -83,7 +55,7 @@ fn counters_raised_during_the_run_name_the_port_and_fail_the_gate() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let port = root.path().join(PORT);
+    let port = root.path().join(RDMA_PORT);
     std::fs::write(port.join("counters/symbol_error"), "1207\n").unwrap();
     std::fs::write(port.join("counters/link_downed"), "2\n").unwrap();
     let out = child.wait_with_output().expect("the run ends");

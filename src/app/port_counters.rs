@@ -18,7 +18,7 @@ pub struct PortWatch {
 impl PortWatch {
     /// Reads this host's counters now if this rank reads for its host; needs no other rank.
     pub fn start(world: &dyn World, watchdog: &Watchdog) -> PortWatch {
-        let root = crate::testing::port_counters_root()
+        let root = crate::testing::port_counters_root(world.host())
             .map(SysRoot::at)
             .unwrap_or_else(SysRoot::live);
         watchdog.arm(|| "reading this host's RDMA port error counters".into());
