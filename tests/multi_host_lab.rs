@@ -427,7 +427,13 @@ fn a_link_cut_mid_run_ends_the_job_within_the_timeout_naming_the_host() {
         "the timeout names the cut host: {stderr}"
     );
     let doc = read_json(std::path::Path::new(&json));
-    assert_eq!(doc["status"], "running");
+    // The rank whose -T fired marks the document failed (pairs documents keep a RunLife since d8cde6a).
+    assert_eq!(doc["status"], "failed", "{doc}");
+    assert_eq!(doc["exit_code"], 4, "{doc}");
+    assert!(
+        doc["error"].as_str().is_some_and(|e| e.contains("(-T)")),
+        "{doc}"
+    );
     assert!(
         doc["samples"].as_array().map_or(0, Vec::len) >= 4,
         "measured rounds kept"
