@@ -1,5 +1,5 @@
 //! The run's watch on RDMA port error counters: each host's first rank reads its ports before the first
-//! row and again after the sweep (and the link probe), and rank 0 gathers what rose on every host.
+//! row and again after the sweep (and the link probe), and the changes of every host are gathered (rank 0 reports them).
 //! A few sysfs reads per port, twice per run, none of them between the rows.
 
 use crate::error::Result;
