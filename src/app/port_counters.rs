@@ -1,6 +1,6 @@
 //! The run's watch on RDMA port error counters: each host's first rank reads its ports before the first
-//! row and again after the sweep (and the link probe), and the changes of every host are gathered (rank 0 reports them).
-//! A few sysfs reads per port, twice per run, none of them between the rows.
+//! row and again after the sweep (and the link probe); every host's changes are gathered and rank 0
+//! reports them. A few sysfs reads per port, twice per run, none of them between the rows.
 
 use crate::error::Result;
 use crate::report::port_errors::LinkErrorReport;
