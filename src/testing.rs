@@ -9,8 +9,18 @@
 //! - COLLBENCH_TEST_ABORT_HANGS=1   (world/mpi.rs) ending the job, MPI_Abort never returns
 //! - COLLBENCH_TEST_NVML=PATH        (telemetry/source.rs) GPU telemetry from the NVML at PATH, GPU = local rank
 //! - COLLBENCH_TEST_ROCM_SMI=PATH    (telemetry/source.rs) the same from the ROCm SMI at PATH
+//! - COLLBENCH_TEST_SYSROOT=DIR      (app/port_counters.rs) RDMA port error counters read under DIR, not "/";
+//!   `{host}` in DIR stands for the rank's host name (one root per host of the multi-host lab)
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// COLLBENCH_TEST_SYSROOT: the folder that stands for "/" when a run on `host` reads its RDMA port
+/// error counters, so a test can raise a counter while the run goes.
+pub fn port_counters_root(host: &str) -> Option<PathBuf> {
+    let dir = std::env::var("COLLBENCH_TEST_SYSROOT").ok()?;
+    Some(PathBuf::from(dir.replace("{host}", host)))
+}
 
 /// COLLBENCH_TEST_ABORT_HANGS: whether ending the job should act as an MPI_Abort that never returns.
 pub fn abort_hangs() -> bool {

@@ -29,12 +29,12 @@ fn rules_just_below_and_just_above_the_recorded_values() {
     let lowest = values.iter().copied().fold(f64::INFINITY, f64::min);
     let pass = parse_rule(&format!("all_reduce:busbw>={}", lowest * 0.999)).unwrap();
     let fail = parse_rule(&format!("all_reduce:busbw>={}", lowest * 1.001)).unwrap();
-    let report = judge(std::slice::from_ref(&pass), &rows, None);
+    let report = judge(std::slice::from_ref(&pass), &rows, None, None);
     assert!(report.passed, "{}", render(&report));
     assert_eq!(report.verdicts[0].values_judged, values.len());
     assert_eq!(report.verdicts[0].worst_value, Some(lowest));
     assert_eq!(report.exit_code(), ExitCode::Success);
-    let report = judge(&[pass, fail], &rows, None);
+    let report = judge(&[pass, fail], &rows, None, None);
     assert!(!report.passed);
     assert_eq!(report.verdicts[1].values_failed, 1);
     assert_eq!(report.exit_code().code(), 8);
@@ -65,7 +65,12 @@ fn time_rules_over_a_size_range() {
 fn rules_without_rows_fail() {
     let rows = rows();
     for rule in ["busbw>=0@1G-16G", "broadcast:busbw>=0", "time<=1s@33K-63K"] {
-        let report = judge(&parse_rules(&[rule.to_string()]).unwrap(), &rows, None);
+        let report = judge(
+            &parse_rules(&[rule.to_string()]).unwrap(),
+            &rows,
+            None,
+            None,
+        );
         assert!(!report.passed, "{rule}");
         assert_eq!(report.verdicts[0].values_judged, 0);
         assert_eq!(report.exit_code(), ExitCode::GateFailed);

@@ -1,11 +1,12 @@
 //! collbench across 4 hosts of the multi-host lab (tests/lab, scripts/lab.sh): hosts named, local ranks,
-//! the pairwise matrix finding a throttled host and a throttled link, and a link cut mid-run.
+//! the pairwise matrix finding a throttled host and a throttled link, a link cut mid-run, and a port
+//! whose error counters rise named with its host.
 //! Without root these tests skip with the reason; .ci/run sets COLLBENCH_LAB_REQUIRED so CI cannot skip.
 
 mod common;
 mod lab;
 
-use common::read_json;
+use common::{rdma_ports_with_counters, read_json, RDMA_PORT};
 use lab::Lab;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -426,7 +427,13 @@ fn a_link_cut_mid_run_ends_the_job_within_the_timeout_naming_the_host() {
         "the timeout names the cut host: {stderr}"
     );
     let doc = read_json(std::path::Path::new(&json));
-    assert_eq!(doc["status"], "running");
+    // The rank whose -T fired marks the document failed (pairs documents keep a RunLife since d8cde6a).
+    assert_eq!(doc["status"], "failed", "{doc}");
+    assert_eq!(doc["exit_code"], 4, "{doc}");
+    assert!(
+        doc["error"].as_str().is_some_and(|e| e.contains("(-T)")),
+        "{doc}"
+    );
     assert!(
         doc["samples"].as_array().map_or(0, Vec::len) >= 4,
         "measured rounds kept"
@@ -438,4 +445,108 @@ fn a_link_cut_mid_run_ends_the_job_within_the_timeout_naming_the_host() {
         "{doc}"
     );
     eprintln!("link cut: job ended {elapsed:?} after the cut (-T {timeout_s})");
+}
+
+// Each host of the lab has its own RDMA ports (COLLBENCH_TEST_SYSROOT with {host}); host 2's cable goes
+// bad while the sweep runs. Only host 2's port is named, and each host is read by one rank.
+#[test]
+fn a_port_whose_error_counters_rise_during_a_sweep_is_named_with_its_host() {
+    let Some(lab) = Lab::up(HOSTS) else { return };
+    let roots = tempfile::tempdir().expect("a temporary folder");
+    for i in 0..HOSTS {
+        rdma_ports_with_counters(&roots.path().join(lab.host_name(i)));
+    }
+    let json = lab.path("run.json");
+    let mut running = std::process::Command::new("bash")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab.sh"))
+        .args(["mpirun", &lab.dir().to_string_lossy()])
+        .args(["--oversubscribe", "-np", "8", "--map-by", "ppr:2:node"])
+        .args(["-x", "COLLBENCH_TEST_SYSROOT", "-x", "COLLBENCH_TEST_DELAY"])
+        .arg(env!("CARGO_BIN_EXE_collbench"))
+        .args([
+            "all_reduce",
+            "--backend",
+            "mpi",
+            "--no-progress",
+            "--no-link-probe",
+        ])
+        .args([
+            "-b",
+            "1K",
+            "-e",
+            "8K",
+            "-n",
+            "5",
+            "--samples",
+            "0",
+            "-T",
+            "60",
+        ])
+        .args(["--expect", "no-link-errors", "-J", &json])
+        .env("COLLBENCH_TEST_SYSROOT", roots.path().join("{host}"))
+        // Rank 1 sleeps 0.2 s after each timed loop: every row lasts at least 0.4 s.
+        .env("COLLBENCH_TEST_DELAY", "1:40000")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("mpirun starts");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&json).is_ok_and(|t| t.contains("\"size_bytes\"")) {
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = running.kill();
+            panic!("no row measured in 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bad = lab.host_name(2);
+    std::fs::write(
+        roots
+            .path()
+            .join(&bad)
+            .join(RDMA_PORT)
+            .join("counters/symbol_error"),
+        "1207\n",
+    )
+    .unwrap();
+    let status = loop {
+        if let Some(s) = running.try_wait().expect("wait") {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(180) {
+            let _ = running.kill();
+            panic!("the sweep still runs after 180 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = running.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(8), "{stdout}\n{stderr}");
+    let named: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("# Link errors"))
+        .collect();
+    assert_eq!(
+        named,
+        [format!(
+            "# Link errors during the run: {bad} mlx5_3 port 1: symbol_error +1204: check that cable or transceiver"
+        )],
+        "{stdout}"
+    );
+    let doc = read_json(std::path::Path::new(&json));
+    let report = &doc["summary"]["link_errors"];
+    let mut ports_per_host: BTreeMap<String, usize> = BTreeMap::new();
+    for p in report["ports_read"].as_array().expect("ports read") {
+        *ports_per_host
+            .entry(p["host"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let expected: BTreeMap<String, usize> = (0..HOSTS).map(|i| (lab.host_name(i), 9)).collect();
+    assert_eq!(ports_per_host, expected, "{report:#}");
+    let changes = report["changes"].as_array().expect("changes");
+    assert_eq!(changes.len(), 1, "{report:#}");
+    assert_eq!(changes[0]["host"], bad.as_str());
+    assert_eq!(changes[0]["delta"], 1204);
 }

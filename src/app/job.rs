@@ -250,6 +250,7 @@ pub fn sweep(
         }
     }
 
+    let ports = super::port_counters::PortWatch::start(world, watchdog);
     let mut engine = Engine {
         plan,
         world,
@@ -271,12 +272,14 @@ pub fn sweep(
     } else {
         None
     };
+    // After the probe, whose traffic crosses the same links.
+    let link_errors = ports.finish(world, watchdog)?;
 
     // Rank 0 judges; every rank leaves with its verdict.
     let mut code = [0.0];
     if let Some(r) = reporter.as_mut() {
         r.finish_progress();
-        code[0] = finish(plan, r, probe)?.code() as f64;
+        code[0] = finish(plan, r, probe, link_errors)?.code() as f64;
     }
     world.all_reduce_f64(&mut code, Combine::Max)?;
     Ok(code[0] as i32)
@@ -288,6 +291,7 @@ fn finish(
     plan: &Plan,
     r: &mut Reporter,
     probe: Option<crate::pairs::probe::LinkProbe>,
+    link_errors: Option<crate::report::port_errors::LinkErrorReport>,
 ) -> Result<ExitCode> {
     let mut s = summary::summarise(&r.doc.rows, plan.check_iters > 0);
     let slow =
@@ -306,13 +310,21 @@ fn finish(
         text.push_str(&crate::pairs::probe::render(p));
     }
     s.link_probe = probe;
+    if let Some(l) = &link_errors {
+        text.push_str(&crate::fleet::link_errors::render(l));
+    }
     let mut exit = if s.check_passed == Some(false) {
         ExitCode::CheckFailed
     } else {
         ExitCode::Success
     };
     if !plan.expect.is_empty() {
-        let gate = crate::fleet::gate::judge(&plan.expect, &r.doc.rows, r.doc.peak_gbps);
+        let gate = crate::fleet::gate::judge(
+            &plan.expect,
+            &r.doc.rows,
+            r.doc.peak_gbps,
+            link_errors.as_ref(),
+        );
         text.push_str(&crate::fleet::gate::render(&gate));
         if exit == ExitCode::Success {
             exit = gate.exit_code();
@@ -330,6 +342,7 @@ fn finish(
             text.push_str(&format!("# {}\n", crate::topo::peak::ABOVE_PEAK_FOOTNOTE));
         }
     }
+    s.link_errors = link_errors;
     s.exit_code = exit.code();
     r.print(&text);
     r.doc.summary = Some(s);

@@ -6,6 +6,7 @@ mod backend_choice;
 mod header;
 mod job;
 mod pairs;
+mod port_counters;
 mod record;
 mod reporter;
 mod topology;

@@ -141,6 +141,11 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
     }
     let (verdict_rules, figure_rules) = expect::split(&args.expect);
     let rules = gate::parse_rules(&figure_rules)?;
+    if let Some(rule) = rules.iter().find(|r| r.metric == gate::Metric::LinkErrors) {
+        return Err(Error::usage(format!(
+            "--expect '{rule}' judges the RDMA port error counters a sweep reads, which collbench pairs does not: give it to a sweep (collbench all_reduce ... --expect {rule})"
+        )));
+    }
     // The engine measures the exchanges from a run plan of the same settings; its check is the ring's,
     // so the peer exchange is checked by pairs/rounds.rs instead.
     let argv: Vec<String> = [

@@ -4,12 +4,14 @@
 //!
 //! Syntax (docs/FLEET.md): `[COLLECTIVE:]METRIC OP VALUE[UNIT][@RANGE]`, e.g.
 //! `all_reduce:busbw>=180@1G-16G`, `busbw>=0.9peak@64M-`, `all_reduce:time<=50us@-64K`; GPU telemetry
-//! rules `no-throttle[@RANGE]` (short for `throttled<=0`) and `clock>=0.9max[@RANGE]`.
+//! rules `no-throttle[@RANGE]` (short for `throttled<=0`) and `clock>=0.9max[@RANGE]`; the whole run's
+//! `no-link-errors` (short for `link_errors<=0`: no RDMA port error counter rose or was reset).
 
 use crate::collective::Collective;
 use crate::error::{Error, ExitCode, Result};
 use crate::fleet::slow::{describe, measurements};
 use crate::report::model::{Measurement, Row};
+use crate::report::port_errors::LinkErrorReport;
 // The stored form lives in the report layer so that report/ never depends on fleet/.
 pub use crate::report::verdicts::{GateReport, Verdict};
 use crate::size::{parse_size, HumanSize};
@@ -34,6 +36,9 @@ pub enum Metric {
     /// The lowest SM clock of any rank while the row ran, as a fraction of its GPU's maximum (needs
     /// telemetry).
     Clock,
+    /// RDMA port error counts that rose while the run went, over every port of every host (judged
+    /// once for the whole run, not per row).
+    LinkErrors,
 }
 
 impl Metric {
@@ -46,6 +51,7 @@ impl Metric {
             "cv" => Some(Metric::Cv),
             "throttled" => Some(Metric::Throttled),
             "clock" => Some(Metric::Clock),
+            "link_errors" => Some(Metric::LinkErrors),
             _ => None,
         }
     }
@@ -59,6 +65,7 @@ impl Metric {
             Metric::Cv => "cv",
             Metric::Throttled => "throttled",
             Metric::Clock => "clock",
+            Metric::LinkErrors => "link_errors",
         }
     }
 
@@ -69,6 +76,7 @@ impl Metric {
             Metric::Cv => "%",
             Metric::Throttled => "ranks",
             Metric::Clock => "x max SM clock",
+            Metric::LinkErrors => "errors",
         }
     }
 
@@ -81,6 +89,8 @@ impl Metric {
     fn needs(self) -> &'static str {
         if self.needs_telemetry() {
             "GPU telemetry (NVML readings of every rank)"
+        } else if self == Metric::LinkErrors {
+            "the run's RDMA port error counters, which a row does not carry"
         } else {
             "per-iteration statistics"
         }
@@ -102,6 +112,7 @@ impl Metric {
                 .map(|v| v.iter().sum()),
             Metric::Clock => every_rank(row, |t| t.sm_clock_of_max)
                 .map(|v| v.into_iter().fold(f64::INFINITY, f64::min)),
+            Metric::LinkErrors => None,
         }
     }
 }
@@ -118,7 +129,7 @@ fn every_rank(
     ranks.iter().map(|t| t.as_ref().and_then(&get)).collect()
 }
 
-/// `[COLLECTIVE:]no-throttle` is `[COLLECTIVE:]throttled<=0`.
+/// `[COLLECTIVE:]no-throttle` is `[COLLECTIVE:]throttled<=0`, `no-link-errors` is `link_errors<=0`.
 fn expand_shorthand(body: &str) -> String {
     let (prefix, name) = match body.rsplit_once(':') {
         Some((c, n)) => (format!("{c}:"), n),
@@ -126,6 +137,8 @@ fn expand_shorthand(body: &str) -> String {
     };
     if name.eq_ignore_ascii_case("no-throttle") {
         format!("{prefix}throttled<=0")
+    } else if name.eq_ignore_ascii_case("no-link-errors") {
+        format!("{prefix}link_errors<=0")
     } else {
         body.to_string()
     }
@@ -213,7 +226,7 @@ impl fmt::Display for Rule {
     }
 }
 
-const SYNTAX: &str = "write [COLLECTIVE:]METRIC OP VALUE[UNIT][@MIN-MAX], e.g. 'all_reduce:busbw>=180@1G-16G', 'busbw>=0.9peak@64M-', 'time<=50us@-64K', 'no-throttle@1M-' or 'clock>=0.9max'; METRIC is busbw, algbw (GB/s), time, p99 (us), cv (%), throttled (ranks) or clock (fraction of the GPU's max SM clock); OP is >=, <=, > or <";
+const SYNTAX: &str = "write [COLLECTIVE:]METRIC OP VALUE[UNIT][@MIN-MAX], e.g. 'all_reduce:busbw>=180@1G-16G', 'busbw>=0.9peak@64M-', 'time<=50us@-64K', 'no-throttle@1M-', 'clock>=0.9max' or 'no-link-errors'; METRIC is busbw, algbw (GB/s), time, p99 (us), cv (%), throttled (ranks), clock (fraction of the GPU's max SM clock) or link_errors (RDMA port errors during the whole run); OP is >=, <=, > or <";
 
 fn usage(text: &str, problem: impl fmt::Display) -> Error {
     Error::Usage(format!("--expect '{text}': {problem}; {SYNTAX}"))
@@ -258,7 +271,7 @@ pub fn parse_rule(text: &str) -> Result<Rule> {
         usage(
             text,
             format!(
-                "unknown metric '{metric_text}' (busbw, algbw, time, p99, cv, throttled or clock)"
+                "unknown metric '{metric_text}' (busbw, algbw, time, p99, cv, throttled, clock or link_errors)"
             ),
         )
     })?;
@@ -267,6 +280,12 @@ pub fn parse_rule(text: &str) -> Result<Rule> {
         None => (None, None),
         Some(r) => parse_range(text, r)?,
     };
+    if metric == Metric::LinkErrors && (collective.is_some() || range.is_some()) {
+        return Err(usage(
+            text,
+            "link errors are counted over the whole run, not per collective or size: drop the 'COLLECTIVE:' and '@RANGE'",
+        ));
+    }
     Ok(Rule {
         text: text.trim().to_string(),
         collective,
@@ -321,7 +340,7 @@ fn parse_bound(text: &str, metric: Metric, value_text: &str) -> Result<Bound> {
             }
         }
         Metric::Cv => (lower.strip_suffix('%').unwrap_or(&lower), 1.0),
-        Metric::Throttled => (lower.as_str(), 1.0),
+        Metric::Throttled | Metric::LinkErrors => (lower.as_str(), 1.0),
         Metric::Clock => {
             let ratio = if let Some(n) = lower.strip_suffix("%max") {
                 parse_number(text, n)? / 100.0
@@ -522,9 +541,94 @@ impl Rule {
     }
 }
 
-/// Judges every rule; the gate passes only when every rule does.
-pub fn judge(rules: &[Rule], rows: &[Row], peak_gbps: Option<f64>) -> GateReport {
-    let verdicts: Vec<Verdict> = rules.iter().map(|r| r.judge(rows, peak_gbps)).collect();
+impl Rule {
+    /// Judges a `link_errors` rule: the errors counted on every port read, a counter reset failing
+    /// (its errors are unknown), and no readable counter on some host failing (never fails open).
+    pub fn judge_link_errors(&self, report: Option<&LinkErrorReport>) -> Verdict {
+        let bound = match self.bound {
+            Bound::Absolute(b) => b,
+            Bound::FractionOfPeak(_) => f64::NAN,
+        };
+        let mut verdict = Verdict {
+            rule: self.text.clone(),
+            passed: false,
+            values_judged: 0,
+            values_failed: 0,
+            worst_value: None,
+            worst_at: None,
+            bound: Some(bound),
+            unit: Metric::LinkErrors.unit().into(),
+            reason: String::new(),
+        };
+        let Some(report) = report else {
+            verdict.reason = "no host had a readable RDMA port error counter (/sys/class/infiniband/*/ports/*/counters): the gate never passes a rule it could not check".into();
+            return verdict;
+        };
+        let ports = crate::fleet::link_errors::ports_with_changes(report);
+        verdict.values_judged = report.ports_read.len();
+        verdict.values_failed = ports.len();
+        let total: f64 = report
+            .changes
+            .iter()
+            .map(|c| c.delta.filter(|_| !c.reset).map_or(f64::NAN, |d| d as f64))
+            .sum();
+        verdict.worst_value = Some(total);
+        let named: Vec<String> = ports
+            .iter()
+            .map(|(port, changes)| {
+                let what: Vec<String> = changes
+                    .iter()
+                    .map(|c| crate::fleet::link_errors::describe(c))
+                    .collect();
+                format!("{port}: {}", what.join(", "))
+            })
+            .collect();
+        verdict.worst_at = named.first().cloned();
+        if !report.hosts_without_counters.is_empty() {
+            verdict.reason = format!(
+                "no RDMA port error counter could be read on {}: their links cannot be judged",
+                report.hosts_without_counters.join(", ")
+            );
+            return verdict;
+        }
+        verdict.passed = self.comparison.holds(total, bound);
+        let changed = if report.changes.iter().any(|c| c.reset) {
+            "rose or were reset"
+        } else {
+            "rose"
+        };
+        verdict.reason = if ports.is_empty() {
+            format!(
+                "no error counter rose on the {} RDMA port(s) read",
+                report.ports_read.len()
+            )
+        } else {
+            format!(
+                "error counters {changed} on {} of {} RDMA port(s): {}",
+                ports.len(),
+                report.ports_read.len(),
+                named.join("; ")
+            )
+        };
+        verdict
+    }
+}
+
+/// Judges every rule, the row rules over `rows` and `link_errors` rules over the run's RDMA port
+/// counters (None: no host had any); the gate passes only when every rule does.
+pub fn judge(
+    rules: &[Rule],
+    rows: &[Row],
+    peak_gbps: Option<f64>,
+    link_errors: Option<&LinkErrorReport>,
+) -> GateReport {
+    let verdicts: Vec<Verdict> = rules
+        .iter()
+        .map(|r| match r.metric {
+            Metric::LinkErrors => r.judge_link_errors(link_errors),
+            _ => r.judge(rows, peak_gbps),
+        })
+        .collect();
     GateReport {
         passed: verdicts.iter().all(|v| v.passed),
         verdicts,
@@ -675,11 +779,11 @@ mod tests {
     #[test]
     fn gate_passes_only_when_every_rule_does() {
         let rules = parse_rules(&["busbw>=1".into(), "time<=1s".into()]).unwrap();
-        let report = judge(&rules, &rows(), None);
+        let report = judge(&rules, &rows(), None, None);
         assert!(report.passed);
         assert_eq!(report.exit_code(), ExitCode::Success);
         let rules = parse_rules(&["busbw>=1".into(), "time<=1us".into()]).unwrap();
-        let report = judge(&rules, &rows(), None);
+        let report = judge(&rules, &rows(), None, None);
         assert!(!report.passed);
         assert_eq!(report.exit_code().code(), 8);
         let text = render(&report);
@@ -691,6 +795,68 @@ mod tests {
         let back: GateReport =
             serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
         assert_eq!(back.verdicts.len(), 2);
+    }
+
+    #[test]
+    fn no_link_errors_fails_on_a_rise_a_reset_a_host_without_counters_or_none_at_all() {
+        use crate::fleet::link_errors::{compare, merge};
+        use crate::topo::port_counters::PortCounters;
+        let port = |n: u64| PortCounters {
+            device: "mlx5_3".into(),
+            port: 1,
+            counters: [("symbol_error".to_string(), n)].into(),
+        };
+        let rule = parse_rule("no-link-errors").unwrap();
+        assert_eq!(
+            (rule.metric, rule.comparison, rule.bound),
+            (Metric::LinkErrors, Comparison::AtMost, Bound::Absolute(0.0))
+        );
+        for bad in ["all_reduce:no-link-errors", "no-link-errors@1M-"] {
+            let e = parse_rule(bad).expect_err(bad).to_string();
+            assert!(e.contains("whole run"), "{e}");
+        }
+        let judge_one = |r: Option<LinkErrorReport>| {
+            judge(std::slice::from_ref(&rule), &rows(), None, r.as_ref())
+        };
+
+        let quiet = merge([compare("a", &[port(5)], &[port(5)])]);
+        let gate = judge_one(quiet);
+        assert!(gate.passed, "{:?}", gate.verdicts);
+        assert_eq!(gate.verdicts[0].values_judged, 1);
+
+        let rose = merge([
+            compare("a", &[port(5)], &[port(5)]),
+            compare("node7", &[port(5)], &[port(1209)]),
+        ]);
+        let gate = judge_one(rose.clone());
+        assert_eq!(gate.exit_code(), ExitCode::GateFailed);
+        let v = &gate.verdicts[0];
+        assert_eq!((v.values_judged, v.values_failed), (2, 1));
+        assert_eq!(v.worst_value, Some(1204.0));
+        assert_eq!(
+            v.worst_at.as_deref(),
+            Some("node7 mlx5_3 port 1: symbol_error +1204")
+        );
+        // A bound that allows them passes.
+        let lenient = parse_rule("link_errors<=2000").unwrap();
+        assert!(lenient.judge_link_errors(rose.as_ref()).passed);
+
+        let reset = merge([compare("a", &[port(5)], &[port(0)])]);
+        let v = rule.judge_link_errors(reset.as_ref());
+        assert!(!v.passed);
+        assert!(v.reason.contains("reset"), "{}", v.reason);
+        assert!(!lenient.judge_link_errors(reset.as_ref()).passed);
+
+        let partial = merge([compare("a", &[port(5)], &[port(5)]), compare("b", &[], &[])]);
+        let v = rule.judge_link_errors(partial.as_ref());
+        assert!(!v.passed);
+        assert!(v.reason.contains("on b"), "{}", v.reason);
+
+        let v = rule.judge_link_errors(None);
+        assert!(!v.passed);
+        assert!(v.reason.contains("never passes"), "{}", v.reason);
+        // The row rules alone do not see link errors.
+        assert!(!rule.judge(&rows(), None).passed);
     }
 
     fn with_readings(mut row: Row, clocks: &[Option<(f64, bool)>]) -> Row {

@@ -7,6 +7,7 @@ pub mod gpu_readings;
 pub mod json;
 pub mod link_probe;
 pub mod model;
+pub mod port_errors;
 pub mod summary;
 pub mod table;
 #[cfg(test)]

@@ -308,6 +308,10 @@ pub struct Summary {
     /// The link probe after the sweep (jobs over several hosts): pair figures and who is to blame.
     #[serde(default)]
     pub link_probe: Option<super::link_probe::LinkProbe>,
+    /// Each host's RDMA port error counters read before and after the run, and those that rose (or
+    /// were reset) meanwhile; null when no host had a readable counter.
+    #[serde(default)]
+    pub link_errors: Option<super::port_errors::LinkErrorReport>,
 }
 
 /// A bus-bandwidth figure and exactly which rows it covers.

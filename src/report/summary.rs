@@ -67,6 +67,7 @@ pub fn summarise(rows: &[Row], check_on: bool) -> Summary {
         gate: None,
         telemetry: None,
         link_probe: None,
+        link_errors: None,
     }
 }
 

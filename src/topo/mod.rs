@@ -16,6 +16,7 @@ pub mod net;
 pub mod nvml;
 pub mod pcie;
 pub mod peak;
+pub mod port_counters;
 pub mod rates;
 pub mod render;
 pub(crate) mod rocm_smi_ffi;

@@ -149,3 +149,35 @@ pub fn assert_valid(doc: &serde_json::Value) {
         .collect();
     assert!(errors.is_empty(), "schema errors: {errors:#?}");
 }
+
+/// The port tests/link_errors.rs and the multi-host lab raise counters on, under a root made by
+/// `rdma_ports_with_counters`.
+pub const RDMA_PORT: &str = "sys/class/infiniband/mlx5_3/ports/1";
+
+/// Writes under `root` the recorded DGX H100's RDMA ports (mlx5_0 to mlx5_8, port 1), each with error
+/// counters at the values a long-running machine has (symbol_error 3, link_downed 1, port_rcv_errors 0,
+/// out_of_sequence 17) and a traffic counter that is not an error.
+pub fn rdma_ports_with_counters(root: &Path) {
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dgx-h100");
+    let class = fixture.join("sys/class/infiniband");
+    for dev in std::fs::read_dir(&class).expect("the fixture's infiniband class") {
+        let dev = dev.unwrap().file_name();
+        let port = root.join("sys/class/infiniband").join(&dev).join("ports/1");
+        std::fs::create_dir_all(port.join("counters")).unwrap();
+        std::fs::create_dir_all(port.join("hw_counters")).unwrap();
+        std::fs::copy(
+            class.join(&dev).join("ports/1/link_layer"),
+            port.join("link_layer"),
+        )
+        .unwrap();
+        for (name, value) in [
+            ("counters/symbol_error", "3"),
+            ("counters/link_downed", "1"),
+            ("counters/port_rcv_errors", "0"),
+            ("counters/port_xmit_data", "123456789"),
+            ("hw_counters/out_of_sequence", "17"),
+        ] {
+            std::fs::write(port.join(name), format!("{value}\n")).unwrap();
+        }
+    }
+}
