@@ -8,12 +8,13 @@
 //!
 //! A launcher gives a process about 10 ms between SIGTERM and SIGKILL, so for a regular file the
 //! "interrupted" document is prepared beside it at every save and a signal only renames it into place
-//! (`crate::ffi::signals`). A rank that fails writes its "failed" document both in place and as the
-//! prepared one, so that rank 0, stopped next by the launcher, puts the failure back rather than an
-//! interruption.
+//! (`crate::ffi::signals`). A rank that fails writes its "failed" document in place and into a file of
+//! its own beside it (`.FILE.failed`), which rank 0 never writes: rank 0's handler renames that one into
+//! place first, so a save of rank 0's racing with the failure cannot turn it into an interruption, and
+//! rank 0's next save takes the failure over.
 
 use crate::error::Result;
-use crate::report::json::{self, JsonWriter, Target};
+use crate::report::json::{self, Beside, JsonWriter, Target};
 use crate::report::model::{unix_now_s, HasLife, RunLife, RunStatus, HEARTBEAT_S};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -93,19 +94,24 @@ pub fn own(writer: Option<JsonWriter>) -> Result<()> {
     let Some(writer) = writer else {
         return Ok(());
     };
-    let prepared = writer.prepared();
+    // What an earlier run failing at the same path left: this run's ranks write theirs only once rank 0
+    // has written this run's document, after this.
+    writer.remove_beside(Beside::FailedElsewhere);
+    let beside = writer
+        .beside(Beside::FailedElsewhere)
+        .zip(writer.beside(Beside::OnSignal));
     if SAVED.set(Mutex::new(Saved { writer, doc: None })).is_err() {
         return Ok(());
     }
-    match (prepared, KNOWN.get().and_then(|k| k.path.as_deref())) {
-        (Some(prepared), Some(named)) => {
+    match (beside, KNOWN.get().and_then(|k| k.path.as_deref())) {
+        (Some((failed, prepared)), Some(named)) => {
             let target = match Target::of(named)? {
                 Target::Replace(path) => path,
                 Target::Stream(path) => path,
             };
-            crate::ffi::signals::rename_on_termination(&prepared, &target).map_err(|e| {
-                crate::error::Error::io("cannot install the handler of termination signals", e)
-            })?;
+            crate::ffi::signals::rename_on_termination(&failed, &prepared, &target).map_err(
+                |e| crate::error::Error::io("cannot install the handler of termination signals", e),
+            )?;
             let _ = std::thread::Builder::new()
                 .name("collbench-heartbeat".into())
                 .spawn(heartbeat);
@@ -123,23 +129,60 @@ pub fn save<D: HasLife + Serialize + Clone + Send + 'static>(doc: &mut D) -> Res
     let Some(saved) = SAVED.get() else {
         return Ok(());
     };
-    if doc.life().status == RunStatus::Running {
-        if let Some(ended) = ended_elsewhere() {
-            *doc.life_mut() = RunLife {
-                heartbeat_unix_s: doc.life().heartbeat_unix_s,
-                ..ended
-            };
-        }
-    }
+    take_over_ending_elsewhere(doc.life_mut());
     let mut s = lock(saved);
     s.doc = Some(Box::new(doc.clone()));
+    write_saved(&mut s, true)?;
+    // A rank that failed while this was being written may have had its mark covered by it: look again,
+    // and put the failure back at once (not waiting for the disk: the launcher is about to stop us).
+    if take_over_ending_elsewhere(doc.life_mut()) {
+        s.doc = Some(Box::new(doc.clone()));
+        write_saved(&mut s, false)?;
+    }
+    Ok(())
+}
+
+/// A running document takes over how another rank ended the run, when one has said so; true if it did.
+fn take_over_ending_elsewhere(life: &mut RunLife) -> bool {
+    if life.status != RunStatus::Running {
+        return false;
+    }
+    match ended_elsewhere() {
+        Some(ended) => {
+            *life = RunLife {
+                heartbeat_unix_s: life.heartbeat_unix_s,
+                ..ended
+            };
+            true
+        }
+        None => false,
+    }
+}
+
+/// Writes the saved document in place, with the twin a signal would put there while it runs; once it
+/// says how the run ended, the files kept beside it go. `durable`: wait for the disk.
+fn write_saved(s: &mut Saved, durable: bool) -> Result<()> {
+    let Saved { writer, doc } = s;
+    let Some(doc) = doc.as_ref() else {
+        return Ok(());
+    };
     let running = doc.life().status == RunStatus::Running;
     if running {
-        s.writer.write_prepared(&interrupted(doc)?)?;
+        writer.write_beside(Beside::OnSignal, &interrupted(doc.as_ref())?)?;
     } else {
-        s.writer.remove_prepared();
+        writer.remove_beside(Beside::OnSignal);
     }
-    s.writer.write(&json::to_text(doc)?, !running)
+    let text = doc.text()?;
+    if durable {
+        writer.write(&text, !running)?;
+    } else {
+        writer.write_before_kill(&text)?;
+    }
+    if !running {
+        // This document says how the run ended, with more than another rank's mark had.
+        writer.remove_beside(Beside::FailedElsewhere);
+    }
+    Ok(())
 }
 
 /// The document as a signal would leave it, as text.
@@ -163,11 +206,16 @@ pub fn fail(error: &str, code: i32, rank: Option<usize>) {
             .as_mut()
             .filter(|d| d.life().status == RunStatus::Running)
         {
-            doc.life_mut().fail(error, code, rank);
-            writer.remove_prepared();
+            // The first failure is the cause: one another rank marked stands.
+            match ended_elsewhere() {
+                Some(ended) => *doc.life_mut() = ended,
+                None => doc.life_mut().fail(error, code, rank),
+            }
+            writer.remove_beside(Beside::OnSignal);
             if let Ok(text) = doc.text() {
                 let _ = writer.write(&text, true);
             }
+            writer.remove_beside(Beside::FailedElsewhere);
         }
         return;
     }
@@ -200,8 +248,9 @@ fn fail_on_disk<D: HasLife + Serialize + DeserializeOwned>(
     doc.life_mut()
         .fail(failure.error, failure.code, failure.rank);
     if let (Ok(writer), Ok(text)) = (JsonWriter::new(path), json::to_text(&doc)) {
-        // The twin first: rank 0's handler renames it into place when the launcher stops it.
-        let _ = writer.write_prepared(&text);
+        // Its own file first: rank 0's handler renames it into place when the launcher stops it, and
+        // rank 0's saves take it over.
+        let _ = writer.write_beside(Beside::FailedElsewhere, &text);
         let _ = writer.write(&text, true);
     }
 }
@@ -214,18 +263,17 @@ fn regular_file(path: &Path) -> Option<PathBuf> {
     }
 }
 
-/// The life of the document at `path`, whatever its type, when it is a regular file holding this run.
-fn own_run_life_on_disk(path: &Path, run_id: &str) -> Option<RunLife> {
-    json::read_as::<RunLife>(&regular_file(path)?)
-        .ok()
-        .filter(|life| life.run_id == run_id)
-}
-
-/// How another rank ended this run, when it has marked the document on disk.
+/// How another rank ended this run, when it has said so in its file beside the document.
 fn ended_elsewhere() -> Option<RunLife> {
     let known = KNOWN.get()?;
-    own_run_life_on_disk(known.path.as_deref()?, &known.run_id)
-        .filter(|life| life.status != RunStatus::Running)
+    let writer = JsonWriter::new(known.path.as_deref()?).ok()?;
+    let failed = writer.beside(Beside::FailedElsewhere)?;
+    if !failed.exists() {
+        return None;
+    }
+    json::read_as::<RunLife>(&failed)
+        .ok()
+        .filter(|life| life.run_id == known.run_id && life.status != RunStatus::Running)
 }
 
 /// The lock, even from a thread that panicked while holding it (the panic hook marks the run failed),
@@ -252,12 +300,18 @@ fn heartbeat() {
         if doc.life().status != RunStatus::Running {
             return;
         }
-        if ended_elsewhere().is_some() {
-            return;
-        }
         doc.life_mut().heartbeat_unix_s = unix_now_s();
-        if let Ok(text) = doc.text() {
-            let _ = writer.write(&text, false);
+        // Another rank's failure, before or while this is written, is put in place instead.
+        let mut ended = take_over_ending_elsewhere(doc.life_mut());
+        if !ended {
+            if let Ok(text) = doc.text() {
+                let _ = writer.write(&text, false);
+            }
+            ended = take_over_ending_elsewhere(doc.life_mut());
+        }
+        if ended {
+            let _ = write_saved(&mut s, false);
+            return;
         }
     }
 }

@@ -9,22 +9,28 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// Installs, for SIGINT, SIGTERM and SIGHUP, a handler that renames `prepared` over `target` and ends the
-/// process with 128 + the signal. A missing `prepared` (the run ended normally) leaves `target` alone.
-pub fn rename_on_termination(prepared: &Path, target: &Path) -> std::io::Result<()> {
+/// Installs, for SIGINT, SIGTERM and SIGHUP, a handler that renames `first` over `target` (removing
+/// `then`), or where there is no `first`, `then`, and ends the process with 128 + the signal. Missing
+/// files (the run ended normally) leave `target` alone.
+pub fn rename_on_termination(first: &Path, then: &Path, target: &Path) -> std::io::Result<()> {
     let to_c = |p: &Path| {
         CString::new(p.as_os_str().as_bytes())
             .map_err(|_| std::io::Error::other("a path with a NUL byte"))
     };
     // Built once and leaked: the handler may read them at any moment until the process ends.
-    let from: &'static CString = Box::leak(Box::new(to_c(prepared)?));
+    let first: &'static CString = Box::leak(Box::new(to_c(first)?));
+    let then: &'static CString = Box::leak(Box::new(to_c(then)?));
     let to: &'static CString = Box::leak(Box::new(to_c(target)?));
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         let handler = move || {
-            // SAFETY: rename(2) and _exit(2) are async-signal-safe; both strings live for ever and are
-            // NUL-terminated. Nothing here allocates or takes a lock.
+            // SAFETY: rename(2), unlink(2) and _exit(2) are async-signal-safe; the strings live for ever
+            // and are NUL-terminated. Nothing here allocates or takes a lock.
             unsafe {
-                libc::rename(from.as_ptr(), to.as_ptr());
+                if libc::rename(first.as_ptr(), to.as_ptr()) == 0 {
+                    libc::unlink(then.as_ptr());
+                } else {
+                    libc::rename(then.as_ptr(), to.as_ptr());
+                }
                 libc::_exit(128 + signal);
             }
         };

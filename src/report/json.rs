@@ -99,27 +99,27 @@ impl JsonWriter {
         matches!(self.target, Target::Replace(_))
     }
 
-    /// The file kept beside a regular target that a termination signal renames over it (None for a
-    /// stream): see `crate::ffi::signals`.
-    pub fn prepared(&self) -> Option<PathBuf> {
+    /// A document kept beside a regular target (None for a stream), for a termination signal to rename
+    /// over it: see `crate::ffi::signals`.
+    pub fn beside(&self, which: Beside) -> Option<PathBuf> {
         match &self.target {
-            Target::Replace(path) => Some(prepared_path(path)),
+            Target::Replace(path) => Some(beside_path(path, which)),
             Target::Stream(_) => None,
         }
     }
 
-    /// Writes `text` (a document, see `to_text`) as the document a termination signal puts in place.
-    pub fn write_prepared(&self, text: &[u8]) -> Result<()> {
-        let Some(path) = self.prepared() else {
+    /// Writes `text` (a document, see `to_text`) as the document kept beside the target.
+    pub fn write_beside(&self, which: Beside, text: &[u8]) -> Result<()> {
+        let Some(path) = self.beside(which) else {
             return Ok(());
         };
         replace_atomically(&path, text, false)
             .map_err(|(what, e)| Error::io(format!("--json {}: {what}", path.display()), e))
     }
 
-    /// Forgets the prepared document: the run has ended and says how itself.
-    pub fn remove_prepared(&self) {
-        if let Some(path) = self.prepared() {
+    /// Forgets a document kept beside the target: the run has ended and says how itself.
+    pub fn remove_beside(&self, which: Beside) {
+        if let Some(path) = self.beside(which) {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -156,13 +156,27 @@ impl JsonWriter {
     }
 }
 
-/// The prepared document's path: hidden beside the target, named after it.
-fn prepared_path(target: &Path) -> PathBuf {
+/// The documents kept beside a regular target, each for a signal to put in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beside {
+    /// Rank 0's document as a signal would leave it ("interrupted"), rewritten at every save.
+    OnSignal,
+    /// Written once by another rank that failed: how the run ended. It is never rewritten by rank 0, so
+    /// a save of rank 0's racing with it cannot hide the failure.
+    FailedElsewhere,
+}
+
+/// Where a document kept beside the target lives: hidden, named after the target.
+fn beside_path(target: &Path, which: Beside) -> PathBuf {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "results".into());
-    target.with_file_name(format!(".{name}.on-signal"))
+    let suffix = match which {
+        Beside::OnSignal => "on-signal",
+        Beside::FailedElsewhere => "failed",
+    };
+    target.with_file_name(format!(".{name}.{suffix}"))
 }
 
 /// Writes `text` to a temporary file beside `path`, then renames it over `path`: readers and crashes
