@@ -22,39 +22,49 @@ fn link_error_lines(stdout: &str) -> Vec<&str> {
         .collect()
 }
 
-#[test]
-fn counters_raised_during_the_run_name_the_port_and_fail_the_gate() {
-    let root = sysroot_with_counters();
-    let out_dir = tempfile::tempdir().unwrap();
-    let json = out_dir.path().join("run.json");
+/// Starts a 2-rank sweep of four rows on the mpi backend with `--expect no-link-errors`, writing `json`,
+/// with `env` passed to every rank; returns once its first row is on disk (the counters have been read
+/// and the sweep goes on).
+fn start_sweep_and_wait_for_a_row(env: &[(&str, &str)], json: &Path) -> std::process::Child {
     // Rank 1 sleeps 0.2 s after each timed loop (5 x 40 ms), so each of the four rows lasts at least
     // 0.4 s and the run is still measuring when the counters rise after the first.
-    let child = Command::new("mpirun")
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    let mut cmd = Command::new("mpirun");
+    cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("OMPI_MCA_btl", "self,vader")
-        .env("COLLBENCH_TEST_SYSROOT", root.path())
         .env("COLLBENCH_TEST_DELAY", "1:40000")
-        .args(["--oversubscribe", "-np", "2"])
-        .args(["-x", "COLLBENCH_TEST_SYSROOT", "-x", "COLLBENCH_TEST_DELAY"])
+        .args(["--oversubscribe", "-np", "2", "-x", "COLLBENCH_TEST_DELAY"]);
+    for (name, value) in env {
+        cmd.env(name, value).args(["-x", name]);
+    }
+    let child = cmd
         .arg(env!("CARGO_BIN_EXE_collbench"))
         .args(["all_reduce", "--backend", "mpi", "--no-progress"])
         .args(["-b", "1K", "-e", "8K", "-n", "5", "--samples", "0"])
         .args(["--expect", "no-link-errors", "-J"])
-        .arg(&json)
+        .arg(json)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("mpirun starts");
-    // Once the first row is on disk the counters have been read and the sweep goes on.
     let started = Instant::now();
-    while !std::fs::read_to_string(&json).is_ok_and(|t| t.contains("\"size_bytes\"")) {
+    while !std::fs::read_to_string(json).is_ok_and(|t| t.contains("\"size_bytes\"")) {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "no row measured in 60 s"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    child
+}
+
+#[test]
+fn counters_raised_during_the_run_name_the_port_and_fail_the_gate() {
+    let root = sysroot_with_counters();
+    let out_dir = tempfile::tempdir().unwrap();
+    let json = out_dir.path().join("run.json");
+    let root_path = root.path().to_string_lossy().into_owned();
+    let child = start_sweep_and_wait_for_a_row(&[("COLLBENCH_TEST_SYSROOT", &root_path)], &json);
     let port = root.path().join(RDMA_PORT);
     std::fs::write(port.join("counters/symbol_error"), "1207\n").unwrap();
     std::fs::write(port.join("counters/link_downed"), "2\n").unwrap();
@@ -213,4 +223,156 @@ fn collbench_pairs_refuses_the_rule_it_cannot_judge() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--expect 'no-link-errors'"), "{stderr}");
+}
+
+/// The stand-in NVML (tests/fixtures/fake_nvml.c: two H100 NVL joined by NVLinks 0-11) built in `dir`;
+/// None without a C compiler.
+fn fake_nvml(dir: &Path) -> Option<String> {
+    build_stand_in("fake_nvml.c", "libfake-nvidia-ml.so", dir)
+}
+
+#[test]
+fn nvlink_counters_raised_during_the_run_name_the_gpu_link_and_fail_the_gate() {
+    let lib_dir = tempfile::tempdir().unwrap();
+    let Some(nvml) = fake_nvml(lib_dir.path()) else {
+        return;
+    };
+    // Quiet RDMA ports, so that only the NVLink can fail the gate.
+    let root = sysroot_with_counters();
+    let root_path = root.path().to_string_lossy().into_owned();
+    let counters = lib_dir.path().join("nvlink-errors");
+    // A long-running machine's count before the run.
+    std::fs::write(&counters, "1 3 crc_flit 5\n").unwrap();
+    let counters_path = counters.to_string_lossy().into_owned();
+    let out_dir = tempfile::tempdir().unwrap();
+    let json = out_dir.path().join("run.json");
+    let child = start_sweep_and_wait_for_a_row(
+        &[
+            ("COLLBENCH_TEST_SYSROOT", &root_path),
+            ("COLLBENCH_TEST_NVML", &nvml),
+            ("FAKE_NVML_NVLINK_ERRORS", &counters_path),
+        ],
+        &json,
+    );
+    std::fs::write(&counters, "1 3 crc_flit 17\n1 3 replay 2\n").unwrap();
+    let out = child.wait_with_output().expect("the run ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(8), "{stdout}\n{stderr}");
+
+    let doc = read_json(&json);
+    assert_valid(&doc);
+    assert_eq!(doc["rows"].as_array().unwrap().len(), 4, "{doc:#}");
+    let host = doc["ranks"][0]["host"].as_str().unwrap().to_string();
+    assert_eq!(
+        link_error_lines(&stdout),
+        [format!(
+            "# Link errors during the run: {host} GPU 1 (0000:42:00.0) NVLink 3: nvlink_crc_flit +12, nvlink_replay +2: check that GPU's NVLink (the GPU, its baseboard, the NVSwitch or GPU at the other end)"
+        )],
+        "{stdout}"
+    );
+    let report = &doc["summary"]["link_errors"];
+    // Each rank read its own GPU (GPU = local rank under COLLBENCH_TEST_NVML): the 12 active links of
+    // each, not the 6 inactive ones; GPU 0 without DL_ECC_DATA, which its driver does not answer.
+    let links = report["nvlinks_read"].as_array().unwrap();
+    let per_gpu = |gpu: &str| -> Vec<u64> {
+        links
+            .iter()
+            .filter(|l| l["device"] == gpu)
+            .map(|l| l["counters"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(per_gpu("GPU 0 (0000:41:00.0)"), [4; 12], "{report:#}");
+    assert_eq!(per_gpu("GPU 1 (0000:42:00.0)"), [5; 12], "{report:#}");
+    assert_eq!(links.len(), 24, "{report:#}");
+    assert_eq!(report["ports_read"].as_array().unwrap().len(), 9);
+    let changes: Vec<(&str, &str, u64, u64, u64)> = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["host"], host.as_str());
+            assert_eq!(c["port"], 3);
+            (
+                c["link"].as_str().unwrap(),
+                c["counter"].as_str().unwrap(),
+                c["before"].as_u64().unwrap(),
+                c["after"].as_u64().unwrap(),
+                c["delta"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("nvlink", "nvlink_crc_flit", 5, 17, 12),
+            ("nvlink", "nvlink_replay", 0, 2, 2)
+        ]
+    );
+    let verdict = &doc["summary"]["gate"]["verdicts"][0];
+    assert_eq!(verdict["passed"], false);
+    assert_eq!(verdict["worst_value"], 14.0);
+    assert_eq!(verdict["values_judged"], 33);
+    assert!(
+        stdout.contains(&format!(
+            "# Expect no-link-errors : FAILED (error counters rose on 1 of 33 link(s) (9 RDMA port(s) and 24 NVLink(s)): {host} GPU 1 (0000:42:00.0) NVLink 3: nvlink_crc_flit +12, nvlink_replay +2)"
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn quiet_nvlinks_are_listed_and_pass_the_gate() {
+    let lib_dir = tempfile::tempdir().unwrap();
+    let Some(nvml) = fake_nvml(lib_dir.path()) else {
+        return;
+    };
+    let root = sysroot_with_counters();
+    let root_path = root.path().to_string_lossy().into_owned();
+    let counters = lib_dir.path().join("nvlink-errors");
+    std::fs::write(&counters, "0 0 recovery 4\n1 11 ecc_data 9\n").unwrap();
+    let counters_path = counters.to_string_lossy().into_owned();
+    let run = mpirun_json(
+        2,
+        "all_reduce --backend mpi -b 1K -e 1K -n 2 --no-progress --expect no-link-errors",
+        &[
+            ("COLLBENCH_TEST_SYSROOT", &root_path),
+            ("COLLBENCH_TEST_NVML", &nvml),
+            ("FAKE_NVML_NVLINK_ERRORS", &counters_path),
+        ],
+    );
+    run.assert_success();
+    let doc = run.doc();
+    assert_valid(&doc);
+    let report = &doc["summary"]["link_errors"];
+    assert_eq!(report["changes"], serde_json::json!([]), "{report:#}");
+    assert_eq!(report["nvlinks_read"].as_array().unwrap().len(), 24);
+    assert_eq!(
+        link_error_lines(&run.stdout),
+        ["# Link errors          : none on 9 RDMA port(s) and 24 NVLink(s) of 1 host(s) (error counters read before and after the run)"],
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("# Expect no-link-errors : PASSED"));
+}
+
+#[test]
+fn an_nvml_that_does_not_load_adds_no_nvlink_and_no_error() {
+    let root = sysroot_with_counters();
+    let missing = root.path().join("no-such-libnvidia-ml.so");
+    let run = mpirun_json(
+        2,
+        "all_reduce --backend mpi -b 1K -e 1K -n 2 --no-progress --expect no-link-errors",
+        &[
+            ("COLLBENCH_TEST_SYSROOT", &root.path().to_string_lossy()),
+            ("COLLBENCH_TEST_NVML", &missing.to_string_lossy()),
+        ],
+    );
+    run.assert_success();
+    let doc = run.doc();
+    assert_valid(&doc);
+    let report = &doc["summary"]["link_errors"];
+    assert_eq!(report["nvlinks_read"], serde_json::json!([]), "{report:#}");
+    assert_eq!(report["ports_read"].as_array().unwrap().len(), 9);
+    assert!(run.stdout.contains("none on 9 RDMA port(s) of 1 host(s)"));
 }

@@ -250,7 +250,7 @@ pub fn sweep(
         }
     }
 
-    let ports = super::port_counters::PortWatch::start(world, watchdog);
+    let ports = super::port_counters::PortWatch::start(world, watchdog, &me.device);
     let mut engine = Engine {
         plan,
         world,

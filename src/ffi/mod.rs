@@ -11,6 +11,7 @@ pub mod hip;
 mod hip_sys;
 pub mod nccl;
 mod nccl_sys;
+pub mod nvml;
 pub mod search;
 pub mod signals;
 

@@ -565,7 +565,7 @@ impl Rule {
             return verdict;
         };
         let ports = crate::fleet::link_errors::ports_with_changes(report);
-        verdict.values_judged = report.ports_read.len();
+        verdict.values_judged = report.ports_read.len() + report.nvlinks_read.len();
         verdict.values_failed = ports.len();
         let total: f64 = report
             .changes
@@ -597,16 +597,20 @@ impl Rule {
         } else {
             "rose"
         };
+        let read = crate::fleet::link_errors::links_read(report);
         verdict.reason = if ports.is_empty() {
+            format!("no error counter rose on the {read} read")
+        } else if report.nvlinks_read.is_empty() {
             format!(
-                "no error counter rose on the {} RDMA port(s) read",
-                report.ports_read.len()
+                "error counters {changed} on {} of {read}: {}",
+                ports.len(),
+                named.join("; ")
             )
         } else {
             format!(
-                "error counters {changed} on {} of {} RDMA port(s): {}",
+                "error counters {changed} on {} of {} link(s) ({read}): {}",
                 ports.len(),
-                report.ports_read.len(),
+                verdict.values_judged,
                 named.join("; ")
             )
         };

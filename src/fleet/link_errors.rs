@@ -2,13 +2,49 @@
 //! after compared (counters that went backwards are a reset, not a huge delta), every host's merged on
 //! rank 0, and the footer lines that name the port to check.
 
-use crate::report::port_errors::{CounterChange, LinkErrorReport, PortRead};
+use crate::report::port_errors::{CounterChange, LinkErrorReport, LinkKind, PortRead};
 use crate::topo::port_counters::PortCounters;
 
-/// One host's report from its readings before and after the run. Only ports and counters read both
-/// times are compared; a host with none is listed in `hosts_without_counters`.
+/// One host's report from its RDMA ports' readings before and after the run. Only ports and counters
+/// read both times are compared; a host with none is listed in `hosts_without_counters`.
 pub fn compare(host: &str, before: &[PortCounters], after: &[PortCounters]) -> LinkErrorReport {
-    let mut report = LinkErrorReport::default();
+    let (ports_read, changes) = compare_links(host, LinkKind::RdmaPort, before, after);
+    LinkErrorReport {
+        hosts_without_counters: if ports_read.is_empty() {
+            vec![host.to_string()]
+        } else {
+            Vec::new()
+        },
+        ports_read,
+        nvlinks_read: Vec::new(),
+        changes,
+    }
+}
+
+/// One GPU's report from its NVLinks' readings before and after the run. A GPU without NVLink adds
+/// nothing: NVLinks are judged where they exist, never required.
+pub fn compare_nvlinks(
+    host: &str,
+    before: &[PortCounters],
+    after: &[PortCounters],
+) -> LinkErrorReport {
+    let (nvlinks_read, changes) = compare_links(host, LinkKind::Nvlink, before, after);
+    LinkErrorReport {
+        nvlinks_read,
+        changes,
+        ..LinkErrorReport::default()
+    }
+}
+
+/// The links read both times and each of their counters that changed.
+fn compare_links(
+    host: &str,
+    link: LinkKind,
+    before: &[PortCounters],
+    after: &[PortCounters],
+) -> (Vec<PortRead>, Vec<CounterChange>) {
+    let mut read = Vec::new();
+    let mut changes = Vec::new();
     for now in after {
         let Some(then) = before
             .iter()
@@ -25,7 +61,8 @@ pub fn compare(host: &str, before: &[PortCounters], after: &[PortCounters]) -> L
             if after_value == before_value {
                 continue;
             }
-            report.changes.push(CounterChange {
+            changes.push(CounterChange {
+                link,
                 host: host.to_string(),
                 device: now.device.clone(),
                 port: now.port,
@@ -37,7 +74,7 @@ pub fn compare(host: &str, before: &[PortCounters], after: &[PortCounters]) -> L
             });
         }
         if counters > 0 {
-            report.ports_read.push(PortRead {
+            read.push(PortRead {
                 host: host.to_string(),
                 device: now.device.clone(),
                 port: now.port,
@@ -45,34 +82,61 @@ pub fn compare(host: &str, before: &[PortCounters], after: &[PortCounters]) -> L
             });
         }
     }
-    if report.ports_read.is_empty() {
-        report.hosts_without_counters.push(host.to_string());
-    }
-    report
+    (read, changes)
 }
 
-/// Every host's report in one; None when no host had a readable port (the document's null).
-pub fn merge(hosts: impl IntoIterator<Item = LinkErrorReport>) -> Option<LinkErrorReport> {
+/// Every host's and GPU's report in one; None when no RDMA port and no NVLink was read (the
+/// document's null). A GPU reported twice (two ranks on one GPU) counts once.
+pub fn merge(reports: impl IntoIterator<Item = LinkErrorReport>) -> Option<LinkErrorReport> {
     let mut all = LinkErrorReport::default();
-    for h in hosts {
-        all.ports_read.extend(h.ports_read);
-        all.hosts_without_counters.extend(h.hosts_without_counters);
-        all.changes.extend(h.changes);
+    for r in reports {
+        let known: Vec<(String, String)> = all
+            .nvlinks_read
+            .iter()
+            .map(|l| (l.host.clone(), l.device.clone()))
+            .collect();
+        let new_gpu =
+            |host: &str, device: &str| !known.iter().any(|(h, d)| h == host && d == device);
+        all.ports_read.extend(r.ports_read);
+        all.hosts_without_counters.extend(r.hosts_without_counters);
+        all.nvlinks_read.extend(
+            r.nvlinks_read
+                .into_iter()
+                .filter(|l| new_gpu(&l.host, &l.device)),
+        );
+        all.changes.extend(
+            r.changes
+                .into_iter()
+                .filter(|c| c.link == LinkKind::RdmaPort || new_gpu(&c.host, &c.device)),
+        );
     }
-    (!all.ports_read.is_empty()).then_some(all)
+    (!all.ports_read.is_empty() || !all.nvlinks_read.is_empty()).then_some(all)
 }
 
-/// Each port with changed counters, in the report's order, with its changes.
+/// Each port or NVLink with changed counters, in the report's order, with its changes.
 pub fn ports_with_changes(report: &LinkErrorReport) -> Vec<(String, Vec<&CounterChange>)> {
     let mut ports: Vec<(String, Vec<&CounterChange>)> = Vec::new();
     for c in &report.changes {
-        let name = format!("{} {} port {}", c.host, c.device, c.port);
+        let name = match c.link {
+            LinkKind::RdmaPort => format!("{} {} port {}", c.host, c.device, c.port),
+            LinkKind::Nvlink => format!("{} {} NVLink {}", c.host, c.device, c.port),
+        };
         match ports.iter_mut().find(|(n, _)| *n == name) {
             Some((_, list)) => list.push(c),
             None => ports.push((name, vec![c])),
         }
     }
     ports
+}
+
+/// What was read: "9 RDMA port(s)", "24 NVLink(s)" or "9 RDMA port(s) and 24 NVLink(s)".
+pub fn links_read(report: &LinkErrorReport) -> String {
+    let ports = format!("{} RDMA port(s)", report.ports_read.len());
+    match report.nvlinks_read.len() {
+        0 => ports,
+        n if report.ports_read.is_empty() => format!("{n} NVLink(s)"),
+        n => format!("{ports} and {n} NVLink(s)"),
+    }
 }
 
 /// "symbol_error +1204" or "port_rcv_errors reset (52 -> 0)".
@@ -92,21 +156,29 @@ pub fn render(report: &LinkErrorReport) -> String {
     let ports = ports_with_changes(report);
     if ports.is_empty() {
         let hosts = {
-            let mut h: Vec<&str> = report.ports_read.iter().map(|p| p.host.as_str()).collect();
+            let mut h: Vec<&str> = report
+                .ports_read
+                .iter()
+                .chain(&report.nvlinks_read)
+                .map(|p| p.host.as_str())
+                .collect();
+            h.sort_unstable();
             h.dedup();
             h.len()
         };
         out.push_str(&format!(
-            "# Link errors          : none on {} RDMA port(s) of {hosts} host(s) (error counters read before and after the run)\n",
-            report.ports_read.len()
+            "# Link errors          : none on {} of {hosts} host(s) (error counters read before and after the run)\n",
+            links_read(report)
         ));
     }
     for (port, changes) in ports {
         let what: Vec<String> = changes.iter().map(|c| describe(c)).collect();
-        let advice = if changes.iter().any(|c| !c.reset) {
-            "check that cable or transceiver"
-        } else {
+        let advice = if changes.iter().all(|c| c.reset) {
             "counters reset during the run (a driver reset or a clear): the errors meanwhile are unknown"
+        } else if changes[0].link == LinkKind::Nvlink {
+            "check that GPU's NVLink (the GPU, its baseboard, the NVSwitch or GPU at the other end)"
+        } else {
+            "check that cable or transceiver"
         };
         out.push_str(&format!(
             "# Link errors during the run: {port}: {}: {advice}\n",
@@ -217,5 +289,63 @@ mod tests {
         let text = render(&r);
         assert!(text.contains("link_downed reset (4 -> 0)"), "{text}");
         assert!(!text.contains("cable"), "{text}");
+    }
+
+    fn nvlink(gpu: &str, link: u32, counters: &[(&str, u64)]) -> PortCounters {
+        PortCounters {
+            port: link,
+            ..port(gpu, counters)
+        }
+    }
+
+    #[test]
+    fn an_nvlink_rise_names_the_gpu_and_link_and_a_gpu_read_twice_counts_once() {
+        let gpu = "GPU 1 (0000:42:00.0)";
+        let before = [
+            nvlink(gpu, 0, &[("nvlink_crc_flit", 0)]),
+            nvlink(gpu, 3, &[("nvlink_crc_flit", 5), ("nvlink_replay", 0)]),
+        ];
+        let after = [
+            nvlink(gpu, 0, &[("nvlink_crc_flit", 0)]),
+            nvlink(gpu, 3, &[("nvlink_crc_flit", 17), ("nvlink_replay", 2)]),
+        ];
+        let one = compare_nvlinks("n", &before, &after);
+        // NVLinks never make a host "without counters": only RDMA ports are required.
+        assert!(one.hosts_without_counters.is_empty());
+        assert!(one.ports_read.is_empty());
+        assert_eq!(one.nvlinks_read.len(), 2);
+        assert!(one.changes.iter().all(|c| c.link == LinkKind::Nvlink));
+        // Two ranks on the same GPU report it twice; a GPU without NVLink reports nothing.
+        let all = merge([
+            one.clone(),
+            one,
+            compare_nvlinks("n", &[], &[]),
+            compare(
+                "n",
+                &[port("mlx5_0", &[("symbol_error", 1)])],
+                &[port("mlx5_0", &[("symbol_error", 1)])],
+            ),
+        ])
+        .expect("links were read");
+        assert_eq!(all.nvlinks_read.len(), 2);
+        assert_eq!(all.changes.len(), 2);
+        assert_eq!(links_read(&all), "1 RDMA port(s) and 2 NVLink(s)");
+        assert_eq!(
+            render(&all),
+            "# Link errors during the run: n GPU 1 (0000:42:00.0) NVLink 3: nvlink_crc_flit +12, nvlink_replay +2: check that GPU's NVLink (the GPU, its baseboard, the NVSwitch or GPU at the other end)\n"
+        );
+    }
+
+    #[test]
+    fn nvlinks_alone_make_a_report_and_a_quiet_one_says_what_was_read() {
+        let links = [nvlink("GPU 0 (0000:41:00.0)", 0, &[("nvlink_replay", 0)])];
+        assert_eq!(merge([compare_nvlinks("a", &[], &[])]), None);
+        let r = merge([compare_nvlinks("a", &links, &links), compare("a", &[], &[])])
+            .expect("an NVLink was read");
+        assert_eq!(
+            render(&r),
+            "# Link errors          : none on 1 NVLink(s) of 1 host(s) (error counters read before and after the run)\n\
+             #   no RDMA port error counter could be read on: a\n"
+        );
     }
 }

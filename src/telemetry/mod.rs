@@ -7,10 +7,12 @@
 //! - rocm.rs: readings of AMD GPUs through ROCm SMI, throttle bits as NVML's reasons
 //! - sampler.rs: the sampling thread, started and stopped at row boundaries
 //! - findings.rs: what the end of the run says (throttled ranks, evidence for slow ranks)
+//! - nvlink.rs: the GPU's NVLink error counters, read before and after the run (not per row)
 //!
 //! The readings as stored (header, per-row ranges, summary) are report/gpu_readings.rs's, re-exported here.
 
 pub mod findings;
+pub mod nvlink;
 pub mod reasons;
 pub mod rocm;
 pub mod sampler;

@@ -54,6 +54,19 @@ pub fn open(device: &DeviceInfo, local_rank: usize) -> Result<Box<dyn TelemetryS
     }
 }
 
+/// This rank's GPU in NVML, for reads outside the rows (its NVLink error counters): the GPU of its
+/// local rank under the test switch, the backend's CUDA device otherwise; None where there is no NVIDIA
+/// GPU (the mpi backend, a HIP device), Err when NVML does not answer for it.
+pub fn open_nvml(device: &DeviceInfo, local_rank: usize) -> Option<Result<NvmlGpu, String>> {
+    if let Ok(library) = std::env::var(TEST_NVML_VARIABLE) {
+        return Some(NvmlGpu::open(
+            Some(&library),
+            Which::Index(local_rank as u32),
+        ));
+    }
+    (device.kind == "cuda").then(|| NvmlGpu::open(None, which(device, "CUDA", "NVML")?))
+}
+
 /// How `library` finds the backend's device: by PCI bus id, else by index.
 fn which(device: &DeviceInfo, kind: &str, library: &str) -> Result<Which, String> {
     match (&device.pci_bus_id, device.index) {
@@ -76,6 +89,8 @@ pub enum Which {
 pub struct NvmlGpu {
     nvml: Nvml,
     index: u32,
+    /// As the backend or NVML wrote it.
+    bus_id: String,
     description: String,
 }
 
@@ -121,10 +136,20 @@ impl NvmlGpu {
             nvml,
             index,
             description: format!("NVML, driver {driver}, GPU {index} {bus_id}"),
+            bus_id,
         })
     }
 
-    fn device(&self) -> Option<nvml_wrapper::Device<'_>> {
+    /// "GPU 0 (0000:18:00.0)": NVML's index and the PCI address in sysfs' form.
+    pub fn name(&self) -> String {
+        format!(
+            "GPU {} ({})",
+            self.index,
+            crate::topo::pcie::normalize_bus_id(&self.bus_id)
+        )
+    }
+
+    pub(crate) fn device(&self) -> Option<nvml_wrapper::Device<'_>> {
         self.nvml.device_by_index(self.index).ok()
     }
 }
