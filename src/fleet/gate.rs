@@ -5,7 +5,7 @@
 //! Syntax (docs/FLEET.md): `[COLLECTIVE:]METRIC OP VALUE[UNIT][@RANGE]`, e.g.
 //! `all_reduce:busbw>=180@1G-16G`, `busbw>=0.9peak@64M-`, `all_reduce:time<=50us@-64K`; GPU telemetry
 //! rules `no-throttle[@RANGE]` (short for `throttled<=0`) and `clock>=0.9max[@RANGE]`; the whole run's
-//! `no-link-errors` (short for `link_errors<=0`: no RDMA port error counter rose or was reset).
+//! `no-link-errors` (short for `link_errors<=0`: no RDMA port or NVLink error counter rose or was reset).
 
 use crate::collective::Collective;
 use crate::error::{Error, ExitCode, Result};
@@ -226,7 +226,7 @@ impl fmt::Display for Rule {
     }
 }
 
-const SYNTAX: &str = "write [COLLECTIVE:]METRIC OP VALUE[UNIT][@MIN-MAX], e.g. 'all_reduce:busbw>=180@1G-16G', 'busbw>=0.9peak@64M-', 'time<=50us@-64K', 'no-throttle@1M-', 'clock>=0.9max' or 'no-link-errors'; METRIC is busbw, algbw (GB/s), time, p99 (us), cv (%), throttled (ranks), clock (fraction of the GPU's max SM clock) or link_errors (RDMA port errors during the whole run); OP is >=, <=, > or <";
+const SYNTAX: &str = "write [COLLECTIVE:]METRIC OP VALUE[UNIT][@MIN-MAX], e.g. 'all_reduce:busbw>=180@1G-16G', 'busbw>=0.9peak@64M-', 'time<=50us@-64K', 'no-throttle@1M-', 'clock>=0.9max' or 'no-link-errors'; METRIC is busbw, algbw (GB/s), time, p99 (us), cv (%), throttled (ranks), clock (fraction of the GPU's max SM clock) or link_errors (RDMA port and NVLink errors during the whole run); OP is >=, <=, > or <";
 
 fn usage(text: &str, problem: impl fmt::Display) -> Error {
     Error::Usage(format!("--expect '{text}': {problem}; {SYNTAX}"))
@@ -561,7 +561,7 @@ impl Rule {
             reason: String::new(),
         };
         let Some(report) = report else {
-            verdict.reason = "no host had a readable RDMA port error counter (/sys/class/infiniband/*/ports/*/counters): the gate never passes a rule it could not check".into();
+            verdict.reason = "no host had a readable RDMA port or NVLink error counter (/sys/class/infiniband/*/ports/*/counters, NVML): the gate never passes a rule it could not check".into();
             return verdict;
         };
         let ports = crate::fleet::link_errors::ports_with_changes(report);
