@@ -86,7 +86,9 @@ fn compare_links(
 }
 
 /// Every host's and GPU's report in one; None when no RDMA port and no NVLink was read (the
-/// document's null). A GPU reported twice (two ranks on one GPU) counts once.
+/// document's null). A GPU reported twice (two ranks on one GPU) counts once. A job on one host sends
+/// nothing through its RDMA ports, so there a host without them is not listed as one that cannot be
+/// judged: its NVLinks are its links.
 pub fn merge(reports: impl IntoIterator<Item = LinkErrorReport>) -> Option<LinkErrorReport> {
     let mut all = LinkErrorReport::default();
     for r in reports {
@@ -109,6 +111,18 @@ pub fn merge(reports: impl IntoIterator<Item = LinkErrorReport>) -> Option<LinkE
                 .into_iter()
                 .filter(|c| c.link == LinkKind::RdmaPort || new_gpu(&c.host, &c.device)),
         );
+    }
+    let mut hosts: Vec<&str> = all
+        .ports_read
+        .iter()
+        .chain(&all.nvlinks_read)
+        .map(|l| l.host.as_str())
+        .chain(all.hosts_without_counters.iter().map(String::as_str))
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    if hosts.len() == 1 {
+        all.hosts_without_counters.clear();
     }
     (!all.ports_read.is_empty() || !all.nvlinks_read.is_empty()).then_some(all)
 }
@@ -268,7 +282,7 @@ mod tests {
         assert!(a.changes.is_empty());
         let b = compare("b", &[], &[]);
         assert_eq!(b.hosts_without_counters, ["b"]);
-        let both = merge([a, b]).expect("one host had counters");
+        let both = merge([a, b.clone()]).expect("one host had counters");
         assert_eq!(
             render(&both),
             "# Link errors          : none on 1 RDMA port(s) of 1 host(s) (error counters read before and after the run)\n\
@@ -277,6 +291,22 @@ mod tests {
         assert_eq!(merge([compare("c", &[], &[])]), None);
         // A port gone by the end (a device reset) is not compared.
         assert_eq!(merge([compare("d", &quiet, &[])]), None);
+        // One host without RDMA ports but with NVLinks: its traffic never left it, so nothing is missing.
+        let gpu = [PortCounters {
+            port: 0,
+            ..port("GPU 0 (0000:18:00.0)", &[("nvlink_crc_flit", 0)])
+        }];
+        let alone =
+            merge([b.clone(), compare_nvlinks("b", &gpu, &gpu)]).expect("NVLinks were read");
+        assert!(alone.hosts_without_counters.is_empty(), "{alone:?}");
+        // On two hosts the same host's network links cannot be judged.
+        let two = merge([
+            b,
+            compare_nvlinks("b", &gpu, &gpu),
+            compare("e", &quiet, &quiet),
+        ])
+        .expect("links were read");
+        assert_eq!(two.hosts_without_counters, ["b"]);
     }
 
     #[test]
@@ -342,10 +372,10 @@ mod tests {
         assert_eq!(merge([compare_nvlinks("a", &[], &[])]), None);
         let r = merge([compare_nvlinks("a", &links, &links), compare("a", &[], &[])])
             .expect("an NVLink was read");
+        // One host: its traffic never left it, so the missing RDMA counters are not said.
         assert_eq!(
             render(&r),
-            "# Link errors          : none on 1 NVLink(s) of 1 host(s) (error counters read before and after the run)\n\
-             #   no RDMA port error counter could be read on: a\n"
+            "# Link errors          : none on 1 NVLink(s) of 1 host(s) (error counters read before and after the run)\n"
         );
     }
 }
