@@ -58,6 +58,24 @@ fn start_sweep_and_wait_for_a_row(env: &[(&str, &str)], json: &Path) -> std::pro
     child
 }
 
+/// Waits for a sweep started by `start_sweep_and_wait_for_a_row` whose counters rose: it must fail the
+/// gate (exit 8) with every row measured (the change fell inside the run) and a valid document. Returns
+/// its output, the document and rank 0's host.
+fn finish_failed_gate(
+    child: std::process::Child,
+    json: &Path,
+) -> (String, serde_json::Value, String) {
+    let out = child.wait_with_output().expect("the run ends");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(8), "{stdout}\n{stderr}");
+    let doc = read_json(json);
+    assert_valid(&doc);
+    assert_eq!(doc["rows"].as_array().unwrap().len(), 4, "{doc:#}");
+    let host = doc["ranks"][0]["host"].as_str().unwrap().to_string();
+    (stdout, doc, host)
+}
+
 #[test]
 fn counters_raised_during_the_run_name_the_port_and_fail_the_gate() {
     let root = sysroot_with_counters();
@@ -68,16 +86,7 @@ fn counters_raised_during_the_run_name_the_port_and_fail_the_gate() {
     let port = root.path().join(RDMA_PORT);
     std::fs::write(port.join("counters/symbol_error"), "1207\n").unwrap();
     std::fs::write(port.join("counters/link_downed"), "2\n").unwrap();
-    let out = child.wait_with_output().expect("the run ends");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(8), "{stdout}\n{stderr}");
-
-    let doc = read_json(&json);
-    assert_valid(&doc);
-    // The rows went on after the counters rose: the change fell inside the run.
-    assert_eq!(doc["rows"].as_array().unwrap().len(), 4, "{doc:#}");
-    let host = doc["ranks"][0]["host"].as_str().unwrap().to_string();
+    let (stdout, doc, host) = finish_failed_gate(child, &json);
     assert_eq!(
         link_error_lines(&stdout),
         [format!(
@@ -255,15 +264,7 @@ fn nvlink_counters_raised_during_the_run_name_the_gpu_link_and_fail_the_gate() {
         &json,
     );
     std::fs::write(&counters, "1 3 crc_flit 17\n1 3 replay 2\n").unwrap();
-    let out = child.wait_with_output().expect("the run ends");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(8), "{stdout}\n{stderr}");
-
-    let doc = read_json(&json);
-    assert_valid(&doc);
-    assert_eq!(doc["rows"].as_array().unwrap().len(), 4, "{doc:#}");
-    let host = doc["ranks"][0]["host"].as_str().unwrap().to_string();
+    let (stdout, doc, host) = finish_failed_gate(child, &json);
     assert_eq!(
         link_error_lines(&stdout),
         [format!(
