@@ -184,35 +184,50 @@ fn check_launch(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
+/// How every command under mpirun begins: MPI started, a panic hook that ends the whole job, and the
+/// `-T` watchdog, which calls `on_timeout`. Err is the exit code of an MPI that would not start (said).
 #[cfg(feature = "mpi")]
-fn with_world(plan: &Plan, argv: &[String]) -> i32 {
-    let world = match crate::world::MpiWorld::init() {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("collbench: cannot start MPI: {e}");
-            return e.exit_code().code();
-        }
-    };
+fn start_mpi(
+    timeout_s: Option<f64>,
+    on_timeout: fn(&str) -> !,
+) -> std::result::Result<(crate::world::MpiWorld, Watchdog), i32> {
+    let world = crate::world::MpiWorld::init().map_err(|e| {
+        eprintln!("collbench: cannot start MPI: {e}");
+        e.exit_code().code()
+    })?;
     install_panic_hook(
         world.rank(),
         world.host().to_string(),
         crate::world::mpi::abort_job,
     );
+    let watchdog = Watchdog::start(
+        timeout_s,
+        world.rank(),
+        world.host().to_string(),
+        on_timeout,
+    );
+    Ok((world, watchdog))
+}
+
+/// What `-T` does under mpirun: says why, marks the document failed and ends every rank.
+#[cfg(feature = "mpi")]
+fn end_job_on_timeout(message: &str) -> ! {
+    eprintln!("{message}");
+    record::fail(message, ExitCode::Timeout.code(), None);
+    crate::world::mpi::abort_job(ExitCode::Timeout.code())
+}
+
+#[cfg(feature = "mpi")]
+fn with_world(plan: &Plan, argv: &[String]) -> i32 {
+    let (world, watchdog) = match start_mpi(plan.timeout_s, end_job_on_timeout) {
+        Ok(started) => started,
+        Err(code) => return code,
+    };
     let mut reporter = match start_record(plan, argv, &world) {
         Ok(r) => r,
         Err(e) => return fail_job(&world, None, e),
     };
     share_cores(world.local_size());
-    let watchdog = Watchdog::start(
-        plan.timeout_s,
-        world.rank(),
-        world.host().to_string(),
-        |m| {
-            eprintln!("{m}");
-            record::fail(m, ExitCode::Timeout.code(), None);
-            crate::world::mpi::abort_job(ExitCode::Timeout.code())
-        },
-    );
     let backend = backend_choice::backend_under_mpi(plan, &world, &watchdog);
     match backend {
         Ok(b) => run_job(plan, &world, b, &watchdog, &mut reporter),

@@ -200,24 +200,10 @@ fn with_world(_plan: &PairsPlan, _argv: &[String]) -> i32 {
 
 #[cfg(feature = "mpi")]
 fn with_world(plan: &PairsPlan, argv: &[String]) -> i32 {
-    let world = match crate::world::MpiWorld::init() {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("collbench: cannot start MPI: {e}");
-            return e.exit_code().code();
-        }
+    let (world, watchdog) = match super::start_mpi(plan.run.timeout_s, timeout_with_context) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    super::install_panic_hook(
-        world.rank(),
-        world.host().to_string(),
-        crate::world::mpi::abort_job,
-    );
-    let watchdog = Watchdog::start(
-        plan.run.timeout_s,
-        world.rank(),
-        world.host().to_string(),
-        timeout_with_context,
-    );
     let run_id = match super::start_document::<PairsDocument>(&world, plan.args.json.as_deref()) {
         Ok(id) => id,
         Err(code) => return code,
@@ -244,10 +230,7 @@ fn set_context(text: String) {
 #[cfg(feature = "mpi")]
 fn timeout_with_context(message: &str) -> ! {
     let context = CONTEXT.lock().map(|c| c.clone()).unwrap_or_default();
-    let message = format!("{message}; {context}");
-    eprintln!("{message}");
-    super::record::fail(&message, ExitCode::Timeout.code(), None);
-    crate::world::mpi::abort_job(ExitCode::Timeout.code())
+    super::end_job_on_timeout(&format!("{message}; {context}"))
 }
 
 fn run(
@@ -296,10 +279,7 @@ fn run(
         schema_version: 1,
         collbench_version: env!("CARGO_PKG_VERSION").into(),
         command_line: argv.to_vec(),
-        started_unix_s: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0),
+        started_unix_s: crate::report::model::unix_now_s(),
         life: RunLife::running(run_id),
         backend: BackendReport {
             name: backend.name().into(),

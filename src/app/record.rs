@@ -57,6 +57,8 @@ struct Known {
     path: Option<PathBuf>,
     run_id: String,
     fail_on_disk: fn(&Path, &str, &Failure),
+    /// Where a failing rank leaves its mark beside a regular file (None for a stream or no document).
+    failed_elsewhere: Option<PathBuf>,
 }
 
 /// How a run failed, as a rank that saw it tells the document.
@@ -84,6 +86,9 @@ pub fn know<D: HasLife + Serialize + DeserializeOwned>(path: Option<&Path>, run_
         path: path.map(Path::to_path_buf),
         run_id: run_id.to_string(),
         fail_on_disk: fail_on_disk::<D>,
+        failed_elsewhere: path
+            .and_then(|p| JsonWriter::new(p).ok())
+            .and_then(|w| w.beside(Beside::FailedElsewhere)),
     });
 }
 
@@ -188,10 +193,14 @@ fn write_saved(s: &mut Saved, durable: bool) -> Result<()> {
 /// The document as a signal would leave it, as text.
 fn interrupted(doc: &dyn Kept) -> Result<Vec<u8>> {
     let mut copy = doc.copy();
-    let life = copy.life_mut();
+    mark_interrupted(copy.life_mut());
+    copy.text()
+}
+
+/// What a signal says of the run.
+fn mark_interrupted(life: &mut RunLife) {
     life.status = RunStatus::Interrupted;
     life.error = Some(INTERRUPTED.into());
-    copy.text()
 }
 
 /// Marks the run failed before this process ends the job. Rank 0 marks its own document; another rank
@@ -223,6 +232,7 @@ pub fn fail(error: &str, code: i32, rank: Option<usize>) {
         path: Some(path),
         run_id,
         fail_on_disk,
+        ..
     }) = KNOWN.get()
     {
         fail_on_disk(path, run_id, &failure);
@@ -266,12 +276,11 @@ fn regular_file(path: &Path) -> Option<PathBuf> {
 /// How another rank ended this run, when it has said so in its file beside the document.
 fn ended_elsewhere() -> Option<RunLife> {
     let known = KNOWN.get()?;
-    let writer = JsonWriter::new(known.path.as_deref()?).ok()?;
-    let failed = writer.beside(Beside::FailedElsewhere)?;
+    let failed = known.failed_elsewhere.as_deref()?;
     if !failed.exists() {
         return None;
     }
-    json::read_as::<RunLife>(&failed)
+    json::read_as::<RunLife>(failed)
         .ok()
         .filter(|life| life.run_id == known.run_id && life.status != RunStatus::Running)
 }
@@ -335,8 +344,7 @@ fn watch_signals() {
                         .filter(|d| d.life().status == RunStatus::Running)
                     {
                         let life = doc.life_mut();
-                        life.status = RunStatus::Interrupted;
-                        life.error = Some(INTERRUPTED.into());
+                        mark_interrupted(life);
                         life.exit_code = Some(128 + signal);
                         life.heartbeat_unix_s = unix_now_s();
                         if let Ok(text) = doc.text() {

@@ -234,28 +234,10 @@ fn with_world(_plan: &WorkloadPlan, _argv: &[String]) -> i32 {
 
 #[cfg(feature = "mpi")]
 fn with_world(plan: &WorkloadPlan, argv: &[String]) -> i32 {
-    let world = match crate::world::MpiWorld::init() {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("collbench: cannot start MPI: {e}");
-            return e.exit_code().code();
-        }
+    let (world, watchdog) = match super::start_mpi(plan.run.timeout_s, super::end_job_on_timeout) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    super::install_panic_hook(
-        world.rank(),
-        world.host().to_string(),
-        crate::world::mpi::abort_job,
-    );
-    let watchdog = Watchdog::start(
-        plan.run.timeout_s,
-        world.rank(),
-        world.host().to_string(),
-        |m| {
-            eprintln!("{m}");
-            super::record::fail(m, ExitCode::Timeout.code(), None);
-            crate::world::mpi::abort_job(ExitCode::Timeout.code())
-        },
-    );
     let run_id = match super::start_document::<WorkloadDocument>(&world, plan.args.json.as_deref())
     {
         Ok(id) => id,
@@ -534,9 +516,7 @@ impl Job<'_> {
             schema_version: 1,
             collbench_version: env!("CARGO_PKG_VERSION").into(),
             command_line: self.argv.to_vec(),
-            started_unix_s: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
+            started_unix_s: crate::report::model::unix_now_s(),
             life: RunLife::running(&self.run_id),
             backend: BackendReport {
                 name: backend.name().into(),

@@ -207,9 +207,7 @@ pub struct GpuBackend {
 
 /// ncclAllToAllv's element counts for one matrix, rank in the active communicator and element type.
 struct NativeCounts {
-    matrix: Arc<PeerBytes>,
-    rank: usize,
-    dtype: DataType,
+    made_for: super::CountsMadeFor,
     counts: PeerCounts,
 }
 
@@ -233,15 +231,13 @@ impl NativeCounts {
             recv_displs: in_elements(rd)?,
         };
         Ok(NativeCounts {
-            matrix,
-            rank,
-            dtype,
+            made_for: super::CountsMadeFor {
+                matrix,
+                rank,
+                dtype,
+            },
             counts,
         })
-    }
-
-    fn made_for(&self, matrix: &Arc<PeerBytes>, rank: usize, dtype: DataType) -> bool {
-        Arc::ptr_eq(&self.matrix, matrix) && self.rank == rank && self.dtype == dtype
     }
 }
 
@@ -398,7 +394,7 @@ impl GpuBackend {
         d: DataType,
     ) -> Result<()> {
         let made = match self.native_counts.take() {
-            Some(c) if c.made_for(matrix, self.rank, d) => c,
+            Some(c) if c.made_for.is(matrix, self.rank, d) => c,
             _ => NativeCounts::of(Arc::clone(matrix), self.rank, d)?,
         };
         let stream = self.device.stream();
@@ -943,12 +939,12 @@ mod tests {
                 recv_displs: vec![0, 4, 4],
             }
         );
-        assert!(made.made_for(&m, 1, DataType::Float));
-        assert!(!made.made_for(&m, 0, DataType::Float));
-        assert!(!made.made_for(&m, 1, DataType::Bfloat16));
+        assert!(made.made_for.is(&m, 1, DataType::Float));
+        assert!(!made.made_for.is(&m, 0, DataType::Float));
+        assert!(!made.made_for.is(&m, 1, DataType::Bfloat16));
         let same_bytes = Arc::new(PeerBytes::parse("0 16 0\n8 0 24\n40 32 0\n").unwrap());
         assert!(
-            !made.made_for(&same_bytes, 1, DataType::Float),
+            !made.made_for.is(&same_bytes, 1, DataType::Float),
             "another matrix"
         );
     }

@@ -18,6 +18,25 @@ pub mod select;
 
 pub use options::{Allocator, BackendChoice, GpuOptions};
 
+/// Which matrix, rank and element type a backend's all_to_allv counts were made for: they are made once
+/// and reused by the timed iterations while all three stay the same.
+struct CountsMadeFor {
+    matrix: std::sync::Arc<crate::traffic::matrix::PeerBytes>,
+    rank: usize,
+    dtype: DataType,
+}
+
+impl CountsMadeFor {
+    fn is(
+        &self,
+        matrix: &std::sync::Arc<crate::traffic::matrix::PeerBytes>,
+        rank: usize,
+        dtype: DataType,
+    ) -> bool {
+        std::sync::Arc::ptr_eq(&self.matrix, matrix) && self.rank == rank && self.dtype == dtype
+    }
+}
+
 /// One operation as the engine asks for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OpDesc {

@@ -49,9 +49,7 @@ pub struct MpiBackend<'w> {
 
 /// MPI counts made from one matrix for one rank and element type.
 struct PeerCountsFor {
-    matrix: Arc<PeerBytes>,
-    rank: usize,
-    dtype: DataType,
+    made_for: super::CountsMadeFor,
     dt: raw::Datatype,
     counts: raw::PeerCounts,
 }
@@ -83,9 +81,10 @@ impl<'w> MpiBackend<'w> {
             .clone()
             .ok_or_else(|| Error::Internal("all_to_allv without per-peer counts".into()))?;
         let rank = desc.comm.rank;
-        let cached = self.peer_counts.as_ref().is_some_and(|c| {
-            Arc::ptr_eq(&c.matrix, &matrix) && c.rank == rank && c.dtype == desc.dtype
-        });
+        let cached = self
+            .peer_counts
+            .as_ref()
+            .is_some_and(|c| c.made_for.is(&matrix, rank, desc.dtype));
         if !cached {
             let made = self.peer_counts_for(matrix, rank, desc.dtype)?;
             self.peer_counts = Some(made);
@@ -139,9 +138,11 @@ impl<'w> MpiBackend<'w> {
         };
         let [sc, sd, rc, rd] = lists.map(|l| l.iter().map(|&b| (b / unit) as i32).collect());
         Ok(PeerCountsFor {
-            matrix,
-            rank,
-            dtype,
+            made_for: super::CountsMadeFor {
+                matrix,
+                rank,
+                dtype,
+            },
             dt,
             counts: raw::PeerCounts {
                 send_counts: sc,

@@ -37,10 +37,7 @@ impl Traffic {
         if rule.eq_ignore_ascii_case("rccl-tests") {
             return Ok(Traffic::RcclTests);
         }
-        let s = rule.strip_prefix("nccl-tests:").unwrap_or(rule);
-        s.parse::<f64>()
-            .ok()
-            .filter(|s| (0.0..=1.0).contains(s))
+        spread::factor(rule.strip_prefix("nccl-tests:").unwrap_or(rule))
             .map(Traffic::Spread)
             .ok_or_else(|| {
                 format!("--spread {rule}: give nccl-tests' factor from 0 to 1 (as NCCL_TESTS_ALLTOALLV_SPREAD), or rccl-tests for rccl-tests' alltoallv counts")

@@ -61,15 +61,18 @@ pub fn spread_from_env() -> Result<f64, String> {
     match std::env::var("NCCL_TESTS_ALLTOALLV_SPREAD") {
         Err(_) => Ok(DEFAULT_SPREAD),
         Ok(v) if v.trim().is_empty() => Ok(DEFAULT_SPREAD),
-        Ok(v) => v
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|s| (0.0..=1.0).contains(s))
-            .ok_or_else(|| {
-                format!("NCCL_TESTS_ALLTOALLV_SPREAD={v}: give a number from 0 to 1, or unset it")
-            }),
+        Ok(v) => factor(&v).ok_or_else(|| {
+            format!("NCCL_TESTS_ALLTOALLV_SPREAD={v}: give a number from 0 to 1, or unset it")
+        }),
     }
+}
+
+/// A spread factor as written (NCCL_TESTS_ALLTOALLV_SPREAD or `--spread S`): a number from 0 to 1.
+pub fn factor(text: &str) -> Option<f64> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| (0.0..=1.0).contains(s))
 }
 
 #[cfg(test)]
