@@ -646,6 +646,8 @@ impl Engine<'_> {
             rank_time_us,
             groups: layout.spec.map(|_| groups),
             slowest_group: layout.spec.map(|_| slowest),
+            iteration_times_us: None,
+            rank_iteration_times_us: None,
         })
     }
 }

@@ -447,6 +447,8 @@ fn judge_pairs(
                 rank_time_us: Vec::new(),
                 groups: None,
                 slowest_group: None,
+                iteration_times_us: None,
+                rank_iteration_times_us: None,
             }),
             in_place: None,
             telemetry: None,

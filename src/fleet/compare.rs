@@ -5,7 +5,7 @@
 use crate::error::{Error, ExitCode, Result};
 use crate::fleet::report_error;
 use crate::fleet::slow::measurements;
-use crate::report::json;
+use crate::report::formats;
 use crate::report::model::{RunDocument, RunStatus, SCHEMA_VERSION};
 use crate::size::HumanSize;
 use clap::Parser;
@@ -430,15 +430,21 @@ pub fn render(report: &CompareReport) -> String {
 
 fn run(args: &CompareArgs) -> Result<ExitCode> {
     let tolerance = parse_tolerance(&args.tolerance)?;
-    let base = json::read(&args.base)?;
-    let new = json::read(&args.new)?;
-    let report = compare(
-        &base,
+    let base = formats::read(&args.base)?;
+    let new = formats::read(&args.new)?;
+    let mut report = compare(
+        &base.doc,
         &args.base.display().to_string(),
-        &new,
+        &new.doc,
         &args.new.display().to_string(),
         tolerance,
     )?;
+    // What reading nccl-tests' output made of it (columns, a run cut short, rows left out).
+    for loaded in [&base, &new] {
+        if loaded.format.from_nccl_tests() {
+            report.notes.extend(loaded.doc.notes.iter().cloned());
+        }
+    }
     print!("{}", render(&report));
     if let Some(out) = &args.json {
         write_json(out, &report)?;
@@ -471,39 +477,13 @@ pub fn compare_main(argv: &[String]) -> i32 {
 mod tests {
     use super::*;
     use crate::collective::Collective;
-    use crate::report::model::{BackendReport, PlanReport, Row, RunLife};
-    use crate::report::testdata::{measurement, row};
+    use crate::report::model::Row;
+    use crate::report::testdata::{document, measurement, row};
 
     fn doc(rows: Vec<Row>) -> RunDocument {
-        RunDocument {
-            schema_version: SCHEMA_VERSION,
-            collbench_version: "test".into(),
-            command_line: vec![],
-            started_unix_s: 0.0,
-            life: RunLife {
-                exit_code: Some(0),
-                status: RunStatus::Complete,
-                ..RunLife::running("test")
-            },
-            environment: Default::default(),
-            backend: BackendReport {
-                name: "mpi".into(),
-                reason: "test".into(),
-                libraries: vec![],
-            },
-            plan: PlanReport {
-                requested: serde_json::Value::Null,
-                sizes: vec![],
-                memory_cap: None,
-            },
-            ranks: vec![],
-            notes: vec![],
-            topology: None,
-            peak_gbps: None,
-            telemetry: None,
-            rows,
-            summary: None,
-        }
+        let mut d = document(rows);
+        d.life.complete(0);
+        d
     }
 
     fn one(time: f64, stdev: Option<f64>) -> RunDocument {

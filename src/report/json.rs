@@ -234,7 +234,8 @@ pub fn relevant_environment() -> BTreeMap<String, String> {
     std::env::vars().filter(|(k, _)| relevant(k)).collect()
 }
 
-fn relevant(name: &str) -> bool {
+/// Whether a variable changes how the libraries behave (what the document's `environment` keeps).
+pub fn relevant(name: &str) -> bool {
     const PREFIXES: [&str; 6] = ["NCCL_", "RCCL_", "UCX_", "HSA_", "COLLBENCH_", "OMPI_MCA_"];
     const NAMES: [&str; 3] = [
         "CUDA_VISIBLE_DEVICES",

@@ -3,10 +3,12 @@
 //! Reporters never talk to MPI; they receive rows from the engine.
 
 pub mod csv;
+pub mod formats;
 pub mod gpu_readings;
 pub mod json;
 pub mod link_probe;
 pub mod model;
+pub mod nccl_tests;
 pub mod port_errors;
 pub mod summary;
 pub mod table;

@@ -265,6 +265,14 @@ pub struct Measurement {
     /// With --groups: the index of the slowest group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slowest_group: Option<usize>,
+    /// Every sampled iteration's time per operation, the slowest rank at each, in order; kept only when
+    /// asked (`-I 1`), since `stats` summarises it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iteration_times_us: Option<Vec<f64>>,
+    /// Each rank's own sampled iteration times, in rank order (nccl-tests' per-process rows); kept only
+    /// with `-I 1 --json-format nccl-tests`, whose analysis tool reads them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank_iteration_times_us: Option<Vec<Vec<f64>>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

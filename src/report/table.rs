@@ -259,6 +259,8 @@ mod tests {
             rank_time_us: vec![12.5; 4],
             groups: None,
             slowest_group: None,
+            iteration_times_us: None,
+            rank_iteration_times_us: None,
         };
         Row {
             collective: Collective::AllReduce,

@@ -4,7 +4,9 @@ use crate::backend::DeviceInfo;
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
 use crate::metrics::{algbw_gbps, busbw_gbps};
-use crate::report::model::{Measurement, RankInfo, Row, Stats};
+use crate::report::model::{
+    BackendReport, Measurement, PlanReport, RankInfo, Row, RunDocument, RunLife, Stats, SCHEMA_VERSION,
+};
 
 pub fn rank(rank: usize, host: &str) -> RankInfo {
     RankInfo {
@@ -47,6 +49,8 @@ pub fn measurement(size: u64, ranks: usize, time_us: f64, stdev_us: Option<f64>)
         rank_time_us: vec![time_us; ranks],
         groups: None,
         slowest_group: None,
+        iteration_times_us: None,
+        rank_iteration_times_us: None,
     }
 }
 
@@ -79,4 +83,33 @@ pub fn row_with_rank_times(times: &[f64]) -> Row {
         m.rank_time_us = times.to_vec();
     }
     r
+}
+
+/// A running mpi-backend document holding `rows` and nothing else.
+pub fn document(rows: Vec<Row>) -> RunDocument {
+    RunDocument {
+        schema_version: SCHEMA_VERSION,
+        collbench_version: "test".into(),
+        command_line: vec![],
+        started_unix_s: 0.0,
+        life: RunLife::running("test"),
+        environment: Default::default(),
+        backend: BackendReport {
+            name: "mpi".into(),
+            reason: "test".into(),
+            libraries: vec![],
+        },
+        plan: PlanReport {
+            requested: serde_json::Value::Null,
+            sizes: vec![],
+            memory_cap: None,
+        },
+        ranks: vec![],
+        notes: vec![],
+        topology: None,
+        peak_gbps: None,
+        telemetry: None,
+        rows,
+        summary: None,
+    }
 }
