@@ -21,7 +21,7 @@ fn generate(
         .dynamic_link_require_all(false)
         // Unknown result codes must be representable: a newer library may return one we do not list.
         .newtype_enum(result_enum)
-        .newtype_enum("ncclDataType_t|ncclRedOp_t|hipMemcpyKind")
+        .newtype_enum("ncclDataType_t|ncclRedOp_t|ncclScalarResidence_t|hipMemcpyKind")
         .layout_tests(false)
         .generate_comments(false)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()));

@@ -482,7 +482,7 @@ mod tests {
         let p = plan(&["all", "-d", "all", "-o", "all", "-r", "all"]).unwrap();
         assert_eq!(p.collectives.len(), 9);
         assert_eq!(p.dtypes.len(), 12);
-        assert_eq!(p.ops.len(), 5);
+        assert_eq!(p.ops.len(), 6, "nccl-tests' all: sum prod max min avg mulsum");
         assert_eq!(
             p.roots_for(Collective::Broadcast, 3),
             vec![Some(0), Some(1), Some(2)]

@@ -100,6 +100,27 @@ fn compile_against_real(extra: &str) -> Result<(), String> {
     }
 }
 
+/// The fields of sys/nccl_api.h's ncclConfigPrefix_v22800, in order.
+const CONFIG_FIELDS: [&str; 17] = [
+    "size",
+    "magic",
+    "version",
+    "blocking",
+    "cgaClusterSize",
+    "minCTAs",
+    "maxCTAs",
+    "netName",
+    "splitShare",
+    "trafficClass",
+    "commName",
+    "collnetEnable",
+    "CTAPolicy",
+    "shrinkShare",
+    "nvlsCTAs",
+    "nChannelsPerNetPeer",
+    "nvlinkCentricSched",
+];
+
 #[test]
 fn our_declarations_match_the_real_nccl_h() {
     let constants = our_constants();
@@ -127,7 +148,17 @@ fn our_declarations_match_the_real_nccl_h() {
         "_Static_assert(sizeof(ncclUniqueId) == 128, \"ncclUniqueId size\");\n\
          _Static_assert(sizeof(ncclResult_t) == sizeof(int), \"ncclResult_t size\");\n\
          _Static_assert(sizeof(ncclDataType_t) == sizeof(int), \"ncclDataType_t size\");\n\
-         _Static_assert(sizeof(ncclRedOp_t) == sizeof(int), \"ncclRedOp_t size\");\n",
+         _Static_assert(sizeof(ncclRedOp_t) == sizeof(int), \"ncclRedOp_t size\");\n\
+         _Static_assert(sizeof(ncclScalarResidence_t) == sizeof(int), \"ncclScalarResidence_t size\");\n",
+    );
+    // Our prefix of ncclConfig_t: every field at the real struct's offset, the real one at least as long.
+    for field in CONFIG_FIELDS {
+        asserts.push_str(&format!(
+            "_Static_assert(offsetof(ncclConfigPrefix_v22800, {field}) == offsetof(ncclConfig_t, {field}), \"ncclConfig_t.{field} offset\");\n"
+        ));
+    }
+    asserts.push_str(
+        "_Static_assert(sizeof(ncclConfigPrefix_v22800) <= sizeof(ncclConfig_t), \"ncclConfig_t prefix size\");\n",
     );
     if let Err(messages) = compile_against_real(&asserts) {
         panic!("sys/nccl_api.h disagrees with the real nccl.h:\n{messages}");

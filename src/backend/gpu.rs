@@ -11,7 +11,9 @@ use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
 use crate::ffi::cuda::{self, CudaDevice};
 use crate::ffi::hip::{Hip, HipDevice};
-use crate::ffi::nccl::{version_code, AsyncState, Comm, Flavor, Nccl, Optional, PeerCounts};
+use crate::ffi::nccl::{
+    version_code, AsyncState, Comm, Flavor, Nccl, Optional, PeerCounts, RedOp,
+};
 use crate::ffi::DeviceAddr;
 use crate::traffic::matrix::PeerBytes;
 use crate::world::World;
@@ -702,7 +704,7 @@ impl Backend for GpuBackend {
             )));
         }
         let op = || {
-            desc.op.ok_or_else(|| {
+            desc.op.and_then(RedOp::builtin).ok_or_else(|| {
                 Error::Internal(format!("{} without a reduction operator", desc.collective))
             })
         };

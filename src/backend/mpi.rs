@@ -292,6 +292,11 @@ impl Backend for MpiBackend<'_> {
                 "MPI has no {dtype} reductions, so the mpi backend cannot run {collective} on {dtype}: use a GPU backend (--backend nccl or rccl) or another -d"
             ));
         }
+        if op == Some(ReduceOp::MulSum) {
+            return Some(format!(
+                "MPI has no pre-multiplied sum, so the mpi backend cannot run {collective} with -o mulsum: use a GPU backend (NCCL 2.11+)"
+            ));
+        }
         if op == Some(ReduceOp::Avg) {
             return Some(format!(
                 "MPI has no avg reduction, so the mpi backend cannot run {collective} with -o avg: use -o sum, or a GPU backend"
