@@ -123,9 +123,10 @@ fn traffic_from_args(args: &RunArgs, collectives: &[Collective]) -> Result<Traff
         (None, Some(spec)) => {
             Traffic::Moe(MoeParams::parse(spec).map_err(|e| format!("--moe: {e}"))?)
         }
-        (None, None) => match args.spread.as_deref() {
-            Some(rule) => Traffic::spread_rule(rule)?,
-            None => Traffic::Spread(spread_from_env()?),
+        (None, None) => match (args.spread.as_deref(), matrix_from_env(collectives)?) {
+            (Some(rule), _) => Traffic::spread_rule(rule)?,
+            (None, Some(matrix)) => matrix,
+            (None, None) => Traffic::Spread(spread_from_env()?),
         },
     };
     if traffic.fixed() && collectives != [Collective::AllToAllv] {
@@ -135,6 +136,30 @@ fn traffic_from_args(args: &RunArgs, collectives: &[Collective]) -> Result<Traff
         ));
     }
     Ok(traffic)
+}
+
+/// NCCL_TESTS_ALLTOALLV_MATRIX_FILE (times NCCL_TESTS_ALLTOALLV_MATRIX_SCALE), when all_to_allv runs: as
+/// in nccl-tests, only the all-to-all-v test reads it, and it takes precedence over the spread.
+fn matrix_from_env(collectives: &[Collective]) -> Result<Option<Traffic>, String> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let Some(path) = env("NCCL_TESTS_ALLTOALLV_MATRIX_FILE") else {
+        return Ok(None);
+    };
+    if !collectives.contains(&Collective::AllToAllv) {
+        return Ok(None);
+    }
+    let scale = match env("NCCL_TESTS_ALLTOALLV_MATRIX_SCALE") {
+        None => 1.0,
+        Some(text) => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .ok_or_else(|| {
+                format!("NCCL_TESTS_ALLTOALLV_MATRIX_SCALE={text}: give a factor of 0 or more (1 keeps the file's bytes), or unset it")
+            })?,
+    };
+    Traffic::matrix_env(std::path::Path::new(path.trim()), scale).map(Some)
 }
 
 /// The layouts of --groups, else of NCCL_TESTS_SPLIT (or NCCL_TESTS_SPLIT_MASK, nccl-tests' `rank & mask`).
