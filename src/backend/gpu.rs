@@ -447,6 +447,42 @@ impl GpuBackend {
         self.nccl.group_end()
     }
 
+    /// nccl-tests' hypercube all-gather: this rank's block copied into place on the stream (out of place),
+    /// then one group per bit of the rank, sending every block gathered so far to the rank that differs
+    /// in it and receiving as many.
+    fn hypercube(&mut self, send: DeviceAddr, recv: DeviceAddr, count: u64, d: DataType) -> Result<()> {
+        if !self.size.is_power_of_two() {
+            return Err(Error::Unsupported(format!(
+                "hypercube needs a power-of-two number of ranks, not {} (nccl-tests skips it)",
+                self.size
+            )));
+        }
+        let stream = self.device.stream();
+        let block = count * d.size() as u64;
+        let own = recv.offset(self.rank as u64 * block);
+        if send != own {
+            self.device.copy_on_stream(own, send, block)?;
+        }
+        let mut mask = 1;
+        while mask < self.size {
+            let gathered = (self.rank & !(mask - 1)) as u64;
+            let (peer, blocks) = (self.rank ^ mask, mask as u64);
+            self.nccl.group_start()?;
+            self.comm
+                .send(recv.offset(gathered * block), count * blocks, d, peer, stream)?;
+            self.comm.recv(
+                recv.offset((gathered ^ blocks) * block),
+                count * blocks,
+                d,
+                peer,
+                stream,
+            )?;
+            self.nccl.group_end()?;
+            mask <<= 1;
+        }
+        Ok(())
+    }
+
     /// sendrecv as nccl-tests: a ring, each rank sends to rank+1 and receives from rank-1.
     fn ring_send_recv(
         &mut self,
@@ -521,7 +557,7 @@ pub fn path_for(collective: Collective, has: impl Fn(Optional) -> bool) -> PathT
         Collective::Gather => has(Optional::Gather),
         Collective::Scatter => has(Optional::Scatter),
         Collective::AllToAllv => has(Optional::AllToAllv),
-        Collective::SendRecv => false,
+        Collective::SendRecv | Collective::Hypercube => false,
         _ => true,
     };
     if native {
@@ -730,6 +766,7 @@ impl Backend for GpuBackend {
             }
             Collective::Scatter => self.grouped_scatter(send, recv, count, d, root),
             Collective::SendRecv => self.ring_send_recv(send, recv, count, d),
+            Collective::Hypercube => self.hypercube(send, recv, count, d),
             Collective::AllToAllv => {
                 let matrix = desc
                     .counts

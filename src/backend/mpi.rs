@@ -110,6 +110,54 @@ impl<'w> MpiBackend<'w> {
         result
     }
 
+    /// nccl-tests' hypercube all-gather: this rank's block into its place (out of place), then one round
+    /// per bit of the rank, exchanging every block gathered so far with the rank that differs in it.
+    fn hypercube(&mut self, desc: &OpDesc) -> Result<()> {
+        let (rank, n) = (desc.comm.rank, desc.comm.size);
+        if !n.is_power_of_two() {
+            return Err(Error::Unsupported(format!(
+                "hypercube needs a power-of-two number of ranks, not {n} (nccl-tests skips it)"
+            )));
+        }
+        let t = desc.dtype;
+        let count = desc.shape.count;
+        let block = offset(count, t);
+        if !desc.in_place {
+            let (from, to) = (self.shift, self.shift + rank * block);
+            let (send, recv) = (
+                self.send.get(from..from + block),
+                self.recv.get_mut(to..to + block),
+            );
+            match (send, recv) {
+                (Some(s), Some(r)) => r.copy_from_slice(s),
+                _ => {
+                    return Err(Error::Internal(
+                        "hypercube: a block lies outside the buffers".into(),
+                    ))
+                }
+            }
+        }
+        let mut mask = 1;
+        while mask < n {
+            let gathered = rank & !(mask - 1);
+            let (dt, c) = self.movement(t, count * mask as u64)?;
+            let peer = (rank ^ mask) as i32;
+            self.run(
+                Call::Sendrecv {
+                    send: (Buf::Recv, gathered * block),
+                    recv: (Buf::Recv, (gathered ^ mask) * block),
+                    count: c,
+                    dt,
+                    to: peer,
+                    from: peer,
+                },
+                "MPI_Sendrecv (hypercube)",
+            )?;
+            mask <<= 1;
+        }
+        Ok(())
+    }
+
     fn peer_counts_for(
         &mut self,
         matrix: Arc<PeerBytes>,
@@ -305,8 +353,11 @@ impl Backend for MpiBackend<'_> {
         None
     }
 
-    fn path(&self, _collective: Collective) -> PathTaken {
-        "native"
+    fn path(&self, collective: Collective) -> PathTaken {
+        match collective {
+            Collective::Hypercube => "send/recv rounds",
+            _ => "native",
+        }
     }
 
     fn in_place_layout(&self, collective: Collective, shape: &Shape, rank: usize) -> InPlaceLayout {
@@ -516,6 +567,7 @@ impl Backend for MpiBackend<'_> {
                 )
             }
             Collective::AllToAllv => self.all_to_allv(desc),
+            Collective::Hypercube => self.hypercube(desc),
             Collective::ReduceScatter => {
                 if count > self.max_count {
                     return Err(Error::Unsupported(format!(

@@ -222,7 +222,7 @@ impl Pattern {
             Collective::AllReduce | Collective::Reduce => self.fold(index),
             Collective::ReduceScatter => self.fold(r * chunk + index),
             Collective::Broadcast => Element::Exact(self.input(self.root, index)),
-            Collective::AllGather | Collective::Gather => {
+            Collective::AllGather | Collective::Gather | Collective::Hypercube => {
                 Element::Exact(self.input((index / chunk) as usize, index % chunk))
             }
             Collective::Scatter => Element::Exact(self.input(self.root, r * chunk + index)),

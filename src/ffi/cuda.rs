@@ -268,6 +268,14 @@ impl GpuDevice for CudaDevice {
         self.sync()
     }
 
+    fn copy_on_stream(&mut self, dst: DeviceAddr, src: DeviceAddr, len: u64) -> Result<()> {
+        // SAFETY: the caller keeps both ranges inside its allocations; the stream is live.
+        self.check(
+            unsafe { sys::cuMemcpyDtoDAsync_v2(dst.0, src.0, len as usize, self.stream) },
+            "cuMemcpyDtoDAsync",
+        )
+    }
+
     fn stream_done(&mut self) -> Result<bool> {
         // SAFETY: the stream is live.
         let r = unsafe { sys::cuStreamQuery(self.stream) };

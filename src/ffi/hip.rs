@@ -313,6 +313,24 @@ impl GpuDevice for HipDevice {
         )
     }
 
+    fn copy_on_stream(&mut self, dst: DeviceAddr, src: DeviceAddr, len: u64) -> Result<()> {
+        let hip = &self.hip;
+        let f = required!(hip, hipMemcpyAsync);
+        // SAFETY: the caller keeps both ranges inside its allocations; the stream is live.
+        hip.check(
+            unsafe {
+                f(
+                    dst.as_ptr(),
+                    src.as_ptr(),
+                    len as usize,
+                    sys::hipMemcpyKind::hipMemcpyDeviceToDevice,
+                    self.stream,
+                )
+            },
+            "hipMemcpyAsync",
+        )
+    }
+
     fn stream_done(&mut self) -> Result<bool> {
         let hip = &self.hip;
         let f = required!(hip, hipStreamQuery);
