@@ -320,6 +320,9 @@ pub struct Summary {
     /// were reset) meanwhile; null when no host had a readable counter.
     #[serde(default)]
     pub link_errors: Option<super::port_errors::LinkErrorReport>,
+    /// NCCL_TESTS_MIN_BW's verdict on the average bus bandwidth; absent without the variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_bw: Option<super::verdicts::MinBwCheck>,
 }
 
 /// A bus-bandwidth figure and exactly which rows it covers.

@@ -68,6 +68,7 @@ pub fn summarise(rows: &[Row], check_on: bool) -> Summary {
         telemetry: None,
         link_probe: None,
         link_errors: None,
+        min_bw: None,
     }
 }
 
@@ -78,11 +79,28 @@ pub fn footer(summary: &Summary) -> String {
         Some(w) => out.push_str(&format!("# Out of bounds values : {w} FAILED\n")),
         None => out.push_str("# Out of bounds values : not checked (-c 0)\n"),
     }
-    if let Some(avg) = &summary.avg_busbw {
-        out.push_str(&format!(
-            "# Avg bus bandwidth    : {:.3} GB/s ({})\n",
-            avg.gbps, avg.covers
-        ));
+    // nccl-tests' verdict under NCCL_TESTS_MIN_BW ends the line: OK, or FAILED below 0.9 x the value.
+    let verdict = summary.min_bw.as_ref().map(|m| {
+        if m.passed {
+            format!(" OK (NCCL_TESTS_MIN_BW={}: at least {:.3})", m.required_gbps, m.threshold_gbps)
+        } else {
+            format!(
+                " FAILED (NCCL_TESTS_MIN_BW={}: below 0.9 x, {:.3})",
+                m.required_gbps, m.threshold_gbps
+            )
+        }
+    });
+    match (&summary.avg_busbw, verdict) {
+        (Some(avg), verdict) => out.push_str(&format!(
+            "# Avg bus bandwidth    : {:.3} GB/s ({}){}\n",
+            avg.gbps,
+            avg.covers,
+            verdict.unwrap_or_default()
+        )),
+        (None, Some(verdict)) => {
+            out.push_str(&format!("# Avg bus bandwidth    : none measured{verdict}\n"))
+        }
+        (None, None) => {}
     }
     if let Some(peak) = &summary.peak_busbw {
         out.push_str(&format!(
