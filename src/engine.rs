@@ -10,13 +10,13 @@ use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
 use crate::layout::figures::group_figures;
 use crate::layout::Layout;
-use crate::metrics::{algbw_gbps, busbw_gbps, combine_rank_times};
-use crate::plan::{Iterations, Plan};
+use crate::metrics::{algbw_gbps, busbw_gbps, combine_rank_times, Average};
+use crate::plan::{Iterations, Plan, DEFAULT_MAX_SAMPLES};
 use crate::report::model::{Measurement, Row, Stats};
 use crate::size::HumanSize;
 use crate::telemetry::RowObserver;
 use crate::testing::TestSwitches;
-use crate::traffic::{Phase, Traffic, TrafficReport};
+use crate::traffic::{Traffic, TrafficPhase, TrafficReport};
 use crate::watchdog::Watchdog;
 use crate::world::{all_gather_value, Combine, World};
 use std::time::Instant;
@@ -49,7 +49,7 @@ pub struct Combination {
 /// nothing runnable is a usage error naming why.
 pub fn combinations(
     plan: &Plan,
-    backend: &dyn Backend,
+    backend: &mut dyn Backend,
     ranks: usize,
 ) -> Result<(Vec<Combination>, Vec<String>)> {
     if let crate::plan::Roots::One(r) = plan.roots {
@@ -60,7 +60,7 @@ pub fn combinations(
             )));
         }
     }
-    if plan.cudagraph_replays > 0 && !backend.supports_graphs() {
+    if plan.cudagraph_replays > 0 && backend.graphs().is_none() {
         return Err(Error::Usage(format!(
             "-G {}: the {} backend cannot capture graphs; -G needs the nccl backend on NVIDIA GPUs: run without -G",
             plan.cudagraph_replays,
@@ -144,7 +144,7 @@ fn phases_of(
     combo: &Combination,
     size: u64,
     n: usize,
-) -> Result<Vec<Option<Phase>>> {
+) -> Result<Vec<Option<TrafficPhase>>> {
     if combo.collective != Collective::AllToAllv {
         return Ok(vec![None]);
     }
@@ -170,23 +170,112 @@ pub fn row_count(
     (plan.run_cycles > 0).then(|| per_cycle as u64 * plan.run_cycles)
 }
 
-pub struct Engine<'a> {
-    pub plan: &'a Plan,
-    pub world: &'a dyn World,
-    pub backend: &'a mut dyn Backend,
-    pub watchdog: &'a Watchdog,
-    pub switches: TestSwitches,
-    /// Bytes of each buffer, for rotating offsets between timed iterations.
-    pub buffer_bytes: u64,
-    /// Told when each row starts and ends (GPU telemetry); never called inside a row.
-    pub observer: &'a mut dyn RowObserver,
+/// How the engine measures every operation: nccl-tests' timing flags and the check's, whichever command
+/// asks (a sweep's Plan, `collbench pairs`, `collbench workload`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineSettings {
+    pub iters: Iterations,
+    pub warmup_iters: u64,
+    /// Operations per timed iteration (-m), in one group where more than one.
+    pub agg_iters: u64,
+    /// Checked operations per measurement; 0 turns the check off.
+    pub check_iters: u64,
+    /// -z: wait after every operation.
+    pub blocking: bool,
+    /// -G: replays of the captured timed loop; 0 runs it directly.
+    pub graph_replays: u64,
+    /// Iterations of the sampled pass; None: as many as the timed loop ran, at most
+    /// `DEFAULT_MAX_SAMPLES`.
+    pub samples: Option<u64>,
+    /// How ranks' times combine (-a).
+    pub average: Average,
+    /// Seed of the check's inputs.
+    pub seed: u64,
 }
 
-impl Engine<'_> {
+impl EngineSettings {
+    /// A sweep's settings, from its plan.
+    pub fn of(plan: &Plan) -> EngineSettings {
+        EngineSettings {
+            iters: plan.iters,
+            warmup_iters: plan.warmup_iters,
+            agg_iters: plan.agg_iters,
+            check_iters: plan.check_iters,
+            blocking: plan.blocking,
+            graph_replays: plan.cudagraph_replays,
+            samples: plan.samples,
+            average: plan.average,
+            seed: plan.seed,
+        }
+    }
+
+    /// Iterations of the sampled pass after a timed loop of `timed` iterations.
+    pub fn sample_iters(&self, timed: u64) -> u64 {
+        self.samples
+            .unwrap_or_else(|| timed.min(DEFAULT_MAX_SAMPLES))
+    }
+}
+
+pub struct Engine<'a> {
+    settings: EngineSettings,
+    world: &'a dyn World,
+    backend: &'a mut dyn Backend,
+    watchdog: &'a Watchdog,
+    switches: TestSwitches,
+    /// Bytes of each buffer, for rotating offsets between timed iterations.
+    buffer_bytes: u64,
+    /// Told when each row starts and ends (GPU telemetry); never called inside a row.
+    observer: Option<&'a mut dyn RowObserver>,
+}
+
+impl<'a> Engine<'a> {
+    /// An engine on `backend`, whose buffers hold `buffer_bytes` each, with the test switches of the
+    /// environment (docs/TESTING.md) and nobody watching its rows.
+    pub fn new(
+        settings: EngineSettings,
+        world: &'a dyn World,
+        backend: &'a mut dyn Backend,
+        watchdog: &'a Watchdog,
+        buffer_bytes: u64,
+    ) -> Engine<'a> {
+        Engine {
+            settings,
+            world,
+            backend,
+            watchdog,
+            switches: TestSwitches::from_env(),
+            buffer_bytes,
+            observer: None,
+        }
+    }
+
+    /// Tells `observer` when each row of the sweep starts and ends.
+    pub fn observed_by(mut self, observer: &'a mut dyn RowObserver) -> Engine<'a> {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Acts on these test switches instead of the environment's.
+    pub fn with_switches(mut self, switches: TestSwitches) -> Engine<'a> {
+        self.switches = switches;
+        self
+    }
+
+    /// Checked operations of the measurements that follow (0: none): a command that measures several
+    /// kinds of operation checks only some.
+    pub fn set_check_iters(&mut self, iters: u64) {
+        self.settings.check_iters = iters;
+    }
+
+    pub fn world(&self) -> &'a dyn World {
+        self.world
+    }
+
     /// Runs the whole sweep over `sizes` for every combination, each size once per layout (adjacent rows,
     /// every group of a layout at once); rank 0 passes each row to `sink`.
     pub fn run(
         &mut self,
+        plan: &Plan,
         combos: &[Combination],
         layouts: &[Layout],
         sizes: &[u64],
@@ -200,13 +289,12 @@ impl Engine<'_> {
             .unwrap_or(self.world.size());
         let mut row_index = 0usize;
         let mut cycle = 0u64;
-        while self.plan.run_cycles == 0 || cycle < self.plan.run_cycles {
+        while plan.run_cycles == 0 || cycle < plan.run_cycles {
             for combo in combos {
-                for root in self.plan.roots_for(combo.collective, n) {
+                for root in plan.roots_for(combo.collective, n) {
                     for &size in sizes {
                         for layout in layouts {
-                            let phases =
-                                phases_of(&self.plan.traffic, combo, size, layout.comm.size)?;
+                            let phases = phases_of(&plan.traffic, combo, size, layout.comm.size)?;
                             for phase in &phases {
                                 self.switches.before_row(self.world.rank(), row_index);
                                 if self.world.rank() == 0 {
@@ -217,16 +305,23 @@ impl Engine<'_> {
                                         HumanSize(size)
                                     ));
                                 }
-                                self.observer.row_starting();
+                                if let Some(o) = self.observer.as_mut() {
+                                    o.row_starting();
+                                }
                                 let mut row = self.measure_row(
-                                    *combo,
-                                    root,
-                                    size,
-                                    cycle,
+                                    &plan.traffic,
+                                    RowAt {
+                                        combo: *combo,
+                                        root,
+                                        size,
+                                        cycle,
+                                    },
                                     layout,
                                     phase.as_ref(),
                                 )?;
-                                row.telemetry = self.observer.row_finished(self.world)?;
+                                if let Some(o) = self.observer.as_mut() {
+                                    row.telemetry = o.row_finished(self.world)?;
+                                }
                                 if self.world.rank() == 0 {
                                     sink.row(&row)?;
                                 }
@@ -246,13 +341,17 @@ impl Engine<'_> {
 
     fn measure_row(
         &mut self,
-        combo: Combination,
-        root: Option<usize>,
-        size: u64,
-        cycle: u64,
+        traffic: &Traffic,
+        at: RowAt,
         layout: &Layout,
-        phase: Option<&Phase>,
+        phase: Option<&TrafficPhase>,
     ) -> Result<Row> {
+        let RowAt {
+            combo,
+            root,
+            size,
+            cycle,
+        } = at;
         let n = layout.comm.size;
         let elt = combo.dtype.size();
         let shape = match phase {
@@ -262,9 +361,9 @@ impl Engine<'_> {
         let factor = combo.collective.bus_factor(n);
         let counts = phase.map(|p| p.matrix.clone());
         // A library whose in-place all_to_allv sends what it receives has none for an asymmetric matrix.
-        let no_in_place = counts
-            .as_ref()
-            .is_some_and(|m| self.backend.in_place_v_needs_symmetry() && !m.symmetric());
+        let no_in_place = counts.as_ref().is_some_and(|m| {
+            self.backend.capabilities().in_place_v_needs_symmetry && !m.symmetric()
+        });
         let mut placements = [None, None];
         // Every collective has an in-place form (sendrecv's sends and receives through one buffer).
         for (slot, in_place) in placements.iter_mut().zip([false, true]) {
@@ -281,6 +380,7 @@ impl Engine<'_> {
                 shift_bytes: 0,
                 comm: layout.comm,
                 counts: counts.clone(),
+                peer: crate::backend::Exchange::Ring,
             };
             *slot = Some(self.measure(&desc, factor, layout)?);
         }
@@ -295,12 +395,16 @@ impl Engine<'_> {
             ranks: n,
             cycle,
             bus_factor: factor,
-            path: self.backend.path(combo.collective).to_string(),
+            path: self
+                .backend
+                .capabilities()
+                .path(combo.collective)
+                .to_string(),
             out_of_place,
             in_place,
             telemetry: None,
             layout: layout.report(),
-            traffic: phase.map(|p| TrafficReport::new(&self.plan.traffic, p)),
+            traffic: phase.map(|p| TrafficReport::new(traffic, p)),
         })
     }
 
@@ -343,7 +447,7 @@ impl Engine<'_> {
             op: desc.op,
             root: desc.root.unwrap_or(0),
             ranks: desc.comm.size,
-            seed: self.plan.seed.wrapping_add(check_iteration),
+            seed: self.settings.seed.wrapping_add(check_iteration),
             shape: desc.shape,
             counts: desc.counts.clone(),
         }
@@ -353,9 +457,11 @@ impl Engine<'_> {
     fn locations(&self, desc: &OpDesc) -> ((BufferId, u64), (BufferId, u64)) {
         let elt = desc.dtype.size() as u64;
         if desc.in_place {
-            let layout = self
-                .backend
-                .in_place_layout(desc.collective, &desc.shape, desc.comm.rank);
+            let layout = self.backend.capabilities().in_place_layout(
+                desc.collective,
+                &desc.shape,
+                desc.comm.rank,
+            );
             (
                 (BufferId::Recv, layout.input_offset * elt),
                 (BufferId::Recv, layout.output_offset * elt),
@@ -383,11 +489,11 @@ impl Engine<'_> {
         let footprint = desc.shape.buffer_bytes(desc.dtype.size());
         let steps = self.buffer_bytes.checked_div(footprint).unwrap_or(1).max(1);
         desc.shift_bytes = footprint * (i % steps);
-        if self.plan.agg_iters == 1 {
+        if self.settings.agg_iters == 1 {
             return self.backend.enqueue(desc);
         }
         self.backend.group_start()?;
-        for _ in 0..self.plan.agg_iters {
+        for _ in 0..self.settings.agg_iters {
             self.backend.enqueue(desc)?;
         }
         self.backend.group_end()
@@ -397,9 +503,9 @@ impl Engine<'_> {
     fn step(&mut self, desc: &mut OpDesc, how: Step, i: u64) -> Result<()> {
         match how {
             Step::Iteration => self.enqueue_iteration(desc, i)?,
-            Step::Replay => self.backend.replay()?,
+            Step::Replay => self.graphs()?.replay()?,
         }
-        if self.plan.blocking {
+        if self.settings.blocking {
             self.backend.wait()?;
         }
         Ok(())
@@ -463,7 +569,7 @@ impl Engine<'_> {
     ) -> Timing {
         Timing {
             elapsed_us,
-            ops: iters * self.plan.agg_iters,
+            ops: iters * self.settings.agg_iters,
             iterations: iters,
             samples,
             source,
@@ -473,11 +579,11 @@ impl Engine<'_> {
     /// `-n N`: the timed loop, then (after a barrier) the sampled pass.
     fn fixed(&mut self, desc: &OpDesc, iters: u64) -> Result<Timing> {
         let elapsed_us = self.timed_pass(desc, Step::Iteration, iters)?;
-        let count = self.plan.sample_iters(iters);
+        let count = self.settings.sample_iters(iters);
         let samples = if count > 0 {
             self.watchdog.arm(|| Self::label(desc, "sampled pass"));
             self.world.barrier()?;
-            self.sampled_pass(desc, Step::Iteration, count, self.plan.agg_iters)?
+            self.sampled_pass(desc, Step::Iteration, count, self.settings.agg_iters)?
         } else {
             Vec::new()
         };
@@ -492,18 +598,18 @@ impl Engine<'_> {
     /// any capture.
     fn graph(&mut self, desc: &OpDesc, iters: u64, replays: u64) -> Result<Timing> {
         let mut shifted = desc.clone();
-        self.backend.begin_capture()?;
+        self.graphs()?.begin_capture()?;
         for i in 0..iters {
             self.enqueue_iteration(&mut shifted, i)?;
         }
-        self.backend.end_capture()?;
-        self.backend.replay()?;
+        self.graphs()?.end_capture()?;
+        self.graphs()?.replay()?;
         self.backend.wait()?;
         self.world.barrier()?;
 
         let elapsed_us = self.timed_pass(desc, Step::Replay, replays)?;
-        let ops_per_replay = iters * self.plan.agg_iters;
-        let count = self.plan.sample_iters(replays);
+        let ops_per_replay = iters * self.settings.agg_iters;
+        let count = self.settings.sample_iters(replays);
         let samples = if count > 0 {
             self.watchdog.arm(|| Self::label(desc, "sampled pass"));
             self.world.barrier()?;
@@ -511,7 +617,7 @@ impl Engine<'_> {
         } else {
             Vec::new()
         };
-        self.backend.release_graph()?;
+        self.graphs()?.release_graph()?;
         Ok(Timing {
             elapsed_us,
             ops: replays * ops_per_replay,
@@ -531,9 +637,9 @@ impl Engine<'_> {
         let mut batch = min;
         loop {
             let batch_samples =
-                self.sampled_pass(desc, Step::Iteration, batch, self.plan.agg_iters)?;
+                self.sampled_pass(desc, Step::Iteration, batch, self.settings.agg_iters)?;
             samples.extend(batch_samples);
-            let spent_s = samples.iter().sum::<f64>() * self.plan.agg_iters as f64 / 1e6;
+            let spent_s = samples.iter().sum::<f64>() * self.settings.agg_iters as f64 / 1e6;
             let ci = Stats::from_samples(&samples).map_or(f64::INFINITY, |s| s.ci95_percent);
             if ci <= ci_target || spent_s >= cap_s {
                 break;
@@ -553,14 +659,56 @@ impl Engine<'_> {
         Ok(self.iterations_timing(elapsed_us, iters, samples, source))
     }
 
+    /// The backend's graph capture, which -G was validated against before the first row.
+    fn graphs(&mut self) -> Result<&mut dyn crate::backend::GraphCapture> {
+        let name = self.backend.name();
+        self.backend.graphs().ok_or_else(|| {
+            Error::Internal(format!(
+                "-G reached the {name} backend, which has no graphs"
+            ))
+        })
+    }
+
+    /// `iters` checked operations on fresh inputs; each rank's count of output elements that differ from
+    /// the exact expected ones, in job rank order. Every rank takes part: a sendrecv rank that waits while
+    /// other pairs exchange receives nothing and counts nothing.
+    fn check(&mut self, desc: &OpDesc, iters: u64) -> Result<Vec<u64>> {
+        let mut local = 0u64;
+        let (_, (out_buf, out_off)) = self.locations(desc);
+        // The fault switch names job ranks.
+        let corrupt = verify::corrupt_count_from_env(self.world.rank()).unwrap_or(0);
+        let receives_as = if desc.collective == Collective::SendRecv {
+            desc.peer.checked_as(desc.comm.rank, desc.comm.size)
+        } else {
+            Some(desc.comm.rank)
+        };
+        for c in 0..iters {
+            let pattern = self.pattern(desc, c);
+            self.prepare(desc, &pattern)?;
+            self.world.barrier()?;
+            self.backend.enqueue(desc)?;
+            self.backend.wait()?;
+            if let Some(as_rank) = receives_as {
+                local += verify::count_wrong(
+                    self.backend,
+                    &pattern,
+                    as_rank,
+                    out_buf,
+                    out_off,
+                    corrupt,
+                )?;
+            }
+        }
+        all_gather_value(self.world, &local)
+    }
+
     fn measure(&mut self, desc: &OpDesc, factor: f64, layout: &Layout) -> Result<Measurement> {
-        let plan = self.plan;
-        let rank = desc.comm.rank;
+        let settings = self.settings.clone();
         let first = self.pattern(desc, 0);
         self.prepare(desc, &first)?;
 
         self.watchdog.arm(|| Self::label(desc, "warm-up"));
-        for _ in 0..plan.warmup_iters {
+        for _ in 0..settings.warmup_iters {
             self.backend.enqueue(desc)?;
         }
         self.backend.wait()?;
@@ -569,9 +717,9 @@ impl Engine<'_> {
         self.world.barrier()?;
 
         self.watchdog.arm(|| Self::label(desc, "timed loop"));
-        let timing = match plan.iters {
-            Iterations::Fixed(n) if plan.cudagraph_replays > 0 => {
-                self.graph(desc, n, plan.cudagraph_replays)?
+        let timing = match settings.iters {
+            Iterations::Fixed(n) if settings.graph_replays > 0 => {
+                self.graph(desc, n, settings.graph_replays)?
             }
             Iterations::Fixed(n) => self.fixed(desc, n)?,
             Iterations::Auto {
@@ -587,26 +735,16 @@ impl Engine<'_> {
         let rank_time_us: Vec<f64> = all_gather_value(self.world, &local_time_us)?;
 
         let check_skipped = if desc.in_place {
-            self.backend.in_place_undefined(desc.collective)
+            self.backend
+                .capabilities()
+                .in_place_undefined(desc.collective)
+                .map(str::to_string)
         } else {
             None
         };
-        let wrong = if plan.check_iters > 0 && check_skipped.is_none() {
+        let wrong = if settings.check_iters > 0 && check_skipped.is_none() {
             self.watchdog.arm(|| Self::label(desc, "correctness check"));
-            let mut local = 0u64;
-            let (_, (out_buf, out_off)) = self.locations(desc);
-            // The fault switch names job ranks.
-            let corrupt = verify::corrupt_count_from_env(self.world.rank()).unwrap_or(0);
-            for c in 0..plan.check_iters {
-                let pattern = self.pattern(desc, c);
-                self.prepare(desc, &pattern)?;
-                self.world.barrier()?;
-                self.backend.enqueue(desc)?;
-                self.backend.wait()?;
-                local +=
-                    verify::count_wrong(self.backend, &pattern, rank, out_buf, out_off, corrupt)?;
-            }
-            Some(all_gather_value(self.world, &local)?)
+            Some(self.check(desc, settings.check_iters)?)
         } else {
             None
         };
@@ -615,7 +753,7 @@ impl Engine<'_> {
         // The whole job is one group; with --groups the row is the slowest group's.
         let (groups, slowest) = group_figures(
             layout,
-            plan.average,
+            settings.average,
             &rank_time_us,
             wrong.as_deref(),
             desc.shape.size_bytes,
@@ -624,7 +762,7 @@ impl Engine<'_> {
         let time_us = if layout.spec.is_some() {
             groups[slowest].time_us
         } else {
-            combine_rank_times(plan.average, &rank_time_us)
+            combine_rank_times(settings.average, &rank_time_us)
         };
         let algbw = algbw_gbps(desc.shape.size_bytes, time_us);
         let busbw = if layout.spec.is_some() {
@@ -636,8 +774,11 @@ impl Engine<'_> {
             time_us,
             algbw_gbps: algbw,
             busbw_gbps: busbw,
-            wrong: wrong.map(|w| w.iter().sum()),
-            check_skipped: (plan.check_iters > 0).then_some(check_skipped).flatten(),
+            wrong: wrong.as_ref().map(|w| w.iter().sum()),
+            rank_wrong: wrong.unwrap_or_default(),
+            check_skipped: (settings.check_iters > 0)
+                .then_some(check_skipped)
+                .flatten(),
             iterations: timing.iterations,
             stats: Stats::from_samples(&timing.samples).map(|s| Stats {
                 source: timing.source,
@@ -648,6 +789,15 @@ impl Engine<'_> {
             slowest_group: layout.spec.map(|_| slowest),
         })
     }
+}
+
+/// Where a row sits in the sweep.
+#[derive(Debug, Clone, Copy)]
+struct RowAt {
+    combo: Combination,
+    root: Option<usize>,
+    size: u64,
+    cycle: u64,
 }
 
 /// What a pass repeats.
@@ -680,7 +830,9 @@ mod tests {
     //! capture among them, which no backend here can do without a GPU).
 
     use super::*;
-    use crate::backend::{DeviceInfo, LibraryVersion, PathTaken};
+    use crate::backend::{
+        Capabilities, DeviceInfo, GraphCapture, InPlaceConvention, LibraryVersion,
+    };
     use crate::cli::RunArgs;
     use crate::world::solo::SoloWorld;
     use clap::Parser;
@@ -704,7 +856,6 @@ mod tests {
         MarkIntervals,
     }
 
-    #[derive(Default)]
     struct Recorder {
         send: Vec<u8>,
         recv: Vec<u8>,
@@ -715,12 +866,36 @@ mod tests {
         executed: usize,
         replays: usize,
         shifts: Vec<u64>,
-        /// Collectives whose in-place form this "library" leaves undefined.
-        undefined_in_place: Vec<Collective>,
+        /// What this "library" defines (the in-place forms it leaves undefined among them).
+        capabilities: Capabilities,
         /// Every call that reaches the library, with its thread, when a test watches the order of events.
         thread_log: Option<Log>,
         /// How long each wait lasts, to give a row some duration.
         wait: std::time::Duration,
+    }
+
+    impl Default for Recorder {
+        fn default() -> Recorder {
+            Recorder {
+                send: Vec::new(),
+                recv: Vec::new(),
+                calls: Vec::new(),
+                capturing: false,
+                graph_held: false,
+                captured: 0,
+                executed: 0,
+                replays: 0,
+                shifts: Vec::new(),
+                capabilities: Capabilities {
+                    in_place: InPlaceConvention::Nccl,
+                    undefined_in_place: Vec::new(),
+                    in_place_v_needs_symmetry: false,
+                    paths: Vec::new(),
+                },
+                thread_log: None,
+                wait: std::time::Duration::ZERO,
+            }
+        }
     }
 
     type Log = std::sync::Arc<std::sync::Mutex<Vec<(&'static str, std::thread::ThreadId)>>>;
@@ -777,13 +952,11 @@ mod tests {
         fn unsupported(&self, _: Collective, _: DataType, _: Option<ReduceOp>) -> Option<String> {
             None
         }
-        fn path(&self, _: Collective) -> PathTaken {
-            "native"
+        fn capabilities(&self) -> &Capabilities {
+            &self.capabilities
         }
-        fn in_place_undefined(&self, collective: Collective) -> Option<String> {
-            self.undefined_in_place
-                .contains(&collective)
-                .then(|| format!("the recorder defines no in-place {collective}"))
+        fn split(&mut self, _: &dyn World, _: &crate::backend::GroupJoin) -> Result<usize> {
+            Ok(0)
         }
         fn allocate(&mut self, bytes: u64) -> Result<()> {
             self.send = vec![0; bytes as usize];
@@ -843,9 +1016,12 @@ mod tests {
             self.call(Call::MarkIntervals)?;
             Ok(vec![10.0; count])
         }
-        fn supports_graphs(&self) -> bool {
-            true
+        fn graphs(&mut self) -> Option<&mut dyn GraphCapture> {
+            Some(self)
         }
+    }
+
+    impl GraphCapture for Recorder {
         fn begin_capture(&mut self) -> Result<()> {
             self.call(Call::BeginCapture)?;
             if self.graph_held {
@@ -887,15 +1063,14 @@ mod tests {
         let world = SoloWorld::new();
         backend.allocate(buffer_bytes).unwrap();
         let watchdog = Watchdog::start(None, 0, "test".into(), |_| std::process::exit(4));
-        let mut engine = Engine {
-            plan: &plan,
-            world: &world,
+        let mut engine = Engine::new(
+            EngineSettings::of(&plan),
+            &world,
             backend,
-            watchdog: &watchdog,
-            switches: TestSwitches::default(),
+            &watchdog,
             buffer_bytes,
-            observer: &mut crate::telemetry::NoTelemetry,
-        };
+        )
+        .with_switches(TestSwitches::default());
         let layout = Layout::whole(&["test".to_string()], 0);
         engine.measure(desc, 0.0, &layout)
     }
@@ -911,6 +1086,7 @@ mod tests {
             shift_bytes: 0,
             comm: crate::backend::Comm::whole(0, 1),
             counts: None,
+            peer: crate::backend::Exchange::Ring,
         }
     }
 
@@ -1047,7 +1223,13 @@ mod tests {
     #[test]
     fn an_in_place_form_the_library_leaves_undefined_is_timed_but_not_checked() {
         let mut b = Recorder {
-            undefined_in_place: vec![Collective::AllReduce],
+            capabilities: Capabilities {
+                undefined_in_place: vec![(
+                    Collective::AllReduce,
+                    "the recorder defines no in-place all_reduce".into(),
+                )],
+                ..Recorder::default().capabilities
+            },
             ..Recorder::default()
         };
         let m = engine_measure(
@@ -1131,16 +1313,17 @@ mod tests {
             dtype: DataType::Float,
             op: Some(ReduceOp::Sum),
         }];
-        Engine {
-            plan: &plan,
-            world: &world,
-            backend: &mut backend,
-            watchdog: &watchdog,
-            switches: TestSwitches::default(),
-            buffer_bytes: 4096,
-            observer: &mut observer,
-        }
+        Engine::new(
+            EngineSettings::of(&plan),
+            &world,
+            &mut backend,
+            &watchdog,
+            4096,
+        )
+        .with_switches(TestSwitches::default())
+        .observed_by(&mut observer)
         .run(
+            &plan,
             &combos,
             &[Layout::whole(&["test".to_string()], 0)],
             &[1024, 2048],
