@@ -102,7 +102,9 @@ impl Collective {
             | Collective::Broadcast
             | Collective::Reduce
             | Collective::SendRecv => (count, count, count, count),
-            Collective::AllGather | Collective::Hypercube => (chunk, n_u * chunk, chunk, n_u * chunk),
+            Collective::AllGather | Collective::Hypercube => {
+                (chunk, n_u * chunk, chunk, n_u * chunk)
+            }
             Collective::ReduceScatter => (n_u * chunk, chunk, chunk, n_u * chunk),
             Collective::AllToAll => (n_u * chunk, n_u * chunk, chunk, n_u * chunk),
             // A row's per-peer counts come from its traffic (src/traffic: `PeerBytes::shape` of each

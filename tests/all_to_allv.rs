@@ -368,5 +368,10 @@ fn nccl_tests_matrix_variables_read_scale_round_and_take_the_leading_block() {
         ],
     );
     assert_eq!(bad.code(), Some(2));
-    assert!(bad.stderr.contains("NCCL_TESTS_ALLTOALLV_MATRIX_SCALE=lots"), "{}", bad.stderr);
+    assert!(
+        bad.stderr
+            .contains("NCCL_TESTS_ALLTOALLV_MATRIX_SCALE=lots"),
+        "{}",
+        bad.stderr
+    );
 }

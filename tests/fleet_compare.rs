@@ -1,7 +1,7 @@
 //! `collbench compare` on recorded runs: a run against itself, against a slower run (recorded with
 //! COLLBENCH_TEST_DELAY=2:2000 and edited copies), and refusals of files that cannot be compared.
 
-use collbench::fleet::compare::{compare, compare_main, Change, CompareReport};
+use collbench::fleet::compare::{compare, Change, CompareReport};
 use collbench::report::json;
 use std::path::{Path, PathBuf};
 
@@ -12,10 +12,10 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn run(args: &[&Path], extra: &[&str]) -> i32 {
-    let mut argv = vec!["collbench compare".to_string()];
+    let mut argv = vec!["collbench".to_string(), "compare".to_string()];
     argv.extend(args.iter().map(|p| p.display().to_string()));
     argv.extend(extra.iter().map(|s| s.to_string()));
-    compare_main(&argv)
+    collbench::app::main(argv)
 }
 
 /// A copy of a recorded file with its JSON edited by `edit`.
@@ -169,14 +169,25 @@ fn an_nccl_tests_log_is_a_baseline_for_a_collbench_run() {
     let base = data("base_4ranks.json");
     assert_eq!(run(&[&log, &base], &[]), 0);
     let report = report_of(&log, &base);
-    assert_eq!(report.compared.len(), 8, "4 sizes x 2 placements of all_reduce");
+    assert_eq!(
+        report.compared.len(),
+        8,
+        "4 sizes x 2 placements of all_reduce"
+    );
     assert!(report
         .compared
         .iter()
         .all(|c| c.collective == "all_reduce" && c.ranks == 4 && c.change == Change::Same));
     // The collbench run's all_gather rows have no counterpart in the log.
     assert_eq!(report.only_in_new.len(), 8);
-    assert!(report.notes.iter().any(|n| n.contains("nccl-tests' stdout log")), "{:?}", report.notes);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("nccl-tests' stdout log")),
+        "{:?}",
+        report.notes
+    );
 }
 
 #[test]
@@ -188,7 +199,10 @@ fn a_faster_nccl_tests_history_shows_the_collbench_run_regressed() {
     let report = report_of(&history, &base);
     assert_eq!(report.compared.len(), 8);
     assert!(report.compared.iter().all(|c| c.collective == "all_gather"));
-    assert!(report.compared.iter().all(|c| c.noise_us.is_some()), "both carry statistics");
+    assert!(
+        report.compared.iter().all(|c| c.noise_us.is_some()),
+        "both carry statistics"
+    );
     assert!(report.regressions > 0);
     assert!(report
         .compared
@@ -208,14 +222,32 @@ fn old_tagged_and_cut_short_nccl_tests_outputs_compare() {
     let died = nccl_tests("all_reduce_perf_died.json");
     let report = report_of(&nccl_tests("all_reduce_perf_4ranks.log"), &died);
     assert_eq!(report.compared.len(), 5, "2 whole rows and an out-of-place");
-    assert!(report.notes.iter().any(|n| n.contains("not a complete run")), "{:?}", report.notes);
-    assert!(report.notes.iter().any(|n| n.contains("not closed")), "{:?}", report.notes);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("not a complete run")),
+        "{:?}",
+        report.notes
+    );
+    assert!(
+        report.notes.iter().any(|n| n.contains("not closed")),
+        "{:?}",
+        report.notes
+    );
     // mpirun --tag-output, two tests, -I 1 and -S 1 columns: compared with itself, all the same.
     let tagged = nccl_tests("all_reduce_sendrecv_2ranks_tagged_I1_S1.log");
     let report = report_of(&tagged, &tagged);
-    assert_eq!(report.compared.len(), 12, "2 tests x 3 sizes x 2 placements");
+    assert_eq!(
+        report.compared.len(),
+        12,
+        "2 tests x 3 sizes x 2 placements"
+    );
     assert!(report.compared.iter().all(|c| c.change == Change::Same));
-    assert!(report.compared.iter().any(|c| c.collective == "sendrecv" && c.op.is_none()));
+    assert!(report
+        .compared
+        .iter()
+        .any(|c| c.collective == "sendrecv" && c.op.is_none()));
 }
 
 #[test]
@@ -225,5 +257,8 @@ fn a_file_in_no_format_is_refused_naming_the_formats() {
     std::fs::write(&text, "just some notes\n").unwrap();
     assert_eq!(run(&[&data("base_4ranks.json"), &text], &[]), 2);
     let e = collbench::report::formats::read(&text).unwrap_err();
-    assert!(e.to_string().contains("nccl-tests' stdout saved in a log"), "{e}");
+    assert!(
+        e.to_string().contains("nccl-tests' stdout saved in a log"),
+        "{e}"
+    );
 }

@@ -265,7 +265,13 @@ mod tests {
     #[test]
     fn reductions_stay_exact_for_every_type_op_and_rank_count() {
         for t in DataType::ALL {
-            for op in [ReduceOp::Sum, ReduceOp::Prod, ReduceOp::Max, ReduceOp::Min, ReduceOp::MulSum] {
+            for op in [
+                ReduceOp::Sum,
+                ReduceOp::Prod,
+                ReduceOp::Max,
+                ReduceOp::Min,
+                ReduceOp::MulSum,
+            ] {
                 for n in [1, 2, 3, 4, 8, 64, 300] {
                     let p = pattern(Collective::AllReduce, t, Some(op), n);
                     for i in 0..200 {

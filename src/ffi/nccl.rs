@@ -117,7 +117,7 @@ impl CommConfig {
 pub const WINDOW_COLL_SYMMETRIC: i32 = sys::NCCL_WIN_COLL_SYMMETRIC as i32;
 
 /// A reduction operator as the library takes it: a built-in one, or one made by
-/// `Comm::pre_mul_sum` (destroyed with `Comm::destroy_op`).
+/// `NcclComm::pre_mul_sum` (destroyed with `NcclComm::destroy_op`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RedOp(sys::ncclRedOp_t);
 
@@ -337,7 +337,7 @@ impl Nccl {
     }
 
     /// Joins communicator `id` as `rank` of `nranks`, on the device current in this thread.
-    pub fn init_rank(self: &Arc<Self>, nranks: usize, id: &[u8], rank: usize) -> Result<Comm> {
+    pub fn init_rank(self: &Arc<Self>, nranks: usize, id: &[u8], rank: usize) -> Result<NcclComm> {
         self.init_rank_with(nranks, id, rank, None)
     }
 
@@ -348,7 +348,7 @@ impl Nccl {
         id: &[u8],
         rank: usize,
         config: Option<&CommConfig>,
-    ) -> Result<Comm> {
+    ) -> Result<NcclComm> {
         if id.len() != UNIQUE_ID_BYTES {
             return Err(Error::Internal(format!(
                 "unique id of {} bytes, expected {UNIQUE_ID_BYTES}",
@@ -386,7 +386,7 @@ impl Nccl {
                 self.check(r, "ncclCommInitRankConfig", None)?;
             }
         }
-        Ok(Comm {
+        Ok(NcclComm {
             nccl: Arc::clone(self),
             raw,
             rank,
@@ -396,7 +396,7 @@ impl Nccl {
     }
 
     /// One communicator per listed device, in one process (ncclCommInitAll).
-    pub fn init_all(self: &Arc<Self>, devices: &[usize]) -> Result<Vec<Comm>> {
+    pub fn init_all(self: &Arc<Self>, devices: &[usize]) -> Result<Vec<NcclComm>> {
         let f = required!(self, ncclCommInitAll);
         let list: Vec<std::ffi::c_int> =
             devices.iter().map(|&d| to_int(d)).collect::<Result<_>>()?;
@@ -408,7 +408,7 @@ impl Nccl {
         Ok(raws
             .into_iter()
             .enumerate()
-            .map(|(rank, raw)| Comm {
+            .map(|(rank, raw)| NcclComm {
                 nccl: Arc::clone(self),
                 raw,
                 rank,
@@ -525,7 +525,7 @@ pub fn nccl_op(op: ReduceOp) -> Option<sys::ncclRedOp_t> {
 
 /// A communicator. Destroyed on drop, or aborted when it failed (a failed communicator may hang in
 /// ncclCommDestroy).
-pub struct Comm {
+pub struct NcclComm {
     nccl: Arc<Nccl>,
     raw: sys::ncclComm_t,
     rank: usize,
@@ -540,7 +540,7 @@ pub enum AsyncState {
     InProgress,
 }
 
-impl Comm {
+impl NcclComm {
     pub fn rank(&self) -> usize {
         self.rank
     }
@@ -587,7 +587,7 @@ impl Comm {
     /// The communicator of this rank's group, split from this one (ncclCommSplit, NCCL 2.18+): every rank
     /// of this communicator calls it together; ranks of equal `color` form a group, ordered by `key`.
     /// The new communicator inherits this one's configuration.
-    pub fn split(&mut self, color: usize, key: usize, group_size: usize) -> Result<Comm> {
+    pub fn split(&mut self, color: usize, key: usize, group_size: usize) -> Result<NcclComm> {
         let nccl = Arc::clone(&self.nccl);
         let f = required!(nccl, ncclCommSplit);
         let mut raw: sys::ncclComm_t = std::ptr::null_mut();
@@ -603,7 +603,7 @@ impl Comm {
             )
         };
         self.check(r, "ncclCommSplit")?;
-        Ok(Comm {
+        Ok(NcclComm {
             nccl,
             raw,
             rank: key,
@@ -1025,7 +1025,7 @@ impl Comm {
     }
 }
 
-impl Drop for Comm {
+impl Drop for NcclComm {
     fn drop(&mut self) {
         if self.raw.is_null() {
             return;
@@ -1071,7 +1071,10 @@ mod tests {
             nvlink_centric_sched: None,
         }
         .raw();
-        assert_eq!(raw.size, std::mem::size_of::<sys::ncclConfigPrefix_v22800>());
+        assert_eq!(
+            raw.size,
+            std::mem::size_of::<sys::ncclConfigPrefix_v22800>()
+        );
         assert_eq!(raw.magic, 0xcafebeef);
         assert_eq!(raw.version, 22800);
         assert_eq!(raw.CTAPolicy, 1);
@@ -1085,7 +1088,10 @@ mod tests {
         let codes: Vec<u32> = DataType::ALL.iter().map(|&d| nccl_type(d).0).collect();
         // DataType::ALL is in nccl-tests order, which is NCCL's numbering.
         assert_eq!(codes, (0..12).collect::<Vec<u32>>());
-        let ops: Vec<Option<u32>> = ReduceOp::ALL.iter().map(|&o| nccl_op(o).map(|o| o.0)).collect();
+        let ops: Vec<Option<u32>> = ReduceOp::ALL
+            .iter()
+            .map(|&o| nccl_op(o).map(|o| o.0))
+            .collect();
         assert_eq!(ops, [Some(0), Some(1), Some(2), Some(3), Some(4), None]);
     }
 

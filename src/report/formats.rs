@@ -122,7 +122,8 @@ pub fn read(path: &Path) -> Result<Loaded> {
             })
         }
         Ok(_) => Err(refuse(
-            "JSON, but neither collbench's (no schema_version) nor nccl-tests' (no version first)".into(),
+            "JSON, but neither collbench's (no schema_version) nor nccl-tests' (no version first)"
+                .into(),
         )),
         Err(_) => {
             let sections = nccl_tests::text::parse(&text);

@@ -82,7 +82,10 @@ pub fn footer(summary: &Summary) -> String {
     // nccl-tests' verdict under NCCL_TESTS_MIN_BW ends the line: OK, or FAILED below 0.9 x the value.
     let verdict = summary.min_bw.as_ref().map(|m| {
         if m.passed {
-            format!(" OK (NCCL_TESTS_MIN_BW={}: at least {:.3})", m.required_gbps, m.threshold_gbps)
+            format!(
+                " OK (NCCL_TESTS_MIN_BW={}: at least {:.3})",
+                m.required_gbps, m.threshold_gbps
+            )
         } else {
             format!(
                 " FAILED (NCCL_TESTS_MIN_BW={}: below 0.9 x, {:.3})",
@@ -97,9 +100,9 @@ pub fn footer(summary: &Summary) -> String {
             avg.covers,
             verdict.unwrap_or_default()
         )),
-        (None, Some(verdict)) => {
-            out.push_str(&format!("# Avg bus bandwidth    : none measured{verdict}\n"))
-        }
+        (None, Some(verdict)) => out.push_str(&format!(
+            "# Avg bus bandwidth    : none measured{verdict}\n"
+        )),
         (None, None) => {}
     }
     if let Some(peak) = &summary.peak_busbw {

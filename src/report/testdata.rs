@@ -5,7 +5,7 @@ use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
 use crate::metrics::{algbw_gbps, busbw_gbps};
 use crate::report::model::{
-    BackendReport, Measurement, PlanReport, RankInfo, Row, RunDocument, RunLife, Stats, SCHEMA_VERSION,
+    DocumentHeader, Measurement, PlanReport, RankInfo, Row, RunDocument, RunStatus, Stats,
 };
 
 pub fn rank(rank: usize, host: &str) -> RankInfo {
@@ -47,6 +47,7 @@ pub fn measurement(size: u64, ranks: usize, time_us: f64, stdev_us: Option<f64>)
             source: "test data".into(),
         }),
         rank_time_us: vec![time_us; ranks],
+        rank_wrong: Vec::new(),
         groups: None,
         slowest_group: None,
         iteration_times_us: None,
@@ -85,26 +86,27 @@ pub fn row_with_rank_times(times: &[f64]) -> Row {
     r
 }
 
-/// A running mpi-backend document holding `rows` and nothing else.
+/// A complete run document of these rows, from the mpi backend.
 pub fn document(rows: Vec<Row>) -> RunDocument {
+    let mut header = DocumentHeader::starting(
+        crate::report::model::kind::RUN,
+        &[],
+        "test",
+        "mpi",
+        Default::default(),
+    );
+    header.collbench_version = "test".into();
+    header.started_unix_s = 0.0;
+    header.life.status = RunStatus::Complete;
+    header.life.exit_code = Some(0);
+    header.backend.reason = "test".into();
     RunDocument {
-        schema_version: SCHEMA_VERSION,
-        collbench_version: "test".into(),
-        command_line: vec![],
-        started_unix_s: 0.0,
-        life: RunLife::running("test"),
-        environment: Default::default(),
-        backend: BackendReport {
-            name: "mpi".into(),
-            reason: "test".into(),
-            libraries: vec![],
-        },
+        header,
         plan: PlanReport {
             requested: serde_json::Value::Null,
             sizes: vec![],
             memory_cap: None,
         },
-        ranks: vec![],
         notes: vec![],
         topology: None,
         peak_gbps: None,

@@ -70,7 +70,10 @@ impl PeerBytes {
                         .ok()
                         .filter(|b| b.is_finite() && *b >= 0.0)
                         .ok_or_else(|| {
-                            format!("line {}: '{v}' is not a number of bytes (0 or more)", number + 1)
+                            format!(
+                                "line {}: '{v}' is not a number of bytes (0 or more)",
+                                number + 1
+                            )
                         })?;
                     let scaled = bytes * scale;
                     if scaled >= u64::MAX as f64 {

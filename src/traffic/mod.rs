@@ -41,7 +41,7 @@ pub enum MatrixFrom {
 
 /// One all_to_allv to measure: its matrix and, where a traffic source has several, its phase's name.
 #[derive(Debug, Clone)]
-pub struct Phase {
+pub struct TrafficPhase {
     pub name: Option<&'static str>,
     pub matrix: Arc<PeerBytes>,
 }
@@ -152,13 +152,13 @@ impl Traffic {
     /// The all_to_allv operations of one row step, for a communicator of `n` ranks at sweep size `size`.
     /// Errors name the flag: a matrix of another size than the communicator, or entries that are not
     /// whole elements of `elt` bytes.
-    pub fn phases(&self, size: u64, n: usize, elt: usize) -> Result<Vec<Phase>, String> {
+    pub fn phases(&self, size: u64, n: usize, elt: usize) -> Result<Vec<TrafficPhase>, String> {
         let phases = match self {
-            Traffic::Spread(s) => vec![Phase {
+            Traffic::Spread(s) => vec![TrafficPhase {
                 name: None,
                 matrix: Arc::new(spread::spread(size, n, *s)),
             }],
-            Traffic::RcclTests => vec![Phase {
+            Traffic::RcclTests => vec![TrafficPhase {
                 name: None,
                 matrix: Arc::new(spread::rccl_tests(size, n, elt)),
             }],
@@ -174,7 +174,7 @@ impl Traffic {
                         m = bytes.ranks()
                     ));
                 }
-                vec![Phase {
+                vec![TrafficPhase {
                     name: None,
                     matrix: Arc::new(bytes.leading(n)),
                 }]
@@ -187,7 +187,7 @@ impl Traffic {
                         m = bytes.ranks()
                     ));
                 }
-                vec![Phase {
+                vec![TrafficPhase {
                     name: None,
                     matrix: Arc::new(bytes.clone()),
                 }]
@@ -195,11 +195,11 @@ impl Traffic {
             Traffic::Moe(p) => {
                 let routed = p.route(n).map_err(|e| format!("--moe: {e}"))?;
                 vec![
-                    Phase {
+                    TrafficPhase {
                         name: Some("dispatch"),
                         matrix: Arc::new(routed.dispatch),
                     },
-                    Phase {
+                    TrafficPhase {
                         name: Some("combine"),
                         matrix: Arc::new(routed.combine),
                     },
@@ -234,7 +234,7 @@ pub struct TrafficReport {
 }
 
 impl TrafficReport {
-    pub fn new(traffic: &Traffic, phase: &Phase) -> TrafficReport {
+    pub fn new(traffic: &Traffic, phase: &TrafficPhase) -> TrafficReport {
         let m = &phase.matrix;
         TrafficReport {
             source: traffic.describe(),

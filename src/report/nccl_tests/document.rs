@@ -67,7 +67,11 @@ pub struct Config {
     #[serde(with = "text_bool")]
     pub blocking_collectives: bool,
     /// -I (version 3).
-    #[serde(default, with = "text_bool_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "text_bool_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub per_iter_timing: Option<bool>,
     /// -K (version 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,17 +129,9 @@ pub struct Result {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Placement {
     /// Microseconds per operation; `cpu_time` instead with -C 1.
-    #[serde(
-        default,
-        with = "lenient_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, with = "lenient_opt", skip_serializing_if = "Option::is_none")]
     pub time: Option<f64>,
-    #[serde(
-        default,
-        with = "lenient_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, with = "lenient_opt", skip_serializing_if = "Option::is_none")]
     pub cpu_time: Option<f64>,
     #[serde(with = "lenient")]
     pub alg_bw: f64,

@@ -17,7 +17,9 @@
 use super::document::{
     self, AverageBusBandwidth, Config, Device, Document, OutOfBounds, PerIteration, Placement,
 };
-use crate::report::model::{HasLife, Measurement, RunDocument, RunLife, RunStatus};
+use crate::report::model::{
+    Document as OurDocument, DocumentHeader, Measurement, RunDocument, RunStatus,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// What the writer takes from the plan as recorded (`plan.requested`): the keys it knows, with
@@ -77,6 +79,7 @@ fn config(run: &RunDocument) -> Config {
         per_iter_skip: Some(requested_u64(run, "per_iter_skip").unwrap_or(0) as i64),
         parallel_init: requested_bool(run, "parallel_init"),
         devices: run
+            .header
             .ranks
             .iter()
             .map(|r| Device {
@@ -138,7 +141,10 @@ fn per_iteration(m: &Measurement, skip: usize) -> Option<PerIteration> {
         cv_pct: if avg > 0.0 { 100.0 * stdev / avg } else { 0.0 },
         times_us: times.clone(),
         // nccl-tests writes process rows only when there are several processes.
-        per_process_max_times_us: m.rank_iteration_times_us.clone().filter(|rows| rows.len() > 1),
+        per_process_max_times_us: m
+            .rank_iteration_times_us
+            .clone()
+            .filter(|rows| rows.len() > 1),
     })
 }
 
@@ -183,7 +189,7 @@ pub fn document(run: &RunDocument) -> Document {
             experiment_name: Some(String::new()),
         })
         .collect();
-    let ended = run.life.status != RunStatus::Running;
+    let ended = run.header.life.status != RunStatus::Running;
     let wrong = measurements(run)
         .filter(|m| m.wrong.unwrap_or(0) > 0)
         .count() as i64;
@@ -201,14 +207,16 @@ pub fn document(run: &RunDocument) -> Document {
         .and_then(|v| v.as_f64());
     Document {
         version: document::FILE_VERSION,
-        start_time: crate::ffi::clock::local_time(run.started_unix_s),
-        args: run.command_line.clone(),
+        start_time: crate::ffi::clock::local_time(run.header.started_unix_s),
+        args: run.header.command_line.clone(),
         env: run
+            .header
             .environment
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect(),
         nccl_version: run
+            .header
             .backend
             .libraries
             .iter()
@@ -227,9 +235,9 @@ pub fn document(run: &RunDocument) -> Document {
                 Some(min) => (average >= 0.9 * min).to_string(),
             },
         }),
-        errors: ended.then(|| run.life.error.iter().cloned().collect()),
+        errors: ended.then(|| run.header.life.error.iter().cloned().collect()),
         end_time: ended
-            .then(|| crate::ffi::clock::local_time(run.life.heartbeat_unix_s))
+            .then(|| crate::ffi::clock::local_time(run.header.life.heartbeat_unix_s))
             .flatten(),
         collbench: None,
     }
@@ -240,12 +248,12 @@ pub fn document(run: &RunDocument) -> Document {
 #[derive(Debug, Clone)]
 pub struct NcclTestsFile(pub RunDocument);
 
-impl HasLife for NcclTestsFile {
-    fn life(&self) -> &RunLife {
-        &self.0.life
+impl OurDocument for NcclTestsFile {
+    fn header(&self) -> &DocumentHeader {
+        &self.0.header
     }
-    fn life_mut(&mut self) -> &mut RunLife {
-        &mut self.0.life
+    fn header_mut(&mut self) -> &mut DocumentHeader {
+        &mut self.0.header
     }
 }
 
@@ -254,7 +262,10 @@ impl Serialize for NcclTestsFile {
         let mut doc = document(&self.0);
         let mut ours = self.0.clone();
         for row in &mut ours.rows {
-            for m in [&mut row.out_of_place, &mut row.in_place].into_iter().flatten() {
+            for m in [&mut row.out_of_place, &mut row.in_place]
+                .into_iter()
+                .flatten()
+            {
                 m.iteration_times_us = None;
                 m.rank_iteration_times_us = None;
             }
@@ -268,7 +279,9 @@ impl<'de> Deserialize<'de> for NcclTestsFile {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let doc = Document::deserialize(d)?;
         let ours = doc.collbench.clone().ok_or_else(|| {
-            serde::de::Error::custom("an nccl-tests document without collbench's own (key `collbench`)")
+            serde::de::Error::custom(
+                "an nccl-tests document without collbench's own (key `collbench`)",
+            )
         })?;
         let mut run = RunDocument::deserialize(ours).map_err(serde::de::Error::custom)?;
         reattach(&mut run, &doc);
@@ -304,10 +317,16 @@ mod tests {
         ];
         let m = rows[0].out_of_place.as_mut().unwrap();
         m.iteration_times_us = Some(vec![12.0, 10.0, 11.0, 9.0]);
-        m.rank_iteration_times_us = Some(vec![vec![12.0, 9.0, 11.0, 9.0], vec![11.0, 10.0, 10.0, 8.0]]);
+        m.rank_iteration_times_us = Some(vec![
+            vec![12.0, 9.0, 11.0, 9.0],
+            vec![11.0, 10.0, 10.0, 8.0],
+        ]);
         rows[1].in_place = Some(measurement(2048, 2, 21.0, None));
         let mut doc = crate::report::testdata::document(rows);
-        doc.ranks = vec![rank(0, "node1"), rank(1, "node2")];
+        doc.header.ranks = vec![rank(0, "node1"), rank(1, "node2")];
+        // testdata's document is complete; this one is still running.
+        doc.header.life.status = RunStatus::Running;
+        doc.header.life.exit_code = None;
         doc.plan.requested = serde_json::json!({
             "threads": 1, "gpus_per_thread": 1, "step": {"kind": "factor", "by": 2},
             "iters": {"fixed": 4}, "warmup_iters": 1, "agg_iters": 1, "check_iters": 1,
@@ -322,7 +341,10 @@ mod tests {
         // 1..=100: p50 = sorted[50] = 51, p95 = sorted[94] = 95, p99 = sorted[98] = 99.
         let times: Vec<f64> = (1..=100).map(f64::from).collect();
         let (min, max, avg, p50, p95, p99, stdev) = iteration_stats(&times).unwrap();
-        assert_eq!((min, max, avg, p50, p95, p99), (1.0, 100.0, 50.5, 51.0, 95.0, 99.0));
+        assert_eq!(
+            (min, max, avg, p50, p95, p99),
+            (1.0, 100.0, 50.5, 51.0, 95.0, 99.0)
+        );
         assert!((stdev - 28.86607004772212).abs() < 1e-9, "population stdev");
         // Three samples: p99's index is min(2, ceil(297/100) - 1) = 2.
         assert_eq!(iteration_stats(&[3.0, 1.0, 2.0]).unwrap().5, 3.0);
@@ -332,7 +354,7 @@ mod tests {
     #[test]
     fn a_run_as_nccl_tests_writes_it() {
         let mut run = run();
-        run.life.complete(0);
+        run.header.life.complete(0);
         let doc = document(&run);
         assert_eq!(doc.version, 3);
         let config = doc.config.as_ref().unwrap();
@@ -341,7 +363,10 @@ mod tests {
         assert_eq!(config.per_iter_timing, Some(true));
         assert_eq!(config.devices[1].hostname, "node2");
         let r = &doc.results[0];
-        assert_eq!((r.dtype.as_str(), r.redop.as_str(), r.root.as_str()), ("float", "sum", "    -1"));
+        assert_eq!(
+            (r.dtype.as_str(), r.redop.as_str(), r.root.as_str()),
+            ("float", "sum", "    -1")
+        );
         let per = r.out_of_place_per_iter.as_ref().unwrap();
         // -K 1 leaves the first iteration out of the statistics, not out of times_us.
         assert_eq!(per.skipped_iterations, 1);
@@ -352,7 +377,10 @@ mod tests {
         assert_eq!(doc.results[1].redop, "none");
         assert_eq!(doc.results[1].root, "     0");
         assert_eq!(doc.out_of_bounds.as_ref().unwrap().count, 0);
-        assert_eq!(doc.average_bus_bandwidth.as_ref().unwrap().okay, "unchecked");
+        assert_eq!(
+            doc.average_bus_bandwidth.as_ref().unwrap().okay,
+            "unchecked"
+        );
         assert_eq!(doc.errors.as_deref(), Some(&[][..]));
     }
 
@@ -361,7 +389,9 @@ mod tests {
         let mut run = run();
         let doc = document(&run);
         assert!(doc.out_of_bounds.is_none() && doc.errors.is_none() && doc.end_time.is_none());
-        run.life.fail("NCCL error: unhandled system error", 3, Some(1));
+        run.header
+            .life
+            .fail("NCCL error: unhandled system error", 3, Some(1));
         let doc = document(&run);
         assert_eq!(
             doc.errors.unwrap(),
@@ -375,12 +405,18 @@ mod tests {
         let text = serde_json::to_string(&file).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         let ours = &value["collbench"]["rows"][0]["out_of_place"];
-        assert!(ours.get("iteration_times_us").is_none(), "stored once, in nccl-tests' part");
+        assert!(
+            ours.get("iteration_times_us").is_none(),
+            "stored once, in nccl-tests' part"
+        );
         let back: NcclTestsFile = serde_json::from_str(&text).unwrap();
         let m = back.0.rows[0].out_of_place.as_ref().unwrap();
-        assert_eq!(m.iteration_times_us.as_deref(), Some(&[12.0, 10.0, 11.0, 9.0][..]));
+        assert_eq!(
+            m.iteration_times_us.as_deref(),
+            Some(&[12.0, 10.0, 11.0, 9.0][..])
+        );
         assert_eq!(m.rank_iteration_times_us.as_ref().unwrap()[1][3], 8.0);
-        assert_eq!(back.0.life.status, RunStatus::Running);
+        assert_eq!(back.0.header.life.status, RunStatus::Running);
         // A document nccl-tests wrote has no copy of ours.
         let plain = serde_json::to_string(&document(&run())).unwrap();
         assert!(serde_json::from_str::<NcclTestsFile>(&plain).is_err());

@@ -10,8 +10,8 @@ use crate::backend::{DeviceInfo, LibraryVersion};
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
 use crate::report::model::{
-    BackendReport, Measurement, PlanReport, RankInfo, Row, RunDocument, RunLife, RunStatus, Stats,
-    SCHEMA_VERSION,
+    kind, BackendReport, DocumentHeader, Measurement, PlanReport, RankInfo, Row, RunDocument,
+    RunStatus, Stats,
 };
 use std::collections::{BTreeSet, HashMap};
 
@@ -197,7 +197,9 @@ pub fn from_document(doc: document::Document, repairs: &document::Repairs) -> Se
             wrong: p.nwrong,
             stats: per.as_ref().map(recorded_stats),
             iteration_times_us: per.as_ref().map(|i| i.times_us.clone()),
-            process_iteration_times_us: per.as_ref().and_then(|i| i.per_process_max_times_us.clone()),
+            process_iteration_times_us: per
+                .as_ref()
+                .and_then(|i| i.per_process_max_times_us.clone()),
         })
     };
     for r in &doc.results {
@@ -306,6 +308,7 @@ fn measurement(t: &Timing, iterations: Option<u64>) -> Measurement {
         iterations: iterations.unwrap_or(0),
         stats: t.stats.clone(),
         rank_time_us: Vec::new(),
+        rank_wrong: Vec::new(),
         groups: None,
         slowest_group: None,
         iteration_times_us: t.iteration_times_us.clone(),
@@ -358,7 +361,14 @@ pub fn into_run_document(
                 "{program}: no rank lines ('#  Rank  0 Group ...'): the rank count is unknown (0), so it matches no collbench run"
             ));
         }
-        if section.ranks.iter().map(|r| r.group).collect::<BTreeSet<_>>().len() > 1 {
+        if section
+            .ranks
+            .iter()
+            .map(|r| r.group)
+            .collect::<BTreeSet<_>>()
+            .len()
+            > 1
+        {
             notes.push(format!(
                 "{program}: NCCL_TESTS_SPLIT groups ran at once; each row is one group of {ranks} rank(s)"
             ));
@@ -418,7 +428,10 @@ pub fn into_run_document(
                 cycle: *cycle,
                 bus_factor: collective.bus_factor(ranks),
                 path: "nccl-tests".into(),
-                out_of_place: r.out_of_place.as_ref().map(|t| measurement(t, r.iterations)),
+                out_of_place: r
+                    .out_of_place
+                    .as_ref()
+                    .map(|t| measurement(t, r.iterations)),
                 in_place: r.in_place.as_ref().map(|t| measurement(t, r.iterations)),
                 telemetry: None,
                 layout: None,
@@ -433,7 +446,28 @@ pub fn into_run_document(
     let first = &sections[0];
     let complete = sections.iter().all(|s| s.complete);
     let wrong = sections.iter().any(|s| s.wrong_checks.unwrap_or(0) > 0);
-    let mut life = RunLife::running(&format!("nccl-tests:{what}"));
+    let mut header = DocumentHeader::starting(
+        kind::RUN,
+        &first.args,
+        &format!("nccl-tests:{what}"),
+        "nccl",
+        first
+            .env
+            .iter()
+            .filter_map(|e| e.split_once('='))
+            .filter(|(k, _)| crate::report::json::relevant(k))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    header.collbench_version = format!(
+        "none: nccl-tests {}",
+        first
+            .nccl_tests_version
+            .as_deref()
+            .unwrap_or("(version not recorded)")
+    );
+    header.started_unix_s = 0.0;
+    let life = &mut header.life;
     life.heartbeat_unix_s = 0.0;
     if complete {
         life.complete(if wrong || sections.iter().any(|s| s.min_bw_failed) {
@@ -462,27 +496,29 @@ pub fn into_run_document(
         });
     }
     let sizes: BTreeSet<u64> = rows.iter().map(|r| r.size_bytes).collect();
+    header.backend = BackendReport {
+        name: "nccl".into(),
+        reason: "measured by nccl-tests".into(),
+        libraries,
+    };
+    header.ranks = first
+        .ranks
+        .iter()
+        .map(|r| RankInfo {
+            rank: r.rank,
+            host: r.host.clone(),
+            pid: r.pid,
+            local_rank: r.device,
+            device: DeviceInfo {
+                kind: "cuda".into(),
+                index: Some(r.device),
+                name: r.name.clone(),
+                pci_bus_id: (!r.bus_id.is_empty()).then(|| r.bus_id.clone()),
+            },
+        })
+        .collect();
     Ok(RunDocument {
-        schema_version: SCHEMA_VERSION,
-        collbench_version: format!(
-            "none: nccl-tests {}",
-            first.nccl_tests_version.as_deref().unwrap_or("(version not recorded)")
-        ),
-        command_line: first.args.clone(),
-        started_unix_s: 0.0,
-        life,
-        environment: first
-            .env
-            .iter()
-            .filter_map(|e| e.split_once('='))
-            .filter(|(k, _)| crate::report::json::relevant(k))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        backend: BackendReport {
-            name: "nccl".into(),
-            reason: "measured by nccl-tests".into(),
-            libraries,
-        },
+        header,
         plan: PlanReport {
             requested: serde_json::json!({
                 "nccl_tests": {
@@ -499,22 +535,6 @@ pub fn into_run_document(
             sizes: sizes.into_iter().collect(),
             memory_cap: None,
         },
-        ranks: first
-            .ranks
-            .iter()
-            .map(|r| RankInfo {
-                rank: r.rank,
-                host: r.host.clone(),
-                pid: r.pid,
-                local_rank: r.device,
-                device: DeviceInfo {
-                    kind: "cuda".into(),
-                    index: Some(r.device),
-                    name: r.name.clone(),
-                    pci_bus_id: (!r.bus_id.is_empty()).then(|| r.bus_id.clone()),
-                },
-            })
-            .collect(),
         notes,
         topology: None,
         peak_gbps: None,
@@ -530,14 +550,23 @@ mod tests {
 
     #[test]
     fn collectives_from_test_binaries() {
-        assert_eq!(collective_of("all_reduce_perf"), Some(Collective::AllReduce));
+        assert_eq!(
+            collective_of("all_reduce_perf"),
+            Some(Collective::AllReduce)
+        );
         assert_eq!(
             collective_of("./build/reduce_scatter_perf"),
             Some(Collective::ReduceScatter)
         );
         assert_eq!(collective_of("alltoallv_perf"), Some(Collective::AllToAllv));
-        assert_eq!(collective_of("alltoall_perf_mpi"), Some(Collective::AllToAll));
-        assert_eq!(collective_of("all_gather_perf"), Some(Collective::AllGather));
+        assert_eq!(
+            collective_of("alltoall_perf_mpi"),
+            Some(Collective::AllToAll)
+        );
+        assert_eq!(
+            collective_of("all_gather_perf"),
+            Some(Collective::AllGather)
+        );
         assert_eq!(collective_of("sendrecv_perf"), Some(Collective::SendRecv));
         assert_eq!(collective_of("nccl-logs-2024"), None);
     }
@@ -604,13 +633,16 @@ mod tests {
         let doc = into_run_document(&sections, "x.log (nccl-tests stdout)", "x").unwrap();
         assert_eq!(doc.rows.len(), 4);
         let r = &doc.rows[1];
-        assert_eq!((r.collective, r.op, r.root, r.cycle, r.ranks), (Collective::AllReduce, Some(ReduceOp::Sum), None, 1, 4));
+        assert_eq!(
+            (r.collective, r.op, r.root, r.cycle, r.ranks),
+            (Collective::AllReduce, Some(ReduceOp::Sum), None, 1, 4)
+        );
         assert_eq!(r.bus_factor, 1.5);
         assert_eq!(doc.rows[2].root, Some(0));
         // nccl-tests' sendrecv names an operator it does not use: collbench's has none.
         assert_eq!(doc.rows[3].op, None);
-        assert_eq!(doc.life.status, RunStatus::Complete);
-        assert_eq!(doc.ranks.len(), 4);
+        assert_eq!(doc.header.life.status, RunStatus::Complete);
+        assert_eq!(doc.header.ranks.len(), 4);
     }
 
     #[test]
@@ -624,11 +656,15 @@ mod tests {
         let other = section("mystery_perf", vec![result(8, "", -1, 1.0)], 2);
         let doc = into_run_document(&[s, other], "x.json", "x").unwrap();
         assert_eq!(doc.rows.len(), 1);
-        let left_out = doc.notes.iter().find(|n| n.starts_with("left out")).unwrap();
+        let left_out = doc
+            .notes
+            .iter()
+            .find(|n| n.starts_with("left out"))
+            .unwrap();
         assert!(left_out.contains("operator 'bogus'"), "{left_out}");
         assert!(left_out.contains("mystery_perf"), "{left_out}");
-        assert_eq!(doc.life.status, RunStatus::Failed);
-        assert!(doc.life.error.unwrap().contains("footer"));
+        assert_eq!(doc.header.life.status, RunStatus::Failed);
+        assert!(doc.header.life.error.unwrap().contains("footer"));
     }
 
     #[test]
@@ -637,6 +673,8 @@ mod tests {
         s.program = None;
         let doc = into_run_document(&[s.clone()], "old.log", "all_gather_perf").unwrap();
         assert_eq!(doc.rows[0].collective, Collective::AllGather);
-        assert!(into_run_document(&[], "empty.log", "x").unwrap_err().contains("no table"));
+        assert!(into_run_document(&[], "empty.log", "x")
+            .unwrap_err()
+            .contains("no table"));
     }
 }

@@ -124,7 +124,12 @@ fn rank_line(line: &str) -> Option<RankLine> {
 }
 
 /// One placement's numbers from its tokens.
-fn timing(group: &Group, tokens: &[&str], cpu_time: bool, iterations: Option<u64>) -> Option<Timing> {
+fn timing(
+    group: &Group,
+    tokens: &[&str],
+    cpu_time: bool,
+    iterations: Option<u64>,
+) -> Option<Timing> {
     let value = |name: &str| -> Option<f64> { tokens.get(group.index(name)?)?.parse().ok() };
     let time_us = value("time")?;
     let wrong_column = group.index("#wrong").or(group.index("error"))?;
@@ -132,15 +137,15 @@ fn timing(group: &Group, tokens: &[&str], cpu_time: bool, iterations: Option<u64
         &"N/A" => None,
         w => Some(w.parse::<f64>().ok()?),
     };
-    let per_iteration = match (value("i_min"), value("i_max"), value("i_p99"), value("i_cv%")) {
-        (Some(min), Some(max), Some(p99), Some(cv)) => Some(super::printed_stats(
-            min,
-            max,
-            p99,
-            cv,
-            time_us,
-            iterations,
-        )),
+    let per_iteration = match (
+        value("i_min"),
+        value("i_max"),
+        value("i_p99"),
+        value("i_cv%"),
+    ) {
+        (Some(min), Some(max), Some(p99), Some(cv)) => {
+            Some(super::printed_stats(min, max, p99, cv, time_us, iterations))
+        }
         _ => None,
     };
     Some(Timing {
@@ -177,7 +182,9 @@ fn row(heading: &Heading, line: &str, iterations: Option<u64>) -> Option<super::
     }
     let column = |name: &str| heading.prefix.iter().position(|n| n == name);
     let count: u64 = tokens.get(column("count")?)?.parse().ok()?;
-    let dtype = column("type").and_then(|i| tokens.get(i)).map(|s| s.to_string());
+    let dtype = column("type")
+        .and_then(|i| tokens.get(i))
+        .map(|s| s.to_string());
     let redop = column("redop")
         .and_then(|i| tokens.get(i))
         .map(|s| s.to_string())
@@ -192,11 +199,26 @@ fn row(heading: &Heading, line: &str, iterations: Option<u64>) -> Option<super::
     // measuring in place; each placement is printed once measured and checked).
     let (out_of_place, in_place) = match (widths.as_slice(), body.len()) {
         ([a, b], n) if n == a + b => (
-            Some(timing(&heading.placements[0], &body[..*a], heading.cpu_time, iterations)?),
-            Some(timing(&heading.placements[1], &body[*a..], heading.cpu_time, iterations)?),
+            Some(timing(
+                &heading.placements[0],
+                &body[..*a],
+                heading.cpu_time,
+                iterations,
+            )?),
+            Some(timing(
+                &heading.placements[1],
+                &body[*a..],
+                heading.cpu_time,
+                iterations,
+            )?),
         ),
         ([a, ..], n) if n == *a => (
-            Some(timing(&heading.placements[0], body, heading.cpu_time, iterations)?),
+            Some(timing(
+                &heading.placements[0],
+                body,
+                heading.cpu_time,
+                iterations,
+            )?),
             None,
         ),
         _ => return None,
@@ -394,7 +416,10 @@ node1:4242:4242 [0] NCCL INFO Bootstrap: Using eth0:10.0.0.1<0>
         assert!(oop.cpu_time);
         assert_eq!(oop.time_us, 4.0);
         let stats = oop.stats.as_ref().unwrap();
-        assert_eq!((stats.min_us, stats.max_us, stats.p99_us), (9.0, 12.0, 12.0));
+        assert_eq!(
+            (stats.min_us, stats.max_us, stats.p99_us),
+            (9.0, 12.0, 12.0)
+        );
         assert_eq!(stats.samples, 8, "10 iterations, the first 2 skipped");
         assert_eq!(r.in_place.as_ref().unwrap().time_us, 4.1);
     }
@@ -418,7 +443,11 @@ node1:4242:4242 [0] NCCL INFO Bootstrap: Using eth0:10.0.0.1<0>
         assert_eq!(sections[0].program.as_deref(), Some("sendrecv_perf"));
         assert_eq!(sections[0].rows.len(), 1);
         assert_eq!(sections[0].rows[0].in_place.as_ref().unwrap().time_us, 5.0);
-        assert!(sections[0].notes[0].contains("1 line(s)"), "{:?}", sections[0].notes);
+        assert!(
+            sections[0].notes[0].contains("1 line(s)"),
+            "{:?}",
+            sections[0].notes
+        );
         assert_eq!(sections[1].program.as_deref(), Some("all_gather_perf"));
         assert_eq!(sections[1].rows[0].redop, "none");
     }
