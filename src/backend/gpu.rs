@@ -3,7 +3,7 @@
 
 use super::options::{Allocator, GpuOptions};
 use super::{
-    Backend, BufferId, Capabilities, CommId, DeviceInfo, GraphCapture, GroupJoin,
+    Backend, BufferId, Capabilities, CommId, DeviceInfo, Exchange, GraphCapture, GroupJoin,
     InPlaceConvention, LibraryVersion, OpDesc, PathTaken,
 };
 use crate::collective::Collective;
@@ -206,6 +206,25 @@ pub struct GpuBackend {
     capabilities: Capabilities,
     /// RCCL's ncclAllToAllv arguments, made once per matrix, rank and type rather than per iteration.
     native_counts: Option<NativeCounts>,
+    /// The operation `prepare` readied for `launch`.
+    prepared: Option<GpuOp>,
+}
+
+/// One operation resolved for this rank: its communicator, its buffers' addresses before any rotation,
+/// count, type and operator. Launching it adds the rotation and makes the library's calls.
+struct GpuOp {
+    collective: Collective,
+    comm: CommId,
+    send: DeviceAddr,
+    recv: DeviceAddr,
+    count: u64,
+    dtype: DataType,
+    /// The library's operator; for mulsum one made for this operation (`made_op`), destroyed with it.
+    op: Option<RedOp>,
+    made_op: bool,
+    root: usize,
+    peer: Exchange,
+    matrix: Option<Arc<PeerBytes>>,
 }
 
 /// ncclAllToAllv's element counts for one matrix, rank in the active communicator and element type.
@@ -277,6 +296,7 @@ impl GpuBackend {
             alloc: options.alloc,
             capabilities,
             native_counts: None,
+            prepared: None,
         })
     }
 
@@ -518,6 +538,147 @@ impl GpuBackend {
     }
 }
 
+impl GpuBackend {
+    /// `desc` on this rank as the library takes it, its regions checked for every rotation up to
+    /// `max_shift` (a mulsum operator is made here, for `release` to destroy).
+    fn resolve(&mut self, desc: &OpDesc, max_shift: u64) -> Result<GpuOp> {
+        self.activate(desc.comm.id)?;
+        (self.rank, self.size) = (desc.comm.rank, desc.comm.size);
+        let d = desc.dtype;
+        let elt = d.size() as u64;
+        let shape = desc.shape;
+        let b = self.buffers()?;
+        let needed = shape.buffer_bytes(d.size());
+        if needed > b.bytes {
+            return Err(Error::Internal(format!(
+                "{} needs {needed} bytes; buffers hold {}",
+                desc.collective, b.bytes
+            )));
+        }
+        if needed + max_shift > b.bytes {
+            return Err(Error::Internal(format!(
+                "{} shifted by {max_shift} bytes overruns buffers of {}",
+                desc.collective, b.bytes
+            )));
+        }
+        let (send, recv) = if desc.in_place {
+            let layout = self
+                .capabilities
+                .in_place_layout(desc.collective, &shape, self.rank);
+            (
+                b.recv.offset(layout.input_offset * elt),
+                b.recv.offset(layout.output_offset * elt),
+            )
+        } else {
+            (b.send, b.recv)
+        };
+        let root = desc.root.unwrap_or(0);
+        if desc.collective.rooted() && root >= self.size {
+            return Err(Error::Usage(format!(
+                "root {root} is not a rank: there are {} ranks",
+                self.size
+            )));
+        }
+        let (op, made_op) = match desc.op.filter(|_| desc.collective.reduces()) {
+            None => (None, false),
+            Some(ReduceOp::MulSum) => {
+                // nccl-tests' scalar: 1 on even ranks, 2 on odd ones, in the operation's type.
+                let mut scalar = vec![0u8; d.size()];
+                d.encode(ReduceOp::premul_scalar(self.rank), &mut scalar);
+                (Some(self.comm.pre_mul_sum(&scalar, d)?), true)
+            }
+            Some(o) => (RedOp::builtin(o), false),
+        };
+        let matrix =
+            match desc.collective {
+                Collective::AllToAllv => Some(desc.counts.clone().ok_or_else(|| {
+                    Error::Internal("all_to_allv without per-peer counts".into())
+                })?),
+                _ => None,
+            };
+        Ok(GpuOp {
+            collective: desc.collective,
+            comm: desc.comm.id,
+            send,
+            recv,
+            count: shape.count,
+            dtype: d,
+            op,
+            made_op,
+            root,
+            peer: desc.peer,
+            matrix,
+        })
+    }
+
+    /// Destroys what `resolve` made for an operation (its mulsum operator).
+    fn release(&mut self, op: GpuOp) -> Result<()> {
+        match op.op.filter(|_| op.made_op) {
+            Some(made) => {
+                self.activate(op.comm)?;
+                self.comm.destroy_op(made)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Makes the library's calls of `op` with both buffers `shift` bytes on.
+    fn run(&mut self, op: &GpuOp, shift: u64) -> Result<()> {
+        if op.comm != self.active {
+            self.activate(op.comm)?;
+        }
+        let (send, recv) = (op.send.offset(shift), op.recv.offset(shift));
+        let (count, d, root) = (op.count, op.dtype, op.root);
+        let stream = self.device.stream();
+        let reduction = || {
+            op.op.ok_or_else(|| {
+                Error::Internal(format!("{} without a reduction operator", op.collective))
+            })
+        };
+        match op.collective {
+            Collective::AllReduce => {
+                self.comm
+                    .all_reduce(send, recv, count, d, reduction()?, stream)
+            }
+            Collective::AllGather => self.comm.all_gather(send, recv, count, d, stream),
+            Collective::ReduceScatter => {
+                self.comm
+                    .reduce_scatter(send, recv, count, d, reduction()?, stream)
+            }
+            Collective::Broadcast => self.comm.broadcast(send, recv, count, d, root, stream),
+            Collective::Reduce => {
+                self.comm
+                    .reduce(send, recv, count, d, reduction()?, root, stream)
+            }
+            Collective::AllToAll if self.nccl.has(Optional::AllToAll) => {
+                self.comm.all_to_all(send, recv, count, d, stream)
+            }
+            Collective::AllToAll => self.grouped_all_to_all(send, recv, count, d),
+            Collective::Gather if self.nccl.has(Optional::Gather) => {
+                self.comm.gather(send, recv, count, d, root, stream)
+            }
+            Collective::Gather => self.grouped_gather(send, recv, count, d, root),
+            Collective::Scatter if self.nccl.has(Optional::Scatter) => {
+                self.comm.scatter(send, recv, count, d, root, stream)
+            }
+            Collective::Scatter => self.grouped_scatter(send, recv, count, d, root),
+            Collective::SendRecv => self.ring_send_recv(send, recv, count, d, op.peer),
+            Collective::Hypercube => self.hypercube(send, recv, count, d),
+            Collective::AllToAllv => {
+                let matrix = op
+                    .matrix
+                    .as_ref()
+                    .ok_or_else(|| Error::Internal("all_to_allv without per-peer counts".into()))?;
+                if self.nccl.has(Optional::AllToAllv) {
+                    self.native_all_to_allv(send, recv, matrix, d)
+                } else {
+                    self.grouped_all_to_allv(send, recv, matrix, d)
+                }
+            }
+        }
+    }
+}
+
 /// Why a library version or device cannot run a data type or operator, if it cannot.
 pub fn version_limits(
     flavor: Flavor,
@@ -530,6 +691,11 @@ pub fn version_limits(
     let lib = flavor.name();
     if matches!(dtype, DataType::Bfloat16) && code < version_code(2, 10, 0) {
         return Some(format!("{lib} {x}.{y}.{z} has no bfloat16 (added in 2.10)"));
+    }
+    if op == Some(ReduceOp::MulSum) && code < version_code(2, 11, 0) {
+        return Some(format!(
+            "{lib} {x}.{y}.{z} has no pre-multiplied sum for -o mulsum (added in 2.11)"
+        ));
     }
     if op == Some(ReduceOp::Avg) && code < version_code(2, 10, 0) {
         return Some(format!(
@@ -641,6 +807,16 @@ impl Backend for GpuBackend {
             dtype,
             op,
         )
+        .or_else(|| {
+            (op == Some(ReduceOp::MulSum) && !self.nccl.has(Optional::PreMulSum)).then(|| {
+                format!(
+                    "{} {} at {} has no ncclRedOpCreatePreMulSum, so -o mulsum cannot run",
+                    self.nccl.flavor().name(),
+                    self.nccl.version_string(),
+                    self.nccl.path().display()
+                )
+            })
+        })
     }
 
     fn capabilities(&self) -> &Capabilities {
@@ -652,6 +828,10 @@ impl Backend for GpuBackend {
         let bytes = bytes.max(256);
         if self.buffers.as_ref().is_some_and(|b| b.bytes >= bytes) {
             return Ok(());
+        }
+        // What was prepared points into the buffers being replaced.
+        if let Some(old) = self.prepared.take() {
+            self.release(old)?;
         }
         self.free_buffers()?;
         let (send, by_library) = self.alloc_one(bytes)?;
@@ -725,89 +905,28 @@ impl Backend for GpuBackend {
     }
 
     fn enqueue(&mut self, desc: &OpDesc) -> Result<()> {
-        self.activate(desc.comm.id)?;
-        (self.rank, self.size) = (desc.comm.rank, desc.comm.size);
-        let d = desc.dtype;
-        let elt = d.size() as u64;
-        let shape = desc.shape;
-        let b = self.buffers()?;
-        let needed = shape.buffer_bytes(d.size());
-        if needed > b.bytes {
-            return Err(Error::Internal(format!(
-                "{} needs {needed} bytes; buffers hold {}",
-                desc.collective, b.bytes
-            )));
+        let op = self.resolve(desc, desc.shift_bytes)?;
+        let result = self.run(&op, desc.shift_bytes);
+        // One operation: a mulsum operator made for it goes with it, as nccl-tests' startColl does.
+        self.release(op).and(result)
+    }
+
+    fn prepare(&mut self, desc: &OpDesc, max_shift_bytes: u64) -> Result<()> {
+        if let Some(old) = self.prepared.take() {
+            self.release(old)?;
         }
-        if needed + desc.shift_bytes > b.bytes {
-            return Err(Error::Internal(format!(
-                "{} shifted by {} bytes overruns buffers of {}",
-                desc.collective, desc.shift_bytes, b.bytes
-            )));
-        }
-        let (send_base, recv_base) = (
-            b.send.offset(desc.shift_bytes),
-            b.recv.offset(desc.shift_bytes),
-        );
-        let (send, recv) = if desc.in_place {
-            let layout = self
-                .capabilities
-                .in_place_layout(desc.collective, &shape, self.rank);
-            (
-                recv_base.offset(layout.input_offset * elt),
-                recv_base.offset(layout.output_offset * elt),
-            )
-        } else {
-            (send_base, recv_base)
-        };
-        let count = shape.count;
-        let stream = self.device.stream();
-        let root = desc.root.unwrap_or(0);
-        if desc.collective.rooted() && root >= self.size {
-            return Err(Error::Usage(format!(
-                "root {root} is not a rank: there are {} ranks",
-                self.size
-            )));
-        }
-        let op = || {
-            desc.op.and_then(RedOp::builtin).ok_or_else(|| {
-                Error::Internal(format!("{} without a reduction operator", desc.collective))
-            })
-        };
-        match desc.collective {
-            Collective::AllReduce => self.comm.all_reduce(send, recv, count, d, op()?, stream),
-            Collective::AllGather => self.comm.all_gather(send, recv, count, d, stream),
-            Collective::ReduceScatter => {
-                self.comm
-                    .reduce_scatter(send, recv, count, d, op()?, stream)
-            }
-            Collective::Broadcast => self.comm.broadcast(send, recv, count, d, root, stream),
-            Collective::Reduce => self.comm.reduce(send, recv, count, d, op()?, root, stream),
-            Collective::AllToAll if self.nccl.has(Optional::AllToAll) => {
-                self.comm.all_to_all(send, recv, count, d, stream)
-            }
-            Collective::AllToAll => self.grouped_all_to_all(send, recv, count, d),
-            Collective::Gather if self.nccl.has(Optional::Gather) => {
-                self.comm.gather(send, recv, count, d, root, stream)
-            }
-            Collective::Gather => self.grouped_gather(send, recv, count, d, root),
-            Collective::Scatter if self.nccl.has(Optional::Scatter) => {
-                self.comm.scatter(send, recv, count, d, root, stream)
-            }
-            Collective::Scatter => self.grouped_scatter(send, recv, count, d, root),
-            Collective::SendRecv => self.ring_send_recv(send, recv, count, d, desc.peer),
-            Collective::Hypercube => self.hypercube(send, recv, count, d),
-            Collective::AllToAllv => {
-                let matrix = desc
-                    .counts
-                    .clone()
-                    .ok_or_else(|| Error::Internal("all_to_allv without per-peer counts".into()))?;
-                if self.nccl.has(Optional::AllToAllv) {
-                    self.native_all_to_allv(send, recv, &matrix, d)
-                } else {
-                    self.grouped_all_to_allv(send, recv, &matrix, d)
-                }
-            }
-        }
+        self.prepared = Some(self.resolve(desc, max_shift_bytes)?);
+        Ok(())
+    }
+
+    fn launch(&mut self, shift_bytes: u64) -> Result<()> {
+        let op = self
+            .prepared
+            .take()
+            .ok_or_else(|| Error::Internal("launch without a prepared operation".into()))?;
+        let result = self.run(&op, shift_bytes);
+        self.prepared = Some(op);
+        result
     }
 
     fn wait(&mut self) -> Result<()> {

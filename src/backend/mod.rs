@@ -204,6 +204,14 @@ pub trait Backend {
     }
     /// Starts one operation. It may complete asynchronously.
     fn enqueue(&mut self, desc: &OpDesc) -> Result<()>;
+    /// Readies `desc` for a timed pass, once before it: what stays the same from one iteration to the
+    /// next (partners, the in-place layout, the library's arguments and handles, the buffers' bounds for
+    /// every rotation up to `max_shift_bytes`) is worked out here, so that `launch` makes only the
+    /// library's call. A later `prepare`, `enqueue` or `allocate` may replace what was prepared.
+    fn prepare(&mut self, desc: &OpDesc, max_shift_bytes: u64) -> Result<()>;
+    /// Starts the prepared operation with both buffers `shift_bytes` further on (at most the prepared
+    /// maximum). It may complete asynchronously.
+    fn launch(&mut self, shift_bytes: u64) -> Result<()>;
     /// Waits until every enqueued operation has completed.
     fn wait(&mut self) -> Result<()>;
     /// Makes room for `count` timer marks, so that marking allocates nothing inside the timed loop.

@@ -18,6 +18,8 @@ enum Call {
     GroupStart,
     GroupEnd,
     Enqueue,
+    Prepare,
+    Launch,
     Wait,
     BeginCapture,
     EndCapture,
@@ -38,6 +40,8 @@ struct Recorder {
     executed: usize,
     replays: usize,
     shifts: Vec<u64>,
+    /// What `prepare` readied, and the largest shift it may be launched at.
+    prepared: Option<(OpDesc, u64)>,
     /// What this "library" defines (the in-place forms it leaves undefined among them).
     capabilities: Capabilities,
     /// Every call that reaches the library, with its thread, when a test watches the order of events.
@@ -58,6 +62,7 @@ impl Default for Recorder {
             executed: 0,
             replays: 0,
             shifts: Vec::new(),
+            prepared: None,
             capabilities: Capabilities {
                 in_place: InPlaceConvention::Nccl,
                 undefined_in_place: Vec::new(),
@@ -89,7 +94,7 @@ impl Recorder {
         note(&self.thread_log, "backend");
         let allowed_in_capture = matches!(
             call,
-            Call::Enqueue | Call::GroupStart | Call::GroupEnd | Call::EndCapture
+            Call::Enqueue | Call::Launch | Call::GroupStart | Call::GroupEnd | Call::EndCapture
         );
         if self.capturing && !allowed_in_capture {
             return Err(Error::Internal(format!(
@@ -160,19 +165,26 @@ impl Backend for Recorder {
     }
     fn enqueue(&mut self, desc: &OpDesc) -> Result<()> {
         self.call(Call::Enqueue)?;
-        self.shifts.push(desc.shift_bytes);
-        if self.capturing {
-            self.captured += 1;
-        } else {
-            self.executed += 1;
-            // A one-rank all_reduce: the output is the input.
-            let len = desc.shape.buffer_bytes(desc.dtype.size()) as usize;
-            if !desc.in_place {
-                let input = self.send[..len].to_vec();
-                self.recv[..len].copy_from_slice(&input);
-            }
-        }
+        self.run(desc)
+    }
+    fn prepare(&mut self, desc: &OpDesc, max_shift_bytes: u64) -> Result<()> {
+        self.call(Call::Prepare)?;
+        self.prepared = Some((desc.clone(), max_shift_bytes));
         Ok(())
+    }
+    fn launch(&mut self, shift_bytes: u64) -> Result<()> {
+        self.call(Call::Launch)?;
+        let (mut desc, max) = self
+            .prepared
+            .clone()
+            .ok_or_else(|| Error::Internal("launch before prepare".into()))?;
+        if shift_bytes > max {
+            return Err(Error::Internal(format!(
+                "launched at {shift_bytes} bytes, prepared up to {max}"
+            )));
+        }
+        desc.shift_bytes = shift_bytes;
+        self.run(&desc)
     }
     fn wait(&mut self) -> Result<()> {
         std::thread::sleep(self.wait);
@@ -220,6 +232,25 @@ impl GraphCapture for Recorder {
         self.call(Call::ReleaseGraph)?;
         self.graph_held = false;
         self.captured = 0;
+        Ok(())
+    }
+}
+
+impl Recorder {
+    /// What the "library" does with one operation: counts it, and on one rank copies the input out.
+    fn run(&mut self, desc: &OpDesc) -> Result<()> {
+        self.shifts.push(desc.shift_bytes);
+        if self.capturing {
+            self.captured += 1;
+        } else {
+            self.executed += 1;
+            // A one-rank all_reduce: the output is the input.
+            let len = desc.shape.buffer_bytes(desc.dtype.size()) as usize;
+            if !desc.in_place {
+                let input = self.send[..len].to_vec();
+                self.recv[..len].copy_from_slice(&input);
+            }
+        }
         Ok(())
     }
 }
@@ -286,7 +317,12 @@ fn the_timed_loop_shows_the_backend_only_its_enqueues() {
     let timed = timed_loop_calls(&b.calls);
     assert_eq!(
         timed,
-        [[Call::Enqueue; 5].as_slice(), &[Call::Wait]].concat()
+        [
+            &[Call::Prepare],
+            [Call::Launch; 5].as_slice(),
+            &[Call::Wait]
+        ]
+        .concat()
     );
     assert!(!b.calls.contains(&Call::GroupStart), "{:?}", b.calls);
     // The distribution comes from a separate marked pass after it, as many iterations as -n.
@@ -309,13 +345,11 @@ fn the_timed_loop_shows_the_backend_only_its_enqueues() {
 fn several_operations_per_iteration_go_in_one_group() {
     let (b, _) = measure("all_reduce -n 3 -m 2 -w 1 -c 0 --samples 0", 1024);
     let timed = timed_loop_calls(&b.calls);
-    let group = [
-        Call::GroupStart,
-        Call::Enqueue,
-        Call::Enqueue,
-        Call::GroupEnd,
-    ];
-    assert_eq!(timed, [&group[..], &group, &group, &[Call::Wait]].concat());
+    let group = [Call::GroupStart, Call::Launch, Call::Launch, Call::GroupEnd];
+    assert_eq!(
+        timed,
+        [&[Call::Prepare], &group[..], &group, &group, &[Call::Wait]].concat()
+    );
     assert!(!b.calls.contains(&Call::Mark), "--samples 0 marks nothing");
 }
 

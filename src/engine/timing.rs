@@ -10,28 +10,41 @@ use crate::world::Combine;
 use std::time::Instant;
 
 impl Engine<'_> {
-    /// Enqueues timed iteration `i` at nccl-tests' rotating offset (iteration i starts i footprints into
-    /// the buffers, wrapping where the next would not fit). With -m > 1 its operations go in one group, as
-    /// nccl-tests; a single operation is enqueued bare, so the library sees no group call around it.
-    /// `desc` is the pass's own copy: only its shift changes, so the loop clones nothing.
-    fn enqueue_iteration(&mut self, desc: &mut OpDesc, i: u64) -> Result<()> {
+    /// The rotation of timed iteration `i`, at nccl-tests' rotating offset: iteration i starts i
+    /// footprints into the buffers, wrapping where the next would not fit.
+    fn rotation(&self, desc: &OpDesc) -> Rotation {
         let footprint = desc.shape.buffer_bytes(desc.dtype.size());
         let steps = self.buffer_bytes.checked_div(footprint).unwrap_or(1).max(1);
-        desc.shift_bytes = footprint * (i % steps);
+        Rotation { footprint, steps }
+    }
+
+    /// Readies `desc` for a pass of timed iterations: the backend works out once what every iteration
+    /// shares, for rotations up to the pass's largest.
+    fn prepare_pass(&mut self, desc: &OpDesc) -> Result<Rotation> {
+        let rotation = self.rotation(desc);
+        self.backend
+            .prepare(desc, desc.shift_bytes + rotation.max_shift())?;
+        Ok(rotation)
+    }
+
+    /// Launches prepared timed iteration `i`. With -m > 1 its operations go in one group, as nccl-tests;
+    /// a single operation is launched bare, so the library sees no group call around it.
+    fn launch_iteration(&mut self, base: u64, rotation: Rotation, i: u64) -> Result<()> {
+        let shift = base + rotation.shift(i);
         if self.settings.agg_iters == 1 {
-            return self.backend.enqueue(desc);
+            return self.backend.launch(shift);
         }
         self.backend.group_start()?;
         for _ in 0..self.settings.agg_iters {
-            self.backend.enqueue(desc)?;
+            self.backend.launch(shift)?;
         }
         self.backend.group_end()
     }
 
     /// One step of a pass: a timed iteration, or a replay of the captured graph.
-    fn step(&mut self, desc: &mut OpDesc, how: Step, i: u64) -> Result<()> {
+    fn step(&mut self, base: u64, rotation: Rotation, how: Step, i: u64) -> Result<()> {
         match how {
-            Step::Iteration => self.enqueue_iteration(desc, i)?,
+            Step::Iteration => self.launch_iteration(base, rotation, i)?,
             Step::Replay => self.graphs()?.replay()?,
         }
         if self.settings.blocking {
@@ -45,10 +58,11 @@ impl Engine<'_> {
     /// group call with -m 1. Returns microseconds.
     fn timed_pass(&mut self, desc: &OpDesc, how: Step, count: u64) -> Result<f64> {
         let delay = self.switches.delay_for(self.world.rank());
-        let mut shifted = desc.clone();
+        let rotation = self.prepare_for(desc, how)?;
+        let base = desc.shift_bytes;
         let start = Instant::now();
         for i in 0..count {
-            self.step(&mut shifted, how, i)?;
+            self.step(base, rotation, how, i)?;
         }
         self.backend.wait()?;
         if let Some(d) = delay {
@@ -56,6 +70,15 @@ impl Engine<'_> {
             std::thread::sleep(d * count as u32);
         }
         Ok(start.elapsed().as_secs_f64() * 1e6)
+    }
+
+    /// What a pass prepares before its clock starts: the iteration's operation, or nothing for the
+    /// replays of a graph (captured already).
+    fn prepare_for(&mut self, desc: &OpDesc, how: Step) -> Result<Rotation> {
+        match how {
+            Step::Iteration => self.prepare_pass(desc),
+            Step::Replay => Ok(self.rotation(desc)),
+        }
     }
 
     /// `count` steps, each bounded by timer marks (device events on GPUs), for the distribution: never
@@ -69,11 +92,12 @@ impl Engine<'_> {
         ops_per_step: u64,
     ) -> Result<Vec<f64>> {
         let count = count as usize;
-        let mut shifted = desc.clone();
+        let rotation = self.prepare_for(desc, how)?;
+        let base = desc.shift_bytes;
         self.backend.reserve_marks(count + 1)?;
         self.backend.mark(0)?;
         for i in 0..count {
-            self.step(&mut shifted, how, i as u64)?;
+            self.step(base, rotation, how, i as u64)?;
             self.backend.mark(i + 1)?;
         }
         self.backend.wait()?;
@@ -126,10 +150,12 @@ impl Engine<'_> {
     /// uploads the graph), R timed replays, then the sampled replays; the graph is released last, outside
     /// any capture.
     pub(super) fn graph(&mut self, desc: &OpDesc, iters: u64, replays: u64) -> Result<Timing> {
-        let mut shifted = desc.clone();
+        // Prepared before the capture begins: only the launches go into the graph.
+        let rotation = self.prepare_pass(desc)?;
+        let base = desc.shift_bytes;
         self.graphs()?.begin_capture()?;
         for i in 0..iters {
-            self.enqueue_iteration(&mut shifted, i)?;
+            self.launch_iteration(base, rotation, i)?;
         }
         self.graphs()?.end_capture()?;
         self.graphs()?.replay()?;
@@ -216,4 +242,23 @@ pub(super) struct Timing {
     pub(super) samples: Vec<f64>,
     /// Where the samples came from, for the JSON.
     pub(super) source: String,
+}
+
+/// Where timed iterations put their operations: `steps` footprints fit the buffers, iteration i goes
+/// i mod steps footprints in.
+#[derive(Debug, Clone, Copy)]
+struct Rotation {
+    footprint: u64,
+    steps: u64,
+}
+
+impl Rotation {
+    fn shift(self, i: u64) -> u64 {
+        self.footprint * (i % self.steps)
+    }
+
+    /// The largest shift any iteration gets.
+    fn max_shift(self) -> u64 {
+        self.footprint * (self.steps - 1)
+    }
 }
