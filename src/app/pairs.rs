@@ -90,6 +90,9 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
             rccl_lib: args.library.rccl_lib.clone(),
             timeout_s,
             alloc: Allocator::Device,
+            register: crate::backend::Registration::None,
+            cta_policy: None,
+            null_stream: false,
         },
     };
     let settings = EngineSettings {
@@ -97,11 +100,15 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
         warmup_iters: args.warmup_iters,
         agg_iters: 1,
         check_iters: args.check,
-        blocking: false,
+        blocking: crate::plan::Blocking::Off,
         graph_replays: 0,
         samples: None,
         average: crate::metrics::Average::Mean,
         seed: 0,
+        unalign: 0,
+        keep_iteration_times: false,
+        rank_iteration_times: false,
+        iteration_skip: 0,
     };
     Ok(PairsPlan {
         args,
@@ -366,6 +373,7 @@ fn judge_pairs(
                 slowest_group: None,
                 iteration_times_us: None,
                 rank_iteration_times_us: None,
+                cpu_time_us: None,
             }),
             in_place: None,
             telemetry: None,

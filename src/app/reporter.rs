@@ -4,6 +4,8 @@
 use crate::engine::RowSink;
 use crate::error::{Error, Result};
 use crate::report::csv::CsvWriter;
+use crate::report::json::JsonFormat;
+use crate::report::nccl_tests::export::NcclTestsFile;
 use crate::report::model::{Row, RunDocument};
 use crate::report::table;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -11,6 +13,8 @@ use std::io::{IsTerminal, Write};
 
 pub struct Reporter {
     pub doc: RunDocument,
+    /// What `-J` writes: collbench's document or nccl-tests' (with ours inside).
+    format: JsonFormat,
     csv: Option<CsvWriter>,
     columns: table::Columns,
     last_title: Option<String>,
@@ -19,10 +23,15 @@ pub struct Reporter {
 
 impl Reporter {
     /// Rank 0 at the start of the run, its document already on disk (`--json`, app/document.rs).
-    pub fn start(doc: RunDocument, csv_path: Option<&std::path::Path>) -> Result<Reporter> {
+    pub fn start(
+        doc: RunDocument,
+        format: JsonFormat,
+        csv_path: Option<&std::path::Path>,
+    ) -> Result<Reporter> {
         let csv = csv_path.map(CsvWriter::create).transpose()?;
         Ok(Reporter {
             doc,
+            format,
             csv,
             columns: table::Columns::default(),
             last_title: None,
@@ -52,7 +61,16 @@ impl Reporter {
     }
 
     pub fn save(&mut self) -> Result<()> {
-        super::record::save(&mut self.doc)
+        match self.format {
+            JsonFormat::Collbench => super::record::save(&mut self.doc),
+            JsonFormat::NcclTests => {
+                // The record keeps the life it saved (heartbeat, another rank's ending): take it back.
+                let mut file = NcclTestsFile(self.doc.clone());
+                let saved = super::record::save(&mut file);
+                self.doc = file.0;
+                saved
+            }
+        }
     }
 
     /// Prints text without tearing the progress bar.
@@ -100,6 +118,11 @@ fn print_flushed(text: &str) {
 }
 
 impl RowSink for Reporter {
+    fn note(&mut self, text: &str) {
+        self.print(&format!("# Note: {text}\n"));
+        self.doc.notes.push(text.to_string());
+    }
+
     fn starting(&mut self, what: &str) {
         if let Some(bar) = &self.progress {
             bar.set_message(what.to_string());
@@ -117,6 +140,9 @@ impl RowSink for Reporter {
         out.push_str(&self.columns.line(row));
         if let Some(t) = &row.traffic {
             out.push_str(&table::traffic_line(t));
+            if self.columns.alltoallv_summary {
+                out.push_str(&table::alltoallv_summary(row));
+            }
         }
         self.print(&out);
         if let Some(bar) = &self.progress {

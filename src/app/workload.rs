@@ -99,6 +99,9 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
             rccl_lib: args.library.rccl_lib.clone(),
             timeout_s,
             alloc: Allocator::Device,
+            register: crate::backend::Registration::None,
+            cta_policy: None,
+            null_stream: false,
         },
     };
     // Sizes come from the model; the timing is a sweep's, with its default fewest auto iterations.
@@ -112,11 +115,15 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
         warmup_iters: args.warmup_iters,
         agg_iters: 1,
         check_iters: args.check,
-        blocking: false,
+        blocking: crate::plan::Blocking::Off,
         graph_replays: 0,
         samples: None,
         average: crate::metrics::Average::Mean,
         seed: 0,
+        unalign: 0,
+        keep_iteration_times: false,
+        rank_iteration_times: false,
+        iteration_skip: 0,
     };
     Ok(WorkloadPlan {
         args,

@@ -1,10 +1,10 @@
 //! The GPU backend: NCCL on CUDA devices or RCCL on HIP devices (one NCCL API), one communicator per
 //! rank, buffers allocated once, operations enqueued on one stream and waited for as nccl-tests does.
 
-use super::options::{Allocator, GpuOptions};
+use super::options::{Allocator, GpuOptions, Registration};
 use super::{
     Backend, BufferId, Capabilities, CommId, DeviceInfo, Exchange, GraphCapture, GroupJoin,
-    InPlaceConvention, LibraryVersion, OpDesc, PathTaken,
+    InPlaceConvention, LibraryVersion, MemoryUse, OpDesc, PathTaken,
 };
 use crate::collective::Collective;
 use crate::device::{select_ordinals, GpuDevice, Placement};
@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::ffi::cuda::{self, CudaDevice};
 use crate::ffi::hip::{Hip, HipDevice};
 use crate::ffi::nccl::{
-    version_code, AsyncState, Flavor, Nccl, NcclComm, Optional, PeerCounts, RedOp,
+    version_code, AsyncState, CommConfig, Flavor, Nccl, NcclComm, Optional, PeerCounts, RedOp,
+    WINDOW_COLL_SYMMETRIC,
 };
 use crate::ffi::DeviceAddr;
 use crate::traffic::matrix::PeerBytes;
@@ -112,9 +113,11 @@ fn open_device(
     vendor: GpuVendor,
     nccl: &Arc<Nccl>,
     world: &dyn World,
+    null_stream: bool,
 ) -> Result<Box<dyn GpuDevice>> {
     let (rank, host) = (world.rank(), world.host());
     let env = visibility(vendor);
+    let first_device = crate::device::first_device_from_env()?;
     let place = |count: usize| Placement {
         host,
         local_rank: world.local_rank(),
@@ -122,6 +125,7 @@ fn open_device(
         per_process: 1,
         visible_count: count,
         visible_env: env.as_ref().map(|(n, v)| (*n, v.as_str())),
+        first_device,
     };
     match vendor {
         GpuVendor::Nvidia => {
@@ -141,7 +145,7 @@ fn open_device(
                 Err(e) => return Err(no_gpu_error(nccl, words(e), rank, host)),
             };
             let ordinal = select_ordinals(&place(count))?[0];
-            Ok(Box::new(CudaDevice::open(ordinal, rank, host)?))
+            Ok(Box::new(CudaDevice::open(ordinal, rank, host, null_stream)?))
         }
         GpuVendor::Amd => {
             let hip = Hip::open(rank, host)?;
@@ -158,7 +162,7 @@ fn open_device(
                 Err(e) => return Err(no_gpu_error(nccl, words(e), rank, host)),
             };
             let ordinal = select_ordinals(&place(count))?[0];
-            Ok(Box::new(HipDevice::open(&hip, ordinal)?))
+            Ok(Box::new(HipDevice::open(&hip, ordinal, null_stream)?))
         }
     }
 }
@@ -208,6 +212,16 @@ pub struct GpuBackend {
     native_counts: Option<NativeCounts>,
     /// The operation `prepare` readied for `launch`.
     prepared: Option<GpuOp>,
+    /// -R: the buffers' registrations with each communicator, undone by `deregister_buffers`.
+    registered: Vec<(CommId, Registered)>,
+    /// -M: the device memory the communicator and the buffers took.
+    memory: MemoryUse,
+}
+
+/// One buffer's registration with one communicator.
+enum Registered {
+    Local(crate::ffi::nccl::Registration),
+    Window(crate::ffi::nccl::Window),
 }
 
 /// One operation resolved for this rank: its communicator, its buffers' addresses before any rotation,
@@ -271,14 +285,23 @@ impl GpuBackend {
             GpuVendor::Amd => options.rccl_lib.as_deref(),
         };
         let nccl = Nccl::open(vendor.flavor(), explicit, rank, &host)?;
-        let device = open_device(vendor, &nccl, world)?;
+        let device = open_device(vendor, &nccl, world, options.null_stream)?;
         let mut id = if rank == 0 {
             nccl.unique_id()?
         } else {
             Vec::new()
         };
         world.broadcast_bytes(0, &mut id)?;
-        let comm = nccl.init_rank(world.size(), &id, rank)?;
+        let config = comm_config(
+            options.cta_policy,
+            nccl.flavor(),
+            nccl.version_code(),
+            nccl.has(Optional::InitRankConfig),
+        )
+        .map_err(Error::Usage)?;
+        let free_before = device.mem_info().map(|m| m.0).unwrap_or(0);
+        let comm = nccl.init_rank_with(world.size(), &id, rank, config.as_ref())?;
+        let free_after = device.mem_info().map(|m| m.0).unwrap_or(free_before);
         let capabilities = capabilities_of(&nccl);
         Ok(GpuBackend {
             comm,
@@ -297,6 +320,11 @@ impl GpuBackend {
             capabilities,
             native_counts: None,
             prepared: None,
+            registered: Vec::new(),
+            memory: MemoryUse {
+                initialization_bytes: free_before.saturating_sub(free_after),
+                user_allocated_bytes: 0,
+            },
         })
     }
 
@@ -679,6 +707,82 @@ impl GpuBackend {
     }
 }
 
+/// The communicator options passed at creation (ncclCommInitRankConfig): -x's CTA policy (NCCL 2.27+,
+/// 2 = NCCL_CTA_POLICY_ZERO 2.28+), and on NCCL 2.28+ nvlinkCentricSched = 1, as nccl-tests sets it;
+/// None where there is nothing to set (plain ncclCommInitRank). A CTA policy the library cannot take
+/// is refused with what is missing.
+pub fn comm_config(
+    cta_policy: Option<i32>,
+    flavor: Flavor,
+    code: i32,
+    has_config: bool,
+) -> std::result::Result<Option<CommConfig>, String> {
+    let (x, y, z) = crate::ffi::nccl::version_from_code(code);
+    let lib = flavor.name();
+    if let Some(policy) = cta_policy {
+        let needs = if policy >= 2 { (2, 28) } else { (2, 27) };
+        if code < version_code(needs.0, needs.1, 0) || !has_config {
+            return Err(format!(
+                "-x {policy}: the CTA policy is an option of ncclCommInitRankConfig from NCCL {}.{} ({}), and {lib} {x}.{y}.{z} is older: leave -x out or load a newer library (--nccl-lib)",
+                needs.0,
+                needs.1,
+                if policy >= 2 {
+                    "NCCL_CTA_POLICY_ZERO"
+                } else {
+                    "ncclConfig_t.CTAPolicy"
+                }
+            ));
+        }
+    }
+    let nvlink_centric_sched =
+        (flavor == Flavor::Nccl && code >= version_code(2, 28, 0) && has_config).then_some(1);
+    if cta_policy.is_none() && nvlink_centric_sched.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(CommConfig {
+        cta_policy,
+        nvlink_centric_sched,
+    }))
+}
+
+/// How -R's registration is done with this library: -R 1 needs ncclCommRegister (NCCL 2.19+); -R 2 a
+/// symmetric window (ncclCommWindowRegister, NCCL 2.27+), else, as nccl-tests does, -R 1 with a note
+/// saying so. What cannot be done at all is refused with what is missing.
+pub fn registration_for(
+    asked: Registration,
+    flavor: Flavor,
+    code: i32,
+    has_register: bool,
+    has_window: bool,
+) -> std::result::Result<(Registration, Option<String>), String> {
+    let (x, y, z) = crate::ffi::nccl::version_from_code(code);
+    let lib = flavor.name();
+    let local = || {
+        if has_register {
+            Ok(Registration::Local)
+        } else {
+            Err(format!(
+                "-R: {lib} {x}.{y}.{z} has no ncclCommRegister (NCCL 2.19 and later have it): leave -R out or load a newer library (--nccl-lib)"
+            ))
+        }
+    };
+    match asked {
+        Registration::None => Ok((Registration::None, None)),
+        Registration::Local => local().map(|r| (r, None)),
+        Registration::Symmetric if has_window && code >= version_code(2, 27, 0) => {
+            Ok((Registration::Symmetric, None))
+        }
+        Registration::Symmetric => local().map(|r| {
+            (
+                r,
+                Some(format!(
+                    "-R 2: symmetric windows (ncclCommWindowRegister) need NCCL 2.27, and {lib} {x}.{y}.{z} has none: the buffers are registered with ncclCommRegister instead (-R 1), as nccl-tests does"
+                )),
+            )
+        }),
+    }
+}
+
 /// Why a library version or device cannot run a data type or operator, if it cannot.
 pub fn version_limits(
     flavor: Flavor,
@@ -833,7 +937,9 @@ impl Backend for GpuBackend {
         if let Some(old) = self.prepared.take() {
             self.release(old)?;
         }
+        self.deregister_buffers()?;
         self.free_buffers()?;
+        let free_before = self.device.mem_info().map(|m| m.0).unwrap_or(0);
         let (send, by_library) = self.alloc_one(bytes)?;
         let recv = match self.alloc_one(bytes) {
             Ok((recv, _)) => recv,
@@ -852,7 +958,63 @@ impl Backend for GpuBackend {
             bytes,
             by_library,
         });
+        let free_after = self.device.mem_info().map(|m| m.0).unwrap_or(free_before);
+        self.memory.user_allocated_bytes = free_before.saturating_sub(free_after);
         Ok(())
+    }
+
+    fn register_buffers(&mut self, how: Registration) -> Result<Option<String>> {
+        let (mode, note) = registration_for(
+            how,
+            self.nccl.flavor(),
+            self.nccl.version_code(),
+            self.nccl.has(Optional::Register),
+            self.nccl.has(Optional::Window),
+        )
+        .map_err(Error::Usage)?;
+        if mode == Registration::None {
+            return Ok(note);
+        }
+        let (send, recv, bytes) = {
+            let b = self.buffers()?;
+            (b.send, b.recv, b.bytes)
+        };
+        let free_before = self.device.mem_info().map(|m| m.0).unwrap_or(0);
+        // Every communicator, the job's and each group's, in the same order on every rank: window
+        // registration is collective.
+        for id in 0..self.parked.len() {
+            self.activate(id)?;
+            for addr in [send, recv] {
+                let registered = match mode {
+                    Registration::Symmetric => Registered::Window(self.comm.window_register(
+                        addr,
+                        bytes,
+                        WINDOW_COLL_SYMMETRIC,
+                    )?),
+                    _ => Registered::Local(self.comm.register(addr, bytes)?),
+                };
+                self.registered.push((id, registered));
+            }
+        }
+        self.activate(0)?;
+        let free_after = self.device.mem_info().map(|m| m.0).unwrap_or(free_before);
+        self.memory.user_allocated_bytes += free_before.saturating_sub(free_after);
+        Ok(note)
+    }
+
+    fn deregister_buffers(&mut self) -> Result<()> {
+        while let Some((id, registered)) = self.registered.pop() {
+            self.activate(id)?;
+            match registered {
+                Registered::Local(r) => self.comm.deregister(r)?,
+                Registered::Window(w) => self.comm.window_deregister(w)?,
+            }
+        }
+        self.activate(0)
+    }
+
+    fn memory_use(&self) -> Option<MemoryUse> {
+        Some(self.memory)
     }
 
     fn write(&mut self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<()> {
@@ -1020,7 +1182,8 @@ impl GpuBackend {
 
 impl Drop for GpuBackend {
     fn drop(&mut self) {
-        // Freeing can only fail on a broken device, which nobody is left to tell.
+        // Deregistering and freeing can only fail on a broken device, which nobody is left to tell.
+        let _ = self.deregister_buffers();
         let _ = self.free_buffers();
     }
 }
@@ -1028,6 +1191,55 @@ impl Drop for GpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cta_policy_and_nvlink_scheduling_follow_the_library_version() {
+        // NCCL 2.26: no CTA policy; nothing else to set, so plain ncclCommInitRank.
+        let e = comm_config(Some(1), Flavor::Nccl, 22605, true).unwrap_err();
+        assert!(e.contains("NCCL 2.27") && e.contains("2.26.5"), "{e}");
+        assert_eq!(comm_config(None, Flavor::Nccl, 22605, true).unwrap(), None);
+        // 2.27 takes 0 and 1; 2 (NCCL_CTA_POLICY_ZERO) needs 2.28.
+        let c = comm_config(Some(1), Flavor::Nccl, 22703, true).unwrap().unwrap();
+        assert_eq!((c.cta_policy, c.nvlink_centric_sched), (Some(1), None));
+        let e = comm_config(Some(2), Flavor::Nccl, 22703, true).unwrap_err();
+        assert!(e.contains("NCCL 2.28") && e.contains("NCCL_CTA_POLICY_ZERO"), "{e}");
+        // 2.28+: nvlinkCentricSched = 1 as nccl-tests, with or without -x.
+        let c = comm_config(Some(2), Flavor::Nccl, 23203, true).unwrap().unwrap();
+        assert_eq!((c.cta_policy, c.nvlink_centric_sched), (Some(2), Some(1)));
+        let c = comm_config(None, Flavor::Nccl, 22803, true).unwrap().unwrap();
+        assert_eq!((c.cta_policy, c.nvlink_centric_sched), (None, Some(1)));
+        // A library without ncclCommInitRankConfig cannot take a policy whatever it says its version is.
+        assert!(comm_config(Some(0), Flavor::Nccl, 23203, false).is_err());
+        // RCCL gets options only when asked.
+        assert_eq!(comm_config(None, Flavor::Rccl, 22803, true).unwrap(), None);
+    }
+
+    #[test]
+    fn registration_falls_back_from_symmetric_below_2_27_and_needs_2_19() {
+        let r = |asked, code, reg, win| registration_for(asked, Flavor::Nccl, code, reg, win);
+        assert_eq!(
+            r(Registration::Symmetric, 22703, true, true).unwrap(),
+            (Registration::Symmetric, None)
+        );
+        let (mode, note) = r(Registration::Symmetric, 22605, true, false).unwrap();
+        assert_eq!(mode, Registration::Local);
+        assert!(note.unwrap().contains("NCCL 2.27"));
+        // A 2.27 that lacks the symbol (a stripped build) falls back too.
+        assert_eq!(
+            r(Registration::Symmetric, 22703, true, false).unwrap().0,
+            Registration::Local
+        );
+        assert_eq!(
+            r(Registration::Local, 21903, true, false).unwrap(),
+            (Registration::Local, None)
+        );
+        let e = r(Registration::Local, 21810, false, false).unwrap_err();
+        assert!(e.contains("ncclCommRegister") && e.contains("2.19"), "{e}");
+        assert_eq!(
+            r(Registration::None, 21810, false, false).unwrap(),
+            (Registration::None, None)
+        );
+    }
 
     #[test]
     fn fp8_needs_nccl_2_24_and_a_hopper_gpu() {

@@ -24,8 +24,8 @@ fn max_count() -> u64 {
 
 pub struct MpiBackend<'w> {
     world: &'w MpiWorld,
-    send: Vec<u8>,
-    recv: Vec<u8>,
+    send: HostBuffer,
+    recv: HostBuffer,
     marks: Vec<Instant>,
     in_place: *const std::ffi::c_void,
     /// A 16-byte contiguous type, made on first use for chunks beyond MPI's int count.
@@ -79,8 +79,8 @@ impl<'w> MpiBackend<'w> {
         let in_place = raw::in_place_sentinel(&world.library_version().unwrap_or_default());
         MpiBackend {
             world,
-            send: Vec::new(),
-            recv: Vec::new(),
+            send: HostBuffer::default(),
+            recv: HostBuffer::default(),
             marks: Vec::new(),
             in_place,
             wide: None,
@@ -202,7 +202,7 @@ impl<'w> MpiBackend<'w> {
         })
     }
 
-    fn buffer(&mut self, id: BufferId) -> &mut Vec<u8> {
+    fn buffer(&mut self, id: BufferId) -> &mut HostBuffer {
         match id {
             BufferId::Send => &mut self.send,
             BufferId::Recv => &mut self.recv,
@@ -305,6 +305,45 @@ impl<'w> MpiBackend<'w> {
         }
         let wide = *self.wide.get_or_insert_with(|| raw::contiguous_bytes(16));
         Ok((wide, units as i32))
+    }
+}
+
+/// Where a host buffer starts: on a page, as device allocations start at least on 256 bytes, so that
+/// the library's copies see the same alignment from one run (and one program) to the next.
+const HOST_ALIGNMENT: usize = 4096;
+
+/// A host buffer of `len` bytes starting on a `HOST_ALIGNMENT` boundary inside its allocation.
+#[derive(Default)]
+struct HostBuffer {
+    raw: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl HostBuffer {
+    fn new(len: usize) -> Result<HostBuffer> {
+        let mut raw = Vec::new();
+        raw.try_reserve_exact(len + HOST_ALIGNMENT).map_err(|e| {
+            Error::Unsupported(format!(
+                "cannot allocate {len} bytes of host memory ({e}): lower -e"
+            ))
+        })?;
+        raw.resize(len + HOST_ALIGNMENT, 0);
+        let start = raw.as_ptr().align_offset(HOST_ALIGNMENT).min(HOST_ALIGNMENT);
+        Ok(HostBuffer { raw, start, len })
+    }
+}
+
+impl std::ops::Deref for HostBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.raw[self.start..self.start + self.len]
+    }
+}
+
+impl std::ops::DerefMut for HostBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.raw[self.start..self.start + self.len]
     }
 }
 
@@ -411,14 +450,7 @@ impl Backend for MpiBackend<'_> {
             Error::Unsupported("buffer size beyond this machine's address space".into())
         })?;
         for id in [BufferId::Send, BufferId::Recv] {
-            let buf = self.buffer(id);
-            buf.clear();
-            buf.try_reserve_exact(bytes).map_err(|e| {
-                Error::Unsupported(format!(
-                    "cannot allocate {bytes} bytes of host memory ({e}): lower -e"
-                ))
-            })?;
-            buf.resize(bytes, 0);
+            *self.buffer(id) = HostBuffer::new(bytes)?;
         }
         Ok(())
     }

@@ -5,8 +5,9 @@
 use super::Engine;
 use crate::backend::OpDesc;
 use crate::error::Result;
+use crate::plan::Blocking;
 use crate::report::model::Stats;
-use crate::world::Combine;
+use crate::world::{all_gather_value, Combine};
 use std::time::Instant;
 
 impl Engine<'_> {
@@ -14,7 +15,9 @@ impl Engine<'_> {
     /// footprints into the buffers, wrapping where the next would not fit.
     fn rotation(&self, desc: &OpDesc) -> Rotation {
         let footprint = desc.shape.buffer_bytes(desc.dtype.size());
-        let steps = self.buffer_bytes.checked_div(footprint).unwrap_or(1).max(1);
+        // The room after the operation's own offset (-u's misalignment).
+        let room = self.buffer_bytes.saturating_sub(desc.shift_bytes);
+        let steps = room.checked_div(footprint).unwrap_or(1).max(1);
         Rotation { footprint, steps }
     }
 
@@ -47,29 +50,64 @@ impl Engine<'_> {
             Step::Iteration => self.launch_iteration(base, rotation, i)?,
             Step::Replay => self.graphs()?.replay()?,
         }
-        if self.settings.blocking {
-            self.backend.wait()?;
+        match self.settings.blocking {
+            Blocking::Off => {}
+            Blocking::Wait => self.backend.wait()?,
+            Blocking::WaitAndBarrier => {
+                self.backend.wait()?;
+                self.world.barrier()?;
+            }
+            // The pass itself waits and meets each iteration, outside the time (see `timed_pass`).
+            Blocking::WaitAndBarrierUntimed => self.backend.wait()?,
         }
         Ok(())
     }
 
     /// nccl-tests' timed loop: the host clock around `count` steps enqueued back to back and their
-    /// completion. The backend sees the enqueues and the final wait, nothing else: no timer mark, no
-    /// group call with -m 1. Returns microseconds.
-    fn timed_pass(&mut self, desc: &OpDesc, how: Step, count: u64) -> Result<f64> {
+    /// completion. The backend sees the launches and the final wait, nothing else: no timer mark, no
+    /// group call with -m 1. With -z 3 each step is waited for and the ranks meet after it, the meeting
+    /// left out of the time. Returns the microseconds until completion and until the last launch
+    /// returned (nccl-tests' -C 1 time).
+    fn timed_pass(&mut self, desc: &OpDesc, how: Step, count: u64) -> Result<Passed> {
         let delay = self.switches.delay_for(self.world.rank());
         let rotation = self.prepare_for(desc, how)?;
         let base = desc.shift_bytes;
-        let start = Instant::now();
-        for i in 0..count {
-            self.step(base, rotation, how, i)?;
-        }
-        self.backend.wait()?;
+        let passed = if self.settings.blocking == Blocking::WaitAndBarrierUntimed {
+            let mut own = std::time::Duration::ZERO;
+            for i in 0..count {
+                let start = Instant::now();
+                self.step(base, rotation, how, i)?;
+                own += start.elapsed();
+                self.world.barrier()?;
+            }
+            // As nccl-tests: the time and the CPU time are the iterations' own.
+            let us = own.as_secs_f64() * 1e6;
+            Passed {
+                elapsed_us: us,
+                cpu_us: us,
+            }
+        } else {
+            let start = Instant::now();
+            for i in 0..count {
+                self.step(base, rotation, how, i)?;
+            }
+            let cpu_us = start.elapsed().as_secs_f64() * 1e6;
+            self.backend.wait()?;
+            Passed {
+                elapsed_us: start.elapsed().as_secs_f64() * 1e6,
+                cpu_us,
+            }
+        };
         if let Some(d) = delay {
             // A rank that sees its operations complete late: the others do not wait for it.
             std::thread::sleep(d * count as u32);
+            let late = (d * count as u32).as_secs_f64() * 1e6;
+            return Ok(Passed {
+                elapsed_us: passed.elapsed_us + late,
+                ..passed
+            });
         }
-        Ok(start.elapsed().as_secs_f64() * 1e6)
+        Ok(passed)
     }
 
     /// What a pass prepares before its clock starts: the iteration's operation, or nothing for the
@@ -83,14 +121,14 @@ impl Engine<'_> {
 
     /// `count` steps, each bounded by timer marks (device events on GPUs), for the distribution: never
     /// part of the reported time. Returns each step's microseconds per operation, slowest rank at each
-    /// step, identical on every rank.
+    /// step, identical on every rank; and, when the settings keep them, every rank's own.
     fn sampled_pass(
         &mut self,
         desc: &OpDesc,
         how: Step,
         count: u64,
         ops_per_step: u64,
-    ) -> Result<Vec<f64>> {
+    ) -> Result<Sampled> {
         let count = count as usize;
         let rotation = self.prepare_for(desc, how)?;
         let base = desc.shift_bytes;
@@ -101,49 +139,58 @@ impl Engine<'_> {
             self.backend.mark(i + 1)?;
         }
         self.backend.wait()?;
-        let mut samples: Vec<f64> = self
+        let mine: Vec<f64> = self
             .backend
             .mark_intervals_us(count)?
             .into_iter()
             .map(|t| t / ops_per_step as f64)
             .collect();
+        // nccl-tests' per-process rows (-I 1 into its JSON format): every rank's, on every rank.
+        let ranks = if self.settings.rank_iteration_times {
+            Some(all_gather_value(self.world, &mine)?)
+        } else {
+            None
+        };
+        let mut samples = mine;
         // Step i took as long as its slowest rank.
         self.world.all_reduce_f64(&mut samples, Combine::Max)?;
-        Ok(samples)
+        Ok(Sampled { samples, ranks })
     }
 
     /// The timing of `iters` timed iterations of -m operations each.
     fn iterations_timing(
         &self,
-        elapsed_us: f64,
+        passed: Passed,
         iters: u64,
-        samples: Vec<f64>,
+        sampled: Sampled,
         source: String,
     ) -> Timing {
         Timing {
-            elapsed_us,
+            elapsed_us: passed.elapsed_us,
+            cpu_us: passed.cpu_us,
             ops: iters * self.settings.agg_iters,
             iterations: iters,
-            samples,
+            samples: sampled.samples,
+            rank_samples: sampled.ranks,
             source,
         }
     }
 
     /// `-n N`: the timed loop, then (after a barrier) the sampled pass.
     pub(super) fn fixed(&mut self, desc: &OpDesc, iters: u64) -> Result<Timing> {
-        let elapsed_us = self.timed_pass(desc, Step::Iteration, iters)?;
+        let passed = self.timed_pass(desc, Step::Iteration, iters)?;
         let count = self.settings.sample_iters(iters);
-        let samples = if count > 0 {
+        let sampled = if count > 0 {
             self.watchdog.arm(|| Self::label(desc, "sampled pass"));
             self.world.barrier()?;
             self.sampled_pass(desc, Step::Iteration, count, self.settings.agg_iters)?
         } else {
-            Vec::new()
+            Sampled::default()
         };
         let source = format!(
             "a separate pass of {count} iterations after the timed loop, each between timer marks"
         );
-        Ok(self.iterations_timing(elapsed_us, iters, samples, source))
+        Ok(self.iterations_timing(passed, iters, sampled, source))
     }
 
     /// `-G R`: the `iters` iterations captured once into a graph, one untimed replay (the first launch
@@ -162,22 +209,24 @@ impl Engine<'_> {
         self.backend.wait()?;
         self.world.barrier()?;
 
-        let elapsed_us = self.timed_pass(desc, Step::Replay, replays)?;
+        let passed = self.timed_pass(desc, Step::Replay, replays)?;
         let ops_per_replay = iters * self.settings.agg_iters;
         let count = self.settings.sample_iters(replays);
-        let samples = if count > 0 {
+        let sampled = if count > 0 {
             self.watchdog.arm(|| Self::label(desc, "sampled pass"));
             self.world.barrier()?;
             self.sampled_pass(desc, Step::Replay, count, ops_per_replay)?
         } else {
-            Vec::new()
+            Sampled::default()
         };
         self.graphs()?.release_graph()?;
         Ok(Timing {
-            elapsed_us,
+            elapsed_us: passed.elapsed_us,
+            cpu_us: passed.cpu_us,
             ops: replays * ops_per_replay,
             iterations: iters * replays,
-            samples,
+            samples: sampled.samples,
+            rank_samples: sampled.ranks,
             source: format!(
                 "a separate pass of {count} graph replays after the timed replays, each between timer marks"
             ),
@@ -195,11 +244,18 @@ impl Engine<'_> {
         cap_s: f64,
     ) -> Result<Timing> {
         let mut samples: Vec<f64> = Vec::new();
+        let mut ranks: Option<Vec<Vec<f64>>> = None;
         let mut batch = min;
         loop {
-            let batch_samples =
+            let sampled =
                 self.sampled_pass(desc, Step::Iteration, batch, self.settings.agg_iters)?;
-            samples.extend(batch_samples);
+            samples.extend(sampled.samples);
+            if let Some(more) = sampled.ranks {
+                let all = ranks.get_or_insert_with(|| vec![Vec::new(); more.len()]);
+                for (rank, times) in all.iter_mut().zip(more) {
+                    rank.extend(times);
+                }
+            }
             let spent_s = samples.iter().sum::<f64>() * self.settings.agg_iters as f64 / 1e6;
             let ci = Stats::from_samples(&samples).map_or(f64::INFINITY, |s| s.ci95_percent);
             if ci <= ci_target || spent_s >= cap_s {
@@ -213,11 +269,11 @@ impl Engine<'_> {
         let iters = samples.len() as u64;
         self.watchdog.arm(|| Self::label(desc, "timed loop"));
         self.world.barrier()?;
-        let elapsed_us = self.timed_pass(desc, Step::Iteration, iters)?;
+        let passed = self.timed_pass(desc, Step::Iteration, iters)?;
         let source = format!(
             "the -n auto batches ({iters} iterations between timer marks) that decided the count, before the timed loop"
         );
-        Ok(self.iterations_timing(elapsed_us, iters, samples, source))
+        Ok(self.iterations_timing(passed, iters, Sampled { samples, ranks }, source))
     }
 }
 
@@ -234,12 +290,16 @@ pub(super) enum Step {
 pub(super) struct Timing {
     /// Host microseconds around the timed loop on this rank.
     pub(super) elapsed_us: f64,
+    /// Host microseconds until its last launch returned (-C 1's time).
+    pub(super) cpu_us: f64,
     /// Operations in the timed loop.
     pub(super) ops: u64,
     /// Iterations reported (-n, or -n x -G replays).
     pub(super) iterations: u64,
     /// Per-step microseconds per operation, slowest rank at each step.
     pub(super) samples: Vec<f64>,
+    /// Every rank's own, in rank order, when the settings keep them.
+    pub(super) rank_samples: Option<Vec<Vec<f64>>>,
     /// Where the samples came from, for the JSON.
     pub(super) source: String,
 }
@@ -261,4 +321,21 @@ impl Rotation {
     fn max_shift(self) -> u64 {
         self.footprint * (self.steps - 1)
     }
+}
+
+/// What a timed pass measured on this rank, in microseconds.
+#[derive(Debug, Clone, Copy)]
+struct Passed {
+    /// Until every operation had completed.
+    elapsed_us: f64,
+    /// Until the last launch returned: the host's cost of enqueueing (nccl-tests' -C 1).
+    cpu_us: f64,
+}
+
+/// What a sampled pass measured: per step, the slowest rank's microseconds per operation, and each
+/// rank's own when kept.
+#[derive(Debug, Clone, Default)]
+struct Sampled {
+    samples: Vec<f64>,
+    ranks: Option<Vec<Vec<f64>>>,
 }

@@ -177,7 +177,8 @@ pub struct HipDevice {
 
 impl HipDevice {
     /// Makes device `ordinal` current in this thread and creates its stream.
-    pub fn open(hip: &Arc<Hip>, ordinal: usize) -> Result<HipDevice> {
+    /// Opens device `ordinal` with a stream of its own, or the null stream when `null_stream` (-y 1).
+    pub fn open(hip: &Arc<Hip>, ordinal: usize, null_stream: bool) -> Result<HipDevice> {
         let count = hip.device_count()?;
         if ordinal >= count {
             return Err(Error::Unsupported(format!(
@@ -190,8 +191,10 @@ impl HipDevice {
         // SAFETY: ordinal < count.
         hip.check(unsafe { set(ordinal as i32) }, "hipSetDevice")?;
         let mut stream: sys::hipStream_t = std::ptr::null_mut();
-        // SAFETY: stream is a valid out-pointer; the device is current.
-        hip.check(unsafe { create(&mut stream) }, "hipStreamCreate")?;
+        if !null_stream {
+            // SAFETY: stream is a valid out-pointer; the device is current.
+            hip.check(unsafe { create(&mut stream) }, "hipStreamCreate")?;
+        }
         let mut device = HipDevice {
             hip: Arc::clone(hip),
             ordinal,

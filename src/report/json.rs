@@ -9,6 +9,15 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// What `-J` writes: collbench's own document, or nccl-tests' (report/nccl_tests/export.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JsonFormat {
+    #[default]
+    Collbench,
+    NcclTests,
+}
+
 /// How a `--json` path is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {

@@ -353,6 +353,11 @@ pub struct Measurement {
     pub stats: Option<Stats>,
     /// Each rank's own mean time per operation, in rank order.
     pub rank_time_us: Vec<f64>,
+    /// The host time of the timed loop's launches per operation (until the last returned, before the
+    /// wait), combined over ranks as `time_us`: what nccl-tests' -C 1 reports. Absent in documents from
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_time_us: Option<f64>,
     /// Each rank's wrong elements over the check iterations, in rank order, for a caller that blames a
     /// pair or a rank (`collbench pairs`); not stored: `wrong` is their sum.
     #[serde(skip)]
@@ -422,6 +427,18 @@ pub struct Summary {
     /// NCCL_TESTS_MIN_BW's verdict on the average bus bandwidth; absent without the variable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_bw: Option<super::verdicts::MinBwCheck>,
+    /// -M 1: the GPU memory the run used, the most of any rank; absent without -M.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryReport>,
+}
+
+/// nccl-tests' -M report: device memory taken by creating the communicators, by the buffers (with their
+/// registration), and by the collectives while the rows ran, each the most of any rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryReport {
+    pub initialization_bytes: u64,
+    pub user_allocated_bytes: u64,
+    pub collective_bytes: u64,
 }
 
 /// A bus-bandwidth figure and exactly which rows it covers.

@@ -69,6 +69,62 @@ pub fn summarise(rows: &[Row], check_on: bool) -> Summary {
         link_probe: None,
         link_errors: None,
         min_bw: None,
+        memory: None,
+    }
+}
+
+/// nccl-tests' getMemString: B, KB, MB or GB of 1024, with 2 decimals below 10, 1 below 100, else none.
+pub fn memory_text(bytes: u64) -> String {
+    let mut amount = bytes as f64;
+    let mut unit = "B";
+    for (next, limit) in [("GB", 1u64 << 30), ("MB", 1 << 20), ("KB", 1 << 10)] {
+        if bytes >= limit {
+            amount = bytes as f64 / limit as f64;
+            unit = next;
+            break;
+        }
+    }
+    let decimals = if amount < 10.0 {
+        2
+    } else if amount < 100.0 {
+        1
+    } else {
+        0
+    };
+    format!("{amount:.decimals$} {unit}")
+}
+
+/// The footer's `GPU memory usage` line, as nccl-tests prints it.
+pub fn memory_line(m: &super::model::MemoryReport) -> String {
+    let total = m.initialization_bytes + m.user_allocated_bytes + m.collective_bytes;
+    format!(
+        "# GPU memory usage     : Initialization {} | User-Allocated {} | Collective {} | Total  {}\n",
+        memory_text(m.initialization_bytes),
+        memory_text(m.user_allocated_bytes),
+        memory_text(m.collective_bytes),
+        memory_text(total)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_reads_as_nccl_tests_prints_it() {
+        assert_eq!(memory_text(512), "512 B");
+        assert_eq!(memory_text(1536), "1.50 KB");
+        assert_eq!(memory_text(20 << 20), "20.0 MB");
+        assert_eq!(memory_text(300 << 30), "300 GB");
+        let line = memory_line(&super::super::model::MemoryReport {
+            initialization_bytes: 600 << 20,
+            user_allocated_bytes: 2 << 30,
+            collective_bytes: 0,
+        });
+        assert_eq!(
+            line,
+            "# GPU memory usage     : Initialization 600 MB | User-Allocated 2.00 GB | Collective 0.00 B | Total  2.59 GB\n"
+        );
     }
 }
 

@@ -313,6 +313,7 @@ fn measurement(t: &Timing, iterations: Option<u64>) -> Measurement {
         slowest_group: None,
         iteration_times_us: t.iteration_times_us.clone(),
         rank_iteration_times_us: t.process_iteration_times_us.clone(),
+        cpu_time_us: t.cpu_time.then_some(t.time_us),
     }
 }
 
