@@ -358,11 +358,9 @@ impl NcclTestsFlags {
         };
         let per_iter_timing = args.per_iter_timing == Some(1);
         let samples = match (args.per_iter_timing, args.samples, iters) {
-            (Some(_), Some(n), _) => {
-                return Err(Error::usage(format!(
-                    "-I/--per_iter_timing and --samples {n} both set the per-iteration pass: give one"
-                )))
-            }
+            (Some(_), Some(n), _) => return Err(Error::usage(format!(
+                "-I/--per_iter_timing and --samples {n} both set the per-iteration pass: give one"
+            ))),
             (Some(1), None, Iterations::Fixed(n)) => Some(n),
             (Some(0), None, _) => Some(0),
             _ => None,
@@ -445,7 +443,11 @@ impl Plan {
     pub fn gpu_only_flags(&self) -> Vec<String> {
         let mut flags = Vec::new();
         if self.register != Registration::None {
-            let r = if self.register == Registration::Local { 1 } else { 2 };
+            let r = if self.register == Registration::Local {
+                1
+            } else {
+                2
+            };
             flags.push(format!("-R {r}"));
         }
         if let Some(x) = self.cta_policy {

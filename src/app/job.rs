@@ -248,7 +248,12 @@ pub fn sweep(
         Some(before) => {
             let after = engine.free_memory()?;
             drop(engine);
-            Some(memory_report(world, backend, watchdog, before.saturating_sub(after))?)
+            Some(memory_report(
+                world,
+                backend,
+                watchdog,
+                before.saturating_sub(after),
+            )?)
         }
         None => {
             drop(engine);

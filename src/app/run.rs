@@ -9,8 +9,8 @@ use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::plan::{BackendChoice, Plan};
 use crate::report::json::JsonFormat;
-use crate::report::nccl_tests::export::NcclTestsFile;
 use crate::report::model::{kind, RunDocument};
+use crate::report::nccl_tests::export::NcclTestsFile;
 use crate::watchdog::Watchdog;
 use crate::world::World;
 
@@ -88,13 +88,17 @@ fn start_record(
     let header = |run_id: &str| super::document::header(kind::RUN, argv, &requested, run_id);
     // The document's type says how every rank writes it, its failure and interruption included.
     let doc = match plan.json_format {
-        JsonFormat::Collbench => super::document::start(world, plan.json.as_deref(), header, |h| {
-            super::job::initial_document(plan, h)
-        })?,
-        JsonFormat::NcclTests => super::document::start(world, plan.json.as_deref(), header, |h| {
-            NcclTestsFile(super::job::initial_document(plan, h))
-        })?
-        .map(|file| file.0),
+        JsonFormat::Collbench => {
+            super::document::start(world, plan.json.as_deref(), header, |h| {
+                super::job::initial_document(plan, h)
+            })?
+        }
+        JsonFormat::NcclTests => {
+            super::document::start(world, plan.json.as_deref(), header, |h| {
+                NcclTestsFile(super::job::initial_document(plan, h))
+            })?
+            .map(|file| file.0)
+        }
     };
     doc.map(|d: RunDocument| Reporter::start(d, plan.json_format, plan.csv.as_deref()))
         .transpose()

@@ -145,7 +145,12 @@ fn open_device(
                 Err(e) => return Err(no_gpu_error(nccl, words(e), rank, host)),
             };
             let ordinal = select_ordinals(&place(count))?[0];
-            Ok(Box::new(CudaDevice::open(ordinal, rank, host, null_stream)?))
+            Ok(Box::new(CudaDevice::open(
+                ordinal,
+                rank,
+                host,
+                null_stream,
+            )?))
         }
         GpuVendor::Amd => {
             let hip = Hip::open(rank, host)?;
@@ -1199,14 +1204,23 @@ mod tests {
         assert!(e.contains("NCCL 2.27") && e.contains("2.26.5"), "{e}");
         assert_eq!(comm_config(None, Flavor::Nccl, 22605, true).unwrap(), None);
         // 2.27 takes 0 and 1; 2 (NCCL_CTA_POLICY_ZERO) needs 2.28.
-        let c = comm_config(Some(1), Flavor::Nccl, 22703, true).unwrap().unwrap();
+        let c = comm_config(Some(1), Flavor::Nccl, 22703, true)
+            .unwrap()
+            .unwrap();
         assert_eq!((c.cta_policy, c.nvlink_centric_sched), (Some(1), None));
         let e = comm_config(Some(2), Flavor::Nccl, 22703, true).unwrap_err();
-        assert!(e.contains("NCCL 2.28") && e.contains("NCCL_CTA_POLICY_ZERO"), "{e}");
+        assert!(
+            e.contains("NCCL 2.28") && e.contains("NCCL_CTA_POLICY_ZERO"),
+            "{e}"
+        );
         // 2.28+: nvlinkCentricSched = 1 as nccl-tests, with or without -x.
-        let c = comm_config(Some(2), Flavor::Nccl, 23203, true).unwrap().unwrap();
+        let c = comm_config(Some(2), Flavor::Nccl, 23203, true)
+            .unwrap()
+            .unwrap();
         assert_eq!((c.cta_policy, c.nvlink_centric_sched), (Some(2), Some(1)));
-        let c = comm_config(None, Flavor::Nccl, 22803, true).unwrap().unwrap();
+        let c = comm_config(None, Flavor::Nccl, 22803, true)
+            .unwrap()
+            .unwrap();
         assert_eq!((c.cta_policy, c.nvlink_centric_sched), (None, Some(1)));
         // A library without ncclCommInitRankConfig cannot take a policy whatever it says its version is.
         assert!(comm_config(Some(0), Flavor::Nccl, 23203, false).is_err());

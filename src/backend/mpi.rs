@@ -329,7 +329,10 @@ impl HostBuffer {
             ))
         })?;
         raw.resize(len + HOST_ALIGNMENT, 0);
-        let start = raw.as_ptr().align_offset(HOST_ALIGNMENT).min(HOST_ALIGNMENT);
+        let start = raw
+            .as_ptr()
+            .align_offset(HOST_ALIGNMENT)
+            .min(HOST_ALIGNMENT);
         Ok(HostBuffer { raw, start, len })
     }
 }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 /// Sizes take K, M, G suffixes (powers of 1024). Flags follow nccl-tests; where the meaning differs,
 /// this help says so.
 #[derive(Debug, Parser)]
-#[command(name = "collbench", version, after_help = AFTER_HELP)]
+#[command(name = "collbench", after_help = AFTER_HELP)]
 pub struct RunArgs {
     /// Collectives to run: all_reduce all_gather reduce_scatter broadcast reduce all_to_all sendrecv
     /// gather scatter, or all. nccl-tests spellings (allreduce, alltoall, ...) are accepted.
@@ -127,7 +127,12 @@ pub struct RunArgs {
     /// nccl-tests' blocking modes: 1 wait and barrier after every iteration, 2 wait after every
     /// iteration (no barrier), 3 wait and barrier after every iteration with the barrier left out of the
     /// time; 0 none.
-    #[arg(short = 'z', long = "blocking", default_value_t = 0, value_name = "0-3")]
+    #[arg(
+        short = 'z',
+        long = "blocking",
+        default_value_t = 0,
+        value_name = "0-3"
+    )]
     pub blocking: u8,
 
     /// 1: report the host time of the enqueue loop (column `cputime`, nccl-tests' -C 1) instead of the
@@ -160,7 +165,12 @@ pub struct RunArgs {
     pub memory: u8,
 
     /// Misalign both buffers by this many elements of the type (nccl-tests' -u).
-    #[arg(short = 'u', long = "unalign", default_value_t = 0, value_name = "ELEMENTS")]
+    #[arg(
+        short = 'u',
+        long = "unalign",
+        default_value_t = 0,
+        value_name = "ELEMENTS"
+    )]
     pub unalign: u64,
 
     /// Register the buffers with the communicator: 1 ncclCommRegister (NCCL 2.19+), 2 a symmetric
@@ -179,7 +189,12 @@ pub struct RunArgs {
 
     /// nccl-tests' device implementations (-D N > 0) are CUDA kernels compiled against NCCL's device API;
     /// collbench has no CUDA compiler or kernels, so it refuses any but 0 (NCCL's own implementation).
-    #[arg(short = 'D', long = "device_implementation", default_value_t = 0, value_name = "N")]
+    #[arg(
+        short = 'D',
+        long = "device_implementation",
+        default_value_t = 0,
+        value_name = "N"
+    )]
     pub device_implementation: u32,
 
     /// The CTAs of -D's device implementation (nccl-tests' -V): refused, as -D is.

@@ -138,7 +138,10 @@ mod tests {
         assert_eq!(select_ordinals(&at(3, 1, 2)).unwrap(), vec![2]);
         assert_eq!(select_ordinals(&at(1, 2, 6)).unwrap(), vec![6, 7]);
         let err = select_ordinals(&at(0, 2, 7)).unwrap_err().to_string();
-        assert!(err.contains("NCCL_TESTS_DEVICE=7") && err.contains("8 visible"), "{err}");
+        assert!(
+            err.contains("NCCL_TESTS_DEVICE=7") && err.contains("8 visible"),
+            "{err}"
+        );
     }
 
     #[test]

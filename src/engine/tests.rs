@@ -20,6 +20,8 @@ enum Call {
     Enqueue,
     Prepare,
     Launch,
+    Register(crate::backend::Registration),
+    Deregister,
     Wait,
     BeginCapture,
     EndCapture,
@@ -172,6 +174,18 @@ impl Backend for Recorder {
         self.prepared = Some((desc.clone(), max_shift_bytes));
         Ok(())
     }
+    fn register_buffers(&mut self, how: crate::backend::Registration) -> Result<Option<String>> {
+        if how != crate::backend::Registration::None {
+            self.call(Call::Register(how))?;
+        }
+        Ok(None)
+    }
+    fn deregister_buffers(&mut self) -> Result<()> {
+        if self.calls.iter().any(|c| matches!(c, Call::Register(_))) {
+            self.call(Call::Deregister)?;
+        }
+        Ok(())
+    }
     fn launch(&mut self, shift_bytes: u64) -> Result<()> {
         self.call(Call::Launch)?;
         let (mut desc, max) = self
@@ -244,11 +258,12 @@ impl Recorder {
             self.captured += 1;
         } else {
             self.executed += 1;
-            // A one-rank all_reduce: the output is the input.
+            // A one-rank all_reduce: the output is the input, both at the operation's shift.
             let len = desc.shape.buffer_bytes(desc.dtype.size()) as usize;
+            let at = desc.shift_bytes as usize;
             if !desc.in_place {
-                let input = self.send[..len].to_vec();
-                self.recv[..len].copy_from_slice(&input);
+                let input = self.send[at..at + len].to_vec();
+                self.recv[at..at + len].copy_from_slice(&input);
             }
         }
         Ok(())
@@ -568,4 +583,145 @@ fn telemetry_is_read_on_its_own_thread_and_the_engine_only_marks_row_boundaries(
     assert!(concurrent >= 2, "{events:?}");
     assert_eq!(observer.rows.len(), 2);
     assert!(observer.rows.iter().all(|r| r.samples >= 1));
+}
+
+/// The whole sweep of `args` on the recorder, over `sizes`.
+fn sweep(args: &str, sizes: &[u64], backend: &mut Recorder) -> Vec<Row> {
+    struct Rows(Vec<Row>);
+    impl RowSink for Rows {
+        fn row(&mut self, row: &Row) -> Result<()> {
+            self.0.push(row.clone());
+            Ok(())
+        }
+    }
+    let argv = std::iter::once("collbench").chain(args.split_whitespace());
+    let plan = Plan::from_args(&RunArgs::try_parse_from(argv).unwrap()).unwrap();
+    let world = SoloWorld::new();
+    let bytes = 4 * sizes.iter().max().unwrap() + 8 * plan.unalign;
+    backend.allocate(bytes).unwrap();
+    let watchdog = Watchdog::start(None, 0, "test".into(), |_| std::process::exit(4));
+    let combos = [Combination {
+        collective: Collective::AllReduce,
+        dtype: DataType::Float,
+        op: Some(ReduceOp::Sum),
+    }];
+    let mut rows = Rows(Vec::new());
+    Engine::new(EngineSettings::of(&plan), &world, backend, &watchdog, bytes)
+        .with_switches(TestSwitches::default())
+        .run(
+            &plan,
+            &combos,
+            &[Layout::whole(&["test".to_string()], 0)],
+            sizes,
+            &mut rows,
+        )
+        .unwrap();
+    rows.0
+}
+
+#[test]
+fn registration_comes_before_the_first_row_and_goes_after_the_last() {
+    use crate::backend::Registration;
+    for (flag, how) in [("1", Registration::Local), ("2", Registration::Symmetric)] {
+        let mut b = Recorder::default();
+        let rows = sweep(
+            &format!("all_reduce -n 2 -w 1 -c 1 -R {flag}"),
+            &[1024, 2048],
+            &mut b,
+        );
+        assert_eq!(rows.len(), 2);
+        let first_op = b
+            .calls
+            .iter()
+            .position(|c| matches!(c, Call::Enqueue | Call::Launch | Call::Write))
+            .unwrap();
+        let last_op = b
+            .calls
+            .iter()
+            .rposition(|c| matches!(c, Call::Enqueue | Call::Launch | Call::Read))
+            .unwrap();
+        let registered = b
+            .calls
+            .iter()
+            .position(|c| *c == Call::Register(how))
+            .expect("registered");
+        assert!(registered < first_op, "{:?}", b.calls);
+        assert_eq!(b.calls.last(), Some(&Call::Deregister), "{:?}", b.calls);
+        assert!(last_op < b.calls.len() - 1);
+        assert_eq!(
+            b.calls
+                .iter()
+                .filter(|c| matches!(c, Call::Register(_)))
+                .count(),
+            1,
+            "once for the whole sweep"
+        );
+    }
+    // Without -R nothing is registered.
+    let mut b = Recorder::default();
+    sweep("all_reduce -n 2 -w 1 -c 0", &[1024], &mut b);
+    assert!(!b
+        .calls
+        .iter()
+        .any(|c| matches!(c, Call::Register(_) | Call::Deregister)));
+}
+
+#[test]
+fn blocking_modes_wait_after_each_iteration_as_nccl_tests() {
+    // -z 0: one wait ends the loop; -z 1 and 2: a wait after every iteration, and the loop's (with -z 1
+    // a barrier too, on the world); -z 3: a wait after every iteration, each timed on its own.
+    for (z, waits) in [("0", 1), ("1", 5), ("2", 5), ("3", 4)] {
+        let (b, m) = measure(
+            &format!("all_reduce -n 4 -w 0 -c 0 --samples 0 -z {z}"),
+            1024,
+        );
+        let timed = timed_loop_calls_after_prepare(&b.calls);
+        let counted = timed.iter().filter(|c| **c == Call::Wait).count();
+        assert_eq!(counted, waits, "-z {z}: {timed:?}");
+        assert_eq!(m.iterations, 4);
+    }
+}
+
+/// The calls from the timed pass's prepare to its end (the next mark or the end).
+fn timed_loop_calls_after_prepare(calls: &[Call]) -> &[Call] {
+    let start = calls.iter().position(|c| *c == Call::Prepare).unwrap();
+    let end = calls[start..]
+        .iter()
+        .position(|c| matches!(c, Call::ReserveMarks | Call::Read | Call::Fill))
+        .map_or(calls.len(), |e| start + e);
+    &calls[start..end]
+}
+
+#[test]
+fn unaligned_buffers_start_every_use_that_many_elements_in() {
+    // -u 3 on floats: 12 bytes into both buffers, for the timed loop and the check alike.
+    let mut b = Recorder::default();
+    let rows = sweep(
+        "all_reduce -n 2 -w 1 -c 1 --samples 0 -u 3",
+        &[1024],
+        &mut b,
+    );
+    assert!(b.shifts.iter().all(|s| *s % 1024 == 12), "{:?}", b.shifts);
+    assert_eq!(rows[0].out_of_place.as_ref().unwrap().wrong, Some(0));
+}
+
+#[test]
+fn cpu_time_per_iteration_times_and_their_skip() {
+    // -C: the enqueue loop's host time is recorded beside the completion time, and not above it.
+    let (_, m) = measure("all_reduce -n 6 -w 0 -c 0 -C 1", 1024);
+    let cpu = m.cpu_time_us.expect("cpu time recorded");
+    assert!(cpu > 0.0 && cpu <= m.time_us, "{cpu} vs {}", m.time_us);
+    // -I 1 -K 2: all 6 iterations kept, the first 2 out of the statistics.
+    let (_, m) = measure("all_reduce -n 6 -w 0 -c 0 -I 1 -K 2", 1024);
+    assert_eq!(m.iteration_times_us.as_ref().map(Vec::len), Some(6));
+    let stats = m.stats.unwrap();
+    assert_eq!(stats.samples, 4);
+    assert!(
+        stats.source.contains("first 2 left out"),
+        "{}",
+        stats.source
+    );
+    // Without -I the series is not kept (the statistics summarise it).
+    let (_, m) = measure("all_reduce -n 6 -w 0 -c 0", 1024);
+    assert!(m.iteration_times_us.is_none());
 }

@@ -11,29 +11,35 @@ use crate::world::{all_gather_value, Combine};
 use std::time::Instant;
 
 impl Engine<'_> {
-    /// The rotation of timed iteration `i`, at nccl-tests' rotating offset: iteration i starts i
-    /// footprints into the buffers, wrapping where the next would not fit.
+    /// The rotation of a pass's timed iterations, at nccl-tests' rotating offset: iteration i starts i
+    /// footprints into the buffers (after the operation's own offset), wrapping where the next would
+    /// not fit.
     fn rotation(&self, desc: &OpDesc) -> Rotation {
         let footprint = desc.shape.buffer_bytes(desc.dtype.size());
         // The room after the operation's own offset (-u's misalignment).
         let room = self.buffer_bytes.saturating_sub(desc.shift_bytes);
         let steps = room.checked_div(footprint).unwrap_or(1).max(1);
-        Rotation { footprint, steps }
+        Rotation {
+            base: desc.shift_bytes,
+            footprint,
+            end: footprint * steps,
+            at: 0,
+        }
     }
 
     /// Readies `desc` for a pass of timed iterations: the backend works out once what every iteration
     /// shares, for rotations up to the pass's largest.
     fn prepare_pass(&mut self, desc: &OpDesc) -> Result<Rotation> {
         let rotation = self.rotation(desc);
-        self.backend
-            .prepare(desc, desc.shift_bytes + rotation.max_shift())?;
+        self.backend.prepare(desc, rotation.max_shift())?;
         Ok(rotation)
     }
 
-    /// Launches prepared timed iteration `i`. With -m > 1 its operations go in one group, as nccl-tests;
-    /// a single operation is launched bare, so the library sees no group call around it.
-    fn launch_iteration(&mut self, base: u64, rotation: Rotation, i: u64) -> Result<()> {
-        let shift = base + rotation.shift(i);
+    /// Launches the next prepared timed iteration. With -m > 1 its operations go in one group, as
+    /// nccl-tests; a single operation is launched bare, so the library sees no group call around it.
+    #[inline]
+    fn launch_iteration(&mut self, rotation: &mut Rotation) -> Result<()> {
+        let shift = rotation.next_shift();
         if self.settings.agg_iters == 1 {
             return self.backend.launch(shift);
         }
@@ -45,9 +51,10 @@ impl Engine<'_> {
     }
 
     /// One step of a pass: a timed iteration, or a replay of the captured graph.
-    fn step(&mut self, base: u64, rotation: Rotation, how: Step, i: u64) -> Result<()> {
+    #[inline]
+    fn step(&mut self, rotation: &mut Rotation, how: Step) -> Result<()> {
         match how {
-            Step::Iteration => self.launch_iteration(base, rotation, i)?,
+            Step::Iteration => self.launch_iteration(rotation)?,
             Step::Replay => self.graphs()?.replay()?,
         }
         match self.settings.blocking {
@@ -70,13 +77,12 @@ impl Engine<'_> {
     /// returned (nccl-tests' -C 1 time).
     fn timed_pass(&mut self, desc: &OpDesc, how: Step, count: u64) -> Result<Passed> {
         let delay = self.switches.delay_for(self.world.rank());
-        let rotation = self.prepare_for(desc, how)?;
-        let base = desc.shift_bytes;
+        let mut rotation = self.prepare_for(desc, how)?;
         let passed = if self.settings.blocking == Blocking::WaitAndBarrierUntimed {
             let mut own = std::time::Duration::ZERO;
-            for i in 0..count {
+            for _ in 0..count {
                 let start = Instant::now();
-                self.step(base, rotation, how, i)?;
+                self.step(&mut rotation, how)?;
                 own += start.elapsed();
                 self.world.barrier()?;
             }
@@ -88,8 +94,18 @@ impl Engine<'_> {
             }
         } else {
             let start = Instant::now();
-            for i in 0..count {
-                self.step(base, rotation, how, i)?;
+            if how == Step::Iteration
+                && self.settings.agg_iters == 1
+                && self.settings.blocking == Blocking::Off
+            {
+                // nccl-tests' default loop, and nothing else: one launch per iteration.
+                for _ in 0..count {
+                    self.backend.launch(rotation.next_shift())?;
+                }
+            } else {
+                for _ in 0..count {
+                    self.step(&mut rotation, how)?;
+                }
             }
             let cpu_us = start.elapsed().as_secs_f64() * 1e6;
             self.backend.wait()?;
@@ -130,12 +146,11 @@ impl Engine<'_> {
         ops_per_step: u64,
     ) -> Result<Sampled> {
         let count = count as usize;
-        let rotation = self.prepare_for(desc, how)?;
-        let base = desc.shift_bytes;
+        let mut rotation = self.prepare_for(desc, how)?;
         self.backend.reserve_marks(count + 1)?;
         self.backend.mark(0)?;
         for i in 0..count {
-            self.step(base, rotation, how, i as u64)?;
+            self.step(&mut rotation, how)?;
             self.backend.mark(i + 1)?;
         }
         self.backend.wait()?;
@@ -198,11 +213,10 @@ impl Engine<'_> {
     /// any capture.
     pub(super) fn graph(&mut self, desc: &OpDesc, iters: u64, replays: u64) -> Result<Timing> {
         // Prepared before the capture begins: only the launches go into the graph.
-        let rotation = self.prepare_pass(desc)?;
-        let base = desc.shift_bytes;
+        let mut rotation = self.prepare_pass(desc)?;
         self.graphs()?.begin_capture()?;
-        for i in 0..iters {
-            self.launch_iteration(base, rotation, i)?;
+        for _ in 0..iters {
+            self.launch_iteration(&mut rotation)?;
         }
         self.graphs()?.end_capture()?;
         self.graphs()?.replay()?;
@@ -278,7 +292,7 @@ impl Engine<'_> {
 }
 
 /// What a pass repeats.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Step {
     /// One timed iteration of -m operations.
     Iteration,
@@ -304,22 +318,31 @@ pub(super) struct Timing {
     pub(super) source: String,
 }
 
-/// Where timed iterations put their operations: `steps` footprints fit the buffers, iteration i goes
-/// i mod steps footprints in.
+/// Where a pass's timed iterations put their operations: iteration i goes `base` + (i mod steps)
+/// footprints in, `end` being steps footprints; `at` is the next iteration's place.
 #[derive(Debug, Clone, Copy)]
 struct Rotation {
+    base: u64,
     footprint: u64,
-    steps: u64,
+    end: u64,
+    at: u64,
 }
 
 impl Rotation {
-    fn shift(self, i: u64) -> u64 {
-        self.footprint * (i % self.steps)
+    /// The next iteration's shift; it moves on a footprint, wrapping at the end.
+    #[inline(always)]
+    fn next_shift(&mut self) -> u64 {
+        let shift = self.base + self.at;
+        self.at += self.footprint;
+        if self.at >= self.end {
+            self.at = 0;
+        }
+        shift
     }
 
     /// The largest shift any iteration gets.
     fn max_shift(self) -> u64 {
-        self.footprint * (self.steps - 1)
+        self.base + self.end.saturating_sub(self.footprint)
     }
 }
 

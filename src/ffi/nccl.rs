@@ -140,7 +140,7 @@ pub struct Nccl {
 
 /// A symbol the library must have; `Err` when an old or foreign library lacks it.
 macro_rules! required {
-    ($self:ident, $name:ident) => {
+    ($self:expr, $name:ident) => {
         match $self.lib.$name.as_ref() {
             Ok(f) => f,
             Err(e) => return Err($self.missing(stringify!($name), e)),
@@ -627,8 +627,8 @@ impl NcclComm {
 
     /// The device this communicator runs on (ncclCommCuDevice).
     pub fn device(&mut self) -> Result<usize> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclCommCuDevice);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclCommCuDevice);
         let mut d = 0;
         // SAFETY: raw is a live communicator; d is a valid out-pointer.
         let r = unsafe { f(self.raw, &mut d) };
@@ -655,8 +655,8 @@ impl NcclComm {
 
     /// Registers a buffer with the communicator (ncclCommRegister), for -R.
     pub fn register(&mut self, addr: DeviceAddr, bytes: u64) -> Result<Registration> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclCommRegister);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclCommRegister);
         let mut handle: *mut std::ffi::c_void = std::ptr::null_mut();
         // SAFETY: addr..addr+bytes is device memory owned by the caller; handle is a valid out-pointer.
         let r = unsafe { f(self.raw, addr.as_ptr(), to_size(bytes)?, &mut handle) };
@@ -665,8 +665,8 @@ impl NcclComm {
     }
 
     pub fn deregister(&mut self, registration: Registration) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclCommDeregister);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclCommDeregister);
         // SAFETY: the handle came from ncclCommRegister on this communicator and is consumed here.
         let r = unsafe { f(self.raw, registration.0) };
         self.check(r, "ncclCommDeregister")
@@ -675,8 +675,8 @@ impl NcclComm {
     /// Registers a buffer as a window of the communicator (ncclCommWindowRegister, NCCL 2.27+), for -R 2
     /// with `WINDOW_COLL_SYMMETRIC`. Every rank of the communicator calls it together.
     pub fn window_register(&mut self, addr: DeviceAddr, bytes: u64, flags: i32) -> Result<Window> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclCommWindowRegister);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclCommWindowRegister);
         let mut window: sys::ncclWindow_t = std::ptr::null_mut();
         // SAFETY: addr..addr+bytes is device memory owned by the caller (from ncclMemAlloc, as windows
         // require); window is a valid out-pointer.
@@ -686,8 +686,8 @@ impl NcclComm {
     }
 
     pub fn window_deregister(&mut self, window: Window) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclCommWindowDeregister);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclCommWindowDeregister);
         // SAFETY: the window came from ncclCommWindowRegister on this communicator and is consumed here.
         let r = unsafe { f(self.raw, window.0) };
         self.check(r, "ncclCommWindowDeregister")
@@ -702,8 +702,8 @@ impl NcclComm {
                 scalar.len()
             )));
         }
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclRedOpCreatePreMulSum);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclRedOpCreatePreMulSum);
         let mut op = sys::ncclRedOp_t(0);
         let mut value = [0u8; 8];
         value[..scalar.len()].copy_from_slice(scalar);
@@ -723,8 +723,8 @@ impl NcclComm {
     }
 
     pub fn destroy_op(&mut self, op: RedOp) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclRedOpDestroy);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclRedOpDestroy);
         // SAFETY: op was made on this communicator by ncclRedOpCreatePreMulSum and is destroyed once.
         let r = unsafe { f(op.0, self.raw) };
         self.check(r, "ncclRedOpDestroy")
@@ -739,8 +739,8 @@ impl NcclComm {
         op: RedOp,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclAllReduce);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclAllReduce);
         // SAFETY (all collectives below): the buffers are device allocations sized by the backend for
         // this shape; raw is a live communicator; the stream belongs to the communicator's device.
         let r = unsafe {
@@ -765,8 +765,8 @@ impl NcclComm {
         d: DataType,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclAllGather);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclAllGather);
         // SAFETY: see all_reduce.
         let r = unsafe {
             f(
@@ -790,8 +790,8 @@ impl NcclComm {
         op: RedOp,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclReduceScatter);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclReduceScatter);
         // SAFETY: see all_reduce.
         let r = unsafe {
             f(
@@ -816,8 +816,8 @@ impl NcclComm {
         root: usize,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclBroadcast);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclBroadcast);
         // SAFETY: see all_reduce.
         let r = unsafe {
             f(
@@ -844,8 +844,8 @@ impl NcclComm {
         root: usize,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclReduce);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclReduce);
         // SAFETY: see all_reduce.
         let r = unsafe {
             f(
@@ -903,8 +903,8 @@ impl NcclComm {
         root: usize,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclGather);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclGather);
         // SAFETY: see all_reduce.
         let r = unsafe {
             f(
@@ -929,8 +929,8 @@ impl NcclComm {
         root: usize,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclScatter);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclScatter);
         // SAFETY: see all_reduce.
         let r = unsafe {
             f(
@@ -956,8 +956,8 @@ impl NcclComm {
         s: StreamHandle,
     ) -> Result<()> {
         counts.fits(self.size)?;
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclAllToAllv);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclAllToAllv);
         // SAFETY: see all_reduce; each list holds one entry per rank of this communicator (checked above),
         // as many as the library reads.
         let r = unsafe {
@@ -984,8 +984,8 @@ impl NcclComm {
         peer: usize,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclSend);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclSend);
         // SAFETY: see all_reduce.
         let r = unsafe {
             f(
@@ -1008,8 +1008,8 @@ impl NcclComm {
         peer: usize,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclRecv);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclRecv);
         // SAFETY: see all_reduce.
         let r = unsafe {
             f(

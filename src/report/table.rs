@@ -324,6 +324,31 @@ mod tests {
     }
 
     #[test]
+    fn cputime_per_iteration_and_timestamp_columns_say_what_nccl_tests_does() {
+        let columns = Columns {
+            cputime: true,
+            per_iteration: true,
+            timestamps: true,
+            ..Columns::default()
+        };
+        let heading = columns.heading();
+        for name in ["cputime", "i_min", "i_max", "i_p99", "i_cv%", "timestamp"] {
+            assert!(heading.contains(name), "{name} missing from {heading}");
+        }
+        assert!(!heading.contains(" time "), "{heading}");
+        let mut r = row(90.0);
+        r.out_of_place.as_mut().unwrap().cpu_time_us = Some(3.25);
+        let line = columns.line(&r);
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        // size count type redop root, then cputime first.
+        assert_eq!(cells[5], "3.25", "{line}");
+        // The timestamp ends the line: a date and a time.
+        let n = cells.len();
+        assert_eq!(cells[n - 2].len(), 10, "{line}");
+        assert_eq!(cells[n - 1].len(), 8, "{line}");
+    }
+
+    #[test]
     fn lines_align_with_the_heading() {
         for layout in [
             Columns::default(),
@@ -331,13 +356,18 @@ mod tests {
                 peak: Some(Peak::from_override(100.0)),
                 stats: true,
                 telemetry: true,
-                groups: false,
+                ..Columns::default()
             },
             Columns {
-                peak: None,
-                stats: false,
-                telemetry: false,
                 groups: true,
+                ..Columns::default()
+            },
+            // nccl-tests' -C 1, -I 1 and -S 1 columns.
+            Columns {
+                cputime: true,
+                per_iteration: true,
+                timestamps: true,
+                ..Columns::default()
             },
         ] {
             let heading = layout.heading();
@@ -356,9 +386,7 @@ mod tests {
     fn percent_of_peak_beside_busbw_and_marked_above_the_peak() {
         let layout = Columns {
             peak: Some(Peak::from_override(100.0)),
-            stats: false,
-            telemetry: false,
-            groups: false,
+            ..Columns::default()
         };
         assert!(layout.heading().contains("%peak"));
         let cells: Vec<String> = layout
