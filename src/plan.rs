@@ -358,9 +358,11 @@ impl NcclTestsFlags {
         };
         let per_iter_timing = args.per_iter_timing == Some(1);
         let samples = match (args.per_iter_timing, args.samples, iters) {
-            (Some(_), Some(n), _) => return Err(Error::usage(format!(
+            (Some(_), Some(n), _) => {
+                return Err(Error::usage(format!(
                 "-I/--per_iter_timing and --samples {n} both set the per-iteration pass: give one"
-            ))),
+            )))
+            }
             (Some(1), None, Iterations::Fixed(n)) => Some(n),
             (Some(0), None, _) => Some(0),
             _ => None,

@@ -275,10 +275,22 @@ fn the_pip_nccl_answers_what_r_x_and_mulsum_need_and_the_gates_follow_its_versio
     let code = nccl.version_code();
     let version = nccl.version_string();
     // Asked of the loaded library, symbol by symbol, each as old as NCCL's release notes say.
-    assert_eq!(nccl.has(Optional::Register), code >= 21900, "NCCL {version}");
+    assert_eq!(
+        nccl.has(Optional::Register),
+        code >= 21900,
+        "NCCL {version}"
+    );
     assert_eq!(nccl.has(Optional::Window), code >= 22700, "NCCL {version}");
-    assert_eq!(nccl.has(Optional::InitRankConfig), code >= 21400, "NCCL {version}");
-    assert_eq!(nccl.has(Optional::PreMulSum), code >= 21100, "NCCL {version}");
+    assert_eq!(
+        nccl.has(Optional::InitRankConfig),
+        code >= 21400,
+        "NCCL {version}"
+    );
+    assert_eq!(
+        nccl.has(Optional::PreMulSum),
+        code >= 21100,
+        "NCCL {version}"
+    );
     // -R 2 on this library: a symmetric window from 2.27, else -R 1 with a note.
     let (mode, note) = registration_for(
         Registration::Symmetric,
@@ -294,7 +306,12 @@ fn the_pip_nccl_answers_what_r_x_and_mulsum_need_and_the_gates_follow_its_versio
         assert_eq!(mode, Registration::Local);
     }
     // -x 2 needs 2.28; from 2.28 nvlinkCentricSched is set, as nccl-tests sets it.
-    let config = comm_config(Some(2), Flavor::Nccl, code, nccl.has(Optional::InitRankConfig));
+    let config = comm_config(
+        Some(2),
+        Flavor::Nccl,
+        code,
+        nccl.has(Optional::InitRankConfig),
+    );
     if code >= 22800 {
         let c = config.unwrap().unwrap();
         assert_eq!((c.cta_policy, c.nvlink_centric_sched), (Some(2), Some(1)));
@@ -326,6 +343,12 @@ fn a_communicator_with_options_fails_without_a_gpu_in_nccls_words() {
     let m = err.to_string();
     eprintln!("{m}");
     assert_eq!(err.exit_code(), ExitCode::Library, "{m}");
-    assert!(m.contains("ncclCommInitRankConfig") && m.contains("rank 1 (node5)"), "{m}");
-    assert!(!m.contains("ncclInvalidArgument") && !m.contains("NCCL_CONFIG_INITIALIZER"), "{m}");
+    assert!(
+        m.contains("ncclCommInitRankConfig") && m.contains("rank 1 (node5)"),
+        "{m}"
+    );
+    assert!(
+        !m.contains("ncclInvalidArgument") && !m.contains("NCCL_CONFIG_INITIALIZER"),
+        "{m}"
+    );
 }

@@ -69,7 +69,12 @@ fn what_the_mpi_backend_or_collbench_cannot_do_is_refused_naming_it() {
     refused(1, "all_reduce -n 4 -I 1 -K 4", &[], &["-K", "-n 4"]);
     refused(1, "all_reduce -n 4 -I 1 --samples 2", &[], &["--samples"]);
     refused(1, "all_reduce -n 4 -G 2 -z 3", &[], &["-G", "-z 3"]);
-    refused(1, "all_reduce -n 1 -R 2 --alloc device", &[], &["-R 2", "ncclMemAlloc"]);
+    refused(
+        1,
+        "all_reduce -n 1 -R 2 --alloc device",
+        &[],
+        &["-R 2", "ncclMemAlloc"],
+    );
     // (mpirun_json always gives -J: without it, --json-format has nothing to shape.)
     let out = collbench()
         .args(["all_reduce", "-n", "1", "--json-format", "nccl-tests"])
@@ -78,10 +83,20 @@ fn what_the_mpi_backend_or_collbench_cannot_do_is_refused_naming_it() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("give -J FILE"));
     // MPI has no pre-multiplied sum, and hypercube needs a power of two.
-    refused(2, "all_reduce -b 1K -e 1K -n 1 -o mulsum", &[], &["mulsum", "GPU backend"]);
+    refused(
+        2,
+        "all_reduce -b 1K -e 1K -n 1 -o mulsum",
+        &[],
+        &["mulsum", "GPU backend"],
+    );
     refused(3, "hypercube -b 1K -e 1K -n 1", &[], &["power-of-two"]);
     // Variables with values they cannot mean.
-    refused(1, "all_reduce -n 1", &[("NCCL_TESTS_MIN_BW", "fast")], &["NCCL_TESTS_MIN_BW=fast"]);
+    refused(
+        1,
+        "all_reduce -n 1",
+        &[("NCCL_TESTS_MIN_BW", "fast")],
+        &["NCCL_TESTS_MIN_BW=fast"],
+    );
     refused(
         1,
         "all_to_allv -n 1",
@@ -97,10 +112,11 @@ fn mulsum_beside_sum_is_left_out_with_a_note_on_mpi() {
     let doc = run.doc();
     assert_eq!(rows(&doc).len(), 1);
     assert!(
-        doc["notes"].as_array().unwrap().iter().any(|n| n
-            .as_str()
+        doc["notes"]
+            .as_array()
             .unwrap()
-            .contains("mulsum")),
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("mulsum")),
         "{}",
         doc["notes"]
     );
@@ -108,7 +124,11 @@ fn mulsum_beside_sum_is_left_out_with_a_note_on_mpi() {
 
 #[test]
 fn cputime_timestamps_and_per_iteration_columns() {
-    let run = mpirun_json(2, "all_reduce -b 1K -e 4K -n 6 -w 1 -C 1 -S 1 -I 1 -K 2", &[]);
+    let run = mpirun_json(
+        2,
+        "all_reduce -b 1K -e 4K -n 6 -w 1 -C 1 -S 1 -I 1 -K 2",
+        &[],
+    );
     run.assert_success();
     for name in ["cputime", "i_min", "i_max", "i_p99", "i_cv%", "timestamp"] {
         assert!(run.stdout.contains(name), "{name} missing:\n{}", run.stdout);
@@ -132,7 +152,9 @@ fn cputime_timestamps_and_per_iteration_columns() {
         .find(|l| l.trim_start().starts_with("1024 "))
         .unwrap();
     let cells: Vec<&str> = line.split_whitespace().collect();
-    let cpu = rows(&doc)[0]["out_of_place"]["cpu_time_us"].as_f64().unwrap();
+    let cpu = rows(&doc)[0]["out_of_place"]["cpu_time_us"]
+        .as_f64()
+        .unwrap();
     assert_eq!(cells[5], format!("{cpu:.2}"), "{line}");
     assert_eq!(cells[cells.len() - 2].len(), 10, "{line}");
 }
@@ -140,9 +162,15 @@ fn cputime_timestamps_and_per_iteration_columns() {
 #[test]
 fn blocking_modes_and_misaligned_buffers_still_check_exactly() {
     for z in ["1", "2", "3"] {
-        let run = mpirun_json(2, &format!("all_reduce,sendrecv -b 1K -e 4K -n 3 -c 1 -z {z}"), &[]);
+        let run = mpirun_json(
+            2,
+            &format!("all_reduce,sendrecv -b 1K -e 4K -n 3 -c 1 -z {z}"),
+            &[],
+        );
         run.assert_success();
-        assert!(measurements(&run.doc()).iter().all(|(_, m)| m["wrong"] == 0));
+        assert!(measurements(&run.doc())
+            .iter()
+            .all(|(_, m)| m["wrong"] == 0));
     }
     // -u 3 on int8, float and double: every operation and check 3 elements in.
     let run = mpirun_json(
@@ -158,15 +186,31 @@ fn blocking_modes_and_misaligned_buffers_still_check_exactly() {
 
 #[test]
 fn nccl_tests_min_bw_fails_below_nine_tenths_with_exit_7() {
-    let high = mpirun_json(2, "all_reduce -b 1K -e 2K -n 2", &[("NCCL_TESTS_MIN_BW", "100000")]);
+    let high = mpirun_json(
+        2,
+        "all_reduce -b 1K -e 2K -n 2",
+        &[("NCCL_TESTS_MIN_BW", "100000")],
+    );
     assert_eq!(high.code(), Some(7), "{}", high.stdout);
-    assert!(high.stdout.contains("FAILED (NCCL_TESTS_MIN_BW=100000"), "{}", high.stdout);
+    assert!(
+        high.stdout.contains("FAILED (NCCL_TESTS_MIN_BW=100000"),
+        "{}",
+        high.stdout
+    );
     let min_bw = &high.doc()["summary"]["min_bw"];
     assert_eq!(min_bw["passed"], false);
     assert_eq!(min_bw["threshold_gbps"], 90000.0);
-    let low = mpirun_json(2, "all_reduce -b 1K -e 2K -n 2", &[("NCCL_TESTS_MIN_BW", "0")]);
+    let low = mpirun_json(
+        2,
+        "all_reduce -b 1K -e 2K -n 2",
+        &[("NCCL_TESTS_MIN_BW", "0")],
+    );
     low.assert_success();
-    assert!(low.stdout.contains("OK (NCCL_TESTS_MIN_BW=0"), "{}", low.stdout);
+    assert!(
+        low.stdout.contains("OK (NCCL_TESTS_MIN_BW=0"),
+        "{}",
+        low.stdout
+    );
 }
 
 #[test]

@@ -43,7 +43,9 @@ fn read_as_analyze_perf_json_does(doc: &Value, ranks: usize, iters: usize) {
         assert!(r["size"].as_u64().is_some(), "size {}", r["size"]);
         for key in ["out_of_place_per_iter", "in_place_per_iter"] {
             let per = &r[key];
-            for field in ["min_us", "max_us", "avg_us", "p50_us", "p95_us", "p99_us", "cv_pct"] {
+            for field in [
+                "min_us", "max_us", "avg_us", "p50_us", "p95_us", "p99_us", "cv_pct",
+            ] {
                 number(&per[field], &format!("{key}.{field}"));
             }
             let times: Vec<f64> = per["times_us"]
@@ -71,7 +73,11 @@ fn read_as_analyze_perf_json_does(doc: &Value, ranks: usize, iters: usize) {
             assert!((number(&per["min_us"], "min_us") - min).abs() < 1e-9);
         }
     }
-    assert!(doc["out_of_bounds"]["okay"] == "true", "{}", doc["out_of_bounds"]);
+    assert!(
+        doc["out_of_bounds"]["okay"] == "true",
+        "{}",
+        doc["out_of_bounds"]
+    );
     assert!(doc["average_bus_bandwidth"]["bandwidth"].is_number());
 }
 
@@ -149,5 +155,9 @@ fn a_failed_run_in_nccl_tests_format_says_why_in_errors() {
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&run.json).unwrap()).unwrap();
     assert_eq!(doc["version"], 3);
     assert!(!doc["results"].as_array().unwrap().is_empty());
-    assert_ne!(doc["collbench"]["status"], "running", "{}", doc["collbench"]);
+    assert_ne!(
+        doc["collbench"]["status"], "running",
+        "{}",
+        doc["collbench"]
+    );
 }

@@ -247,7 +247,6 @@ pub fn sweep(
     let memory = match free_before_rows {
         Some(before) => {
             let after = engine.free_memory()?;
-            drop(engine);
             Some(memory_report(
                 world,
                 backend,
@@ -255,10 +254,7 @@ pub fn sweep(
                 before.saturating_sub(after),
             )?)
         }
-        None => {
-            drop(engine);
-            None
-        }
+        None => None,
     };
     // After the rows, which it leaves as they are: every rank takes part.
     let probe = if probe_links {
@@ -360,6 +356,30 @@ fn finish(
     Ok(exit)
 }
 
+/// -M's report: the communicator's and the buffers' memory as the backend measured them, and what the
+/// collectives took while the rows ran (`collective_bytes`, this rank's), each the most of any rank.
+fn memory_report(
+    world: &dyn World,
+    backend: &mut dyn crate::backend::Backend,
+    watchdog: &Watchdog,
+    collective_bytes: u64,
+) -> Result<crate::report::model::MemoryReport> {
+    let used = backend.memory_use().unwrap_or_default();
+    let mut most = [
+        used.initialization_bytes as f64,
+        used.user_allocated_bytes as f64,
+        collective_bytes as f64,
+    ];
+    watchdog.arm(|| "gathering the GPU memory report".into());
+    world.all_reduce_f64(&mut most, Combine::Max)?;
+    watchdog.disarm();
+    Ok(crate::report::model::MemoryReport {
+        initialization_bytes: most[0] as u64,
+        user_allocated_bytes: most[1] as u64,
+        collective_bytes: most[2] as u64,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,28 +421,4 @@ mod tests {
         assert_eq!(all, requested);
         assert!(none.is_none());
     }
-}
-
-/// -M's report: the communicator's and the buffers' memory as the backend measured them, and what the
-/// collectives took while the rows ran (`collective_bytes`, this rank's), each the most of any rank.
-fn memory_report(
-    world: &dyn World,
-    backend: &mut dyn crate::backend::Backend,
-    watchdog: &Watchdog,
-    collective_bytes: u64,
-) -> Result<crate::report::model::MemoryReport> {
-    let used = backend.memory_use().unwrap_or_default();
-    let mut most = [
-        used.initialization_bytes as f64,
-        used.user_allocated_bytes as f64,
-        collective_bytes as f64,
-    ];
-    watchdog.arm(|| "gathering the GPU memory report".into());
-    world.all_reduce_f64(&mut most, Combine::Max)?;
-    watchdog.disarm();
-    Ok(crate::report::model::MemoryReport {
-        initialization_bytes: most[0] as u64,
-        user_allocated_bytes: most[1] as u64,
-        collective_bytes: most[2] as u64,
-    })
 }

@@ -15,7 +15,8 @@ use std::path::PathBuf;
 #[command(name = "collbench", after_help = AFTER_HELP)]
 pub struct RunArgs {
     /// Collectives to run: all_reduce all_gather reduce_scatter broadcast reduce all_to_all sendrecv
-    /// gather scatter, or all. nccl-tests spellings (allreduce, alltoall, ...) are accepted.
+    /// gather scatter, or all; all_to_allv and hypercube besides. nccl-tests spellings (allreduce,
+    /// alltoall, ...) are accepted.
     #[arg(required = true, value_name = "COLLECTIVE")]
     pub collectives: Vec<String>,
 
@@ -99,7 +100,8 @@ pub struct RunArgs {
     #[arg(short = 'd', long = "datatype", default_value = "float")]
     pub datatype: String,
 
-    /// Reduction operators, comma-separated, or all (only used by reducing collectives).
+    /// Reduction operators, comma-separated, or all (only used by reducing collectives): sum prod max min
+    /// avg mulsum.
     #[arg(short = 'o', long = "op", default_value = "sum")]
     pub op: String,
 
@@ -341,6 +343,10 @@ Examples:
   mpirun -np 4 collbench all_to_allv --matrix bytes.txt          per-peer bytes from a file
   mpirun -np 8 collbench all_to_allv --moe tokens=128,hidden=7168,topk=8,experts=256,skew=2
 
+nccl-tests' variables: NCCL_TESTS_SPLIT, NCCL_TESTS_SPLIT_MASK, NCCL_TESTS_DEVICE, NCCL_TESTS_MIN_BW,
+NCCL_TESTS_ALLTOALLV_SPREAD, NCCL_TESTS_ALLTOALLV_MATRIX_FILE, _MATRIX_SCALE, _PRINT_SUMMARY (README).
+
 Exit codes: 0 ok, 1 internal error, 2 usage error, 3 library error (NCCL, RCCL, CUDA, HIP, MPI),
-4 timeout, 5 not enough devices or unsupported, 7 correctness check failed, 8 --expect gate failed,
+4 timeout, 5 not enough devices or unsupported, 7 correctness check failed (or below NCCL_TESTS_MIN_BW),
+8 --expect gate failed,
 9 compare found a regression, 10 results file could not be written or read.";

@@ -106,28 +106,6 @@ pub fn memory_line(m: &super::model::MemoryReport) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn memory_reads_as_nccl_tests_prints_it() {
-        assert_eq!(memory_text(512), "512 B");
-        assert_eq!(memory_text(1536), "1.50 KB");
-        assert_eq!(memory_text(20 << 20), "20.0 MB");
-        assert_eq!(memory_text(300 << 30), "300 GB");
-        let line = memory_line(&super::super::model::MemoryReport {
-            initialization_bytes: 600 << 20,
-            user_allocated_bytes: 2 << 30,
-            collective_bytes: 0,
-        });
-        assert_eq!(
-            line,
-            "# GPU memory usage     : Initialization 600 MB | User-Allocated 2.00 GB | Collective 0.00 B | Total  2.59 GB\n"
-        );
-    }
-}
-
 pub fn footer(summary: &Summary) -> String {
     let mut out = String::new();
     match summary.wrong_total {
@@ -169,4 +147,26 @@ pub fn footer(summary: &Summary) -> String {
     }
     out.push_str("#\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_reads_as_nccl_tests_prints_it() {
+        assert_eq!(memory_text(512), "512 B");
+        assert_eq!(memory_text(1536), "1.50 KB");
+        assert_eq!(memory_text(20 << 20), "20.0 MB");
+        assert_eq!(memory_text(300 << 30), "300 GB");
+        let line = memory_line(&super::super::model::MemoryReport {
+            initialization_bytes: 600 << 20,
+            user_allocated_bytes: 2 << 30,
+            collective_bytes: 0,
+        });
+        assert_eq!(
+            line,
+            "# GPU memory usage     : Initialization 600 MB | User-Allocated 2.00 GB | Collective 0.00 B | Total  2.59 GB\n"
+        );
+    }
 }

@@ -281,6 +281,58 @@ pub fn collective_title(row: &Row) -> String {
     title
 }
 
+/// nccl-tests' NCCL_TESTS_ALLTOALLV_PRINT_SUMMARY lines for one all_to_allv row, once per placement
+/// measured, in its format: the traffic's mode and the placement's time, then each rank's bytes and
+/// bandwidths (its own max(sent, received) over the row's time; busbw x (n-1)/n). `total_bytes` is the
+/// size column.
+pub fn alltoallv_summary(row: &Row) -> String {
+    let Some(t) = &row.traffic else {
+        return String::new();
+    };
+    let n = t.rank_sent_bytes.len();
+    let factor = if n > 0 {
+        (n as f64 - 1.0) / n as f64
+    } else {
+        0.0
+    };
+    let mode = match t.source.strip_prefix("spread ") {
+        Some(spread) if spread.parse::<f64>().is_ok() => format!(
+            "mode=generated nranks={n} total_bytes={} spread={:.3}",
+            row.size_bytes,
+            spread.parse::<f64>().unwrap_or(1.0)
+        ),
+        _ => {
+            let scale = t
+                .source
+                .split("scale ")
+                .nth(1)
+                .and_then(|v| v.trim_end_matches(')').parse::<f64>().ok())
+                .unwrap_or(1.0);
+            format!("mode=matrix nranks={n} matrix_dim={n} scale={scale:.3}")
+        }
+    };
+    let mut out = String::new();
+    for m in [&row.out_of_place, &row.in_place].into_iter().flatten() {
+        out.push_str(&format!(
+            "# NCCL_TESTS_ALLTOALLV_PRINT_SUMMARY: {mode} time_usec={:.2}\n",
+            m.time_us
+        ));
+        for (rank, (&sent, &received)) in t
+            .rank_sent_bytes
+            .iter()
+            .zip(&t.rank_received_bytes)
+            .enumerate()
+        {
+            let algbw = sent.max(received) as f64 / 1e3 / m.time_us;
+            out.push_str(&format!(
+                "#   rank={rank} send_bytes={sent} recv_bytes={received} alg_bw={algbw:.2} bus_bw={:.2}\n",
+                algbw * factor
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,56 +452,4 @@ mod tests {
         assert!(layout.line(&row(112.0)).contains("112%*"));
         assert!(!Columns::default().heading().contains("%peak"));
     }
-}
-
-/// nccl-tests' NCCL_TESTS_ALLTOALLV_PRINT_SUMMARY lines for one all_to_allv row, once per placement
-/// measured, in its format: the traffic's mode and the placement's time, then each rank's bytes and
-/// bandwidths (its own max(sent, received) over the row's time; busbw x (n-1)/n). `total_bytes` is the
-/// size column.
-pub fn alltoallv_summary(row: &Row) -> String {
-    let Some(t) = &row.traffic else {
-        return String::new();
-    };
-    let n = t.rank_sent_bytes.len();
-    let factor = if n > 0 {
-        (n as f64 - 1.0) / n as f64
-    } else {
-        0.0
-    };
-    let mode = match t.source.strip_prefix("spread ") {
-        Some(spread) if spread.parse::<f64>().is_ok() => format!(
-            "mode=generated nranks={n} total_bytes={} spread={:.3}",
-            row.size_bytes,
-            spread.parse::<f64>().unwrap_or(1.0)
-        ),
-        _ => {
-            let scale = t
-                .source
-                .split("scale ")
-                .nth(1)
-                .and_then(|v| v.trim_end_matches(')').parse::<f64>().ok())
-                .unwrap_or(1.0);
-            format!("mode=matrix nranks={n} matrix_dim={n} scale={scale:.3}")
-        }
-    };
-    let mut out = String::new();
-    for m in [&row.out_of_place, &row.in_place].into_iter().flatten() {
-        out.push_str(&format!(
-            "# NCCL_TESTS_ALLTOALLV_PRINT_SUMMARY: {mode} time_usec={:.2}\n",
-            m.time_us
-        ));
-        for (rank, (&sent, &received)) in t
-            .rank_sent_bytes
-            .iter()
-            .zip(&t.rank_received_bytes)
-            .enumerate()
-        {
-            let algbw = sent.max(received) as f64 / 1e3 / m.time_us;
-            out.push_str(&format!(
-                "#   rank={rank} send_bytes={sent} recv_bytes={received} alg_bw={algbw:.2} bus_bw={:.2}\n",
-                algbw * factor
-            ));
-        }
-    }
-    out
 }

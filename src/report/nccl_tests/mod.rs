@@ -254,7 +254,8 @@ pub fn collective_of(program: &str) -> Option<Collective> {
         .filter(|c| c.is_ascii_alphanumeric())
         .collect();
     // Longer names first: reduce_scatter holds "reduce" and "scatter", all_gather "gather".
-    const NAMES: [(&str, Collective); 10] = [
+    const NAMES: [(&str, Collective); 11] = [
+        ("hypercube", Collective::Hypercube),
         ("reducescatter", Collective::ReduceScatter),
         ("allreduce", Collective::AllReduce),
         ("allgather", Collective::AllGather),
@@ -328,6 +329,9 @@ fn communicator_ranks(section: &Section) -> usize {
     }
 }
 
+/// A row's configuration: collective, type, operator, root and size.
+type ConfigKey = (Collective, DataType, Option<ReduceOp>, Option<usize>, u64);
+
 /// nccl-tests' output (one or more sections) as collbench's results document. `what` names the file
 /// and its format for the notes; `fallback` is the name to take the collective from when the output
 /// does not say (logs before 2.13 do not print the test's name).
@@ -343,8 +347,8 @@ pub fn into_run_document(
     }
     let mut notes = vec![format!("read from {what}")];
     let mut rows = Vec::new();
-    let mut seen: HashMap<(Collective, DataType, Option<ReduceOp>, Option<usize>, u64), u64> =
-        HashMap::new();
+    // How many times each configuration has come so far: its next row's cycle (-N).
+    let mut seen: HashMap<ConfigKey, u64> = HashMap::new();
     let mut skipped: Vec<String> = Vec::new();
     for section in sections {
         let path = section.program.as_deref().unwrap_or(fallback);
@@ -569,6 +573,10 @@ mod tests {
             Some(Collective::AllGather)
         );
         assert_eq!(collective_of("sendrecv_perf"), Some(Collective::SendRecv));
+        assert_eq!(
+            collective_of("hypercube_perf_mpi"),
+            Some(Collective::Hypercube)
+        );
         assert_eq!(collective_of("nccl-logs-2024"), None);
     }
 
