@@ -1,5 +1,6 @@
-//! Foreign libraries: NCCL/RCCL, the HIP runtime and the CUDA driver (through cudarc), each behind a thin
-//! safe layer that turns every call into a `Result` with the library's own words.
+//! Foreign libraries: NCCL/RCCL, the HIP runtime, ROCm SMI and the CUDA driver (through cudarc), each
+//! behind a thin safe layer that turns every call into a `Result` with the library's own words, and
+//! quiet.rs, which keeps what they print by themselves off the user's terminal.
 //!
 //! All `unsafe` code of collbench lives in this module tree. Everything above it handles device memory
 //! as plain addresses (`DeviceAddr`) and streams as opaque handles (`StreamHandle`), which safe code
@@ -12,6 +13,9 @@ mod hip_sys;
 pub mod nccl;
 mod nccl_sys;
 pub mod nvml;
+pub mod quiet;
+pub mod rocm_smi;
+mod rocm_smi_sys;
 pub mod search;
 pub mod signals;
 

@@ -3,8 +3,10 @@
 //! rank's lowest and highest readings. The engine sees it only as a [`RowObserver`] called between rows.
 //!
 //! - reasons.rs: NVML's clock-event (throttle) reasons, which of them lower the clocks, their words
-//! - source.rs: where readings come from (NVML through nvml-wrapper), chosen per rank
-//! - rocm.rs: readings of AMD GPUs through ROCm SMI, throttle bits as NVML's reasons
+//! - mod.rs: a reading, what a source of readings is (`TelemetrySource`), how its GPU is found (`Which`)
+//! - source.rs: where readings come from (NVML through nvml-wrapper, or rocm.rs), chosen per rank
+//! - rocm.rs: readings of AMD GPUs through ROCm SMI, throttle bits as NVML's reasons (it names
+//!   nothing of source.rs)
 //! - sampler.rs: the sampling thread, started and stopped at row boundaries
 //! - findings.rs: what the end of the run says (throttled ranks, evidence for slow ranks)
 //! - nvlink.rs: the GPU's NVLink error counters, read before and after the run (not per row)
@@ -45,6 +47,23 @@ impl RowObserver for NoTelemetry {
     fn row_finished(&mut self, _world: &dyn World) -> Result<Option<Vec<Option<RankTelemetry>>>> {
         Ok(None)
     }
+}
+
+/// A GPU that can be read from the sampling thread.
+pub trait TelemetrySource: Send {
+    /// What answers, for the header ("NVML, driver 550.54.15, GPU 0000:41:00.0").
+    fn describe(&self) -> String;
+    /// What the GPU can do at best, read once.
+    fn limits(&self) -> GpuLimits;
+    /// One reading now. Never fails: what the library cannot say stays None.
+    fn sample(&self) -> Reading;
+}
+
+/// How the GPU is found in NVML or ROCm SMI.
+#[derive(Debug, Clone)]
+pub enum Which {
+    BusId(String),
+    Index(u32),
 }
 
 /// One reading of a GPU; a field is None where the library does not give it.

@@ -245,7 +245,17 @@ pub fn discover_gpus(
     }
 
     let amd_in_sysfs = gpus.iter().any(|g| g.vendor == Vendor::Amd);
-    match amd.open() {
+    // ROCm SMI is opened only for an AMD GPU on the PCI bus: on other machines (NVIDIA nodes with
+    // Debian's Slurm, which brings librocm-smi64) it would only fail and print its own lines.
+    let opened = if amd_in_sysfs {
+        amd.open()
+    } else {
+        Err(format!(
+            "skipped: no AMD GPU on the PCI bus ({})",
+            root.path("/sys/bus/pci/devices").display()
+        ))
+    };
+    match opened {
         Ok(what) => {
             sources.push(super::Source::ok("ROCm SMI", what));
             amd_fill(amd, &mut gpus, unknown);

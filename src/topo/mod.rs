@@ -19,7 +19,6 @@ pub mod peak;
 pub mod port_counters;
 pub mod rates;
 pub mod render;
-pub(crate) mod rocm_smi_ffi;
 pub mod sysroot;
 
 pub use amd::{AmdSource, FixtureAmd, LiveAmd};
