@@ -72,18 +72,9 @@ typedef enum {
     RSMI_GPU_BLOCK_RESERVED = 0x8000000000000000
 } rsmi_gpu_block_t;
 
-/* The same in every release. */
-typedef struct {
-    uint32_t major;
-    uint32_t minor;
-    uint32_t patch;
-    const char *build;
-} rsmi_version_t;
-
-typedef struct {
-    uint64_t correctable_err;
-    uint64_t uncorrectable_err;
-} rsmi_error_count_t;
+/* The same in every release (collbench_rsmi_version and collbench_rsmi_error_count, below). */
+typedef struct collbench_rsmi_version rsmi_version_t;
+typedef struct collbench_rsmi_error_count rsmi_error_count_t;
 
 /* Layouts that depend on the release: opaque here, read through the collbench_rsmi* structs below. */
 typedef struct collbench_rsmi_frequencies_opaque rsmi_frequencies_t;
@@ -91,6 +82,19 @@ typedef struct collbench_rsmi_pcie_bandwidth_opaque rsmi_pcie_bandwidth_t;
 typedef struct collbench_rsmi_gpu_metrics_opaque rsmi_gpu_metrics_t;
 
 #endif /* COLLBENCH_RSMI_TYPES_FROM_ROCM_SMI_H */
+
+/* rsmi_version_t and rsmi_error_count_t, the same in every release. */
+typedef struct collbench_rsmi_version {
+    uint32_t major;
+    uint32_t minor;
+    uint32_t patch;
+    const char *build;
+} collbench_rsmi_version;
+
+typedef struct collbench_rsmi_error_count {
+    uint64_t correctable_err;
+    uint64_t uncorrectable_err;
+} collbench_rsmi_error_count;
 
 /* rsmi_frequencies_t and rsmi_pcie_bandwidth_t before ROCm 6 (rocm_smi library major version < 6). */
 #define COLLBENCH_RSMI5_MAX_NUM_FREQUENCIES 32

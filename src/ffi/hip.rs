@@ -3,12 +3,16 @@
 
 use super::device::{DeviceInfo, GpuDevice, LibraryVersion};
 use super::hip_sys as sys;
+use super::quiet::quietly;
 use super::search::{self, Attempt, Family};
 use super::{c_text, DeviceAddr, StreamHandle};
 use crate::error::{Error, Result};
 use std::ffi::c_char;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// The HIP runtime's own logging switch: when set, its lines are the user's to see.
+const LOGGING_VARIABLES: [&str; 1] = ["AMD_LOG_LEVEL"];
 
 /// A loaded HIP runtime.
 pub struct Hip {
@@ -40,8 +44,13 @@ macro_rules! required {
 }
 
 impl Hip {
-    /// Finds and opens libamdhip64 (see `search`).
+    /// Finds and opens libamdhip64 (see `search`), keeping what it prints meanwhile for the error.
     pub fn open(rank: usize, host: &str) -> Result<Arc<Hip>> {
+        let (opened, printed) = quietly(&LOGGING_VARIABLES, || Self::open_loud(rank, host));
+        opened.map_err(|e| printed.added_to(e, "HIP"))
+    }
+
+    fn open_loud(rank: usize, host: &str) -> Result<Arc<Hip>> {
         let mut attempts = Vec::new();
         for candidate in search::static_candidates(Family::Hip, None, &search::process_env) {
             // SAFETY: the symbols are typed by our declarations of the HIP ABI (sys/hip_api.h).
@@ -138,8 +147,11 @@ impl Hip {
     pub fn device_count(&self) -> Result<usize> {
         let f = required!(self, hipGetDeviceCount);
         let mut n = 0;
+        // The first call starts the runtime, which prints its own lines when it finds no GPU.
         // SAFETY: n is a valid out-pointer.
-        self.check(unsafe { f(&mut n) }, "hipGetDeviceCount")?;
+        let (rc, printed) = quietly(&LOGGING_VARIABLES, || unsafe { f(&mut n) });
+        self.check(rc, "hipGetDeviceCount")
+            .map_err(|e| printed.added_to(e, "HIP"))?;
         Ok(n.max(0) as usize)
     }
 

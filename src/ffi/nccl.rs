@@ -3,6 +3,7 @@
 //! (ncclGetErrorString and ncclGetLastError), the rank and the host.
 
 use super::nccl_sys as sys;
+use super::quiet::quietly;
 use super::search::{self, Attempt, Candidate, Family};
 use super::{c_text, DeviceAddr, StreamHandle};
 use crate::dtype::{DataType, ReduceOp};
@@ -12,6 +13,9 @@ use std::sync::Arc;
 
 /// Bytes of an ncclUniqueId.
 pub const UNIQUE_ID_BYTES: usize = sys::NCCL_UNIQUE_ID_BYTES as usize;
+
+/// NCCL's and RCCL's logging switch: when set, their lines are the user's to see.
+const LOGGING_VARIABLES: [&str; 1] = ["NCCL_DEBUG"];
 
 /// Which library of the NCCL API family is loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,8 +93,21 @@ macro_rules! required {
 }
 
 impl Nccl {
-    /// Finds and opens the library (see `search`), on behalf of `rank` on `host` (for error messages).
+    /// Finds and opens the library (see `search`), on behalf of `rank` on `host` (for error messages);
+    /// what it prints meanwhile goes into the error.
     pub fn open(
+        flavor: Flavor,
+        explicit: Option<&Path>,
+        rank: usize,
+        host: &str,
+    ) -> Result<Arc<Nccl>> {
+        let (opened, printed) = quietly(&LOGGING_VARIABLES, || {
+            Self::open_loud(flavor, explicit, rank, host)
+        });
+        opened.map_err(|e| printed.added_to(e, flavor.name()))
+    }
+
+    fn open_loud(
         flavor: Flavor,
         explicit: Option<&Path>,
         rank: usize,
@@ -261,8 +278,12 @@ impl Nccl {
         let mut id = sys::ncclUniqueId {
             internal: [0; UNIQUE_ID_BYTES],
         };
+        // The first call starts the device runtime (RCCL: HIP and ROCm SMI, which print their own
+        // lines on a machine without an AMD GPU).
         // SAFETY: id is a valid out-pointer of the declared size.
-        self.check(unsafe { f(&mut id) }, "ncclGetUniqueId", None)?;
+        let (rc, printed) = quietly(&LOGGING_VARIABLES, || unsafe { f(&mut id) });
+        self.check(rc, "ncclGetUniqueId", None)
+            .map_err(|e| printed.added_to(e, self.flavor.name()))?;
         Ok(id.internal.iter().map(|&c| c as u8).collect())
     }
 

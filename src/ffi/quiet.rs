@@ -8,6 +8,7 @@
 //! The redirection is of the whole process, so it wraps only short calls, one at a time (a lock), and
 //! never a call that waits on other ranks (a communicator's init): the -T watchdog must be heard then.
 
+use crate::error::Error;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
@@ -44,6 +45,34 @@ impl Printed {
             .filter(|l| !l.is_empty())
             .collect();
         format!(" ({library} printed: {})", lines.join("; "))
+    }
+}
+
+impl Printed {
+    /// `e` with these words after its library's own (the detail of a library error, the text of a
+    /// refusal); other errors as they are.
+    pub fn added_to(&self, e: Error, library: &str) -> Error {
+        let suffix = self.as_suffix(library);
+        if suffix.is_empty() {
+            return e;
+        }
+        match e {
+            Error::Library {
+                library: l,
+                call,
+                detail,
+                rank,
+                host,
+            } => Error::Library {
+                library: l,
+                call,
+                detail: format!("{detail}{suffix}"),
+                rank,
+                host,
+            },
+            Error::Unsupported(text) => Error::Unsupported(format!("{text}{suffix}")),
+            other => other,
+        }
     }
 }
 
@@ -202,6 +231,33 @@ mod tests {
         // PATH is always set: a library whose logging variable is set keeps its own output.
         let ((), asked) = quietly(&["PATH"], || ());
         assert_eq!(asked, Printed::default());
+    }
+
+    #[test]
+    fn the_words_join_the_library_error_they_explain() {
+        let printed = Printed("[FATAL ERROR]: HIP failure\n".into());
+        let e = printed.added_to(
+            Error::Library {
+                library: "RCCL".into(),
+                call: "ncclGetUniqueId".into(),
+                detail: "unhandled cuda error".into(),
+                rank: 0,
+                host: "node1".into(),
+            },
+            "RCCL",
+        );
+        assert_eq!(
+            e.to_string(),
+            "RCCL error on rank 0 (node1): ncclGetUniqueId: unhandled cuda error \
+             (RCCL printed: [FATAL ERROR]: HIP failure)"
+        );
+        let refused = printed.added_to(Error::Unsupported("no AMD GPU".into()), "HIP");
+        assert_eq!(
+            refused.to_string(),
+            "no AMD GPU (HIP printed: [FATAL ERROR]: HIP failure)"
+        );
+        let untouched = Printed::default().added_to(Error::Unsupported("x".into()), "HIP");
+        assert_eq!(untouched.to_string(), "x");
     }
 
     #[test]

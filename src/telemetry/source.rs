@@ -92,9 +92,13 @@ impl NvmlGpu {
         if let Some(path) = library {
             builder.lib_path(std::ffi::OsStr::new(path));
         }
-        let nvml = builder.init().map_err(|e| match e {
-            nvml_wrapper::error::NvmlError::LibloadingError(_) => words(e),
-            other => format!("NVML did not initialise: {other}"),
+        let (nvml, printed) = crate::ffi::quiet::quietly(&[], || builder.init());
+        let nvml = nvml.map_err(|e| {
+            let why = match e {
+                nvml_wrapper::error::NvmlError::LibloadingError(_) => words(e),
+                other => format!("NVML did not initialise: {other}"),
+            };
+            format!("{why}{}", printed.as_suffix("NVML"))
         })?;
         let (index, bus_id) = match &which {
             Which::BusId(bus) => {

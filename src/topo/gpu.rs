@@ -168,6 +168,11 @@ pub fn scan_pci(root: &SysRoot, unknown: &mut Vec<Unknown>) -> Vec<PciDevice> {
         .collect()
 }
 
+/// An AMD GPU (display controller or processing accelerator of vendor 0x1002).
+pub fn is_amd_gpu(d: &PciDevice) -> bool {
+    is_gpu(d) == Some(Vendor::Amd)
+}
+
 fn is_gpu(d: &PciDevice) -> Option<Vendor> {
     let base = d.class >> 16;
     match d.vendor {
