@@ -58,7 +58,7 @@ fn main() {
         Allow {
             functions: "hip.*",
             types: "hip.*",
-            vars: "HIP.*",
+            vars: "HIP.*|COLLBENCH_HIP.*",
             newtypes: "hipError_t|hipMemcpyKind",
         },
         "hip_sys.rs",

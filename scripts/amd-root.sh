@@ -15,7 +15,8 @@
 #
 # Folders under the root:
 #   base/           libc6, libstdc++6, libgcc-s1 of sid: the loader and the C and C++ runtimes
-#   rocm7/          what RCCL 7.2.4 needs besides: HIP 7.2 (libamdhip64.so.7), HSA, comgr, LLVM, ROCm SMI 7
+#   rocm7/          what RCCL 7.2.4 needs besides: HIP 7.2 (libamdhip64.so.7), HSA, comgr, LLVM, ROCm SMI 7;
+#                   and HIP 7.2's headers (hip_runtime_api.h, for tests/abi.rs)
 #   rccl-7.2.4/     librccl.so.1 and rccl.h of RCCL 7.2.4 (experimental)
 #   rccl-5.4.3/     librccl.so.1 and rccl.h of RCCL 5.4.3 (sid); it runs on this machine's HIP 5.2.3,
 #                   as sid's own HIP 5 cannot be installed there any more (its libamd-comgr2 is gone)
@@ -25,7 +26,7 @@
 set -euo pipefail
 
 # The recipe. Any change here makes a new root (the key is its hash); an old one stays until removed.
-RECIPE_VERSION=1
+RECIPE_VERSION=2
 RCCL7="librccl1=7.2.4-1~exp3"
 # apt takes a dependency from experimental only when named: RCCL 7.2.4's HIP 7.2 and what it needs.
 RCCL7_STACK=(libamdhip64-7=7.2.4-1~exp2 libamd-comgr3=7.2.4+dfsg-1~exp1 libhsa-runtime64-1=7.2.4+dfsg-1~exp1)
@@ -36,10 +37,11 @@ SMI6="librocm-smi64-1=6.4.1-1.1"
 SMI6_DEV="librocm-smi-dev=6.4.1-1.1"
 BASE_PKGS=(libc6 libgcc-s1 libstdc++6)
 HEADER_ONLY=(libdrm-dev)
+HIP7_DEV="libamdhip64-dev=7.2.4-1~exp2"
 
 cache=${COLLBENCH_AMD_ROOT_CACHE:-/var/cache/collbench}
 key=$(printf '%s\n' "$RECIPE_VERSION" "$RCCL7" "${RCCL7_STACK[@]}" "$RCCL7_DEV" "$RCCL5" "$RCCL5_DEV" "$SMI6" "$SMI6_DEV" \
-    "${BASE_PKGS[@]}" "${HEADER_ONLY[@]}" | sha256sum | cut -c1-12)
+    "${BASE_PKGS[@]}" "${HEADER_ONLY[@]}" "$HIP7_DEV" | sha256sum | cut -c1-12)
 root="$cache/amd-root-$key"
 
 if [ -f "$root/manifest.txt" ]; then
@@ -108,7 +110,7 @@ debs="$work/debs"
 mkdir -p "$debs"
 fetch() { (cd "$debs" && apt-get "${apt_quiet[@]}" download "$@" >&2); }
 # shellcheck disable=SC2086
-fetch $rccl7_all "$RCCL7_DEV" "$RCCL5" "$RCCL5_DEV" "$SMI6" "$SMI6_DEV" "${HEADER_ONLY[@]}"
+fetch $rccl7_all "$RCCL7_DEV" "$RCCL5" "$RCCL5_DEV" "$SMI6" "$SMI6_DEV" "${HEADER_ONLY[@]}" "$HIP7_DEV"
 downloaded=$(du -sb "$debs" | cut -f1)
 
 unpack() { # unpack FOLDER DEB...
@@ -135,6 +137,7 @@ for entry in $rccl7_all; do
             ;;
     esac
 done
+unpack rocm7 "$debs"/libamdhip64-dev_7.2.4*.deb
 unpack rccl-7.2.4 "$debs"/librccl1_7.2.4*.deb "$debs"/librccl-dev_7.2.4*.deb
 unpack rccl-5.4.3 "$debs"/librccl1_5.4.3*.deb "$debs"/librccl-dev_5.4.3*.deb
 unpack rocm-smi-6.4.1 "$debs"/librocm-smi64-1_6.4.1*.deb "$debs"/librocm-smi-dev_6.4.1*.deb \
@@ -154,5 +157,9 @@ end=$(date +%s)
 rm -rf "$root"
 mv "$work/root" "$root"
 ln -sfn "amd-root-$key" "$cache/amd-root"
+# Roots of older recipes are a gigabyte each: only the current one is kept.
+for old in "$cache"/amd-root-*; do
+    [ "$old" = "$root" ] || rm -rf "$old"
+done
 say "made $root in $((end - start)) s ($(du -sh "$root" | cut -f1), $((downloaded / 1000000)) MB downloaded)"
 echo "$root"

@@ -341,6 +341,69 @@ fn a_conflicting_rccl_declaration_fails_the_check() {
     }
 }
 
+// ---- HIP ----
+
+/// Our names of HIP's allocation flags and the real header's macros they stand for.
+const HIP_FLAGS: [(&str, &str); 4] = [
+    ("COLLBENCH_HIP_HOST_MALLOC_DEFAULT", "hipHostMallocDefault"),
+    ("COLLBENCH_HIP_MEM_ATTACH_GLOBAL", "hipMemAttachGlobal"),
+    (
+        "COLLBENCH_HIP_DEVICE_MALLOC_FINEGRAINED",
+        "hipDeviceMallocFinegrained",
+    ),
+    (
+        "COLLBENCH_HIP_DEVICE_MALLOC_UNCACHED",
+        "hipDeviceMallocUncached",
+    ),
+];
+
+/// Compiles `extra` after the real hip_runtime_api.h of HIP 7.2.4 and our declarations.
+fn compile_against_hip(root: &amd::AmdRoot, extra: &str) -> Result<(), String> {
+    let source = format!(
+        "#define __HIP_PLATFORM_AMD__\n#include <hip/hip_runtime_api.h>\n\
+         #define COLLBENCH_HIP_TYPES_FROM_HIP_H\n#include \"hip_api.h\"\n{extra}"
+    );
+    compile(&[root.include(amd::Stack::Hip7)], &source)
+}
+
+#[test]
+fn our_hip_declarations_match_the_real_hip_runtime_api_h() {
+    let Some(root) = amd::AmdRoot::find() else {
+        return;
+    };
+    let constants = constants_of("hip_api.h", "hip", "COLLBENCH_HIP_");
+    for (ours, _) in HIP_FLAGS {
+        assert!(
+            constants.iter().any(|(n, _)| n == ours),
+            "{ours} not in sys/hip_api.h"
+        );
+    }
+    let mut asserts = String::new();
+    for (name, value) in &constants {
+        let real = HIP_FLAGS
+            .iter()
+            .find(|(ours, _)| ours == name)
+            .map(|(_, theirs)| theirs.to_string())
+            .unwrap_or_else(|| name.clone());
+        asserts.push_str(&format!(
+            "_Static_assert({real} == {value}, \"{name}: sys/hip_api.h says {value}\");\n"
+        ));
+    }
+    asserts.push_str("_Static_assert(sizeof(hipError_t) == sizeof(int), \"hipError_t size\");\n");
+    if let Err(messages) = compile_against_hip(&root, &asserts) {
+        panic!("sys/hip_api.h disagrees with the real hip_runtime_api.h of HIP 7.2.4:\n{messages}");
+    }
+    let err = compile_against_hip(
+        &root,
+        "hipError_t hipHostMalloc(void **ptr, size_t size, int flags);\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("hipHostMalloc"),
+        "a wrong prototype must fail: {err}"
+    );
+}
+
 // ---- ROCm SMI ----
 
 /// One ROCm SMI release whose real rocm_smi.h we compare with: the layouts of ours that must match it.

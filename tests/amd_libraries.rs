@@ -166,7 +166,8 @@ fn rccl_5_4_3_loads_and_fails_without_an_amd_gpu_in_hips_and_its_own_words() {
 fn inner_rccl_facts() {
     use collbench::backend::gpu::path_for;
     use collbench::collective::Collective;
-    use collbench::ffi::hip::Hip;
+    use collbench::ffi::device::MemoryKind;
+    use collbench::ffi::hip::{fine_grained_flag, Hip};
     use collbench::ffi::nccl::{Flavor, Nccl, Optional};
     let rccl = Nccl::open(Flavor::Rccl, None, 0, "testhost").unwrap_or_else(|e| panic!("{e}"));
     let has = |o| rccl.has(o);
@@ -179,6 +180,16 @@ fn inner_rccl_facts() {
         Err(e) => format!("error: {e}"),
     };
     let hip = Hip::open(0, "testhost").unwrap_or_else(|e| panic!("{e}"));
+    let kinds: Vec<&str> = [
+        MemoryKind::Coarse,
+        MemoryKind::Fine,
+        MemoryKind::Host,
+        MemoryKind::Managed,
+    ]
+    .into_iter()
+    .filter(|&k| hip.has_memory_kind(k))
+    .map(MemoryKind::name)
+    .collect();
     let facts = serde_json::json!({
         "version": rccl.version_string(),
         "path": rccl.path().display().to_string(),
@@ -193,6 +204,9 @@ fn inner_rccl_facts() {
         "unique_id": unique_id,
         "hip": hip.path().display().to_string(),
         "hip_no_device": hip.error_name(100),
+        "hip_version": hip.runtime_version(),
+        "hip_fine_flag": fine_grained_flag(hip.runtime_version()),
+        "hip_memory_kinds": kinds,
     });
     println!("FACTS {facts}");
 }
@@ -267,7 +281,21 @@ fn rccl_releases_answer_what_they_have() {
     );
     for facts in [&seven, &five] {
         assert_eq!(facts["hip_no_device"], "hipErrorNoDevice", "{facts}");
+        // -Y's four allocators are in both runtimes.
+        assert_eq!(
+            facts["hip_memory_kinds"],
+            serde_json::json!(["coarse", "fine", "host", "managed"]),
+            "{facts}"
+        );
     }
+    // -Y fine: uncached device memory on HIP 7.2, fine-grained on HIP 5.2 (before 5.7), as rccl-tests.
+    assert!(
+        seven["hip_version"].as_i64().unwrap() >= 70_200_000,
+        "{seven}"
+    );
+    assert!(five["hip_version"].as_i64().unwrap() < 50_700_000, "{five}");
+    assert_eq!(seven["hip_fine_flag"], 3, "{seven}");
+    assert_eq!(five["hip_fine_flag"], 1, "{five}");
 }
 
 /// The ROCm SMI releases with how to run collbench against each: Debian 12's 5.2.3 as installed, sid's

@@ -47,6 +47,8 @@ pub enum Stack {
     Rccl5,
     /// ROCm SMI 6.4.1.
     RocmSmi6,
+    /// HIP 7.2.4's headers (with RCCL 7.2.4's closure).
+    Hip7,
 }
 
 impl Stack {
@@ -56,6 +58,7 @@ impl Stack {
             Stack::Rccl7 => &["rccl-7.2.4", "rocm7", "base"],
             Stack::Rccl5 => &["rccl-5.4.3", "base"],
             Stack::RocmSmi6 => &["rocm-smi-6.4.1", "base"],
+            Stack::Hip7 => &["rocm7", "base"],
         }
     }
 
