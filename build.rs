@@ -45,9 +45,9 @@ fn main() {
         "sys/nccl_api.h",
         "NcclLib",
         Allow {
-            functions: "nccl.*",
+            functions: "nccl.*|rccl.*",
             types: "nccl.*",
-            vars: "NCCL.*",
+            vars: "NCCL.*|COLLBENCH_RCCL.*",
             newtypes: "ncclResult_t|ncclDataType_t|ncclRedOp_t",
         },
         "nccl_sys.rs",

@@ -147,6 +147,20 @@ ncclResult_t ncclAllToAllv(const void *sendbuff, const size_t sendcounts[], cons
                            ncclDataType_t datatype, ncclComm_t comm, cudaStream_t stream);
 #endif
 
+/* RCCL 7's tuning queries (rccl-tests' -A), exported by librccl.so.1 but declared in no public header, so
+ * no ABI check can compare them: declared from RCCL's source. Which algorithm, protocol and channel count
+ * RCCL picks for one collective of `count` elements on `comm`; `coll` is RCCL's internal ncclFunc_t, an
+ * int-sized enum whose first values are NCCL's (COLLBENCH_RCCL_FUNC_* below). */
+#define COLLBENCH_RCCL_FUNC_BROADCAST 0
+#define COLLBENCH_RCCL_FUNC_REDUCE 1
+#define COLLBENCH_RCCL_FUNC_ALL_GATHER 2
+#define COLLBENCH_RCCL_FUNC_REDUCE_SCATTER 3
+#define COLLBENCH_RCCL_FUNC_ALL_REDUCE 4
+ncclResult_t rcclGetAlgoInfo(ncclComm_t comm, int coll, uint64_t count, ncclDataType_t dataType, int collNetSupport,
+                             int nvlsSupport, int numPipeOps, int *algo, int *protocol, int *maxChannels);
+ncclResult_t rcclGetAlgoName(int algo, const char **algoName);
+ncclResult_t rcclGetProtocolName(int protocol, const char **protocolName);
+
 /* Point to point (NCCL 2.7 and later) */
 ncclResult_t ncclSend(const void *sendbuff, size_t count, ncclDataType_t datatype, int peer, ncclComm_t comm,
                       cudaStream_t stream);

@@ -199,6 +199,7 @@ fn inner_rccl_facts() {
         "gather": has(Optional::Gather),
         "scatter": has(Optional::Scatter),
         "all_to_allv": has(Optional::AllToAllv),
+        "algo_info": has(Optional::AlgoInfo),
         "all_to_allv_path": path_for(Collective::AllToAllv, has),
         "all_to_all_path": path_for(Collective::AllToAll, has),
         "unique_id": unique_id,
@@ -252,6 +253,9 @@ fn rccl_releases_answer_what_they_have() {
     // ncclMemAlloc (NCCL 2.19): --alloc nccl works on 7.2 only.
     assert_eq!(seven["mem_alloc"], true, "{seven}");
     assert_eq!(five["mem_alloc"], false, "{five}");
+    // rcclGetAlgoInfo (-A's columns): RCCL 7 only.
+    assert_eq!(seven["algo_info"], true, "{seven}");
+    assert_eq!(five["algo_info"], false, "{five}");
     // RCCL's own all-to-all, all-to-allv, gather and scatter in both: native paths.
     for facts in [&seven, &five] {
         for what in ["all_to_all", "gather", "scatter", "all_to_allv"] {

@@ -67,6 +67,8 @@ pub enum Optional {
     MemAlloc,
     /// ncclCommSplit (NCCL 2.18 and later).
     CommSplit,
+    /// RCCL 7's tuning queries (rcclGetAlgoInfo, rcclGetAlgoName, rcclGetProtocolName), for -A.
+    AlgoInfo,
     /// RCCL's ncclAllToAllv. Only RCCL's counts: an NCCL build that exports the name (a fork) is left on
     /// grouped send/recv, so NCCL's numbers stay those of nccl-tests' alltoallv_perf.
     AllToAllv,
@@ -216,6 +218,12 @@ impl Nccl {
             Optional::MemAlloc => self.lib.ncclMemAlloc.is_ok() && self.lib.ncclMemFree.is_ok(),
             Optional::CommSplit => self.lib.ncclCommSplit.is_ok(),
             Optional::AllToAllv => self.flavor == Flavor::Rccl && self.lib.ncclAllToAllv.is_ok(),
+            Optional::AlgoInfo => {
+                self.flavor == Flavor::Rccl
+                    && self.lib.rcclGetAlgoInfo.is_ok()
+                    && self.lib.rcclGetAlgoName.is_ok()
+                    && self.lib.rcclGetProtocolName.is_ok()
+            }
         }
     }
 
@@ -442,6 +450,36 @@ pub fn nccl_op(op: ReduceOp) -> sys::ncclRedOp_t {
     }
 }
 
+/// The collectives RCCL's tuner answers for (its ncclFunc_t), the others have no tuned choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunedFunc {
+    Broadcast,
+    Reduce,
+    AllGather,
+    ReduceScatter,
+    AllReduce,
+}
+
+impl TunedFunc {
+    fn code(self) -> std::ffi::c_int {
+        (match self {
+            TunedFunc::Broadcast => sys::COLLBENCH_RCCL_FUNC_BROADCAST,
+            TunedFunc::Reduce => sys::COLLBENCH_RCCL_FUNC_REDUCE,
+            TunedFunc::AllGather => sys::COLLBENCH_RCCL_FUNC_ALL_GATHER,
+            TunedFunc::ReduceScatter => sys::COLLBENCH_RCCL_FUNC_REDUCE_SCATTER,
+            TunedFunc::AllReduce => sys::COLLBENCH_RCCL_FUNC_ALL_REDUCE,
+        }) as std::ffi::c_int
+    }
+}
+
+/// What RCCL's tuner picks for one collective (rccl-tests' -A columns).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlgoChoice {
+    pub algorithm: String,
+    pub protocol: String,
+    pub channels: u32,
+}
+
 /// A communicator. Destroyed on drop, or aborted when it failed (a failed communicator may hang in
 /// ncclCommDestroy).
 pub struct Comm {
@@ -529,6 +567,61 @@ impl Comm {
             size: group_size,
             broken: false,
         })
+    }
+
+    /// The algorithm, protocol and channels RCCL picks for `func` of `count` elements of `d` on this
+    /// communicator (rcclGetAlgoInfo with no CollNet and no NVLS, one operation in the group, as
+    /// rccl-tests asks); None where the library has no such query.
+    pub fn algo_choice(
+        &mut self,
+        func: TunedFunc,
+        count: u64,
+        d: DataType,
+    ) -> Result<Option<AlgoChoice>> {
+        let nccl = Arc::clone(&self.nccl);
+        if !nccl.has(Optional::AlgoInfo) {
+            return Ok(None);
+        }
+        let f = required!(nccl, rcclGetAlgoInfo);
+        let (mut algo, mut proto, mut channels) = (0, 0, 0);
+        // SAFETY: raw is a live communicator; the three are valid out-pointers.
+        let r = unsafe {
+            f(
+                self.raw,
+                func.code(),
+                count,
+                nccl_type(d),
+                0,
+                0,
+                1,
+                &mut algo,
+                &mut proto,
+                &mut channels,
+            )
+        };
+        self.check(r, "rcclGetAlgoInfo")?;
+        let name = |what: &str,
+                    code: std::ffi::c_int,
+                    r: sys::ncclResult_t,
+                    text: *const std::ffi::c_char| {
+            if r == sys::ncclResult_t::ncclSuccess {
+                c_text(text).unwrap_or_else(|| format!("{what} {code}"))
+            } else {
+                format!("{what} {code}")
+            }
+        };
+        let (mut algo_text, mut proto_text) = (std::ptr::null(), std::ptr::null());
+        let (fa, fp) = (
+            required!(nccl, rcclGetAlgoName),
+            required!(nccl, rcclGetProtocolName),
+        );
+        // SAFETY: the library writes pointers to its static names.
+        let (ra, rp) = unsafe { (fa(algo, &mut algo_text), fp(proto, &mut proto_text)) };
+        Ok(Some(AlgoChoice {
+            algorithm: name("algorithm", algo, ra, algo_text),
+            protocol: name("protocol", proto, rp, proto_text),
+            channels: channels.max(0) as u32,
+        }))
     }
 
     /// Aborts the communicator now (after a timeout or an asynchronous error); it is not destroyed later.
