@@ -1,8 +1,9 @@
-//! Foreign libraries: NCCL/RCCL, the HIP runtime, ROCm SMI and the CUDA driver (through cudarc), each
-//! behind a thin safe layer that turns every call into a `Result` with the library's own words, and
-//! quiet.rs, which keeps what they print by themselves off the user's terminal.
+//! Foreign libraries: NCCL/RCCL, the HIP runtime, ROCm SMI and the CUDA driver (through cudarc), MPI's
+//! raw calls, NVML's one unwrapped call and the signal handler, each behind a thin safe layer that turns
+//! every call into a `Result` with the library's own words; quiet.rs keeps what the vendor libraries
+//! print by themselves off the user's terminal.
 //!
-//! All `unsafe` code of collbench lives in this module tree. Everything above it handles device memory
+//! All `unsafe` code of collbench lives in this module tree (lib.rs denies it everywhere else). Everything above it handles device memory
 //! as plain addresses (`DeviceAddr`) and streams as opaque handles (`StreamHandle`), which safe code
 //! can pass around and offset but never dereference.
 
@@ -10,6 +11,8 @@ pub mod cuda;
 pub mod device;
 pub mod hip;
 mod hip_sys;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod nccl;
 mod nccl_sys;
 pub mod nvml;
