@@ -230,7 +230,7 @@ pub fn sweep(
         world,
         backend,
         watchdog,
-        per_buffer,
+        allocated,
     )
     .observed_by(&mut telemetry);
     match reporter.as_mut() {

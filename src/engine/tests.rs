@@ -629,9 +629,22 @@ fn minus_q_pauses_between_the_placements_outside_both_timings() {
 
 #[test]
 fn minus_e_alternates_two_offsets_past_the_caches() {
-    let (b, _) = measure("all_reduce -n 5 -w 0 -c 0 --samples 0 -E 1", 3 * 1024);
     let far = crate::plan::ROTATING_TENSOR_BYTES;
+    let (b, _) = measure("all_reduce -n 5 -w 0 -c 0 --samples 0 -E 1", far + 1024);
     assert_eq!(b.shifts, vec![0, far, 0, far, 0]);
+    // Buffers without the room for the second offset: an error, never a write past them.
+    let mut b = Recorder::default();
+    let err = engine_measure(
+        "all_reduce -n 5 -w 0 -c 0 --samples 0 -E 1",
+        3 * 1024,
+        &mut b,
+        &all_reduce_1k(false),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("no room for a second offset"),
+        "{err}"
+    );
 }
 
 #[test]

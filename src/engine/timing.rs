@@ -17,7 +17,16 @@ impl Engine<'_> {
     /// rccl-tests' -E instead alternates between offset 0 and one 192 MiB further, past the caches.
     fn enqueue_iteration(&mut self, desc: &mut OpDesc, i: u64) -> Result<()> {
         desc.shift_bytes = match self.settings.rccl_tests.rotating_offset {
-            Some(offset) => offset * (i % 2),
+            Some(offset) => {
+                let footprint = desc.shape.buffer_bytes(desc.dtype.size());
+                if offset + footprint > self.buffer_bytes {
+                    return Err(crate::error::Error::Internal(format!(
+                        "-E: buffers of {} bytes have no room for a second offset {offset} bytes further",
+                        self.buffer_bytes
+                    )));
+                }
+                offset * (i % 2)
+            }
             None => {
                 let footprint = desc.shape.buffer_bytes(desc.dtype.size());
                 let steps = self.buffer_bytes.checked_div(footprint).unwrap_or(1).max(1);
