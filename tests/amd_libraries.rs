@@ -16,6 +16,21 @@ use std::process::Command;
 /// rsmi_init, RCCL's fatal-error line about HIP).
 const LIBRARY_WORDS: [&str; 3] = ["Exception caught", "Failed to open drm", "[FATAL ERROR]"];
 
+/// One quick row on the mpi backend.
+const ONE_SMALL_MPI_RUN: [&str; 11] = [
+    "all_reduce",
+    "--backend",
+    "mpi",
+    "-b",
+    "8",
+    "-e",
+    "8",
+    "-n",
+    "1",
+    "-w",
+    "0",
+];
+
 fn collbench_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_collbench"))
 }
@@ -357,20 +372,8 @@ fn rocm_smi_of_both_releases_opens_for_topology_finds_no_gpu_and_says_so_in_one_
 fn rocm_smi_of_both_releases_opens_for_telemetry_finds_no_gpu_and_says_so_in_one_header_line() {
     for (release, version, mut cmd, lib) in rocm_smi_releases() {
         let outcome = Outcome::of(
-            cmd.args([
-                "all_reduce",
-                "--backend",
-                "mpi",
-                "-b",
-                "8",
-                "-e",
-                "8",
-                "-n",
-                "1",
-                "-w",
-                "0",
-            ])
-            .env("COLLBENCH_TEST_ROCM_SMI", &lib),
+            cmd.args(ONE_SMALL_MPI_RUN)
+                .env("COLLBENCH_TEST_ROCM_SMI", &lib),
         );
         assert_eq!(outcome.code, Some(0), "{release}: {}", outcome.both());
         let notes: Vec<&str> = outcome
@@ -400,19 +403,7 @@ fn without_an_amd_gpu_an_installed_rocm_smi_is_never_opened_and_says_nothing() {
         return;
     }
     for args in [
-        &[
-            "all_reduce",
-            "--backend",
-            "mpi",
-            "-b",
-            "8",
-            "-e",
-            "8",
-            "-n",
-            "1",
-            "-w",
-            "0",
-        ][..],
+        &ONE_SMALL_MPI_RUN[..],
         &["all_reduce", "-b", "8", "-e", "8", "-n", "1", "-w", "0"][..],
         &["topo"][..],
     ] {

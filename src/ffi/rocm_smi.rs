@@ -330,46 +330,44 @@ impl RocmSmi {
         Ok((generation, levels.current_lanes().unwrap_or(0)))
     }
 
+    /// Watts from a call that writes microwatts.
+    fn watts(
+        &self,
+        call: &str,
+        read: impl FnOnce(&mut u64) -> sys::rsmi_status_t,
+    ) -> Result<f64, String> {
+        let mut microwatts: u64 = 0;
+        self.check(read(&mut microwatts), call)?;
+        Ok(microwatts as f64 / 1e6)
+    }
+
     /// Power drawn now in watts: the socket power (ROCm 6, MI300 and later), else the average power.
     pub fn power_w(&self, dev: u32) -> Result<f64, String> {
-        let mut microwatts: u64 = 0;
         if let Ok(f) = self.lib.rsmi_dev_current_socket_power_get.as_ref() {
-            // SAFETY: microwatts is a valid out-pointer.
-            if unsafe { f(dev, &mut microwatts) } == sys::rsmi_status_t::RSMI_STATUS_SUCCESS {
-                return Ok(microwatts as f64 / 1e6);
+            // SAFETY: the out-pointer is valid.
+            if let Ok(w) = self.watts("rsmi_dev_current_socket_power_get", |p| unsafe {
+                f(dev, p)
+            }) {
+                return Ok(w);
             }
         }
         let f = symbol!(self, rsmi_dev_power_ave_get);
-        // SAFETY: sensor 0; microwatts is a valid out-pointer.
-        self.check(
-            unsafe { f(dev, 0, &mut microwatts) },
-            "rsmi_dev_power_ave_get",
-        )?;
-        Ok(microwatts as f64 / 1e6)
+        // SAFETY: sensor 0; the out-pointer is valid.
+        self.watts("rsmi_dev_power_ave_get", |p| unsafe { f(dev, 0, p) })
     }
 
     /// The power cap enforced now, in watts.
     pub fn power_cap_w(&self, dev: u32) -> Result<f64, String> {
         let f = symbol!(self, rsmi_dev_power_cap_get);
-        let mut microwatts: u64 = 0;
-        // SAFETY: sensor 0; microwatts is a valid out-pointer.
-        self.check(
-            unsafe { f(dev, 0, &mut microwatts) },
-            "rsmi_dev_power_cap_get",
-        )?;
-        Ok(microwatts as f64 / 1e6)
+        // SAFETY: sensor 0; the out-pointer is valid.
+        self.watts("rsmi_dev_power_cap_get", |p| unsafe { f(dev, 0, p) })
     }
 
     /// The board's default power cap, in watts.
     pub fn default_power_cap_w(&self, dev: u32) -> Result<f64, String> {
         let f = symbol!(self, rsmi_dev_power_cap_default_get);
-        let mut microwatts: u64 = 0;
-        // SAFETY: microwatts is a valid out-pointer.
-        self.check(
-            unsafe { f(dev, &mut microwatts) },
-            "rsmi_dev_power_cap_default_get",
-        )?;
-        Ok(microwatts as f64 / 1e6)
+        // SAFETY: the out-pointer is valid.
+        self.watts("rsmi_dev_power_cap_default_get", |p| unsafe { f(dev, p) })
     }
 
     /// The current temperature in whole degrees C: the edge sensor, else the junction (hotspot) sensor,
