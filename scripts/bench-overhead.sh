@@ -41,7 +41,7 @@ for np in $nps; do
         c_times+=("$(mpirun --oversubscribe -np "$np" bench/out/mpi_loop "$coll" "$bytes" "$iters" "$warm")")
         # Column 6 of the row is the out-of-place time.
         our_times+=("$(mpirun --oversubscribe -np "$np" "$bin" "$coll" -b "$size" -e "$size" -n "$iters" -w "$warm" \
-                      -c 0 --samples 0 -q --no-progress --no-telemetry --backend mpi | awk '!/^#/ && NF > 5 {print $6; exit}')")
+                      -c 0 --samples 0 --quiet --no-progress --no-telemetry --backend mpi | awk '!/^#/ && NF > 5 {print $6; exit}')")
       done
       c=$(printf "%s\n" "${c_times[@]}" | median)
       ours=$(printf "%s\n" "${our_times[@]}" | median)

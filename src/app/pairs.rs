@@ -93,6 +93,7 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
             register: crate::backend::Registration::None,
             cta_policy: None,
             null_stream: false,
+            memory: crate::backend::MemoryKind::Coarse,
         },
     };
     let settings = EngineSettings {
@@ -109,6 +110,7 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
         keep_iteration_times: false,
         rank_iteration_times: false,
         iteration_skip: 0,
+        rccl_tests: Default::default(),
     };
     Ok(PairsPlan {
         args,
@@ -359,6 +361,7 @@ fn judge_pairs(
             bus_factor: 1.0,
             path: "peer exchange".into(),
             traffic: None,
+            algorithm: None,
             out_of_place: Some(Measurement {
                 time_us,
                 algbw_gbps: algbw,

@@ -100,9 +100,16 @@ fn start_record(
             .map(|file| file.0)
         }
     };
-    doc.map(|d: RunDocument| Reporter::start(d, plan.json_format, plan.csv.as_deref()))
-        .transpose()
-        .map_err(|e| fail_job(world, None, e))
+    doc.map(|d: RunDocument| {
+        Reporter::start(
+            d,
+            plan.json_format,
+            plan.csv.as_deref(),
+            plan.rccl_output.as_ref(),
+        )
+    })
+    .transpose()
+    .map_err(|e| fail_job(world, None, e))
 }
 
 /// `-g N` (and `-t`): one process drives N GPUs, a thread per GPU, each a rank of a thread world.

@@ -102,6 +102,7 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
             register: crate::backend::Registration::None,
             cta_policy: None,
             null_stream: false,
+            memory: crate::backend::MemoryKind::Coarse,
         },
     };
     // Sizes come from the model; the timing is a sweep's, with its default fewest auto iterations.
@@ -124,6 +125,7 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
         keep_iteration_times: false,
         rank_iteration_times: false,
         iteration_skip: 0,
+        rccl_tests: Default::default(),
     };
     Ok(WorkloadPlan {
         args,

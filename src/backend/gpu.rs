@@ -11,10 +11,11 @@ use crate::device::{select_ordinals, GpuDevice, Placement};
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
 use crate::ffi::cuda::{self, CudaDevice};
+use crate::ffi::device::MemoryKind;
 use crate::ffi::hip::{Hip, HipDevice};
 use crate::ffi::nccl::{
-    version_code, AsyncState, CommConfig, Flavor, Nccl, NcclComm, Optional, PeerCounts, RedOp,
-    WINDOW_COLL_SYMMETRIC,
+    version_code, AlgoChoice, AsyncState, CommConfig, Flavor, Nccl, NcclComm, Optional, PeerCounts,
+    RedOp, TunedFunc, WINDOW_COLL_SYMMETRIC,
 };
 use crate::ffi::DeviceAddr;
 use crate::traffic::matrix::PeerBytes;
@@ -212,6 +213,8 @@ pub struct GpuBackend {
     host: String,
     timeout_s: Option<f64>,
     alloc: Allocator,
+    /// -Y: what memory the device runtime gives the buffers.
+    memory: MemoryKind,
     capabilities: Capabilities,
     /// RCCL's ncclAllToAllv arguments, made once per matrix, rank and type rather than per iteration.
     native_counts: Option<NativeCounts>,
@@ -220,7 +223,7 @@ pub struct GpuBackend {
     /// -R: the buffers' registrations with each communicator, undone by `deregister_buffers`.
     registered: Vec<(CommId, Registered)>,
     /// -M: the device memory the communicator and the buffers took.
-    memory: MemoryUse,
+    memory_use: MemoryUse,
 }
 
 /// One buffer's registration with one communicator.
@@ -322,11 +325,12 @@ impl GpuBackend {
             host,
             timeout_s: options.timeout_s,
             alloc: options.alloc,
+            memory: options.memory,
             capabilities,
             native_counts: None,
             prepared: None,
             registered: Vec::new(),
-            memory: MemoryUse {
+            memory_use: MemoryUse {
                 initialization_bytes: free_before.saturating_sub(free_after),
                 user_allocated_bytes: 0,
             },
@@ -385,7 +389,7 @@ impl GpuBackend {
 
     fn alloc_one(&mut self, bytes: u64) -> Result<(DeviceAddr, bool)> {
         if self.alloc == Allocator::Device {
-            return Ok((self.device.alloc(bytes)?, false));
+            return Ok((self.device.alloc_kind(bytes, self.memory)?, false));
         }
         match self.nccl.mem_alloc(bytes)? {
             Some(addr) => Ok((addr, true)),
@@ -878,7 +882,28 @@ pub fn path_for(collective: Collective, has: impl Fn(Optional) -> bool) -> PathT
     }
 }
 
+/// The function RCCL's tuner knows a collective by; None for those it does not tune (all-to-all,
+/// gather, scatter, sendrecv run as point-to-point or RCCL's own kernels).
+pub fn tuned_func(collective: Collective) -> Option<TunedFunc> {
+    match collective {
+        Collective::AllReduce => Some(TunedFunc::AllReduce),
+        Collective::AllGather => Some(TunedFunc::AllGather),
+        Collective::ReduceScatter => Some(TunedFunc::ReduceScatter),
+        Collective::Broadcast => Some(TunedFunc::Broadcast),
+        Collective::Reduce => Some(TunedFunc::Reduce),
+        _ => None,
+    }
+}
+
 impl Backend for GpuBackend {
+    fn algo_choice(&mut self, desc: &OpDesc) -> Result<Option<AlgoChoice>> {
+        let Some(func) = tuned_func(desc.collective) else {
+            return Ok(None);
+        };
+        self.activate(desc.comm.id)?;
+        self.comm.algo_choice(func, desc.shape.count, desc.dtype)
+    }
+
     fn name(&self) -> &'static str {
         match self.vendor {
             GpuVendor::Nvidia => "nccl",
@@ -964,7 +989,7 @@ impl Backend for GpuBackend {
             by_library,
         });
         let free_after = self.device.mem_info().map(|m| m.0).unwrap_or(free_before);
-        self.memory.user_allocated_bytes = free_before.saturating_sub(free_after);
+        self.memory_use.user_allocated_bytes = free_before.saturating_sub(free_after);
         Ok(())
     }
 
@@ -1003,7 +1028,7 @@ impl Backend for GpuBackend {
         }
         self.activate(0)?;
         let free_after = self.device.mem_info().map(|m| m.0).unwrap_or(free_before);
-        self.memory.user_allocated_bytes += free_before.saturating_sub(free_after);
+        self.memory_use.user_allocated_bytes += free_before.saturating_sub(free_after);
         Ok(note)
     }
 
@@ -1019,7 +1044,7 @@ impl Backend for GpuBackend {
     }
 
     fn memory_use(&self) -> Option<MemoryUse> {
-        Some(self.memory)
+        Some(self.memory_use)
     }
 
     fn write(&mut self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<()> {

@@ -41,6 +41,8 @@ pub struct GpuOptions {
     pub cta_policy: Option<i32>,
     /// -y 1: the legacy default stream instead of a non-blocking one.
     pub null_stream: bool,
+    /// -Y: what memory the buffers are when the device runtime allocates them.
+    pub memory: crate::ffi::device::MemoryKind,
 }
 
 /// What a command asks of the backends: which one, and what the GPU backends take from it.

@@ -13,24 +13,39 @@ use std::time::Instant;
 impl Engine<'_> {
     /// The rotation of a pass's timed iterations, at nccl-tests' rotating offset: iteration i starts i
     /// footprints into the buffers (after the operation's own offset), wrapping where the next would
-    /// not fit.
-    fn rotation(&self, desc: &OpDesc) -> Rotation {
+    /// not fit. rccl-tests' -E instead alternates between the operation's offset and one 192 MiB
+    /// further, past the caches.
+    fn rotation(&self, desc: &OpDesc) -> Result<Rotation> {
         let footprint = desc.shape.buffer_bytes(desc.dtype.size());
         // The room after the operation's own offset (-u's misalignment).
         let room = self.buffer_bytes.saturating_sub(desc.shift_bytes);
+        if let Some(offset) = self.settings.rccl_tests.rotating_offset {
+            if offset + footprint > room {
+                return Err(crate::error::Error::Internal(format!(
+                    "-E: buffers of {} bytes have no room for a second offset {offset} bytes further",
+                    self.buffer_bytes
+                )));
+            }
+            return Ok(Rotation {
+                base: desc.shift_bytes,
+                step: offset,
+                end: 2 * offset,
+                at: 0,
+            });
+        }
         let steps = room.checked_div(footprint).unwrap_or(1).max(1);
-        Rotation {
+        Ok(Rotation {
             base: desc.shift_bytes,
-            footprint,
+            step: footprint,
             end: footprint * steps,
             at: 0,
-        }
+        })
     }
 
     /// Readies `desc` for a pass of timed iterations: the backend works out once what every iteration
     /// shares, for rotations up to the pass's largest.
     fn prepare_pass(&mut self, desc: &OpDesc) -> Result<Rotation> {
-        let rotation = self.rotation(desc);
+        let rotation = self.rotation(desc)?;
         self.backend.prepare(desc, rotation.max_shift())?;
         Ok(rotation)
     }
@@ -131,7 +146,7 @@ impl Engine<'_> {
     fn prepare_for(&mut self, desc: &OpDesc, how: Step) -> Result<Rotation> {
         match how {
             Step::Iteration => self.prepare_pass(desc),
-            Step::Replay => Ok(self.rotation(desc)),
+            Step::Replay => self.rotation(desc),
         }
     }
 
@@ -318,22 +333,22 @@ pub(super) struct Timing {
     pub(super) source: String,
 }
 
-/// Where a pass's timed iterations put their operations: iteration i goes `base` + (i mod steps)
-/// footprints in, `end` being steps footprints; `at` is the next iteration's place.
+/// Where a pass's timed iterations put their operations: iteration i goes `base` + (i * `step` mod
+/// `end`) in (`step` a footprint, or -E's offset); `at` is the next iteration's place.
 #[derive(Debug, Clone, Copy)]
 struct Rotation {
     base: u64,
-    footprint: u64,
+    step: u64,
     end: u64,
     at: u64,
 }
 
 impl Rotation {
-    /// The next iteration's shift; it moves on a footprint, wrapping at the end.
+    /// The next iteration's shift; it moves on a step, wrapping at the end.
     #[inline(always)]
     fn next_shift(&mut self) -> u64 {
         let shift = self.base + self.at;
-        self.at += self.footprint;
+        self.at += self.step;
         if self.at >= self.end {
             self.at = 0;
         }
@@ -342,7 +357,7 @@ impl Rotation {
 
     /// The largest shift any iteration gets.
     fn max_shift(self) -> u64 {
-        self.base + self.end.saturating_sub(self.footprint)
+        self.base + self.end.saturating_sub(self.step)
     }
 }
 

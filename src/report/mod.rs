@@ -10,6 +10,7 @@ pub mod link_probe;
 pub mod model;
 pub mod nccl_tests;
 pub mod port_errors;
+pub mod rccl_results;
 pub mod summary;
 pub mod table;
 #[cfg(test)]

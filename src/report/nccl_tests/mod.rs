@@ -441,6 +441,7 @@ pub fn into_run_document(
                 telemetry: None,
                 layout: None,
                 traffic: None,
+                algorithm: None,
             });
             *cycle += 1;
         }
