@@ -368,21 +368,22 @@ fn matrix_from_env(collectives: &[Collective]) -> Result<Option<Traffic>, String
     Traffic::matrix_env(std::path::Path::new(path.trim()), scale).map(Some)
 }
 
-/// The layouts of --groups, else of NCCL_TESTS_SPLIT (or NCCL_TESTS_SPLIT_MASK, nccl-tests' `rank & mask`).
+/// The layouts of --groups, else of NCCL_TESTS_SPLIT_MASK (nccl-tests' `rank & mask`, the mask in hex),
+/// else of NCCL_TESTS_SPLIT: nccl-tests reads the mask first and the rule only without it.
 fn groups_from(args: &RunArgs) -> Result<(Vec<GroupSpec>, Option<String>)> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let (specs, from) = if let Some(text) = &args.groups {
         let specs =
             crate::layout::parse_list(text).map_err(|e| Error::usage(format!("--groups: {e}")))?;
         (specs, format!("--groups {text}"))
+    } else if let Some(mask) = env("NCCL_TESTS_SPLIT_MASK") {
+        let spec = crate::layout::parse_split_mask(&mask)
+            .map_err(|e| Error::usage(format!("NCCL_TESTS_SPLIT_MASK: {e}; or unset it")))?;
+        (vec![spec], format!("NCCL_TESTS_SPLIT_MASK={mask}"))
     } else if let Some(rule) = env("NCCL_TESTS_SPLIT") {
         let spec = crate::layout::parse_split(&rule)
             .map_err(|e| Error::usage(format!("NCCL_TESTS_SPLIT: {e}; or unset it")))?;
         (vec![spec], format!("NCCL_TESTS_SPLIT={rule}"))
-    } else if let Some(mask) = env("NCCL_TESTS_SPLIT_MASK") {
-        let spec = crate::layout::parse_split(&format!("AND {mask}"))
-            .map_err(|e| Error::usage(format!("NCCL_TESTS_SPLIT_MASK: {e}; or unset it")))?;
-        (vec![spec], format!("NCCL_TESTS_SPLIT_MASK={mask}"))
     } else {
         return Ok((Vec::new(), None));
     };
