@@ -200,6 +200,8 @@ mod tests {
             ("0x10", 16),
             ("ff", 255),
             (" 0XF ", 15),
+            // 0b11 is hexadecimal digits to strtoul(.., 16), not binary.
+            ("0b11", 0xb11),
         ] {
             assert_eq!(
                 parse_split_mask(text),
