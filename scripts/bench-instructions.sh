@@ -22,7 +22,7 @@ bin=${COLLBENCH_BIN:-target/release/collbench}
 # Instructions of one run (a singleton MPI process, no launcher: the same for both programs).
 refs() { valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null "$@" 2>&1 >/dev/null |
            awk '/I *refs:/ {gsub(",", "", $NF); print $NF}'; }
-ours() { refs "$bin" "$coll" -b "$size" -e "$size" -n "$1" -w 10 -c 0 --samples 0 -q --no-progress \
+ours() { refs "$bin" "$coll" -b "$size" -e "$size" -n "$1" -w 10 -c 0 --samples 0 --quiet --no-progress \
            --no-telemetry --backend mpi; }
 c_loop() { refs bench/out/mpi_loop "$coll" "$bytes" "$1" 10 ${2:-}; }
 

@@ -8,6 +8,7 @@
 # operation of the C loop; on more ranks within 2 % at 32K and 5 % at 1M and above.
 #   scripts/bench-overhead.sh [ROUNDS] [RANK COUNTS] [SIZES] [COLLECTIVES]
 #   defaults: 5, "1 2", "32K", every collective
+#   COLLBENCH_BIN=path/to/collbench scripts/bench-overhead.sh   (another build, e.g. an older one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
@@ -18,7 +19,7 @@ collectives=${4:-all_reduce all_gather reduce_scatter broadcast reduce all_to_al
 export OMPI_MCA_btl=self,vader
 mkdir -p bench/out
 mpicc -O2 -o bench/out/mpi_loop bench/mpi_loop.c
-cargo build --release --quiet
+if [ -z "${COLLBENCH_BIN:-}" ]; then cargo build --release --quiet; fi
 bin=${COLLBENCH_BIN:-target/release/collbench}
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }

@@ -233,9 +233,11 @@ done
 
 # Registered buffers (-R 1: ncclCommRegister; -R 2: a symmetric window, NCCL 2.27+) beside nccl-tests with
 # the same flag, 32K to 1M, 1 rank and 2 nodes; the rows must check exactly too. On the mpi backend -R is
-# refused (no communicator to register with): SKIP in the rehearsal.
+# refused (no communicator to register with): the rehearsal checks the refusal's exit code (2) instead.
 for r in 1 2; do
     if [ "$rehearse" = 1 ]; then
+        run "register${r}_refused" one all_reduce -b 32K -e 32K -n 1 -R "$r"
+        check "-R $r on the mpi backend: refused, exit code" "$?" "==" 2
         check "-R $r all_reduce: time / nccl-tests -R $r (max over sizes)" "" "<=" 1.03
         continue
     fi
@@ -246,6 +248,23 @@ for r in 1 2; do
     check "-R $r: #wrong" \
         "$(json "sum(m.get('wrong') or 0 for r in d['rows'] for m in (r['out_of_place'], r['in_place']) if m)" "$results/register${r}_checked.json")" "==" 0
 done
+
+# nccl-tests' other GPU-only flags: -y 1 (the null stream), -x 1 (the CTA policy in ncclConfig_t, NCCL
+# 2.27+), -M 1 (the memory report in the summary); each checked exactly. The mpi backend refuses them
+# (exit 2), which is what the rehearsal checks.
+for flag in y x M; do
+    if [ "$rehearse" = 1 ]; then
+        run "flag_${flag}_refused" one all_reduce -b 32K -e 32K -n 1 "-$flag" 1
+        check "-$flag 1 on the mpi backend: refused, exit code" "$?" "==" 2
+        continue
+    fi
+    run "flag_$flag" one all_reduce,all_gather -b 32K -e 1M -f 32 -n 20 -c 1 "-$flag" 1
+    check "-$flag 1: exit code" "$?" "==" 0
+    check "-$flag 1: #wrong" \
+        "$(json "sum(m.get('wrong') or 0 for r in d['rows'] for m in (r['out_of_place'], r['in_place']) if m)" "$results/flag_$flag.json")" "==" 0
+done
+[ "$rehearse" = 0 ] && check "-M 1: memory report, bytes the communicator took" \
+    "$(json "d['summary']['memory']['initialization_bytes']" "$results/flag_M.json")" ">=" 1
 
 # The GPU path's host cost: the enqueue loop's time (-C 1) against nccl-tests' own -C 1 loop, which is
 # a bare ncclAllReduce enqueue per iteration, at 32K (where enqueueing is most of an operation).

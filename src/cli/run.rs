@@ -421,10 +421,11 @@ Examples:
   mpirun -np 4 collbench all_to_allv --matrix bytes.txt          per-peer bytes from a file
   mpirun -np 8 collbench all_to_allv --moe tokens=128,hidden=7168,topk=8,experts=256,skew=2
 
-nccl-tests' variables: NCCL_TESTS_SPLIT, NCCL_TESTS_SPLIT_MASK, NCCL_TESTS_DEVICE, NCCL_TESTS_MIN_BW,
-NCCL_TESTS_ALLTOALLV_SPREAD, NCCL_TESTS_ALLTOALLV_MATRIX_FILE, _MATRIX_SCALE, _PRINT_SUMMARY (README).
+nccl-tests' variables: NCCL_TESTS_SPLIT, NCCL_TESTS_SPLIT_MASK (hexadecimal; wins over the rule),
+NCCL_TESTS_DEVICE, NCCL_TESTS_MIN_BW, NCCL_TESTS_ALLTOALLV_SPREAD, NCCL_TESTS_ALLTOALLV_MATRIX_FILE,
+_MATRIX_SCALE, _PRINT_SUMMARY (README).
 
 Exit codes: 0 ok, 1 internal error, 2 usage error, 3 library error (NCCL, RCCL, CUDA, HIP, MPI),
-4 timeout, 5 not enough devices or unsupported, 7 correctness check failed (or below NCCL_TESTS_MIN_BW),
-8 --expect gate failed,
-9 compare found a regression, 10 results file could not be written or read.";
+4 timeout, 5 not enough devices or unsupported, 7 correctness check failed (or below
+NCCL_TESTS_MIN_BW), 8 --expect gate failed, 9 compare found a regression, 10 results file could not
+be written or read.";
