@@ -33,29 +33,35 @@ impl PeerBytes {
     /// Parses a whitespace-separated square matrix of bytes, one row per line (nccl-tests'
     /// NCCL_TESTS_ALLTOALLV_MATRIX_FILE format); blank lines and `#` comments are skipped.
     pub fn parse(text: &str) -> Result<PeerBytes, String> {
-        let mut rows = Vec::new();
-        for (number, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            if line.is_empty() {
-                continue;
-            }
-            let row = line
-                .split_whitespace()
-                .map(|v| {
-                    v.parse::<u64>().map_err(|_| {
-                        format!("line {}: '{v}' is not a whole number of bytes", number + 1)
-                    })
-                })
-                .collect::<Result<Vec<u64>, String>>()?;
-            rows.push(row);
-        }
-        PeerBytes::from_rows(rows)
+        Self::parse_with(text, |v| {
+            v.parse::<u64>()
+                .map_err(|_| format!("'{v}' is not a whole number of bytes"))
+        })
     }
 
     /// Parses nccl-tests' own reading of the same format (NCCL_TESTS_ALLTOALLV_MATRIX_FILE): numbers
     /// in any C notation (1e6, 4096.5), each multiplied by `scale` (_MATRIX_SCALE) and rounded down to
     /// 16 bytes, as its alltoallv_perf does.
     pub fn parse_scaled(text: &str, scale: f64) -> Result<PeerBytes, String> {
+        Self::parse_with(text, |v| {
+            let bytes = v
+                .parse::<f64>()
+                .ok()
+                .filter(|b| b.is_finite() && *b >= 0.0)
+                .ok_or_else(|| format!("'{v}' is not a number of bytes (0 or more)"))?;
+            let scaled = bytes * scale;
+            if scaled >= u64::MAX as f64 {
+                return Err(format!("{v} x {scale} overflows a byte count"));
+            }
+            Ok((scaled as u64) & !15)
+        })
+    }
+
+    /// The matrix's lines, each value read by `value`; an error names its line.
+    fn parse_with(
+        text: &str,
+        value: impl Fn(&str) -> Result<u64, String>,
+    ) -> Result<PeerBytes, String> {
         let mut rows = Vec::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
@@ -64,26 +70,7 @@ impl PeerBytes {
             }
             let row = line
                 .split_whitespace()
-                .map(|v| {
-                    let bytes = v
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|b| b.is_finite() && *b >= 0.0)
-                        .ok_or_else(|| {
-                            format!(
-                                "line {}: '{v}' is not a number of bytes (0 or more)",
-                                number + 1
-                            )
-                        })?;
-                    let scaled = bytes * scale;
-                    if scaled >= u64::MAX as f64 {
-                        return Err(format!(
-                            "line {}: {v} x {scale} overflows a byte count",
-                            number + 1
-                        ));
-                    }
-                    Ok((scaled as u64) & !15)
-                })
+                .map(|v| value(v).map_err(|e| format!("line {}: {e}", number + 1)))
                 .collect::<Result<Vec<u64>, String>>()?;
             rows.push(row);
         }
