@@ -646,6 +646,7 @@ impl Engine<'_> {
             rank_time_us,
             groups: layout.spec.map(|_| groups),
             slowest_group: layout.spec.map(|_| slowest),
+            energy: None,
         })
     }
 }

@@ -447,6 +447,7 @@ fn judge_pairs(
                 rank_time_us: Vec::new(),
                 groups: None,
                 slowest_group: None,
+                energy: None,
             }),
             in_place: None,
             telemetry: None,

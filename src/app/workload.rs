@@ -18,8 +18,8 @@ use crate::testing::TestSwitches;
 use crate::watchdog::Watchdog;
 use crate::workload::document::{LayoutEntry, MeasuredMessage, WorkloadDocument, KIND};
 use crate::workload::messages::{
-    step_messages, Half, LayoutChoice, MessageKey, Phase, PhaseKind, StepMessage, StepOptions,
-    COUNTED, NOT_COUNTED,
+    step_messages, LayoutChoice, Load, MessageKey, Phase, PhaseKind, RouterOptions, StepMessage,
+    StepOptions, COUNTED, NOT_COUNTED,
 };
 use crate::workload::model::{self, ModelSpec};
 use crate::workload::{candidates, ranking, render, routing};
@@ -115,17 +115,10 @@ struct WorkloadPlan {
 }
 
 /// How EP traffic is routed, for the notes.
-fn half_name(half: Half) -> &'static str {
-    match half {
-        Half::Dispatch => "dispatch",
-        Half::Combine => "combine",
-    }
-}
-
 fn router_note(options: &StepOptions) -> String {
     format!(
         "EP dispatch and combine are all_to_allv with the MoE router's matrices (skew {}, seed {}): every rank routes ceil(tokens/k) tokens, so a batch smaller than k routes one token on every rank",
-        options.skew, options.seed
+        options.router.skew, options.router.seed
     )
 }
 
@@ -143,8 +136,10 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
     }
     let options = StepOptions {
         dp_attention: args.dp_attention,
-        skew: args.skew,
-        seed: args.seed,
+        router: RouterOptions {
+            skew: args.skew,
+            seed: args.seed,
+        },
     };
     let mut phases = token_list("--batch", &args.batch, PhaseKind::Decode)?;
     phases.extend(token_list("--prefill", &args.prefill, PhaseKind::Prefill)?);
@@ -203,7 +198,11 @@ fn token_list(flag: &str, text: &str, kind: PhaseKind) -> Result<Vec<Phase>> {
     }
     text.split(',')
         .map(|t| match parse_size(t) {
-            Ok(tokens) if tokens > 0 => Ok(Phase { kind, tokens }),
+            Ok(tokens) if tokens > 0 => Ok(Phase {
+                kind,
+                tokens,
+                load: Load::PerReplica,
+            }),
             Ok(_) => Err(Error::usage(format!(
                 "{flag} {text}: 0 tokens: give at least one token per step, or none"
             ))),
@@ -287,8 +286,11 @@ fn job_layouts(
         &plan.model,
         hosts.len(),
         ranks_per_host,
-        plan.tp.as_deref(),
-        plan.ep.as_deref(),
+        candidates::Asked {
+            tp: plan.tp.as_deref(),
+            ep: plan.ep.as_deref(),
+            pp: None,
+        },
     )?;
     Ok((hosts, layouts))
 }
@@ -323,7 +325,7 @@ fn step_table(plan: &WorkloadPlan, layouts: &[LayoutChoice]) -> Result<StepTable
     let mut table = Vec::new();
     for &phase in &plan.phases {
         for &layout in layouts {
-            let messages = step_messages(&plan.model, phase, layout, &plan.options)
+            let messages = step_messages(&plan.model, phase.tokens, layout, &plan.options)
                 .map_err(|e| Error::usage(format!("{layout}: {e}")))?;
             table.push(((phase, layout), messages));
         }
@@ -451,15 +453,32 @@ impl Job<'_> {
                 0
             });
         };
-        d.ranking = ranking::rank(
-            &plan.phases,
-            &self.choices,
-            |phase, layout| self.steps(phase, layout),
-            |key| {
-                let i = keys.iter().position(|k| k == key).unwrap_or(0);
-                (i, times[i])
-            },
-        );
+        let ranks = self.hosts.len();
+        d.ranking = plan
+            .phases
+            .iter()
+            .map(|&phase| {
+                let candidates = self
+                    .choices
+                    .iter()
+                    .map(|&layout| ranking::Candidate {
+                        layout,
+                        replicas: layout.replicas(ranks),
+                        tokens_per_replica: phase.tokens,
+                        messages: self.steps(phase, layout),
+                        fit: None,
+                    })
+                    .collect();
+                ranking::rank(phase, candidates, |key| {
+                    let i = keys.iter().position(|k| k == key).unwrap_or(0);
+                    ranking::Measured {
+                        index: i,
+                        time_us: times[i],
+                        joules: None,
+                    }
+                })
+            })
+            .collect();
         for r in &d.ranking {
             print!("{}", render::ranking(r));
         }
@@ -527,7 +546,12 @@ impl Job<'_> {
             ranks,
             counted: COUNTED.map(String::from).to_vec(),
             not_counted: NOT_COUNTED.map(String::from).to_vec(),
+            fit_counted: Vec::new(),
+            fit_not_counted: Vec::new(),
             notes,
+            context_tokens: 0,
+            gpu_memory: None,
+            telemetry: None,
             phases: plan.phases.clone(),
             layouts,
             messages: planned
@@ -537,7 +561,7 @@ impl Job<'_> {
                     dtype: p.desc.dtype,
                     measured_bytes: p.desc.shape.size_bytes,
                     measured_as: match p.key.route {
-                        Some(r) => format!("all_to_allv, MoE router {}", half_name(r.half)),
+                        Some(r) => format!("all_to_allv, MoE router {}", r.half.name()),
                         None => p.key.collective.name().into(),
                     },
                     imbalance: p.desc.counts.as_ref().map(|m| m.imbalance()),
@@ -571,8 +595,9 @@ impl Job<'_> {
             let comm = layouts[layout].comm;
             let desc = match key.route {
                 Some(route) => {
-                    let matrix = routing::matrix(model, &route, key.group_size, &self.plan.options)
-                        .map_err(|e| Error::usage(format!("--ep {}: {e}", key.group_size)))?;
+                    let matrix =
+                        routing::matrix(model, &route, key.group_size, &self.plan.options.router)
+                            .map_err(|e| Error::usage(format!("--ep {}: {e}", key.group_size)))?;
                     OpDesc::all_to_allv(Arc::new(matrix), dtype, comm, false)
                 }
                 None => OpDesc {

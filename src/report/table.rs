@@ -259,6 +259,7 @@ mod tests {
             rank_time_us: vec![12.5; 4],
             groups: None,
             slowest_group: None,
+            energy: None,
         };
         Row {
             collective: Collective::AllReduce,

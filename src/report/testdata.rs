@@ -47,6 +47,7 @@ pub fn measurement(size: u64, ranks: usize, time_us: f64, stdev_us: Option<f64>)
         rank_time_us: vec![time_us; ranks],
         groups: None,
         slowest_group: None,
+        energy: None,
     }
 }
 
