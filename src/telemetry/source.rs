@@ -16,6 +16,11 @@ pub trait TelemetrySource: Send {
     fn limits(&self) -> GpuLimits;
     /// One reading now. Never fails: what the library cannot say stays None.
     fn sample(&self) -> Reading;
+    /// The GPU's energy counter now, in millijoules since some origin (NVML: since the driver
+    /// loaded); None where the GPU has none.
+    fn energy_mj(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The test switch (docs/TESTING.md): NVML from this file, each rank reading the GPU of its local rank,
@@ -174,6 +179,10 @@ impl TelemetrySource for NvmlGpu {
             power_limit_w: d.enforced_power_limit().ok().map(watts),
             default_power_limit_w: d.power_management_limit_default().ok().map(watts),
         }
+    }
+
+    fn energy_mj(&self) -> Option<u64> {
+        self.device()?.total_energy_consumption().ok()
     }
 
     fn sample(&self) -> Reading {

@@ -36,6 +36,10 @@ pub struct Gpu {
     /// The GPU's index in NVML or ROCm SMI; None when the library does not see it (absent, or a
     /// container that exposes only some GPUs while /sys shows them all).
     pub library_index: Option<u32>,
+    /// Bytes of device memory, as NVML (nvmlDeviceGetMemoryInfo_v2's total) or ROCm SMI (VRAM total)
+    /// reports it; None where neither answers.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,6 +211,7 @@ fn gpu_from_pci(root: &SysRoot, d: &PciDevice, vendor: Vendor) -> Gpu {
         links: Vec::new(),
         links_known: false,
         library_index: None,
+        memory_bytes: None,
     }
 }
 
@@ -345,6 +350,7 @@ fn nvml_fill(
                     links: Vec::new(),
                     links_known: false,
                     library_index: None,
+                    memory_bytes: None,
                 });
                 gpus.len() - 1
             }
@@ -356,6 +362,7 @@ fn nvml_fill(
         }
         let arch = nvml.architecture(dev).ok();
         g.architecture = arch.and_then(architecture_name).map(str::to_string);
+        g.memory_bytes = nvml.memory_total(dev).ok();
         if let Ok((gen, width)) = nvml.max_pcie(dev) {
             let cur = nvml.current_pcie(dev).ok();
             g.pcie = Some(PcieLink {
