@@ -502,7 +502,11 @@ fn live_nvml_agrees_with_the_recorded_answers() {
 
     let g = &live.gpus[0];
     assert_eq!(g.name.as_deref(), Some("NVIDIA H100 NVL"));
-    assert_eq!(g.memory_bytes, Some(95_830 << 20), "nvmlDeviceGetMemoryInfo_v2");
+    assert_eq!(
+        g.memory_bytes,
+        Some(95_830 << 20),
+        "nvmlDeviceGetMemoryInfo_v2"
+    );
     assert_eq!(g.links.len(), 12, "links 12-17 are inactive");
     // NVML said 7 ("5.0"); Hopper has NVLink4 at 25 GB/s, not NVLink5 at 50.
     assert!(g

@@ -230,6 +230,7 @@ pub fn sweep(
             stats: plan.stats_columns,
             telemetry: plan.telemetry_columns,
             groups: !plan.groups.is_empty(),
+            energy: doc.telemetry.as_ref().is_some_and(|t| t.any_energy()),
         };
         r.begin_table(
             layout,

@@ -169,12 +169,14 @@ impl Telemetry {
                 source: Some(s.describe()),
                 unavailable: None,
                 limits: Some(s.limits()),
+                energy_counter: s.energy_mj().is_some(),
             },
             Err(why) => RankSource {
                 rank,
                 source: None,
                 unavailable: Some(why.clone()),
                 limits: None,
+                energy_counter: false,
             },
         };
         let header = TelemetryHeader {
