@@ -5,6 +5,9 @@
 use super::messages::{LayoutChoice, Parallelism, Phase, PhaseKind};
 use super::model::{Architecture, ModelSpec};
 use super::params::{self, Place, TIED_HEAD};
+use crate::topo::gpu::Vendor;
+use crate::topo::peak::{gpus_of, RankPlacement};
+use crate::topo::NodeTopology;
 use serde::{Deserialize, Serialize};
 
 /// What the fit figures count, for the output and the JSON.
@@ -30,6 +33,74 @@ pub struct GpuMemory {
     /// Why the check was skipped, where it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+}
+
+/// The memory of the job's smallest GPU: `--gpu-memory` (GB of 1e9 bytes) where given, else what
+/// the topology read for every rank's GPU; skipped, with the reason, on the mpi backend (host memory)
+/// or where a GPU's memory is unknown.
+pub fn gpu_memory(
+    nodes: &[NodeTopology],
+    placements: &[RankPlacement],
+    backend: &str,
+    override_gb: Option<f64>,
+) -> GpuMemory {
+    if let Some(gb) = override_gb {
+        return GpuMemory {
+            bytes: Some((gb * 1e9) as u64),
+            source: format!("--gpu-memory {gb}"),
+            skipped: None,
+        };
+    }
+    let skipped = |why: String| GpuMemory {
+        bytes: None,
+        source: "none".into(),
+        skipped: Some(format!("{why}: give --gpu-memory GB to judge it")),
+    };
+    if backend == "mpi" {
+        return skipped("the mpi backend moves host memory, not a GPU's".into());
+    }
+    let gpus = match gpus_of(nodes, placements) {
+        Ok(g) => g,
+        Err(why) => {
+            return skipped(format!(
+                "the topology does not place every rank's GPU ({why})"
+            ))
+        }
+    };
+    let mut smallest: Option<(u64, &crate::topo::gpu::Gpu)> = None;
+    for (r, g) in placements.iter().zip(&gpus) {
+        let Some(bytes) = g.memory_bytes else {
+            return skipped(format!(
+                "{} did not report the memory of rank {}'s GPU on {}",
+                library(g.vendor),
+                r.rank,
+                r.host
+            ));
+        };
+        if smallest.is_none_or(|(b, _)| bytes < b) {
+            smallest = Some((bytes, g));
+        }
+    }
+    match smallest {
+        Some((bytes, g)) => GpuMemory {
+            bytes: Some(bytes),
+            source: format!(
+                "{}: {} ({bytes} bytes), the smallest of the job's {} GPU(s)",
+                library(g.vendor),
+                g.name.as_deref().unwrap_or("GPU"),
+                gpus.len()
+            ),
+            skipped: None,
+        },
+        None => skipped("no rank".into()),
+    }
+}
+
+fn library(vendor: Vendor) -> &'static str {
+    match vendor {
+        Vendor::Nvidia => "NVML",
+        Vendor::Amd => "ROCm SMI",
+    }
 }
 
 /// What one GPU of a layout holds in a phase.
@@ -229,5 +300,40 @@ mod tests {
             8192,
         );
         assert_eq!((seqs, len), (1, 8192));
+    }
+
+    #[test]
+    fn gpu_memory_is_the_smallest_gpus_or_the_flags_or_says_why_not() {
+        let dgx = crate::topo::discover_fixture(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dgx-h100"),
+        );
+        let ranks: Vec<RankPlacement> = (0..8)
+            .map(|i| RankPlacement::new(i, "dgx-h100-01", i as u32))
+            .collect();
+        let m = gpu_memory(std::slice::from_ref(&dgx), &ranks, "nccl", None);
+        assert_eq!(m.bytes, Some(85_520_809_984));
+        assert!(
+            m.source.starts_with("NVML: NVIDIA H100 80GB HBM3"),
+            "{}",
+            m.source
+        );
+        let m = gpu_memory(std::slice::from_ref(&dgx), &ranks, "nccl", Some(141.0));
+        assert_eq!(
+            (m.bytes, m.source.as_str()),
+            (Some(141_000_000_000), "--gpu-memory 141")
+        );
+        let m = gpu_memory(&[], &ranks, "mpi", None);
+        assert_eq!(m.bytes, None);
+        assert!(m.skipped.unwrap().contains("mpi backend"));
+        // A GPU the library says nothing of.
+        let mut quiet = dgx.clone();
+        quiet.gpus[3].memory_bytes = None;
+        let m = gpu_memory(std::slice::from_ref(&quiet), &ranks, "nccl", None);
+        assert!(m.skipped.as_deref().unwrap().contains("rank 3"), "{m:?}");
+        let m = gpu_memory(&[], &ranks, "nccl", None);
+        assert!(
+            m.skipped.as_deref().unwrap().contains("no topology"),
+            "{m:?}"
+        );
     }
 }
