@@ -6,7 +6,10 @@
 //! those that fit, and never wins.
 
 use super::fit::Fit;
-use super::messages::{LayoutChoice, Load, MessageKey, Phase, StepMessage};
+use super::messages::{
+    step_messages, LayoutChoice, Load, MessageKey, Phase, StepMessage, StepOptions,
+};
+use super::model::ModelSpec;
 use crate::collective::Collective;
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +90,40 @@ pub struct Candidate {
     pub tokens_per_replica: u64,
     pub messages: Vec<StepMessage>,
     pub fit: Option<Fit>,
+}
+
+/// What a job of `ranks` ranks would run for `phase` on each of `layouts`: each layout's replicas, the
+/// tokens each serves, its messages and, where the model's weights can be counted, what one GPU holds
+/// with sequences of `context` tokens, judged against `gpu_bytes`. An error names a job load a layout's
+/// replicas cannot share, or a step the router cannot make.
+pub fn candidates(
+    model: &ModelSpec,
+    phase: Phase,
+    layouts: &[LayoutChoice],
+    ranks: usize,
+    options: &StepOptions,
+    context: u64,
+    gpu_bytes: Option<u64>,
+) -> Result<Vec<Candidate>, String> {
+    layouts
+        .iter()
+        .map(|&layout| {
+            let tokens = phase.tokens_per_replica(layout, ranks)?;
+            let messages = step_messages(model, tokens, layout, options)
+                .map_err(|e| format!("{layout}: {e}"))?;
+            let fit = model.architecture.as_ref().map(|arch| {
+                let (sequences, length) = super::fit::sequences(phase, tokens, context);
+                super::fit::fit(model, arch, layout, sequences, length, gpu_bytes)
+            });
+            Ok(Candidate {
+                layout,
+                replicas: layout.replicas(ranks),
+                tokens_per_replica: tokens,
+                messages,
+                fit,
+            })
+        })
+        .collect()
 }
 
 /// A measured message as the ranking needs it.
@@ -193,7 +230,7 @@ pub fn rank(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::messages::{step_messages, PhaseKind, StepOptions};
+    use crate::workload::messages::PhaseKind;
     use crate::workload::model::load;
 
     fn decode(tokens: u64, load: Load) -> Phase {
@@ -216,25 +253,15 @@ mod tests {
         }
     }
 
-    /// Llama-3.1-70B's real messages (160 all_reduce of tokens x 16 KiB) on 8 ranks, with all_reduce
-    /// times that grow with the bytes and with the group: a constructed cluster where a group of 8 costs
-    /// 1.8 times a group of 4 at any size.
+    /// Llama-3.1-70B's real messages (160 all_reduce of tokens x 16 KiB) on 8 ranks (TP8 and TP4, no
+    /// GPU memory given, so every layout may win).
     fn llama_candidates(phase: Phase) -> Vec<Candidate> {
         let m = load("llama-3.1-70b").unwrap();
-        [LayoutChoice::tp(8), LayoutChoice::tp(4)]
-            .into_iter()
-            .map(|layout| {
-                let tokens = phase.tokens_per_replica(layout, 8).unwrap();
-                Candidate {
-                    layout,
-                    replicas: layout.replicas(8),
-                    tokens_per_replica: tokens,
-                    messages: step_messages(&m, tokens, layout, &StepOptions::default()).unwrap(),
-                    fit: None,
-                }
-            })
-            .collect()
+        let layouts = [LayoutChoice::tp(8), LayoutChoice::tp(4)];
+        candidates(&m, phase, &layouts, 8, &StepOptions::default(), 8192, None).unwrap()
     }
+
+    /// A constructed cluster where a group of 8 costs 1.8 times a group of 4 at any size.
 
     fn constructed(key: &MessageKey) -> Measured {
         let group = if key.group_size == 8 { 1.8 } else { 1.0 };
@@ -374,5 +401,59 @@ mod tests {
             assert!((e.joules - want).abs() < 1e-9);
             assert!((e.joules_per_token - want / 8.0).abs() < 1e-9);
         }
+    }
+
+    #[test]
+    fn candidates_carry_each_layouts_share_of_the_job_and_what_a_gpu_holds() {
+        let m = load("qwen3-235b-a22b").unwrap();
+        let layouts = [LayoutChoice::tp(8), LayoutChoice::tp(4)];
+        let phase = decode(16, Load::PerJob);
+        // An H100's 80 GB: TP4's 117.6 GB of weights do not fit, TP8's 58.8 GB do.
+        let c = candidates(
+            &m,
+            phase,
+            &layouts,
+            8,
+            &StepOptions::default(),
+            8192,
+            Some(80_000_000_000),
+        )
+        .unwrap();
+        assert_eq!((c[0].replicas, c[0].tokens_per_replica), (1, 16));
+        assert_eq!((c[1].replicas, c[1].tokens_per_replica), (2, 8));
+        let fits: Vec<Option<bool>> = c.iter().map(|c| c.fit.as_ref().unwrap().fits).collect();
+        assert_eq!(fits, [Some(true), Some(false)]);
+        // Decode: one sequence per token of the replica's step, --context tokens each.
+        let f = c[1].fit.as_ref().unwrap();
+        assert_eq!((f.sequences, f.tokens_per_sequence), (8, 8192));
+        // A config without the weights' fields is ranked without fit.
+        let bare = crate::workload::model::parse(
+            "bare",
+            r#"{"hidden_size": 1024, "num_hidden_layers": 2}"#,
+            "c",
+        )
+        .unwrap();
+        let c = candidates(
+            &bare,
+            phase,
+            &layouts,
+            8,
+            &StepOptions::default(),
+            8192,
+            Some(1),
+        )
+        .unwrap();
+        assert!(c.iter().all(|c| c.fit.is_none()));
+        let e = candidates(
+            &m,
+            decode(3, Load::PerJob),
+            &layouts,
+            8,
+            &StepOptions::default(),
+            8192,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.contains("TP4") && e.contains("3 tokens"), "{e}");
     }
 }
