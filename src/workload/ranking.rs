@@ -262,7 +262,6 @@ mod tests {
     }
 
     /// A constructed cluster where a group of 8 costs 1.8 times a group of 4 at any size.
-
     fn constructed(key: &MessageKey) -> Measured {
         let group = if key.group_size == 8 { 1.8 } else { 1.0 };
         Measured {
