@@ -1,124 +1,57 @@
 //! `collbench workload`: the command from argv to exit code. Every rank derives the same layouts and
 //! message list from the model; the engine measures each distinct message once on its layout's groups
-//! (every group at once); rank 0 keeps the document, writes it after every message, ranks and prints.
+//! (every group at once; a pipeline's stage boundaries as directed point-to-point on the whole job), with
+//! each rank's GPU energy counter read around the timed loops; rank 0 keeps the document, writes it
+//! after every message, judges each layout's fit against the GPUs' memory, ranks and prints.
 
 // Without MPI only the refusal is built; the rest is the MPI path.
 #![cfg_attr(not(feature = "mpi"), allow(dead_code, unused_imports))]
 
-use crate::backend::{Backend, OpDesc};
+use super::document;
+use super::launch::fail_job;
+use crate::backend::{Allocator, Backend, BackendRequest, Comm, Exchange, OpDesc};
+pub use crate::cli::workload::WorkloadArgs;
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineSettings};
 use crate::error::{Error, ExitCode, Result};
 use crate::layout::{GroupSpec, Layout};
-use crate::plan::Plan;
-use crate::report::model::{BackendReport, RankInfo, RunLife};
+use crate::report::model::DocumentHeader;
 use crate::size::{parse_size, HumanSize};
 use crate::testing::TestSwitches;
 use crate::watchdog::Watchdog;
 use crate::workload::document::{LayoutEntry, MeasuredMessage, WorkloadDocument, KIND};
 use crate::workload::messages::{
-    step_messages, LayoutChoice, Load, MessageKey, Phase, PhaseKind, RouterOptions, StepMessage,
-    StepOptions, COUNTED, NOT_COUNTED,
+    LayoutChoice, Load, MessageKey, Phase, PhaseKind, StepOptions, COUNTED, NOT_COUNTED,
 };
 use crate::workload::model::{self, ModelSpec};
-use crate::workload::{candidates, ranking, render, routing};
+use crate::workload::ranking::Candidate;
+use crate::workload::{candidates, fit, ranking, render, routing};
 use crate::world::{all_gather_value, World};
-use clap::Parser;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
-
-/// Measure the messages one step of a model moves, on candidate TP and EP layouts, and rank the
-/// layouts by communication time per step.
-///
-/// MODEL is a preset (llama-3.1-8b, llama-3.1-70b, llama-3.1-405b, mixtral-8x7b, qwen3-235b-a22b,
-/// deepseek-v3) or the path of a Hugging Face config.json. Each layout runs as concurrent groups of
-/// consecutive ranks (a TP4 layout on 8 ranks is --groups 4). Counted: TP all_reduce (2 per layer),
-/// EP dispatch and combine (1 each per MoE layer), DP-attention all_gather/reduce_scatter with
-/// --dp-attention. Not counted: overlap with compute, pipeline bubbles (docs/WORKLOAD.md).
-#[derive(Debug, Parser)]
-#[command(
-    name = "collbench workload",
-    after_help = "Examples:\n  mpirun -np 8 collbench workload llama-3.1-70b --batch 1,64 --prefill 8K\n  mpirun -np 16 collbench workload deepseek-v3 --tp 8 --ep 8,16 -J ds.json\n  mpirun -np 8 collbench workload ./config.json --tp 2,4,8 --prefill none\n\nExit codes: 0 done, 2 usage error, 3 library error, 4 timeout (-T), 5 unsupported, 7 a message failed its correctness check, 10 a file could not be written."
-)]
-pub struct WorkloadArgs {
-    /// A preset name or the path of a Hugging Face config.json.
-    #[arg(value_name = "MODEL")]
-    pub model: String,
-    /// Decode phases: tokens per step per model replica, comma-separated; none to skip decode.
-    #[arg(long, default_value = "1,8,64,256")]
-    pub batch: String,
-    /// Prefill phases: tokens per chunk per model replica (K = 1024), comma-separated; none to skip.
-    #[arg(long, default_value = "2K,8K,16K")]
-    pub prefill: String,
-    /// Tensor-parallel group sizes to measure (default: every size that divides the job and fits the
-    /// hosts).
-    #[arg(long, value_name = "SIZES")]
-    pub tp: Option<String>,
-    /// Expert-parallel group sizes to measure, MoE models only (default: every size that divides the
-    /// job, fits the hosts and spreads the experts evenly).
-    #[arg(long, value_name = "SIZES")]
-    pub ep: Option<String>,
-    /// TP layouts run attention data-parallel: an all_gather before each MLP and a reduce_scatter after
-    /// it replace the two all_reduce.
-    #[arg(long = "dp-attention", action = clap::ArgAction::SetTrue)]
-    pub dp_attention: bool,
-    /// EP routing: the MoE router's hot-rank ratio, rank 0's experts chosen this many times as often as
-    /// any other (1: uniform; DeepEP's "unbalanced ratio").
-    #[arg(long, default_value_t = 1.0)]
-    pub skew: f64,
-    /// EP routing: the router's seed (where the choices that do not divide evenly go).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Timed iterations per message, or auto (iterate to --ci-target precision).
-    #[arg(short = 'n', long = "iters", default_value = "auto")]
-    pub iters: String,
-    /// With -n auto: the 95 % confidence half-width to reach, as a percentage of the mean.
-    #[arg(long = "ci-target", value_name = "PERCENT", default_value_t = 1.0)]
-    pub ci_target: f64,
-    /// With -n auto: seconds of timed iterations after which a message stops, reached or not.
-    #[arg(long = "size-time-cap", value_name = "SECONDS", default_value_t = 2.0)]
-    pub size_time_cap: f64,
-    /// Warm-up iterations per message.
-    #[arg(short = 'w', long = "warmup-iters", default_value_t = 5)]
-    pub warmup_iters: u64,
-    /// Correctness-check iterations per message; 0 turns the check off.
-    #[arg(short = 'c', long = "check", default_value_t = 1)]
-    pub check: u64,
-    /// Write the results as one JSON document, rewritten after every message.
-    #[arg(short = 'J', long = "json", value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Communication backend: nccl, rccl, mpi (host memory), or auto.
-    #[arg(long, default_value = "auto")]
-    pub backend: String,
-    /// Seconds before a stuck message or barrier ends the job; 0 waits forever.
-    #[arg(short = 'T', long = "timeout", default_value_t = 0.0)]
-    pub timeout: f64,
-    /// Path of libnccl.so.2 to load.
-    #[arg(long = "nccl-lib", value_name = "PATH")]
-    pub nccl_lib: Option<PathBuf>,
-    /// Path of librccl.so.1 to load.
-    #[arg(long = "rccl-lib", value_name = "PATH")]
-    pub rccl_lib: Option<PathBuf>,
-}
 
 /// Everything the command needs that does not depend on the job, validated before MPI starts.
 struct WorkloadPlan {
     args: WorkloadArgs,
-    run: Plan,
+    request: BackendRequest,
+    timeout_s: Option<f64>,
+    settings: EngineSettings,
     model: ModelSpec,
     phases: Vec<Phase>,
     tp: Option<Vec<usize>>,
     ep: Option<Vec<usize>>,
+    pp: Option<Vec<usize>>,
     options: StepOptions,
+    /// Tokens per sequence in the KV cache.
+    context: u64,
 }
 
 /// How EP traffic is routed, for the notes.
 fn router_note(options: &StepOptions) -> String {
     format!(
         "EP dispatch and combine are all_to_allv with the MoE router's matrices (skew {}, seed {}): every rank routes ceil(tokens/k) tokens, so a batch smaller than k routes one token on every rank",
-        options.router.skew, options.router.seed
+        options.skew, options.seed
     )
 }
 
@@ -136,17 +69,44 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
     }
     let options = StepOptions {
         dp_attention: args.dp_attention,
-        router: RouterOptions {
-            skew: args.skew,
-            seed: args.seed,
-        },
+        skew: args.skew,
+        seed: args.seed,
     };
-    let mut phases = token_list("--batch", &args.batch, PhaseKind::Decode)?;
-    phases.extend(token_list("--prefill", &args.prefill, PhaseKind::Prefill)?);
+    let mut phases = token_list("--batch", &args.batch, PhaseKind::Decode, Load::PerReplica)?;
+    phases.extend(token_list(
+        "--prefill",
+        &args.prefill,
+        PhaseKind::Prefill,
+        Load::PerReplica,
+    )?);
+    for (flag, text, kind) in [
+        ("--job-batch", &args.job_batch, PhaseKind::Decode),
+        ("--job-prefill", &args.job_prefill, PhaseKind::Prefill),
+    ] {
+        if let Some(text) = text {
+            phases.extend(token_list(flag, text, kind, Load::PerJob)?);
+        }
+    }
     if phases.is_empty() {
         return Err(Error::usage(
             "--batch none --prefill none: nothing to measure: give decode batches or prefill chunks",
         ));
+    }
+    let context = match parse_size(&args.context) {
+        Ok(t) if t > 0 => t,
+        _ => {
+            return Err(Error::usage(format!(
+                "--context {}: give the tokens each sequence holds in the KV cache, such as 8K or 32768",
+                args.context
+            )))
+        }
+    };
+    if let Some(gb) = args.gpu_memory {
+        if !(gb.is_finite() && gb > 0.0) {
+            return Err(Error::usage(format!(
+                "--gpu-memory {gb}: give the memory of one GPU in GB (1e9 bytes), such as 80 or 141"
+            )));
+        }
     }
     let tp = args
         .tp
@@ -158,51 +118,61 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
         .as_deref()
         .map(|t| candidates::parse_sizes("--ep", t))
         .transpose()?;
-    // The engine measures messages from a run plan of the same settings; sizes come from the model.
-    let argv: Vec<String> = [
-        "collbench workload",
-        "all_reduce",
-        "-n",
-        &args.iters,
-        "--ci-target",
-        &args.ci_target.to_string(),
-        "--size-time-cap",
-        &args.size_time_cap.to_string(),
-        "-w",
-        &args.warmup_iters.to_string(),
-        "-c",
-        &args.check.to_string(),
-        "--backend",
-        &args.backend,
-        "-T",
-        &args.timeout.to_string(),
-    ]
-    .map(String::from)
-    .to_vec();
-    let run = super::run_plan(argv, &args.nccl_lib, &args.rccl_lib)?;
+    let pp = args
+        .pp
+        .as_deref()
+        .map(|t| candidates::parse_sizes("--pp", t))
+        .transpose()?;
+    let timeout_s = crate::plan::timeout(args.timeout)?;
+    let request = BackendRequest {
+        choice: args.library.backend_choice()?,
+        gpu: crate::backend::GpuOptions {
+            nccl_lib: args.library.nccl_lib.clone(),
+            rccl_lib: args.library.rccl_lib.clone(),
+            timeout_s,
+            alloc: Allocator::Device,
+        },
+    };
+    // Sizes come from the model; the timing is a sweep's, with its default fewest auto iterations.
+    let settings = EngineSettings {
+        iters: crate::plan::iterations(
+            &args.iters,
+            args.ci_target,
+            crate::plan::DEFAULT_MIN_ITERS,
+            args.size_time_cap,
+        )?,
+        warmup_iters: args.warmup_iters,
+        agg_iters: 1,
+        check_iters: args.check,
+        blocking: false,
+        graph_replays: 0,
+        samples: None,
+        average: crate::metrics::Average::Mean,
+        seed: 0,
+    };
     Ok(WorkloadPlan {
         args,
-        run,
+        request,
+        timeout_s,
+        settings,
         model,
         phases,
         tp,
         ep,
+        pp,
         options,
+        context,
     })
 }
 
 /// "1,8,64" or "2K,8K" as token counts; "none" for no phase of this kind.
-fn token_list(flag: &str, text: &str, kind: PhaseKind) -> Result<Vec<Phase>> {
+fn token_list(flag: &str, text: &str, kind: PhaseKind, load: Load) -> Result<Vec<Phase>> {
     if text.trim().eq_ignore_ascii_case("none") {
         return Ok(Vec::new());
     }
     text.split(',')
         .map(|t| match parse_size(t) {
-            Ok(tokens) if tokens > 0 => Ok(Phase {
-                kind,
-                tokens,
-                load: Load::PerReplica,
-            }),
+            Ok(tokens) if tokens > 0 => Ok(Phase { kind, tokens, load }),
             Ok(_) => Err(Error::usage(format!(
                 "{flag} {text}: 0 tokens: give at least one token per step, or none"
             ))),
@@ -213,15 +183,11 @@ fn token_list(flag: &str, text: &str, kind: PhaseKind) -> Result<Vec<Phase>> {
         .collect()
 }
 
-/// `collbench workload ...`; argv[0] is the command's name. Returns the exit code.
-pub fn workload_main(argv: &[String]) -> i32 {
-    let plan = match WorkloadArgs::try_parse_from(argv) {
-        Ok(a) => validate(a),
-        Err(e) => return super::usage_error_from_clap(e),
-    };
-    match plan {
+/// `collbench workload ...` from its parsed arguments; returns the exit code.
+pub fn main(args: WorkloadArgs, argv: &[String]) -> i32 {
+    match validate(args) {
         Ok(p) => with_world(&p, argv),
-        Err(e) => super::usage_error(&e),
+        Err(e) => super::launch::usage_error(&e),
     }
 }
 
@@ -233,35 +199,38 @@ fn with_world(_plan: &WorkloadPlan, _argv: &[String]) -> i32 {
 
 #[cfg(feature = "mpi")]
 fn with_world(plan: &WorkloadPlan, argv: &[String]) -> i32 {
-    let (world, watchdog) = match super::start_mpi(plan.run.timeout_s, super::end_job_on_timeout) {
-        Ok(started) => started,
-        Err(code) => return code,
-    };
-    let run_id = match super::start_document::<WorkloadDocument>(&world, plan.args.json.as_deref())
-    {
-        Ok(id) => id,
+    let (world, watchdog) =
+        match super::launch::start_mpi(plan.timeout_s, super::launch::end_job_on_timeout) {
+            Ok(started) => started,
+            Err(code) => return code,
+        };
+    let doc = match document::start(
+        &world,
+        plan.args.json.as_deref(),
+        |run_id| document::header(KIND, argv, &plan.args.library.backend, run_id),
+        |header| initial_document(plan, header),
+    ) {
+        Ok(doc) => doc,
         Err(code) => return code,
     };
     // The layouts depend only on the job's shape: refused on every rank alike, before any backend.
     let result = job_layouts(plan, &world, &watchdog).and_then(|(hosts, layouts)| {
         let (mut backend, reason) =
-            super::backend_choice::backend_under_mpi(&plan.run, &world, &watchdog)?;
-        let steps = step_table(plan, &layouts)?;
+            super::backend_choice::backend_under_mpi(&plan.request, &world, &watchdog)?;
+        let steps = phase_candidates(plan, &layouts, hosts.len())?;
         let job = Job {
             plan,
-            argv,
-            run_id,
             world: &world,
             watchdog: &watchdog,
             hosts,
             choices: layouts,
             steps,
         };
-        job.run(backend.as_mut(), &reason)
+        job.run(doc, backend.as_mut(), &reason)
     });
     match result {
         Ok(code) => code,
-        Err(e) => super::fail_job(&world, None, e),
+        Err(e) => fail_job(&world, None, e),
     }
 }
 
@@ -289,7 +258,7 @@ fn job_layouts(
         candidates::Asked {
             tp: plan.tp.as_deref(),
             ep: plan.ep.as_deref(),
-            pp: None,
+            pp: plan.pp.as_deref(),
         },
     )?;
     Ok((hosts, layouts))
@@ -307,52 +276,70 @@ fn distinct(hosts: &[String]) -> Vec<String> {
 
 struct Job<'a> {
     plan: &'a WorkloadPlan,
-    argv: &'a [String],
-    /// The run's id, shared by every rank (src/app/record.rs).
-    run_id: String,
     world: &'a dyn World,
     watchdog: &'a Watchdog,
     hosts: Vec<String>,
     choices: Vec<LayoutChoice>,
-    /// Every (phase, layout)'s messages.
-    steps: StepTable,
+    /// Every phase's candidates: each layout's replicas, tokens, messages and (unjudged) fit.
+    steps: PhaseTable,
 }
 
-type StepTable = Vec<((Phase, LayoutChoice), Vec<StepMessage>)>;
+type PhaseTable = Vec<(Phase, Vec<Candidate>)>;
 
-/// The messages of every phase on every layout.
-fn step_table(plan: &WorkloadPlan, layouts: &[LayoutChoice]) -> Result<StepTable> {
-    let mut table = Vec::new();
-    for &phase in &plan.phases {
-        for &layout in layouts {
-            let messages = step_messages(&plan.model, phase.tokens, layout, &plan.options)
-                .map_err(|e| Error::usage(format!("{layout}: {e}")))?;
-            table.push(((phase, layout), messages));
-        }
-    }
-    Ok(table)
+/// The candidates of every phase on a job of `ranks` ranks; a job load a layout's replicas cannot share
+/// is refused here, on every rank alike, before anything is measured.
+fn phase_candidates(
+    plan: &WorkloadPlan,
+    layouts: &[LayoutChoice],
+    ranks: usize,
+) -> Result<PhaseTable> {
+    plan.phases
+        .iter()
+        .map(|&phase| {
+            let flag = match (phase.load, phase.kind) {
+                (Load::PerReplica, _) => "",
+                (Load::PerJob, PhaseKind::Decode) => "--job-batch ",
+                (Load::PerJob, PhaseKind::Prefill) => "--job-prefill ",
+            };
+            ranking::candidates(
+                &plan.model,
+                phase,
+                layouts,
+                ranks,
+                &plan.options,
+                plan.context,
+                None,
+            )
+            .map(|c| (phase, c))
+            .map_err(|e| Error::usage(format!("{flag}{}: {e}", phase.tokens)))
+        })
+        .collect()
 }
 
-/// A distinct message ready to measure: what the engine is asked, and on which layout.
+/// Where a message is measured: on one of the layouts' communicator sets (every group at once), or,
+/// for a pipeline's stage boundaries, point-to-point on the whole job judged per replica.
+enum On {
+    Groups(usize),
+    Replicas(Layout),
+}
+
+/// A distinct message ready to measure: what the engine is asked, and where.
 struct Planned {
     key: MessageKey,
     desc: OpDesc,
-    layout: usize,
+    on: On,
 }
 
 impl Job<'_> {
-    fn steps(&self, phase: Phase, layout: LayoutChoice) -> Vec<StepMessage> {
-        self.steps
-            .iter()
-            .find(|(at, _)| *at == (phase, layout))
-            .map(|(_, m)| m.clone())
-            .unwrap_or_default()
-    }
-
     /// Every distinct message of every phase and layout, in first-use order.
     fn distinct_messages(&self) -> Vec<MessageKey> {
         let mut keys: Vec<MessageKey> = Vec::new();
-        for s in self.steps.iter().flat_map(|(_, m)| m) {
+        for s in self
+            .steps
+            .iter()
+            .flat_map(|(_, c)| c)
+            .flat_map(|c| &c.messages)
+        {
             if !keys.contains(&s.key) {
                 keys.push(s.key);
             }
@@ -360,12 +347,22 @@ impl Job<'_> {
         keys
     }
 
-    fn run(&self, backend: &mut dyn Backend, reason: &str) -> Result<i32> {
+    fn run(
+        &self,
+        mut doc: Option<WorkloadDocument>,
+        backend: &mut dyn Backend,
+        reason: &str,
+    ) -> Result<i32> {
         let me = self.world.rank();
         let plan = self.plan;
         let keys = self.distinct_messages();
-        // One communicator set per group size: TPk and EPk run on the same blocks of k ranks.
-        let mut sizes: Vec<usize> = keys.iter().map(|k| k.group_size).collect();
+        // One communicator set per group size: TPk and EPk run on the same blocks of k ranks. Stage
+        // boundaries run on the whole job's.
+        let mut sizes: Vec<usize> = keys
+            .iter()
+            .filter(|k| k.boundary.is_none())
+            .map(|k| k.group_size)
+            .collect();
         sizes.sort_unstable();
         sizes.dedup();
         let specs: Vec<GroupSpec> = sizes.iter().map(|&k| GroupSpec::Blocks(k)).collect();
@@ -396,33 +393,68 @@ impl Job<'_> {
         backend.allocate(buffer)?;
         self.watchdog.disarm();
 
-        let info = RankInfo {
-            rank: me,
-            host: self.world.host().to_string(),
-            pid: std::process::id(),
-            local_rank: self.world.local_rank(),
-            device: backend.device(),
+        let ranks = document::gather_ranks(self.world, backend, self.watchdog)?;
+        // The memory the fit is judged against: each host's first rank reads its GPUs.
+        let gpu_memory = if plan.model.architecture.is_none() {
+            None
+        } else if plan.args.gpu_memory.is_some() || backend.name() == "mpi" {
+            Some(fit::gpu_memory(
+                &[],
+                &[],
+                backend.name(),
+                plan.args.gpu_memory,
+            ))
+        } else {
+            self.watchdog
+                .arm(|| "reading each host's GPUs for their memory".into());
+            let nodes = super::topology::gather_nodes(self.world)?;
+            self.watchdog.disarm();
+            Some(fit::gpu_memory(
+                &nodes,
+                &super::topology::placements(&ranks),
+                backend.name(),
+                None,
+            ))
         };
-        let ranks: Vec<RankInfo> = all_gather_value(self.world, &info)?;
-        let mut doc = (me == 0).then(|| {
-            let entries = self.layout_entries(&layouts, &layout_of);
-            self.new_document(backend, reason, ranks, &planned, notes, entries)
-        });
-        if let Some(d) = &doc {
+        self.watchdog
+            .arm(|| "opening each rank's GPU telemetry".into());
+        let (mut telemetry, telemetry_header) = crate::telemetry::Telemetry::start(
+            self.world,
+            &backend.device(),
+            !plan.args.no_telemetry,
+        )?;
+        self.watchdog.disarm();
+        if let Some(d) = doc.as_mut() {
+            document::backend_opened(&mut d.header, backend, reason, self.world, ranks);
+            d.layouts = self.layout_entries(&layouts, &layout_of);
+            d.messages = measured_messages(&planned);
+            d.notes = notes;
+            d.gpu_memory = gpu_memory;
+            if telemetry_header
+                .as_ref()
+                .is_some_and(|t| t.any() && !t.any_energy())
+            {
+                d.notes.push(
+                    "no rank's GPU answered an energy counter: the messages carry no energy".into(),
+                );
+            }
+            d.telemetry = telemetry_header;
+            super::record::save(d)?;
             print!("{}", render::header(d, distinct(&self.hosts).len()));
             let _ = std::io::stdout().flush();
         }
 
-        let mut engine = Engine {
-            plan: &plan.run,
-            world: self.world,
+        let switches = TestSwitches::from_env();
+        let mut engine = Engine::new(
+            plan.settings.clone(),
+            self.world,
             backend,
-            watchdog: self.watchdog,
-            switches: TestSwitches::from_env(),
-            buffer_bytes: buffer,
-            observer: &mut crate::telemetry::NoTelemetry,
-        };
-        let mut times = Vec::with_capacity(planned.len());
+            self.watchdog,
+            buffer,
+        )
+        .with_switches(switches.clone())
+        .observed_by(&mut telemetry);
+        let mut measured = Vec::with_capacity(planned.len());
         let mut wrong = 0u64;
         for (i, p) in planned.iter().enumerate() {
             if let Some(d) = doc.as_mut() {
@@ -434,11 +466,18 @@ impl Job<'_> {
                 ));
                 super::record::save(d)?;
             }
-            engine.switches.before_row(me, i);
+            switches.before_row(me, i);
             // A failure ends the job through fail_job, which marks the document on disk: it keeps every
             // message measured so far and names the one in flight.
-            let m = engine.measure_on(&p.desc, &layouts[p.layout])?;
-            times.push(m.time_us);
+            let m = match &p.on {
+                On::Groups(l) => engine.measure_on(&p.desc, &layouts[*l])?,
+                On::Replicas(replicas) => engine.measure_on(&p.desc, replicas)?,
+            };
+            measured.push(ranking::Measured {
+                index: i,
+                time_us: m.time_us,
+                joules: m.energy.as_ref().map(|e| e.joules_per_op),
+            });
             wrong += m.wrong.unwrap_or(0);
             if let Some(d) = doc.as_mut() {
                 d.messages[i].measurement = Some(m);
@@ -453,29 +492,20 @@ impl Job<'_> {
                 0
             });
         };
-        let ranks = self.hosts.len();
-        d.ranking = plan
-            .phases
+        let gpu_bytes = d.gpu_memory.as_ref().and_then(|g| g.bytes);
+        d.ranking = self
+            .steps
             .iter()
-            .map(|&phase| {
-                let candidates = self
-                    .choices
-                    .iter()
-                    .map(|&layout| ranking::Candidate {
-                        layout,
-                        replicas: layout.replicas(ranks),
-                        tokens_per_replica: phase.tokens,
-                        messages: self.steps(phase, layout),
-                        fit: None,
-                    })
-                    .collect();
-                ranking::rank(phase, candidates, |key| {
-                    let i = keys.iter().position(|k| k == key).unwrap_or(0);
-                    ranking::Measured {
-                        index: i,
-                        time_us: times[i],
-                        joules: None,
+            .map(|(phase, candidates)| {
+                let mut judged = candidates.clone();
+                for c in &mut judged {
+                    if let Some(f) = c.fit.as_mut() {
+                        f.fits = gpu_bytes.map(|m| f.needs_bytes <= m);
                     }
+                }
+                ranking::rank(*phase, judged, |key| {
+                    let i = keys.iter().position(|k| k == key).unwrap_or(0);
+                    measured[i]
                 })
             })
             .collect();
@@ -489,7 +519,7 @@ impl Job<'_> {
             ExitCode::Success
         };
         d.in_flight = None;
-        d.life.complete(code.code());
+        d.header.life.complete(code.code());
         super::record::save(&mut d)?;
         Ok(code.code())
     }
@@ -507,8 +537,9 @@ impl Job<'_> {
             .map(|&choice| LayoutEntry {
                 choice,
                 name: choice.to_string(),
-                groups: if choice.size < 2 {
-                    Layout::resolve(GroupSpec::Blocks(1), &self.hosts, self.world.rank())
+                // A group is a replica: TP1 and EP1 every rank alone, TPk x PPm its k x m ranks.
+                groups: if choice.size < 2 || choice.stages > 1 {
+                    replicas(choice, &self.hosts, self.world.rank())
                         .map(|l| l.groups)
                         .unwrap_or_default()
                 } else {
@@ -516,62 +547,6 @@ impl Job<'_> {
                 },
             })
             .collect()
-    }
-
-    /// Rank 0's document before the first message: the model, the job, the layouts' groups and every
-    /// message still to measure.
-    fn new_document(
-        &self,
-        backend: &dyn Backend,
-        reason: &str,
-        ranks: Vec<RankInfo>,
-        planned: &[Planned],
-        notes: Vec<String>,
-        layouts: Vec<LayoutEntry>,
-    ) -> WorkloadDocument {
-        let plan = self.plan;
-        WorkloadDocument {
-            kind: KIND.into(),
-            schema_version: 1,
-            collbench_version: env!("CARGO_PKG_VERSION").into(),
-            command_line: self.argv.to_vec(),
-            started_unix_s: crate::report::model::unix_now_s(),
-            life: RunLife::running(&self.run_id),
-            backend: BackendReport {
-                name: backend.name().into(),
-                reason: reason.into(),
-                libraries: backend.versions(),
-            },
-            model: plan.model.clone(),
-            ranks,
-            counted: COUNTED.map(String::from).to_vec(),
-            not_counted: NOT_COUNTED.map(String::from).to_vec(),
-            fit_counted: Vec::new(),
-            fit_not_counted: Vec::new(),
-            notes,
-            context_tokens: 0,
-            gpu_memory: None,
-            telemetry: None,
-            phases: plan.phases.clone(),
-            layouts,
-            messages: planned
-                .iter()
-                .map(|p| MeasuredMessage {
-                    key: p.key,
-                    dtype: p.desc.dtype,
-                    measured_bytes: p.desc.shape.size_bytes,
-                    measured_as: match p.key.route {
-                        Some(r) => format!("all_to_allv, MoE router {}", r.half.name()),
-                        None => p.key.collective.name().into(),
-                    },
-                    imbalance: p.desc.counts.as_ref().map(|m| m.imbalance()),
-                    measurement: None,
-                })
-                .collect(),
-            in_flight: None,
-            ranking: Vec::new(),
-            step_options: plan.options,
-        }
     }
 
     /// Each distinct message as the engine is asked for it, on its layout's communicator, and the notes
@@ -587,17 +562,45 @@ impl Job<'_> {
         let mut notes: Vec<String> = Vec::new();
         let mut planned = Vec::new();
         for &key in keys {
-            let layout = layout_of(key.group_size);
             let (dtype, note) = measured_dtype(backend, key.collective, model.dtype, key.bytes);
             if let Some(n) = note.filter(|n| !notes.contains(n)) {
                 notes.push(n);
             }
+            if let Some(b) = key.boundary {
+                let me = self.world.rank();
+                let (to, from) = b.partners(me);
+                let desc = OpDesc {
+                    collective: Collective::SendRecv,
+                    dtype,
+                    op: None,
+                    root: None,
+                    shape: Collective::SendRecv.shape(key.bytes, dtype.size(), self.world.size()),
+                    in_place: false,
+                    shift_bytes: 0,
+                    comm: Comm::whole(me, self.world.size()),
+                    counts: None,
+                    peer: Exchange::Directed { to, from },
+                };
+                let on = On::Replicas(replicas(
+                    LayoutChoice::tp_pp(b.tp, b.stages),
+                    &self.hosts,
+                    me,
+                )?);
+                planned.push(Planned { key, desc, on });
+                continue;
+            }
+            let layout = layout_of(key.group_size);
             let comm = layouts[layout].comm;
             let desc = match key.route {
                 Some(route) => {
-                    let matrix =
-                        routing::matrix(model, &route, key.group_size, &self.plan.options.router)
-                            .map_err(|e| Error::usage(format!("--ep {}: {e}", key.group_size)))?;
+                    let matrix = routing::matrix(
+                        model,
+                        &route,
+                        key.group_size,
+                        self.plan.options.skew,
+                        self.plan.options.seed,
+                    )
+                    .map_err(|e| Error::usage(format!("--ep {}: {e}", key.group_size)))?;
                     OpDesc::all_to_allv(Arc::new(matrix), dtype, comm, false)
                 }
                 None => OpDesc {
@@ -612,15 +615,70 @@ impl Job<'_> {
                     shift_bytes: 0,
                     comm,
                     counts: None,
+                    peer: crate::backend::Exchange::Ring,
                 },
             };
-            planned.push(Planned { key, layout, desc });
+            planned.push(Planned {
+                key,
+                desc,
+                on: On::Groups(layout),
+            });
         }
         if keys.iter().any(|k| k.route.is_some()) {
             notes.push(router_note(&self.plan.options));
         }
         Ok((planned, notes))
     }
+}
+
+/// The document as rank 0 writes it before the backend opens: the model, its phases and what the step
+/// model counts; the layouts' groups and the messages come once the job is known.
+fn initial_document(plan: &WorkloadPlan, header: DocumentHeader) -> WorkloadDocument {
+    WorkloadDocument {
+        header,
+        model: plan.model.clone(),
+        counted: COUNTED.map(String::from).to_vec(),
+        not_counted: NOT_COUNTED.map(String::from).to_vec(),
+        fit_counted: fit::COUNTED.map(String::from).to_vec(),
+        fit_not_counted: fit::NOT_COUNTED.map(String::from).to_vec(),
+        notes: Vec::new(),
+        context_tokens: plan.context,
+        gpu_memory: None,
+        telemetry: None,
+        phases: plan.phases.clone(),
+        layouts: Vec::new(),
+        messages: Vec::new(),
+        in_flight: None,
+        ranking: Vec::new(),
+        step_options: plan.options,
+    }
+}
+
+/// Every message still to measure, as the document lists it.
+fn measured_messages(planned: &[Planned]) -> Vec<MeasuredMessage> {
+    planned
+        .iter()
+        .map(|p| MeasuredMessage {
+            key: p.key,
+            dtype: p.desc.dtype,
+            measured_bytes: p.desc.shape.size_bytes,
+            measured_as: match (p.key.route, p.key.boundary) {
+                (Some(r), _) => format!("all_to_allv, MoE router {}", r.half.name()),
+                (None, Some(b)) => format!(
+                    "sendrecv, pipeline stage boundaries of TP{}xPP{}: each rank to the rank {} on, every boundary at once",
+                    b.tp, b.stages, b.tp
+                ),
+                (None, None) => p.key.collective.name().into(),
+            },
+            imbalance: p.desc.counts.as_ref().map(|m| m.imbalance()),
+            measurement: None,
+        })
+        .collect()
+}
+
+/// The replicas of `choice` on this job as groups (each replica's ranks), for their figures.
+fn replicas(choice: LayoutChoice, hosts: &[String], rank: usize) -> Result<Layout> {
+    Layout::resolve(GroupSpec::Blocks(choice.replica_ranks()), hosts, rank)
 }
 
 /// The element type a message is measured in: the model's where the backend can run it, else one of

@@ -13,7 +13,7 @@ const LEADING: [usize; 5] = [12, 12, 9, 6, 5];
 
 /// Which optional columns the table has.
 #[derive(Debug, Clone, Default)]
-pub struct Layout {
+pub struct Columns {
     pub peak: Option<Peak>,
     pub stats: bool,
     pub telemetry: bool,
@@ -34,7 +34,7 @@ const TELEMETRY_COLUMNS: [(&str, &str, usize); 3] = [
 /// Width of the --groups layout column.
 const LAYOUT_WIDTH: usize = 9;
 
-impl Layout {
+impl Columns {
     /// Columns of one placement: (heading, unit, width).
     fn placement_columns(&self) -> Vec<(&'static str, &'static str, usize)> {
         let mut cols = vec![
@@ -193,7 +193,7 @@ impl Layout {
         record.extend(self.placement(&row.out_of_place));
         record.extend(self.placement(&row.in_place));
         if self.telemetry {
-            record.extend(super::gpu_readings::cells(row));
+            record.extend(row.telemetry_cells());
         }
         if self.groups {
             record.push(
@@ -273,6 +273,7 @@ mod tests {
             iterations: 20,
             stats: None,
             rank_time_us: vec![12.5; 4],
+            rank_wrong: Vec::new(),
             groups: None,
             slowest_group: None,
             energy: None,
@@ -299,15 +300,15 @@ mod tests {
     #[test]
     fn lines_align_with_the_heading() {
         for layout in [
-            Layout::default(),
-            Layout {
+            Columns::default(),
+            Columns {
                 peak: Some(Peak::from_override(100.0)),
                 stats: true,
                 telemetry: true,
                 groups: false,
                 energy: true,
             },
-            Layout {
+            Columns {
                 peak: None,
                 stats: false,
                 telemetry: false,
@@ -329,9 +330,9 @@ mod tests {
 
     #[test]
     fn percent_of_peak_beside_busbw_and_marked_above_the_peak() {
-        let layout = Layout {
+        let layout = Columns {
             peak: Some(Peak::from_override(100.0)),
-            ..Layout::default()
+            ..Columns::default()
         };
         assert!(layout.heading().contains("%peak"));
         let cells: Vec<String> = layout
@@ -343,14 +344,14 @@ mod tests {
         assert_eq!(cells[7], "90.00");
         assert_eq!(cells[8], "90%");
         assert!(layout.line(&row(112.0)).contains("112%*"));
-        assert!(!Layout::default().heading().contains("%peak"));
+        assert!(!Columns::default().heading().contains("%peak"));
     }
 
     #[test]
     fn energy_columns_follow_wrong_where_a_counter_was_read() {
-        let layout = Layout {
+        let layout = Columns {
             energy: true,
-            ..Layout::default()
+            ..Columns::default()
         };
         assert!(layout.heading().contains("(mJ/op)") && layout.heading().contains("(GB/J)"));
         let mut r = row(90.0);
@@ -367,6 +368,6 @@ mod tests {
         assert_eq!(cells[9], "10.0000");
         assert_eq!(cells[10], "0.42");
         assert_eq!(cells[15], "-", "in-place read no counter");
-        assert!(!Layout::default().heading().contains("GB/J"));
+        assert!(!Columns::default().heading().contains("GB/J"));
     }
 }

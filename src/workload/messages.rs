@@ -3,7 +3,7 @@
 //! leaves out is said in `NOT_COUNTED`.
 
 use super::model::ModelSpec;
-pub use super::routing::{Half, Route, RouterOptions};
+pub use super::routing::{Half, Route};
 use crate::collective::Collective;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -206,13 +206,23 @@ impl Boundary {
 }
 
 /// How a step is laid out beyond the layout itself.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StepOptions {
     /// TP layouts run attention data-parallel (all_gather + reduce_scatter instead of all_reduce).
     pub dp_attention: bool,
-    /// The MoE router's skew and seed.
-    #[serde(flatten)]
-    pub router: RouterOptions,
+    /// The MoE router's hot-rank ratio (1: uniform) and seed.
+    pub skew: f64,
+    pub seed: u64,
+}
+
+impl Default for StepOptions {
+    fn default() -> Self {
+        StepOptions {
+            dp_attention: false,
+            skew: 1.0,
+            seed: 0,
+        }
+    }
 }
 
 /// A message of a step with its count per step.
@@ -275,7 +285,7 @@ pub fn step_messages(
                     tokens_per_rank: tokens.div_ceil(k as u64),
                     experts_per_token: model.experts_per_token,
                 };
-                let matrix = super::routing::matrix(model, &route, k, &options.router)?;
+                let matrix = super::routing::matrix(model, &route, k, options.skew, options.seed)?;
                 Ok(StepMessage {
                     key: MessageKey {
                         route: Some(route),
