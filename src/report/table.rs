@@ -158,8 +158,8 @@ impl Columns {
         if self.energy {
             match &m.energy {
                 Some(e) => cells.extend([
-                    format!("{:.4}", e.joules_per_op * 1e3),
-                    format!("{:.2}", e.gb_per_joule),
+                    significant(e.joules_per_op * 1e3),
+                    significant(e.gb_per_joule),
                 ]),
                 None => cells.extend(["-".to_string(), "-".to_string()]),
             }
@@ -203,6 +203,24 @@ impl Columns {
             );
         }
         self.render(vec![record]) + "\n"
+    }
+}
+
+/// Three significant digits without an exponent down to 0.001 (energies and efficiencies span
+/// decades between a small and a large size).
+pub fn significant(v: f64) -> String {
+    let a = v.abs();
+    if a >= 100.0 || a == 0.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else if a >= 0.001 {
+        let decimals = (2.0 - a.log10().floor()) as usize;
+        format!("{v:.decimals$}")
+    } else {
+        format!("{v:.2e}")
     }
 }
 
@@ -365,8 +383,11 @@ mod tests {
             .map(String::from)
             .collect();
         // size count type redop root | time algbw busbw #wrong energy eff | in-place ...
-        assert_eq!(cells[9], "10.0000");
-        assert_eq!(cells[10], "0.42");
+        assert_eq!(cells[9], "10.0");
+        assert_eq!(cells[10], "0.419");
+        assert_eq!(significant(0.000230117), "2.30e-4");
+        assert_eq!(significant(0.0258), "0.0258");
+        assert_eq!(significant(2278.35), "2278");
         assert_eq!(cells[15], "-", "in-place read no counter");
         assert!(!Columns::default().heading().contains("GB/J"));
     }

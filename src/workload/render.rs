@@ -5,6 +5,7 @@
 use super::document::{MeasuredMessage, WorkloadDocument};
 use super::fit::Fit;
 use super::ranking::{PhaseRanking, RankedLayout};
+use crate::report::table::significant;
 use crate::size::HumanSize;
 use std::fmt::Write;
 
@@ -127,9 +128,9 @@ pub fn measured(m: &MeasuredMessage) -> String {
         .as_ref()
         .map(|e| {
             format!(
-                "  {:.3} mJ/op, {:.2} GB/J",
-                e.joules_per_op * 1e3,
-                e.gb_per_joule
+                "  {} mJ/op, {} GB/J",
+                significant(e.joules_per_op * 1e3),
+                significant(e.gb_per_joule)
             )
         })
         .unwrap_or_default();
@@ -188,7 +189,7 @@ pub fn ranking(r: &PhaseRanking) -> String {
     );
     let _ = writeln!(
         s,
-        "#{:>6}  {:<9} {:>14}  {:>8}  {:>10}  {:>12}  {:>18}{}",
+        "#{:>6}  {:<9} {:>14}  {:>8}  {:>10}  {:>12}  {:>20}{}",
         "place",
         "layout",
         "step (ms)",
@@ -205,7 +206,7 @@ pub fn ranking(r: &PhaseRanking) -> String {
     for l in &r.layouts {
         let _ = writeln!(
             s,
-            "  {:>5}  {:<9} {:>14.3}  {:>8}  {:>10}  {:>12}  {:>18}{}{}",
+            "  {:>5}  {:<9} {:>14.3}  {:>8}  {:>10}  {:>12}  {:>20}{}{}",
             l.place,
             l.name,
             l.step_time_us / 1e3,
