@@ -1,11 +1,15 @@
 //! Energy beside time, read from the NVML stand-in (tests/fixtures/fake_nvml.c, COLLBENCH_TEST_NVML):
 //! its energy counter rises at its draw (350 W at its default 400 W limit, in proportion to
 //! FAKE_NVML_POWER_LIMIT_W), so each row's energy over its timed loop divided by the loop's time must
-//! come back as that draw; into the table, the JSON, the workload ranking and `collbench plot`.
+//! come back as that draw; into the table, the JSON, the workload ranking and `collbench plot`. The
+//! ROCm SMI stand-in's energy count (650 W, 15.3 uJ a count) likewise.
 
 mod common;
 
-use common::{collbench, fake_nvml, measurements, mpirun_json, schema_errors, schema_validator};
+use common::{
+    build_stand_in, collbench, fake_nvml, measurements, mpirun_json, schema_errors,
+    schema_validator,
+};
 use serde_json::Value;
 
 /// A 2-rank all_reduce with the stand-in at `limit_w` and the stand-in's other switches in `extra`.
@@ -123,6 +127,29 @@ fn rows_carry_their_timed_loops_energy_at_the_draw_of_the_limit_in_force_and_plo
     let picture = std::fs::read_to_string(&svg).unwrap();
     assert!(picture.contains("Bus bandwidth against energy"));
     assert!(picture.contains("(limit 400 W)") && picture.contains("(limit 300 W)"));
+}
+
+#[test]
+fn an_amd_gpus_energy_count_reads_as_its_draw() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(smi) = build_stand_in("fake_rocm_smi.c", "libfake-rocm-smi64.so", dir.path()) else {
+        return;
+    };
+    let run = mpirun_json(
+        2,
+        "all_reduce -b 1M -e 1M -n 40 -w 2 -c 0 --backend mpi --no-link-probe",
+        &[("COLLBENCH_TEST_ROCM_SMI", &smi)],
+    );
+    run.assert_success();
+    let doc = run.doc();
+    let d = draws(&doc);
+    assert_eq!(d.len(), 4, "{doc}");
+    for w in &d {
+        assert!(
+            *w > 650.0 * 0.9 && *w < 650.0 * 1.25,
+            "{w} W against 650 W: {d:?}"
+        );
+    }
 }
 
 #[test]

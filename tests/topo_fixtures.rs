@@ -454,7 +454,8 @@ fn live_rocm_smi_through_dlopen() {
     assert!(n
         .gpus
         .iter()
-        .all(|g| g.name.as_deref() == Some("AMD Instinct MI300X")));
+        .all(|g| g.name.as_deref() == Some("AMD Instinct MI300X")
+            && g.memory_bytes == Some(192 << 30)));
     let links: Vec<usize> = n.gpus.iter().map(|g| g.links.len()).collect();
     assert_eq!(links, [6, 7, 7, 7, 7, 7, 7, 6]);
     assert_eq!(

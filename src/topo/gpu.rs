@@ -445,6 +445,7 @@ fn amd_fill(amd: &dyn AmdSource, gpus: &mut [Gpu], unknown: &mut Vec<Unknown>) {
         if a.name.is_some() {
             g.name = a.name.clone();
         }
+        g.memory_bytes = a.memory_total;
         g.links_known = true;
         g.links.clear();
         let rate = g

@@ -241,6 +241,33 @@ impl RocmSmi {
         check(rc, "rsmi_dev_power_ave_get").map(|_| microwatts as f64 / 1e6)
     }
 
+    /// The GPU's energy counter in microjoules: the accumulated count times its resolution
+    /// (rsmi_dev_energy_count_get).
+    pub fn energy_uj(&self, dev: u32) -> Result<f64, String> {
+        let (mut count, mut resolution, mut timestamp) = (0u64, 0f32, 0u64);
+        // SAFETY: rsmi_status_t rsmi_dev_energy_count_get(uint32_t dv_ind, uint64_t *power,
+        // float *counter_resolution, uint64_t *timestamp): the count, microjoules per count, and when.
+        let rc = unsafe {
+            let f: Symbol<unsafe extern "C" fn(u32, *mut u64, *mut f32, *mut u64) -> Status> =
+                self.sym(b"rsmi_dev_energy_count_get\0")?;
+            f(dev, &mut count, &mut resolution, &mut timestamp)
+        };
+        check(rc, "rsmi_dev_energy_count_get").map(|_| count as f64 * f64::from(resolution))
+    }
+
+    /// Bytes of VRAM (rsmi_dev_memory_total_get with RSMI_MEM_TYPE_VRAM, 0).
+    pub fn memory_total(&self, dev: u32) -> Result<u64, String> {
+        let mut total = 0u64;
+        // SAFETY: rsmi_status_t rsmi_dev_memory_total_get(uint32_t dv_ind, rsmi_memory_type_t
+        // mem_type, uint64_t *total); the enum is an int, RSMI_MEM_TYPE_VRAM its first value.
+        let rc = unsafe {
+            let f: Symbol<unsafe extern "C" fn(u32, i32, *mut u64) -> Status> =
+                self.sym(b"rsmi_dev_memory_total_get\0")?;
+            f(dev, 0, &mut total)
+        };
+        check(rc, "rsmi_dev_memory_total_get").map(|_| total)
+    }
+
     /// The power cap enforced now, in watts.
     pub fn power_cap_w(&self, dev: u32) -> Result<f64, String> {
         let mut microwatts: u64 = 0;
