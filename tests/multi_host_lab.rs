@@ -6,7 +6,7 @@
 mod common;
 mod lab;
 
-use common::{rdma_ports_with_counters, read_json, RDMA_PORT};
+use common::{layout_names, rdma_ports_with_counters, read_json, stage_boundary, RDMA_PORT};
 use lab::Lab;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -579,23 +579,12 @@ fn pipeline_stage_boundaries_cross_the_hosts_and_rank_beside_tp_across_hosts() {
         (read_json(std::path::Path::new(&json)), stdout)
     };
     let (doc, stdout) = workload("pp.json");
-    let layouts: Vec<&str> = doc["layouts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(layouts, ["TP2", "TP4", "TP2xPP2"], "{stdout}");
+    assert_eq!(layout_names(&doc), ["TP2", "TP4", "TP2xPP2"], "{stdout}");
     let replica = &doc["layouts"][2]["groups"][0];
     assert_eq!(replica["members"], serde_json::json!([0, 1, 2, 3]));
     let (h0, h1) = (lab.host_name(0), lab.host_name(1));
     assert_eq!(replica["hosts"], serde_json::json!([h0, h0, h1, h1]));
-    let boundary = doc["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["collective"] == "sendrecv")
-        .expect("the stage boundary");
+    let boundary = stage_boundary(&doc);
     assert_eq!(
         boundary["boundary"],
         serde_json::json!({"tp": 2, "stages": 2})

@@ -193,13 +193,7 @@ fn a_preset_below_32k_on_default_layouts_with_auto_precision() {
     let doc = run.doc();
     assert_workload_valid(&doc);
     // A dense model on one host of 4 ranks: TP2 and TP4, no EP.
-    let names: Vec<&str> = doc["layouts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["TP2", "TP4"]);
+    assert_eq!(layout_names(&doc), ["TP2", "TP4"]);
     let ar = "all_reduce".to_string();
     assert_eq!(
         message_set(&doc),
@@ -490,23 +484,12 @@ fn tp2_x_pp2_moves_its_stage_boundary_point_to_point_checked() {
     run.assert_success();
     let doc = run.doc();
     assert_workload_valid(&doc);
-    let names: Vec<&str> = doc["layouts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["TP2", "TP2xPP2"]);
+    assert_eq!(layout_names(&doc), ["TP2", "TP2xPP2"]);
     assert_eq!(
         doc["layouts"][1]["groups"][0]["members"],
         serde_json::json!([0, 1, 2, 3])
     );
-    let boundary = doc["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["collective"] == "sendrecv")
-        .expect("the stage boundary");
+    let boundary = stage_boundary(&doc);
     assert_eq!(boundary["group_size"], 4);
     assert_eq!(boundary["bytes"], 8 * 4096 * 2);
     assert_eq!(
@@ -544,11 +527,6 @@ fn a_stage_boundary_that_delivers_wrong_data_is_counted() {
     );
     assert_eq!(run.code(), Some(7), "{}\n{}", run.stdout, run.stderr);
     let doc = run.doc();
-    let boundary = doc["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["collective"] == "sendrecv")
-        .unwrap();
+    let boundary = stage_boundary(&doc);
     assert_eq!(boundary["measurement"]["wrong"], 10);
 }

@@ -504,6 +504,18 @@ mod tests {
         assert_eq!(l, vec!["a/run.json", "b/run.json"]);
     }
 
+    /// A recorded 4-rank run, whose rows a test replaces.
+    fn base_doc() -> RunDocument {
+        serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/base_4ranks.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn one_series_per_run_and_collective_with_cycles_averaged() {
         let mut rows = vec![
@@ -514,14 +526,7 @@ mod tests {
         let mut again = row(Collective::AllReduce, 1 << 20, 4, 30.0);
         again.cycle = 1;
         rows.push(again);
-        let doc: RunDocument = serde_json::from_str(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/data/base_4ranks.json"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+        let doc = base_doc();
         let mut mine = doc.clone();
         mine.rows = rows;
         let runs = vec![PlottedRun {
@@ -576,14 +581,7 @@ mod tests {
 
     #[test]
     fn runs_with_energy_get_busbw_against_energy_labelled_by_power_limit() {
-        let doc: RunDocument = serde_json::from_str(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/data/base_4ranks.json"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+        let doc = base_doc();
         let at_limit = |watts: f64, joules: f64| {
             let mut d = doc.clone();
             d.rows = vec![row(Collective::AllReduce, 1 << 20, 4, 10.0)];
