@@ -157,7 +157,7 @@ check "workload deepseek-v3 EP2 on 2 nodes: exit code" "$?" "==" 0
 # boundary between them (NCCL send/recv one way); each layout's fit against the GPU's memory as NVML
 # reads it, and each message's energy from the GPU's counter (both pseudo-nodes read the one GPU's
 # counter, so the job's joules count it twice; the check is only that it moved).
-run workload_fit nodes workload llama-3.1-8b --batch 8 --job-batch 8 --prefill none --size-time-cap 1
+run workload_fit nodes workload llama-3.1-8b --batch 8 --job-batch 8 --prefill none --size-time-cap 0.3
 check "workload llama-3.1-8b TP2, TP1xPP2 on 2 nodes: exit code" "$?" "==" 0
 check "workload llama-3.1-8b: stage boundary measured, #wrong" \
     "$(json "[m['measurement']['wrong'] for m in d['messages'] if m.get('boundary')][0]" "$results/workload_fit.json")" "==" 0
