@@ -235,9 +235,13 @@ pub fn ranking(r: &PhaseRanking) -> String {
             let _ = writeln!(s, "{:>17}no communication in a step", "");
         }
         for p in &l.parts {
+            let energy = p
+                .joules_each
+                .map(|j| format!(", {} mJ", significant(j * 1e3)))
+                .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "{:>17}{:<14} {:>8} x {:>4} = {:>10.3} ms ({:.2} us each)  {}",
+                "{:>17}{:<14} {:>8} x {:>4} = {:>10.3} ms ({:.2} us{energy} each)  {}",
                 "",
                 p.collective.name(),
                 HumanSize(p.bytes).to_string(),
@@ -257,8 +261,9 @@ pub fn ranking(r: &PhaseRanking) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collective::Collective;
     use crate::workload::messages::{LayoutChoice, Load, Phase, PhaseKind};
-    use crate::workload::ranking::{RankedLayout, StepEnergy};
+    use crate::workload::ranking::{RankedLayout, StepEnergy, StepPart};
 
     fn row(name: &str, fits: Option<bool>, winner: bool) -> RankedLayout {
         RankedLayout {
@@ -285,7 +290,16 @@ mod tests {
                 joules: 1.5,
                 joules_per_token: 0.1875,
             }),
-            parts: Vec::new(),
+            parts: vec![StepPart {
+                message: 0,
+                collective: Collective::AllReduce,
+                bytes: 64 << 10,
+                count: 64,
+                purpose: "attention + MLP all_reduce (2 per layer)".into(),
+                time_us_each: 18.75,
+                time_us: 1200.0,
+                joules_each: Some(0.0234375),
+            }],
         }
     }
 
@@ -315,6 +329,11 @@ mod tests {
         );
         assert!(
             text.contains("weights 117.6 GB + KV cache 3.2 GB (4 sequence(s) x 8192 tokens)"),
+            "{text}"
+        );
+        // Each message of the step with its time and energy per operation.
+        assert!(
+            text.contains("64K x   64 =      1.200 ms (18.75 us, 23.4 mJ each)"),
             "{text}"
         );
         assert_eq!(text.matches("<- winner").count(), 1);
