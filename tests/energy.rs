@@ -201,4 +201,6 @@ fn the_workload_ranking_carries_each_steps_energy_from_its_messages() {
     assert!((tp2["energy"]["joules_per_token"].as_f64().unwrap() - joules / 8.0).abs() < 1e-9);
     assert!(run.stdout.contains("J per step"), "{}", run.stdout);
     assert!(run.stdout.contains("mJ/op"), "{}", run.stdout);
+    // Each message of the step with its energy per operation beside its time.
+    assert!(run.stdout.contains(" mJ each)"), "{}", run.stdout);
 }
