@@ -28,6 +28,27 @@ fn run_at_limit(nvml: &str, limit_w: &str, extra: &[(&str, &str)]) -> common::Ru
     run
 }
 
+/// The counter moved at the stand-in's `draw` (W) over each loop: the readings bracket the clock, so
+/// no loop reads below the draw, and what the loop did not time adds only the readings' few us, unless
+/// the rank was descheduled between a reading and the clock (on a loaded 2-core machine one loop in
+/// eight has read 2.6x the draw): the typical loop, the median, must read the draw.
+fn assert_read_at(draws: &[f64], draw: f64) {
+    for w in draws {
+        assert!(*w > draw * 0.9, "{w} W against {draw} W: {draws:?}");
+    }
+    let typical = median(draws);
+    assert!(
+        typical < draw * 1.25,
+        "median {typical} W against {draw} W: {draws:?}"
+    );
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
 /// Each rank's draw over each timed loop: its joules over its own loop's seconds.
 fn draws(doc: &Value) -> Vec<f64> {
     measurements(doc)
@@ -73,16 +94,9 @@ fn rows_carry_their_timed_loops_energy_at_the_draw_of_the_limit_in_force_and_plo
             assert!(e["joules_per_op"].as_f64().unwrap() > 0.0);
             assert!(e["gb_per_joule"].as_f64().unwrap() > 0.0);
         }
-        // The counter moved at the stand-in's draw over exactly each loop: the readings lie just
-        // outside the clock, so what the loop did not time adds at most the readings' few us.
         let d = draws(&doc);
         assert_eq!(d.len(), 2 * 2 * 2, "2 sizes x 2 placements x 2 ranks");
-        for w in &d {
-            assert!(
-                *w > draw * 0.9 && *w < draw * 1.25,
-                "{w} W against {draw} W: {d:?}"
-            );
-        }
+        assert_read_at(&d, draw);
         // GB per joule is the size over one rank's joules per operation.
         for (row, m) in measurements(&doc) {
             let e = &m["energy"];
@@ -96,18 +110,11 @@ fn rows_carry_their_timed_loops_energy_at_the_draw_of_the_limit_in_force_and_plo
             run.stdout
         );
     }
-    // A lower limit costs less energy per operation of the same size.
-    let mj = |run: &common::Run| {
-        run.doc()["rows"][0]["out_of_place"]["energy"]["joules_per_op"]
-            .as_f64()
-            .unwrap()
-            / run.doc()["rows"][0]["out_of_place"]["time_us"]
-                .as_f64()
-                .unwrap()
-    };
+    // A lower limit costs less energy for the same time (the median loop's, as above).
+    let typical = |run: &common::Run| median(&draws(&run.doc()));
     assert!(
-        mj(&capped) < mj(&full),
-        "joules per microsecond at 300 W against 400 W"
+        typical(&capped) < typical(&full),
+        "joules per second at 300 W against 400 W"
     );
 
     let svg = dir.path().join("energy.svg");
@@ -144,12 +151,7 @@ fn an_amd_gpus_energy_count_reads_as_its_draw() {
     let doc = run.doc();
     let d = draws(&doc);
     assert_eq!(d.len(), 4, "{doc}");
-    for w in &d {
-        assert!(
-            *w > 650.0 * 0.9 && *w < 650.0 * 1.25,
-            "{w} W against 650 W: {d:?}"
-        );
-    }
+    assert_read_at(&d, 650.0);
 }
 
 #[test]
