@@ -207,6 +207,7 @@ pub fn sweep(
             per_iteration: plan.per_iter_timing,
             timestamps: plan.timestamps,
             alltoallv_summary: plan.alltoallv_summary,
+            energy: doc.telemetry.as_ref().is_some_and(|t| t.any_energy()),
             algo: plan.algo_columns,
         };
         r.begin_table(

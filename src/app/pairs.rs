@@ -377,6 +377,7 @@ fn judge_pairs(
                 iteration_times_us: None,
                 rank_iteration_times_us: None,
                 cpu_time_us: None,
+                energy: None,
             }),
             in_place: None,
             telemetry: None,

@@ -421,8 +421,16 @@ impl<'a> Engine<'a> {
 
         self.watchdog
             .arm(|| Self::label(desc, "combining times across ranks"));
-        let (rank_time_us, rank_cpu_us): (Vec<f64>, Vec<f64>) =
-            all_gather_value(self.world, &local)?.into_iter().unzip();
+        // The energy travels in the times' gather: no collective more per measurement.
+        let rank_figures: Vec<(f64, f64, Option<f64>)> =
+            all_gather_value(self.world, &(local.0, local.1, timing.joules))?;
+        let rank_time_us: Vec<f64> = rank_figures.iter().map(|f| f.0).collect();
+        let rank_cpu_us: Vec<f64> = rank_figures.iter().map(|f| f.1).collect();
+        let energy = crate::report::model::Energy::from_ranks(
+            rank_figures.iter().map(|f| f.2).collect(),
+            timing.ops,
+            desc.shape.size_bytes,
+        );
 
         let check_skipped = if desc.in_place {
             self.backend
@@ -488,6 +496,7 @@ impl<'a> Engine<'a> {
             slowest_group: layout.spec.map(|_| slowest),
             iteration_times_us: settings.keep_iteration_times.then_some(timing.samples),
             rank_iteration_times_us: timing.rank_samples,
+            energy,
         })
     }
 }

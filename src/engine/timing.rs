@@ -88,11 +88,16 @@ impl Engine<'_> {
     /// nccl-tests' timed loop: the host clock around `count` steps enqueued back to back and their
     /// completion. The backend sees the launches and the final wait, nothing else: no timer mark, no
     /// group call with -m 1. With -z 3 each step is waited for and the ranks meet after it, the meeting
-    /// left out of the time. Returns the microseconds until completion and until the last launch
-    /// returned (nccl-tests' -C 1 time).
+    /// left out of the time. The observer reads the GPU's energy counter just before the clock starts
+    /// and just after it stops, never between. Returns the microseconds until completion and until the
+    /// last launch returned (nccl-tests' -C 1 time), and the joules this rank's GPU used meanwhile where
+    /// it has a counter.
     fn timed_pass(&mut self, desc: &OpDesc, how: Step, count: u64) -> Result<Passed> {
         let delay = self.switches.delay_for(self.world.rank());
         let mut rotation = self.prepare_for(desc, how)?;
+        if let Some(o) = self.observer.as_deref_mut() {
+            o.timed_loop_starting();
+        }
         let passed = if self.settings.blocking == Blocking::WaitAndBarrierUntimed {
             let mut own = std::time::Duration::ZERO;
             for _ in 0..count {
@@ -106,6 +111,7 @@ impl Engine<'_> {
             Passed {
                 elapsed_us: us,
                 cpu_us: us,
+                joules: None,
             }
         } else {
             let start = Instant::now();
@@ -127,7 +133,15 @@ impl Engine<'_> {
             Passed {
                 elapsed_us: start.elapsed().as_secs_f64() * 1e6,
                 cpu_us,
+                joules: None,
             }
+        };
+        let passed = Passed {
+            joules: self
+                .observer
+                .as_deref_mut()
+                .and_then(|o| o.timed_loop_finished()),
+            ..passed
         };
         if let Some(d) = delay {
             // A rank that sees its operations complete late: the others do not wait for it.
@@ -198,6 +212,7 @@ impl Engine<'_> {
         Timing {
             elapsed_us: passed.elapsed_us,
             cpu_us: passed.cpu_us,
+            joules: passed.joules,
             ops: iters * self.settings.agg_iters,
             iterations: iters,
             samples: sampled.samples,
@@ -252,6 +267,7 @@ impl Engine<'_> {
         Ok(Timing {
             elapsed_us: passed.elapsed_us,
             cpu_us: passed.cpu_us,
+            joules: passed.joules,
             ops: replays * ops_per_replay,
             iterations: iters * replays,
             samples: sampled.samples,
@@ -321,6 +337,8 @@ pub(super) struct Timing {
     pub(super) elapsed_us: f64,
     /// Host microseconds until its last launch returned (-C 1's time).
     pub(super) cpu_us: f64,
+    /// Joules this rank's GPU used over the timed loop; None without an energy counter.
+    pub(super) joules: Option<f64>,
     /// Operations in the timed loop.
     pub(super) ops: u64,
     /// Iterations reported (-n, or -n x -G replays).
@@ -368,6 +386,8 @@ struct Passed {
     elapsed_us: f64,
     /// Until the last launch returned: the host's cost of enqueueing (nccl-tests' -C 1).
     cpu_us: f64,
+    /// Joules this rank's GPU used over the loop; None without an energy counter.
+    joules: Option<f64>,
 }
 
 /// What a sampled pass measured: per step, the slowest rank's microseconds per operation, and each

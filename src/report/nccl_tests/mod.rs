@@ -315,6 +315,7 @@ fn measurement(t: &Timing, iterations: Option<u64>) -> Measurement {
         iteration_times_us: t.iteration_times_us.clone(),
         rank_iteration_times_us: t.process_iteration_times_us.clone(),
         cpu_time_us: t.cpu_time.then_some(t.time_us),
+        energy: None,
     }
 }
 
