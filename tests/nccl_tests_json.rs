@@ -112,7 +112,7 @@ fn nccl_tests_format_is_what_analyze_perf_json_reads() {
 
     match analyze_script() {
         None => eprintln!(
-            "nccl_tests_json: analyze_perf_json.py not given (NCCL_TESTS_ANALYZE_PERF_JSON or NCCL_TESTS_HOME): read as it reads, here"
+            "SKIPPED: running analyze_perf_json.py, not given (NCCL_TESTS_ANALYZE_PERF_JSON or NCCL_TESTS_HOME): the document was read as it reads, here"
         ),
         Some(script) => {
             for analysis in [&[][..], &["--all"], &["--straggler"], &["--spikes"], &["--nodes"], &["--in-place", "--all"]] {
