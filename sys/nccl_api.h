@@ -91,10 +91,16 @@ typedef enum {
     ncclNumTypes = 12
 } ncclDataType_t;
 
-#elif defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE < 21400
-/* ncclConfig_t came with NCCL 2.14: an older real header (RCCL 5.4's, NCCL 2.13) has none, and the one
- * prototype that names it (ncclCommSplit, NCCL 2.18) is absent from such a library. */
+#else
+#if defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE < 21400
+/* ncclConfig_t came with NCCL 2.14: an older real header (RCCL 5.4's, NCCL 2.13) has none, and the
+ * prototypes that name it (ncclCommInitRankConfig, ncclCommSplit) are absent from such a library. */
 typedef struct ncclConfig_opaque ncclConfig_t;
+#endif
+#if defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE < 22700
+/* ncclWindow_t came with NCCL 2.27: the same for an older real header and the window calls. */
+typedef struct ncclWindow_vidmem *ncclWindow_t;
+#endif
 #endif /* COLLBENCH_NCCL_TYPES_FROM_NCCL_H */
 
 /* ncclConfig_t is versioned and append-only: NCCL copies min(size, its own sizeof) bytes over

@@ -241,19 +241,29 @@ const RCCL_RELEASES: [RcclRelease; 2] = [
     RcclRelease {
         folder: amd::Stack::Rccl5,
         nccl_api: "2.13.4",
-        // NCCL 2.13's API: no non-blocking communicators, no timeout code, no FP8.
+        // NCCL 2.13's API: no non-blocking communicators, no timeout code, no FP8, no ncclConfig_t
+        // (2.14), no CTA policy or symmetric windows (2.27). NCCL_API_MAGIC is our name for the
+        // config's magic, which NCCL's headers write as a literal.
         absent: &[
             "ncclInProgress",
             "ncclTimeout",
             "ncclFloat8e4m3",
             "ncclFloat8e5m2",
+            "NCCL_API_MAGIC",
+            "NCCL_CONFIG_UNDEF_INT",
+            "NCCL_CTA_POLICY_DEFAULT",
+            "NCCL_CTA_POLICY_EFFICIENCY",
+            "NCCL_CTA_POLICY_ZERO",
+            "NCCL_WIN_DEFAULT",
+            "NCCL_WIN_COLL_SYMMETRIC",
         ],
         counts: &[("ncclNumResults", 7), ("ncclNumTypes", 10)],
     },
     RcclRelease {
         folder: amd::Stack::Rccl7,
         nccl_api: "2.27.7",
-        absent: &["ncclTimeout"],
+        // NCCL_CTA_POLICY_ZERO is NCCL 2.28's (-x 2 is gated on it); the magic is a literal there too.
+        absent: &["ncclTimeout", "NCCL_API_MAGIC", "NCCL_CTA_POLICY_ZERO"],
         counts: &[("ncclNumResults", 8)],
     },
 ];
