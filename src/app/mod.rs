@@ -259,7 +259,7 @@ fn exit_on_timeout(message: &str) -> ! {
 /// Every rank learns the run's id and where its document is; rank 0 writes the document now, before
 /// anything that can fail, so that every outcome leaves one.
 fn start_record(plan: &Plan, argv: &[String], world: &dyn World) -> Result<Option<Reporter>> {
-    let run_id = share_run_id::<crate::report::model::RunDocument>(world, plan.json.as_deref())?;
+    let run_id = share_run_id(world, plan.json.as_deref())?;
     if world.rank() != 0 {
         return Ok(None);
     }
@@ -267,12 +267,9 @@ fn start_record(plan: &Plan, argv: &[String], world: &dyn World) -> Result<Optio
     Reporter::start(doc, plan.json.as_deref(), plan.csv.as_deref()).map(Some)
 }
 
-/// Every rank of any command that writes a document of type `D` to `json`: agrees on the run's id and
-/// learns where the document is, so that whatever ends the run marks it (src/app/record.rs).
-fn share_run_id<D>(world: &dyn World, json: Option<&std::path::Path>) -> Result<String>
-where
-    D: crate::report::model::HasLife + serde::Serialize + serde::de::DeserializeOwned,
-{
+/// Every rank of any command that writes a document to `json`: agrees on the run's id and learns where
+/// the document is, so that whatever ends the run marks it (src/app/record.rs).
+fn share_run_id(world: &dyn World, json: Option<&std::path::Path>) -> Result<String> {
     let mut id = if world.rank() == 0 {
         record::new_run_id(world.host()).into_bytes()
     } else {
@@ -280,7 +277,7 @@ where
     };
     world.broadcast_bytes(0, &mut id)?;
     let run_id = String::from_utf8_lossy(&id).into_owned();
-    record::know::<D>(json, &run_id);
+    record::know(json, &run_id);
     Ok(run_id)
 }
 
@@ -289,14 +286,11 @@ where
 /// already reported. Only rank 0 can fail to take the target, so it ends the job itself: the others are
 /// not waiting to hear of it.
 #[cfg(feature = "mpi")]
-fn start_document<D>(
+fn start_document(
     world: &dyn World,
     json: Option<&std::path::Path>,
-) -> std::result::Result<String, i32>
-where
-    D: crate::report::model::HasLife + serde::Serialize + serde::de::DeserializeOwned,
-{
-    let run_id = share_run_id::<D>(world, json).map_err(|e| fail_job(world, None, e))?;
+) -> std::result::Result<String, i32> {
+    let run_id = share_run_id(world, json).map_err(|e| fail_job(world, None, e))?;
     if world.rank() != 0 {
         return Ok(run_id);
     }

@@ -204,7 +204,7 @@ fn with_world(plan: &PairsPlan, argv: &[String]) -> i32 {
         Ok(started) => started,
         Err(code) => return code,
     };
-    let run_id = match super::start_document::<PairsDocument>(&world, plan.args.json.as_deref()) {
+    let run_id = match super::start_document(&world, plan.args.json.as_deref()) {
         Ok(id) => id,
         Err(code) => return code,
     };

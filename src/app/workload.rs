@@ -238,8 +238,7 @@ fn with_world(plan: &WorkloadPlan, argv: &[String]) -> i32 {
         Ok(started) => started,
         Err(code) => return code,
     };
-    let run_id = match super::start_document::<WorkloadDocument>(&world, plan.args.json.as_deref())
-    {
+    let run_id = match super::start_document(&world, plan.args.json.as_deref()) {
         Ok(id) => id,
         Err(code) => return code,
     };

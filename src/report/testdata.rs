@@ -80,3 +80,33 @@ pub fn row_with_rank_times(times: &[f64]) -> Row {
     }
     r
 }
+
+/// A running document of four ranks on two hosts, before its first row.
+pub fn document() -> crate::report::model::RunDocument {
+    use crate::report::model::{BackendReport, PlanReport, RunDocument, RunLife};
+    RunDocument {
+        schema_version: crate::report::model::SCHEMA_VERSION,
+        collbench_version: "0.0.0".into(),
+        command_line: vec!["collbench".into(), "all_reduce".into()],
+        started_unix_s: 1.7e9,
+        life: RunLife::running("host-1-1700000000.0"),
+        environment: Default::default(),
+        backend: BackendReport {
+            name: "mpi".into(),
+            reason: "requested".into(),
+            libraries: Vec::new(),
+        },
+        plan: PlanReport {
+            requested: serde_json::json!({"minbytes": 1024}),
+            sizes: vec![1 << 20],
+            memory_cap: None,
+        },
+        ranks: (0..4).map(|r| rank(r, ["a", "b"][r / 2])).collect(),
+        notes: vec!["a note".into()],
+        topology: None,
+        peak_gbps: None,
+        telemetry: None,
+        rows: Vec::new(),
+        summary: None,
+    }
+}

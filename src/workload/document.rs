@@ -5,6 +5,7 @@ use super::messages::{LayoutChoice, MessageKey, Phase, StepOptions};
 use super::model::ModelSpec;
 use super::ranking::PhaseRanking;
 use crate::dtype::DataType;
+use crate::report::growing::Growing;
 use crate::report::model::{BackendReport, Group, HasLife, Measurement, RankInfo, RunLife};
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +50,25 @@ impl HasLife for WorkloadDocument {
     }
     fn life_mut(&mut self) -> &mut RunLife {
         &mut self.life
+    }
+}
+
+/// Messages are listed before they are measured and measured in order: those measured have settled, the
+/// rest are written again at every save (a few lines each, no per-rank figures).
+impl Growing for WorkloadDocument {
+    type Item = MeasuredMessage;
+    const LIST: &'static str = "messages";
+    fn items(&self) -> &[MeasuredMessage] {
+        &self.messages
+    }
+    fn items_mut(&mut self) -> &mut Vec<MeasuredMessage> {
+        &mut self.messages
+    }
+    fn settled(&self) -> usize {
+        self.messages
+            .iter()
+            .take_while(|m| m.measurement.is_some())
+            .count()
     }
 }
 

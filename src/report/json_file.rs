@@ -1,0 +1,729 @@
+//! A regular file that `-J` names, written so that a row costs what it adds and a reader always finds a
+//! whole document: two copies of the document take turns. The one in place is never written; the other
+//! (hidden beside it, `.FILE.next`) gets what it lacks (the rows of the last two saves and the document's
+//! last fields) and then takes its place by rename(2), the one it replaces becoming the next to be
+//! written, a save later, so that a reader who opened it has a whole save's time to read it.
+//!
+//! The head of the document (everything before its list) is written whole only when it changes, which is
+//! before the first row; then both copies get the new one. On a file system without hard links (which the
+//! turn-taking needs to keep the replaced copy) the one copy is written in place instead, as rows come.
+//!
+//! A signal's handler (`crate::ffi::signals`) writes the run's ending over the last fields of each whole
+//! copy; another rank that fails does the same to the copy in place (`mark_failed`) after leaving its mark
+//! in `.FILE.failed`, and from then on no copy is written in place: the document is replaced whole.
+
+use super::growing::{self, Cut, Growing};
+use super::model::RunLife;
+use crate::error::{Error, Result};
+use crate::ffi::signals;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// A hidden file beside the document, named after it.
+pub fn beside(target: &Path, suffix: &str) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "results".into());
+    target.with_file_name(format!(".{name}.{suffix}"))
+}
+
+/// Where another rank leaves its failure: written once, never by rank 0.
+pub fn failed_mark(target: &Path) -> PathBuf {
+    beside(target, "failed")
+}
+
+/// The document's texts as the last save left them, less the items every copy already holds.
+struct Texts {
+    head: Vec<u8>,
+    /// Bumped whenever the head changes: a copy with an older one is written whole.
+    head_version: u64,
+    /// Settled items so far.
+    settled: usize,
+    /// The texts of settled items some copy lacks, with their index.
+    pending: VecDeque<(usize, Vec<u8>)>,
+    cut: Cut,
+    life: RunLife,
+    /// The life a signal leaves (interrupted), when one would.
+    on_signal: Option<RunLife>,
+}
+
+/// One copy of the document: its open file and what it holds.
+struct Copy {
+    file: File,
+    head_version: u64,
+    items: usize,
+    /// Where its settled items end, and where its last fields (the life) begin.
+    items_end: u64,
+    life_at: u64,
+}
+
+/// How the copies are kept.
+enum Turns {
+    /// The copy in place and the spare at `.FILE.next`.
+    Two(Copy, Copy),
+    /// One copy written in place (no hard links here).
+    One(Copy),
+    /// Another rank's failure was marked: the document is only ever replaced whole now.
+    Ended(Copy),
+}
+
+pub struct JsonFile {
+    target: PathBuf,
+    spare_path: PathBuf,
+    keep_path: PathBuf,
+    failed_path: PathBuf,
+    texts: Option<Texts>,
+    turns: Option<Turns>,
+    /// Bytes written to the document's files, for the benchmark.
+    written: u64,
+}
+
+impl JsonFile {
+    pub fn new(target: &Path) -> JsonFile {
+        JsonFile {
+            target: target.to_path_buf(),
+            spare_path: beside(target, "next"),
+            keep_path: beside(target, "prev"),
+            failed_path: failed_mark(target),
+            texts: None,
+            turns: None,
+            written: 0,
+        }
+    }
+
+    /// Removes what an earlier run at this path left beside it.
+    pub fn clear_leftovers(&self) {
+        for path in [&self.spare_path, &self.keep_path, &self.failed_path] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Saves `doc`: what it added since the last save, and its last fields. `on_signal`: the life a signal
+    /// would leave while this one stands (None once the run has ended). `durable`: wait for the disk.
+    pub fn save<D: Growing>(
+        &mut self,
+        doc: &mut D,
+        on_signal: Option<RunLife>,
+        durable: bool,
+    ) -> Result<()> {
+        let cut = growing::cut(doc)?;
+        let items = doc.items();
+        let texts = self.texts.get_or_insert_with(|| Texts {
+            head: Vec::new(),
+            head_version: 0,
+            settled: 0,
+            pending: VecDeque::new(),
+            cut: cut.clone(),
+            life: doc.life().clone(),
+            on_signal: None,
+        });
+        let mut whole = false;
+        if cut.head != texts.head || cut.settled < texts.settled {
+            texts.head = cut.head.clone();
+            texts.head_version += 1;
+            texts.settled = 0;
+            texts.pending.clear();
+            whole = true;
+        }
+        for (i, item) in items
+            .iter()
+            .enumerate()
+            .take(cut.settled)
+            .skip(texts.settled)
+        {
+            texts.pending.push_back((i, growing::item_text(item)?));
+        }
+        texts.settled = cut.settled;
+        texts.cut = cut;
+        texts.life = doc.life().clone();
+        texts.on_signal = on_signal;
+        let every_item = |i: usize| growing::item_text(&items[i]);
+        self.write(Some(&every_item), whole, durable)
+    }
+
+    /// Saves a new life (heartbeat, failure) with what the last save had.
+    pub fn save_life(
+        &mut self,
+        life: &RunLife,
+        on_signal: Option<RunLife>,
+        durable: bool,
+    ) -> Result<()> {
+        let Some(texts) = self.texts.as_mut() else {
+            return Ok(());
+        };
+        texts.life = life.clone();
+        texts.on_signal = on_signal;
+        self.write(None, false, durable)
+    }
+
+    fn write(
+        &mut self,
+        every_item: Option<&dyn Fn(usize) -> Result<Vec<u8>>>,
+        whole: bool,
+        durable: bool,
+    ) -> Result<()> {
+        let ended_elsewhere = self.failed_path.exists();
+        let result = match self.turns.take() {
+            None => self.first(every_item, durable),
+            Some(Turns::Ended(copy)) | Some(Turns::Two(copy, _)) | Some(Turns::One(copy))
+                if ended_elsewhere =>
+            {
+                self.replace_whole(copy, every_item, durable)
+            }
+            Some(Turns::Ended(copy)) => self.replace_whole(copy, every_item, durable),
+            Some(Turns::Two(shown, spare)) => {
+                self.take_turns(shown, spare, every_item, whole, durable)
+            }
+            Some(Turns::One(copy)) => self.in_place(copy, every_item, whole, durable),
+        };
+        self.publish_ending();
+        self.drop_pending_held_everywhere();
+        result
+            .map_err(|(what, e)| Error::io(format!("--json {}: {what}", self.target.display()), e))
+    }
+
+    /// The first save: the document in place, atomically, and its spare.
+    fn first(
+        &mut self,
+        every_item: Option<&dyn Fn(usize) -> Result<Vec<u8>>>,
+        durable: bool,
+    ) -> Io {
+        let shown = self.new_file_at(&self.target.clone(), every_item, durable)?;
+        match self.new_file_at(&self.spare_path.clone(), every_item, false) {
+            Ok(spare) => self.turns = Some(Turns::Two(shown, spare)),
+            Err(_) => self.turns = Some(Turns::One(shown)),
+        }
+        Ok(())
+    }
+
+    /// Brings the spare up to date, puts it in place, and keeps the copy it replaces as the next spare.
+    fn take_turns(
+        &mut self,
+        shown: Copy,
+        mut spare: Copy,
+        every_item: Option<&dyn Fn(usize) -> Result<Vec<u8>>>,
+        whole: bool,
+        durable: bool,
+    ) -> Io {
+        signals::hold_if_stopping();
+        if let Err(e) = self.bring_up(&mut spare, every_item, whole, durable) {
+            self.turns = Some(Turns::Two(shown, spare));
+            return Err(e);
+        }
+        // Both copies are whole now: a signal writes its ending over both, whichever is in place.
+        self.turns = Some(Turns::Two(shown, spare));
+        self.publish_ending();
+        signals::hold_if_stopping();
+        let Some(Turns::Two(shown, spare)) = self.turns.take() else {
+            unreachable!("set just above")
+        };
+        let _ = std::fs::remove_file(&self.keep_path);
+        if std::fs::hard_link(&self.target, &self.keep_path).is_err() {
+            // No hard links here: the spare, whole, takes the place and is from now on the one copy.
+            let renamed = std::fs::rename(&self.spare_path, &self.target);
+            self.turns = Some(match renamed {
+                Ok(()) => Turns::One(spare),
+                Err(_) => Turns::One(shown),
+            });
+            return renamed.map_err(|e| ("cannot replace the file", e));
+        }
+        if let Err(e) = std::fs::rename(&self.spare_path, &self.target) {
+            let _ = std::fs::remove_file(&self.keep_path);
+            self.turns = Some(Turns::Two(shown, spare));
+            return Err(("cannot replace the file", e));
+        }
+        let kept = std::fs::rename(&self.keep_path, &self.spare_path);
+        if whole || kept.is_err() {
+            // The replaced copy holds the old head (or has lost its name): a new spare, whole, takes its
+            // place; the old one is never written again, so whoever is reading it can finish.
+            self.turns = Some(Turns::One(spare));
+            self.publish_ending();
+            let new_spare = self.new_file_at(&self.spare_path.clone(), every_item, false);
+            let Some(Turns::One(spare)) = self.turns.take() else {
+                unreachable!("set just above")
+            };
+            self.turns = Some(match new_spare {
+                Ok(next) => Turns::Two(spare, next),
+                Err(_) => Turns::One(spare),
+            });
+            drop(shown);
+            return Ok(());
+        }
+        self.turns = Some(Turns::Two(spare, shown));
+        Ok(())
+    }
+
+    /// The one copy, written where it stands (a file system without hard links).
+    fn in_place(
+        &mut self,
+        mut copy: Copy,
+        every_item: Option<&dyn Fn(usize) -> Result<Vec<u8>>>,
+        whole: bool,
+        durable: bool,
+    ) -> Io {
+        // Not whole while it is written: a signal meanwhile leaves it as it is.
+        signals::publish(signals::Ending {
+            files: Vec::new(),
+            text: Vec::new(),
+        });
+        signals::hold_if_stopping();
+        let done = self.bring_up(&mut copy, every_item, whole, durable);
+        self.turns = Some(Turns::One(copy));
+        done
+    }
+
+    /// Another rank marked the run failed and may be writing the copy in place: nothing is written in
+    /// place again. With the items at hand the document is replaced whole; without (a heartbeat, a
+    /// failure seen by a thread) its last fields are written over the copy in place, as that rank did.
+    fn replace_whole(
+        &mut self,
+        copy: Copy,
+        every_item: Option<&dyn Fn(usize) -> Result<Vec<u8>>>,
+        durable: bool,
+    ) -> Io {
+        let Some(every_item) = every_item else {
+            let region = self.region();
+            let r = region.and_then(|text| {
+                write_covering(&copy.file, copy.life_at, &text)
+                    .map(|n| self.written += n)
+                    .map_err(|e| ("cannot write", e))
+            });
+            self.turns = Some(Turns::Ended(copy));
+            return r;
+        };
+        self.turns = Some(Turns::Ended(copy));
+        self.publish_ending();
+        match self.new_file_at(&self.target.clone(), Some(every_item), durable) {
+            Ok(new) => {
+                self.turns = Some(Turns::Ended(new));
+                let _ = std::fs::remove_file(&self.spare_path);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The document's last fields, as the present life says.
+    fn region(&self) -> Io<Vec<u8>> {
+        let texts = self.texts.as_ref().expect("saved before");
+        growing::life_region(&texts.life).map_err(|e| ("cannot write", std::io::Error::other(e)))
+    }
+
+    /// Writes what `copy` lacks: from the end of its items when it holds this head and every item it lacks
+    /// is at hand, else from its start.
+    fn bring_up(
+        &mut self,
+        copy: &mut Copy,
+        every_item: Option<&dyn Fn(usize) -> Result<Vec<u8>>>,
+        whole: bool,
+        durable: bool,
+    ) -> Io {
+        let texts = self.texts.as_ref().expect("saved before");
+        let first_pending = texts.pending.front().map_or(texts.settled, |(i, _)| *i);
+        let incremental = !whole
+            && copy.head_version == texts.head_version
+            && copy.items <= texts.settled
+            && copy.items >= first_pending;
+        let (start, from) = if incremental {
+            (copy.items_end, copy.items)
+        } else {
+            (0, 0)
+        };
+        let mut text = Vec::new();
+        if start == 0 {
+            text.extend_from_slice(&texts.head);
+        }
+        for i in from..texts.settled {
+            text.extend_from_slice(growing::item_separator(i));
+            match texts.pending.iter().find(|(j, _)| *j == i) {
+                Some((_, item)) => text.extend_from_slice(item),
+                None => {
+                    let every_item = every_item.ok_or_else(|| {
+                        (
+                            "cannot write",
+                            std::io::Error::other("an item no longer at hand"),
+                        )
+                    })?;
+                    let item =
+                        every_item(i).map_err(|e| ("cannot write", std::io::Error::other(e)))?;
+                    text.extend_from_slice(&item);
+                }
+            }
+        }
+        let items_end = start + text.len() as u64;
+        let rest = texts
+            .cut
+            .rest(&texts.life)
+            .map_err(|e| ("cannot write", std::io::Error::other(e)))?;
+        let region_len = growing::life_region(&texts.life)
+            .map_err(|e| ("cannot write", std::io::Error::other(e)))?
+            .len() as u64;
+        text.extend_from_slice(&rest);
+        let end = start + text.len() as u64;
+        copy.file
+            .write_all_at(&text, start)
+            .map_err(|e| ("cannot write", e))?;
+        copy.file.set_len(end).map_err(|e| ("cannot write", e))?;
+        if durable {
+            copy.file.sync_data().map_err(|e| ("cannot write", e))?;
+        }
+        self.written += text.len() as u64;
+        copy.head_version = texts.head_version;
+        copy.items = texts.settled;
+        copy.items_end = items_end;
+        copy.life_at = end - region_len;
+        Ok(())
+    }
+
+    /// A new file at `path`, whole, put there by rename from a temporary file beside it.
+    fn new_file_at(
+        &mut self,
+        path: &Path,
+        every_item: Option<&dyn Fn(usize) -> Result<Vec<u8>>>,
+        durable: bool,
+    ) -> Io<Copy> {
+        let tmp = beside(path, &format!("{}.tmp", std::process::id()));
+        let result = (|| {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+                .map_err(|e| ("cannot create the file", e))?;
+            let mut copy = Copy {
+                file,
+                head_version: u64::MAX,
+                items: 0,
+                items_end: 0,
+                life_at: 0,
+            };
+            self.bring_up(&mut copy, every_item, true, durable)?;
+            signals::hold_if_stopping();
+            std::fs::rename(&tmp, path).map_err(|e| ("cannot replace the file", e))?;
+            Ok(copy)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Tells the signal handler what to write where: the copies that are whole, while the run goes.
+    fn publish_ending(&self) {
+        let text = self
+            .texts
+            .as_ref()
+            .and_then(|t| t.on_signal.as_ref())
+            .and_then(|life| growing::life_region(life).ok());
+        let files = match (&self.turns, &text) {
+            (_, None) | (None, _) => Vec::new(),
+            (Some(Turns::Two(a, b)), Some(_)) => vec![a.ending(), b.ending()],
+            (Some(Turns::One(a)) | Some(Turns::Ended(a)), Some(_)) => vec![a.ending()],
+        };
+        signals::publish(signals::Ending {
+            files,
+            text: text.unwrap_or_default(),
+        });
+    }
+
+    /// Forgets the texts of items every copy holds.
+    fn drop_pending_held_everywhere(&mut self) {
+        let held = match &self.turns {
+            Some(Turns::Two(a, b)) => a.items.min(b.items),
+            Some(Turns::One(a)) | Some(Turns::Ended(a)) => a.items,
+            None => 0,
+        };
+        if let Some(texts) = self.texts.as_mut() {
+            while texts.pending.front().is_some_and(|(i, _)| *i < held) {
+                texts.pending.pop_front();
+            }
+        }
+    }
+
+    /// The run has ended and its document says how: the spare goes.
+    pub fn finish(&mut self) {
+        signals::publish(signals::Ending {
+            files: Vec::new(),
+            text: Vec::new(),
+        });
+        let _ = std::fs::remove_file(&self.spare_path);
+        let _ = std::fs::remove_file(&self.failed_path);
+    }
+}
+
+type Io<T = ()> = std::result::Result<T, (&'static str, std::io::Error)>;
+
+impl Copy {
+    fn ending(&self) -> (std::os::fd::RawFd, u64) {
+        (self.file.as_raw_fd(), self.life_at)
+    }
+}
+
+/// Writes `text` at `at`, with spaces to the file's present end (the last a newline), in one write.
+fn write_covering(file: &File, at: u64, text: &[u8]) -> std::io::Result<u64> {
+    let size = file.metadata()?.len();
+    let cover = size.saturating_sub(at) as usize;
+    let mut out = text.to_vec();
+    if out.len() < cover {
+        out.resize(cover, b' ');
+        out[cover - 1] = b'\n';
+    }
+    file.write_all_at(&out, at)?;
+    Ok(out.len() as u64)
+}
+
+/// Another rank's failure, put where rank 0's document shows it: first `.FILE.failed` (only the first
+/// failing rank's: a later one finds it there and leaves it), then the last fields of the copy in place,
+/// when that document is this run's and still running. Best effort: a document this rank cannot see or
+/// read is left alone.
+pub fn mark_failed(target: &Path, run_id: &str, failure: &RunLife) {
+    let Some(life) = read_end(target).map(|(_, life)| life) else {
+        return;
+    };
+    if life.run_id != run_id || life.status != super::model::RunStatus::Running {
+        return;
+    }
+    let Ok(mark) = growing::life_object(failure) else {
+        return;
+    };
+    if mark.len() > signals::MAX_FAILED_MARK || !leave_first(&failed_mark(target), &mark) {
+        return;
+    }
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(target)
+    else {
+        return;
+    };
+    if let Some((at, life)) = read_end_of(&file) {
+        if life.run_id == run_id && life.status == super::model::RunStatus::Running {
+            let _ = write_covering(&file, at, &mark[1..]);
+        }
+    }
+}
+
+/// Writes `text` to `path` unless a file is there already; true if this call put it there.
+fn leave_first(path: &Path, text: &[u8]) -> bool {
+    let tmp = beside(path, &format!("{}.tmp", std::process::id()));
+    if std::fs::write(&tmp, text).is_err() {
+        return false;
+    }
+    let placed = match std::fs::hard_link(&tmp, path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        // No hard links: put it there unless it is already (a race here only replaces one failure's
+        // words by another's).
+        Err(_) => !path.exists() && std::fs::rename(&tmp, path).is_ok(),
+    };
+    let _ = std::fs::remove_file(&tmp);
+    placed
+}
+
+/// Where the document at `path` has its last fields and what they say.
+pub fn read_end(path: &Path) -> Option<(u64, RunLife)> {
+    read_end_of(&File::open(path).ok()?)
+}
+
+fn read_end_of(file: &File) -> Option<(u64, RunLife)> {
+    const TAIL: u64 = 64 * 1024;
+    let size = file.metadata().ok()?.len();
+    let from = size.saturating_sub(TAIL);
+    let mut end = Vec::new();
+    let mut reader = file;
+    std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(from)).ok()?;
+    reader.take(TAIL).read_to_end(&mut end).ok()?;
+    let at = growing::find_life_region(&end)?;
+    let life = growing::read_life_region(&end[at..])?;
+    Some((from + at as u64, life))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collective::Collective;
+    use crate::report::model::{RunDocument, RunStatus};
+    use crate::report::testdata;
+
+    fn row() -> crate::report::model::Row {
+        testdata::row(Collective::AllReduce, 1 << 20, 4, 100.0)
+    }
+
+    fn on_disk(path: &Path) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap()).expect("a whole document")
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn interrupted(doc: &RunDocument) -> Option<RunLife> {
+        let mut life = doc.life.clone();
+        life.status = RunStatus::Interrupted;
+        Some(life)
+    }
+
+    fn save(file: &mut JsonFile, doc: &mut RunDocument) {
+        let on_signal = interrupted(doc);
+        file.save(doc, on_signal, false).unwrap();
+    }
+
+    #[test]
+    fn each_save_leaves_the_whole_document_and_writes_what_it_added() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        let mut file = JsonFile::new(&path);
+        let mut doc = testdata::document();
+        save(&mut file, &mut doc);
+        assert_eq!(on_disk(&path), serde_json::to_value(&doc).unwrap());
+        let row_bytes = growing::item_text(&row()).unwrap().len() as u64;
+        for n in 1..=20 {
+            doc.rows.push(row());
+            doc.life.heartbeat_unix_s += 1.0;
+            let before = file.written();
+            save(&mut file, &mut doc);
+            assert_eq!(
+                on_disk(&path),
+                serde_json::to_value(&doc).unwrap(),
+                "row {n}"
+            );
+            let rest = growing::cut(&mut doc)
+                .unwrap()
+                .rest(&doc.life)
+                .unwrap()
+                .len() as u64;
+            // The spare gets the rows of the last two saves and the document's end, nothing more.
+            assert!(
+                file.written() - before <= 2 * (row_bytes + 8) + rest,
+                "row {n}: {} bytes",
+                file.written() - before
+            );
+        }
+        assert_eq!(names(dir.path()), [".run.json.next", "run.json"]);
+        let finished = file.written();
+        doc.life.complete(0);
+        file.save(&mut doc, None, true).unwrap();
+        file.finish();
+        assert!(file.written() - finished < 2 * (row_bytes + 2048));
+        assert_eq!(on_disk(&path)["status"], "complete");
+        assert_eq!(names(dir.path()), ["run.json"]);
+    }
+
+    #[test]
+    fn a_reader_of_the_copy_in_place_has_a_whole_save_to_read_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        let mut file = JsonFile::new(&path);
+        let mut doc = testdata::document();
+        doc.rows.push(row());
+        save(&mut file, &mut doc);
+        save(&mut file, &mut doc);
+        let opened = File::open(&path).unwrap();
+        let seen = on_disk(&path);
+        doc.rows.push(row());
+        save(&mut file, &mut doc);
+        let mut text = Vec::new();
+        (&opened).read_to_end(&mut text).unwrap();
+        let read: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(
+            read, seen,
+            "the copy a reader holds is left alone for a save"
+        );
+        assert_eq!(on_disk(&path)["rows"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_head_that_changes_reaches_both_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        let mut file = JsonFile::new(&path);
+        let mut doc = testdata::document();
+        for n in 0..6 {
+            if n == 3 {
+                doc.notes.push("a note that came late".into());
+            }
+            doc.rows.push(row());
+            save(&mut file, &mut doc);
+            assert_eq!(
+                on_disk(&path),
+                serde_json::to_value(&doc).unwrap(),
+                "save {n}"
+            );
+            // A heartbeat in between uses only what the copies lack.
+            doc.life.heartbeat_unix_s += 1.0;
+            file.save_life(&doc.life, interrupted(&doc), false).unwrap();
+            assert_eq!(
+                on_disk(&path),
+                serde_json::to_value(&doc).unwrap(),
+                "beat {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn another_ranks_failure_is_put_over_the_end_and_then_the_document_is_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        let mut file = JsonFile::new(&path);
+        let mut doc = testdata::document();
+        doc.rows.push(row());
+        save(&mut file, &mut doc);
+        save(&mut file, &mut doc);
+        let mut failure = RunLife::running(&doc.life.run_id);
+        failure.fail("rank 3: NCCL error: unhandled system error", 3, Some(3));
+        // Another run's document is not this rank's to mark.
+        mark_failed(&path, "another run", &failure);
+        assert_eq!(on_disk(&path)["status"], "running");
+        assert!(!failed_mark(&path).exists());
+        mark_failed(&path, &doc.life.run_id, &failure);
+        let marked = on_disk(&path);
+        assert_eq!(marked["status"], "failed");
+        assert_eq!(marked["failed_rank"], 3);
+        assert_eq!(marked["rows"].as_array().unwrap().len(), 1);
+        assert!(failed_mark(&path).exists());
+        // A second failure leaves the first one's mark.
+        let mut second = failure.clone();
+        second.fail("rank 5 too", 1, Some(5));
+        mark_failed(&path, &doc.life.run_id, &second);
+        assert_eq!(on_disk(&path)["failed_rank"], 3);
+        // Rank 0 takes the failure over with a row more: the document is replaced whole.
+        doc.rows.push(row());
+        doc.life = failure;
+        file.save(&mut doc, None, false).unwrap();
+        file.finish();
+        assert_eq!(on_disk(&path), serde_json::to_value(&doc).unwrap());
+        assert_eq!(names(dir.path()), ["run.json"]);
+    }
+
+    #[test]
+    fn the_end_written_over_a_longer_one_leaves_valid_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        let mut file = JsonFile::new(&path);
+        let mut doc = testdata::document();
+        doc.life.error = Some("x".repeat(500));
+        save(&mut file, &mut doc);
+        let (at, _) = read_end(&path).unwrap();
+        let short = growing::life_region(&RunLife::running(&doc.life.run_id)).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        write_covering(&f, at, &short).unwrap();
+        let v = on_disk(&path);
+        assert!(v["error"].is_null());
+        assert_eq!(v["rows"], serde_json::json!([]));
+    }
+}
