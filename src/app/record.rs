@@ -16,7 +16,7 @@
 
 use crate::error::Result;
 use crate::report::growing::Growing;
-use crate::report::json::{self, JsonWriter, Target};
+use crate::report::json::{self, JsonWriter, Target, When};
 use crate::report::json_file;
 use crate::report::model::{unix_now_s, RunLife, RunStatus, HEARTBEAT_S};
 use std::path::{Path, PathBuf};
@@ -103,12 +103,17 @@ pub fn save<D: Growing>(doc: &mut D) -> Result<()> {
     take_over_ending_elsewhere(doc.life_mut());
     let mut s = lock(saved);
     let on_signal = interrupted(doc.life());
-    s.writer.save(doc, on_signal, true)?;
+    let when = match doc.life().status {
+        RunStatus::Running => When::Soon,
+        RunStatus::Complete => When::Final,
+        RunStatus::Failed | RunStatus::Interrupted => When::Now,
+    };
+    s.writer.save(doc, on_signal, when, true)?;
     s.life = Some(doc.life().clone());
     // A rank that failed while this was being written may have had its mark covered by it: look again,
     // and put the failure back at once (not waiting for the disk: the launcher is about to stop us).
     if take_over_ending_elsewhere(doc.life_mut()) {
-        s.writer.save(doc, None, false)?;
+        s.writer.save(doc, None, When::Now, false)?;
         s.life = Some(doc.life().clone());
     }
     Ok(())
@@ -159,7 +164,7 @@ pub fn fail(error: &str, code: i32, rank: Option<usize>) {
                 Some(ended) => *life = ended,
                 None => life.fail(error, code, rank),
             }
-            let _ = writer.save_life(life, None, true);
+            let _ = writer.save_life(life, None, When::Now, true);
         }
         return;
     }
@@ -221,11 +226,14 @@ fn lock(saved: &Mutex<Saved>) -> MutexGuard<'_, Saved> {
     saved.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Refreshes a running document's heartbeat every `HEARTBEAT_S` seconds, unless another rank has marked
-/// it failed, which it then takes over.
+/// Writes the saves that waited for the spare copy as soon as it may be written, and refreshes a running
+/// document's heartbeat every `HEARTBEAT_S` seconds, unless another rank has marked it failed, which it
+/// then takes over.
 fn heartbeat() {
+    const TICK: Duration = Duration::from_millis(100);
+    let mut last_beat = std::time::Instant::now();
     loop {
-        std::thread::sleep(Duration::from_secs_f64(HEARTBEAT_S));
+        std::thread::sleep(TICK);
         let Some(saved) = SAVED.get() else { return };
         let mut s = lock(saved);
         let Saved { writer, life } = &mut *s;
@@ -233,15 +241,22 @@ fn heartbeat() {
         if life.status != RunStatus::Running {
             return;
         }
+        if writer.due().is_some_and(|d| d.is_zero()) {
+            let _ = writer.flush();
+        }
+        if last_beat.elapsed().as_secs_f64() < HEARTBEAT_S {
+            continue;
+        }
+        last_beat = std::time::Instant::now();
         life.heartbeat_unix_s = unix_now_s();
         // Another rank's failure, before or while this is written, is put in place instead.
         let mut ended = take_over_ending_elsewhere(life);
         if !ended {
-            let _ = writer.save_life(life, interrupted(life), false);
+            let _ = writer.save_life(life, interrupted(life), When::Soon, false);
             ended = take_over_ending_elsewhere(life);
         }
         if ended {
-            let _ = writer.save_life(life, None, false);
+            let _ = writer.save_life(life, None, When::Now, false);
             return;
         }
     }
@@ -265,7 +280,7 @@ fn watch_signals() {
                         mark_interrupted(life);
                         life.exit_code = Some(128 + signal);
                         life.heartbeat_unix_s = unix_now_s();
-                        let _ = writer.save_life(life, None, false);
+                        let _ = writer.save_life(life, None, When::Now, false);
                     }
                 }
                 let _ = std::io::Write::flush(&mut std::io::stdout());

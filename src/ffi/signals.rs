@@ -4,9 +4,9 @@
 //! A launcher that ends a job (mpirun after another rank failed, Slurm's scancel or time limit, Ctrl-C)
 //! sends SIGTERM and then, about 10 ms later, SIGKILL: too soon for a thread to wake, serialise and write.
 //! So the text a signal leaves ("interrupted") is prepared at every save together with where it goes
-//! (each complete copy of the document: its open file and the offset of its last fields), and the handler
-//! only writes it there with pwrite(2), or, when another rank has already left its failure beside the
-//! document (`.FILE.failed`), that file's text, then exits. pwrite, read, fstat and _exit are
+//! (each complete copy of the document: its open file, the offset of its last fields, and any rows not
+//! yet written there), and the handler only writes it there with pwrite(2), or, when another rank has
+//! already left its failure beside the document (`.FILE.failed`), that file's text, then exits. pwrite, read, fstat and _exit are
 //! async-signal-safe; nothing here allocates, formats or takes a lock.
 
 use std::cell::UnsafeCell;
@@ -20,10 +20,21 @@ use std::sync::OnceLock;
 
 /// What a signal writes, and where.
 pub struct Ending {
-    /// Each complete copy of the document: its file and where its last fields (the run's life) begin.
-    pub files: Vec<(RawFd, u64)>,
-    /// Those last fields as a signal leaves them: from the newline before `"run_id"` to the end.
+    /// Each complete copy of the document.
+    pub files: Vec<EndingFile>,
+    /// The document's last fields (the run's life) as a signal leaves them: from the newline before
+    /// `"run_id"` to the end.
     pub text: Vec<u8>,
+}
+
+/// One copy of the document, as a signal finishes it.
+pub struct EndingFile {
+    pub fd: RawFd,
+    /// Where the signal writes.
+    pub at: u64,
+    /// What goes before the last fields: rows measured but not yet written to this copy, and the fields
+    /// between them and the life (empty when the copy holds every row: `at` is then its life's start).
+    pub before: Vec<u8>,
 }
 
 static ENDING: AtomicPtr<Ending> = AtomicPtr::new(ptr::null_mut());
@@ -117,8 +128,10 @@ fn on_signal(signal: i32) {
             } else {
                 &ending.text
             };
-            for &(fd, at) in &ending.files {
-                write_covering(fd, at, text, &mut memory.text);
+            for file in &ending.files {
+                pwrite_all(file.fd, &file.before, file.at);
+                let at = file.at + file.before.len() as u64;
+                write_covering(file.fd, at, text, &mut memory.text);
             }
         }
         libc::_exit(128 + signal);

@@ -5,6 +5,7 @@
 //! end.
 
 use super::growing::{self, Cut, Growing};
+pub use super::json_file::When;
 use super::json_file::{self, JsonFile};
 use super::model::{RunDocument, RunLife, RunStatus};
 use crate::error::{Error, Result};
@@ -139,16 +140,18 @@ impl JsonWriter {
 
     /// Saves `doc`: to a regular file what it added since the last save and its last fields, to a stream
     /// nothing until it says how the run ended. `on_signal`: the life a signal would leave now (None once
-    /// the run has ended). `durable`: wait for the disk.
+    /// the run has ended). `when`: whether the save may wait for the spare copy (json_file.rs).
+    /// `durable`: wait for the disk.
     pub fn save<D: Growing>(
         &mut self,
         doc: &mut D,
         on_signal: Option<RunLife>,
+        when: When,
         durable: bool,
     ) -> Result<()> {
         let ended = doc.life().status != RunStatus::Running;
         if let Some(file) = &mut self.file {
-            file.save(doc, on_signal, durable)?;
+            file.save(doc, on_signal, when, durable)?;
             if ended {
                 file.finish();
             }
@@ -190,11 +193,12 @@ impl JsonWriter {
         &mut self,
         life: &RunLife,
         on_signal: Option<RunLife>,
+        when: When,
         durable: bool,
     ) -> Result<()> {
         let ended = life.status != RunStatus::Running;
         if let Some(file) = &mut self.file {
-            file.save_life(life, on_signal, durable)?;
+            file.save_life(life, on_signal, when, durable)?;
             if ended {
                 file.finish();
             }
@@ -204,6 +208,16 @@ impl JsonWriter {
             self.write_stream(life)?;
         }
         Ok(())
+    }
+
+    /// Writes a save that waited for the spare copy, when it may be written now.
+    pub fn flush(&mut self) -> Result<()> {
+        self.file.as_mut().map_or(Ok(()), JsonFile::flush)
+    }
+
+    /// How long until a save that waits can be written; None when none waits.
+    pub fn due(&self) -> Option<std::time::Duration> {
+        self.file.as_ref().and_then(JsonFile::due)
     }
 
     /// The whole document to the stream, once.

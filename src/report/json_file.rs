@@ -1,19 +1,21 @@
-//! A regular file that `-J` names, written so that a row costs what it adds and a reader always finds a
-//! whole document: two copies of the document take turns. The one in place is never written; the other
-//! (hidden beside it, `.FILE.next`) gets what it lacks (the rows of the last two saves and the document's
-//! last fields) and then takes its place by rename(2), the one it replaces becoming the next to be
-//! written, a save later, so that a reader who opened it has a whole save's time to read it.
+//! A regular file that `-J` names, written so that a row costs what it adds and a reader finds a whole
+//! document: two copies of the document take turns. The one in place is never written; the other
+//! (hidden beside it, `.FILE.next`) gets what it lacks (the rows saved since it was in place, and the
+//! document's last fields), then takes the place by rename(2), and the copy it replaces is written again
+//! only once a reader who opened it has had time to read it whole (`reuse_after`): saves that come
+//! sooner wait in memory and go out together.
 //!
 //! The head of the document (everything before its list) is written whole only when it changes, which is
 //! before the first row; then both copies get the new one. On a file system without hard links (which the
 //! turn-taking needs to keep the replaced copy) the one copy is written in place instead, as rows come.
 //!
-//! A signal's handler (`crate::ffi::signals`) writes the run's ending over the last fields of each whole
-//! copy; another rank that fails does the same to the copy in place (`mark_failed`) after leaving its mark
-//! in `.FILE.failed`, and from then on no copy is written in place: the document is replaced whole.
+//! A signal's handler (`crate::ffi::signals`) writes over the copy in place the rows it lacks and the
+//! run's ending; another rank that fails leaves its mark in `.FILE.failed`, then writes it over the last
+//! fields of the copy in place (`mark_failed`), after which no copy is written in place again: the
+//! document is replaced whole.
 
 use super::growing::{self, Cut, Growing};
-use super::model::RunLife;
+use super::model::{RunLife, RunStatus};
 use crate::error::{Error, Result};
 use crate::ffi::signals;
 use std::collections::VecDeque;
@@ -22,6 +24,7 @@ use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// A hidden file beside the document, named after it.
 pub fn beside(target: &Path, suffix: &str) -> PathBuf {
@@ -37,6 +40,24 @@ pub fn failed_mark(target: &Path) -> PathBuf {
     beside(target, "failed")
 }
 
+/// How long a copy stays untouched once replaced: long enough to read it whole at 50 MB/s, from 50 ms
+/// (a small document) to 5 s (hundreds of MB, a fleet's).
+fn reuse_after(len: u64) -> Duration {
+    Duration::from_secs_f64((len as f64 / 50e6).clamp(0.05, 5.0))
+}
+
+/// When a save may be put off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// As soon as the spare may be written; until then the save waits in memory for the next one, or
+    /// for `flush`.
+    Soon,
+    /// Now, waiting for the spare if need be: the run has ended and the process is about to go.
+    Final,
+    /// Now, whoever may still be reading the spare: a failure, the launcher about to stop the job.
+    Now,
+}
+
 /// The document's texts as the last save left them, less the items every copy already holds.
 struct Texts {
     head: Vec<u8>,
@@ -48,8 +69,28 @@ struct Texts {
     pending: VecDeque<(usize, Vec<u8>)>,
     cut: Cut,
     life: RunLife,
-    /// The life a signal leaves (interrupted), when one would.
+    /// The life a signal leaves (interrupted), while one would.
     on_signal: Option<RunLife>,
+}
+
+impl Texts {
+    /// The items from `from` to the last settled one, with their separators, where every one is at hand.
+    fn items_from(&self, from: usize) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut next = from;
+        for (i, text) in &self.pending {
+            if *i < next {
+                continue;
+            }
+            if *i != next {
+                return None;
+            }
+            out.extend_from_slice(growing::item_separator(*i));
+            out.extend_from_slice(text);
+            next += 1;
+        }
+        (next >= self.settled).then_some(out)
+    }
 }
 
 /// One copy of the document: its open file and what it holds.
@@ -60,12 +101,24 @@ struct Copy {
     /// Where its settled items end, and where its last fields (the life) begin.
     items_end: u64,
     life_at: u64,
+    len: u64,
+    /// When it stopped being the copy in place.
+    replaced_at: Option<Instant>,
+}
+
+impl Copy {
+    /// How long until it may be written.
+    fn writable_in(&self) -> Duration {
+        self.replaced_at.map_or(Duration::ZERO, |t| {
+            reuse_after(self.len).saturating_sub(t.elapsed())
+        })
+    }
 }
 
 /// How the copies are kept.
 enum Turns {
     /// The copy in place and the spare at `.FILE.next`.
-    Two(Copy, Copy),
+    Two { shown: Copy, spare: Copy },
     /// One copy written in place (no hard links here).
     One(Copy),
     /// Another rank's failure was marked: the document is only ever replaced whole now.
@@ -79,8 +132,19 @@ pub struct JsonFile {
     failed_path: PathBuf,
     texts: Option<Texts>,
     turns: Option<Turns>,
-    /// Bytes written to the document's files, for the benchmark.
+    /// A save waits for the spare.
+    deferred: bool,
+    /// Bytes written to the document's files.
     written: u64,
+}
+
+type Io<T = ()> = std::result::Result<T, (&'static str, std::io::Error)>;
+
+/// Gives the text of every settled item by index, for a copy written whole.
+type EveryItem<'a> = Option<&'a dyn Fn(usize) -> Result<Vec<u8>>>;
+
+fn other(e: Error) -> (&'static str, std::io::Error) {
+    ("cannot write", std::io::Error::other(e.to_string()))
 }
 
 impl JsonFile {
@@ -92,6 +156,7 @@ impl JsonFile {
             failed_path: failed_mark(target),
             texts: None,
             turns: None,
+            deferred: false,
             written: 0,
         }
     }
@@ -103,6 +168,7 @@ impl JsonFile {
         }
     }
 
+    /// Bytes written to the document's files so far.
     pub fn written(&self) -> u64 {
         self.written
     }
@@ -113,6 +179,7 @@ impl JsonFile {
         &mut self,
         doc: &mut D,
         on_signal: Option<RunLife>,
+        when: When,
         durable: bool,
     ) -> Result<()> {
         let cut = growing::cut(doc)?;
@@ -126,13 +193,11 @@ impl JsonFile {
             life: doc.life().clone(),
             on_signal: None,
         });
-        let mut whole = false;
         if cut.head != texts.head || cut.settled < texts.settled {
             texts.head = cut.head.clone();
             texts.head_version += 1;
             texts.settled = 0;
             texts.pending.clear();
-            whole = true;
         }
         for (i, item) in items
             .iter()
@@ -147,7 +212,7 @@ impl JsonFile {
         texts.life = doc.life().clone();
         texts.on_signal = on_signal;
         let every_item = |i: usize| growing::item_text(&items[i]);
-        self.write(Some(&every_item), whole, durable)
+        self.write(Some(&every_item), when, durable)
     }
 
     /// Saves a new life (heartbeat, failure) with what the last save had.
@@ -155,6 +220,7 @@ impl JsonFile {
         &mut self,
         life: &RunLife,
         on_signal: Option<RunLife>,
+        when: When,
         durable: bool,
     ) -> Result<()> {
         let Some(texts) = self.texts.as_mut() else {
@@ -162,46 +228,65 @@ impl JsonFile {
         };
         texts.life = life.clone();
         texts.on_signal = on_signal;
-        self.write(None, false, durable)
+        self.write(None, when, durable)
     }
 
-    fn write(
-        &mut self,
-        every_item: Option<&dyn Fn(usize) -> Result<Vec<u8>>>,
-        whole: bool,
-        durable: bool,
-    ) -> Result<()> {
+    /// Writes a save that waited for the spare, if it may be written now.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.deferred {
+            self.write(None, When::Soon, true)?;
+        }
+        Ok(())
+    }
+
+    /// How long until a save that waits can be written; None when none waits.
+    pub fn due(&self) -> Option<Duration> {
+        match (&self.turns, self.deferred) {
+            (Some(Turns::Two { spare, .. }), true) => Some(spare.writable_in()),
+            _ => None,
+        }
+    }
+
+    /// The run has ended and its document says how: the spare and another rank's mark go.
+    pub fn finish(&mut self) {
+        signals::publish(signals::Ending {
+            files: Vec::new(),
+            text: Vec::new(),
+        });
+        let _ = std::fs::remove_file(&self.spare_path);
+        let _ = std::fs::remove_file(&self.failed_path);
+    }
+
+    fn write(&mut self, every_item: EveryItem, when: When, durable: bool) -> Result<()> {
         let ended_elsewhere = self.failed_path.exists();
         let result = match self.turns.take() {
             None => self.first(every_item, durable),
-            Some(Turns::Ended(copy)) | Some(Turns::Two(copy, _)) | Some(Turns::One(copy))
+            Some(Turns::Ended(copy) | Turns::Two { shown: copy, .. } | Turns::One(copy))
                 if ended_elsewhere =>
             {
                 self.replace_whole(copy, every_item, durable)
             }
             Some(Turns::Ended(copy)) => self.replace_whole(copy, every_item, durable),
-            Some(Turns::Two(shown, spare)) => {
-                self.take_turns(shown, spare, every_item, whole, durable)
+            Some(Turns::Two { shown, spare }) => {
+                self.take_turns(shown, spare, every_item, when, durable)
             }
-            Some(Turns::One(copy)) => self.in_place(copy, every_item, whole, durable),
+            Some(Turns::One(copy)) => self.in_place(copy, every_item, durable),
         };
-        self.publish_ending();
+        self.publish_ending(false);
         self.drop_pending_held_everywhere();
         result
             .map_err(|(what, e)| Error::io(format!("--json {}: {what}", self.target.display()), e))
     }
 
     /// The first save: the document in place, atomically, and its spare.
-    fn first(
-        &mut self,
-        every_item: Option<&dyn Fn(usize) -> Result<Vec<u8>>>,
-        durable: bool,
-    ) -> Io {
-        let shown = self.new_file_at(&self.target.clone(), every_item, durable)?;
-        match self.new_file_at(&self.spare_path.clone(), every_item, false) {
-            Ok(spare) => self.turns = Some(Turns::Two(shown, spare)),
-            Err(_) => self.turns = Some(Turns::One(shown)),
-        }
+    fn first(&mut self, every_item: EveryItem, durable: bool) -> Io {
+        let shown = self.new_file(&self.target.clone(), every_item, durable)?;
+        self.turns = Some(
+            match self.new_file(&self.spare_path.clone(), every_item, false) {
+                Ok(spare) => Turns::Two { shown, spare },
+                Err(_) => Turns::One(shown),
+            },
+        );
         Ok(())
     }
 
@@ -210,73 +295,96 @@ impl JsonFile {
         &mut self,
         shown: Copy,
         mut spare: Copy,
-        every_item: Option<&dyn Fn(usize) -> Result<Vec<u8>>>,
-        whole: bool,
+        every_item: EveryItem,
+        when: When,
         durable: bool,
     ) -> Io {
-        signals::hold_if_stopping();
-        if let Err(e) = self.bring_up(&mut spare, every_item, whole, durable) {
-            self.turns = Some(Turns::Two(shown, spare));
-            return Err(e);
+        let wait = spare.writable_in();
+        if !wait.is_zero() {
+            match when {
+                When::Soon => {
+                    self.deferred = true;
+                    self.turns = Some(Turns::Two { shown, spare });
+                    return Ok(());
+                }
+                When::Final => std::thread::sleep(wait),
+                When::Now => {}
+            }
         }
-        // Both copies are whole now: a signal writes its ending over both, whichever is in place.
-        self.turns = Some(Turns::Two(shown, spare));
-        self.publish_ending();
+        self.deferred = false;
+        // The last published ending names the copy in place only: the spare may change.
         signals::hold_if_stopping();
-        let Some(Turns::Two(shown, spare)) = self.turns.take() else {
+        let brought = self.bring_up(&mut spare, every_item, durable);
+        self.turns = Some(Turns::Two { shown, spare });
+        brought?;
+        // Both copies are whole: a signal now finishes both, whichever is in place when it comes.
+        self.publish_ending(true);
+        signals::hold_if_stopping();
+        let Some(Turns::Two { mut shown, spare }) = self.turns.take() else {
             unreachable!("set just above")
         };
         let _ = std::fs::remove_file(&self.keep_path);
         if std::fs::hard_link(&self.target, &self.keep_path).is_err() {
             // No hard links here: the spare, whole, takes the place and is from now on the one copy.
             let renamed = std::fs::rename(&self.spare_path, &self.target);
-            self.turns = Some(match renamed {
-                Ok(()) => Turns::One(spare),
-                Err(_) => Turns::One(shown),
-            });
+            let (kept, gone) = if renamed.is_ok() {
+                (spare, shown)
+            } else {
+                (shown, spare)
+            };
+            self.turns = Some(Turns::One(kept));
+            self.retire(gone);
             return renamed.map_err(|e| ("cannot replace the file", e));
         }
         if let Err(e) = std::fs::rename(&self.spare_path, &self.target) {
             let _ = std::fs::remove_file(&self.keep_path);
-            self.turns = Some(Turns::Two(shown, spare));
+            self.turns = Some(Turns::Two { shown, spare });
             return Err(("cannot replace the file", e));
         }
+        shown.replaced_at = Some(Instant::now());
         let kept = std::fs::rename(&self.keep_path, &self.spare_path);
-        if whole || kept.is_err() {
-            // The replaced copy holds the old head (or has lost its name): a new spare, whole, takes its
-            // place; the old one is never written again, so whoever is reading it can finish.
-            self.turns = Some(Turns::One(spare));
-            self.publish_ending();
-            let new_spare = self.new_file_at(&self.spare_path.clone(), every_item, false);
-            let Some(Turns::One(spare)) = self.turns.take() else {
-                unreachable!("set just above")
-            };
-            self.turns = Some(match new_spare {
-                Ok(next) => Turns::Two(spare, next),
-                Err(_) => Turns::One(spare),
+        let head_version = self.texts.as_ref().map_or(0, |t| t.head_version);
+        if kept.is_ok() && shown.head_version == head_version {
+            self.turns = Some(Turns::Two {
+                shown: spare,
+                spare: shown,
             });
-            drop(shown);
             return Ok(());
         }
-        self.turns = Some(Turns::Two(spare, shown));
+        // The replaced copy holds an older head (or lost its name): a new spare, whole, takes its place,
+        // and the old one is never written again, so whoever is reading it can finish.
+        self.turns = Some(Turns::One(spare));
+        self.retire(shown);
+        let next = self.new_file(&self.spare_path.clone(), every_item, false);
+        let Some(Turns::One(spare)) = self.turns.take() else {
+            unreachable!("set just above")
+        };
+        self.turns = Some(match next {
+            Ok(next) => Turns::Two {
+                shown: spare,
+                spare: next,
+            },
+            Err(_) => Turns::One(spare),
+        });
         Ok(())
     }
 
+    /// Closes a copy that is no longer kept, once the signal handler no longer names it.
+    fn retire(&self, copy: Copy) {
+        self.publish_ending(false);
+        signals::hold_if_stopping();
+        drop(copy);
+    }
+
     /// The one copy, written where it stands (a file system without hard links).
-    fn in_place(
-        &mut self,
-        mut copy: Copy,
-        every_item: Option<&dyn Fn(usize) -> Result<Vec<u8>>>,
-        whole: bool,
-        durable: bool,
-    ) -> Io {
+    fn in_place(&mut self, mut copy: Copy, every_item: EveryItem, durable: bool) -> Io {
         // Not whole while it is written: a signal meanwhile leaves it as it is.
         signals::publish(signals::Ending {
             files: Vec::new(),
             text: Vec::new(),
         });
         signals::hold_if_stopping();
-        let done = self.bring_up(&mut copy, every_item, whole, durable);
+        let done = self.bring_up(&mut copy, every_item, durable);
         self.turns = Some(Turns::One(copy));
         done
     }
@@ -284,90 +392,62 @@ impl JsonFile {
     /// Another rank marked the run failed and may be writing the copy in place: nothing is written in
     /// place again. With the items at hand the document is replaced whole; without (a heartbeat, a
     /// failure seen by a thread) its last fields are written over the copy in place, as that rank did.
-    fn replace_whole(
-        &mut self,
-        copy: Copy,
-        every_item: Option<&dyn Fn(usize) -> Result<Vec<u8>>>,
-        durable: bool,
-    ) -> Io {
+    fn replace_whole(&mut self, copy: Copy, every_item: EveryItem, durable: bool) -> Io {
+        self.deferred = false;
         let Some(every_item) = every_item else {
             let region = self.region();
-            let r = region.and_then(|text| {
-                write_covering(&copy.file, copy.life_at, &text)
-                    .map(|n| self.written += n)
-                    .map_err(|e| ("cannot write", e))
+            let written = region.and_then(|text| {
+                write_covering(&copy.file, copy.life_at, &text).map_err(|e| ("cannot write", e))
             });
             self.turns = Some(Turns::Ended(copy));
-            return r;
+            self.written += written?;
+            return Ok(());
         };
         self.turns = Some(Turns::Ended(copy));
-        self.publish_ending();
-        match self.new_file_at(&self.target.clone(), Some(every_item), durable) {
-            Ok(new) => {
-                self.turns = Some(Turns::Ended(new));
-                let _ = std::fs::remove_file(&self.spare_path);
-                Ok(())
-            }
-            Err(e) => Err(e),
+        self.publish_ending(false);
+        let new = self.new_file(&self.target.clone(), Some(every_item), durable)?;
+        if let Some(Turns::Ended(old)) = self.turns.replace(Turns::Ended(new)) {
+            self.retire(old);
         }
+        let _ = std::fs::remove_file(&self.spare_path);
+        Ok(())
     }
 
     /// The document's last fields, as the present life says.
     fn region(&self) -> Io<Vec<u8>> {
         let texts = self.texts.as_ref().expect("saved before");
-        growing::life_region(&texts.life).map_err(|e| ("cannot write", std::io::Error::other(e)))
+        growing::life_region(&texts.life).map_err(other)
     }
 
-    /// Writes what `copy` lacks: from the end of its items when it holds this head and every item it lacks
-    /// is at hand, else from its start.
-    fn bring_up(
-        &mut self,
-        copy: &mut Copy,
-        every_item: Option<&dyn Fn(usize) -> Result<Vec<u8>>>,
-        whole: bool,
-        durable: bool,
-    ) -> Io {
+    /// Writes what `copy` lacks: from the end of its items when it holds this head and every item it
+    /// lacks is at hand, else from its start.
+    fn bring_up(&mut self, copy: &mut Copy, every_item: EveryItem, durable: bool) -> Io {
         let texts = self.texts.as_ref().expect("saved before");
-        let first_pending = texts.pending.front().map_or(texts.settled, |(i, _)| *i);
-        let incremental = !whole
-            && copy.head_version == texts.head_version
-            && copy.items <= texts.settled
-            && copy.items >= first_pending;
-        let (start, from) = if incremental {
-            (copy.items_end, copy.items)
-        } else {
-            (0, 0)
-        };
-        let mut text = Vec::new();
-        if start == 0 {
-            text.extend_from_slice(&texts.head);
-        }
-        for i in from..texts.settled {
-            text.extend_from_slice(growing::item_separator(i));
-            match texts.pending.iter().find(|(j, _)| *j == i) {
-                Some((_, item)) => text.extend_from_slice(item),
-                None => {
-                    let every_item = every_item.ok_or_else(|| {
-                        (
-                            "cannot write",
-                            std::io::Error::other("an item no longer at hand"),
-                        )
-                    })?;
-                    let item =
-                        every_item(i).map_err(|e| ("cannot write", std::io::Error::other(e)))?;
-                    text.extend_from_slice(&item);
+        let missing = (copy.head_version == texts.head_version && copy.items <= texts.settled)
+            .then(|| texts.items_from(copy.items))
+            .flatten();
+        let (start, mut text) = match missing {
+            Some(items) => (copy.items_end, items),
+            None => {
+                let mut text = texts.head.clone();
+                for i in 0..texts.settled {
+                    text.extend_from_slice(growing::item_separator(i));
+                    match texts.pending.iter().find(|(j, _)| *j == i) {
+                        Some((_, item)) => text.extend_from_slice(item),
+                        None => {
+                            let every_item = every_item.ok_or_else(|| {
+                                other(Error::Internal("an item no longer at hand".into()))
+                            })?;
+                            text.extend_from_slice(&every_item(i).map_err(other)?);
+                        }
+                    }
                 }
+                (0, text)
             }
-        }
+        };
         let items_end = start + text.len() as u64;
-        let rest = texts
-            .cut
-            .rest(&texts.life)
-            .map_err(|e| ("cannot write", std::io::Error::other(e)))?;
-        let region_len = growing::life_region(&texts.life)
-            .map_err(|e| ("cannot write", std::io::Error::other(e)))?
-            .len() as u64;
-        text.extend_from_slice(&rest);
+        let region_len = growing::life_region(&texts.life).map_err(other)?.len() as u64;
+        text.extend_from_slice(&texts.cut.rest(&texts.life).map_err(other)?);
         let end = start + text.len() as u64;
         copy.file
             .write_all_at(&text, start)
@@ -381,17 +461,13 @@ impl JsonFile {
         copy.items = texts.settled;
         copy.items_end = items_end;
         copy.life_at = end - region_len;
+        copy.len = end;
         Ok(())
     }
 
-    /// A new file at `path`, whole, put there by rename from a temporary file beside it.
-    fn new_file_at(
-        &mut self,
-        path: &Path,
-        every_item: Option<&dyn Fn(usize) -> Result<Vec<u8>>>,
-        durable: bool,
-    ) -> Io<Copy> {
-        let tmp = beside(path, &format!("{}.tmp", std::process::id()));
+    /// A new copy at `path`, whole, put there by rename from a temporary file beside the document.
+    fn new_file(&mut self, path: &Path, every_item: EveryItem, durable: bool) -> Io<Copy> {
+        let tmp = beside(&self.target, &format!("{}.tmp", std::process::id()));
         let result = (|| {
             let file = std::fs::OpenOptions::new()
                 .read(true)
@@ -406,8 +482,10 @@ impl JsonFile {
                 items: 0,
                 items_end: 0,
                 life_at: 0,
+                len: 0,
+                replaced_at: None,
             };
-            self.bring_up(&mut copy, every_item, true, durable)?;
+            self.bring_up(&mut copy, every_item, durable)?;
             signals::hold_if_stopping();
             std::fs::rename(&tmp, path).map_err(|e| ("cannot replace the file", e))?;
             Ok(copy)
@@ -418,54 +496,69 @@ impl JsonFile {
         result
     }
 
-    /// Tells the signal handler what to write where: the copies that are whole, while the run goes.
-    fn publish_ending(&self) {
-        let text = self
-            .texts
-            .as_ref()
-            .and_then(|t| t.on_signal.as_ref())
-            .and_then(|life| growing::life_region(life).ok());
-        let files = match (&self.turns, &text) {
-            (_, None) | (None, _) => Vec::new(),
-            (Some(Turns::Two(a, b)), Some(_)) => vec![a.ending(), b.ending()],
-            (Some(Turns::One(a)) | Some(Turns::Ended(a)), Some(_)) => vec![a.ending()],
-        };
-        signals::publish(signals::Ending {
-            files,
-            text: text.unwrap_or_default(),
-        });
-    }
-
-    /// Forgets the texts of items every copy holds.
-    fn drop_pending_held_everywhere(&mut self) {
-        let held = match &self.turns {
-            Some(Turns::Two(a, b)) => a.items.min(b.items),
-            Some(Turns::One(a)) | Some(Turns::Ended(a)) => a.items,
-            None => 0,
-        };
-        if let Some(texts) = self.texts.as_mut() {
-            while texts.pending.front().is_some_and(|(i, _)| *i < held) {
-                texts.pending.pop_front();
-            }
-        }
-    }
-
-    /// The run has ended and its document says how: the spare goes.
-    pub fn finish(&mut self) {
-        signals::publish(signals::Ending {
+    /// Tells the signal handler what to write where while the run goes: over the copy in place (and,
+    /// with `both`, over the spare about to take its place) the rows it lacks, the fields after them and
+    /// the ending.
+    fn publish_ending(&self, both: bool) {
+        let mut ending = signals::Ending {
             files: Vec::new(),
             text: Vec::new(),
-        });
-        let _ = std::fs::remove_file(&self.spare_path);
-        let _ = std::fs::remove_file(&self.failed_path);
+        };
+        if let Some((texts, life)) = self
+            .texts
+            .as_ref()
+            .and_then(|t| t.on_signal.as_ref().map(|life| (t, life)))
+        {
+            let copies: Vec<&Copy> = match &self.turns {
+                Some(Turns::Two { shown, spare }) if both => vec![shown, spare],
+                Some(Turns::Two { shown, .. } | Turns::One(shown) | Turns::Ended(shown)) => {
+                    vec![shown]
+                }
+                None => Vec::new(),
+            };
+            let rest = texts.cut.rest(life).ok();
+            let region = growing::life_region(life).ok();
+            if let (Some(rest), Some(region)) = (rest, region) {
+                let between = &rest[..rest.len() - region.len()];
+                for copy in copies {
+                    if copy.head_version != texts.head_version {
+                        continue;
+                    }
+                    if let Some(mut before) = texts.items_from(copy.items) {
+                        before.extend_from_slice(between);
+                        ending.files.push(signals::EndingFile {
+                            fd: copy.file.as_raw_fd(),
+                            at: copy.items_end,
+                            before,
+                        });
+                    }
+                }
+                ending.text = region;
+            }
+        }
+        signals::publish(ending);
     }
-}
 
-type Io<T = ()> = std::result::Result<T, (&'static str, std::io::Error)>;
-
-impl Copy {
-    fn ending(&self) -> (std::os::fd::RawFd, u64) {
-        (self.file.as_raw_fd(), self.life_at)
+    /// Forgets the texts of items every copy with this head holds.
+    fn drop_pending_held_everywhere(&mut self) {
+        let Some(texts) = self.texts.as_mut() else {
+            return;
+        };
+        let holds = |c: &Copy| {
+            if c.head_version == texts.head_version {
+                c.items
+            } else {
+                0
+            }
+        };
+        let held = match &self.turns {
+            Some(Turns::Two { shown, spare }) => holds(shown).min(holds(spare)),
+            Some(Turns::One(c) | Turns::Ended(c)) => holds(c),
+            None => 0,
+        };
+        while texts.pending.front().is_some_and(|(i, _)| *i < held) {
+            texts.pending.pop_front();
+        }
     }
 }
 
@@ -487,16 +580,15 @@ fn write_covering(file: &File, at: u64, text: &[u8]) -> std::io::Result<u64> {
 /// when that document is this run's and still running. Best effort: a document this rank cannot see or
 /// read is left alone.
 pub fn mark_failed(target: &Path, run_id: &str, failure: &RunLife) {
-    let Some(life) = read_end(target).map(|(_, life)| life) else {
-        return;
-    };
-    if life.run_id != run_id || life.status != super::model::RunStatus::Running {
+    let this_run = |life: &RunLife| life.run_id == run_id && life.status == RunStatus::Running;
+    if !read_end(target).is_some_and(|(_, life)| this_run(&life)) {
         return;
     }
     let Ok(mark) = growing::life_object(failure) else {
         return;
     };
-    if mark.len() > signals::MAX_FAILED_MARK || !leave_first(&failed_mark(target), &mark) {
+    let tmp = beside(target, &format!("failed.{}.tmp", std::process::id()));
+    if mark.len() > signals::MAX_FAILED_MARK || !leave_first(&failed_mark(target), &tmp, &mark) {
         return;
     }
     let Ok(file) = std::fs::OpenOptions::new()
@@ -507,26 +599,26 @@ pub fn mark_failed(target: &Path, run_id: &str, failure: &RunLife) {
         return;
     };
     if let Some((at, life)) = read_end_of(&file) {
-        if life.run_id == run_id && life.status == super::model::RunStatus::Running {
+        if this_run(&life) {
             let _ = write_covering(&file, at, &mark[1..]);
         }
     }
 }
 
-/// Writes `text` to `path` unless a file is there already; true if this call put it there.
-fn leave_first(path: &Path, text: &[u8]) -> bool {
-    let tmp = beside(path, &format!("{}.tmp", std::process::id()));
-    if std::fs::write(&tmp, text).is_err() {
+/// Writes `text` to `path` (through `tmp`) unless a file is there already; true if this call put it
+/// there.
+fn leave_first(path: &Path, tmp: &Path, text: &[u8]) -> bool {
+    if std::fs::write(tmp, text).is_err() {
         return false;
     }
-    let placed = match std::fs::hard_link(&tmp, path) {
+    let placed = match std::fs::hard_link(tmp, path) {
         Ok(()) => true,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
         // No hard links: put it there unless it is already (a race here only replaces one failure's
         // words by another's).
-        Err(_) => !path.exists() && std::fs::rename(&tmp, path).is_ok(),
+        Err(_) => !path.exists() && std::fs::rename(tmp, path).is_ok(),
     };
-    let _ = std::fs::remove_file(&tmp);
+    let _ = std::fs::remove_file(tmp);
     placed
 }
 
@@ -580,7 +672,7 @@ mod tests {
 
     fn save(file: &mut JsonFile, doc: &mut RunDocument) {
         let on_signal = interrupted(doc);
-        file.save(doc, on_signal, false).unwrap();
+        file.save(doc, on_signal, When::Now, false).unwrap();
     }
 
     #[test]
@@ -617,7 +709,7 @@ mod tests {
         assert_eq!(names(dir.path()), [".run.json.next", "run.json"]);
         let finished = file.written();
         doc.life.complete(0);
-        file.save(&mut doc, None, true).unwrap();
+        file.save(&mut doc, None, When::Final, true).unwrap();
         file.finish();
         assert!(file.written() - finished < 2 * (row_bytes + 2048));
         assert_eq!(on_disk(&path)["status"], "complete");
@@ -648,6 +740,34 @@ mod tests {
     }
 
     #[test]
+    fn saves_that_come_too_soon_wait_for_the_spare_and_go_out_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        let mut file = JsonFile::new(&path);
+        let mut doc = testdata::document();
+        save(&mut file, &mut doc);
+        save(&mut file, &mut doc);
+        // The copy just replaced may still be read: the next rows wait in memory.
+        for _ in 0..3 {
+            doc.rows.push(row());
+            let on_signal = interrupted(&doc);
+            file.save(&mut doc, on_signal, When::Soon, false).unwrap();
+        }
+        let due = file.due().expect("a save waits");
+        assert!(due <= reuse_after(u64::MAX));
+        assert_eq!(on_disk(&path)["rows"].as_array().unwrap().len(), 0);
+        std::thread::sleep(due);
+        file.flush().unwrap();
+        assert_eq!(file.due(), None);
+        assert_eq!(on_disk(&path), serde_json::to_value(&doc).unwrap());
+        // The end of the run does not wait for a later save: it waits for the spare.
+        doc.rows.push(row());
+        doc.life.complete(0);
+        file.save(&mut doc, None, When::Final, false).unwrap();
+        assert_eq!(on_disk(&path), serde_json::to_value(&doc).unwrap());
+    }
+
+    #[test]
     fn a_head_that_changes_reaches_both_copies() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.json");
@@ -666,7 +786,8 @@ mod tests {
             );
             // A heartbeat in between uses only what the copies lack.
             doc.life.heartbeat_unix_s += 1.0;
-            file.save_life(&doc.life, interrupted(&doc), false).unwrap();
+            file.save_life(&doc.life, interrupted(&doc), When::Now, false)
+                .unwrap();
             assert_eq!(
                 on_disk(&path),
                 serde_json::to_value(&doc).unwrap(),
@@ -704,7 +825,7 @@ mod tests {
         // Rank 0 takes the failure over with a row more: the document is replaced whole.
         doc.rows.push(row());
         doc.life = failure;
-        file.save(&mut doc, None, false).unwrap();
+        file.save(&mut doc, None, When::Now, false).unwrap();
         file.finish();
         assert_eq!(on_disk(&path), serde_json::to_value(&doc).unwrap());
         assert_eq!(names(dir.path()), ["run.json"]);
