@@ -241,18 +241,21 @@ fn heartbeat() {
         if life.status != RunStatus::Running {
             return;
         }
-        if writer.due().is_some_and(|d| d.is_zero()) {
-            let _ = writer.flush();
-        }
-        if last_beat.elapsed().as_secs_f64() < HEARTBEAT_S {
+        let due = writer.due().is_some_and(|d| d.is_zero());
+        let beat = last_beat.elapsed().as_secs_f64() >= HEARTBEAT_S;
+        if !due && !beat {
             continue;
         }
-        last_beat = std::time::Instant::now();
-        life.heartbeat_unix_s = unix_now_s();
         // Another rank's failure, before or while this is written, is put in place instead.
         let mut ended = take_over_ending_elsewhere(life);
         if !ended {
-            let _ = writer.save_life(life, interrupted(life), When::Soon, false);
+            if beat {
+                last_beat = std::time::Instant::now();
+                life.heartbeat_unix_s = unix_now_s();
+                let _ = writer.save_life(life, interrupted(life), When::Soon, false);
+            } else {
+                let _ = writer.flush();
+            }
             ended = take_over_ending_elsewhere(life);
         }
         if ended {

@@ -259,6 +259,15 @@ impl JsonFile {
 
     fn write(&mut self, every_item: EveryItem, when: When, durable: bool) -> Result<()> {
         let ended_elsewhere = self.failed_path.exists();
+        let running = self
+            .texts
+            .as_ref()
+            .is_some_and(|t| t.life.status == RunStatus::Running);
+        if ended_elsewhere && running && self.turns.is_some() {
+            // Another rank's mark stands until the caller takes it over: "running" never covers it.
+            self.deferred = false;
+            return Ok(());
+        }
         let result = match self.turns.take() {
             None => self.first(every_item, durable),
             Some(Turns::Ended(copy) | Turns::Two { shown: copy, .. } | Turns::One(copy))
@@ -395,6 +404,12 @@ impl JsonFile {
     fn replace_whole(&mut self, copy: Copy, every_item: EveryItem, durable: bool) -> Io {
         self.deferred = false;
         let Some(every_item) = every_item else {
+            // A signal meanwhile must not write the same copy differently.
+            signals::publish(signals::Ending {
+                files: Vec::new(),
+                text: Vec::new(),
+            });
+            signals::hold_if_stopping();
             let region = self.region();
             let written = region.and_then(|text| {
                 write_covering(&copy.file, copy.life_at, &text).map_err(|e| ("cannot write", e))
