@@ -13,6 +13,8 @@ if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
 missing=()
 pkgs=(libopenmpi-dev openmpi-bin libclang-dev pkg-config)
 [ "$want_test" = 1 ] && pkgs+=(libamdhip64-5 python3-pip)
+# Slurm across the multi-host lab (tests/slurm_lab.rs) and the count of bytes written (tests/document_writes.rs).
+[ "$want_test" = 1 ] && pkgs+=(slurmd slurmctld slurm-client munge strace)
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done

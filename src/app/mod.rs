@@ -8,7 +8,7 @@ mod job;
 mod pairs;
 mod port_counters;
 mod record;
-mod reporter;
+pub mod reporter;
 mod topology;
 mod workload;
 
