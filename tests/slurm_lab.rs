@@ -208,6 +208,7 @@ fn a_rank_that_hangs_under_srun_ends_the_step_within_the_timeout() {
         .env("COLLBENCH_TEST_HANG", "2:2"),
     );
     let elapsed = started.elapsed();
+    eprintln!("a hung rank under srun with -T 5: the step ended after {elapsed:.1?}");
     assert_eq!(out.status.code(), Some(4), "{stdout}\n{stderr}");
     assert!(
         stderr.contains("did not finish within 5 s"),
@@ -247,6 +248,7 @@ fn a_rank_that_dies_under_srun_kill_on_bad_exit_ends_the_step_and_says_so() {
         .env("COLLBENCH_TEST_EXIT", "2:2"),
     );
     let elapsed = started.elapsed();
+    eprintln!("a rank that died under srun -K: the step ended after {elapsed:.1?}");
     assert!(!out.status.success(), "{stdout}\n{stderr}");
     assert!(stderr.contains("rank 2 exits before row 2"), "{stderr}");
     assert!(elapsed < Duration::from_secs(40), "{elapsed:?}");
@@ -284,4 +286,50 @@ fn a_job_the_scheduler_cancels_is_marked_interrupted() {
     assert_eq!(doc["status"], "interrupted", "{doc:#}");
     assert!(doc["error"].as_str().unwrap().contains("signal"));
     assert!(!doc["rows"].as_array().unwrap().is_empty());
+}
+
+/// Without -K, Slurm lets the step run on after a task died: PMIx may tell Slurm, which then kills the
+/// whole step at once (SIGKILL, no SIGTERM first: the document stays `running`, its heartbeat going
+/// stale), or the other ranks wait in MPI for the dead one until -T ends them (`failed`, exit 4). Either
+/// way the step ends and the document is whole with every row measured.
+#[test]
+fn a_rank_that_dies_under_plain_srun_ends_the_step_by_the_timeout_at_the_latest() {
+    let Some(lab) = slurm_lab(HOSTS) else { return };
+    let json = lab.path("run.json");
+    let started = Instant::now();
+    let (out, stdout, stderr) = output(
+        lab.srun(
+            &["-N", "4", "-n", "4", "--mpi=pmix"],
+            &[
+                "all_reduce",
+                "-b",
+                "64K",
+                "-e",
+                "1M",
+                "-n",
+                "2",
+                "--backend",
+                "mpi",
+                "-T",
+                "5",
+                "-J",
+                &json,
+            ],
+        )
+        .env("COLLBENCH_TEST_EXIT", "2:2"),
+    );
+    let elapsed = started.elapsed();
+    eprintln!(
+        "a rank that died under plain srun: the step ended after {elapsed:.1?}, exit {:?}",
+        out.status.code()
+    );
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(elapsed < Duration::from_secs(40), "{elapsed:?}");
+    let doc = read_json(Path::new(&json));
+    assert_eq!(doc["rows"].as_array().map(Vec::len), Some(2), "{doc:#}");
+    match doc["status"].as_str() {
+        Some("failed") => assert_eq!(doc["exit_code"], 4, "{doc:#}"),
+        Some("running") => {}
+        other => panic!("{other:?}: {doc:#}"),
+    }
 }

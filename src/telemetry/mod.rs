@@ -22,7 +22,7 @@ use crate::error::Result;
 pub use crate::report::gpu_readings::{
     GpuLimits, Range, RankSource, RankTelemetry, TelemetryHeader,
 };
-use crate::world::{all_gather_value, World};
+use crate::world::{all_gather_value, gather_value, World};
 
 /// How often a rank reads its GPU while a row runs.
 pub const INTERVAL_MS: u64 = 50;
@@ -33,7 +33,8 @@ pub trait RowObserver {
     /// Every rank, just before the row's first operation.
     fn row_starting(&mut self);
     /// Every rank, right after the row's last operation (collective: every rank must call it). What each
-    /// rank observed during the row, in rank order, or None when no rank observes anything.
+    /// rank observed during the row, in rank order, on rank 0 (which reports the row); None on the other
+    /// ranks, and when no rank observes anything.
     fn row_finished(&mut self, world: &dyn World) -> Result<Option<Vec<Option<RankTelemetry>>>>;
 }
 
@@ -187,7 +188,9 @@ impl RowObserver for Telemetry {
         if !self.gather {
             return Ok(None);
         }
-        all_gather_value(world, &mine).map(Some)
+        // Only rank 0 reports a row: the others send their readings and receive nothing, so a rank's
+        // cost per row does not grow with the job.
+        gather_value(world, &mine)
     }
 }
 

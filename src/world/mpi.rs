@@ -144,6 +144,34 @@ impl World for MpiWorld {
             .map(|(&l, &d)| all[d as usize..(d + l) as usize].to_vec())
             .collect())
     }
+    fn gather_bytes(&self, mine: &[u8]) -> Result<Option<Vec<Vec<u8>>>> {
+        let root = self.comm.process_at_rank(0);
+        let len = mine.len() as Count;
+        if self.rank != 0 {
+            root.gather_into(&len);
+            root.gather_varcount_into(mine);
+            return Ok(None);
+        }
+        let mut lengths = vec![0 as Count; self.size];
+        root.gather_into_root(&len, &mut lengths[..]);
+        let displs: Vec<Count> = lengths
+            .iter()
+            .scan(0, |acc, &l| Some(std::mem::replace(acc, *acc + l)))
+            .collect();
+        let total: usize = lengths.iter().map(|&l| l as usize).sum();
+        let mut all = vec![0u8; total];
+        {
+            let mut partition = PartitionMut::new(&mut all[..], &lengths[..], &displs[..]);
+            root.gather_varcount_into_root(mine, &mut partition);
+        }
+        Ok(Some(
+            lengths
+                .iter()
+                .zip(&displs)
+                .map(|(&l, &d)| all[d as usize..(d + l) as usize].to_vec())
+                .collect(),
+        ))
+    }
     fn all_reduce_f64(&self, values: &mut [f64], how: Combine) -> Result<()> {
         let input = values.to_vec();
         let op = match how {
