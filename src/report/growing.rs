@@ -244,7 +244,7 @@ mod tests {
     use crate::report::testdata;
 
     fn doc_with_rows(n: usize) -> RunDocument {
-        let mut doc = testdata::document();
+        let mut doc = testdata::running_document();
         doc.rows = (0..n).map(|_| a_row()).collect();
         doc
     }
@@ -275,13 +275,13 @@ mod tests {
     #[test]
     fn the_life_comes_last_and_is_found_there() {
         let mut doc = doc_with_rows(2);
-        doc.life.error = Some("a \"quoted\"\n\"run_id\": line".into());
+        doc.header.life.error = Some("a \"quoted\"\n\"run_id\": line".into());
         let text = whole(&mut doc).unwrap();
         let at = find_life_region(&text).expect("the life's start");
-        assert_eq!(&text[at..], &life_region(&doc.life).unwrap()[..]);
-        assert_eq!(read_life_region(&text[at..]), Some(doc.life.clone()));
+        assert_eq!(&text[at..], &life_region(&doc.header.life).unwrap()[..]);
+        assert_eq!(read_life_region(&text[at..]), Some(doc.header.life.clone()));
         // A failing rank's mark put over the end leaves a valid document that says so.
-        let mut failed = doc.life.clone();
+        let mut failed = doc.header.life.clone();
         failed.fail("rank 3 fell over", 3, Some(3));
         let mut marked = text[..at].to_vec();
         marked.extend_from_slice(&life_region(&failed).unwrap());
@@ -295,7 +295,7 @@ mod tests {
         let mut doc = doc_with_rows(2);
         let before = cut(&mut doc).unwrap();
         doc.rows.push(a_row());
-        doc.life.heartbeat_unix_s += 1.0;
+        doc.header.life.heartbeat_unix_s += 1.0;
         let after = cut(&mut doc).unwrap();
         // The head stays as it was, so the file keeps it and every row it holds.
         assert_eq!(before.head, after.head);
@@ -349,7 +349,7 @@ mod tests {
         assert_eq!(v["messages"], serde_json::json!([1, null, null]));
         assert_eq!(v["status"], "running");
         assert_eq!(v["head"], 7);
-        doc.life.status = RunStatus::Complete;
+        doc.header.life.status = RunStatus::Complete;
         assert_eq!(parsed(&whole(&mut doc).unwrap())["status"], "complete");
     }
 }

@@ -680,7 +680,7 @@ mod tests {
     }
 
     fn interrupted(doc: &RunDocument) -> Option<RunLife> {
-        let mut life = doc.life.clone();
+        let mut life = doc.header.life.clone();
         life.status = RunStatus::Interrupted;
         Some(life)
     }
@@ -695,13 +695,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.json");
         let mut file = JsonFile::new(&path);
-        let mut doc = testdata::document();
+        let mut doc = testdata::running_document();
         save(&mut file, &mut doc);
         assert_eq!(on_disk(&path), serde_json::to_value(&doc).unwrap());
         let row_bytes = growing::item_text(&row()).unwrap().len() as u64;
         for n in 1..=20 {
             doc.rows.push(row());
-            doc.life.heartbeat_unix_s += 1.0;
+            doc.header.life.heartbeat_unix_s += 1.0;
             let before = file.written();
             save(&mut file, &mut doc);
             assert_eq!(
@@ -711,7 +711,7 @@ mod tests {
             );
             let rest = growing::cut(&mut doc)
                 .unwrap()
-                .rest(&doc.life)
+                .rest(&doc.header.life)
                 .unwrap()
                 .len() as u64;
             // The spare gets the rows of the last two saves and the document's end, nothing more.
@@ -723,7 +723,7 @@ mod tests {
         }
         assert_eq!(names(dir.path()), [".run.json.next", "run.json"]);
         let finished = file.written();
-        doc.life.complete(0);
+        doc.header.life.complete(0);
         file.save(&mut doc, None, When::Final, true).unwrap();
         file.finish();
         assert!(file.written() - finished < 2 * (row_bytes + 2048));
@@ -736,7 +736,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.json");
         let mut file = JsonFile::new(&path);
-        let mut doc = testdata::document();
+        let mut doc = testdata::running_document();
         doc.rows.push(row());
         save(&mut file, &mut doc);
         save(&mut file, &mut doc);
@@ -759,7 +759,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.json");
         let mut file = JsonFile::new(&path);
-        let mut doc = testdata::document();
+        let mut doc = testdata::running_document();
         save(&mut file, &mut doc);
         save(&mut file, &mut doc);
         // The copy just replaced may still be read: the next rows wait in memory.
@@ -777,7 +777,7 @@ mod tests {
         assert_eq!(on_disk(&path), serde_json::to_value(&doc).unwrap());
         // The end of the run does not wait for a later save: it waits for the spare.
         doc.rows.push(row());
-        doc.life.complete(0);
+        doc.header.life.complete(0);
         file.save(&mut doc, None, When::Final, false).unwrap();
         assert_eq!(on_disk(&path), serde_json::to_value(&doc).unwrap());
     }
@@ -787,7 +787,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.json");
         let mut file = JsonFile::new(&path);
-        let mut doc = testdata::document();
+        let mut doc = testdata::running_document();
         for n in 0..6 {
             if n == 3 {
                 doc.notes.push("a note that came late".into());
@@ -800,8 +800,8 @@ mod tests {
                 "save {n}"
             );
             // A heartbeat in between uses only what the copies lack.
-            doc.life.heartbeat_unix_s += 1.0;
-            file.save_life(&doc.life, interrupted(&doc), When::Now, false)
+            doc.header.life.heartbeat_unix_s += 1.0;
+            file.save_life(&doc.header.life, interrupted(&doc), When::Now, false)
                 .unwrap();
             assert_eq!(
                 on_disk(&path),
@@ -816,17 +816,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.json");
         let mut file = JsonFile::new(&path);
-        let mut doc = testdata::document();
+        let mut doc = testdata::running_document();
         doc.rows.push(row());
         save(&mut file, &mut doc);
         save(&mut file, &mut doc);
-        let mut failure = RunLife::running(&doc.life.run_id);
+        let mut failure = RunLife::running(&doc.header.life.run_id);
         failure.fail("rank 3: NCCL error: unhandled system error", 3, Some(3));
         // Another run's document is not this rank's to mark.
         mark_failed(&path, "another run", &failure);
         assert_eq!(on_disk(&path)["status"], "running");
         assert!(!failed_mark(&path).exists());
-        mark_failed(&path, &doc.life.run_id, &failure);
+        mark_failed(&path, &doc.header.life.run_id, &failure);
         let marked = on_disk(&path);
         assert_eq!(marked["status"], "failed");
         assert_eq!(marked["failed_rank"], 3);
@@ -835,11 +835,11 @@ mod tests {
         // A second failure leaves the first one's mark.
         let mut second = failure.clone();
         second.fail("rank 5 too", 1, Some(5));
-        mark_failed(&path, &doc.life.run_id, &second);
+        mark_failed(&path, &doc.header.life.run_id, &second);
         assert_eq!(on_disk(&path)["failed_rank"], 3);
         // Rank 0 takes the failure over with a row more: the document is replaced whole.
         doc.rows.push(row());
-        doc.life = failure;
+        doc.header.life = failure;
         file.save(&mut doc, None, When::Now, false).unwrap();
         file.finish();
         assert_eq!(on_disk(&path), serde_json::to_value(&doc).unwrap());
@@ -851,11 +851,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.json");
         let mut file = JsonFile::new(&path);
-        let mut doc = testdata::document();
-        doc.life.error = Some("x".repeat(500));
+        let mut doc = testdata::running_document();
+        doc.header.life.error = Some("x".repeat(500));
         save(&mut file, &mut doc);
         let (at, _) = read_end(&path).unwrap();
-        let short = growing::life_region(&RunLife::running(&doc.life.run_id)).unwrap();
+        let short = growing::life_region(&RunLife::running(&doc.header.life.run_id)).unwrap();
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         write_covering(&f, at, &short).unwrap();
         let v = on_disk(&path);

@@ -4,7 +4,9 @@ use crate::backend::DeviceInfo;
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
 use crate::metrics::{algbw_gbps, busbw_gbps};
-use crate::report::model::{Measurement, RankInfo, Row, Stats};
+use crate::report::model::{
+    DocumentHeader, Measurement, PlanReport, RankInfo, Row, RunDocument, RunStatus, Stats,
+};
 
 pub fn rank(rank: usize, host: &str) -> RankInfo {
     RankInfo {
@@ -45,6 +47,7 @@ pub fn measurement(size: u64, ranks: usize, time_us: f64, stdev_us: Option<f64>)
             source: "test data".into(),
         }),
         rank_time_us: vec![time_us; ranks],
+        rank_wrong: Vec::new(),
         groups: None,
         slowest_group: None,
     }
@@ -81,32 +84,41 @@ pub fn row_with_rank_times(times: &[f64]) -> Row {
     r
 }
 
-/// A running document of four ranks on two hosts, before its first row.
-pub fn document() -> crate::report::model::RunDocument {
-    use crate::report::model::{BackendReport, PlanReport, RunDocument, RunLife};
+/// A complete run document of these rows, from the mpi backend.
+pub fn document(rows: Vec<Row>) -> RunDocument {
+    let mut header = DocumentHeader::starting(
+        crate::report::model::kind::RUN,
+        &[],
+        "test",
+        "mpi",
+        Default::default(),
+    );
+    header.collbench_version = "test".into();
+    header.started_unix_s = 0.0;
+    header.life.status = RunStatus::Complete;
+    header.life.exit_code = Some(0);
+    header.backend.reason = "test".into();
     RunDocument {
-        schema_version: crate::report::model::SCHEMA_VERSION,
-        collbench_version: "0.0.0".into(),
-        command_line: vec!["collbench".into(), "all_reduce".into()],
-        started_unix_s: 1.7e9,
-        life: RunLife::running("host-1-1700000000.0"),
-        environment: Default::default(),
-        backend: BackendReport {
-            name: "mpi".into(),
-            reason: "requested".into(),
-            libraries: Vec::new(),
-        },
+        header,
         plan: PlanReport {
-            requested: serde_json::json!({"minbytes": 1024}),
-            sizes: vec![1 << 20],
+            requested: serde_json::Value::Null,
+            sizes: vec![],
             memory_cap: None,
         },
-        ranks: (0..4).map(|r| rank(r, ["a", "b"][r / 2])).collect(),
-        notes: vec!["a note".into()],
+        notes: vec![],
         topology: None,
         peak_gbps: None,
         telemetry: None,
-        rows: Vec::new(),
+        rows,
         summary: None,
     }
+}
+
+/// A running document of four ranks on two hosts, before its first row.
+pub fn running_document() -> RunDocument {
+    let mut doc = document(Vec::new());
+    doc.header.life = crate::report::model::RunLife::running("host-1-1700000000.0");
+    doc.header.ranks = (0..4).map(|r| rank(r, ["a", "b"][r / 2])).collect();
+    doc.notes = vec!["a note".into()];
+    doc
 }
