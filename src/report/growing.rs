@@ -349,7 +349,7 @@ mod tests {
         assert_eq!(v["messages"], serde_json::json!([1, null, null]));
         assert_eq!(v["status"], "running");
         assert_eq!(v["head"], 7);
-        doc.header.life.status = RunStatus::Complete;
+        doc.life.status = RunStatus::Complete;
         assert_eq!(parsed(&whole(&mut doc).unwrap())["status"], "complete");
     }
 }
