@@ -3,10 +3,10 @@
 //!
 //! A launcher that ends a job (mpirun after another rank failed, Slurm's scancel or time limit, Ctrl-C)
 //! sends SIGTERM and then, about 10 ms later, SIGKILL: too soon for a thread to wake, serialise and write.
-//! So the text a signal leaves ("interrupted") is prepared at every save together with where it goes
-//! (each complete copy of the document: its open file, the offset of its last fields, and any rows not
-//! yet written there), and the handler only writes it there with pwrite(2), or, when another rank has
-//! already left its failure beside the document (`.FILE.failed`), that file's text, then exits. pwrite, read, fstat and _exit are
+//! So the text a signal leaves ("interrupted") is prepared at every save for each complete copy of the
+//! document (its open file, where to write, and the bytes: any rows not yet written there, the fields
+//! after them, the ending), and the handler only writes it there, one pwrite(2) a copy, or, when another
+//! rank has already left its failure beside the document (`.FILE.failed`), that file's text, then exits. pwrite, read, fstat and _exit are
 //! async-signal-safe; nothing here allocates, formats or takes a lock.
 
 use std::cell::UnsafeCell;
@@ -20,11 +20,8 @@ use std::sync::OnceLock;
 
 /// What a signal writes, and where.
 pub struct Ending {
-    /// Each complete copy of the document.
+    /// Each complete copy of the document, the one in place first.
     pub files: Vec<EndingFile>,
-    /// The document's last fields (the run's life) as a signal leaves them: from the newline before
-    /// `"run_id"` to the end.
-    pub text: Vec<u8>,
 }
 
 /// One copy of the document, as a signal finishes it.
@@ -32,9 +29,11 @@ pub struct EndingFile {
     pub fd: RawFd,
     /// Where the signal writes.
     pub at: u64,
-    /// What goes before the last fields: rows measured but not yet written to this copy, and the fields
-    /// between them and the life (empty when the copy holds every row: `at` is then its life's start).
-    pub before: Vec<u8>,
+    /// What it writes there, in one pwrite, since a launcher's SIGKILL may follow its SIGTERM within
+    /// microseconds: the rows this copy lacks and the fields after them (`before` bytes), then the
+    /// document's last fields (the run's life) as a signal leaves them, and spaces to the copy's end.
+    pub text: Vec<u8>,
+    pub before: usize,
 }
 
 static ENDING: AtomicPtr<Ending> = AtomicPtr::new(ptr::null_mut());
@@ -122,16 +121,17 @@ fn on_signal(signal: i32) {
         if !ending.is_null() {
             let ending = &*ending;
             // Another rank's mark is a whole JSON object: its text after the opening brace replaces the
-            // document's last fields.
-            let text: &[u8] = if failed_len > 1 && memory.failed[0] == b'{' {
-                &memory.failed[1..failed_len]
-            } else {
-                &ending.text
-            };
+            // document's last fields (that rank has most likely written it there already).
+            let failed = failed_len > 1 && memory.failed[0] == b'{';
             for file in &ending.files {
-                pwrite_all(file.fd, &file.before, file.at);
-                let at = file.at + file.before.len() as u64;
-                write_covering(file.fd, at, text, &mut memory.text);
+                if failed {
+                    let before = &file.text[..file.before.min(file.text.len())];
+                    pwrite_all(file.fd, before, file.at);
+                    let at = file.at + before.len() as u64;
+                    write_covering(file.fd, at, &memory.failed[1..failed_len], &mut memory.text);
+                } else {
+                    pwrite_all(file.fd, &file.text, file.at);
+                }
             }
         }
         libc::_exit(128 + signal);

@@ -249,10 +249,7 @@ impl JsonFile {
 
     /// The run has ended and its document says how: the spare and another rank's mark go.
     pub fn finish(&mut self) {
-        signals::publish(signals::Ending {
-            files: Vec::new(),
-            text: Vec::new(),
-        });
+        signals::publish(signals::Ending { files: Vec::new() });
         let _ = std::fs::remove_file(&self.spare_path);
         let _ = std::fs::remove_file(&self.failed_path);
     }
@@ -388,10 +385,7 @@ impl JsonFile {
     /// The one copy, written where it stands (a file system without hard links).
     fn in_place(&mut self, mut copy: Copy, every_item: EveryItem, durable: bool) -> Io {
         // Not whole while it is written: a signal meanwhile leaves it as it is.
-        signals::publish(signals::Ending {
-            files: Vec::new(),
-            text: Vec::new(),
-        });
+        signals::publish(signals::Ending { files: Vec::new() });
         signals::hold_if_stopping();
         let done = self.bring_up(&mut copy, every_item, durable);
         self.turns = Some(Turns::One(copy));
@@ -405,10 +399,7 @@ impl JsonFile {
         self.deferred = false;
         let Some(every_item) = every_item else {
             // A signal meanwhile must not write the same copy differently.
-            signals::publish(signals::Ending {
-                files: Vec::new(),
-                text: Vec::new(),
-            });
+            signals::publish(signals::Ending { files: Vec::new() });
             signals::hold_if_stopping();
             let region = self.region();
             let written = region.and_then(|text| {
@@ -513,12 +504,9 @@ impl JsonFile {
 
     /// Tells the signal handler what to write where while the run goes: over the copy in place (and,
     /// with `both`, over the spare about to take its place) the rows it lacks, the fields after them and
-    /// the ending.
+    /// the ending, padded to the copy's end, as one write each.
     fn publish_ending(&self, both: bool) {
-        let mut ending = signals::Ending {
-            files: Vec::new(),
-            text: Vec::new(),
-        };
+        let mut ending = signals::Ending { files: Vec::new() };
         if let Some((texts, life)) = self
             .texts
             .as_ref()
@@ -539,16 +527,20 @@ impl JsonFile {
                     if copy.head_version != texts.head_version {
                         continue;
                     }
-                    if let Some(mut before) = texts.items_from(copy.items) {
-                        before.extend_from_slice(between);
-                        ending.files.push(signals::EndingFile {
-                            fd: copy.file.as_raw_fd(),
-                            at: copy.items_end,
-                            before,
-                        });
-                    }
+                    let Some(mut text) = texts.items_from(copy.items) else {
+                        continue;
+                    };
+                    text.extend_from_slice(between);
+                    let before = text.len();
+                    text.extend_from_slice(&region);
+                    pad_to(&mut text, copy.len.saturating_sub(copy.items_end) as usize);
+                    ending.files.push(signals::EndingFile {
+                        fd: copy.file.as_raw_fd(),
+                        at: copy.items_end,
+                        text,
+                        before,
+                    });
                 }
-                ending.text = region;
             }
         }
         signals::publish(ending);
@@ -577,15 +569,20 @@ impl JsonFile {
     }
 }
 
-/// Writes `text` at `at`, with spaces to the file's present end (the last a newline), in one write.
+/// Spaces after `text` (the last a newline) to `len` bytes, where what it replaces was longer: JSON lets
+/// a document end with white space.
+fn pad_to(text: &mut Vec<u8>, len: usize) {
+    if text.len() < len {
+        text.resize(len, b' ');
+        text[len - 1] = b'\n';
+    }
+}
+
+/// Writes `text` at `at`, with spaces to the file's present end, in one write.
 fn write_covering(file: &File, at: u64, text: &[u8]) -> std::io::Result<u64> {
     let size = file.metadata()?.len();
-    let cover = size.saturating_sub(at) as usize;
     let mut out = text.to_vec();
-    if out.len() < cover {
-        out.resize(cover, b' ');
-        out[cover - 1] = b'\n';
-    }
+    pad_to(&mut out, size.saturating_sub(at) as usize);
     file.write_all_at(&out, at)?;
     Ok(out.len() as u64)
 }
