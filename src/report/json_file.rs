@@ -659,6 +659,12 @@ mod tests {
     use crate::report::model::{RunDocument, RunStatus};
     use crate::report::testdata;
 
+    /// The document as serde_json writes and reads it (its float parsing is not exact, so a value
+    /// compared with a parsed file must have been through the same text).
+    fn expected(doc: &impl serde::Serialize) -> serde_json::Value {
+        serde_json::from_slice(&serde_json::to_vec(doc).unwrap()).unwrap()
+    }
+
     fn row() -> crate::report::model::Row {
         testdata::row(Collective::AllReduce, 1 << 20, 4, 100.0)
     }
@@ -694,18 +700,14 @@ mod tests {
         let mut file = JsonFile::new(&path);
         let mut doc = testdata::running_document();
         save(&mut file, &mut doc);
-        assert_eq!(on_disk(&path), serde_json::to_value(&doc).unwrap());
+        assert_eq!(on_disk(&path), expected(&doc));
         let row_bytes = growing::item_text(&row()).unwrap().len() as u64;
         for n in 1..=20 {
             doc.rows.push(row());
             doc.header.life.heartbeat_unix_s += 1.0;
             let before = file.written();
             save(&mut file, &mut doc);
-            assert_eq!(
-                on_disk(&path),
-                serde_json::to_value(&doc).unwrap(),
-                "row {n}"
-            );
+            assert_eq!(on_disk(&path), expected(&doc), "row {n}");
             let rest = growing::cut(&mut doc)
                 .unwrap()
                 .rest(&doc.header.life)
@@ -771,12 +773,12 @@ mod tests {
         std::thread::sleep(due);
         file.flush().unwrap();
         assert_eq!(file.due(), None);
-        assert_eq!(on_disk(&path), serde_json::to_value(&doc).unwrap());
+        assert_eq!(on_disk(&path), expected(&doc));
         // The end of the run does not wait for a later save: it waits for the spare.
         doc.rows.push(row());
         doc.header.life.complete(0);
         file.save(&mut doc, None, When::Final, false).unwrap();
-        assert_eq!(on_disk(&path), serde_json::to_value(&doc).unwrap());
+        assert_eq!(on_disk(&path), expected(&doc));
     }
 
     #[test]
@@ -791,20 +793,12 @@ mod tests {
             }
             doc.rows.push(row());
             save(&mut file, &mut doc);
-            assert_eq!(
-                on_disk(&path),
-                serde_json::to_value(&doc).unwrap(),
-                "save {n}"
-            );
+            assert_eq!(on_disk(&path), expected(&doc), "save {n}");
             // A heartbeat in between uses only what the copies lack.
             doc.header.life.heartbeat_unix_s += 1.0;
             file.save_life(&doc.header.life, interrupted(&doc), When::Now, false)
                 .unwrap();
-            assert_eq!(
-                on_disk(&path),
-                serde_json::to_value(&doc).unwrap(),
-                "beat {n}"
-            );
+            assert_eq!(on_disk(&path), expected(&doc), "beat {n}");
         }
     }
 
@@ -839,7 +833,7 @@ mod tests {
         doc.header.life = failure;
         file.save(&mut doc, None, When::Now, false).unwrap();
         file.finish();
-        assert_eq!(on_disk(&path), serde_json::to_value(&doc).unwrap());
+        assert_eq!(on_disk(&path), expected(&doc));
         assert_eq!(names(dir.path()), ["run.json"]);
     }
 
