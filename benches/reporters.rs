@@ -9,12 +9,14 @@
 //! Without `--bench` (as `cargo test --all-targets` runs it) it feeds 64 ranks x 5 rows, to stay built
 //! and working.
 
+use collbench::app::record;
 use collbench::app::reporter::Reporter;
 use collbench::collective::Collective;
 use collbench::engine::RowSink;
 use collbench::report::gpu_readings::{
     GpuLimits, Range, RankSource, RankTelemetry, TelemetryHeader,
 };
+use collbench::report::json::JsonWriter;
 use collbench::report::model::*;
 use std::time::Instant;
 
@@ -51,37 +53,30 @@ fn device(rank: usize) -> collbench::backend::DeviceInfo {
 
 fn document(ranks: usize) -> RunDocument {
     let host = |r: usize| format!("node{:04}", r / 8);
+    let mut header = DocumentHeader::starting(
+        kind::RUN,
+        &["collbench".into(), "all_reduce".into(), "-b".into(), "8".into()],
+        "bench-1-1.0",
+        "nccl",
+        Default::default(),
+    );
+    header.backend.reason = "requested".into();
+    header.ranks = (0..ranks)
+        .map(|r| RankInfo {
+            rank: r,
+            host: host(r),
+            pid: 10_000 + r as u32,
+            local_rank: r % 8,
+            device: device(r),
+        })
+        .collect();
     RunDocument {
-        schema_version: SCHEMA_VERSION,
-        collbench_version: env!("CARGO_PKG_VERSION").into(),
-        command_line: vec![
-            "collbench".into(),
-            "all_reduce".into(),
-            "-b".into(),
-            "8".into(),
-        ],
-        started_unix_s: unix_now_s(),
-        life: RunLife::running("bench-1-1.0"),
-        environment: Default::default(),
-        backend: BackendReport {
-            name: "nccl".into(),
-            reason: "requested".into(),
-            libraries: Vec::new(),
-        },
+        header,
         plan: PlanReport {
             requested: serde_json::json!({}),
             sizes: vec![],
             memory_cap: None,
         },
-        ranks: (0..ranks)
-            .map(|r| RankInfo {
-                rank: r,
-                host: host(r),
-                pid: 10_000 + r as u32,
-                local_rank: r % 8,
-                device: device(r),
-            })
-            .collect(),
         notes: Vec::new(),
         topology: None,
         peak_gbps: Some(450.0),
@@ -138,6 +133,7 @@ fn row(ranks: usize, i: usize) -> Row {
             source: "sampled pass".into(),
         }),
         rank_time_us: times.clone(),
+        rank_wrong: Vec::new(),
         groups: None,
         slowest_group: None,
     };
@@ -198,13 +194,18 @@ fn main() {
     let json = dir.path().join("run.json");
     let made: Vec<Row> = (0..rows.min(28)).map(|i| row(ranks, i)).collect();
     let (wrote_before, started) = (wchar(), Instant::now());
-    let mut reporter = Reporter::start(document(ranks), Some(&json), None).expect("the document");
+    // As app/document.rs does on rank 0: the writer taken in charge, the first document written.
+    let writer = JsonWriter::new(&json).expect("a writer for the document");
+    record::own(Some(writer)).expect("the document taken in charge");
+    let mut doc = document(ranks);
+    record::save(&mut doc).expect("the first document");
+    let mut reporter = Reporter::start(doc, None).expect("the reporter");
     for i in 0..rows {
         let mut r = made[i % made.len()].clone();
         r.cycle = (i / made.len()) as u64;
         reporter.row(&r).expect("a row saved");
     }
-    reporter.doc.life.complete(0);
+    reporter.doc.header.life.complete(0);
     reporter.save().expect("the final save");
     let elapsed = started.elapsed().as_secs_f64();
     let written = wchar() - wrote_before;

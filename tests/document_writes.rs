@@ -198,6 +198,16 @@ fn pairs_and_workload_write_theirs_within_four_times_too() {
     assert_eq!(doc["status"], "complete");
 }
 
+/// `text` as a JSON document, or a failure saying `what` found instead.
+fn whole(text: &[u8], what: &str) -> serde_json::Value {
+    serde_json::from_slice(text).unwrap_or_else(|e| {
+        panic!(
+            "{what}: not a whole document ({e}):\n{}",
+            String::from_utf8_lossy(text)
+        )
+    })
+}
+
 /// A run of many quick rows, one rank, writing `json`.
 fn quick_rows(json: &Path) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_collbench"))
@@ -222,12 +232,7 @@ fn a_reader_always_finds_a_whole_document_while_rows_are_added() {
         let Ok(text) = std::fs::read(&json) else {
             continue;
         };
-        let doc: serde_json::Value = serde_json::from_slice(&text).unwrap_or_else(|e| {
-            panic!(
-                "read {reads}: not a whole document ({e}):\n{}",
-                String::from_utf8_lossy(&text)
-            )
-        });
+        let doc = whole(&text, &format!("read {reads}"));
         let rows = doc["rows"].as_array().map_or(0, Vec::len);
         assert!(
             rows >= most_rows,
@@ -275,13 +280,7 @@ fn a_signal_or_a_kill_at_any_moment_leaves_a_whole_document() {
             .unwrap();
         assert!(killed.success());
         let status = child.wait().unwrap();
-        let text = std::fs::read(&json).unwrap();
-        let doc: serde_json::Value = serde_json::from_slice(&text).unwrap_or_else(|e| {
-            panic!(
-                "SIG{signal}: not a whole document ({e}):\n{}",
-                String::from_utf8_lossy(&text)
-            )
-        });
+        let doc = whole(&std::fs::read(&json).unwrap(), &format!("SIG{signal}"));
         let rows = doc["rows"].as_array().map_or(0, Vec::len);
         assert!(
             rows >= rows_seen,

@@ -181,80 +181,84 @@ fn the_lab_grown_to_as_many_hosts_as_the_machine_holds_names_the_throttled_host(
     );
 }
 
+/// What a small sweep under srun left when a fault switch made one rank misbehave.
+struct Fault {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+    doc: serde_json::Value,
+}
+
+/// A sweep of 5 rows on 4 hosts, one rank each, launched with `srun SRUN_ARGS`, rank 2 misbehaving as
+/// the test switch `fault` says before its third row; `extra` adds to collbench's arguments.
+fn sweep_with_fault(lab: &Lab, srun_args: &[&str], fault: (&str, &str), extra: &[&str]) -> Fault {
+    let json = lab.path("run.json");
+    let mut srun = ["-N", "4", "-n", "4", "--mpi=pmix"].to_vec();
+    srun.extend(srun_args);
+    let mut args = [
+        "all_reduce", "-b", "64K", "-e", "1M", "-n", "2", "--backend", "mpi", "-J", &json,
+    ]
+    .to_vec();
+    args.extend(extra);
+    let started = Instant::now();
+    let (out, stdout, stderr) = output(lab.srun(&srun, &args).env(fault.0, fault.1));
+    let elapsed = started.elapsed();
+    eprintln!(
+        "{}={} under srun {srun_args:?}: the step ended after {elapsed:.1?}, exit {:?}",
+        fault.0,
+        fault.1,
+        out.status.code()
+    );
+    // The -T, then Slurm ending the step; the lab's start and a busy machine around it.
+    assert!(elapsed < Duration::from_secs(40), "{elapsed:?}");
+    Fault {
+        code: out.status.code(),
+        doc: read_json(Path::new(&json)),
+        stdout,
+        stderr,
+        elapsed,
+    }
+}
+
 #[test]
 fn a_rank_that_hangs_under_srun_ends_the_step_within_the_timeout() {
     let Some(lab) = slurm_lab(HOSTS) else { return };
-    let json = lab.path("run.json");
-    let started = Instant::now();
-    let (out, stdout, stderr) = output(
-        lab.srun(
-            &["-N", "4", "-n", "4", "--mpi=pmix"],
-            &[
-                "all_reduce",
-                "-b",
-                "64K",
-                "-e",
-                "1M",
-                "-n",
-                "2",
-                "--backend",
-                "mpi",
-                "-T",
-                "5",
-                "-J",
-                &json,
-            ],
-        )
-        .env("COLLBENCH_TEST_HANG", "2:2"),
-    );
-    let elapsed = started.elapsed();
-    eprintln!("a hung rank under srun with -T 5: the step ended after {elapsed:.1?}");
-    assert_eq!(out.status.code(), Some(4), "{stdout}\n{stderr}");
-    assert!(
-        stderr.contains("did not finish within 5 s"),
-        "{stdout}\n{stderr}"
-    );
-    // 5 s of -T, then Slurm ends the step; the lab's start and a busy machine around it.
-    assert!(elapsed < Duration::from_secs(40), "{elapsed:?}");
-    let doc = read_json(Path::new(&json));
-    assert_eq!(doc["status"], "failed", "{doc:#}");
-    assert_eq!(doc["exit_code"], 4);
-    assert_eq!(doc["rows"].as_array().map(Vec::len), Some(2), "{doc:#}");
+    let f = sweep_with_fault(&lab, &[], ("COLLBENCH_TEST_HANG", "2:2"), &["-T", "5"]);
+    assert_eq!(f.code, Some(4), "{}\n{}", f.stdout, f.stderr);
+    assert!(f.stderr.contains("did not finish within 5 s"), "{}", f.stderr);
+    assert!(f.elapsed >= Duration::from_secs(5), "{:?}", f.elapsed);
+    assert_eq!(f.doc["status"], "failed", "{:#}", f.doc);
+    assert_eq!(f.doc["exit_code"], 4);
+    assert_eq!(f.doc["rows"].as_array().map(Vec::len), Some(2), "{:#}", f.doc);
 }
 
 #[test]
 fn a_rank_that_dies_under_srun_kill_on_bad_exit_ends_the_step_and_says_so() {
     let Some(lab) = slurm_lab(HOSTS) else { return };
-    let json = lab.path("run.json");
-    let started = Instant::now();
     // -K: Slurm ends the step when a task exits badly (SIGTERM, then SIGKILL after KillWait).
-    let (out, stdout, stderr) = output(
-        lab.srun(
-            &["-N", "4", "-n", "4", "--mpi=pmix", "-K"],
-            &[
-                "all_reduce",
-                "-b",
-                "64K",
-                "-e",
-                "1M",
-                "-n",
-                "2",
-                "--backend",
-                "mpi",
-                "-J",
-                &json,
-            ],
-        )
-        .env("COLLBENCH_TEST_EXIT", "2:2"),
-    );
-    let elapsed = started.elapsed();
-    eprintln!("a rank that died under srun -K: the step ended after {elapsed:.1?}");
-    assert!(!out.status.success(), "{stdout}\n{stderr}");
-    assert!(stderr.contains("rank 2 exits before row 2"), "{stderr}");
-    assert!(elapsed < Duration::from_secs(40), "{elapsed:?}");
-    let doc = read_json(Path::new(&json));
-    assert_eq!(doc["status"], "interrupted", "{doc:#}");
-    assert_eq!(doc["rows"].as_array().map(Vec::len), Some(2), "{doc:#}");
+    let f = sweep_with_fault(&lab, &["-K"], ("COLLBENCH_TEST_EXIT", "2:2"), &[]);
+    assert_ne!(f.code, Some(0), "{}\n{}", f.stdout, f.stderr);
+    assert!(f.stderr.contains("rank 2 exits before row 2"), "{}", f.stderr);
+    assert_eq!(f.doc["status"], "interrupted", "{:#}", f.doc);
+    assert_eq!(f.doc["rows"].as_array().map(Vec::len), Some(2), "{:#}", f.doc);
+}
+
+/// Without -K, Slurm lets the step run on after a task died: PMIx may tell Slurm, which then kills the
+/// whole step at once (SIGKILL, no SIGTERM first: the document stays `running`, its heartbeat going
+/// stale), or the other ranks wait in MPI for the dead one until -T ends them (`failed`, exit 4). Either
+/// way the step ends and the document is whole with every row measured.
+#[test]
+fn a_rank_that_dies_under_plain_srun_ends_the_step_by_the_timeout_at_the_latest() {
+    let Some(lab) = slurm_lab(HOSTS) else { return };
+    let f = sweep_with_fault(&lab, &[], ("COLLBENCH_TEST_EXIT", "2:2"), &["-T", "5"]);
+    assert_ne!(f.code, Some(0), "{}\n{}", f.stdout, f.stderr);
+    assert_eq!(f.doc["rows"].as_array().map(Vec::len), Some(2), "{:#}", f.doc);
+    match f.doc["status"].as_str() {
+        Some("failed") => assert_eq!(f.doc["exit_code"], 4, "{:#}", f.doc),
+        Some("running") => {}
+        other => panic!("{other:?}: {:#}", f.doc),
+    }
 }
 
 #[test]
@@ -286,50 +290,4 @@ fn a_job_the_scheduler_cancels_is_marked_interrupted() {
     assert_eq!(doc["status"], "interrupted", "{doc:#}");
     assert!(doc["error"].as_str().unwrap().contains("signal"));
     assert!(!doc["rows"].as_array().unwrap().is_empty());
-}
-
-/// Without -K, Slurm lets the step run on after a task died: PMIx may tell Slurm, which then kills the
-/// whole step at once (SIGKILL, no SIGTERM first: the document stays `running`, its heartbeat going
-/// stale), or the other ranks wait in MPI for the dead one until -T ends them (`failed`, exit 4). Either
-/// way the step ends and the document is whole with every row measured.
-#[test]
-fn a_rank_that_dies_under_plain_srun_ends_the_step_by_the_timeout_at_the_latest() {
-    let Some(lab) = slurm_lab(HOSTS) else { return };
-    let json = lab.path("run.json");
-    let started = Instant::now();
-    let (out, stdout, stderr) = output(
-        lab.srun(
-            &["-N", "4", "-n", "4", "--mpi=pmix"],
-            &[
-                "all_reduce",
-                "-b",
-                "64K",
-                "-e",
-                "1M",
-                "-n",
-                "2",
-                "--backend",
-                "mpi",
-                "-T",
-                "5",
-                "-J",
-                &json,
-            ],
-        )
-        .env("COLLBENCH_TEST_EXIT", "2:2"),
-    );
-    let elapsed = started.elapsed();
-    eprintln!(
-        "a rank that died under plain srun: the step ended after {elapsed:.1?}, exit {:?}",
-        out.status.code()
-    );
-    assert!(!out.status.success(), "{stdout}\n{stderr}");
-    assert!(elapsed < Duration::from_secs(40), "{elapsed:?}");
-    let doc = read_json(Path::new(&json));
-    assert_eq!(doc["rows"].as_array().map(Vec::len), Some(2), "{doc:#}");
-    match doc["status"].as_str() {
-        Some("failed") => assert_eq!(doc["exit_code"], 4, "{doc:#}"),
-        Some("running") => {}
-        other => panic!("{other:?}: {doc:#}"),
-    }
 }

@@ -12,7 +12,7 @@ mod launch;
 mod pairs;
 mod plot;
 mod port_counters;
-mod record;
+pub mod record;
 pub mod reporter;
 mod run;
 mod topo;

@@ -688,6 +688,14 @@ mod tests {
         Some(life)
     }
 
+    /// A folder, the document's path in it, its writer and a running document of four ranks.
+    fn fresh() -> (tempfile::TempDir, PathBuf, JsonFile, RunDocument) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        let file = JsonFile::new(&path);
+        (dir, path, file, testdata::running_document())
+    }
+
     fn save(file: &mut JsonFile, doc: &mut RunDocument) {
         let on_signal = interrupted(doc);
         file.save(doc, on_signal, When::Now, false).unwrap();
@@ -695,10 +703,7 @@ mod tests {
 
     #[test]
     fn each_save_leaves_the_whole_document_and_writes_what_it_added() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run.json");
-        let mut file = JsonFile::new(&path);
-        let mut doc = testdata::running_document();
+        let (dir, path, mut file, mut doc) = fresh();
         save(&mut file, &mut doc);
         assert_eq!(on_disk(&path), expected(&doc));
         let row_bytes = growing::item_text(&row()).unwrap().len() as u64;
@@ -732,10 +737,7 @@ mod tests {
 
     #[test]
     fn a_reader_of_the_copy_in_place_has_a_whole_save_to_read_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run.json");
-        let mut file = JsonFile::new(&path);
-        let mut doc = testdata::running_document();
+        let (_dir, path, mut file, mut doc) = fresh();
         doc.rows.push(row());
         save(&mut file, &mut doc);
         save(&mut file, &mut doc);
@@ -755,10 +757,7 @@ mod tests {
 
     #[test]
     fn saves_that_come_too_soon_wait_for_the_spare_and_go_out_together() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run.json");
-        let mut file = JsonFile::new(&path);
-        let mut doc = testdata::running_document();
+        let (_dir, path, mut file, mut doc) = fresh();
         save(&mut file, &mut doc);
         save(&mut file, &mut doc);
         // The copy just replaced may still be read: the next rows wait in memory.
@@ -783,10 +782,7 @@ mod tests {
 
     #[test]
     fn a_head_that_changes_reaches_both_copies() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run.json");
-        let mut file = JsonFile::new(&path);
-        let mut doc = testdata::running_document();
+        let (_dir, path, mut file, mut doc) = fresh();
         for n in 0..6 {
             if n == 3 {
                 doc.notes.push("a note that came late".into());
@@ -804,10 +800,7 @@ mod tests {
 
     #[test]
     fn another_ranks_failure_is_put_over_the_end_and_then_the_document_is_replaced_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run.json");
-        let mut file = JsonFile::new(&path);
-        let mut doc = testdata::running_document();
+        let (dir, path, mut file, mut doc) = fresh();
         doc.rows.push(row());
         save(&mut file, &mut doc);
         save(&mut file, &mut doc);
@@ -839,10 +832,7 @@ mod tests {
 
     #[test]
     fn the_end_written_over_a_longer_one_leaves_valid_json() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run.json");
-        let mut file = JsonFile::new(&path);
-        let mut doc = testdata::running_document();
+        let (_dir, path, mut file, mut doc) = fresh();
         doc.header.life.error = Some("x".repeat(500));
         save(&mut file, &mut doc);
         let (at, _) = read_end(&path).unwrap();
