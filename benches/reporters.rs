@@ -55,7 +55,12 @@ fn document(ranks: usize) -> RunDocument {
     let host = |r: usize| format!("node{:04}", r / 8);
     let mut header = DocumentHeader::starting(
         kind::RUN,
-        &["collbench".into(), "all_reduce".into(), "-b".into(), "8".into()],
+        &[
+            "collbench".into(),
+            "all_reduce".into(),
+            "-b".into(),
+            "8".into(),
+        ],
         "bench-1-1.0",
         "nccl",
         Default::default(),

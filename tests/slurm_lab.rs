@@ -197,7 +197,17 @@ fn sweep_with_fault(lab: &Lab, srun_args: &[&str], fault: (&str, &str), extra: &
     let mut srun = ["-N", "4", "-n", "4", "--mpi=pmix"].to_vec();
     srun.extend(srun_args);
     let mut args = [
-        "all_reduce", "-b", "64K", "-e", "1M", "-n", "2", "--backend", "mpi", "-J", &json,
+        "all_reduce",
+        "-b",
+        "64K",
+        "-e",
+        "1M",
+        "-n",
+        "2",
+        "--backend",
+        "mpi",
+        "-J",
+        &json,
     ]
     .to_vec();
     args.extend(extra);
@@ -226,11 +236,20 @@ fn a_rank_that_hangs_under_srun_ends_the_step_within_the_timeout() {
     let Some(lab) = slurm_lab(HOSTS) else { return };
     let f = sweep_with_fault(&lab, &[], ("COLLBENCH_TEST_HANG", "2:2"), &["-T", "5"]);
     assert_eq!(f.code, Some(4), "{}\n{}", f.stdout, f.stderr);
-    assert!(f.stderr.contains("did not finish within 5 s"), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("did not finish within 5 s"),
+        "{}",
+        f.stderr
+    );
     assert!(f.elapsed >= Duration::from_secs(5), "{:?}", f.elapsed);
     assert_eq!(f.doc["status"], "failed", "{:#}", f.doc);
     assert_eq!(f.doc["exit_code"], 4);
-    assert_eq!(f.doc["rows"].as_array().map(Vec::len), Some(2), "{:#}", f.doc);
+    assert_eq!(
+        f.doc["rows"].as_array().map(Vec::len),
+        Some(2),
+        "{:#}",
+        f.doc
+    );
 }
 
 #[test]
@@ -239,9 +258,18 @@ fn a_rank_that_dies_under_srun_kill_on_bad_exit_ends_the_step_and_says_so() {
     // -K: Slurm ends the step when a task exits badly (SIGTERM, then SIGKILL after KillWait).
     let f = sweep_with_fault(&lab, &["-K"], ("COLLBENCH_TEST_EXIT", "2:2"), &[]);
     assert_ne!(f.code, Some(0), "{}\n{}", f.stdout, f.stderr);
-    assert!(f.stderr.contains("rank 2 exits before row 2"), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("rank 2 exits before row 2"),
+        "{}",
+        f.stderr
+    );
     assert_eq!(f.doc["status"], "interrupted", "{:#}", f.doc);
-    assert_eq!(f.doc["rows"].as_array().map(Vec::len), Some(2), "{:#}", f.doc);
+    assert_eq!(
+        f.doc["rows"].as_array().map(Vec::len),
+        Some(2),
+        "{:#}",
+        f.doc
+    );
 }
 
 /// Without -K, Slurm lets the step run on after a task died: PMIx may tell Slurm, which then kills the
@@ -253,7 +281,12 @@ fn a_rank_that_dies_under_plain_srun_ends_the_step_by_the_timeout_at_the_latest(
     let Some(lab) = slurm_lab(HOSTS) else { return };
     let f = sweep_with_fault(&lab, &[], ("COLLBENCH_TEST_EXIT", "2:2"), &["-T", "5"]);
     assert_ne!(f.code, Some(0), "{}\n{}", f.stdout, f.stderr);
-    assert_eq!(f.doc["rows"].as_array().map(Vec::len), Some(2), "{:#}", f.doc);
+    assert_eq!(
+        f.doc["rows"].as_array().map(Vec::len),
+        Some(2),
+        "{:#}",
+        f.doc
+    );
     match f.doc["status"].as_str() {
         Some("failed") => assert_eq!(f.doc["exit_code"], 4, "{:#}", f.doc),
         Some("running") => {}
