@@ -178,6 +178,7 @@ fn row(ranks: usize, i: usize) -> Row {
         telemetry: Some(telemetry),
         layout: None,
         traffic: None,
+        algorithm: None,
     }
 }
 
@@ -204,7 +205,7 @@ fn main() {
     record::own(Some(writer)).expect("the document taken in charge");
     let mut doc = document(ranks);
     record::save(&mut doc).expect("the first document");
-    let mut reporter = Reporter::start(doc, None).expect("the reporter");
+    let mut reporter = Reporter::start(doc, None, None).expect("the reporter");
     for i in 0..rows {
         let mut r = made[i % made.len()].clone();
         r.cycle = (i / made.len()) as u64;

@@ -10,6 +10,7 @@ pub mod json_file;
 pub mod link_probe;
 pub mod model;
 pub mod port_errors;
+pub mod rccl_results;
 pub mod summary;
 pub mod table;
 #[cfg(test)]
