@@ -303,7 +303,9 @@ fn a_job_the_scheduler_cancels_is_marked_interrupted() {
         .args(["srun", &lab.dir().to_string_lossy()])
         .args(["-N", "2", "-n", "2", "--mpi=pmix"])
         .arg(env!("CARGO_BIN_EXE_collbench"))
-        .args(["all_reduce", "-b", "1K", "-e", "1G", "-n", "20"])
+        // Small rows for ever (-N 0): the run is still going when scancel comes, without the 1G rows
+        // whose buffers took most of a minute to fill in a debug build.
+        .args(["all_reduce", "-b", "1K", "-e", "64K", "-n", "20", "-N", "0"])
         .args(["--backend", "mpi", "-J", &json])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
@@ -317,7 +319,20 @@ fn a_job_the_scheduler_cancels_is_marked_interrupted() {
     }
     let cancelled = lab.slurm_cmd(&["scancel", "--user=root"]);
     assert!(cancelled.status.success(), "{cancelled:?}");
-    let status = child.wait().expect("srun ends");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("srun is waited for") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            panic!("srun still runs 90 s after the start, scancel notwithstanding");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!(
+        "a job cancelled after its first row: srun ended {:.1} s after the start",
+        started.elapsed().as_secs_f64()
+    );
     assert!(!status.success());
     let doc = read_json(Path::new(&json));
     assert_eq!(doc["status"], "interrupted", "{doc:#}");
