@@ -5,6 +5,7 @@
 //! and the document's size.
 //!
 //!   cargo bench --bench reporters -- [RANKS [ROWS [FOLDER]]]   (default 8192 ranks, 200 rows, /tmp)
+//!   BEFORE=main scripts/bench-reporters.sh [RANKS [ROWS [FOLDER]]]   (also an older revision's code)
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) it feeds 64 ranks x 5 rows, to stay built
 //! and working.
