@@ -162,7 +162,7 @@ fn a_sweep_writes_its_document_about_twice_not_once_per_row() {
             "1",
             "--backend",
             "mpi",
-            "-q",
+            "--quiet",
             "--no-progress",
         ],
     );
@@ -212,7 +212,7 @@ fn whole(text: &[u8], what: &str) -> serde_json::Value {
 fn quick_rows(json: &Path) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_collbench"))
         .args(["all_reduce", "broadcast", "all_gather", "--backend", "mpi"])
-        .args(["-q", "--no-progress", "-b", "8", "-e", "4M", "-f", "2"])
+        .args(["--quiet", "--no-progress", "-b", "8", "-e", "4M", "-f", "2"])
         .args(["-n", "3", "-w", "1", "-N", "3", "-J"])
         .arg(json)
         .stdout(Stdio::null())
