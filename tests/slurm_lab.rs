@@ -190,6 +190,13 @@ struct Fault {
     doc: serde_json::Value,
 }
 
+impl Fault {
+    /// How many rows the document holds.
+    fn rows(&self) -> Option<usize> {
+        self.doc["rows"].as_array().map(Vec::len)
+    }
+}
+
 /// A sweep of 5 rows on 4 hosts, one rank each, launched with `srun SRUN_ARGS`, rank 2 misbehaving as
 /// the test switch `fault` says before its third row; `extra` adds to collbench's arguments.
 fn sweep_with_fault(lab: &Lab, srun_args: &[&str], fault: (&str, &str), extra: &[&str]) -> Fault {
@@ -244,12 +251,7 @@ fn a_rank_that_hangs_under_srun_ends_the_step_within_the_timeout() {
     assert!(f.elapsed >= Duration::from_secs(5), "{:?}", f.elapsed);
     assert_eq!(f.doc["status"], "failed", "{:#}", f.doc);
     assert_eq!(f.doc["exit_code"], 4);
-    assert_eq!(
-        f.doc["rows"].as_array().map(Vec::len),
-        Some(2),
-        "{:#}",
-        f.doc
-    );
+    assert_eq!(f.rows(), Some(2), "{:#}", f.doc);
 }
 
 #[test]
@@ -264,12 +266,7 @@ fn a_rank_that_dies_under_srun_kill_on_bad_exit_ends_the_step_and_says_so() {
         f.stderr
     );
     assert_eq!(f.doc["status"], "interrupted", "{:#}", f.doc);
-    assert_eq!(
-        f.doc["rows"].as_array().map(Vec::len),
-        Some(2),
-        "{:#}",
-        f.doc
-    );
+    assert_eq!(f.rows(), Some(2), "{:#}", f.doc);
 }
 
 /// Without -K, Slurm lets the step run on after a task died: PMIx may tell Slurm, which then kills the
@@ -281,12 +278,7 @@ fn a_rank_that_dies_under_plain_srun_ends_the_step_by_the_timeout_at_the_latest(
     let Some(lab) = slurm_lab(HOSTS) else { return };
     let f = sweep_with_fault(&lab, &[], ("COLLBENCH_TEST_EXIT", "2:2"), &["-T", "5"]);
     assert_ne!(f.code, Some(0), "{}\n{}", f.stdout, f.stderr);
-    assert_eq!(
-        f.doc["rows"].as_array().map(Vec::len),
-        Some(2),
-        "{:#}",
-        f.doc
-    );
+    assert_eq!(f.rows(), Some(2), "{:#}", f.doc);
     match f.doc["status"].as_str() {
         Some("failed") => assert_eq!(f.doc["exit_code"], 4, "{:#}", f.doc),
         Some("running") => {}
