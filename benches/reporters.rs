@@ -100,6 +100,9 @@ fn document(ranks: usize) -> RunDocument {
                         power_limit_w: Some(700.0),
                         default_power_limit_w: Some(700.0),
                     }),
+                    // No energy per loop (issue 20's per-rank joules): the rows stay those of the
+                    // figures in docs/FLEET.md, measured before it, on both sides of the comparison.
+                    energy_counter: false,
                 })
                 .collect(),
         }),
@@ -142,6 +145,7 @@ fn row(ranks: usize, i: usize) -> Row {
         rank_wrong: Vec::new(),
         groups: None,
         slowest_group: None,
+        energy: None,
     };
     let telemetry = (0..ranks)
         .map(|r| {
