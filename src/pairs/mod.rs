@@ -8,4 +8,5 @@ pub mod probe;
 pub mod render;
 pub mod rounds;
 pub mod schedule;
+pub mod search;
 pub mod verdict;

@@ -1,0 +1,484 @@
+//! The search's verdict from what it has measured so far, and how sure it is. A sample is slow below
+//! (100 - threshold) % of the typical host's median sample. A host is named when it was slow with more of its
+//! partners (slow at least once with each) than an innocent host would be by chance among all the
+//! hosts (blame.rs's rule with the chance taken over the fleet); its partners' slow samples are then
+//! explained by it. A pair slow in most of its samples whose two hosts are fine with their other
+//! partners is measured again and named a bad link when slow in every one of LINK_MIN_SAMPLES or more
+//! samples, that many unlikely by chance among all the pairs measured. A host is cleared when one slow
+//! in half of its rounds would have shown more slow rounds.
+
+use super::ledger::{Ledger, PairRecord};
+use crate::fleet::blame::{binomial_at_most, binomial_tail, MAX_CHANCE};
+use crate::pairs::model::median;
+
+/// An innocent pair's sample is taken to be slow at least this often, whatever the fabric showed: a
+/// few hundred quiet samples do not show that a slow one never comes.
+pub const CHANCE_FLOOR: f64 = 0.01;
+/// The rarest intermittent fault the search promises to see: a host slow in this share of its rounds.
+pub const FLAKY_RATE: f64 = 0.5;
+/// A host is cleared when a host slow in FLAKY_RATE of its rounds would have shown no more slow
+/// rounds than it did with at most this probability: 7 quiet rounds clear a host, 11 when one was
+/// slow, 14 when two were.
+pub const MISS: f64 = 0.01;
+/// A slow pair is measured again until it is named or has this many samples.
+pub const LINK_SAMPLES: usize = 6;
+/// A bad link is slow in every one of at least this many samples: a flaky host slow in every round
+/// it meets one partner and fast with all others is this unlikely to pass for one.
+pub const LINK_MIN_SAMPLES: usize = 4;
+/// Before a slow pair is measured again as a link, each of its hosts has met this many other partners:
+/// a bad host shows with them and is not taken for a bad link.
+pub const LINK_OTHERS: usize = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    /// Slow with (nearly) every partner: fast in at most an eighth of its rounds.
+    Bad,
+    /// Slow with more partners than chance allows, fast in more rounds than a bad host: slow in some
+    /// rounds only.
+    Flaky,
+}
+
+/// A host the verdict names, with its evidence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedHost {
+    pub host: usize,
+    pub kind: HostKind,
+    /// The partners it was slow with at least once (hosts named before it left out).
+    pub slow_with: Vec<usize>,
+    /// All its partners (hosts named before it left out).
+    pub partners: usize,
+    /// Probability that any innocent host of the fleet is slow with this many partners by chance.
+    pub chance: f64,
+}
+
+/// A pair slow in most of its samples: a bad link when named, else left undecided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlowLink {
+    pub a: usize,
+    pub b: usize,
+    pub slow_in: usize,
+    pub of: usize,
+    /// Probability that any measured innocent pair is slow this often by chance.
+    pub chance: f64,
+    /// The pair's median sample, GB/s.
+    pub bandwidth_gbps: f64,
+    /// The round of its first sample.
+    pub first_round: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Named,
+    /// Not slow often enough to be flaky (probability of a miss below MISS).
+    Cleared,
+    /// Needs more rounds.
+    Open,
+}
+
+/// Where one host stands, leaving out named hosts and named links: its distinct partners and how
+/// many it was slow with at least once (what naming a host weighs: a pair measured again does not
+/// count twice), and its rounds and how many were slow (what clearing it weighs: a flaky host is slow
+/// in some rounds, whoever its partner).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Standing {
+    pub state: State,
+    pub partners: usize,
+    pub slow_with: usize,
+    pub rounds: usize,
+    pub slow_rounds: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    pub threshold_percent: f64,
+    /// The median over hosts of each host's median sample, and the bandwidth below which a sample is
+    /// slow, GB/s.
+    pub median_gbps: f64,
+    pub limit_gbps: f64,
+    /// The share of pairs of unnamed hosts slow at least once, at least CHANCE_FLOOR: how often an
+    /// innocent host is taken to be slow with a partner by chance.
+    pub chance_per_pair: f64,
+    /// Named hosts, most certain first.
+    pub hosts: Vec<NamedHost>,
+    pub links: Vec<SlowLink>,
+    /// Slow pairs between unnamed hosts not named as links: still being measured, or given up on
+    /// after LINK_SAMPLES samples.
+    pub undecided_links: Vec<SlowLink>,
+    /// Each host, by index.
+    pub standing: Vec<Standing>,
+    /// Undecided links to measure again now: each end fine with its other partners.
+    pub retest: Vec<(usize, usize)>,
+}
+
+impl Judgement {
+    /// Every host named or cleared.
+    pub fn hosts_decided(&self) -> bool {
+        self.standing.iter().all(|s| s.state != State::Open)
+    }
+
+    /// Slow pairs first seen before round `round` that are neither named nor measured LINK_SAMPLES
+    /// times, and are still to be measured again or have an end not yet decided.
+    pub fn links_pending_from_before(&self, round: usize) -> usize {
+        self.undecided_links
+            .iter()
+            .filter(|l| l.of < LINK_SAMPLES && l.first_round < round)
+            .filter(|l| {
+                self.retest.contains(&(l.a, l.b))
+                    || self.standing[l.a].state == State::Open
+                    || self.standing[l.b].state == State::Open
+            })
+            .count()
+    }
+
+    pub fn named(&self, h: usize) -> bool {
+        self.standing[h].state == State::Named
+    }
+}
+
+/// Per host and in all: distinct partners and those slow at least once, and samples, over pairs of
+/// unnamed hosts.
+struct Tally {
+    partners: Vec<usize>,
+    slow_with: Vec<usize>,
+    /// Samples (rounds) per host, and those slow.
+    rounds: Vec<usize>,
+    slow_rounds: Vec<usize>,
+    pairs: usize,
+    slow_pairs: usize,
+    samples: usize,
+    slow_samples: usize,
+}
+
+impl Tally {
+    fn over(pairs: &[PairRecord], verdicts: &[PairVerdict], named: &[bool]) -> Tally {
+        let n = named.len();
+        let mut t = Tally {
+            partners: vec![0; n],
+            slow_with: vec![0; n],
+            rounds: vec![0; n],
+            slow_rounds: vec![0; n],
+            pairs: 0,
+            slow_pairs: 0,
+            samples: 0,
+            slow_samples: 0,
+        };
+        for (p, v) in pairs.iter().zip(verdicts) {
+            if named[p.a] || named[p.b] {
+                continue;
+            }
+            t.pairs += 1;
+            t.samples += p.bandwidths.len();
+            t.slow_samples += v.slow_in;
+            for h in [p.a, p.b] {
+                t.partners[h] += 1;
+                t.rounds[h] += p.bandwidths.len();
+                t.slow_rounds[h] += v.slow_in;
+            }
+            if v.slow_in > 0 {
+                t.slow_pairs += 1;
+                t.slow_with[p.a] += 1;
+                t.slow_with[p.b] += 1;
+            }
+        }
+        t
+    }
+
+    /// The chance an innocent host shows `slow` slow partners of `of`, from the pairs it is not in.
+    fn host_chance(&self, h: usize, hosts: usize) -> f64 {
+        let (k, s) = (self.partners[h], self.slow_with[h]);
+        let p = chance_per_trial(self.slow_pairs - s, self.pairs - k);
+        (hosts as f64 * binomial_tail(s, k, p)).min(1.0)
+    }
+}
+
+/// Bad when fast in at most an eighth of its rounds (a bad host is fast in none; one slow in half of
+/// its rounds is fast in about half); else flaky.
+fn kind_of(slow_rounds: usize, rounds: usize) -> HostKind {
+    if 8 * (rounds - slow_rounds) <= rounds {
+        HostKind::Bad
+    } else {
+        HostKind::Flaky
+    }
+}
+
+/// The chance per trial from `slow` of `of` trials, smoothed (one slow trial in two more) and never
+/// below CHANCE_FLOOR.
+fn chance_per_trial(slow: usize, of: usize) -> f64 {
+    ((slow as f64 + 1.0) / (of as f64 + 2.0)).max(CHANCE_FLOOR)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PairVerdict {
+    /// Samples below the limit.
+    slow_in: usize,
+    /// Slow in most of its samples: a link to look at.
+    slow: bool,
+}
+
+/// The verdict over everything `ledger` holds, samples slow below `threshold_percent` under the median.
+pub fn judge(ledger: &Ledger, threshold_percent: f64) -> Judgement {
+    let n = ledger.hosts();
+    let pairs = ledger.pairs();
+    // The typical host's median sample: the median pair still, but one that stays a healthy pair's
+    // while fewer than half of the hosts are bad (the median sample is a slow one once a third are).
+    let typical: Vec<f64> = ledger
+        .host_medians()
+        .into_iter()
+        .filter(|m| !m.is_nan())
+        .collect();
+    let median_gbps = median(&typical);
+    let limit_gbps = (1.0 - threshold_percent / 100.0) * median_gbps;
+    let verdicts: Vec<PairVerdict> = pairs
+        .iter()
+        .map(|p| {
+            let slow_in = p.bandwidths.iter().filter(|&&b| b < limit_gbps).count();
+            PairVerdict {
+                slow_in,
+                slow: 2 * slow_in > p.bandwidths.len(),
+            }
+        })
+        .collect();
+
+    // Name the most certain host, explain its pairs by it, and look again.
+    let mut named = vec![false; n];
+    let mut hosts = Vec::new();
+    loop {
+        let tally = Tally::over(pairs, &verdicts, &named);
+        let best = (0..n)
+            .filter(|&h| !named[h] && tally.slow_with[h] >= 2)
+            .map(|h| (h, tally.host_chance(h, n)))
+            .min_by(|x, y| x.1.total_cmp(&y.1));
+        let Some((host, chance)) = best.filter(|&(_, c)| c < MAX_CHANCE) else {
+            break;
+        };
+        let slow_with: Vec<usize> = pairs
+            .iter()
+            .zip(&verdicts)
+            .filter(|(p, v)| v.slow_in > 0 && (p.a == host || p.b == host))
+            .map(|(p, _)| if p.a == host { p.b } else { p.a })
+            .filter(|&q| !named[q])
+            .collect();
+        let partners = tally.partners[host];
+        hosts.push(NamedHost {
+            host,
+            kind: kind_of(tally.slow_rounds[host], tally.rounds[host]),
+            slow_with,
+            partners,
+            chance,
+        });
+        named[host] = true;
+    }
+
+    let tally = Tally::over(pairs, &verdicts, &named);
+    // Fine with its other partners: no slow round with them, or so few that it is cleared without
+    // this pair. A host slow in other rounds is not fine, so a flaky host's pairs are not taken for
+    // bad links.
+    let fine_elsewhere = |h: usize, pair: &PairRecord, v: &PairVerdict| {
+        let others = tally.partners[h] - 1;
+        let rounds = tally.rounds[h] - pair.bandwidths.len();
+        let slow_rounds = tally.slow_rounds[h] - v.slow_in;
+        others >= LINK_OTHERS
+            && (slow_rounds == 0 || binomial_at_most(slow_rounds, rounds, FLAKY_RATE) < MISS)
+    };
+    let mut links = Vec::new();
+    let mut undecided_links = Vec::new();
+    let mut retest = Vec::new();
+    for (p, v) in pairs.iter().zip(&verdicts) {
+        if named[p.a] || named[p.b] || !v.slow {
+            continue;
+        }
+        let of = p.bandwidths.len();
+        let per_sample = chance_per_trial(tally.slow_samples - v.slow_in, tally.samples - of);
+        let link = SlowLink {
+            a: p.a,
+            b: p.b,
+            slow_in: v.slow_in,
+            of,
+            chance: (tally.pairs as f64 * binomial_tail(v.slow_in, of, per_sample)).min(1.0),
+            bandwidth_gbps: median(&p.bandwidths),
+            first_round: p.first_round,
+        };
+        let ends_fine = fine_elsewhere(p.a, p, v) && fine_elsewhere(p.b, p, v);
+        let steady = of >= LINK_MIN_SAMPLES && v.slow_in == of;
+        if ends_fine && steady && link.chance < MAX_CHANCE {
+            links.push(link);
+        } else {
+            if ends_fine && of < LINK_SAMPLES {
+                retest.push((p.a, p.b));
+            }
+            undecided_links.push(link);
+        }
+    }
+
+    let mut standing: Vec<Standing> = (0..n)
+        .map(|h| Standing {
+            state: State::Open,
+            partners: tally.partners[h],
+            slow_with: tally.slow_with[h],
+            rounds: tally.rounds[h],
+            slow_rounds: tally.slow_rounds[h],
+        })
+        .collect();
+    for l in &links {
+        for h in [l.a, l.b] {
+            let s = &mut standing[h];
+            s.partners -= 1;
+            s.slow_with -= 1;
+            s.rounds -= l.of;
+            s.slow_rounds -= l.slow_in;
+        }
+    }
+    for (h, s) in standing.iter_mut().enumerate() {
+        s.state = if named[h] {
+            State::Named
+        } else if binomial_at_most(s.slow_rounds, s.rounds, FLAKY_RATE) < MISS {
+            State::Cleared
+        } else {
+            State::Open
+        };
+    }
+    hosts.sort_by(|x, y| x.chance.total_cmp(&y.chance));
+    links.sort_by(|x, y| x.chance.total_cmp(&y.chance));
+    Judgement {
+        threshold_percent,
+        median_gbps,
+        limit_gbps,
+        chance_per_pair: chance_per_trial(tally.slow_pairs, tally.pairs),
+        hosts,
+        links,
+        undecided_links,
+        standing,
+        retest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pairs::model::PairSample;
+
+    fn sample(a: usize, b: usize, bandwidth_gbps: f64) -> PairSample {
+        PairSample {
+            repeat: 0,
+            round: 0,
+            a,
+            b,
+            bandwidth_gbps,
+            time_us: 1.0,
+            latency_us: 1.0,
+            lanes: 1,
+            wrong: None,
+        }
+    }
+
+    /// Every pair of `n` once, bandwidth from `bw`.
+    fn every_pair(n: usize, bw: impl Fn(usize, usize) -> f64) -> Ledger {
+        let mut ledger = Ledger::new(n);
+        for a in 0..n {
+            for b in a + 1..n {
+                ledger.add(sample(a, b, bw(a, b)));
+            }
+        }
+        ledger
+    }
+
+    #[test]
+    fn a_host_slow_with_every_partner_is_named_and_explains_its_pairs() {
+        let ledger = every_pair(12, |a, b| if a == 5 || b == 5 { 2.0 } else { 10.0 });
+        let j = judge(&ledger, 10.0);
+        assert_eq!(j.hosts.len(), 1, "{j:?}");
+        let h = &j.hosts[0];
+        assert_eq!((h.host, h.kind, h.partners), (5, HostKind::Bad, 11));
+        assert_eq!(h.slow_with.len(), 11);
+        assert!(h.chance < 1e-10, "{h:?}");
+        // Its partners' one slow pair each is its, not theirs.
+        assert!(j.undecided_links.is_empty() && j.links.is_empty(), "{j:?}");
+        assert_eq!(j.standing[5].state, State::Named);
+        assert!(j.standing.iter().all(|s| s.slow_with == 0));
+        assert_eq!(j.median_gbps, 10.0);
+    }
+
+    #[test]
+    fn one_slow_sample_of_a_pair_is_a_link_to_measure_again_not_a_name() {
+        let ledger = every_pair(12, |a, b| if (a, b) == (2, 7) { 2.0 } else { 10.0 });
+        let j = judge(&ledger, 10.0);
+        assert!(j.hosts.is_empty() && j.links.is_empty(), "{j:?}");
+        assert_eq!(j.retest, [(2, 7)]);
+        assert_eq!(
+            j.links_pending_from_before(1),
+            1,
+            "an undecided link keeps the search going"
+        );
+    }
+
+    #[test]
+    fn a_pair_slow_in_every_sample_between_fine_hosts_is_a_bad_link() {
+        let mut ledger = every_pair(12, |a, b| if (a, b) == (2, 7) { 2.0 } else { 10.0 });
+        for _ in 0..2 {
+            ledger.add(sample(7, 2, 2.1));
+        }
+        let j = judge(&ledger, 10.0);
+        assert!(j.links.is_empty(), "three samples are not enough: {j:?}");
+        ledger.add(sample(7, 2, 2.1));
+        let j = judge(&ledger, 10.0);
+        assert!(j.hosts.is_empty(), "{j:?}");
+        assert_eq!(j.links.len(), 1, "{j:?}");
+        assert_eq!((j.links[0].a, j.links[0].b, j.links[0].slow_in), (2, 7, 4));
+        // The link is not held against its hosts: 2 and 7 are as clean as everyone.
+        assert_eq!(j.standing[2].slow_with, 0);
+        assert_eq!(j.standing[2].partners, 10);
+        assert_eq!((j.standing[7].rounds, j.standing[7].slow_rounds), (10, 0));
+        // One fast sample among them: not steady, so no bad link.
+        ledger.add(sample(7, 2, 10.0));
+        assert!(judge(&ledger, 10.0).links.is_empty());
+    }
+
+    #[test]
+    fn a_pair_slow_once_in_two_is_no_link_but_stays_against_its_hosts() {
+        let mut ledger = every_pair(12, |a, b| if (a, b) == (2, 7) { 2.0 } else { 10.0 });
+        ledger.add(sample(2, 7, 10.0));
+        let j = judge(&ledger, 10.0);
+        assert!(j.undecided_links.is_empty() && j.retest.is_empty(), "{j:?}");
+        // Either end may have been slow in that round: a host slow in some rounds only shows so.
+        assert_eq!((j.standing[2].slow_with, j.standing[7].slow_with), (1, 1));
+    }
+
+    #[test]
+    fn a_host_slow_with_a_few_partners_more_than_chance_allows_is_flaky() {
+        // 40 hosts, every pair once; host 9 slow with 12 of its 39 partners.
+        let ledger = every_pair(40, |a, b| {
+            let other = if a == 9 { b } else { a };
+            if (a == 9 || b == 9) && other % 3 == 0 {
+                2.0
+            } else {
+                10.0
+            }
+        });
+        let j = judge(&ledger, 10.0);
+        assert_eq!(j.hosts.len(), 1, "{j:?}");
+        assert_eq!((j.hosts[0].host, j.hosts[0].kind), (9, HostKind::Flaky));
+        assert_eq!(j.hosts[0].slow_with.len(), 13);
+    }
+
+    #[test]
+    fn hosts_are_cleared_only_after_enough_quiet_partners() {
+        // 6 quiet partners each: a host slow in half its rounds shows none with probability 1/64.
+        let ledger = every_pair(7, |_, _| 10.0);
+        let j = judge(&ledger, 10.0);
+        assert!(j.standing.iter().all(|s| s.state == State::Open), "{j:?}");
+        let ledger = every_pair(8, |_, _| 10.0);
+        let j = judge(&ledger, 10.0);
+        // 7 quiet partners: 1/128 < MISS.
+        assert!(j.standing.iter().all(|s| s.state == State::Cleared));
+        assert!(j.hosts_decided() && j.hosts.is_empty());
+    }
+
+    #[test]
+    fn a_noisy_fabric_raises_the_chance_and_names_nobody_for_a_few_slow_pairs() {
+        // One sample in five is slow everywhere: host 0 slow with 4 of 10 partners is not unusual.
+        let ledger = every_pair(11, |a, b| if (a * 7 + b * 3) % 5 == 0 { 2.0 } else { 10.0 });
+        let j = judge(&ledger, 10.0);
+        assert!(j.chance_per_pair > 0.1, "{j:?}");
+        assert!(j.hosts.is_empty(), "{:?}", j.hosts);
+    }
+}
