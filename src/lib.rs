@@ -1,5 +1,8 @@
 //! collbench: a collective-communication benchmark for NCCL, RCCL and MPI, compatible with nccl-tests.
 
+// Every call into a foreign library goes through src/ffi/, the only module allowed `unsafe`.
+#![deny(unsafe_code)]
+
 pub mod app;
 pub mod backend;
 pub mod check;
@@ -9,6 +12,7 @@ pub mod device;
 pub mod dtype;
 pub mod engine;
 pub mod error;
+#[allow(unsafe_code)]
 pub mod ffi;
 pub mod fleet;
 pub mod layout;

@@ -1,7 +1,7 @@
 //! The validated plan of a run: what the command line asked for, typed and checked before anything runs.
 
 pub use crate::backend::BackendChoice;
-use crate::backend::{Allocator, GpuOptions};
+use crate::backend::{Allocator, BackendRequest, GpuOptions};
 use crate::cli::RunArgs;
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
@@ -188,29 +188,74 @@ where
     Ok(out)
 }
 
+/// `-n`: a number of timed iterations, or auto with its targets (--ci-target, --min-iters,
+/// --size-time-cap), for every command that measures.
+pub fn iterations(text: &str, ci_target: f64, min_iters: u64, cap_s: f64) -> Result<Iterations> {
+    if text.trim().eq_ignore_ascii_case("auto") {
+        if !(ci_target > 0.0 && ci_target.is_finite()) {
+            return Err(Error::usage(
+                "--ci-target must be a percentage above 0, e.g. 1 for +-1 %",
+            ));
+        }
+        if !(cap_s > 0.0 && cap_s.is_finite()) {
+            return Err(Error::usage(
+                "--size-time-cap must be a number of seconds above 0",
+            ));
+        }
+        return Ok(Iterations::Auto {
+            ci_target_percent: ci_target,
+            min: min_iters.max(2),
+            cap_s,
+        });
+    }
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err(Error::usage(
+            "-n/--iters must be at least 1: zero timed iterations measure nothing",
+        )),
+        Ok(n) => Ok(Iterations::Fixed(n)),
+        Err(_) => Err(Error::usage(format!(
+            "-n/--iters '{text}' is not a number of iterations: give a whole number, or auto"
+        ))),
+    }
+}
+
+/// `-T`: seconds, 0 for none, for every command.
+pub fn timeout(seconds: f64) -> Result<Option<f64>> {
+    if !(seconds.is_finite() && seconds >= 0.0) {
+        return Err(Error::usage(
+            "-T/--timeout: give a number of seconds, 0 for none",
+        ));
+    }
+    Ok((seconds > 0.0).then_some(seconds))
+}
+
+pub use crate::cli::run::DEFAULT_MIN_ITERS;
+
 /// The default cap on the sampled pass: enough for a p99, short beside any timed loop worth running.
 pub const DEFAULT_MAX_SAMPLES: u64 = 1000;
 
 impl Plan {
-    /// What the NCCL and RCCL backends take from this plan.
-    pub fn gpu_options(&self) -> GpuOptions {
-        GpuOptions {
-            nccl_lib: self.nccl_lib.clone(),
-            rccl_lib: self.rccl_lib.clone(),
-            timeout_s: self.timeout_s,
-            alloc: self.alloc,
+    /// What this plan asks of the backends.
+    pub fn backend_request(&self) -> BackendRequest {
+        BackendRequest {
+            choice: self.backend,
+            gpu: GpuOptions {
+                nccl_lib: self.nccl_lib.clone(),
+                rccl_lib: self.rccl_lib.clone(),
+                timeout_s: self.timeout_s,
+                alloc: self.alloc,
+            },
         }
-    }
-
-    /// Iterations of the sampled pass after a timed loop of `timed` iterations.
-    pub fn sample_iters(&self, timed: u64) -> u64 {
-        self.samples
-            .unwrap_or_else(|| timed.min(DEFAULT_MAX_SAMPLES))
     }
 
     pub fn from_args(args: &RunArgs) -> Result<Plan> {
         let mut collectives = Vec::new();
         for name in &args.collectives {
+            if crate::cli::is_command(name) {
+                return Err(Error::usage(format!(
+                    "'{name}' is a command, not a collective: give it first, before any flag (collbench {name} ...)"
+                )));
+            }
             let named = list(name, "collective", &Collective::ALL, |s| s.parse())?;
             for c in named {
                 if !collectives.contains(&c) {
@@ -253,38 +298,12 @@ impl Plan {
             }
             (None, f) => Step::Factor(f.unwrap_or(2).max(2)),
         };
-        let iters = if args.iters.trim().eq_ignore_ascii_case("auto") {
-            if !(args.ci_target > 0.0 && args.ci_target.is_finite()) {
-                return Err(Error::usage(
-                    "--ci-target must be a percentage above 0, e.g. 1 for +-1 %",
-                ));
-            }
-            if !(args.size_time_cap > 0.0 && args.size_time_cap.is_finite()) {
-                return Err(Error::usage(
-                    "--size-time-cap must be a number of seconds above 0",
-                ));
-            }
-            Iterations::Auto {
-                ci_target_percent: args.ci_target,
-                min: args.min_iters.max(2),
-                cap_s: args.size_time_cap,
-            }
-        } else {
-            match args.iters.trim().parse::<u64>() {
-                Ok(0) => {
-                    return Err(Error::usage(
-                        "-n/--iters must be at least 1: zero timed iterations measure nothing",
-                    ))
-                }
-                Ok(n) => Iterations::Fixed(n),
-                Err(_) => {
-                    return Err(Error::usage(format!(
-                    "-n/--iters '{}' is not a number of iterations: give a whole number, or auto",
-                    args.iters
-                )))
-                }
-            }
-        };
+        let iters = iterations(
+            &args.iters,
+            args.ci_target,
+            args.min_iters,
+            args.size_time_cap,
+        )?;
         if args.cudagraph > 0 && matches!(iters, Iterations::Auto { .. }) {
             return Err(Error::usage(
                 "-G replays a captured loop of -n iterations: give a number with -n, not auto",
@@ -343,27 +362,13 @@ impl Plan {
             1 => true,
             z => return Err(Error::usage(format!("-z/--blocking {z}: use 0 or 1"))),
         };
-        if !(args.timeout.is_finite() && args.timeout >= 0.0) {
-            return Err(Error::usage(
-                "-T/--timeout: give a number of seconds, 0 for none",
-            ));
-        }
+        let timeout_s = timeout(args.timeout)?;
         if args.ngpus == 0 || args.nthreads == 0 {
             return Err(Error::usage(
                 "-g/--ngpus and -t/--nthreads must be at least 1",
             ));
         }
-        let backend = match args.backend.to_ascii_lowercase().as_str() {
-            "auto" => BackendChoice::Auto,
-            "nccl" => BackendChoice::Nccl,
-            "rccl" => BackendChoice::Rccl,
-            "mpi" => BackendChoice::Mpi,
-            b => {
-                return Err(Error::usage(format!(
-                    "--backend {b}: use nccl, rccl, mpi or auto"
-                )))
-            }
-        };
+        let backend = args.library.backend_choice()?;
         let (groups, groups_from) = groups_from(args)?;
         let traffic = traffic_from_args(args, &collectives).map_err(Error::usage)?;
         // A fixed matrix moves the bytes it says: the sweep is that one size.
@@ -393,13 +398,13 @@ impl Plan {
             blocking,
             cudagraph_replays: args.cudagraph,
             samples: args.samples,
-            timeout_s: (args.timeout > 0.0).then_some(args.timeout),
+            timeout_s,
             run_cycles: args.run_cycles,
             gpus_per_thread: args.ngpus,
             threads: args.nthreads,
             backend,
-            nccl_lib: args.nccl_lib.clone(),
-            rccl_lib: args.rccl_lib.clone(),
+            nccl_lib: args.library.nccl_lib.clone(),
+            rccl_lib: args.library.rccl_lib.clone(),
             alloc: args.alloc,
             seed: args.seed,
             expect,

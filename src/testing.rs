@@ -7,6 +7,7 @@
 //! - COLLBENCH_TEST_DELAY=RANK:US    RANK sees each timed operation complete US microseconds late
 //! - COLLBENCH_TEST_CORRUPT=RANK:N   (check/verify.rs) RANK corrupts N output elements per check
 //! - COLLBENCH_TEST_ABORT_HANGS=1   (world/mpi.rs) ending the job, MPI_Abort never returns
+//! - COLLBENCH_TEST_MPI_MAX_COUNT=N  (backend/mpi.rs) the largest count one MPI call takes is N, not 2^31-1
 //! - COLLBENCH_TEST_NVML=PATH        (telemetry/source.rs) GPU telemetry and NVLink error counters from the NVML at PATH, GPU = local rank
 //! - COLLBENCH_TEST_ROCM_SMI=PATH    (telemetry/source.rs) the same from the ROCm SMI at PATH
 //! - COLLBENCH_TEST_SYSROOT=DIR      (app/port_counters.rs) RDMA port error counters read under DIR, not "/";
@@ -25,6 +26,15 @@ pub fn port_counters_root(host: &str) -> Option<PathBuf> {
 /// COLLBENCH_TEST_ABORT_HANGS: whether ending the job should act as an MPI_Abort that never returns.
 pub fn abort_hangs() -> bool {
     std::env::var_os("COLLBENCH_TEST_ABORT_HANGS").is_some()
+}
+
+/// COLLBENCH_TEST_MPI_MAX_COUNT: a lower limit on one MPI call's count than MPI's int, so the tests can
+/// exercise the paths for counts beyond 2^31 on small buffers.
+pub fn mpi_max_count() -> Option<u64> {
+    std::env::var("COLLBENCH_TEST_MPI_MAX_COUNT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&n| n > 0)
 }
 
 #[derive(Debug, Clone, Default)]

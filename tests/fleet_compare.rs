@@ -1,7 +1,7 @@
 //! `collbench compare` on recorded runs: a run against itself, against a slower run (recorded with
 //! COLLBENCH_TEST_DELAY=2:2000 and edited copies), and refusals of files that cannot be compared.
 
-use collbench::fleet::compare::{compare, compare_main, Change, CompareReport};
+use collbench::fleet::compare::{compare, Change, CompareReport};
 use collbench::report::json;
 use std::path::{Path, PathBuf};
 
@@ -12,10 +12,10 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn run(args: &[&Path], extra: &[&str]) -> i32 {
-    let mut argv = vec!["collbench compare".to_string()];
+    let mut argv = vec!["collbench".to_string(), "compare".to_string()];
     argv.extend(args.iter().map(|p| p.display().to_string()));
     argv.extend(extra.iter().map(|s| s.to_string()));
-    compare_main(&argv)
+    collbench::app::main(argv)
 }
 
 /// A copy of a recorded file with its JSON edited by `edit`.

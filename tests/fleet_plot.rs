@@ -1,7 +1,7 @@
 //! `collbench plot` on recorded runs: an SVG with one line per run, collective and panel and the legend
 //! names, and a real PNG.
 
-use collbench::fleet::plot::plot_main;
+use collbench::app::main as plot_main;
 use collbench::report::json;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -13,7 +13,8 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn argv(args: &[&str]) -> Vec<String> {
-    std::iter::once("collbench plot")
+    ["collbench", "plot"]
+        .into_iter()
         .chain(args.iter().copied())
         .map(String::from)
         .collect()
@@ -48,7 +49,7 @@ fn svg_has_a_line_per_series_in_both_panels_and_names_them() {
     let mut args: Vec<&str> = paths.iter().map(String::as_str).collect();
     let out_text = out.display().to_string();
     args.extend(["-o", &out_text]);
-    assert_eq!(plot_main(&argv(&args)), 0);
+    assert_eq!(plot_main(argv(&args)), 0);
 
     let svg = std::fs::read_to_string(&out).unwrap();
     assert!(svg.trim_start().starts_with("<svg"), "{}", &svg[..100]);
@@ -75,7 +76,7 @@ fn peak_adds_a_line_and_a_legend_entry() {
     let run = data("base_4ranks.json").display().to_string();
     let out_text = out.display().to_string();
     assert_eq!(
-        plot_main(&argv(&[&run, "-o", &out_text, "--peak", "2.5"])),
+        plot_main(argv(&[&run, "-o", &out_text, "--peak", "2.5"])),
         0
     );
     let svg = std::fs::read_to_string(&out).unwrap();
@@ -90,7 +91,7 @@ fn png_is_a_real_picture() {
     let out = dir.path().join("runs.png");
     let run = data("base_4ranks.json").display().to_string();
     let out_text = out.display().to_string();
-    assert_eq!(plot_main(&argv(&[&run, "-o", &out_text])), 0);
+    assert_eq!(plot_main(argv(&[&run, "-o", &out_text])), 0);
     let png = std::fs::read(&out).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(png.len() > 10_000, "only {} bytes", png.len());
@@ -101,25 +102,25 @@ fn bad_input_gives_usage_or_io_codes() {
     let dir = tempfile::tempdir().unwrap();
     let run = data("base_4ranks.json").display().to_string();
     let jpg = dir.path().join("x.jpg").display().to_string();
-    assert_eq!(plot_main(&argv(&[&run, "-o", &jpg])), 2);
+    assert_eq!(plot_main(argv(&[&run, "-o", &jpg])), 2);
     let svg = dir.path().join("x.svg").display().to_string();
     let missing = dir.path().join("missing.json").display().to_string();
-    assert_eq!(plot_main(&argv(&[&missing, "-o", &svg])), 10);
+    assert_eq!(plot_main(argv(&[&missing, "-o", &svg])), 10);
     let not_results = dir.path().join("bad.json");
     std::fs::write(&not_results, "{\"hello\": 1}").unwrap();
     assert_eq!(
-        plot_main(&argv(&[&not_results.display().to_string(), "-o", &svg])),
+        plot_main(argv(&[&not_results.display().to_string(), "-o", &svg])),
         2
     );
     assert_eq!(
-        plot_main(&argv(&[&run, "-o", &svg, "--collective", "broadcast"])),
+        plot_main(argv(&[&run, "-o", &svg, "--collective", "broadcast"])),
         2
     );
     assert_eq!(
-        plot_main(&argv(&[&run, "-o", &svg, "--collective", "nonsense"])),
+        plot_main(argv(&[&run, "-o", &svg, "--collective", "nonsense"])),
         2
     );
-    assert_eq!(plot_main(&argv(&[&run])), 2, "-o is required");
+    assert_eq!(plot_main(argv(&[&run])), 2, "-o is required");
     let unwritable = dir.path().join("no/such/dir/x.svg").display().to_string();
-    assert_eq!(plot_main(&argv(&[&run, "-o", &unwritable])), 10);
+    assert_eq!(plot_main(argv(&[&run, "-o", &unwritable])), 10);
 }

@@ -17,8 +17,12 @@ fn read(name: &str) -> collbench::report::model::RunDocument {
 #[test]
 fn the_delayed_rank_and_its_host_are_named() {
     let doc = read("slow_rank2_4ranks.json");
-    assert!(doc.command_line.iter().any(|a| a.contains("collbench")));
-    let report = attribute(&doc.rows, &doc.ranks, DEFAULT_THRESHOLD_PERCENT);
+    assert!(doc
+        .header
+        .command_line
+        .iter()
+        .any(|a| a.contains("collbench")));
+    let report = attribute(&doc.rows, &doc.header.ranks, DEFAULT_THRESHOLD_PERCENT);
     let measured = doc
         .rows
         .iter()
@@ -28,7 +32,7 @@ fn the_delayed_rank_and_its_host_are_named() {
     assert_eq!(report.suspect_ranks.len(), 1, "{}", render(&report));
     let suspect = &report.suspect_ranks[0];
     assert_eq!(suspect.rank, 2);
-    let host = &doc.ranks.iter().find(|r| r.rank == 2).unwrap().host;
+    let host = &doc.header.ranks.iter().find(|r| r.rank == 2).unwrap().host;
     assert_eq!(&suspect.host, host);
     // The delay touches every measurement.
     assert_eq!(suspect.flagged_in, measured);
@@ -42,7 +46,7 @@ fn an_undisturbed_run_names_nobody() {
     let doc = read("base_4ranks.json");
     // Scheduler noise on a shared host makes some rank the slowest beyond 10 % in a row now and
     // then; no rank is so in most rows, so nobody is named.
-    let report = attribute(&doc.rows, &doc.ranks, DEFAULT_THRESHOLD_PERCENT);
+    let report = attribute(&doc.rows, &doc.header.ranks, DEFAULT_THRESHOLD_PERCENT);
     assert!(report.suspect_ranks.is_empty(), "{}", render(&report));
     assert!(render(&report).contains("none"));
 }

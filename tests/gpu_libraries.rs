@@ -132,7 +132,7 @@ fn the_hip_runtime_loads_and_reports_its_devices_without_panicking() {
 fn the_nccl_backend_without_a_gpu_fails_with_the_libraries_words() {
     let plan = plan(&["all_reduce", "--backend", "nccl"]);
     let world = SoloWorld::new();
-    let result = create_gpu_backend(GpuVendor::Nvidia, &plan.gpu_options(), &world);
+    let result = create_gpu_backend(GpuVendor::Nvidia, &plan.backend_request().gpu, &world);
     match probe_cuda() {
         Probe::Found(_) => {
             let backend = result
@@ -168,7 +168,7 @@ fn the_nccl_backend_without_a_gpu_fails_with_the_libraries_words() {
 fn the_rccl_backend_without_rccl_fails_clearly() {
     let plan = plan(&["all_reduce", "--backend", "rccl"]);
     let world = SoloWorld::new();
-    if let Err(err) = create_gpu_backend(GpuVendor::Amd, &plan.gpu_options(), &world) {
+    if let Err(err) = create_gpu_backend(GpuVendor::Amd, &plan.backend_request().gpu, &world) {
         let m = err.to_string();
         eprintln!("{m}");
         assert!(m.contains("RCCL") || m.contains("AMD GPU"), "{m}");
@@ -229,7 +229,7 @@ fn minus_g_threads_without_a_gpu_fail_on_every_rank_without_hanging() {
     }
     let plan = plan(&["all_reduce", "--backend", "nccl", "-g", "2"]);
     let results = run_threads(2, |world| {
-        create_gpu_backend(GpuVendor::Nvidia, &plan.gpu_options(), world).map(|b| b.name())
+        create_gpu_backend(GpuVendor::Nvidia, &plan.backend_request().gpu, world).map(|b| b.name())
     });
     for (rank, r) in results.into_iter().enumerate() {
         let m = r.expect_err("no GPU here").to_string();

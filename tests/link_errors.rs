@@ -234,12 +234,6 @@ fn collbench_pairs_refuses_the_rule_it_cannot_judge() {
     assert!(stderr.contains("--expect 'no-link-errors'"), "{stderr}");
 }
 
-/// The stand-in NVML (tests/fixtures/fake_nvml.c: two H100 NVL joined by NVLinks 0-11) built in `dir`;
-/// None without a C compiler.
-fn fake_nvml(dir: &Path) -> Option<String> {
-    build_stand_in("fake_nvml.c", "libfake-nvidia-ml.so", dir)
-}
-
 #[test]
 fn nvlink_counters_raised_during_the_run_name_the_gpu_link_and_fail_the_gate() {
     let lib_dir = tempfile::tempdir().unwrap();

@@ -1,8 +1,10 @@
 //! The top-level modules of src/ depend on each other without a cycle, in the layer order that
-//! docs/ARCHITECTURE.md writes down. The graph comes from the source itself: every `crate::x` path
-//! (groups `crate::{a, b}` included) and every `super::` chain that climbs to the crate root, with
-//! comments, string literals and test-only code (`#[cfg(test)]` items, and the files of
-//! `#[cfg(test)] mod name;`) left out. A failure names each edge with the file and line that makes it.
+//! docs/ARCHITECTURE.md writes down, and the sibling files inside each module (src/m/a.rs, src/m/b.rs)
+//! without a cycle either. The graph comes from the source itself: every `crate::x` path (groups
+//! `crate::{a, b}` included) and every `super::` chain that climbs to the crate root (or, between
+//! siblings, to their module), with comments, string literals and test-only code (`#[cfg(test)]` items,
+//! and the files of `#[cfg(test)] mod name;`) left out. A failure names each edge with the file and line
+//! that makes it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -340,6 +342,109 @@ fn module_graph(src: &Path) -> Graph {
     graph
 }
 
+/// Every sibling a file's code names, with its position: `super::b` from src/m/a.rs (a chain that
+/// climbs one level) and `crate::m::b`, where b is another file (or folder) of src/m/.
+fn named_siblings(code: &str, module: &str, siblings: &BTreeSet<String>) -> Vec<(usize, String)> {
+    let c: Vec<char> = code.chars().collect();
+    let word_at = |i: usize, w: &str| {
+        let n = w.chars().count();
+        c.get(i..i + n)
+            .is_some_and(|s| s.iter().copied().eq(w.chars()))
+            && (i == 0 || !is_ident(c[i - 1]))
+            && !c.get(i + n).copied().is_some_and(is_ident)
+    };
+    let colons = |i: usize| {
+        let i = skip_space(&c, i);
+        (c.get(i) == Some(&':') && c.get(i + 1) == Some(&':')).then_some(i + 2)
+    };
+    let mut out = Vec::new();
+    for i in 0..c.len() {
+        let after = if word_at(i, "super") && (i < 2 || c[i - 2..i] != [':', ':']) {
+            // One `super` only: super::super:: climbs out of the module.
+            colons(i + 5).filter(|&at| !word_at(skip_space(&c, at), "super"))
+        } else if word_at(i, "crate") {
+            colons(i + 5).and_then(|at| {
+                let at = skip_space(&c, at);
+                if word_at(at, module) {
+                    colons(at + module.chars().count())
+                } else {
+                    None
+                }
+            })
+        } else {
+            None
+        };
+        if let Some(at) = after {
+            out.extend(
+                heads(&c, at)
+                    .into_iter()
+                    .filter(|(_, name)| siblings.contains(name)),
+            );
+        }
+    }
+    out
+}
+
+/// For each module folder src/m/, the graph between its files other than mod.rs (a file's children in
+/// src/m/a/ count as a): which sibling each names, with where.
+fn sibling_graphs(src: &Path) -> BTreeMap<String, Graph> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    let mut out: BTreeMap<String, Graph> = BTreeMap::new();
+    for dir in std::fs::read_dir(src).unwrap().map(|e| e.unwrap().path()) {
+        if !dir.is_dir() {
+            continue;
+        }
+        let module = dir.file_name().unwrap().to_string_lossy().to_string();
+        let siblings: BTreeSet<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter_map(|p| {
+                let name = p.file_stem()?.to_string_lossy().to_string();
+                (p.is_dir() || p.extension().is_some_and(|e| e == "rs")).then_some(name)
+            })
+            .filter(|n| n != "mod")
+            .collect();
+        let mut graph = Graph::new();
+        for p in files.iter().filter(|p| p.starts_with(&dir)) {
+            let inner = p.strip_prefix(&dir).unwrap();
+            let first = inner
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy();
+            let from = first.strip_suffix(".rs").unwrap_or(&first).to_string();
+            // Deeper files climb further to reach their siblings; only direct files are read.
+            if from == "mod" || inner.components().count() > 1 {
+                continue;
+            }
+            let source = std::fs::read_to_string(p).unwrap();
+            let (code, _) = blank_test_items(&blank_comments_and_literals(&source));
+            let lines: Vec<&str> = source.lines().collect();
+            graph.entry(from.clone()).or_default();
+            for (pos, to) in named_siblings(&code, &module, &siblings) {
+                if to == from {
+                    continue;
+                }
+                let line = line_of(&code, pos);
+                graph
+                    .entry(from.clone())
+                    .or_default()
+                    .entry(to)
+                    .or_default()
+                    .push(Evidence {
+                        file: format!("src/{module}/{}", inner.display()),
+                        line,
+                        text: lines.get(line - 1).unwrap_or(&"").trim().to_string(),
+                    });
+            }
+        }
+        out.insert(module, graph);
+    }
+    out
+}
+
 /// A cycle of `edges` as its modules, the first repeated at the end; None for a DAG.
 fn find_cycle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
     #[derive(Clone, Copy, PartialEq)]
@@ -428,6 +533,32 @@ fn top_level_modules_form_no_cycle() {
     }
 }
 
+#[test]
+fn sibling_files_of_a_module_form_no_cycle() {
+    let graphs = sibling_graphs(&crate_src());
+    assert!(
+        graphs.get("pairs").is_some_and(|g| g.len() > 3),
+        "the sibling graphs were not read: {graphs:?}"
+    );
+    let mut message = String::new();
+    for (module, graph) in &graphs {
+        if let Some(cycle) = find_cycle(&edges_of(graph)) {
+            message.push_str(&format!(
+                "the files of src/{module}/ form a cycle: {}\n",
+                cycle.join(" -> ")
+            ));
+            for pair in cycle.windows(2) {
+                message.push_str(&format!("  {} -> {}\n", pair[0], pair[1]));
+                message.push_str(&evidence(graph, &pair[0], &pair[1]));
+            }
+        }
+    }
+    assert!(
+        message.is_empty(),
+        "{message}One of the two files must not name the other: move the shared type or function to the file that owns it, or to a file both use."
+    );
+}
+
 /// docs/ARCHITECTURE.md's line "Layer order (low to high): a < b < ...".
 fn documented_order() -> Vec<String> {
     let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ARCHITECTURE.md");
@@ -510,6 +641,26 @@ fn the_cycle_finder_finds_a_hand_made_cycle_and_passes_a_dag() {
         find_cycle(&graph_of(&[("a", "b"), ("b", "a")])).unwrap(),
         ["a", "b", "a"]
     );
+}
+
+#[test]
+fn siblings_are_read_from_super_and_crate_paths_only() {
+    let source = r##"
+use super::{alpha::A, beta};
+use crate::m::gamma::G;
+use crate::other::delta;
+use super::super::epsilon;
+fn f() { super::zeta::run(); crate::m::not_a_file::x(); }
+"##;
+    let siblings: BTreeSet<String> = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+        .map(String::from)
+        .into();
+    let code = blank_comments_and_literals(source);
+    let named: Vec<String> = named_siblings(&code, "m", &siblings)
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(named, ["alpha", "beta", "gamma", "zeta"]);
 }
 
 #[test]

@@ -230,9 +230,7 @@ fn mpi_checks_in_place_all_to_all_and_sendrecv_which_it_defines() {
 /// ring's; a corrupting rank spoils exactly the pairs it is in, and the run exits 7.
 #[test]
 fn the_pair_exchange_is_checked_against_the_peer() {
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../docs/schema/pairs.schema.json")).expect("JSON");
-    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let validator = schema_validator("pairs");
     let pairs = "pairs --by rank --backend mpi -b 64K --rounds 1 -n 1";
     let quiet = mpirun_json(4, pairs, &[]);
     quiet.assert_success();

@@ -243,13 +243,7 @@ fn the_pairwise_matrix_names_the_throttled_host() {
         .map(|f| f["bandwidth_gbps"].as_f64().unwrap())
         .fold(f64::INFINITY, f64::min);
     assert!(fastest_with < slowest_without, "{stdout}");
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../docs/schema/pairs.schema.json")).expect("JSON");
-    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
-    let errors: Vec<String> = validator
-        .iter_errors(&doc)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect();
+    let errors = common::schema_errors(&common::schema_validator("pairs"), &doc);
     assert!(errors.is_empty(), "schema errors: {errors:#?}");
     let picture = std::fs::read_to_string(&svg).expect("the heatmap");
     assert!(

@@ -353,3 +353,89 @@ fn a_workload_run_cut_by_a_signal_is_marked_interrupted() {
     assert!(doc["error"].as_str().unwrap().contains("signal"));
     assert!(doc["messages"][0]["measurement"].is_object());
 }
+
+#[test]
+fn pairs_and_workload_that_fail_before_their_backend_leave_a_failed_document() {
+    // No GPU here: NCCL's backend fails before any round or message, on every rank. The document was
+    // written before the backend opened, so the failure has one to mark, in the library's words.
+    for (args, kind) in [
+        (
+            "pairs --backend nccl --by rank -b 64K --rounds 1 -n 1",
+            "pairs",
+        ),
+        (
+            "workload llama-3.1-8b --backend nccl --tp 2 --batch 1 --prefill none -n 1",
+            "workload",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("early.json");
+        let out = subcommand_under_mpirun(2, args, &json, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{kind}: {stderr}");
+        let doc = read_json(&json);
+        assert_eq!(doc["kind"], kind, "{doc:#}");
+        assert_eq!(doc["status"], "failed", "{kind}: {doc:#}");
+        assert_eq!(
+            doc["exit_code"].as_i64(),
+            out.status.code().map(i64::from),
+            "{kind}: {doc:#}"
+        );
+        let error = doc["error"].as_str().unwrap();
+        assert!(error.contains("NCCL"), "{kind}: {error}");
+        assert_eq!(doc["backend"]["name"], "nccl", "{kind}");
+        assert_eq!(doc["backend"]["reason"], "not chosen yet", "{kind}");
+        assert!(!doc["run_id"].as_str().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn every_document_starts_with_the_same_header() {
+    // The sweep's, pairs' and workload's documents share one header: kind, schema version, versions of
+    // collbench and of every library (MPI's included), command line, start, life, environment, ranks.
+    let dir = tempfile::tempdir().unwrap();
+    let mut headers = Vec::new();
+    for (args, kind) in [
+        ("all_reduce --backend mpi -b 32K -e 32K -n 1 -q", "run"),
+        ("pairs --by rank -b 64K --rounds 1 -n 1", "pairs"),
+        (
+            "workload llama-3.1-8b --tp 2 --batch 1 --prefill none -n 1",
+            "workload",
+        ),
+    ] {
+        let json = dir.path().join(format!("{kind}.json"));
+        let out = subcommand_under_mpirun(2, args, &json, &[]);
+        assert!(
+            out.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc = read_json(&json);
+        assert_eq!(doc["kind"], kind);
+        let header: Vec<_> = [
+            "schema_version",
+            "collbench_version",
+            "run_id",
+            "status",
+            "exit_code",
+            "heartbeat_unix_s",
+            "started_unix_s",
+        ]
+        .iter()
+        .map(|f| {
+            assert!(!doc[f].is_null(), "{kind} has no {f}: {doc:#}");
+            doc[f].clone()
+        })
+        .collect();
+        assert_eq!(doc["command_line"][1], args.split(' ').next().unwrap());
+        assert!(doc["environment"].is_object(), "{kind}");
+        let libraries = doc["backend"]["libraries"].as_array().unwrap();
+        assert!(
+            libraries.iter().any(|l| l["library"] == "MPI"),
+            "{kind}: {libraries:?}"
+        );
+        assert_eq!(doc["ranks"].as_array().unwrap().len(), 2, "{kind}");
+        headers.push((header[0].clone(), header[1].clone()));
+    }
+    assert!(headers.windows(2).all(|w| w[0] == w[1]), "{headers:?}");
+}

@@ -6,11 +6,6 @@
 mod common;
 use common::*;
 
-/// Builds the stand-in NVML into `dir`; None (test skipped) without a C compiler.
-fn fake_nvml(dir: &std::path::Path) -> Option<String> {
-    build_stand_in("fake_nvml.c", "libfake-nvidia-ml.so", dir)
-}
-
 #[test]
 fn the_throttled_rank_is_named_with_its_reason_and_fails_the_gate() {
     let lib_dir = tempfile::tempdir().unwrap();

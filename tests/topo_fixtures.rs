@@ -483,7 +483,7 @@ fn live_nvml_agrees_with_the_recorded_answers() {
         .starts_with("NVML not found"));
 
     let dir = tempfile::tempdir().unwrap();
-    let Some(so) = common::build_stand_in("fake_nvml.c", "libfake-nvidia-ml.so", dir.path()) else {
+    let Some(so) = common::fake_nvml(dir.path()) else {
         return;
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/h100-nvl");

@@ -8,18 +8,8 @@ use common::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
-fn workload_validator() -> jsonschema::Validator {
-    let schema: Value =
-        serde_json::from_str(include_str!("../docs/schema/workload.schema.json")).expect("JSON");
-    jsonschema::validator_for(&schema).expect("a valid JSON Schema")
-}
-
 fn assert_workload_valid(doc: &Value) {
-    let v = workload_validator();
-    let errors: Vec<String> = v
-        .iter_errors(doc)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect();
+    let errors = schema_errors(&schema_validator("workload"), doc);
     assert!(errors.is_empty(), "schema errors: {errors:#?}");
 }
 
@@ -132,7 +122,7 @@ fn a_small_moe_config_gives_the_hand_computed_messages_measured_and_ranked() {
     assert_workload_valid(&doc);
     let mut broken = doc.clone();
     broken["ranking"][0]["layouts"][0]["winner"] = serde_json::json!("yes");
-    assert!(!workload_validator().is_valid(&broken));
+    assert!(!schema_validator("workload").is_valid(&broken));
     assert_eq!(doc["status"], "complete");
     assert_eq!(doc["model"]["moe_layers"], 3);
     assert_eq!(doc["model"]["dense_layers"], 1);
@@ -286,10 +276,15 @@ fn a_layout_that_does_not_divide_the_job_is_named_before_anything_is_measured() 
     assert_eq!(run.code(), Some(2), "{}\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("--tp 3"), "{}", run.stderr);
     assert!(run.stderr.contains("4 ranks"), "{}", run.stderr);
-    // Said once, not by every rank; nothing measured, no document.
+    // Said once, not by every rank; nothing measured, and the document (written before anything could
+    // fail) says why, as a sweep's does.
     assert_eq!(run.stderr.matches("--tp 3").count(), 1, "{}", run.stderr);
     assert!(!run.stdout.contains("on groups of"), "{}", run.stdout);
-    assert!(!run.json.exists());
+    let doc = run.doc();
+    assert_eq!(doc["status"], "failed", "{doc:#}");
+    assert_eq!(doc["exit_code"], 2);
+    assert!(doc["error"].as_str().unwrap().contains("--tp 3"), "{doc:#}");
+    assert!(doc["messages"].as_array().unwrap().is_empty());
 
     let run = mpirun_json(4, "workload llama-3.1-8b --ep 2 --batch 1", &[]);
     assert_eq!(run.code(), Some(2));

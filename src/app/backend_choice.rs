@@ -1,21 +1,20 @@
-//! Which backend a run uses: what --backend asks for, or what `auto` finds on this machine, the same on
-//! every rank; and creating the GPU backends with the watchdog around their initialisation.
+//! Which backend a command uses: what --backend asks for, or what `auto` finds on this machine, the same
+//! on every rank; and creating the GPU backends with the watchdog around their initialisation.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendChoice, BackendRequest};
 use crate::error::{Error, Result};
-use crate::plan::{BackendChoice, Plan};
 use crate::watchdog::Watchdog;
 use crate::world::{all_gather_value, World};
 
-/// The backend the plan asks for (auto: what this machine has), the same on every rank, with the reason
-/// it was chosen.
+/// The backend `request` asks for (auto: what this machine has), the same on every rank, with the
+/// reason it was chosen.
 pub fn choose_backend(
-    plan: &Plan,
+    request: &BackendRequest,
     world: &dyn World,
     watchdog: &Watchdog,
 ) -> Result<(BackendChoice, String)> {
-    let (choice, reason) = match plan.backend {
-        BackendChoice::Auto => crate::backend::select::probe_auto(plan.backend),
+    let (choice, reason) = match request.choice {
+        BackendChoice::Auto => crate::backend::select::probe_auto(request.choice),
         c => (c, "requested".to_string()),
     };
     // Ranks that probed differently (a node without its driver) must not start different backends.
@@ -34,7 +33,7 @@ pub fn choose_backend(
 /// The NCCL or RCCL backend when `choice` is one; None for mpi.
 pub fn create_gpu_backend(
     choice: BackendChoice,
-    plan: &Plan,
+    request: &BackendRequest,
     world: &dyn World,
     watchdog: &Watchdog,
 ) -> Result<Option<Box<dyn Backend>>> {
@@ -43,21 +42,23 @@ pub fn create_gpu_backend(
     };
     // ncclCommInitRank blocks until every rank has joined and has no timeout of its own.
     watchdog.arm(|| format!("{choice:?} communicator initialisation"));
-    let backend = crate::backend::gpu::create_gpu_backend(vendor, &plan.gpu_options(), world)?;
+    let backend = crate::backend::gpu::create_gpu_backend(vendor, &request.gpu, world)?;
     watchdog.disarm();
     Ok(Some(backend))
 }
 
 /// Where no MPI runs (threads, or a build without MPI) only a GPU backend can carry the collectives.
+/// `threads`: the world is the threads of -g/-t.
 pub fn gpu_backend_only(
-    plan: &Plan,
+    request: &BackendRequest,
+    threads: bool,
     world: &dyn World,
     watchdog: &Watchdog,
 ) -> Result<(Box<dyn Backend>, String)> {
-    let (choice, reason) = choose_backend(plan, world, watchdog)?;
-    match create_gpu_backend(choice, plan, world, watchdog)? {
+    let (choice, reason) = choose_backend(request, world, watchdog)?;
+    match create_gpu_backend(choice, request, world, watchdog)? {
         Some(b) => Ok((b, reason)),
-        None if plan.gpus_per_thread * plan.threads > 1 => Err(Error::Unsupported(format!(
+        None if threads => Err(Error::Unsupported(format!(
             "-g/-t drive GPUs from threads, but {reason}: run where GPUs are visible, or use mpirun -np N for MPI ranks on host memory"
         ))),
         None => Err(Error::Unsupported(format!(
@@ -66,16 +67,17 @@ pub fn gpu_backend_only(
     }
 }
 
-/// The backend of a run under MPI ranks: the GPU backend chosen, or the mpi backend on host memory,
+/// The backend of a command under MPI ranks: the GPU backend chosen, or the mpi backend on host memory,
 /// with the reason it was chosen.
 #[cfg(feature = "mpi")]
 pub fn backend_under_mpi<'w>(
-    plan: &Plan,
+    request: &BackendRequest,
     world: &'w crate::world::MpiWorld,
     watchdog: &Watchdog,
 ) -> Result<(Box<dyn Backend + 'w>, String)> {
-    let (choice, reason) = choose_backend(plan, world, watchdog)?;
-    let backend: Box<dyn Backend + 'w> = match create_gpu_backend(choice, plan, world, watchdog)? {
+    let (choice, reason) = choose_backend(request, world, watchdog)?;
+    let backend: Box<dyn Backend + 'w> = match create_gpu_backend(choice, request, world, watchdog)?
+    {
         Some(gpu) => gpu,
         None => Box::new(crate::backend::mpi::MpiBackend::new(world)),
     };

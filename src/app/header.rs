@@ -13,13 +13,13 @@ pub fn render(doc: &RunDocument, plan: &Plan) -> String {
     };
     line(format!(
         "# collbench {} (nccl-tests compatible metrics)",
-        doc.collbench_version
+        doc.header.collbench_version
     ));
     line(format!(
         "# Backend: {} ({})",
-        doc.backend.name, doc.backend.reason
+        doc.header.backend.name, doc.header.backend.reason
     ));
-    for lib in &doc.backend.libraries {
+    for lib in &doc.header.backend.libraries {
         line(format!("# Library: {} {}", lib.library, lib.version));
     }
     let sizes = &doc.plan.sizes;
@@ -42,7 +42,7 @@ pub fn render(doc: &RunDocument, plan: &Plan) -> String {
             HumanSize(*first),
             HumanSize(*last),
             sizes.len(),
-            doc.ranks.len(),
+            doc.header.ranks.len(),
             match plan.iters {
                 Iterations::Fixed(n) => n.to_string(),
                 Iterations::Auto { ci_target_percent, min, cap_s } => {
@@ -62,7 +62,7 @@ pub fn render(doc: &RunDocument, plan: &Plan) -> String {
     }
     line("#".into());
     line("# Using devices".into());
-    for r in &doc.ranks {
+    for r in &doc.header.ranks {
         let index = r
             .device
             .index

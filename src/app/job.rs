@@ -4,17 +4,16 @@
 use super::header;
 use super::reporter::Reporter;
 use super::topology;
-use crate::backend::{Backend, LibraryVersion};
+use crate::backend::Backend;
 use crate::collective::Collective;
-use crate::engine::{buffer_bytes, check_traffic, combinations, Combination, Engine, NullSink};
+use crate::engine::{
+    buffer_bytes, check_traffic, combinations, Combination, Engine, EngineSettings, NullSink,
+};
 use crate::error::{Error, ExitCode, Result};
 use crate::plan::Plan;
-use crate::report::model::{
-    BackendReport, MemoryCap, PlanReport, RankInfo, RunDocument, RunLife, SCHEMA_VERSION,
-};
-use crate::report::{json, summary, table};
+use crate::report::model::{DocumentHeader, MemoryCap, PlanReport, RunDocument};
+use crate::report::{summary, table};
 use crate::size::HumanSize;
-use crate::testing::TestSwitches;
 use crate::traffic::Traffic;
 use crate::watchdog::Watchdog;
 use crate::world::{all_gather_value, Combine, World};
@@ -55,34 +54,24 @@ pub fn fit_sizes(
     (sizes, cap)
 }
 
+/// The backend the plan asks for, as the document names it before one is chosen ("auto", "nccl", ...).
+pub fn backend_asked(plan: &Plan) -> String {
+    serde_json::to_value(plan.backend)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// The document as rank 0 writes it when the run starts, before a backend exists: what was asked for,
 /// by which command, and that it is running. The sweep fills in the rest as it learns it.
-pub fn initial_document(plan: &Plan, argv: &[String], run_id: &str) -> RunDocument {
-    let now = crate::report::model::unix_now_s();
+pub fn initial_document(plan: &Plan, header: DocumentHeader) -> RunDocument {
     RunDocument {
-        schema_version: SCHEMA_VERSION,
-        collbench_version: env!("CARGO_PKG_VERSION").to_string(),
-        command_line: argv.to_vec(),
-        started_unix_s: now,
-        life: RunLife {
-            heartbeat_unix_s: now,
-            ..RunLife::running(run_id)
-        },
-        environment: json::relevant_environment(),
-        backend: BackendReport {
-            name: serde_json::to_value(plan.backend)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
-            reason: "not chosen yet".into(),
-            libraries: Vec::new(),
-        },
+        header,
         plan: PlanReport {
             requested: serde_json::to_value(plan).unwrap_or(serde_json::Value::Null),
             sizes: Vec::new(),
             memory_cap: None,
         },
-        ranks: Vec::new(),
         notes: Vec::new(),
         peak_gbps: None,
         topology: None,
@@ -131,8 +120,9 @@ pub fn sweep(
         for c in combos.iter().map(|c| c.collective) {
             if !seen.contains(&c) {
                 seen.push(c);
-                notes.extend(backend.in_place_undefined(c));
-                if c == Collective::AllToAllv && backend.in_place_v_needs_symmetry() {
+                let caps = backend.capabilities();
+                notes.extend(caps.in_place_undefined(c).map(str::to_string));
+                if c == Collective::AllToAllv && caps.in_place_v_needs_symmetry {
                     notes.push(format!(
                         "in-place all_to_allv is measured only where the matrix is symmetric: the {} library's in-place form sends what each rank receives",
                         backend.name()
@@ -172,15 +162,9 @@ pub fn sweep(
     watchdog.arm(|| format!("allocating buffers of {}", HumanSize(per_buffer)));
     backend.allocate(per_buffer)?;
 
-    watchdog.arm(|| "gathering rank and topology information".into());
-    let me = RankInfo {
-        rank,
-        host: world.host().to_string(),
-        pid: std::process::id(),
-        local_rank: world.local_rank(),
-        device: backend.device(),
-    };
-    let ranks: Vec<RankInfo> = all_gather_value(world, &me)?;
+    let ranks = super::document::gather_ranks(world, backend, watchdog)?;
+    let me = ranks[rank].clone();
+    watchdog.arm(|| "gathering topology information".into());
     let probe_links = crate::pairs::probe::wanted(plan.link_probe, &ranks);
     let nodes = topology::gather_nodes(world)?;
     let placements = topology::placements(&ranks);
@@ -203,36 +187,22 @@ pub fn sweep(
 
     if let Some(r) = reporter.as_mut() {
         let topo = topology::report(nodes, &ranks, backend.name(), plan.peak_override_gbps);
-        let mut libraries = backend.versions();
-        if let Some(v) = world.library_version() {
-            if !libraries.iter().any(|l| l.library == "MPI") {
-                libraries.push(LibraryVersion {
-                    library: "MPI".into(),
-                    version: v,
-                });
-            }
-        }
         let doc = &mut r.doc;
-        doc.backend = BackendReport {
-            name: backend.name().to_string(),
-            reason: reason.to_string(),
-            libraries,
-        };
+        super::document::backend_opened(&mut doc.header, backend, reason, world, ranks.clone());
         doc.plan.sizes = sizes.clone();
         doc.plan.memory_cap = memory_cap;
-        doc.ranks = ranks.clone();
         doc.notes = notes;
         doc.peak_gbps = topo.peak.as_ref().map(|p| p.gbps);
         doc.topology = Some(topo);
         doc.telemetry = telemetry_header;
-        let layout = table::Layout {
+        let columns = table::Columns {
             peak: doc.topology.as_ref().and_then(|t| t.peak.clone()),
             stats: plan.stats_columns,
             telemetry: plan.telemetry_columns,
             groups: !plan.groups.is_empty(),
         };
         r.begin_table(
-            layout,
+            columns,
             crate::engine::row_count(plan, &combos, sizes.len(), smallest, layouts.len()),
             plan.progress,
         );
@@ -251,18 +221,17 @@ pub fn sweep(
     }
 
     let ports = super::port_counters::PortWatch::start(world, watchdog, &me.device);
-    let mut engine = Engine {
-        plan,
+    let mut engine = Engine::new(
+        EngineSettings::of(plan),
         world,
         backend,
         watchdog,
-        switches: TestSwitches::from_env(),
-        buffer_bytes: per_buffer,
-        observer: &mut telemetry,
-    };
+        per_buffer,
+    )
+    .observed_by(&mut telemetry);
     match reporter.as_mut() {
-        Some(r) => engine.run(&combos, &layouts, &sizes, r)?,
-        None => engine.run(&combos, &layouts, &sizes, &mut NullSink)?,
+        Some(r) => engine.run(plan, &combos, &layouts, &sizes, r)?,
+        None => engine.run(plan, &combos, &layouts, &sizes, &mut NullSink)?,
     }
     // After the rows, which it leaves as they are: every rank takes part.
     let probe = if probe_links {
@@ -294,13 +263,16 @@ fn finish(
     link_errors: Option<crate::report::port_errors::LinkErrorReport>,
 ) -> Result<ExitCode> {
     let mut s = summary::summarise(&r.doc.rows, plan.check_iters > 0);
-    let slow =
-        crate::fleet::slow::attribute(&r.doc.rows, &r.doc.ranks, plan.slow_threshold_percent);
+    let slow = crate::fleet::slow::attribute(
+        &r.doc.rows,
+        &r.doc.header.ranks,
+        plan.slow_threshold_percent,
+    );
     let mut text = summary::footer(&s);
     text.push_str(&crate::fleet::slow::render(&slow));
     if let Some(header) = &r.doc.telemetry {
         s.telemetry =
-            crate::telemetry::findings::summarise(&r.doc.rows, &r.doc.ranks, header, &slow);
+            crate::telemetry::findings::summarise(&r.doc.rows, &r.doc.header.ranks, header, &slow);
         if let Some(t) = &s.telemetry {
             text.push_str(&crate::telemetry::findings::render(t, r.doc.rows.len()));
         }
@@ -346,7 +318,7 @@ fn finish(
     s.exit_code = exit.code();
     r.print(&text);
     r.doc.summary = Some(s);
-    r.doc.life.complete(exit.code());
+    r.doc.header.life.complete(exit.code());
     r.save()?;
     Ok(exit)
 }

@@ -5,102 +5,33 @@
 // Without MPI only the refusal is built; the rest is the MPI path.
 #![cfg_attr(not(feature = "mpi"), allow(dead_code, unused_imports))]
 
-use crate::backend::Backend;
+use super::document;
+use super::launch::fail_job;
+use crate::backend::{Allocator, Backend, BackendRequest};
+pub use crate::cli::pairs::{By, PairsArgs};
 use crate::collective::Collective;
 use crate::dtype::DataType;
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineSettings};
 use crate::error::{Error, ExitCode, Result};
 use crate::fleet::gate::{self, GateReport, Rule};
 use crate::pairs::model::{self, PairFigure, PairsDocument, Participant};
 use crate::pairs::{expect, plot, render, rounds, schedule, verdict};
-use crate::plan::Plan;
-use crate::report::model::{BackendReport, Measurement, RankInfo, Row, RunLife};
+use crate::plan::Iterations;
+use crate::report::model::{DocumentHeader, Measurement, Row};
 use crate::size::{parse_size, HumanSize};
 use crate::testing::TestSwitches;
 use crate::watchdog::Watchdog;
-use crate::world::{all_gather_value, World};
-use clap::{Parser, ValueEnum};
+use crate::world::World;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Mutex;
-
-/// Measure every pair of hosts (or ranks) by bidirectional sendrecv: bandwidth at a large size and
-/// latency at a small one, and name the bad host or link.
-///
-/// Run it under mpirun over the hosts to check. By default the circle method measures disjoint pairs at
-/// the same time (n-1 rounds for n hosts), every pair once per repeat.
-#[derive(Debug, Parser)]
-#[command(
-    name = "collbench pairs",
-    after_help = "Examples:\n  mpirun -np 16 --map-by ppr:1:node collbench pairs -J pairs.json --plot pairs.svg\n  mpirun -np 64 collbench pairs --by rank --expect 'busbw>=20@4M'\n\nExit codes: 0 done (the verdict is printed and in the JSON), 2 usage error, 3 library error, 4 timeout (-T), 7 an exchange delivered wrong data, 8 a --expect rule failed, 10 a file could not be written."
-)]
-pub struct PairsArgs {
-    /// Pair hosts (the first rank of each host stands for it) or every rank.
-    #[arg(long, value_enum, default_value = "host")]
-    pub by: By,
-    /// With --by host: every GPU (rank) of one host exchanges with the same local rank of the other
-    /// host, all at once; the pair's bandwidth is their aggregate.
-    #[arg(long = "all-gpus", action = clap::ArgAction::SetTrue)]
-    pub all_gpus: bool,
-    /// Checked exchanges per round: every rank must receive exactly its peer's data (0: no check).
-    #[arg(short = 'c', long = "check", default_value_t = 1)]
-    pub check: u64,
-    /// Bytes each way of the bandwidth exchange (judge TCP links at 4M or more).
-    #[arg(short = 'b', long = "size", default_value = "4M")]
-    pub size: String,
-    /// Bytes each way of the latency exchange.
-    #[arg(long = "latency-size", default_value = "8")]
-    pub latency_size: String,
-    /// One pair at a time instead of disjoint pairs together.
-    #[arg(long = "one-at-a-time", action = clap::ArgAction::SetTrue)]
-    pub one_at_a_time: bool,
-    /// Measure every pair this many times; a pair is slow only when slow in most of them.
-    #[arg(long, default_value_t = 3)]
-    pub rounds: usize,
-    /// Timed iterations per exchange.
-    #[arg(short = 'n', long = "iters", default_value_t = 5)]
-    pub iters: u64,
-    /// Warm-up iterations per exchange.
-    #[arg(short = 'w', long = "warmup-iters", default_value_t = 1)]
-    pub warmup_iters: u64,
-    /// A pair is slow below this many percent under the median pair.
-    #[arg(long = "slow-threshold", value_name = "PERCENT", default_value_t = verdict::DEFAULT_THRESHOLD_PERCENT)]
-    pub slow_threshold: f64,
-    /// A rule every pair must pass, as for a sweep: 'busbw>=20@4M' (GB/s each way at the bandwidth
-    /// size), 'time<=50us@-8' (the latency exchange); or on the verdict: 'no-bad-host', 'no-bad-link'.
-    /// Repeatable; a failed rule exits 8.
-    #[arg(long, value_name = "RULE", action = clap::ArgAction::Append)]
-    pub expect: Vec<String>,
-    /// Write the results as one JSON document, rewritten after every round.
-    #[arg(short = 'J', long = "json", value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Write the bandwidth matrix as a heatmap, SVG or PNG by the extension.
-    #[arg(long, value_name = "FILE.svg|FILE.png")]
-    pub plot: Option<PathBuf>,
-    /// Communication backend: nccl, rccl, mpi (host memory), or auto.
-    #[arg(long, default_value = "auto")]
-    pub backend: String,
-    /// Seconds before a stuck exchange or barrier ends the job; 0 waits forever.
-    #[arg(short = 'T', long = "timeout", default_value_t = 0.0)]
-    pub timeout: f64,
-    /// Path of libnccl.so.2 to load.
-    #[arg(long = "nccl-lib", value_name = "PATH")]
-    pub nccl_lib: Option<PathBuf>,
-    /// Path of librccl.so.1 to load.
-    #[arg(long = "rccl-lib", value_name = "PATH")]
-    pub rccl_lib: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum By {
-    Host,
-    Rank,
-}
 
 /// Everything the command needs, validated before MPI starts.
 struct PairsPlan {
     args: PairsArgs,
-    run: Plan,
+    request: BackendRequest,
+    timeout_s: Option<f64>,
+    /// How every exchange is measured (the check's count is set per exchange).
+    settings: EngineSettings,
     size: u64,
     latency_size: u64,
     rules: Vec<Rule>,
@@ -146,32 +77,37 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
             "--expect '{rule}' judges the RDMA port error counters a sweep reads, which collbench pairs does not: give it to a sweep (collbench all_reduce ... --expect {rule})"
         )));
     }
-    // The engine measures the exchanges from a run plan of the same settings; its check is the ring's,
-    // so the peer exchange is checked by pairs/rounds.rs instead.
-    let argv: Vec<String> = [
-        "collbench pairs",
-        "sendrecv",
-        "-b",
-        &size.to_string(),
-        "-e",
-        &size.to_string(),
-        "-c",
-        "0",
-        "-n",
-        &args.iters.to_string(),
-        "-w",
-        &args.warmup_iters.to_string(),
-        "--backend",
-        &args.backend,
-        "-T",
-        &args.timeout.to_string(),
-    ]
-    .map(String::from)
-    .to_vec();
-    let run = super::run_plan(argv, &args.nccl_lib, &args.rccl_lib)?;
+    if args.iters == 0 {
+        return Err(Error::usage(
+            "-n/--iters must be at least 1: zero timed iterations measure nothing",
+        ));
+    }
+    let timeout_s = crate::plan::timeout(args.timeout)?;
+    let request = BackendRequest {
+        choice: args.library.backend_choice()?,
+        gpu: crate::backend::GpuOptions {
+            nccl_lib: args.library.nccl_lib.clone(),
+            rccl_lib: args.library.rccl_lib.clone(),
+            timeout_s,
+            alloc: Allocator::Device,
+        },
+    };
+    let settings = EngineSettings {
+        iters: Iterations::Fixed(args.iters),
+        warmup_iters: args.warmup_iters,
+        agg_iters: 1,
+        check_iters: args.check,
+        blocking: false,
+        graph_replays: 0,
+        samples: None,
+        average: crate::metrics::Average::Mean,
+        seed: 0,
+    };
     Ok(PairsPlan {
         args,
-        run,
+        request,
+        timeout_s,
+        settings,
         size,
         latency_size,
         rules,
@@ -179,17 +115,12 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
     })
 }
 
-/// `collbench pairs ...`; argv[0] is the command's name. Returns the exit code.
-pub fn pairs_main(argv: &[String]) -> i32 {
-    let plan = match PairsArgs::try_parse_from(argv) {
-        Ok(a) => validate(a),
-        Err(e) => return super::usage_error_from_clap(e),
-    };
-    let plan = match plan {
-        Ok(p) => p,
-        Err(e) => return super::usage_error(&e),
-    };
-    with_world(&plan, argv)
+/// `collbench pairs ...` from its parsed arguments; returns the exit code.
+pub fn main(args: PairsArgs, argv: &[String]) -> i32 {
+    match validate(args) {
+        Ok(plan) => with_world(&plan, argv),
+        Err(e) => super::launch::usage_error(&e),
+    }
 }
 
 #[cfg(not(feature = "mpi"))]
@@ -200,21 +131,47 @@ fn with_world(_plan: &PairsPlan, _argv: &[String]) -> i32 {
 
 #[cfg(feature = "mpi")]
 fn with_world(plan: &PairsPlan, argv: &[String]) -> i32 {
-    let (world, watchdog) = match super::start_mpi(plan.run.timeout_s, timeout_with_context) {
+    let (world, watchdog) = match super::launch::start_mpi(plan.timeout_s, timeout_with_context) {
         Ok(started) => started,
         Err(code) => return code,
     };
-    let run_id = match super::start_document::<PairsDocument>(&world, plan.args.json.as_deref()) {
-        Ok(id) => id,
+    let doc = match document::start(
+        &world,
+        plan.args.json.as_deref(),
+        |run_id| document::header(model::KIND, argv, &plan.args.library.backend, run_id),
+        |header| initial_document(plan, header),
+    ) {
+        Ok(doc) => doc,
         Err(code) => return code,
     };
-    let backend = super::backend_choice::backend_under_mpi(&plan.run, &world, &watchdog);
-    let result = backend.and_then(|(mut b, reason)| {
-        run(plan, argv, &run_id, &world, b.as_mut(), &reason, &watchdog)
-    });
+    let backend = super::backend_choice::backend_under_mpi(&plan.request, &world, &watchdog);
+    let result =
+        backend.and_then(|(mut b, reason)| run(plan, doc, &world, b.as_mut(), &reason, &watchdog));
     match result {
         Ok(code) => code,
-        Err(e) => super::fail_job(&world, None, e),
+        Err(e) => fail_job(&world, None, e),
+    }
+}
+
+/// The document as rank 0 writes it before the backend opens: what was asked for, and that it runs.
+fn initial_document(plan: &PairsPlan, header: DocumentHeader) -> PairsDocument {
+    PairsDocument {
+        header,
+        by: format!("{:?}", plan.args.by).to_lowercase(),
+        concurrent: !plan.args.one_at_a_time,
+        repeats: plan.args.rounds,
+        size_bytes: plan.size,
+        latency_size_bytes: plan.latency_size,
+        iterations: plan.args.iters,
+        all_gpus: plan.args.all_gpus,
+        check_iterations: plan.args.check,
+        wrong_total: None,
+        participants: Vec::new(),
+        samples: Vec::new(),
+        in_flight: None,
+        matrix: None,
+        verdict: None,
+        gate: None,
     }
 }
 
@@ -230,29 +187,19 @@ fn set_context(text: String) {
 #[cfg(feature = "mpi")]
 fn timeout_with_context(message: &str) -> ! {
     let context = CONTEXT.lock().map(|c| c.clone()).unwrap_or_default();
-    super::end_job_on_timeout(&format!("{message}; {context}"))
+    super::launch::end_job_on_timeout(&format!("{message}; {context}"))
 }
 
 fn run(
     plan: &PairsPlan,
-    argv: &[String],
-    run_id: &str,
+    mut doc: Option<PairsDocument>,
     world: &dyn World,
     backend: &mut dyn Backend,
     reason: &str,
     watchdog: &Watchdog,
 ) -> Result<i32> {
     let me = world.rank();
-    watchdog.arm(|| "gathering rank information".into());
-    let info = RankInfo {
-        rank: me,
-        host: world.host().to_string(),
-        pid: std::process::id(),
-        local_rank: world.local_rank(),
-        device: backend.device(),
-    };
-    let ranks: Vec<RankInfo> = all_gather_value(world, &info)?;
-    watchdog.disarm();
+    let ranks = document::gather_ranks(world, backend, watchdog)?;
     let people = rounds::participants(plan.args.by == By::Host, plan.args.all_gpus, &ranks);
     if people.len() < 2 {
         return Err(Error::Usage(format!(
@@ -274,35 +221,11 @@ fn run(
     backend.allocate(per_buffer)?;
     watchdog.disarm();
 
-    let mut doc = (me == 0).then(|| PairsDocument {
-        kind: model::KIND.into(),
-        schema_version: 1,
-        collbench_version: env!("CARGO_PKG_VERSION").into(),
-        command_line: argv.to_vec(),
-        started_unix_s: crate::report::model::unix_now_s(),
-        life: RunLife::running(run_id),
-        backend: BackendReport {
-            name: backend.name().into(),
-            reason: reason.into(),
-            libraries: backend.versions(),
-        },
-        by: format!("{:?}", plan.args.by).to_lowercase(),
-        concurrent: !plan.args.one_at_a_time,
-        repeats: plan.args.rounds,
-        size_bytes: plan.size,
-        latency_size_bytes: plan.latency_size,
-        iterations: plan.args.iters,
-        all_gpus: plan.args.all_gpus,
-        check_iterations: plan.args.check,
-        wrong_total: None,
-        participants: people.clone(),
-        ranks: ranks.clone(),
-        samples: Vec::new(),
-        in_flight: None,
-        matrix: None,
-        verdict: None,
-        gate: None,
-    });
+    if let Some(d) = doc.as_mut() {
+        document::backend_opened(&mut d.header, backend, reason, world, ranks.clone());
+        d.participants = people.clone();
+        super::record::save(d)?;
+    }
     if let Some(d) = &doc {
         println!(
             "# collbench pairs: {} {}s{}, {} each way (latency at {}), {} round(s) x {} repeat(s), {}, backend {}",
@@ -318,21 +241,14 @@ fn run(
             rounds.len(),
             plan.args.rounds,
             if d.concurrent { "disjoint pairs together" } else { "one pair at a time" },
-            d.backend.name
+            d.header.backend.name
         );
     }
 
     // The test switches act per round here (docs/TESTING.md): a round is what a row is to a sweep.
     let switches = TestSwitches::from_env();
-    let mut engine = Engine {
-        plan: &plan.run,
-        world,
-        backend,
-        watchdog,
-        switches: switches.clone(),
-        buffer_bytes: per_buffer,
-        observer: &mut crate::telemetry::NoTelemetry,
-    };
+    let mut engine = Engine::new(plan.settings.clone(), world, backend, watchdog, per_buffer)
+        .with_switches(switches.clone());
     let exchanges = rounds::Exchanges {
         people: &people,
         rounds: &rounds,
@@ -408,7 +324,7 @@ fn run(
     d.matrix = Some(figures);
     d.verdict = Some(v);
     d.in_flight = None;
-    d.life.complete(code.code());
+    d.header.life.complete(code.code());
     super::record::save(&mut d)?;
     Ok(code.code())
 }
@@ -445,6 +361,7 @@ fn judge_pairs(
                 iterations: plan.args.iters,
                 stats: None,
                 rank_time_us: Vec::new(),
+                rank_wrong: Vec::new(),
                 groups: None,
                 slowest_group: None,
             }),

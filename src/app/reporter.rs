@@ -5,41 +5,39 @@ use crate::engine::RowSink;
 use crate::error::{Error, Result};
 use crate::report::csv::CsvWriter;
 use crate::report::model::{Row, RunDocument};
-use crate::report::{json, table};
+use crate::report::table;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
 
 pub struct Reporter {
     pub doc: RunDocument,
     csv: Option<CsvWriter>,
-    layout: table::Layout,
+    columns: table::Columns,
     last_title: Option<String>,
     progress: Option<ProgressBar>,
 }
 
 impl Reporter {
-    /// Rank 0 at the start of the run: the document is on disk (`--json`) before anything can fail.
-    pub fn start(
-        doc: RunDocument,
-        json_path: Option<&std::path::Path>,
-        csv_path: Option<&std::path::Path>,
-    ) -> Result<Reporter> {
-        super::record::own(json_path.map(json::JsonWriter::new).transpose()?)?;
+    /// Rank 0 at the start of the run, its document already on disk (`--json`, app/document.rs).
+    pub fn start(doc: RunDocument, csv_path: Option<&std::path::Path>) -> Result<Reporter> {
         let csv = csv_path.map(CsvWriter::create).transpose()?;
-        let mut reporter = Reporter {
+        Ok(Reporter {
             doc,
             csv,
-            layout: table::Layout::default(),
+            columns: table::Columns::default(),
             last_title: None,
             progress: None,
-        };
-        reporter.save()?;
-        Ok(reporter)
+        })
     }
 
     /// The table's columns and the progress bar, once the sweep is known.
-    pub fn begin_table(&mut self, layout: table::Layout, total_rows: Option<u64>, progress: bool) {
-        self.layout = layout;
+    pub fn begin_table(
+        &mut self,
+        columns: table::Columns,
+        total_rows: Option<u64>,
+        progress: bool,
+    ) {
+        self.columns = columns;
         // Only where a person watches: a bar in a log file or a pipe is noise.
         self.progress = (progress && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(total_rows, ProgressDrawTarget::stderr());
@@ -80,7 +78,10 @@ impl Reporter {
             Error::Usage(_) => None,
             _ => failing_rank(error).or(Some(rank)),
         };
-        self.doc.life.fail(&error.to_string(), code, failed_rank);
+        self.doc
+            .header
+            .life
+            .fail(&error.to_string(), code, failed_rank);
         let _ = self.save();
     }
 }
@@ -110,10 +111,10 @@ impl RowSink for Reporter {
         let mut out = String::new();
         if self.last_title.as_deref() != Some(&title) {
             out.push_str(&title);
-            out.push_str(&self.layout.heading());
+            out.push_str(&self.columns.heading());
             self.last_title = Some(title);
         }
-        out.push_str(&self.layout.line(row));
+        out.push_str(&self.columns.line(row));
         if let Some(t) = &row.traffic {
             out.push_str(&table::traffic_line(t));
         }

@@ -5,14 +5,16 @@
 // Without MPI only the refusal is built; the rest is the MPI path.
 #![cfg_attr(not(feature = "mpi"), allow(dead_code, unused_imports))]
 
-use crate::backend::{Backend, OpDesc};
+use super::document;
+use super::launch::fail_job;
+use crate::backend::{Allocator, Backend, BackendRequest, OpDesc};
+pub use crate::cli::workload::WorkloadArgs;
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineSettings};
 use crate::error::{Error, ExitCode, Result};
 use crate::layout::{GroupSpec, Layout};
-use crate::plan::Plan;
-use crate::report::model::{BackendReport, RankInfo, RunLife};
+use crate::report::model::DocumentHeader;
 use crate::size::{parse_size, HumanSize};
 use crate::testing::TestSwitches;
 use crate::watchdog::Watchdog;
@@ -24,89 +26,15 @@ use crate::workload::messages::{
 use crate::workload::model::{self, ModelSpec};
 use crate::workload::{candidates, ranking, render, routing};
 use crate::world::{all_gather_value, World};
-use clap::Parser;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
-
-/// Measure the messages one step of a model moves, on candidate TP and EP layouts, and rank the
-/// layouts by communication time per step.
-///
-/// MODEL is a preset (llama-3.1-8b, llama-3.1-70b, llama-3.1-405b, mixtral-8x7b, qwen3-235b-a22b,
-/// deepseek-v3) or the path of a Hugging Face config.json. Each layout runs as concurrent groups of
-/// consecutive ranks (a TP4 layout on 8 ranks is --groups 4). Counted: TP all_reduce (2 per layer),
-/// EP dispatch and combine (1 each per MoE layer), DP-attention all_gather/reduce_scatter with
-/// --dp-attention. Not counted: overlap with compute, pipeline bubbles (docs/WORKLOAD.md).
-#[derive(Debug, Parser)]
-#[command(
-    name = "collbench workload",
-    after_help = "Examples:\n  mpirun -np 8 collbench workload llama-3.1-70b --batch 1,64 --prefill 8K\n  mpirun -np 16 collbench workload deepseek-v3 --tp 8 --ep 8,16 -J ds.json\n  mpirun -np 8 collbench workload ./config.json --tp 2,4,8 --prefill none\n\nExit codes: 0 done, 2 usage error, 3 library error, 4 timeout (-T), 5 unsupported, 7 a message failed its correctness check, 10 a file could not be written."
-)]
-pub struct WorkloadArgs {
-    /// A preset name or the path of a Hugging Face config.json.
-    #[arg(value_name = "MODEL")]
-    pub model: String,
-    /// Decode phases: tokens per step per model replica, comma-separated; none to skip decode.
-    #[arg(long, default_value = "1,8,64,256")]
-    pub batch: String,
-    /// Prefill phases: tokens per chunk per model replica (K = 1024), comma-separated; none to skip.
-    #[arg(long, default_value = "2K,8K,16K")]
-    pub prefill: String,
-    /// Tensor-parallel group sizes to measure (default: every size that divides the job and fits the
-    /// hosts).
-    #[arg(long, value_name = "SIZES")]
-    pub tp: Option<String>,
-    /// Expert-parallel group sizes to measure, MoE models only (default: every size that divides the
-    /// job, fits the hosts and spreads the experts evenly).
-    #[arg(long, value_name = "SIZES")]
-    pub ep: Option<String>,
-    /// TP layouts run attention data-parallel: an all_gather before each MLP and a reduce_scatter after
-    /// it replace the two all_reduce.
-    #[arg(long = "dp-attention", action = clap::ArgAction::SetTrue)]
-    pub dp_attention: bool,
-    /// EP routing: the MoE router's hot-rank ratio, rank 0's experts chosen this many times as often as
-    /// any other (1: uniform; DeepEP's "unbalanced ratio").
-    #[arg(long, default_value_t = 1.0)]
-    pub skew: f64,
-    /// EP routing: the router's seed (where the choices that do not divide evenly go).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Timed iterations per message, or auto (iterate to --ci-target precision).
-    #[arg(short = 'n', long = "iters", default_value = "auto")]
-    pub iters: String,
-    /// With -n auto: the 95 % confidence half-width to reach, as a percentage of the mean.
-    #[arg(long = "ci-target", value_name = "PERCENT", default_value_t = 1.0)]
-    pub ci_target: f64,
-    /// With -n auto: seconds of timed iterations after which a message stops, reached or not.
-    #[arg(long = "size-time-cap", value_name = "SECONDS", default_value_t = 2.0)]
-    pub size_time_cap: f64,
-    /// Warm-up iterations per message.
-    #[arg(short = 'w', long = "warmup-iters", default_value_t = 5)]
-    pub warmup_iters: u64,
-    /// Correctness-check iterations per message; 0 turns the check off.
-    #[arg(short = 'c', long = "check", default_value_t = 1)]
-    pub check: u64,
-    /// Write the results as one JSON document, rewritten after every message.
-    #[arg(short = 'J', long = "json", value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Communication backend: nccl, rccl, mpi (host memory), or auto.
-    #[arg(long, default_value = "auto")]
-    pub backend: String,
-    /// Seconds before a stuck message or barrier ends the job; 0 waits forever.
-    #[arg(short = 'T', long = "timeout", default_value_t = 0.0)]
-    pub timeout: f64,
-    /// Path of libnccl.so.2 to load.
-    #[arg(long = "nccl-lib", value_name = "PATH")]
-    pub nccl_lib: Option<PathBuf>,
-    /// Path of librccl.so.1 to load.
-    #[arg(long = "rccl-lib", value_name = "PATH")]
-    pub rccl_lib: Option<PathBuf>,
-}
 
 /// Everything the command needs that does not depend on the job, validated before MPI starts.
 struct WorkloadPlan {
     args: WorkloadArgs,
-    run: Plan,
+    request: BackendRequest,
+    timeout_s: Option<f64>,
+    settings: EngineSettings,
     model: ModelSpec,
     phases: Vec<Phase>,
     tp: Option<Vec<usize>>,
@@ -163,31 +91,38 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
         .as_deref()
         .map(|t| candidates::parse_sizes("--ep", t))
         .transpose()?;
-    // The engine measures messages from a run plan of the same settings; sizes come from the model.
-    let argv: Vec<String> = [
-        "collbench workload",
-        "all_reduce",
-        "-n",
-        &args.iters,
-        "--ci-target",
-        &args.ci_target.to_string(),
-        "--size-time-cap",
-        &args.size_time_cap.to_string(),
-        "-w",
-        &args.warmup_iters.to_string(),
-        "-c",
-        &args.check.to_string(),
-        "--backend",
-        &args.backend,
-        "-T",
-        &args.timeout.to_string(),
-    ]
-    .map(String::from)
-    .to_vec();
-    let run = super::run_plan(argv, &args.nccl_lib, &args.rccl_lib)?;
+    let timeout_s = crate::plan::timeout(args.timeout)?;
+    let request = BackendRequest {
+        choice: args.library.backend_choice()?,
+        gpu: crate::backend::GpuOptions {
+            nccl_lib: args.library.nccl_lib.clone(),
+            rccl_lib: args.library.rccl_lib.clone(),
+            timeout_s,
+            alloc: Allocator::Device,
+        },
+    };
+    // Sizes come from the model; the timing is a sweep's, with its default fewest auto iterations.
+    let settings = EngineSettings {
+        iters: crate::plan::iterations(
+            &args.iters,
+            args.ci_target,
+            crate::plan::DEFAULT_MIN_ITERS,
+            args.size_time_cap,
+        )?,
+        warmup_iters: args.warmup_iters,
+        agg_iters: 1,
+        check_iters: args.check,
+        blocking: false,
+        graph_replays: 0,
+        samples: None,
+        average: crate::metrics::Average::Mean,
+        seed: 0,
+    };
     Ok(WorkloadPlan {
         args,
-        run,
+        request,
+        timeout_s,
+        settings,
         model,
         phases,
         tp,
@@ -214,15 +149,11 @@ fn token_list(flag: &str, text: &str, kind: PhaseKind) -> Result<Vec<Phase>> {
         .collect()
 }
 
-/// `collbench workload ...`; argv[0] is the command's name. Returns the exit code.
-pub fn workload_main(argv: &[String]) -> i32 {
-    let plan = match WorkloadArgs::try_parse_from(argv) {
-        Ok(a) => validate(a),
-        Err(e) => return super::usage_error_from_clap(e),
-    };
-    match plan {
+/// `collbench workload ...` from its parsed arguments; returns the exit code.
+pub fn main(args: WorkloadArgs, argv: &[String]) -> i32 {
+    match validate(args) {
         Ok(p) => with_world(&p, argv),
-        Err(e) => super::usage_error(&e),
+        Err(e) => super::launch::usage_error(&e),
     }
 }
 
@@ -234,35 +165,38 @@ fn with_world(_plan: &WorkloadPlan, _argv: &[String]) -> i32 {
 
 #[cfg(feature = "mpi")]
 fn with_world(plan: &WorkloadPlan, argv: &[String]) -> i32 {
-    let (world, watchdog) = match super::start_mpi(plan.run.timeout_s, super::end_job_on_timeout) {
-        Ok(started) => started,
-        Err(code) => return code,
-    };
-    let run_id = match super::start_document::<WorkloadDocument>(&world, plan.args.json.as_deref())
-    {
-        Ok(id) => id,
+    let (world, watchdog) =
+        match super::launch::start_mpi(plan.timeout_s, super::launch::end_job_on_timeout) {
+            Ok(started) => started,
+            Err(code) => return code,
+        };
+    let doc = match document::start(
+        &world,
+        plan.args.json.as_deref(),
+        |run_id| document::header(KIND, argv, &plan.args.library.backend, run_id),
+        |header| initial_document(plan, header),
+    ) {
+        Ok(doc) => doc,
         Err(code) => return code,
     };
     // The layouts depend only on the job's shape: refused on every rank alike, before any backend.
     let result = job_layouts(plan, &world, &watchdog).and_then(|(hosts, layouts)| {
         let (mut backend, reason) =
-            super::backend_choice::backend_under_mpi(&plan.run, &world, &watchdog)?;
+            super::backend_choice::backend_under_mpi(&plan.request, &world, &watchdog)?;
         let steps = step_table(plan, &layouts)?;
         let job = Job {
             plan,
-            argv,
-            run_id,
             world: &world,
             watchdog: &watchdog,
             hosts,
             choices: layouts,
             steps,
         };
-        job.run(backend.as_mut(), &reason)
+        job.run(doc, backend.as_mut(), &reason)
     });
     match result {
         Ok(code) => code,
-        Err(e) => super::fail_job(&world, None, e),
+        Err(e) => fail_job(&world, None, e),
     }
 }
 
@@ -305,9 +239,6 @@ fn distinct(hosts: &[String]) -> Vec<String> {
 
 struct Job<'a> {
     plan: &'a WorkloadPlan,
-    argv: &'a [String],
-    /// The run's id, shared by every rank (src/app/record.rs).
-    run_id: String,
     world: &'a dyn World,
     watchdog: &'a Watchdog,
     hosts: Vec<String>,
@@ -358,7 +289,12 @@ impl Job<'_> {
         keys
     }
 
-    fn run(&self, backend: &mut dyn Backend, reason: &str) -> Result<i32> {
+    fn run(
+        &self,
+        mut doc: Option<WorkloadDocument>,
+        backend: &mut dyn Backend,
+        reason: &str,
+    ) -> Result<i32> {
         let me = self.world.rank();
         let plan = self.plan;
         let keys = self.distinct_messages();
@@ -394,32 +330,26 @@ impl Job<'_> {
         backend.allocate(buffer)?;
         self.watchdog.disarm();
 
-        let info = RankInfo {
-            rank: me,
-            host: self.world.host().to_string(),
-            pid: std::process::id(),
-            local_rank: self.world.local_rank(),
-            device: backend.device(),
-        };
-        let ranks: Vec<RankInfo> = all_gather_value(self.world, &info)?;
-        let mut doc = (me == 0).then(|| {
-            let entries = self.layout_entries(&layouts, &layout_of);
-            self.new_document(backend, reason, ranks, &planned, notes, entries)
-        });
-        if let Some(d) = &doc {
+        let ranks = document::gather_ranks(self.world, backend, self.watchdog)?;
+        if let Some(d) = doc.as_mut() {
+            document::backend_opened(&mut d.header, backend, reason, self.world, ranks);
+            d.layouts = self.layout_entries(&layouts, &layout_of);
+            d.messages = measured_messages(&planned);
+            d.notes = notes;
+            super::record::save(d)?;
             print!("{}", render::header(d, distinct(&self.hosts).len()));
             let _ = std::io::stdout().flush();
         }
 
-        let mut engine = Engine {
-            plan: &plan.run,
-            world: self.world,
+        let switches = TestSwitches::from_env();
+        let mut engine = Engine::new(
+            plan.settings.clone(),
+            self.world,
             backend,
-            watchdog: self.watchdog,
-            switches: TestSwitches::from_env(),
-            buffer_bytes: buffer,
-            observer: &mut crate::telemetry::NoTelemetry,
-        };
+            self.watchdog,
+            buffer,
+        )
+        .with_switches(switches.clone());
         let mut times = Vec::with_capacity(planned.len());
         let mut wrong = 0u64;
         for (i, p) in planned.iter().enumerate() {
@@ -432,7 +362,7 @@ impl Job<'_> {
                 ));
                 super::record::save(d)?;
             }
-            engine.switches.before_row(me, i);
+            switches.before_row(me, i);
             // A failure ends the job through fail_job, which marks the document on disk: it keeps every
             // message measured so far and names the one in flight.
             let m = engine.measure_on(&p.desc, &layouts[p.layout])?;
@@ -470,7 +400,7 @@ impl Job<'_> {
             ExitCode::Success
         };
         d.in_flight = None;
-        d.life.complete(code.code());
+        d.header.life.complete(code.code());
         super::record::save(&mut d)?;
         Ok(code.code())
     }
@@ -499,57 +429,6 @@ impl Job<'_> {
             .collect()
     }
 
-    /// Rank 0's document before the first message: the model, the job, the layouts' groups and every
-    /// message still to measure.
-    fn new_document(
-        &self,
-        backend: &dyn Backend,
-        reason: &str,
-        ranks: Vec<RankInfo>,
-        planned: &[Planned],
-        notes: Vec<String>,
-        layouts: Vec<LayoutEntry>,
-    ) -> WorkloadDocument {
-        let plan = self.plan;
-        WorkloadDocument {
-            kind: KIND.into(),
-            schema_version: 1,
-            collbench_version: env!("CARGO_PKG_VERSION").into(),
-            command_line: self.argv.to_vec(),
-            started_unix_s: crate::report::model::unix_now_s(),
-            life: RunLife::running(&self.run_id),
-            backend: BackendReport {
-                name: backend.name().into(),
-                reason: reason.into(),
-                libraries: backend.versions(),
-            },
-            model: plan.model.clone(),
-            ranks,
-            counted: COUNTED.map(String::from).to_vec(),
-            not_counted: NOT_COUNTED.map(String::from).to_vec(),
-            notes,
-            phases: plan.phases.clone(),
-            layouts,
-            messages: planned
-                .iter()
-                .map(|p| MeasuredMessage {
-                    key: p.key,
-                    dtype: p.desc.dtype,
-                    measured_bytes: p.desc.shape.size_bytes,
-                    measured_as: match p.key.route {
-                        Some(r) => format!("all_to_allv, MoE router {}", half_name(r.half)),
-                        None => p.key.collective.name().into(),
-                    },
-                    imbalance: p.desc.counts.as_ref().map(|m| m.imbalance()),
-                    measurement: None,
-                })
-                .collect(),
-            in_flight: None,
-            ranking: Vec::new(),
-            step_options: plan.options,
-        }
-    }
-
     /// Each distinct message as the engine is asked for it, on its layout's communicator, and the notes
     /// that qualify the figures.
     fn plan_messages(
@@ -571,8 +450,14 @@ impl Job<'_> {
             let comm = layouts[layout].comm;
             let desc = match key.route {
                 Some(route) => {
-                    let matrix = routing::matrix(model, &route, key.group_size, &self.plan.options)
-                        .map_err(|e| Error::usage(format!("--ep {}: {e}", key.group_size)))?;
+                    let matrix = routing::matrix(
+                        model,
+                        &route,
+                        key.group_size,
+                        self.plan.options.skew,
+                        self.plan.options.seed,
+                    )
+                    .map_err(|e| Error::usage(format!("--ep {}: {e}", key.group_size)))?;
                     OpDesc::all_to_allv(Arc::new(matrix), dtype, comm, false)
                 }
                 None => OpDesc {
@@ -587,6 +472,7 @@ impl Job<'_> {
                     shift_bytes: 0,
                     comm,
                     counts: None,
+                    peer: crate::backend::Exchange::Ring,
                 },
             };
             planned.push(Planned { key, layout, desc });
@@ -596,6 +482,42 @@ impl Job<'_> {
         }
         Ok((planned, notes))
     }
+}
+
+/// The document as rank 0 writes it before the backend opens: the model, its phases and what the step
+/// model counts; the layouts' groups and the messages come once the job is known.
+fn initial_document(plan: &WorkloadPlan, header: DocumentHeader) -> WorkloadDocument {
+    WorkloadDocument {
+        header,
+        model: plan.model.clone(),
+        counted: COUNTED.map(String::from).to_vec(),
+        not_counted: NOT_COUNTED.map(String::from).to_vec(),
+        notes: Vec::new(),
+        phases: plan.phases.clone(),
+        layouts: Vec::new(),
+        messages: Vec::new(),
+        in_flight: None,
+        ranking: Vec::new(),
+        step_options: plan.options,
+    }
+}
+
+/// Every message still to measure, as the document lists it.
+fn measured_messages(planned: &[Planned]) -> Vec<MeasuredMessage> {
+    planned
+        .iter()
+        .map(|p| MeasuredMessage {
+            key: p.key,
+            dtype: p.desc.dtype,
+            measured_bytes: p.desc.shape.size_bytes,
+            measured_as: match p.key.route {
+                Some(r) => format!("all_to_allv, MoE router {}", half_name(r.half)),
+                None => p.key.collective.name().into(),
+            },
+            imbalance: p.desc.counts.as_ref().map(|m| m.imbalance()),
+            measurement: None,
+        })
+        .collect()
 }
 
 /// The element type a message is measured in: the model's where the backend can run it, else one of

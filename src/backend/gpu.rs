@@ -3,7 +3,8 @@
 
 use super::options::{Allocator, GpuOptions};
 use super::{
-    Backend, BufferId, CommId, DeviceInfo, Exchange, GroupJoin, LibraryVersion, OpDesc, PathTaken,
+    Backend, BufferId, Capabilities, CommId, DeviceInfo, GraphCapture, GroupJoin,
+    InPlaceConvention, LibraryVersion, OpDesc, PathTaken,
 };
 use crate::collective::Collective;
 use crate::device::{select_ordinals, GpuDevice, Placement};
@@ -11,7 +12,7 @@ use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
 use crate::ffi::cuda::{self, CudaDevice};
 use crate::ffi::hip::{Hip, HipDevice};
-use crate::ffi::nccl::{version_code, AsyncState, Comm, Flavor, Nccl, Optional, PeerCounts};
+use crate::ffi::nccl::{version_code, AsyncState, Flavor, Nccl, NcclComm, Optional, PeerCounts};
 use crate::ffi::DeviceAddr;
 use crate::traffic::matrix::PeerBytes;
 use crate::world::World;
@@ -183,10 +184,10 @@ struct Buffers {
 /// communicator is destroyed, then the device (stream, events, context) released.
 pub struct GpuBackend {
     /// The communicator operations go to now: `active`'s.
-    comm: Comm,
+    comm: NcclComm,
     /// The other communicators, by CommId (0 the job's, then one per --groups layout); the active one's
     /// slot is empty while it sits in `comm`.
-    parked: Vec<Option<Comm>>,
+    parked: Vec<Option<NcclComm>>,
     active: CommId,
     device: Box<dyn GpuDevice>,
     nccl: Arc<Nccl>,
@@ -200,7 +201,7 @@ pub struct GpuBackend {
     host: String,
     timeout_s: Option<f64>,
     alloc: Allocator,
-    exchange: Exchange,
+    capabilities: Capabilities,
     /// RCCL's ncclAllToAllv arguments, made once per matrix, rank and type rather than per iteration.
     native_counts: Option<NativeCounts>,
 }
@@ -257,6 +258,7 @@ impl GpuBackend {
         };
         world.broadcast_bytes(0, &mut id)?;
         let comm = nccl.init_rank(world.size(), &id, rank)?;
+        let capabilities = capabilities_of(&nccl);
         Ok(GpuBackend {
             comm,
             parked: vec![None],
@@ -271,7 +273,7 @@ impl GpuBackend {
             host,
             timeout_s: options.timeout_s,
             alloc: options.alloc,
-            exchange: Exchange::Ring,
+            capabilities,
             native_counts: None,
         })
     }
@@ -445,16 +447,18 @@ impl GpuBackend {
         self.nccl.group_end()
     }
 
-    /// sendrecv as nccl-tests: a ring, each rank sends to rank+1 and receives from rank-1.
+    /// sendrecv as nccl-tests: a ring, each rank sends to rank+1 and receives from rank-1 (or both with
+    /// one peer, for a pair).
     fn ring_send_recv(
         &mut self,
         send: DeviceAddr,
         recv: DeviceAddr,
         count: u64,
         d: DataType,
+        peer: super::Exchange,
     ) -> Result<()> {
         let stream = self.device.stream();
-        let Some((next, prev)) = self.exchange.partners(self.rank, self.size) else {
+        let Some((next, prev)) = peer.partners(self.rank, self.size) else {
             // Idle while other pairs exchange.
             return Ok(());
         };
@@ -510,6 +514,27 @@ pub fn in_place_undefined(flavor: Flavor, collective: Collective) -> Option<Stri
         "{} defines no in-place {what} (overlapping send and receive buffers): in-place {collective} is timed but not checked, as nccl-tests does (#wrong N/A)",
         flavor.name()
     ))
+}
+
+/// What the loaded library defines: NCCL's in-place conventions, the forms it leaves undefined, and the
+/// collectives its optional symbols carry natively.
+fn capabilities_of(nccl: &Nccl) -> Capabilities {
+    let every = Collective::ALL
+        .iter()
+        .copied()
+        .chain([Collective::AllToAllv]);
+    Capabilities {
+        in_place: InPlaceConvention::Nccl,
+        undefined_in_place: every
+            .clone()
+            .filter_map(|c| in_place_undefined(nccl.flavor(), c).map(|why| (c, why)))
+            .collect(),
+        in_place_v_needs_symmetry: false,
+        paths: every
+            .map(|c| (c, path_for(c, |o| nccl.has(o))))
+            .filter(|(_, p)| *p != "native")
+            .collect(),
+    }
 }
 
 /// How the loaded library carries a collective.
@@ -569,12 +594,8 @@ impl Backend for GpuBackend {
         )
     }
 
-    fn path(&self, collective: Collective) -> PathTaken {
-        path_for(collective, |o| self.nccl.has(o))
-    }
-
-    fn in_place_undefined(&self, collective: Collective) -> Option<String> {
-        in_place_undefined(self.nccl.flavor(), collective)
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
     }
 
     fn allocate(&mut self, bytes: u64) -> Result<()> {
@@ -628,11 +649,6 @@ impl Backend for GpuBackend {
         self.nccl.group_end()
     }
 
-    fn set_exchange(&mut self, exchange: Exchange) -> Result<()> {
-        self.exchange = exchange;
-        Ok(())
-    }
-
     fn split(&mut self, world: &dyn World, join: &GroupJoin) -> Result<CommId> {
         // ncclCommSplit (NCCL 2.18+) from the job's communicator where the library has it: no id exchange,
         // and the library may reuse the parent's resources.
@@ -684,7 +700,9 @@ impl Backend for GpuBackend {
             b.recv.offset(desc.shift_bytes),
         );
         let (send, recv) = if desc.in_place {
-            let layout = self.in_place_layout(desc.collective, &shape, self.rank);
+            let layout = self
+                .capabilities
+                .in_place_layout(desc.collective, &shape, self.rank);
             (
                 recv_base.offset(layout.input_offset * elt),
                 recv_base.offset(layout.output_offset * elt),
@@ -727,7 +745,7 @@ impl Backend for GpuBackend {
                 self.comm.scatter(send, recv, count, d, root, stream)
             }
             Collective::Scatter => self.grouped_scatter(send, recv, count, d, root),
-            Collective::SendRecv => self.ring_send_recv(send, recv, count, d),
+            Collective::SendRecv => self.ring_send_recv(send, recv, count, d, desc.peer),
             Collective::AllToAllv => {
                 let matrix = desc
                     .counts
@@ -778,27 +796,6 @@ impl Backend for GpuBackend {
         }
     }
 
-    fn supports_graphs(&self) -> bool {
-        // Graph capture goes through the CUDA driver; the HIP layer does not declare hipGraph calls.
-        self.vendor == GpuVendor::Nvidia
-    }
-
-    fn begin_capture(&mut self) -> Result<()> {
-        self.device.begin_capture()
-    }
-
-    fn end_capture(&mut self) -> Result<()> {
-        self.device.end_capture()
-    }
-
-    fn replay(&mut self) -> Result<()> {
-        self.device.launch_graph()
-    }
-
-    fn release_graph(&mut self) -> Result<()> {
-        self.device.release_graph()
-    }
-
     fn reserve_marks(&mut self, count: usize) -> Result<()> {
         // Marks 0..=count bound `count` intervals.
         self.device.reserve_events(count + 1)
@@ -816,6 +813,39 @@ impl Backend for GpuBackend {
                     .map(|ms| ms as f64 * 1000.0)
             })
             .collect()
+    }
+
+    fn graphs(&mut self) -> Option<&mut dyn GraphCapture> {
+        // Graph capture goes through the CUDA driver; the HIP layer does not declare hipGraph calls.
+        self.device.graphs()?;
+        Some(self)
+    }
+}
+
+/// -G through the device runtime's graphs, on the stream the communicator enqueues on.
+impl GraphCapture for GpuBackend {
+    fn begin_capture(&mut self) -> Result<()> {
+        self.device_graphs()?.begin_capture()
+    }
+
+    fn end_capture(&mut self) -> Result<()> {
+        self.device_graphs()?.end_capture()
+    }
+
+    fn replay(&mut self) -> Result<()> {
+        self.device_graphs()?.launch_graph()
+    }
+
+    fn release_graph(&mut self) -> Result<()> {
+        self.device_graphs()?.release_graph()
+    }
+}
+
+impl GpuBackend {
+    fn device_graphs(&mut self) -> Result<&mut dyn crate::device::DeviceGraphs> {
+        self.device
+            .graphs()
+            .ok_or_else(|| Error::Internal("a graph call on a device without graphs".into()))
     }
 }
 

@@ -1,22 +1,26 @@
 //! The backend interface every communication library implements (mpi, nccl, rccl), and backend selection.
 //!
-//! The engine drives a backend through this trait only: buffers allocated once at the largest size,
-//! operations enqueued and then waited for, per-iteration timer marks. A backend never formats output.
+//! The engine drives a backend through the core trait only (buffers allocated once at the largest size,
+//! operations enqueued and then waited for, timer marks, sub-communicators), asks its `Capabilities` what
+//! the library defines, and captures graphs through the optional `GraphCapture`. A backend never formats
+//! output.
 
-use crate::collective::{Collective, InPlaceLayout, Shape};
+use crate::collective::{Collective, Shape};
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::Result;
 pub use crate::ffi::device::{DeviceInfo, LibraryVersion};
 use crate::world::World;
+pub use capabilities::{Capabilities, InPlaceConvention};
 use serde::Serialize;
 
+mod capabilities;
 pub mod gpu;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod options;
 pub mod select;
 
-pub use options::{Allocator, BackendChoice, GpuOptions};
+pub use options::{Allocator, BackendChoice, BackendRequest, GpuOptions};
 
 /// Which matrix, rank and element type a backend's all_to_allv counts were made for: they are made once
 /// and reused by the timed iterations while all three stay the same.
@@ -57,6 +61,8 @@ pub struct OpDesc {
     /// all_to_allv's bytes from each rank of `comm` to each other (None for every other collective).
     #[serde(skip)]
     pub counts: Option<std::sync::Arc<crate::traffic::matrix::PeerBytes>>,
+    /// Whom sendrecv exchanges with (the ring unless a pair is measured); ignored by other collectives.
+    pub peer: Exchange,
 }
 
 /// A backend's handle on one of its communicators: 0 is the whole job, `Backend::split` makes others.
@@ -89,6 +95,7 @@ impl OpDesc {
             shift_bytes: 0,
             comm,
             counts: Some(matrix),
+            peer: Exchange::Ring,
         }
     }
 }
@@ -123,7 +130,8 @@ pub enum BufferId {
 /// previous), one peer in both directions (a pair of `collbench pairs`), or nobody (a rank that waits
 /// while other pairs are measured). Point-to-point on the world communicator, so disjoint pairs run at
 /// the same time without sub-communicators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Exchange {
     #[default]
     Ring,
@@ -140,23 +148,32 @@ impl Exchange {
             Exchange::Idle => None,
         }
     }
+
+    /// The ring position whose expected sendrecv output is what `rank` receives here: the check's
+    /// patterns are the ring's (rank r receives rank r-1's input), and a rank that receives from peer p
+    /// receives what ring rank p+1 would. None for an idle rank, which receives nothing.
+    pub fn checked_as(self, rank: usize, size: usize) -> Option<usize> {
+        match self {
+            Exchange::Ring => Some(rank),
+            Exchange::Peer(p) => Some((p + 1) % size),
+            Exchange::Idle => None,
+        }
+    }
 }
 
 /// How the library carried an operation, recorded in the JSON (e.g. "native", "grouped send/recv").
 pub type PathTaken = &'static str;
 
-/// What a backend without graph capture answers to -G.
-fn no_graphs(backend: &str) -> crate::error::Error {
-    crate::error::Error::Unsupported(format!("-G: the {backend} backend has no graphs"))
-}
-
+/// The core of every backend: what it is, its memory, its communicators, the operations it enqueues and
+/// waits for, and the timer marks of the sampled pass. What the library defines is in `capabilities`,
+/// graph capture behind `graphs`.
 pub trait Backend {
     /// "mpi", "nccl" or "rccl".
     fn name(&self) -> &'static str;
     fn versions(&self) -> Vec<LibraryVersion>;
     fn device(&self) -> DeviceInfo;
-    /// Bytes this rank may use for its buffers (free device memory, or its share of host memory).
-    fn free_memory(&self) -> Result<u64>;
+    /// What the loaded library defines and how it carries each collective.
+    fn capabilities(&self) -> &Capabilities;
     /// Why this backend cannot run the combination, if it cannot.
     fn unsupported(
         &self,
@@ -164,33 +181,11 @@ pub trait Backend {
         dtype: DataType,
         op: Option<ReduceOp>,
     ) -> Option<String>;
-    /// How the library carries this collective.
-    fn path(&self, collective: Collective) -> PathTaken;
-    /// Where an in-place operation's input and output lie in the receive buffer on `rank`. NCCL's
-    /// convention by default; a library with another convention says so here.
-    fn in_place_layout(&self, collective: Collective, shape: &Shape, rank: usize) -> InPlaceLayout {
-        collective.in_place_layout(shape, rank)
-    }
-    /// Why the library leaves the in-place form of `collective` undefined (overlapping send and receive
-    /// buffers), or None where it defines it. The engine still times an undefined form, as nccl-tests
-    /// does, but never checks it: its result is whatever the library happened to leave.
-    fn in_place_undefined(&self, _collective: Collective) -> Option<String> {
-        None
-    }
-    /// Whether the library's in-place all_to_allv sends what each rank receives (MPI_IN_PLACE takes the
-    /// receive counts for both), so that it has an in-place form only for a symmetric matrix; the
-    /// engine then measures no in-place all_to_allv on an asymmetric one.
-    fn in_place_v_needs_symmetry(&self) -> bool {
-        false
-    }
+    /// Bytes this rank may use for its buffers (free device memory, or its share of host memory).
+    fn free_memory(&self) -> Result<u64>;
     /// Makes the communicator of this rank's group (MPI_Comm_split, or one NCCL communicator per group).
     /// Every rank of `world` calls it together, once per layout, before the first row.
-    fn split(&mut self, _world: &dyn World, _join: &GroupJoin) -> Result<CommId> {
-        Err(crate::error::Error::Unsupported(format!(
-            "--groups: the {} backend cannot make sub-communicators",
-            self.name()
-        )))
-    }
+    fn split(&mut self, world: &dyn World, join: &GroupJoin) -> Result<CommId>;
     /// Allocates both buffers with at least `bytes` each. Called once, with the largest size.
     fn allocate(&mut self, bytes: u64) -> Result<()>;
     /// Copies host bytes into a buffer at a byte offset.
@@ -199,8 +194,8 @@ pub trait Backend {
     fn read(&mut self, buffer: BufferId, offset: u64, out: &mut [u8]) -> Result<()>;
     /// Sets every byte of a buffer's first `len` bytes.
     fn fill(&mut self, buffer: BufferId, len: u64, byte: u8) -> Result<()>;
-    /// Opens a group of operations that the library may fuse (-m > 1 only, as nccl-tests); a no-op where
-    /// groups do not exist.
+    /// Opens a group of operations that the library may fuse (-m > 1 only, as nccl-tests); nothing to do
+    /// where groups do not exist.
     fn group_start(&mut self) -> Result<()> {
         Ok(())
     }
@@ -211,39 +206,28 @@ pub trait Backend {
     fn enqueue(&mut self, desc: &OpDesc) -> Result<()>;
     /// Waits until every enqueued operation has completed.
     fn wait(&mut self) -> Result<()>;
-    /// Whether -G (capture the timed loop in a graph, replay it) works on this backend.
-    fn supports_graphs(&self) -> bool {
-        false
-    }
-    /// Starts capturing enqueued operations into a graph instead of running them.
-    fn begin_capture(&mut self) -> Result<()> {
-        Err(no_graphs(self.name()))
-    }
-    /// Ends the capture; the graph is ready to replay. Between `begin_capture` and `end_capture` the engine
-    /// calls nothing but `enqueue`, `group_start` and `group_end`: CUDA invalidates a capture in which any
-    /// other object is touched (an event recorded, a graph destroyed, a stream synchronised).
-    fn end_capture(&mut self) -> Result<()> {
-        Err(no_graphs(self.name()))
-    }
-    /// Releases the captured graph once its replays have completed; the next capture starts clean.
-    fn release_graph(&mut self) -> Result<()> {
-        Err(no_graphs(self.name()))
-    }
-    /// Enqueues one replay of the captured graph.
-    fn replay(&mut self) -> Result<()> {
-        Err(no_graphs(self.name()))
-    }
-    /// Whom the following sendrecv operations exchange with (Exchange::Ring until set).
-    fn set_exchange(&mut self, exchange: Exchange) -> Result<()> {
-        Err(crate::error::Error::Unsupported(format!(
-            "the {} backend cannot exchange with one peer ({exchange:?})",
-            self.name()
-        )))
-    }
     /// Makes room for `count` timer marks, so that marking allocates nothing inside the timed loop.
     fn reserve_marks(&mut self, count: usize) -> Result<()>;
     /// Records timer mark `index` after the operations enqueued so far.
     fn mark(&mut self, index: usize) -> Result<()>;
     /// Microseconds between consecutive marks 0..=count, after `wait`.
     fn mark_intervals_us(&mut self, count: usize) -> Result<Vec<f64>>;
+    /// Graph capture (-G), where this backend and its device have it.
+    fn graphs(&mut self) -> Option<&mut dyn GraphCapture> {
+        None
+    }
+}
+
+/// Capturing enqueued operations into a graph and replaying it (-G): CUDA graphs on the nccl backend.
+pub trait GraphCapture {
+    /// Starts capturing enqueued operations into a graph instead of running them.
+    fn begin_capture(&mut self) -> Result<()>;
+    /// Ends the capture; the graph is ready to replay. Between `begin_capture` and `end_capture` the engine
+    /// calls nothing but `enqueue`, `group_start` and `group_end`: CUDA invalidates a capture in which any
+    /// other object is touched (an event recorded, a graph destroyed, a stream synchronised).
+    fn end_capture(&mut self) -> Result<()>;
+    /// Enqueues one replay of the captured graph.
+    fn replay(&mut self) -> Result<()>;
+    /// Releases the captured graph once its replays have completed; the next capture starts clean.
+    fn release_graph(&mut self) -> Result<()>;
 }

@@ -1,14 +1,14 @@
 //! The `mpi` backend: host-memory buffers and the matching MPI collective, the baseline that runs anywhere.
 
 use super::{
-    Backend, BufferId, Comm, CommId, DeviceInfo, Exchange, GroupJoin, LibraryVersion, OpDesc,
-    PathTaken,
+    Backend, BufferId, Capabilities, Comm, CommId, DeviceInfo, GroupJoin, InPlaceConvention,
+    LibraryVersion, OpDesc,
 };
-use crate::collective::{Collective, InPlaceLayout, Shape};
+use crate::collective::{Collective, Shape};
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
+use crate::ffi::mpi::{self as raw, At, Buf, Buffers, Call};
 use crate::traffic::matrix::PeerBytes;
-use crate::world::mpi::raw::{self, At, Buf, Buffers, Call};
 use crate::world::{MpiWorld, World};
 use mpi::topology::SimpleCommunicator;
 use std::sync::Arc;
@@ -17,14 +17,9 @@ use std::time::Instant;
 /// MPI takes counts as C ints; larger element-wise operations are issued in pieces of this many.
 const MAX_PIECE: u64 = 1 << 30;
 
-/// The largest count one MPI call takes. `COLLBENCH_TEST_MPI_MAX_COUNT` lowers it so the tests can
-/// exercise the paths for counts beyond 2^31 on small buffers.
+/// The largest count one MPI call takes (a test switch may lower it: src/testing.rs).
 fn max_count() -> u64 {
-    std::env::var("COLLBENCH_TEST_MPI_MAX_COUNT")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|&n| n > 0)
-        .map_or(i32::MAX as u64, |n| n.min(i32::MAX as u64))
+    crate::testing::mpi_max_count().map_or(i32::MAX as u64, |n| n.min(i32::MAX as u64))
 }
 
 pub struct MpiBackend<'w> {
@@ -38,7 +33,7 @@ pub struct MpiBackend<'w> {
     /// The current operation's rotation of buffer offsets (OpDesc::shift_bytes).
     shift: usize,
     max_count: u64,
-    exchange: Exchange,
+    capabilities: Capabilities,
     /// Sub-communicators made by `split`: CommId k is `groups[k - 1]` (0 is the job's).
     groups: Vec<SimpleCommunicator>,
     /// The current operation's communicator (OpDesc::comm).
@@ -66,7 +61,13 @@ impl<'w> MpiBackend<'w> {
             wide: None,
             shift: 0,
             max_count: max_count(),
-            exchange: Exchange::Ring,
+            capabilities: Capabilities {
+                in_place: InPlaceConvention::Mpi,
+                // MPI defines every in-place form, all-to-all and point-to-point included.
+                undefined_in_place: Vec::new(),
+                in_place_v_needs_symmetry: true,
+                paths: Vec::new(),
+            },
             groups: Vec::new(),
             comm: Comm::whole(world.rank(), world.size()),
             peer_counts: None,
@@ -300,23 +301,8 @@ impl Backend for MpiBackend<'_> {
         None
     }
 
-    fn path(&self, _collective: Collective) -> PathTaken {
-        "native"
-    }
-
-    fn in_place_layout(&self, collective: Collective, shape: &Shape, rank: usize) -> InPlaceLayout {
-        match collective {
-            // MPI_Reduce_scatter_block in place leaves each rank's block at the start of its buffer.
-            Collective::ReduceScatter => InPlaceLayout {
-                input_offset: 0,
-                output_offset: 0,
-            },
-            c => c.in_place_layout(shape, rank),
-        }
-    }
-
-    fn in_place_v_needs_symmetry(&self) -> bool {
-        true
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
     }
 
     fn split(&mut self, _world: &dyn World, join: &GroupJoin) -> Result<CommId> {
@@ -368,17 +354,12 @@ impl Backend for MpiBackend<'_> {
         Ok(())
     }
 
-    fn set_exchange(&mut self, exchange: Exchange) -> Result<()> {
-        self.exchange = exchange;
-        Ok(())
-    }
-
     fn enqueue(&mut self, desc: &OpDesc) -> Result<()> {
         self.shift = desc.shift_bytes as usize;
         self.comm = desc.comm;
         let rank = desc.comm.rank;
         let n = desc.comm.size;
-        let partners = self.exchange.partners(rank, n);
+        let partners = desc.peer.partners(rank, n);
         if desc.collective == Collective::SendRecv && partners.is_none() {
             // Idle while other pairs exchange.
             return Ok(());
@@ -388,7 +369,9 @@ impl Backend for MpiBackend<'_> {
         let root = desc.root.unwrap_or(0) as i32;
         let op = raw::op(desc.op.map(|o| o.name()).unwrap_or("sum"));
         let in_place = desc.in_place;
-        let layout = self.in_place_layout(desc.collective, &desc.shape, rank);
+        let layout = self
+            .capabilities
+            .in_place_layout(desc.collective, &desc.shape, rank);
         let send_at = |elements: u64| -> Option<At> {
             if in_place {
                 None

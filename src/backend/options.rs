@@ -36,3 +36,10 @@ pub struct GpuOptions {
     pub timeout_s: Option<f64>,
     pub alloc: Allocator,
 }
+
+/// What a command asks of the backends: which one, and what the GPU backends take from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendRequest {
+    pub choice: BackendChoice,
+    pub gpu: GpuOptions,
+}

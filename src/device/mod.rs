@@ -2,7 +2,7 @@
 //! the small set of device operations (memory, stream, events) that CUDA and HIP both provide.
 
 use crate::error::{Error, Result};
-pub use crate::ffi::device::GpuDevice;
+pub use crate::ffi::device::{DeviceGraphs, GpuDevice};
 
 /// Entries of a *_VISIBLE_DEVICES value: indices, GPU-/MIG- UUIDs, as the runtime reads them.
 /// An empty value hides every device.

@@ -4,7 +4,7 @@
 //! cudarc panics when libcuda is missing or lacks a symbol, so every entry here first asks
 //! `driver_status()`, and only symbols present in every CUDA 11+ driver are called.
 
-use super::device::{DeviceInfo, GpuDevice, LibraryVersion};
+use super::device::{DeviceGraphs, DeviceInfo, GpuDevice, LibraryVersion};
 use crate::error::{Error, Result};
 use crate::ffi::{c_text, DeviceAddr, StreamHandle};
 use cudarc::driver::sys;
@@ -329,6 +329,13 @@ impl GpuDevice for CudaDevice {
         self.compute_major.map(|m| m >= 9)
     }
 
+    fn graphs(&mut self) -> Option<&mut dyn DeviceGraphs> {
+        Some(self)
+    }
+}
+
+/// CUDA graphs on the device's stream.
+impl DeviceGraphs for CudaDevice {
     fn begin_capture(&mut self) -> Result<()> {
         // A graph the caller did not release (a row that failed half-way) goes now, before capturing:
         // destroying it during the capture would invalidate the capture.

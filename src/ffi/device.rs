@@ -1,7 +1,7 @@
 //! The device runtime interface the CUDA and HIP layers implement (`GpuDevice`: memory, stream, events,
 //! graphs), and how a device and its libraries are named for the header and the JSON.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ffi::{DeviceAddr, StreamHandle};
 use serde::Serialize;
 
@@ -50,24 +50,21 @@ pub trait GpuDevice {
     fn mem_info(&self) -> Result<(u64, u64)>;
     /// Whether the device computes on FP8 (None when the device cannot tell).
     fn supports_fp8(&self) -> Option<bool>;
-    /// Starts capturing the stream's work into a graph instead of running it (-G).
-    fn begin_capture(&mut self) -> Result<()> {
-        Err(Error::Unsupported(
-            "-G: this GPU runtime's graph capture is not supported by collbench; run without -G"
-                .into(),
-        ))
+    /// Graph capture on the stream (-G), where the runtime's graph calls are declared.
+    fn graphs(&mut self) -> Option<&mut dyn DeviceGraphs> {
+        None
     }
+}
+
+/// Capturing the stream's work into a graph and launching it (-G).
+pub trait DeviceGraphs {
+    /// Starts capturing the stream's work into a graph instead of running it.
+    fn begin_capture(&mut self) -> Result<()>;
     /// Ends the capture and makes the graph ready to launch. Touches no other CUDA object: anything else
     /// done while the stream captures invalidates the capture.
-    fn end_capture(&mut self) -> Result<()> {
-        Err(Error::Internal("end_capture without graph support".into()))
-    }
+    fn end_capture(&mut self) -> Result<()>;
     /// Destroys the captured graph, after its replays completed and outside any capture.
-    fn release_graph(&mut self) -> Result<()> {
-        Ok(())
-    }
+    fn release_graph(&mut self) -> Result<()>;
     /// Enqueues one replay of the captured graph on the stream.
-    fn launch_graph(&mut self) -> Result<()> {
-        Err(Error::Internal("launch_graph without graph support".into()))
-    }
+    fn launch_graph(&mut self) -> Result<()>;
 }

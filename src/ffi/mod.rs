@@ -1,7 +1,8 @@
-//! Foreign libraries: NCCL/RCCL, the HIP runtime and the CUDA driver (through cudarc), each behind a thin
-//! safe layer that turns every call into a `Result` with the library's own words.
+//! Foreign libraries: NCCL/RCCL, the HIP runtime and the CUDA driver (through cudarc), MPI's raw calls,
+//! NVML's one unwrapped call and the signal handler, each behind a thin safe layer that turns every call
+//! into a `Result` with the library's own words.
 //!
-//! All `unsafe` code of collbench lives in this module tree. Everything above it handles device memory
+//! All `unsafe` code of collbench lives in this module tree (lib.rs denies it everywhere else). Everything above it handles device memory
 //! as plain addresses (`DeviceAddr`) and streams as opaque handles (`StreamHandle`), which safe code
 //! can pass around and offset but never dereference.
 
@@ -9,6 +10,8 @@ pub mod cuda;
 pub mod device;
 pub mod hip;
 mod hip_sys;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod nccl;
 mod nccl_sys;
 pub mod nvml;

@@ -267,7 +267,7 @@ impl Nccl {
     }
 
     /// Joins communicator `id` as `rank` of `nranks`, on the device current in this thread.
-    pub fn init_rank(self: &Arc<Self>, nranks: usize, id: &[u8], rank: usize) -> Result<Comm> {
+    pub fn init_rank(self: &Arc<Self>, nranks: usize, id: &[u8], rank: usize) -> Result<NcclComm> {
         let f = required!(self, ncclCommInitRank);
         if id.len() != UNIQUE_ID_BYTES {
             return Err(Error::Internal(format!(
@@ -285,7 +285,7 @@ impl Nccl {
         // SAFETY: raw is a valid out-pointer; the id is passed by value as NCCL declares it.
         let r = unsafe { f(&mut raw, to_int(nranks)?, uid, to_int(rank)?) };
         self.check(r, "ncclCommInitRank", None)?;
-        Ok(Comm {
+        Ok(NcclComm {
             nccl: Arc::clone(self),
             raw,
             rank,
@@ -295,7 +295,7 @@ impl Nccl {
     }
 
     /// One communicator per listed device, in one process (ncclCommInitAll).
-    pub fn init_all(self: &Arc<Self>, devices: &[usize]) -> Result<Vec<Comm>> {
+    pub fn init_all(self: &Arc<Self>, devices: &[usize]) -> Result<Vec<NcclComm>> {
         let f = required!(self, ncclCommInitAll);
         let list: Vec<std::ffi::c_int> =
             devices.iter().map(|&d| to_int(d)).collect::<Result<_>>()?;
@@ -307,7 +307,7 @@ impl Nccl {
         Ok(raws
             .into_iter()
             .enumerate()
-            .map(|(rank, raw)| Comm {
+            .map(|(rank, raw)| NcclComm {
                 nccl: Arc::clone(self),
                 raw,
                 rank,
@@ -423,7 +423,7 @@ pub fn nccl_op(op: ReduceOp) -> sys::ncclRedOp_t {
 
 /// A communicator. Destroyed on drop, or aborted when it failed (a failed communicator may hang in
 /// ncclCommDestroy).
-pub struct Comm {
+pub struct NcclComm {
     nccl: Arc<Nccl>,
     raw: sys::ncclComm_t,
     rank: usize,
@@ -438,7 +438,7 @@ pub enum AsyncState {
     InProgress,
 }
 
-impl Comm {
+impl NcclComm {
     pub fn rank(&self) -> usize {
         self.rank
     }
@@ -485,7 +485,7 @@ impl Comm {
     /// The communicator of this rank's group, split from this one (ncclCommSplit, NCCL 2.18+): every rank
     /// of this communicator calls it together; ranks of equal `color` form a group, ordered by `key`.
     /// The new communicator inherits this one's configuration.
-    pub fn split(&mut self, color: usize, key: usize, group_size: usize) -> Result<Comm> {
+    pub fn split(&mut self, color: usize, key: usize, group_size: usize) -> Result<NcclComm> {
         let nccl = Arc::clone(&self.nccl);
         let f = required!(nccl, ncclCommSplit);
         let mut raw: sys::ncclComm_t = std::ptr::null_mut();
@@ -501,7 +501,7 @@ impl Comm {
             )
         };
         self.check(r, "ncclCommSplit")?;
-        Ok(Comm {
+        Ok(NcclComm {
             nccl,
             raw,
             rank: key,
@@ -865,7 +865,7 @@ impl Comm {
     }
 }
 
-impl Drop for Comm {
+impl Drop for NcclComm {
     fn drop(&mut self) {
         if self.raw.is_null() {
             return;

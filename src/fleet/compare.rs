@@ -3,44 +3,15 @@
 //! measured noise (docs/FLEET.md).
 
 use crate::error::{Error, ExitCode, Result};
-use crate::fleet::report_error;
 use crate::fleet::slow::measurements;
-use crate::report::json;
 use crate::report::model::{RunDocument, RunStatus, SCHEMA_VERSION};
 use crate::size::HumanSize;
-use clap::Parser;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tabled::builder::Builder;
 use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Style};
-
-/// Compare two collbench results files (written by --json) and report regressions.
-///
-/// Rows are matched by collective, data type, operator, root, size, placement and rank count. A row is a
-/// regression when its busbw fell (or its time rose) by more than the tolerance AND the change of time
-/// exceeds twice the combined per-iteration standard deviation of both runs (when both carry
-/// statistics), so that noise alone is not reported as a regression.
-#[derive(Debug, Parser)]
-#[command(
-    name = "collbench compare",
-    after_help = "Exit codes: 0 no regression, 2 usage error or files that cannot be compared, 9 regression found, 10 a file could not be read or written."
-)]
-pub struct CompareArgs {
-    /// The reference run.
-    #[arg(value_name = "BASE.json")]
-    pub base: PathBuf,
-    /// The run to judge against it.
-    #[arg(value_name = "NEW.json")]
-    pub new: PathBuf,
-    /// Changes up to this much are not regressions: a percentage such as 5% (or 5).
-    #[arg(long, default_value = "5%", value_name = "PERCENT")]
-    pub tolerance: String,
-    /// Also write the comparison as JSON to this file.
-    #[arg(long, value_name = "OUT")]
-    pub json: Option<PathBuf>,
-}
 
 /// What the comparison concluded for one matched measurement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,10 +242,10 @@ pub fn compare(
     tolerance_percent: f64,
 ) -> Result<CompareReport> {
     for (doc, name) in [(base, base_name), (new, new_name)] {
-        if doc.schema_version != SCHEMA_VERSION {
+        if doc.header.schema_version != SCHEMA_VERSION {
             return Err(Error::Usage(format!(
                 "{name} has schema_version {} but this collbench reads schema_version {SCHEMA_VERSION}: compare files written by the same collbench schema (re-run the benchmark with this version)",
-                doc.schema_version
+                doc.header.schema_version
             )));
         }
     }
@@ -292,10 +263,10 @@ pub fn compare(
         notes: Vec::new(),
     };
     for (doc, name) in [(base, base_name), (new, new_name)] {
-        if doc.life.status != RunStatus::Complete {
+        if doc.header.life.status != RunStatus::Complete {
             report.notes.push(format!(
                 "{name} is not a complete run (status {:?}): only its measured rows are compared",
-                doc.life.status
+                doc.header.life.status
             ));
         }
         if doc.rows.iter().any(|r| r.cycle > 0) {
@@ -428,82 +399,22 @@ pub fn render(report: &CompareReport) -> String {
     out
 }
 
-fn run(args: &CompareArgs) -> Result<ExitCode> {
-    let tolerance = parse_tolerance(&args.tolerance)?;
-    let base = json::read(&args.base)?;
-    let new = json::read(&args.new)?;
-    let report = compare(
-        &base,
-        &args.base.display().to_string(),
-        &new,
-        &args.new.display().to_string(),
-        tolerance,
-    )?;
-    print!("{}", render(&report));
-    if let Some(out) = &args.json {
-        write_json(out, &report)?;
-    }
-    Ok(report.exit_code())
-}
-
-fn write_json(path: &Path, report: &CompareReport) -> Result<()> {
+/// Writes the comparison as JSON (`--json OUT`).
+pub fn write_json(path: &Path, report: &CompareReport) -> Result<()> {
     let text = serde_json::to_vec_pretty(report).map_err(|e| Error::Internal(e.to_string()))?;
     std::fs::write(path, text)
         .map_err(|e| Error::io(format!("--json {}: cannot write", path.display()), e))
-}
-
-/// `collbench compare ...`; argv[0] is the command's name. Returns the exit code (0, 2, 9 or 10).
-pub fn compare_main(argv: &[String]) -> i32 {
-    let args = match CompareArgs::try_parse_from(argv) {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return e.exit_code();
-        }
-    };
-    match run(&args) {
-        Ok(code) => code.code(),
-        Err(e) => report_error(&e),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::collective::Collective;
-    use crate::report::model::{BackendReport, PlanReport, Row, RunLife};
+    use crate::report::model::Row;
     use crate::report::testdata::{measurement, row};
 
     fn doc(rows: Vec<Row>) -> RunDocument {
-        RunDocument {
-            schema_version: SCHEMA_VERSION,
-            collbench_version: "test".into(),
-            command_line: vec![],
-            started_unix_s: 0.0,
-            life: RunLife {
-                exit_code: Some(0),
-                status: RunStatus::Complete,
-                ..RunLife::running("test")
-            },
-            environment: Default::default(),
-            backend: BackendReport {
-                name: "mpi".into(),
-                reason: "test".into(),
-                libraries: vec![],
-            },
-            plan: PlanReport {
-                requested: serde_json::Value::Null,
-                sizes: vec![],
-                memory_cap: None,
-            },
-            ranks: vec![],
-            notes: vec![],
-            topology: None,
-            peak_gbps: None,
-            telemetry: None,
-            rows,
-            summary: None,
-        }
+        crate::report::testdata::document(rows)
     }
 
     fn one(time: f64, stdev: Option<f64>) -> RunDocument {
@@ -605,7 +516,7 @@ mod tests {
     #[test]
     fn other_schema_is_refused() {
         let mut old = one(1.0, None);
-        old.schema_version = SCHEMA_VERSION + 1;
+        old.header.schema_version = SCHEMA_VERSION + 1;
         let e = compare(&old, "old.json", &one(1.0, None), "n", 5.0).unwrap_err();
         assert!(e.to_string().contains("old.json has schema_version"), "{e}");
     }

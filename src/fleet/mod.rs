@@ -4,13 +4,8 @@
 
 pub mod blame;
 pub mod compare;
+pub mod font;
 pub mod gate;
 pub mod link_errors;
 pub mod plot;
 pub mod slow;
-
-/// Prints an error the way every collbench command does and returns its exit code.
-pub(crate) fn report_error(error: &crate::error::Error) -> i32 {
-    eprintln!("collbench: error: {error}");
-    error.exit_code().code()
-}

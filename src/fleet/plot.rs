@@ -1,48 +1,22 @@
 //! `collbench plot RUN.json [MORE.json ...] -o FILE.svg|.png`: bus bandwidth and time against size on
 //! log axes, one line per run and collective, with the peak bandwidth as a horizontal line when known.
-//! Text is drawn with a bundled DejaVu Sans (assets/) through ab_glyph: no fontconfig, no system fonts.
+//! Text is drawn with the bundled font (fleet/font.rs): no fontconfig, no system fonts.
 
 use crate::collective::Collective;
-use crate::error::{Error, ExitCode, Result};
-use crate::fleet::report_error;
+use crate::error::{Error, Result};
 use crate::report::model::{Measurement, RunDocument};
 use crate::size::HumanSize;
-use clap::{Parser, ValueEnum};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
-pub(crate) const FAMILY: &str = "sans-serif";
+use crate::fleet::font::{register_font, FAMILY};
 
-/// Plot one or more collbench results files (written by --json): busbw and time against size.
-#[derive(Debug, Parser)]
-#[command(
-    name = "collbench plot",
-    after_help = "The output format follows the file name: .svg or .png.\nExit codes: 0 written, 2 usage error or a file that is not a collbench results file, 10 a file could not be read or written."
-)]
-pub struct PlotArgs {
-    /// Results files; each becomes one line per collective.
-    #[arg(value_name = "RUN.json", required = true)]
-    pub runs: Vec<PathBuf>,
-    /// The picture to write: FILE.svg or FILE.png.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: PathBuf,
-    /// Peak bus bandwidth in GB/s to draw as a line (default: the peak recorded in the runs, if any).
-    #[arg(long, value_name = "GBPS")]
-    pub peak: Option<f64>,
-    /// Which placement to draw.
-    #[arg(long, value_enum, default_value_t = Placement::OutOfPlace)]
-    pub placement: Placement,
-    /// Draw only these collectives (repeat the flag); default every collective in the runs.
-    #[arg(long = "collective", value_name = "NAME")]
-    pub collectives: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Placement {
+/// Which placement a plot draws (`--placement`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlotPlacement {
     OutOfPlace,
     InPlace,
 }
@@ -97,10 +71,13 @@ pub fn read_run(path: &Path) -> Result<(RunDocument, Option<f64>)> {
     Ok((doc, peak_gbps_in(&value)))
 }
 
-fn measurement_of(row: &crate::report::model::Row, placement: Placement) -> Option<&Measurement> {
+fn measurement_of(
+    row: &crate::report::model::Row,
+    placement: PlotPlacement,
+) -> Option<&Measurement> {
     match placement {
-        Placement::OutOfPlace => row.out_of_place.as_ref(),
-        Placement::InPlace => row.in_place.as_ref(),
+        PlotPlacement::OutOfPlace => row.out_of_place.as_ref(),
+        PlotPlacement::InPlace => row.in_place.as_ref(),
     }
 }
 
@@ -108,7 +85,7 @@ fn measurement_of(row: &crate::report::model::Row, placement: Placement) -> Opti
 type SizeValues = (Vec<f64>, Vec<f64>);
 
 /// The lines to draw, in the order of the runs and of first appearance within each.
-pub fn series(runs: &[PlottedRun], placement: Placement, only: &[Collective]) -> Vec<Series> {
+pub fn series(runs: &[PlottedRun], placement: PlotPlacement, only: &[Collective]) -> Vec<Series> {
     // Name type, operator and root in labels only when they vary, to keep the legend short.
     let rows = || runs.iter().flat_map(|r| r.doc.rows.iter());
     // Rows without an operator (or root) say nothing about whether operators vary.
@@ -171,7 +148,7 @@ pub fn series(runs: &[PlottedRun], placement: Placement, only: &[Collective]) ->
 }
 
 /// Run labels: the file stems, or the whole paths when two stems are alike.
-fn labels(paths: &[PathBuf]) -> Vec<String> {
+pub fn labels(paths: &[PathBuf]) -> Vec<String> {
     let stems: Vec<String> = paths
         .iter()
         .map(|p| {
@@ -189,14 +166,6 @@ fn labels(paths: &[PathBuf]) -> Vec<String> {
     } else {
         paths.iter().map(|p| p.display().to_string()).collect()
     }
-}
-
-pub(crate) fn register_font() -> Result<()> {
-    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let ok = *REGISTERED
-        .get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
-    ok.then_some(())
-        .ok_or_else(|| Error::Internal("the bundled font could not be loaded".into()))
 }
 
 /// Numbers on the value axes: three significant digits, no exponent for the usual range.
@@ -386,65 +355,6 @@ pub fn render(output: &Path, series: &[Series], peaks: &[(String, f64)]) -> Resu
     })
 }
 
-fn run(args: &PlotArgs) -> Result<()> {
-    let only = args
-        .collectives
-        .iter()
-        .map(|c| {
-            c.parse::<Collective>()
-                .map_err(|e| Error::Usage(format!("--collective: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    if let Some(p) = args.peak {
-        if !(p.is_finite() && p > 0.0) {
-            return Err(Error::Usage(format!(
-                "--peak {p}: give the peak bus bandwidth in GB/s, a number above 0"
-            )));
-        }
-    }
-    let names = labels(&args.runs);
-    let mut runs = Vec::new();
-    for (path, label) in args.runs.iter().zip(names) {
-        let (doc, peak_gbps) = read_run(path)?;
-        runs.push(PlottedRun {
-            label,
-            doc,
-            peak_gbps,
-        });
-    }
-    let peaks: Vec<(String, f64)> = match args.peak {
-        Some(p) => vec![(format!("peak {p} GB/s"), p)],
-        None => {
-            let mut found: Vec<(String, f64)> = Vec::new();
-            for r in &runs {
-                if let Some(p) = r.peak_gbps {
-                    if !found.iter().any(|f| f.1 == p) {
-                        found.push((format!("peak {p} GB/s ({})", r.label), p));
-                    }
-                }
-            }
-            found
-        }
-    };
-    let lines = series(&runs, args.placement, &only);
-    render(&args.output, &lines, &peaks)
-}
-
-/// `collbench plot ...`; argv[0] is the command's name. Returns the exit code (0, 2 or 10).
-pub fn plot_main(argv: &[String]) -> i32 {
-    let args = match PlotArgs::try_parse_from(argv) {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return e.exit_code();
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::Success.code(),
-        Err(e) => report_error(&e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,12 +410,12 @@ mod tests {
             doc: mine,
             peak_gbps: None,
         }];
-        let s = series(&runs, Placement::OutOfPlace, &[]);
+        let s = series(&runs, PlotPlacement::OutOfPlace, &[]);
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].label, "x all_reduce");
         assert_eq!(s[0].points.len(), 2);
         assert_eq!(s[0].points[0].2, 20.0);
-        let only = series(&runs, Placement::InPlace, &[Collective::AllGather]);
+        let only = series(&runs, PlotPlacement::InPlace, &[Collective::AllGather]);
         assert_eq!(only.len(), 1);
     }
 

@@ -1,29 +1,22 @@
 //! The typed results of `collbench pairs`: who the participants are, every pair's measurements round by
 //! round, the matrix and the verdict. What `-J` writes (docs/schema/pairs.schema.json, docs/JSON.md).
 
-use super::verdict::PairsVerdict;
 use crate::fleet::gate::GateReport;
-use crate::report::model::{BackendReport, HasLife, RankInfo, RunLife};
+use crate::report::model::{Document, DocumentHeader};
 // The stored form lives in the report layer so that report/ never depends on pairs/.
+use crate::report::link_probe::PairsVerdict;
 pub use crate::report::link_probe::{PairFigure, Participant};
 use serde::{Deserialize, Serialize};
 
 /// Names the document among collbench's JSON files.
-pub const KIND: &str = "pairs";
+pub const KIND: &str = crate::report::model::kind::PAIRS;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PairsDocument {
-    /// Always "pairs".
-    pub kind: String,
-    pub schema_version: u32,
-    pub collbench_version: String,
-    pub command_line: Vec<String>,
-    pub started_unix_s: f64,
-    /// run_id, status (running while rounds are still coming, complete, failed, interrupted), error,
-    /// exit_code, failed_rank and heartbeat_unix_s, at the top level.
+    /// kind "pairs", versions, command line, start, life (running while rounds are still coming),
+    /// environment, backend and ranks, at the top level.
     #[serde(flatten)]
-    pub life: RunLife,
-    pub backend: BackendReport,
+    pub header: DocumentHeader,
     /// "host" (the first rank of each host stands for it) or "rank".
     pub by: String,
     /// true: the circle method's disjoint pairs at the same time; false: one pair at a time.
@@ -44,7 +37,6 @@ pub struct PairsDocument {
     #[serde(default)]
     pub wrong_total: Option<u64>,
     pub participants: Vec<Participant>,
-    pub ranks: Vec<RankInfo>,
     /// Every measurement, in the order taken; rewritten to the file after each round.
     pub samples: Vec<PairSample>,
     /// The round being measured when the document was written (null once complete): after a failure
@@ -56,12 +48,12 @@ pub struct PairsDocument {
     pub gate: Option<GateReport>,
 }
 
-impl HasLife for PairsDocument {
-    fn life(&self) -> &RunLife {
-        &self.life
+impl Document for PairsDocument {
+    fn header(&self) -> &DocumentHeader {
+        &self.header
     }
-    fn life_mut(&mut self) -> &mut RunLife {
-        &mut self.life
+    fn header_mut(&mut self) -> &mut DocumentHeader {
+        &mut self.header
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::model::{PairFigure, Participant};
 use crate::error::{Error, Result};
-use crate::fleet::plot::{register_font, FAMILY};
+use crate::fleet::font::{register_font, FAMILY};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;

@@ -9,14 +9,13 @@ use super::rounds::{self, Exchanges};
 use super::schedule;
 use super::verdict;
 use crate::backend::Backend;
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineSettings};
 use crate::error::Result;
 use crate::plan::{Iterations, Plan};
 use crate::report::model::RankInfo;
 // The stored form lives in the report layer so that report/ never depends on pairs/.
 pub use crate::report::link_probe::LinkProbe;
 use crate::size::HumanSize;
-use crate::testing::TestSwitches;
 use crate::watchdog::Watchdog;
 use crate::world::World;
 
@@ -55,16 +54,14 @@ pub fn run(
         backend.allocate(needed)?;
         watchdog.disarm();
     }
-    let plan = probe_plan(sweep);
-    let mut engine = Engine {
-        plan: &plan,
+    let mut engine = Engine::new(
+        probe_settings(sweep),
         world,
         backend,
         watchdog,
-        switches: TestSwitches::default(),
-        buffer_bytes: buffer_bytes.max(needed),
-        observer: &mut crate::telemetry::NoTelemetry,
-    };
+        buffer_bytes.max(needed),
+    )
+    .with_switches(crate::testing::TestSwitches::default());
     let exchanges = Exchanges {
         people: &people,
         rounds: &schedule,
@@ -84,17 +81,18 @@ pub fn run(
     })
 }
 
-/// The sweep's settings (backend, -T, threshold) with a short timed loop, no sampled pass and no
-/// check: the sendrecv check expects the ring, not a peer exchange.
-fn probe_plan(sweep: &Plan) -> Plan {
-    Plan {
+/// A short timed loop, no sampled pass, no graph and no check (the probe names links; the sweep's
+/// rows were checked), with the sweep's -a and seed.
+fn probe_settings(sweep: &Plan) -> EngineSettings {
+    EngineSettings {
         iters: Iterations::Fixed(PROBE_ITERS),
         warmup_iters: 1,
         agg_iters: 1,
         check_iters: 0,
+        blocking: false,
+        graph_replays: 0,
         samples: Some(0),
-        cudagraph_replays: 0,
-        ..sweep.clone()
+        ..EngineSettings::of(sweep)
     }
 }
 
@@ -157,10 +155,10 @@ mod tests {
         ])
         .expect("arguments");
         let sweep = Plan::from_args(&args).expect("a plan");
-        let probe = probe_plan(&sweep);
+        let probe = probe_settings(&sweep);
         assert!(matches!(probe.iters, Iterations::Fixed(PROBE_ITERS)));
         assert_eq!((probe.check_iters, probe.warmup_iters), (0, 1));
         assert_eq!(probe.sample_iters(PROBE_ITERS), 0);
-        assert_eq!(probe.timeout_s, sweep.timeout_s);
+        assert_eq!(probe.average, sweep.average);
     }
 }

@@ -4,16 +4,12 @@
 
 use super::model::{PairSample, Participant};
 use super::schedule::Round;
-use crate::backend::{BufferId, Comm, Exchange, OpDesc};
-use crate::check::pattern::Pattern;
-use crate::check::verify;
+use crate::backend::{Comm, Exchange, OpDesc};
 use crate::collective::Collective;
 use crate::dtype::DataType;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::report::model::{Measurement, RankInfo};
-use crate::size::HumanSize;
-use crate::world::all_gather_value;
 
 /// The participants: each host (its first rank stands for it, or with `all_gpus` every rank of it, in
 /// local-rank order), or every rank.
@@ -97,26 +93,14 @@ impl Exchanges<'_> {
         })
     }
 
-    /// Measures every round `repeats` times; every rank gets the same samples. The backend is back on
-    /// its ring exchange afterwards, also when a round fails.
+    /// Measures every round `repeats` times; every rank gets the same samples.
     pub fn measure(
         &self,
         engine: &mut Engine,
         mut before_round: impl FnMut(&RoundStart) -> Result<()>,
     ) -> Result<Vec<PairSample>> {
-        let result = self.measure_all(engine, &mut before_round);
-        let restored = engine.backend.set_exchange(Exchange::Ring);
-        let samples = result?;
-        restored?;
-        Ok(samples)
-    }
-
-    fn measure_all(
-        &self,
-        engine: &mut Engine,
-        before_round: &mut impl FnMut(&RoundStart) -> Result<()>,
-    ) -> Result<Vec<PairSample>> {
-        let me = engine.world.rank();
+        let world = engine.world();
+        let me = world.rank();
         let mut samples = Vec::new();
         for repeat in 0..self.repeats {
             for (index, round) in self.rounds.iter().enumerate() {
@@ -128,15 +112,13 @@ impl Exchanges<'_> {
                     peer,
                     samples_so_far: &samples,
                 })?;
-                engine
-                    .backend
-                    .set_exchange(peer.map_or(Exchange::Idle, Exchange::Peer))?;
-                let world = engine.world;
-                let bandwidth = engine.measure_op(&exchange(self.size, world))?;
-                let wrong = (self.check_iters > 0)
-                    .then(|| self.check(engine, peer))
-                    .transpose()?;
-                let latency = engine.measure_op(&exchange(self.latency_size, world))?;
+                let with = peer.map_or(Exchange::Idle, Exchange::Peer);
+                // The bandwidth exchange is checked (every rank must receive exactly its peer's data);
+                // the latency exchange only timed.
+                engine.set_check_iters(self.check_iters);
+                let bandwidth = engine.measure_op(&exchange(self.size, with, world))?;
+                engine.set_check_iters(0);
+                let latency = engine.measure_op(&exchange(self.latency_size, with, world))?;
                 for &(a, b) in round {
                     let pair: Vec<usize> = lanes(&self.people[a], &self.people[b])
                         .flat_map(|(x, y)| [x, y])
@@ -161,9 +143,11 @@ impl Exchanges<'_> {
                         time_us,
                         latency_us: pair_time(&latency),
                         lanes: lane_count,
-                        wrong: wrong
-                            .as_ref()
-                            .map(|w| pair.iter().filter_map(|&r| w.get(r)).sum()),
+                        wrong: (self.check_iters > 0).then(|| {
+                            pair.iter()
+                                .filter_map(|&r| bandwidth.rank_wrong.get(r))
+                                .sum()
+                        }),
                     });
                 }
             }
@@ -172,63 +156,8 @@ impl Exchanges<'_> {
     }
 }
 
-impl Exchanges<'_> {
-    /// Runs the bandwidth exchange `check_iters` more times on fresh inputs and counts, on each rank,
-    /// the received elements that are not its peer's input exactly. Every rank takes part; returns
-    /// every rank's count.
-    fn check(&self, engine: &mut Engine, peer: Option<usize>) -> Result<Vec<u64>> {
-        let world = engine.world;
-        let (me, n) = (world.rank(), world.size());
-        let desc = exchange(self.size, world);
-        let corrupt = verify::corrupt_count_from_env(me).unwrap_or(0);
-        let mut wrong = 0u64;
-        for c in 0..self.check_iters {
-            engine.watchdog.arm(|| {
-                format!(
-                    "pair exchange of {}, correctness check",
-                    HumanSize(self.size)
-                )
-            });
-            let pattern = Pattern {
-                collective: Collective::SendRecv,
-                dtype: desc.dtype,
-                op: None,
-                root: 0,
-                ranks: n,
-                seed: engine.plan.seed.wrapping_add(c),
-                shape: desc.shape,
-                counts: None,
-            };
-            let span = desc.shape.buffer_bytes(desc.dtype.size());
-            engine.backend.fill(BufferId::Recv, span, 0xFF)?;
-            verify::write_input(engine.backend, &pattern, me, BufferId::Send, 0)?;
-            world.barrier()?;
-            engine.backend.enqueue(&desc)?;
-            engine.backend.wait()?;
-            if let Some(p) = peer {
-                // The pattern's sendrecv is the ring's: rank r expects rank r-1's input. The peer's
-                // input is what rank p+1 expects, so this rank's output is checked as p+1's.
-                wrong += verify::count_wrong(
-                    engine.backend,
-                    &pattern,
-                    (p + 1) % n,
-                    BufferId::Recv,
-                    0,
-                    corrupt,
-                )?;
-            }
-        }
-        engine
-            .watchdog
-            .arm(|| "gathering the pair exchange's check".into());
-        let all = all_gather_value(world, &wrong)?;
-        engine.watchdog.disarm();
-        Ok(all)
-    }
-}
-
-/// The bidirectional exchange of `size` bytes each way, out of place.
-fn exchange(size: u64, world: &dyn crate::world::World) -> OpDesc {
+/// The bidirectional exchange of `size` bytes each way with `peer`, out of place.
+fn exchange(size: u64, peer: Exchange, world: &dyn crate::world::World) -> OpDesc {
     let dtype = DataType::Float;
     OpDesc {
         collective: Collective::SendRecv,
@@ -240,5 +169,6 @@ fn exchange(size: u64, world: &dyn crate::world::World) -> OpDesc {
         shift_bytes: 0,
         comm: Comm::whole(world.rank(), world.size()),
         counts: None,
+        peer,
     }
 }

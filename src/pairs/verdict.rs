@@ -8,7 +8,7 @@ use crate::fleet::blame::by_majority;
 pub use crate::report::link_probe::{BadHost, PairsVerdict, SlowPair};
 
 /// A pair is slow below this percentage under the median pair, unless --slow-threshold says otherwise.
-pub const DEFAULT_THRESHOLD_PERCENT: f64 = 10.0;
+pub use crate::cli::pairs::DEFAULT_SLOW_THRESHOLD_PERCENT as DEFAULT_THRESHOLD_PERCENT;
 
 impl PairsVerdict {
     /// Nobody named.

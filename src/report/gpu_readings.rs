@@ -3,7 +3,6 @@
 //! `--telemetry` table cells. Data and their small methods only: reading the GPUs and judging the readings
 //! live in telemetry/, which depends on this module and never the other way round.
 
-use super::model::Row;
 use serde::{Deserialize, Serialize};
 
 /// What a GPU can do at best, read once: the header's reference for the readings.
@@ -152,30 +151,9 @@ pub struct TelemetrySummary {
     pub slow_rank_evidence: Vec<SlowRankEvidence>,
 }
 
-/// One rank's readings in one row, when it has some.
-pub fn of_rank(row: &Row, rank: usize) -> Option<&RankTelemetry> {
-    row.telemetry.as_ref()?.get(rank)?.as_ref()
-}
-
 /// The lowest or highest (by `pick`) of some readings; None when there are none.
 pub(crate) fn widest(values: impl Iterator<Item = f64>, pick: fn(f64, f64) -> f64) -> Option<f64> {
     values.reduce(pick)
-}
-
-/// The `--telemetry` table cells of a row, over every rank: lowest SM clock (MHz), highest temperature
-/// (C), highest power (W); "-" where no rank has the reading.
-pub fn cells(row: &Row) -> [String; 3] {
-    let all: Vec<&RankTelemetry> = row.telemetry.iter().flatten().flatten().collect();
-    let pick = |get: fn(&RankTelemetry) -> Option<f64>, f: fn(f64, f64) -> f64| {
-        widest(all.iter().filter_map(|t| get(t)), f)
-            .map(|v| format!("{v:.0}"))
-            .unwrap_or_else(|| "-".into())
-    };
-    [
-        pick(|t| t.sm_clock_mhz.map(|r| r.min), f64::min),
-        pick(|t| t.temperature_c.map(|r| r.max), f64::max),
-        pick(|t| t.power_w.map(|r| r.max), f64::max),
-    ]
 }
 
 #[cfg(test)]

@@ -10,8 +10,14 @@ use std::collections::BTreeMap;
 /// Bumped whenever a field changes meaning or disappears; adding a field keeps the version.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// What every results document (a run's, `collbench pairs`', `collbench workload`'s) begins with, at
+/// its top level: which document and command, when, its life on disk, the backend and its libraries, and
+/// the ranks. It is written before the backend opens, so that every outcome leaves a document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunDocument {
+pub struct DocumentHeader {
+    /// "run", "pairs" or "workload"; empty in run documents from before it was recorded.
+    #[serde(default)]
+    pub kind: String,
     pub schema_version: u32,
     pub collbench_version: String,
     pub command_line: Vec<String>,
@@ -21,10 +27,75 @@ pub struct RunDocument {
     #[serde(flatten)]
     pub life: RunLife,
     /// Variables that change how the libraries behave (NCCL_*, RCCL_*, OMPI_*, UCX_*, *_VISIBLE_DEVICES).
+    #[serde(default)]
     pub environment: BTreeMap<String, String>,
+    /// The backend ("not chosen yet" until it opens) and every library it loaded, MPI's included.
     pub backend: BackendReport,
-    pub plan: PlanReport,
+    /// Every rank: host, process, device; empty until the backend has opened.
+    #[serde(default)]
     pub ranks: Vec<RankInfo>,
+}
+
+/// The kinds of results document, for `DocumentHeader::kind`.
+pub mod kind {
+    pub const RUN: &str = "run";
+    pub const PAIRS: &str = "pairs";
+    pub const WORKLOAD: &str = "workload";
+}
+
+impl DocumentHeader {
+    /// The header of a `kind` document that starts now, for `command_line`, before any backend exists:
+    /// `backend` names the one asked for.
+    pub fn starting(
+        kind: &str,
+        command_line: &[String],
+        run_id: &str,
+        backend: &str,
+        environment: BTreeMap<String, String>,
+    ) -> DocumentHeader {
+        let now = unix_now_s();
+        DocumentHeader {
+            kind: kind.to_string(),
+            schema_version: SCHEMA_VERSION,
+            collbench_version: env!("CARGO_PKG_VERSION").to_string(),
+            command_line: command_line.to_vec(),
+            started_unix_s: now,
+            life: RunLife {
+                heartbeat_unix_s: now,
+                ..RunLife::running(run_id)
+            },
+            environment,
+            backend: BackendReport {
+                name: backend.to_string(),
+                reason: "not chosen yet".into(),
+                libraries: Vec::new(),
+            },
+            ranks: Vec::new(),
+        }
+    }
+}
+
+/// A results document of any kind: its header, for the code that keeps every document's life.
+pub trait Document {
+    fn header(&self) -> &DocumentHeader;
+    fn header_mut(&mut self) -> &mut DocumentHeader;
+}
+
+impl<D: Document> HasLife for D {
+    fn life(&self) -> &RunLife {
+        &self.header().life
+    }
+    fn life_mut(&mut self) -> &mut RunLife {
+        &mut self.header_mut().life
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunDocument {
+    /// kind "run", versions, command line, start, life, environment, backend and ranks, at the top level.
+    #[serde(flatten)]
+    pub header: DocumentHeader,
+    pub plan: PlanReport,
     pub notes: Vec<String>,
     /// What each node's GPUs, links and NICs are, and the speed of light of the communicator.
     #[serde(default)]
@@ -113,12 +184,12 @@ pub trait HasLife {
     fn life_mut(&mut self) -> &mut RunLife;
 }
 
-impl HasLife for RunDocument {
-    fn life(&self) -> &RunLife {
-        &self.life
+impl Document for RunDocument {
+    fn header(&self) -> &DocumentHeader {
+        &self.header
     }
-    fn life_mut(&mut self) -> &mut RunLife {
-        &mut self.life
+    fn header_mut(&mut self) -> &mut DocumentHeader {
+        &mut self.header
     }
 }
 
@@ -210,6 +281,30 @@ pub struct Row {
     pub traffic: Option<crate::traffic::TrafficReport>,
 }
 
+impl Row {
+    /// One rank's GPU readings in this row, when it has some.
+    pub fn rank_telemetry(&self, rank: usize) -> Option<&super::gpu_readings::RankTelemetry> {
+        self.telemetry.as_ref()?.get(rank)?.as_ref()
+    }
+
+    /// The `--telemetry` table cells of this row, over every rank: lowest SM clock (MHz), highest
+    /// temperature (C), highest power (W); "-" where no rank has the reading.
+    pub fn telemetry_cells(&self) -> [String; 3] {
+        use super::gpu_readings::{widest, RankTelemetry};
+        let all: Vec<&RankTelemetry> = self.telemetry.iter().flatten().flatten().collect();
+        let pick = |get: fn(&RankTelemetry) -> Option<f64>, f: fn(f64, f64) -> f64| {
+            widest(all.iter().filter_map(|t| get(t)), f)
+                .map(|v| format!("{v:.0}"))
+                .unwrap_or_else(|| "-".into())
+        };
+        [
+            pick(|t| t.sm_clock_mhz.map(|r| r.min), f64::min),
+            pick(|t| t.temperature_c.map(|r| r.max), f64::max),
+            pick(|t| t.power_w.map(|r| r.max), f64::max),
+        ]
+    }
+}
+
 /// A --groups layout: its spec, its label ("2x4": two groups of four) and every group's members.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LayoutReport {
@@ -258,6 +353,10 @@ pub struct Measurement {
     pub stats: Option<Stats>,
     /// Each rank's own mean time per operation, in rank order.
     pub rank_time_us: Vec<f64>,
+    /// Each rank's wrong elements over the check iterations, in rank order, for a caller that blames a
+    /// pair or a rank (`collbench pairs`); not stored: `wrong` is their sum.
+    #[serde(skip)]
+    pub rank_wrong: Vec<u64>,
     /// With --groups: each group's figures, in the layout's group order; the row's figures are those of
     /// the slowest group (an iteration lasts until its last group is done).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,7 +12,7 @@ const LEADING: [usize; 5] = [12, 12, 9, 6, 5];
 
 /// Which optional columns the table has.
 #[derive(Debug, Clone, Default)]
-pub struct Layout {
+pub struct Columns {
     pub peak: Option<Peak>,
     pub stats: bool,
     pub telemetry: bool,
@@ -30,7 +30,7 @@ const TELEMETRY_COLUMNS: [(&str, &str, usize); 3] = [
 /// Width of the --groups layout column.
 const LAYOUT_WIDTH: usize = 9;
 
-impl Layout {
+impl Columns {
     /// Columns of one placement: (heading, unit, width).
     fn placement_columns(&self) -> Vec<(&'static str, &'static str, usize)> {
         let mut cols = vec![
@@ -177,7 +177,7 @@ impl Layout {
         record.extend(self.placement(&row.out_of_place));
         record.extend(self.placement(&row.in_place));
         if self.telemetry {
-            record.extend(super::gpu_readings::cells(row));
+            record.extend(row.telemetry_cells());
         }
         if self.groups {
             record.push(
@@ -257,6 +257,7 @@ mod tests {
             iterations: 20,
             stats: None,
             rank_time_us: vec![12.5; 4],
+            rank_wrong: Vec::new(),
             groups: None,
             slowest_group: None,
         };
@@ -282,14 +283,14 @@ mod tests {
     #[test]
     fn lines_align_with_the_heading() {
         for layout in [
-            Layout::default(),
-            Layout {
+            Columns::default(),
+            Columns {
                 peak: Some(Peak::from_override(100.0)),
                 stats: true,
                 telemetry: true,
                 groups: false,
             },
-            Layout {
+            Columns {
                 peak: None,
                 stats: false,
                 telemetry: false,
@@ -310,7 +311,7 @@ mod tests {
 
     #[test]
     fn percent_of_peak_beside_busbw_and_marked_above_the_peak() {
-        let layout = Layout {
+        let layout = Columns {
             peak: Some(Peak::from_override(100.0)),
             stats: false,
             telemetry: false,
@@ -326,6 +327,6 @@ mod tests {
         assert_eq!(cells[7], "90.00");
         assert_eq!(cells[8], "90%");
         assert!(layout.line(&row(112.0)).contains("112%*"));
-        assert!(!Layout::default().heading().contains("%peak"));
+        assert!(!Columns::default().heading().contains("%peak"));
     }
 }

@@ -4,7 +4,9 @@ use crate::backend::DeviceInfo;
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
 use crate::metrics::{algbw_gbps, busbw_gbps};
-use crate::report::model::{Measurement, RankInfo, Row, Stats};
+use crate::report::model::{
+    DocumentHeader, Measurement, PlanReport, RankInfo, Row, RunDocument, RunStatus, Stats,
+};
 
 pub fn rank(rank: usize, host: &str) -> RankInfo {
     RankInfo {
@@ -45,6 +47,7 @@ pub fn measurement(size: u64, ranks: usize, time_us: f64, stdev_us: Option<f64>)
             source: "test data".into(),
         }),
         rank_time_us: vec![time_us; ranks],
+        rank_wrong: Vec::new(),
         groups: None,
         slowest_group: None,
     }
@@ -79,4 +82,34 @@ pub fn row_with_rank_times(times: &[f64]) -> Row {
         m.rank_time_us = times.to_vec();
     }
     r
+}
+
+/// A complete run document of these rows, from the mpi backend.
+pub fn document(rows: Vec<Row>) -> RunDocument {
+    let mut header = DocumentHeader::starting(
+        crate::report::model::kind::RUN,
+        &[],
+        "test",
+        "mpi",
+        Default::default(),
+    );
+    header.collbench_version = "test".into();
+    header.started_unix_s = 0.0;
+    header.life.status = RunStatus::Complete;
+    header.life.exit_code = Some(0);
+    header.backend.reason = "test".into();
+    RunDocument {
+        header,
+        plan: PlanReport {
+            requested: serde_json::Value::Null,
+            sizes: vec![],
+            memory_cap: None,
+        },
+        notes: vec![],
+        topology: None,
+        peak_gbps: None,
+        telemetry: None,
+        rows,
+        summary: None,
+    }
 }

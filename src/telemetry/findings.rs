@@ -5,9 +5,7 @@
 use super::{reasons, GpuLimits, RankTelemetry, TelemetryHeader};
 use crate::fleet::slow::{describe, measurements, SlowRankReport};
 use crate::report::gpu_readings::widest;
-pub use crate::report::gpu_readings::{
-    cells, of_rank, SlowRankEvidence, TelemetrySummary, ThrottledRank,
-};
+pub use crate::report::gpu_readings::{SlowRankEvidence, TelemetrySummary, ThrottledRank};
 use crate::report::model::{RankInfo, Row};
 
 /// Every rank with a throttle reason, in rank order.
@@ -19,7 +17,10 @@ pub fn throttled_ranks(
     let mut out = Vec::new();
     for source in &header.ranks {
         let r = source.rank;
-        let readings: Vec<&RankTelemetry> = rows.iter().filter_map(|row| of_rank(row, r)).collect();
+        let readings: Vec<&RankTelemetry> = rows
+            .iter()
+            .filter_map(|row| row.rank_telemetry(r))
+            .collect();
         let throttled: Vec<&&RankTelemetry> = readings.iter().filter(|t| t.throttled()).collect();
         if throttled.is_empty() {
             continue;
@@ -102,7 +103,7 @@ pub fn slow_rank_evidence(
         .filter_map(|s| {
             let (row, _, _) = measurements(rows)
                 .find(|(row, placement, _)| describe(row, placement) == s.worst_in)?;
-            let t = of_rank(row, s.rank)?;
+            let t = row.rank_telemetry(s.rank)?;
             Some(SlowRankEvidence {
                 rank: s.rank,
                 host: s.host.clone(),
@@ -254,7 +255,7 @@ mod tests {
             text.contains("rank 2 on node07 (NVIDIA H100 80GB HBM3): thermal slowdown in 6 of 6 row(s); SM clock down to 1410 of 1980 MHz, up to 88 C, 650 of 700 W"),
             "{text}"
         );
-        assert_eq!(cells(&rows[0]), ["1410", "88", "650"]);
+        assert_eq!(rows[0].telemetry_cells(), ["1410", "88", "650"]);
     }
 
     #[test]
@@ -269,7 +270,7 @@ mod tests {
         assert!(s.slow_rank_evidence.is_empty());
         assert!(render(&s, 6).contains("Throttled GPUs       : none"));
         let plain = row_with_rank_times(&[1.0, 1.0]);
-        assert_eq!(cells(&plain), ["-", "-", "-"]);
+        assert_eq!(plain.telemetry_cells(), ["-", "-", "-"]);
         let quiet = TelemetryHeader {
             interval_ms: 50,
             ranks: vec![RankSource::default()],

@@ -24,6 +24,23 @@ pub use crate::report::gpu_readings::{
 };
 use crate::world::{all_gather_value, World};
 
+/// A GPU that can be read from the sampling thread.
+pub trait TelemetrySource: Send {
+    /// What answers, for the header ("NVML, driver 550.54.15, GPU 0000:41:00.0").
+    fn describe(&self) -> String;
+    /// What the GPU can do at best, read once.
+    fn limits(&self) -> GpuLimits;
+    /// One reading now. Never fails: what the library cannot say stays None.
+    fn sample(&self) -> Reading;
+}
+
+/// How the GPU is found in NVML or ROCm SMI.
+#[derive(Debug, Clone)]
+pub enum Which {
+    BusId(String),
+    Index(u32),
+}
+
 /// How often a rank reads its GPU while a row runs.
 pub const INTERVAL_MS: u64 = 50;
 

@@ -2,8 +2,8 @@
 //! PCI bus id the backend reports, mapped into the readings NVML fills; the firmware's throttle bits
 //! become the nearest NVML clock-event reasons.
 
-use super::source::{TelemetrySource, Which};
 use super::{reasons, GpuLimits, Reading};
+use super::{TelemetrySource, Which};
 use crate::topo::rocm_smi_ffi::{ClockDomain, RocmSmi};
 
 /// One GPU read through ROCm SMI.

@@ -2,7 +2,7 @@
 //! and sleeps otherwise; the engine's thread only flips a flag at row boundaries, so nothing of the
 //! sampling runs on the thread that times the row.
 
-use super::source::TelemetrySource;
+use super::TelemetrySource;
 use super::{Accumulator, GpuLimits, RankTelemetry};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;

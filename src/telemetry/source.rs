@@ -3,20 +3,10 @@
 //! a rank with no GPU or no NVML gets the reason instead of a source.
 
 use super::rocm::RocmGpu;
-use super::{GpuLimits, Reading};
+use super::{GpuLimits, Reading, TelemetrySource, Which};
 use crate::backend::DeviceInfo;
 use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, TemperatureSensor};
 use nvml_wrapper::Nvml;
-
-/// A GPU that can be read from the sampling thread.
-pub trait TelemetrySource: Send {
-    /// What answers, for the header ("NVML, driver 550.54.15, GPU 0000:41:00.0").
-    fn describe(&self) -> String;
-    /// What the GPU can do at best, read once.
-    fn limits(&self) -> GpuLimits;
-    /// One reading now. Never fails: what the library cannot say stays None.
-    fn sample(&self) -> Reading;
-}
 
 /// The test switch (docs/TESTING.md): NVML from this file, each rank reading the GPU of its local rank,
 /// whatever the backend.
@@ -76,13 +66,6 @@ fn which(device: &DeviceInfo, kind: &str, library: &str) -> Result<Which, String
             "the {kind} device has no PCI bus id to find it in {library}"
         )),
     }
-}
-
-/// How the GPU is found in NVML or ROCm SMI.
-#[derive(Debug, Clone)]
-pub enum Which {
-    BusId(String),
-    Index(u32),
 }
 
 /// One GPU read through NVML.

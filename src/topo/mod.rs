@@ -19,6 +19,8 @@ pub mod peak;
 pub mod port_counters;
 pub mod rates;
 pub mod render;
+// ROCm SMI's declarations are still here, not in src/ffi/: the AMD work moves them (issue 17).
+#[allow(unsafe_code)]
 pub(crate) mod rocm_smi_ffi;
 pub mod sysroot;
 

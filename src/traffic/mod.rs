@@ -25,7 +25,7 @@ pub enum Traffic {
 
 /// One all_to_allv to measure: its matrix and, where a traffic source has several, its phase's name.
 #[derive(Debug, Clone)]
-pub struct Phase {
+pub struct TrafficPhase {
     pub name: Option<&'static str>,
     pub matrix: Arc<PeerBytes>,
 }
@@ -105,13 +105,13 @@ impl Traffic {
     /// The all_to_allv operations of one row step, for a communicator of `n` ranks at sweep size `size`.
     /// Errors name the flag: a matrix of another size than the communicator, or entries that are not
     /// whole elements of `elt` bytes.
-    pub fn phases(&self, size: u64, n: usize, elt: usize) -> Result<Vec<Phase>, String> {
+    pub fn phases(&self, size: u64, n: usize, elt: usize) -> Result<Vec<TrafficPhase>, String> {
         let phases = match self {
-            Traffic::Spread(s) => vec![Phase {
+            Traffic::Spread(s) => vec![TrafficPhase {
                 name: None,
                 matrix: Arc::new(spread::spread(size, n, *s)),
             }],
-            Traffic::RcclTests => vec![Phase {
+            Traffic::RcclTests => vec![TrafficPhase {
                 name: None,
                 matrix: Arc::new(spread::rccl_tests(size, n, elt)),
             }],
@@ -123,7 +123,7 @@ impl Traffic {
                         m = bytes.ranks()
                     ));
                 }
-                vec![Phase {
+                vec![TrafficPhase {
                     name: None,
                     matrix: Arc::new(bytes.clone()),
                 }]
@@ -131,11 +131,11 @@ impl Traffic {
             Traffic::Moe(p) => {
                 let routed = p.route(n).map_err(|e| format!("--moe: {e}"))?;
                 vec![
-                    Phase {
+                    TrafficPhase {
                         name: Some("dispatch"),
                         matrix: Arc::new(routed.dispatch),
                     },
-                    Phase {
+                    TrafficPhase {
                         name: Some("combine"),
                         matrix: Arc::new(routed.combine),
                     },
@@ -170,7 +170,7 @@ pub struct TrafficReport {
 }
 
 impl TrafficReport {
-    pub fn new(traffic: &Traffic, phase: &Phase) -> TrafficReport {
+    pub fn new(traffic: &Traffic, phase: &TrafficPhase) -> TrafficReport {
         let m = &phase.matrix;
         TrafficReport {
             source: traffic.describe(),

@@ -5,27 +5,19 @@ use super::messages::{LayoutChoice, MessageKey, Phase, StepOptions};
 use super::model::ModelSpec;
 use super::ranking::PhaseRanking;
 use crate::dtype::DataType;
-use crate::report::model::{BackendReport, Group, HasLife, Measurement, RankInfo, RunLife};
+use crate::report::model::{Document, DocumentHeader, Group, Measurement};
 use serde::{Deserialize, Serialize};
 
 /// Names the document among collbench's JSON files.
-pub const KIND: &str = "workload";
+pub const KIND: &str = crate::report::model::kind::WORKLOAD;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkloadDocument {
-    /// Always "workload".
-    pub kind: String,
-    pub schema_version: u32,
-    pub collbench_version: String,
-    pub command_line: Vec<String>,
-    pub started_unix_s: f64,
-    /// run_id, status (running while messages are still coming, complete, failed, interrupted), error,
-    /// exit_code, failed_rank and heartbeat_unix_s, at the top level.
+    /// kind "workload", versions, command line, start, life (running while messages are still coming),
+    /// environment, backend and ranks, at the top level.
     #[serde(flatten)]
-    pub life: RunLife,
-    pub backend: BackendReport,
+    pub header: DocumentHeader,
     pub model: ModelSpec,
-    pub ranks: Vec<RankInfo>,
     /// What the step model counts and what it leaves out, in words.
     pub counted: Vec<String>,
     pub not_counted: Vec<String>,
@@ -43,12 +35,12 @@ pub struct WorkloadDocument {
     pub step_options: StepOptions,
 }
 
-impl HasLife for WorkloadDocument {
-    fn life(&self) -> &RunLife {
-        &self.life
+impl Document for WorkloadDocument {
+    fn header(&self) -> &DocumentHeader {
+        &self.header
     }
-    fn life_mut(&mut self) -> &mut RunLife {
-        &mut self.life
+    fn header_mut(&mut self) -> &mut DocumentHeader {
+        &mut self.header
     }
 }
 

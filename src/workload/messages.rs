@@ -3,6 +3,7 @@
 //! leaves out is said in `NOT_COUNTED`.
 
 use super::model::ModelSpec;
+pub use super::routing::{Half, Route};
 use crate::collective::Collective;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -91,16 +92,6 @@ pub struct MessageKey {
     pub route: Option<Route>,
 }
 
-/// An EP half: each rank's tokens and top-k, from which the router's per-peer bytes follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Route {
-    pub half: Half,
-    /// Tokens every rank of the group routes: ceil(tokens / k), since the router routes the same count
-    /// on every rank.
-    pub tokens_per_rank: u64,
-    pub experts_per_token: u64,
-}
-
 /// How a step is laid out beyond the layout itself.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StepOptions {
@@ -119,14 +110,6 @@ impl Default for StepOptions {
             seed: 0,
         }
     }
-}
-
-/// Dispatch sends token copies to the experts' ranks; combine sends them back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Half {
-    Dispatch,
-    Combine,
 }
 
 /// A message of a step with its count per step.
@@ -190,7 +173,7 @@ pub fn step_messages(
                     tokens_per_rank: phase.tokens.div_ceil(k as u64),
                     experts_per_token: model.experts_per_token,
                 };
-                let matrix = super::routing::matrix(model, &route, k, options)?;
+                let matrix = super::routing::matrix(model, &route, k, options.skew, options.seed)?;
                 Ok(StepMessage {
                     key: MessageKey {
                         group_size: k,

@@ -34,8 +34,8 @@ pub fn header(doc: &WorkloadDocument, hosts: usize) -> String {
         m.moe_layers,
         m.dtype,
         if m.dtype_from_config { "" } else { " assumed: the config names no torch_dtype" },
-        doc.ranks.len(),
-        doc.backend.name
+        doc.header.ranks.len(),
+        doc.header.backend.name
     );
     let _ = writeln!(s, "# source: {}", m.source);
     for line in &doc.counted {

@@ -2,10 +2,28 @@
 //! (src/traffic/moe.rs): every rank of a group routes the same number of tokens, each to its top-k of
 //! the model's experts spread evenly over the group, with the run's skew and seed.
 
-use super::messages::{Half, Route, StepOptions};
 use super::model::ModelSpec;
 use crate::traffic::matrix::PeerBytes;
 use crate::traffic::moe::MoeParams;
+use serde::{Deserialize, Serialize};
+
+/// An EP half: each rank's tokens and top-k, from which the router's per-peer bytes follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Route {
+    pub half: Half,
+    /// Tokens every rank of the group routes: ceil(tokens / k), since the router routes the same count
+    /// on every rank.
+    pub tokens_per_rank: u64,
+    pub experts_per_token: u64,
+}
+
+/// Dispatch sends token copies to the experts' ranks; combine sends them back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Half {
+    Dispatch,
+    Combine,
+}
 
 /// The matrix of one half of an EP step on a group of `ranks` ranks. An error names what does not fit
 /// (the experts do not spread evenly over the group).
@@ -13,7 +31,8 @@ pub fn matrix(
     model: &ModelSpec,
     route: &Route,
     ranks: usize,
-    options: &StepOptions,
+    skew: f64,
+    seed: u64,
 ) -> Result<PeerBytes, String> {
     let params = MoeParams {
         tokens: route.tokens_per_rank,
@@ -21,8 +40,8 @@ pub fn matrix(
         topk: route.experts_per_token,
         experts: model.experts,
         dtype: model.dtype,
-        skew: options.skew,
-        seed: options.seed,
+        skew,
+        seed,
     };
     let traffic = params.route(ranks)?;
     Ok(match route.half {
@@ -55,30 +74,25 @@ mod tests {
 
     #[test]
     fn balanced_tokens_move_evenly_and_combine_is_the_transpose() {
-        let even = StepOptions::default();
         // 4 tokens x top-2 = 8 choices, one per expert: 2 experts per rank of 4, 2 copies of 2048 B each.
-        let d = matrix(&tiny(), &route(Half::Dispatch, 4), 4, &even).unwrap();
+        let d = matrix(&tiny(), &route(Half::Dispatch, 4), 4, 1.0, 0).unwrap();
         for i in 0..4 {
             for j in 0..4 {
                 assert_eq!(d.get(i, j), 2 * 2048);
             }
         }
         assert_eq!(d.imbalance(), 1.0);
-        let c = matrix(&tiny(), &route(Half::Combine, 4), 4, &even).unwrap();
+        let c = matrix(&tiny(), &route(Half::Combine, 4), 4, 1.0, 0).unwrap();
         assert_eq!(c, d, "a uniform matrix is its own transpose");
     }
 
     #[test]
     fn a_skewed_router_loads_rank_0() {
-        let skewed = StepOptions {
-            skew: 4.0,
-            ..StepOptions::default()
-        };
-        let d = matrix(&tiny(), &route(Half::Dispatch, 16), 4, &skewed).unwrap();
+        let d = matrix(&tiny(), &route(Half::Dispatch, 16), 4, 4.0, 0).unwrap();
         assert!(d.received(0) > d.received(1), "{d:?}");
         assert!(d.imbalance() > 1.0);
-        let c = matrix(&tiny(), &route(Half::Combine, 16), 4, &skewed).unwrap();
+        let c = matrix(&tiny(), &route(Half::Combine, 16), 4, 4.0, 0).unwrap();
         assert_eq!(c.sent(0), d.received(0));
-        assert!(matrix(&tiny(), &route(Half::Dispatch, 1), 3, &skewed).is_err());
+        assert!(matrix(&tiny(), &route(Half::Dispatch, 1), 3, 4.0, 0).is_err());
     }
 }

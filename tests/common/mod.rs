@@ -115,29 +115,66 @@ pub fn measurements(doc: &serde_json::Value) -> Vec<(&serde_json::Value, &serde_
         .collect()
 }
 
-/// Builds a C stand-in library from tests/fixtures; None without a C compiler.
+/// Set by .ci/run: a C stand-in library that cannot be built fails the test instead of skipping it.
+pub const CC_REQUIRED: &str = "COLLBENCH_CC_REQUIRED";
+
+/// Builds a C stand-in library from tests/fixtures; None (the test skips, saying so) without a C
+/// compiler, unless CI requires one.
 pub fn build_stand_in(source: &str, lib: &str, dir: &std::path::Path) -> Option<String> {
     let so = dir.join(lib);
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let built = std::process::Command::new("cc")
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let built = std::process::Command::new(&cc)
         .args(["-shared", "-fPIC", "-o"])
         .arg(&so)
         .arg(fixtures.join(source))
-        .status();
-    if built.is_ok_and(|s| s.success()) {
-        Some(so.to_str().unwrap().to_string())
-    } else {
-        eprintln!("no C compiler: the live {lib} test is skipped");
-        None
+        .output();
+    match built {
+        Ok(out) if out.status.success() => Some(so.to_str().unwrap().to_string()),
+        other => {
+            let why = match other {
+                Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+                Err(e) => format!("cannot run {cc}: {e}"),
+            };
+            if std::env::var_os(CC_REQUIRED).is_some() {
+                panic!("{lib} must be built ({CC_REQUIRED} is set) but could not be: {why}");
+            }
+            eprintln!("SKIPPED: the {lib} stand-in cannot be built ({why}); set {CC_REQUIRED}=1 to fail instead");
+            None
+        }
     }
+}
+
+/// The stand-in NVML (tests/fixtures/fake_nvml.c: two H100 NVL joined by NVLinks 0-11) built in `dir`;
+/// None without a C compiler (see `build_stand_in`).
+pub fn fake_nvml(dir: &std::path::Path) -> Option<String> {
+    build_stand_in("fake_nvml.c", "libfake-nvidia-ml.so", dir)
+}
+
+/// The JSON Schema of a kind of results document: "run", "pairs" or "workload"
+/// (docs/schema/KIND.schema.json).
+pub fn schema_validator(kind: &str) -> jsonschema::Validator {
+    let text = match kind {
+        "run" => include_str!("../../docs/schema/run.schema.json"),
+        "pairs" => include_str!("../../docs/schema/pairs.schema.json"),
+        "workload" => include_str!("../../docs/schema/workload.schema.json"),
+        other => panic!("no schema for documents of kind {other}"),
+    };
+    let schema: serde_json::Value = serde_json::from_str(text).expect("the schema is JSON");
+    jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema")
+}
+
+/// Every way `doc` breaks its schema, with where; empty when it is valid.
+pub fn schema_errors(validator: &jsonschema::Validator, doc: &serde_json::Value) -> Vec<String> {
+    validator
+        .iter_errors(doc)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect()
 }
 
 /// The JSON Schema of results documents (docs/schema/run.schema.json).
 pub fn validator() -> jsonschema::Validator {
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../../docs/schema/run.schema.json"))
-            .expect("the schema is JSON");
-    jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema")
+    schema_validator("run")
 }
 
 /// Panics with every schema error of `doc`.

@@ -1,5 +1,6 @@
 //! The command line of a benchmark run, as nccl-tests users type it (clap derive). Validation lives in plan.rs.
 
+use super::library::LibraryArgs;
 pub use crate::backend::Allocator;
 use clap::{ArgAction, Parser};
 use std::path::PathBuf;
@@ -64,7 +65,7 @@ pub struct RunArgs {
     pub ci_target: f64,
 
     /// With -n auto: the fewest timed iterations per size.
-    #[arg(long = "min-iters", default_value_t = 10)]
+    #[arg(long = "min-iters", default_value_t = DEFAULT_MIN_ITERS)]
     pub min_iters: u64,
 
     /// With -n auto: seconds of timed iterations after which a size stops, reached or not.
@@ -187,17 +188,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "GBPS", allow_negative_numbers = true)]
     pub peak: Option<f64>,
 
-    /// Communication backend: nccl, rccl, mpi (host memory), or auto.
-    #[arg(long, default_value = "auto")]
-    pub backend: String,
-
-    /// Path of libnccl.so.2 to load.
-    #[arg(long = "nccl-lib", value_name = "PATH")]
-    pub nccl_lib: Option<PathBuf>,
-
-    /// Path of librccl.so.1 to load.
-    #[arg(long = "rccl-lib", value_name = "PATH")]
-    pub rccl_lib: Option<PathBuf>,
+    #[command(flatten)]
+    pub library: LibraryArgs,
 
     /// How GPU buffers are allocated: device (the runtime's allocator, as nccl-tests without -R) or nccl
     /// (ncclMemAlloc, which NVLS and user-buffer registration prefer; not registered with the communicator).
@@ -246,14 +238,10 @@ pub struct RunArgs {
     pub no_link_probe: bool,
 }
 
-const AFTER_HELP: &str = "\
-Subcommands:
-  collbench topo                               what this machine's GPUs, links and NICs are, and their peak
-  collbench compare BASE.json NEW.json         regressions between two runs
-  collbench plot RUN.json [MORE.json] -o F.svg busbw and time against size
-  collbench pairs [--by host|rank] [-J F.json]  every pair of hosts or ranks: matrix, bad host or link
-  collbench workload MODEL [--tp ..] [--ep ..]  a model's step on TP/EP layouts, measured and ranked
+/// With -n auto, the fewest timed iterations per size unless --min-iters says otherwise.
+pub const DEFAULT_MIN_ITERS: u64 = 10;
 
+pub const AFTER_HELP: &str = "\
 Examples:
   mpirun -np 8 collbench all_reduce -b 8 -e 8G -f 2
   mpirun -np 16 --hostfile hosts collbench all -J run.json

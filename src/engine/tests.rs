@@ -1,0 +1,537 @@
+//! The engine's own arithmetic and call sequence, on a one-rank world and a host-memory test double
+//! that records every backend call and enforces the rules CUDA imposes on a real GPU backend (graph
+//! capture among them, which no backend here can do without a GPU).
+
+use super::*;
+use crate::backend::{Capabilities, DeviceInfo, GraphCapture, InPlaceConvention, LibraryVersion};
+use crate::cli::RunArgs;
+use crate::dtype::{DataType, ReduceOp};
+use crate::world::solo::SoloWorld;
+use clap::Parser;
+
+/// A backend call as the test double saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Fill,
+    Write,
+    Read,
+    GroupStart,
+    GroupEnd,
+    Enqueue,
+    Wait,
+    BeginCapture,
+    EndCapture,
+    Replay,
+    ReleaseGraph,
+    ReserveMarks,
+    Mark,
+    MarkIntervals,
+}
+
+struct Recorder {
+    send: Vec<u8>,
+    recv: Vec<u8>,
+    calls: Vec<Call>,
+    capturing: bool,
+    graph_held: bool,
+    captured: usize,
+    executed: usize,
+    replays: usize,
+    shifts: Vec<u64>,
+    /// What this "library" defines (the in-place forms it leaves undefined among them).
+    capabilities: Capabilities,
+    /// Every call that reaches the library, with its thread, when a test watches the order of events.
+    thread_log: Option<Log>,
+    /// How long each wait lasts, to give a row some duration.
+    wait: std::time::Duration,
+}
+
+impl Default for Recorder {
+    fn default() -> Recorder {
+        Recorder {
+            send: Vec::new(),
+            recv: Vec::new(),
+            calls: Vec::new(),
+            capturing: false,
+            graph_held: false,
+            captured: 0,
+            executed: 0,
+            replays: 0,
+            shifts: Vec::new(),
+            capabilities: Capabilities {
+                in_place: InPlaceConvention::Nccl,
+                undefined_in_place: Vec::new(),
+                in_place_v_needs_symmetry: false,
+                paths: Vec::new(),
+            },
+            thread_log: None,
+            wait: std::time::Duration::ZERO,
+        }
+    }
+}
+
+type Log = std::sync::Arc<std::sync::Mutex<Vec<(&'static str, std::thread::ThreadId)>>>;
+
+fn note(log: &Option<Log>, what: &'static str) {
+    if let Some(log) = log {
+        log.lock()
+            .unwrap()
+            .push((what, std::thread::current().id()));
+    }
+}
+
+impl Recorder {
+    /// Records a call, failing it as CUDA would: while a stream captures, only the enqueues (and the
+    /// library's group calls around them) may run; an event, a copy, a sync, a graph launch or a
+    /// graph destroyed there invalidates the capture (CUDA_ERROR_STREAM_CAPTURE_INVALIDATED).
+    fn call(&mut self, call: Call) -> Result<()> {
+        self.calls.push(call);
+        note(&self.thread_log, "backend");
+        let allowed_in_capture = matches!(
+            call,
+            Call::Enqueue | Call::GroupStart | Call::GroupEnd | Call::EndCapture
+        );
+        if self.capturing && !allowed_in_capture {
+            return Err(Error::Internal(format!(
+                "CUDA rule broken: {call:?} while the stream is capturing invalidates the capture"
+            )));
+        }
+        Ok(())
+    }
+
+    fn buffer(&mut self, buffer: BufferId) -> &mut Vec<u8> {
+        if buffer == BufferId::Send {
+            &mut self.send
+        } else {
+            &mut self.recv
+        }
+    }
+}
+
+impl Backend for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+    fn versions(&self) -> Vec<LibraryVersion> {
+        Vec::new()
+    }
+    fn device(&self) -> DeviceInfo {
+        DeviceInfo::default()
+    }
+    fn free_memory(&self) -> Result<u64> {
+        Ok(1 << 30)
+    }
+    fn unsupported(&self, _: Collective, _: DataType, _: Option<ReduceOp>) -> Option<String> {
+        None
+    }
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+    fn split(&mut self, _: &dyn World, _: &crate::backend::GroupJoin) -> Result<usize> {
+        Ok(0)
+    }
+    fn allocate(&mut self, bytes: u64) -> Result<()> {
+        self.send = vec![0; bytes as usize];
+        self.recv = vec![0; bytes as usize];
+        Ok(())
+    }
+    fn write(&mut self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<()> {
+        self.call(Call::Write)?;
+        let b = self.buffer(buffer);
+        b[offset as usize..offset as usize + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+    fn read(&mut self, buffer: BufferId, offset: u64, out: &mut [u8]) -> Result<()> {
+        self.call(Call::Read)?;
+        let b = self.buffer(buffer);
+        out.copy_from_slice(&b[offset as usize..offset as usize + out.len()]);
+        Ok(())
+    }
+    fn fill(&mut self, buffer: BufferId, len: u64, byte: u8) -> Result<()> {
+        self.call(Call::Fill)?;
+        self.buffer(buffer)[..len as usize].fill(byte);
+        Ok(())
+    }
+    fn group_start(&mut self) -> Result<()> {
+        self.call(Call::GroupStart)
+    }
+    fn group_end(&mut self) -> Result<()> {
+        self.call(Call::GroupEnd)
+    }
+    fn enqueue(&mut self, desc: &OpDesc) -> Result<()> {
+        self.call(Call::Enqueue)?;
+        self.shifts.push(desc.shift_bytes);
+        if self.capturing {
+            self.captured += 1;
+        } else {
+            self.executed += 1;
+            // A one-rank all_reduce: the output is the input.
+            let len = desc.shape.buffer_bytes(desc.dtype.size()) as usize;
+            if !desc.in_place {
+                let input = self.send[..len].to_vec();
+                self.recv[..len].copy_from_slice(&input);
+            }
+        }
+        Ok(())
+    }
+    fn wait(&mut self) -> Result<()> {
+        std::thread::sleep(self.wait);
+        self.call(Call::Wait)
+    }
+    fn reserve_marks(&mut self, _count: usize) -> Result<()> {
+        self.call(Call::ReserveMarks)
+    }
+    fn mark(&mut self, _index: usize) -> Result<()> {
+        self.call(Call::Mark)
+    }
+    fn mark_intervals_us(&mut self, count: usize) -> Result<Vec<f64>> {
+        self.call(Call::MarkIntervals)?;
+        Ok(vec![10.0; count])
+    }
+    fn graphs(&mut self) -> Option<&mut dyn GraphCapture> {
+        Some(self)
+    }
+}
+
+impl GraphCapture for Recorder {
+    fn begin_capture(&mut self) -> Result<()> {
+        self.call(Call::BeginCapture)?;
+        if self.graph_held {
+            return Err(Error::Internal(
+                "a new capture began while the last graph was still held".into(),
+            ));
+        }
+        self.capturing = true;
+        Ok(())
+    }
+    fn end_capture(&mut self) -> Result<()> {
+        self.call(Call::EndCapture)?;
+        self.capturing = false;
+        self.graph_held = true;
+        Ok(())
+    }
+    fn replay(&mut self) -> Result<()> {
+        self.call(Call::Replay)?;
+        self.replays += 1;
+        self.executed += self.captured;
+        Ok(())
+    }
+    fn release_graph(&mut self) -> Result<()> {
+        self.call(Call::ReleaseGraph)?;
+        self.graph_held = false;
+        self.captured = 0;
+        Ok(())
+    }
+}
+
+fn engine_measure(
+    args: &str,
+    buffer_bytes: u64,
+    backend: &mut Recorder,
+    desc: &OpDesc,
+) -> Result<Measurement> {
+    let argv = std::iter::once("collbench").chain(args.split_whitespace());
+    let plan = Plan::from_args(&RunArgs::try_parse_from(argv).unwrap()).unwrap();
+    let world = SoloWorld::new();
+    backend.allocate(buffer_bytes).unwrap();
+    let watchdog = Watchdog::start(None, 0, "test".into(), |_| std::process::exit(4));
+    let mut engine = Engine::new(
+        EngineSettings::of(&plan),
+        &world,
+        backend,
+        &watchdog,
+        buffer_bytes,
+    )
+    .with_switches(TestSwitches::default());
+    let layout = Layout::whole(&["test".to_string()], 0);
+    engine.measure(desc, 0.0, &layout)
+}
+
+fn all_reduce_1k(in_place: bool) -> OpDesc {
+    OpDesc {
+        collective: Collective::AllReduce,
+        dtype: DataType::Float,
+        op: Some(ReduceOp::Sum),
+        root: None,
+        shape: Collective::AllReduce.shape(1024, 4, 1),
+        in_place,
+        shift_bytes: 0,
+        comm: crate::backend::Comm::whole(0, 1),
+        counts: None,
+        peer: crate::backend::Exchange::Ring,
+    }
+}
+
+fn measure(args: &str, buffer_bytes: u64) -> (Recorder, Measurement) {
+    let mut backend = Recorder::default();
+    let m = engine_measure(args, buffer_bytes, &mut backend, &all_reduce_1k(false)).unwrap();
+    (backend, m)
+}
+
+/// The calls of the timed loop: after the warm-up's wait, up to and including the next wait.
+fn timed_loop_calls(calls: &[Call]) -> &[Call] {
+    let waits: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == Call::Wait)
+        .map(|(i, _)| i)
+        .collect();
+    &calls[waits[0] + 1..=waits[1]]
+}
+
+#[test]
+fn the_timed_loop_shows_the_backend_only_its_enqueues() {
+    let (b, m) = measure("all_reduce -n 5 -w 2 -c 0", 1024);
+    // nccl-tests' loop with -m 1: enqueues back to back, then the wait; no mark, no group call.
+    let timed = timed_loop_calls(&b.calls);
+    assert_eq!(
+        timed,
+        [[Call::Enqueue; 5].as_slice(), &[Call::Wait]].concat()
+    );
+    assert!(!b.calls.contains(&Call::GroupStart), "{:?}", b.calls);
+    // The distribution comes from a separate marked pass after it, as many iterations as -n.
+    let marks = b.calls.iter().filter(|c| **c == Call::Mark).count();
+    assert_eq!(marks, 6);
+    let first_mark = b.calls.iter().position(|c| *c == Call::Mark).unwrap();
+    let last_timed = b.calls.len() - b.calls.iter().rev().position(|c| *c == Call::Wait).unwrap();
+    assert!(first_mark < last_timed);
+    let stats = m.stats.expect("stats from the sampled pass");
+    assert_eq!(stats.samples, 5);
+    assert!(
+        stats.source.contains("separate pass of 5"),
+        "{}",
+        stats.source
+    );
+    assert_eq!(m.iterations, 5);
+}
+
+#[test]
+fn several_operations_per_iteration_go_in_one_group() {
+    let (b, _) = measure("all_reduce -n 3 -m 2 -w 1 -c 0 --samples 0", 1024);
+    let timed = timed_loop_calls(&b.calls);
+    let group = [
+        Call::GroupStart,
+        Call::Enqueue,
+        Call::Enqueue,
+        Call::GroupEnd,
+    ];
+    assert_eq!(timed, [&group[..], &group, &group, &[Call::Wait]].concat());
+    assert!(!b.calls.contains(&Call::Mark), "--samples 0 marks nothing");
+}
+
+#[test]
+fn samples_flag_sets_the_sampled_pass_and_zero_turns_it_off() {
+    let (_, m) = measure("all_reduce -n 50 -w 0 -c 0 --samples 7", 1024);
+    assert_eq!(m.stats.unwrap().samples, 7);
+    assert_eq!(m.iterations, 50);
+    let (_, m) = measure("all_reduce -n 50 -w 0 -c 0 --samples 0", 1024);
+    assert!(m.stats.is_none());
+}
+
+#[test]
+fn graphs_capture_the_loop_once_and_replay_it() {
+    let (b, m) = measure("all_reduce -n 4 -m 2 -G 3 -w 1 -c 0", 1024);
+    // One capture of 4 iterations x 2 operations; one untimed replay, 3 timed, 3 sampled.
+    assert_eq!(b.replays, 7);
+    assert_eq!(b.executed, 1 + 7 * 8);
+    assert_eq!(m.iterations, 12);
+    let stats = m.stats.unwrap();
+    assert_eq!(stats.samples, 3);
+    // 10 us per replay of 8 operations.
+    assert_eq!(stats.mean_us, 10.0 / 8.0);
+    // The graph is released after its last replay, outside the capture.
+    assert_eq!(b.calls.last(), Some(&Call::ReleaseGraph));
+    assert!(!b.graph_held);
+}
+
+#[test]
+fn graphs_of_successive_measurements_each_start_a_clean_capture() {
+    let mut b = Recorder::default();
+    for in_place in [false, true] {
+        engine_measure(
+            "all_reduce -n 2 -G 2 -w 0 -c 1",
+            1024,
+            &mut b,
+            &all_reduce_1k(in_place),
+        )
+        .expect("the capture rules hold across measurements");
+    }
+    assert_eq!(
+        b.calls.iter().filter(|c| **c == Call::BeginCapture).count(),
+        2
+    );
+}
+
+#[test]
+fn the_capture_rules_fail_the_order_that_broke_g_on_a_gpu() {
+    // What main did on an H200: the previous graph destroyed while the new capture was open, and
+    // any other call inside a capture, fail here as they failed there.
+    let desc = all_reduce_1k(false);
+    let mut b = Recorder::default();
+    b.allocate(1024).unwrap();
+    b.begin_capture().unwrap();
+    b.enqueue(&desc).unwrap();
+    assert!(b.release_graph().is_err());
+    let mut b = Recorder::default();
+    b.begin_capture().unwrap();
+    assert!(b.mark(0).is_err());
+    assert!(b.wait().is_err());
+    // And a capture that begins while the last graph is held is refused too.
+    let mut b = Recorder::default();
+    b.begin_capture().unwrap();
+    b.end_capture().unwrap();
+    assert!(b.begin_capture().is_err());
+}
+
+#[test]
+fn timed_iterations_rotate_through_the_buffers_and_wrap() {
+    // 1 KiB operations in 3 KiB buffers: offsets 0, 1K, 2K, then back to 0.
+    let (b, m) = measure("all_reduce -n 5 -w 0 -c 0 --samples 0", 3 * 1024);
+    assert_eq!(b.shifts, vec![0, 1024, 2048, 0, 1024]);
+    assert_eq!(m.iterations, 5);
+}
+
+#[test]
+fn an_in_place_form_the_library_leaves_undefined_is_timed_but_not_checked() {
+    let mut b = Recorder {
+        capabilities: Capabilities {
+            undefined_in_place: vec![(
+                Collective::AllReduce,
+                "the recorder defines no in-place all_reduce".into(),
+            )],
+            ..Recorder::default().capabilities
+        },
+        ..Recorder::default()
+    };
+    let m = engine_measure(
+        "all_reduce -n 3 -w 0 -c 2",
+        1024,
+        &mut b,
+        &all_reduce_1k(true),
+    )
+    .unwrap();
+    assert_eq!(m.wrong, None);
+    assert!(m.check_skipped.unwrap().contains("in-place all_reduce"));
+    // 3 timed + 3 sampled enqueues, and no check iteration, which would read the output back.
+    assert_eq!(b.executed, 6);
+    assert!(!b.calls.contains(&Call::Read));
+    // The out-of-place form is checked as ever.
+    let m = engine_measure(
+        "all_reduce -n 3 -w 0 -c 2",
+        1024,
+        &mut b,
+        &all_reduce_1k(false),
+    )
+    .unwrap();
+    assert_eq!(m.wrong, Some(0));
+    assert_eq!(m.check_skipped, None);
+}
+
+/// The sampler as the engine's row observer, logging its row boundaries into the same log as the
+/// backend's calls.
+struct Watched {
+    sampler: crate::telemetry::sampler::Sampler,
+    log: Log,
+    rows: Vec<crate::telemetry::RankTelemetry>,
+}
+
+impl RowObserver for Watched {
+    fn row_starting(&mut self) {
+        note(&Some(self.log.clone()), "row begins");
+        self.sampler.begin_row();
+    }
+    fn row_finished(
+        &mut self,
+        _world: &dyn World,
+    ) -> Result<Option<Vec<Option<crate::telemetry::RankTelemetry>>>> {
+        note(&Some(self.log.clone()), "row ends");
+        self.rows.push(self.sampler.end_row());
+        Ok(None)
+    }
+}
+
+#[test]
+fn telemetry_is_read_on_its_own_thread_and_the_engine_only_marks_row_boundaries() {
+    let log: Log = Default::default();
+    let reads = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let for_source = log.clone();
+    let source = crate::telemetry::sampler::tests::Counting {
+        reads: reads.clone(),
+        on_read: Some(Box::new(move || {
+            note(&Some(for_source.clone()), "GPU read");
+        })),
+    };
+    let mut observer = Watched {
+        sampler: crate::telemetry::sampler::Sampler::start(
+            Box::new(source),
+            std::time::Duration::from_millis(10),
+        ),
+        log: log.clone(),
+        rows: Vec::new(),
+    };
+    let argv = "collbench all_reduce -b 1K -e 2K -n 40 -w 1 -c 1 -z 1".split_whitespace();
+    let plan = Plan::from_args(&RunArgs::try_parse_from(argv).unwrap()).unwrap();
+    let world = SoloWorld::new();
+    let mut backend = Recorder {
+        thread_log: Some(log.clone()),
+        wait: std::time::Duration::from_millis(1),
+        ..Recorder::default()
+    };
+    backend.allocate(4096).unwrap();
+    let watchdog = Watchdog::start(None, 0, "test".into(), |_| std::process::exit(4));
+    let combos = [Combination {
+        collective: Collective::AllReduce,
+        dtype: DataType::Float,
+        op: Some(ReduceOp::Sum),
+    }];
+    Engine::new(
+        EngineSettings::of(&plan),
+        &world,
+        &mut backend,
+        &watchdog,
+        4096,
+    )
+    .with_switches(TestSwitches::default())
+    .observed_by(&mut observer)
+    .run(
+        &plan,
+        &combos,
+        &[Layout::whole(&["test".to_string()], 0)],
+        &[1024, 2048],
+        &mut NullSink,
+    )
+    .unwrap();
+
+    let events = log.lock().unwrap().clone();
+    let engine = std::thread::current().id();
+    assert!(
+        events.iter().all(|(w, t)| *w != "backend" || *t == engine),
+        "every library call comes from the engine's thread"
+    );
+    // On the engine's thread a row is: its boundary, library calls only, its boundary.
+    let mine: Vec<&str> = events
+        .iter()
+        .filter(|(_, t)| *t == engine)
+        .map(|(w, _)| *w)
+        .collect();
+    let mut inside = false;
+    for w in &mine {
+        match *w {
+            "row begins" => inside = true,
+            "row ends" => inside = false,
+            "GPU read" => assert!(!inside, "the engine read the GPU inside a row: {mine:?}"),
+            _ => assert!(inside, "a library call outside a row: {mine:?}"),
+        }
+    }
+    assert_eq!(mine.iter().filter(|w| **w == "row begins").count(), 2);
+    // The sampling thread read the GPU while library calls were going on (each row lasts 80+ ms).
+    let first_call = events.iter().position(|(w, _)| *w == "backend").unwrap();
+    let last_call = events.iter().rposition(|(w, _)| *w == "backend").unwrap();
+    let concurrent = events[first_call..last_call]
+        .iter()
+        .filter(|(w, t)| *w == "GPU read" && *t != engine)
+        .count();
+    assert!(concurrent >= 2, "{events:?}");
+    assert_eq!(observer.rows.len(), 2);
+    assert!(observer.rows.iter().all(|r| r.samples >= 1));
+}
