@@ -47,6 +47,13 @@ pub struct NamedHost {
     pub slow_with: Vec<usize>,
     /// All its partners (hosts named before it left out).
     pub partners: usize,
+    /// Its rounds and those that were slow (hosts named before it left out).
+    pub rounds: usize,
+    pub slow_rounds: usize,
+    /// Its kind will not change: flaky (a bad host is never fast), or bad after so many slow rounds
+    /// that a host slow in half of its rounds would have shown more fast ones (MISS). A settled host
+    /// sits out the rounds that follow, so that its partners' rounds are not spent on it.
+    pub settled: bool,
     /// Probability that any innocent host of the fleet is slow with this many partners by chance.
     pub chance: f64,
 }
@@ -132,6 +139,11 @@ impl Judgement {
 
     pub fn named(&self, h: usize) -> bool {
         self.standing[h].state == State::Named
+    }
+
+    /// Named, and its kind will not change: it sits out.
+    pub fn settled(&self, h: usize) -> bool {
+        self.hosts.iter().any(|n| n.host == h && n.settled)
     }
 }
 
@@ -264,6 +276,15 @@ pub fn judge(ledger: &Ledger, threshold_percent: f64) -> Judgement {
             kind: kind_of(tally.slow_rounds[host], tally.rounds[host]),
             slow_with,
             partners,
+            rounds: tally.rounds[host],
+            slow_rounds: tally.slow_rounds[host],
+            settled: match kind_of(tally.slow_rounds[host], tally.rounds[host]) {
+                HostKind::Flaky => true,
+                HostKind::Bad => {
+                    let fast = tally.rounds[host] - tally.slow_rounds[host];
+                    binomial_at_most(fast, tally.rounds[host], FLAKY_RATE) < MISS
+                }
+            },
             chance,
         });
         named[host] = true;

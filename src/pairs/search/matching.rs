@@ -3,7 +3,7 @@
 //! hosts that are fine elsewhere are measured again (a bad link stays slow, a hiccup does not), and
 //! every other host meets a partner it has not met: the circle method over a random order of the hosts,
 //! so a quiet fabric of n hosts sees every pair once in n-1 rounds and a large one sees new pairs in
-//! every round. Named hosts play on, so that whether one is bad or flaky rests on all of its rounds.
+//! every round. A named host plays on until its kind is settled (bad or flaky), then sits out.
 
 use super::judge::{Judgement, State};
 use super::ledger::Ledger;
@@ -36,6 +36,9 @@ impl Planner {
         let mut busy = vec![false; n];
         let mut round: Round = Vec::new();
         if let Some(j) = judgement {
+            for named in j.hosts.iter().filter(|h| h.settled) {
+                busy[named.host] = true;
+            }
             let good = self.known_good(j);
             let open_with = |min: usize, max: usize| {
                 let mut hosts: Vec<usize> = (0..n)

@@ -7,6 +7,7 @@
 pub mod judge;
 pub mod ledger;
 pub mod matching;
+pub mod report;
 pub mod sim;
 
 use crate::error::Result;
