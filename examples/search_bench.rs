@@ -30,6 +30,9 @@ struct Args {
     circle_repeats: usize,
     #[arg(long, default_value_t = DEFAULT_MAX_ROUNDS)]
     max_rounds: usize,
+    /// Judge every profile at this --slow-threshold instead of its own (infiniband 10, lab 50).
+    #[arg(long)]
+    slow_threshold: Option<f64>,
 }
 
 struct Line {
@@ -46,7 +49,7 @@ struct Line {
 
 fn run(profile: Profile, hosts: usize, scenario: Scenario, args: &Args) -> Line {
     let settings = Settings {
-        threshold_percent: profile.threshold_percent,
+        threshold_percent: args.slow_threshold.unwrap_or(profile.threshold_percent),
         max_rounds: args.max_rounds,
         seed: DEFAULT_SEED,
     };

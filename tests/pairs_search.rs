@@ -1,12 +1,20 @@
 //! `collbench pairs` searching on 8 real MPI ranks of one machine (--by rank): the search code of
 //! src/pairs/search/ measured by the engine through pairs/rounds.rs, the ranks agreeing on every round.
 //! A rank made slow with COLLBENCH_TEST_DELAY is the bad "host"; the lab (tests/search_lab.rs) does
-//! the same across hosts.
+//! the same across hosts. One run at a time: 16 or 24 ranks on 2 cores make healthy pairs tens of
+//! times slower now and then, and a host slow in two rounds by chance takes 14 quiet rounds to clear.
 
 mod common;
 
 use common::{collbench, mpirun_json, schema_errors, schema_validator};
 use std::collections::BTreeSet;
+use std::sync::{Mutex, MutexGuard};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn turn() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// 8 ranks oversubscribed on a small machine: pairs differ by several times between rounds, so a pair
 /// is slow only below a fifth of the median; the delayed rank is some hundred times slower.
@@ -14,6 +22,7 @@ const PAIRS: &str = "pairs --by rank --backend mpi -b 64K -n 2 -w 1 --slow-thres
 
 #[test]
 fn the_search_names_a_slow_rank_in_fewer_rounds_than_the_circle_method() {
+    let _turn = turn();
     let run = mpirun_json(8, PAIRS, &[("COLLBENCH_TEST_DELAY", "5:20000")]);
     run.assert_success();
     let doc = run.doc();
@@ -72,6 +81,7 @@ fn the_search_names_a_slow_rank_in_fewer_rounds_than_the_circle_method() {
 
 #[test]
 fn a_search_stopped_by_max_rounds_says_it_is_not_sure_and_full_measures_every_pair() {
+    let _turn = turn();
     let short = mpirun_json(
         8,
         &format!("{PAIRS} --max-rounds 2"),
@@ -115,6 +125,7 @@ fn search_and_full_flags_that_contradict_each_other_are_refused() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     // After: --rounds repeats the full matrix, which 8 ranks do not get without --full.
+    let _turn = turn();
     let run = mpirun_json(8, &format!("{PAIRS} --rounds 2"), &[]);
     assert_eq!(run.code(), Some(2), "{}\n{}", run.stdout, run.stderr);
     let said = format!("{}{}", run.stdout, run.stderr);

@@ -105,7 +105,7 @@ pub fn verdict_titled(title: &str, v: &PairsVerdict, searched: bool) -> String {
                 h.consistency.describe("partners"),
                 h.rounds
                     .as_ref()
-                    .map(|r| format!(", in {} of {} rounds", r.slow_in, r.of))
+                    .map(|r| format!(", in {}", r.describe("rounds")))
                     .unwrap_or_default(),
                 if h.slow_with.is_empty() {
                     String::new()

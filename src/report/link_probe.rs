@@ -101,8 +101,8 @@ pub struct SearchReport {
     /// Every host named or cleared, and every slow pair seen before then named or measured often
     /// enough; false when --max-rounds stopped it first.
     pub sure: bool,
-    /// How often an innocent host was taken to be slow with a partner by chance (at least 1 %).
-    pub chance_per_pair: f64,
+    /// How often an innocent host was taken to be slow in a round by chance (at least 1 %).
+    pub chance_per_round: f64,
     /// Distinct pairs measured, and the most distinct partners any participant met.
     pub pairs_measured: usize,
     pub most_partners: usize,

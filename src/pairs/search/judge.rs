@@ -1,11 +1,11 @@
 //! The search's verdict from what it has measured so far, and how sure it is. A sample is slow below
-//! (100 - threshold) % of the typical host's median sample. A host is named when it was slow with more of its
-//! partners (slow at least once with each) than an innocent host would be by chance among all the
-//! hosts (blame.rs's rule with the chance taken over the fleet); its partners' slow samples are then
-//! explained by it. A pair slow in most of its samples whose two hosts are fine with their other
-//! partners is measured again and named a bad link when slow in every one of LINK_MIN_SAMPLES or more
-//! samples, that many unlikely by chance among all the pairs measured. A host is cleared when one slow
-//! in half of its rounds would have shown more slow rounds.
+//! (100 - threshold) % of the typical host's median sample and of its own round's median. A host is
+//! named when it was slow, with two partners or more, in more of its rounds than an innocent host
+//! would be by chance among all the hosts (blame.rs's rule with the chance taken over the fleet); its
+//! partners' slow samples are then explained by it. A pair slow in most of its samples whose two
+//! hosts are fine with their other partners is measured again and named a bad link when slow in
+//! every one of LINK_MIN_SAMPLES or more samples, that many unlikely by chance among all the pairs
+//! measured. A host is cleared when one slow in half of its rounds would have shown more slow rounds.
 
 use super::ledger::{Ledger, PairRecord};
 use crate::fleet::blame::{binomial_at_most, binomial_tail, MAX_CHANCE};
@@ -33,7 +33,7 @@ pub const LINK_OTHERS: usize = 2;
 pub enum HostKind {
     /// Slow with (nearly) every partner: fast in at most an eighth of its rounds.
     Bad,
-    /// Slow with more partners than chance allows, fast in more rounds than a bad host: slow in some
+    /// Slow in more rounds than chance allows, fast in more of them than a bad host: slow in some
     /// rounds only.
     Flaky,
 }
@@ -54,7 +54,7 @@ pub struct NamedHost {
     /// that a host slow in half of its rounds would have shown more fast ones (MISS). A settled host
     /// sits out the rounds that follow, so that its partners' rounds are not spent on it.
     pub settled: bool,
-    /// Probability that any innocent host of the fleet is slow with this many partners by chance.
+    /// Probability that any innocent host of the fleet is slow in this many of its rounds by chance.
     pub chance: f64,
 }
 
@@ -82,10 +82,10 @@ pub enum State {
     Open,
 }
 
-/// Where one host stands, leaving out named hosts and named links: its distinct partners and how
-/// many it was slow with at least once (what naming a host weighs: a pair measured again does not
-/// count twice), and its rounds and how many were slow (what clearing it weighs: a flaky host is slow
-/// in some rounds, whoever its partner).
+/// Where one host stands, leaving out named hosts, named links and link retests: its distinct
+/// partners and how many it was slow with at least once (a host is named only when slow with two or
+/// more), and its rounds and how many were slow (what naming and clearing it weigh: a flaky host is
+/// slow in some rounds, whoever its partner).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Standing {
     pub state: State,
@@ -102,9 +102,9 @@ pub struct Judgement {
     /// slow, GB/s.
     pub median_gbps: f64,
     pub limit_gbps: f64,
-    /// The share of pairs of unnamed hosts slow at least once, at least CHANCE_FLOOR: how often an
-    /// innocent host is taken to be slow with a partner by chance.
-    pub chance_per_pair: f64,
+    /// The share of slow samples among those of unnamed hosts (link retests left out), at least
+    /// CHANCE_FLOOR: how often an innocent host is taken to be slow in a round by chance.
+    pub chance_per_round: f64,
     /// Named hosts, most certain first.
     pub hosts: Vec<NamedHost>,
     pub links: Vec<SlowLink>,
@@ -147,16 +147,16 @@ impl Judgement {
     }
 }
 
-/// Per host and in all: distinct partners and those slow at least once, and samples, over pairs of
-/// unnamed hosts.
+/// Over pairs of unnamed hosts: per host, distinct partners and those it was slow with, its rounds
+/// and those slow; in all, pairs, samples and slow samples. Rounds and samples leave out link retests
+/// (a pair measured again because it was slow): they were chosen by being slow, so they would count
+/// one slow pair many times against its hosts.
 struct Tally {
     partners: Vec<usize>,
     slow_with: Vec<usize>,
-    /// Samples (rounds) per host, and those slow.
     rounds: Vec<usize>,
     slow_rounds: Vec<usize>,
     pairs: usize,
-    slow_pairs: usize,
     samples: usize,
     slow_samples: usize,
 }
@@ -170,7 +170,6 @@ impl Tally {
             rounds: vec![0; n],
             slow_rounds: vec![0; n],
             pairs: 0,
-            slow_pairs: 0,
             samples: 0,
             slow_samples: 0,
         };
@@ -179,26 +178,23 @@ impl Tally {
                 continue;
             }
             t.pairs += 1;
-            t.samples += p.bandwidths.len();
-            t.slow_samples += v.slow_in;
+            t.samples += v.designed;
+            t.slow_samples += v.designed_slow;
             for h in [p.a, p.b] {
                 t.partners[h] += 1;
-                t.rounds[h] += p.bandwidths.len();
-                t.slow_rounds[h] += v.slow_in;
-            }
-            if v.slow_in > 0 {
-                t.slow_pairs += 1;
-                t.slow_with[p.a] += 1;
-                t.slow_with[p.b] += 1;
+                t.rounds[h] += v.designed;
+                t.slow_rounds[h] += v.designed_slow;
+                t.slow_with[h] += usize::from(v.designed_slow > 0);
             }
         }
         t
     }
 
-    /// The chance an innocent host shows `slow` slow partners of `of`, from the pairs it is not in.
+    /// The chance that any innocent host of `hosts` is slow in this many of its rounds, from the
+    /// samples it is not in.
     fn host_chance(&self, h: usize, hosts: usize) -> f64 {
-        let (k, s) = (self.partners[h], self.slow_with[h]);
-        let p = chance_per_trial(self.slow_pairs - s, self.pairs - k);
+        let (k, s) = (self.rounds[h], self.slow_rounds[h]);
+        let p = chance_per_trial(self.slow_samples - s, self.samples - k);
         (hosts as f64 * binomial_tail(s, k, p)).min(1.0)
     }
 }
@@ -221,10 +217,25 @@ fn chance_per_trial(slow: usize, of: usize) -> f64 {
 
 #[derive(Debug, Clone, Copy)]
 struct PairVerdict {
-    /// Samples below the limit.
+    /// Samples that count (taken in a round that was not slow as a whole), and those slow.
+    counted: usize,
     slow_in: usize,
+    /// Of those, the samples that are not link retests, and those slow.
+    designed: usize,
+    designed_slow: usize,
     /// Slow in most of its samples: a link to look at.
     slow: bool,
+}
+
+/// What one sample says about its pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sample {
+    Fast,
+    Slow,
+    /// Below the fabric's limit in a round whose median pair was too (the whole fabric or machine
+    /// busy for a moment): it says nothing about the pair, so a bad host is not taken for a flaky one
+    /// because of a round in which everyone was slow.
+    Void,
 }
 
 /// The verdict over everything `ledger` holds, samples slow below `threshold_percent` under the median.
@@ -239,15 +250,40 @@ pub fn judge(ledger: &Ledger, threshold_percent: f64) -> Judgement {
         .filter(|m| !m.is_nan())
         .collect();
     let median_gbps = median(&typical);
-    let limit_gbps = (1.0 - threshold_percent / 100.0) * median_gbps;
+    let share = 1.0 - threshold_percent / 100.0;
+    let limit_gbps = share * median_gbps;
+    // Slow against the fabric's typical pair and against its own round's.
+    let round_limit: Vec<f64> = ledger.round_medians().iter().map(|m| share * m).collect();
+    let class = |b: f64, r: usize| match (b < limit_gbps, b < round_limit[r]) {
+        (false, _) => Sample::Fast,
+        (true, true) => Sample::Slow,
+        (true, false) => Sample::Void,
+    };
     let verdicts: Vec<PairVerdict> = pairs
         .iter()
         .map(|p| {
-            let slow_in = p.bandwidths.iter().filter(|&&b| b < limit_gbps).count();
-            PairVerdict {
-                slow_in,
-                slow: 2 * slow_in > p.bandwidths.len(),
+            let mut v = PairVerdict {
+                counted: 0,
+                slow_in: 0,
+                designed: 0,
+                designed_slow: 0,
+                slow: false,
+            };
+            for ((&b, &r), &retest) in p.bandwidths.iter().zip(&p.rounds).zip(&p.retest) {
+                let c = class(b, r);
+                if c == Sample::Void {
+                    continue;
+                }
+                let slow = usize::from(c == Sample::Slow);
+                v.counted += 1;
+                v.slow_in += slow;
+                if !retest {
+                    v.designed += 1;
+                    v.designed_slow += slow;
+                }
             }
+            v.slow = 2 * v.slow_in > v.counted;
+            v
         })
         .collect();
 
@@ -266,7 +302,7 @@ pub fn judge(ledger: &Ledger, threshold_percent: f64) -> Judgement {
         let slow_with: Vec<usize> = pairs
             .iter()
             .zip(&verdicts)
-            .filter(|(p, v)| v.slow_in > 0 && (p.a == host || p.b == host))
+            .filter(|(p, v)| v.designed_slow > 0 && (p.a == host || p.b == host))
             .map(|(p, _)| if p.a == host { p.b } else { p.a })
             .filter(|&q| !named[q])
             .collect();
@@ -294,10 +330,10 @@ pub fn judge(ledger: &Ledger, threshold_percent: f64) -> Judgement {
     // Fine with its other partners: no slow round with them, or so few that it is cleared without
     // this pair. A host slow in other rounds is not fine, so a flaky host's pairs are not taken for
     // bad links.
-    let fine_elsewhere = |h: usize, pair: &PairRecord, v: &PairVerdict| {
+    let fine_elsewhere = |h: usize, v: &PairVerdict| {
         let others = tally.partners[h] - 1;
-        let rounds = tally.rounds[h] - pair.bandwidths.len();
-        let slow_rounds = tally.slow_rounds[h] - v.slow_in;
+        let rounds = tally.rounds[h] - v.designed;
+        let slow_rounds = tally.slow_rounds[h] - v.designed_slow;
         others >= LINK_OTHERS
             && (slow_rounds == 0 || binomial_at_most(slow_rounds, rounds, FLAKY_RATE) < MISS)
     };
@@ -308,8 +344,11 @@ pub fn judge(ledger: &Ledger, threshold_percent: f64) -> Judgement {
         if named[p.a] || named[p.b] || !v.slow {
             continue;
         }
-        let of = p.bandwidths.len();
-        let per_sample = chance_per_trial(tally.slow_samples - v.slow_in, tally.samples - of);
+        let of = v.counted;
+        let per_sample = chance_per_trial(
+            tally.slow_samples - v.designed_slow,
+            tally.samples - v.designed,
+        );
         let link = SlowLink {
             a: p.a,
             b: p.b,
@@ -317,12 +356,12 @@ pub fn judge(ledger: &Ledger, threshold_percent: f64) -> Judgement {
             of,
             chance: (tally.pairs as f64 * binomial_tail(v.slow_in, of, per_sample)).min(1.0),
             bandwidth_gbps: median(&p.bandwidths),
-            first_round: p.first_round,
+            first_round: p.first_round(),
         };
-        let ends_fine = fine_elsewhere(p.a, p, v) && fine_elsewhere(p.b, p, v);
+        let ends_fine = fine_elsewhere(p.a, v) && fine_elsewhere(p.b, v);
         let steady = of >= LINK_MIN_SAMPLES && v.slow_in == of;
         if ends_fine && steady && link.chance < MAX_CHANCE {
-            links.push(link);
+            links.push((*v, link));
         } else {
             if ends_fine && of < LINK_SAMPLES {
                 retest.push((p.a, p.b));
@@ -340,15 +379,17 @@ pub fn judge(ledger: &Ledger, threshold_percent: f64) -> Judgement {
             slow_rounds: tally.slow_rounds[h],
         })
         .collect();
-    for l in &links {
+    // A named link's samples are the link's, not its hosts'.
+    for (v, l) in &links {
         for h in [l.a, l.b] {
             let s = &mut standing[h];
             s.partners -= 1;
-            s.slow_with -= 1;
-            s.rounds -= l.of;
-            s.slow_rounds -= l.slow_in;
+            s.slow_with -= usize::from(v.designed_slow > 0);
+            s.rounds -= v.designed;
+            s.slow_rounds -= v.designed_slow;
         }
     }
+    let mut links: Vec<SlowLink> = links.into_iter().map(|(_, l)| l).collect();
     for (h, s) in standing.iter_mut().enumerate() {
         s.state = if named[h] {
             State::Named
@@ -364,7 +405,7 @@ pub fn judge(ledger: &Ledger, threshold_percent: f64) -> Judgement {
         threshold_percent,
         median_gbps,
         limit_gbps,
-        chance_per_pair: chance_per_trial(tally.slow_pairs, tally.pairs),
+        chance_per_round: chance_per_trial(tally.slow_samples, tally.samples),
         hosts,
         links,
         undecided_links,
@@ -397,7 +438,7 @@ mod tests {
         let mut ledger = Ledger::new(n);
         for a in 0..n {
             for b in a + 1..n {
-                ledger.add(sample(a, b, bw(a, b)));
+                ledger.add(sample(a, b, bw(a, b)), false);
             }
         }
         ledger
@@ -436,11 +477,11 @@ mod tests {
     fn a_pair_slow_in_every_sample_between_fine_hosts_is_a_bad_link() {
         let mut ledger = every_pair(12, |a, b| if (a, b) == (2, 7) { 2.0 } else { 10.0 });
         for _ in 0..2 {
-            ledger.add(sample(7, 2, 2.1));
+            ledger.add(sample(7, 2, 2.1), true);
         }
         let j = judge(&ledger, 10.0);
         assert!(j.links.is_empty(), "three samples are not enough: {j:?}");
-        ledger.add(sample(7, 2, 2.1));
+        ledger.add(sample(7, 2, 2.1), true);
         let j = judge(&ledger, 10.0);
         assert!(j.hosts.is_empty(), "{j:?}");
         assert_eq!(j.links.len(), 1, "{j:?}");
@@ -450,14 +491,14 @@ mod tests {
         assert_eq!(j.standing[2].partners, 10);
         assert_eq!((j.standing[7].rounds, j.standing[7].slow_rounds), (10, 0));
         // One fast sample among them: not steady, so no bad link.
-        ledger.add(sample(7, 2, 10.0));
+        ledger.add(sample(7, 2, 10.0), true);
         assert!(judge(&ledger, 10.0).links.is_empty());
     }
 
     #[test]
     fn a_pair_slow_once_in_two_is_no_link_but_stays_against_its_hosts() {
         let mut ledger = every_pair(12, |a, b| if (a, b) == (2, 7) { 2.0 } else { 10.0 });
-        ledger.add(sample(2, 7, 10.0));
+        ledger.add(sample(2, 7, 10.0), true);
         let j = judge(&ledger, 10.0);
         assert!(j.undecided_links.is_empty() && j.retest.is_empty(), "{j:?}");
         // Either end may have been slow in that round: a host slow in some rounds only shows so.
@@ -466,7 +507,7 @@ mod tests {
 
     #[test]
     fn a_host_slow_with_a_few_partners_more_than_chance_allows_is_flaky() {
-        // 40 hosts, every pair once; host 9 slow with 12 of its 39 partners.
+        // 40 hosts, every pair once; host 9 slow with 13 of its 39 partners.
         let ledger = every_pair(40, |a, b| {
             let other = if a == 9 { b } else { a };
             if (a == 9 || b == 9) && other % 3 == 0 {
@@ -495,11 +536,50 @@ mod tests {
     }
 
     #[test]
+    fn a_round_in_which_every_pair_was_slow_says_nothing() {
+        use crate::pairs::schedule::circle_round;
+        let bad = 3;
+        let mut ledger = Ledger::new(8);
+        let add_round = |ledger: &mut Ledger, index: usize, bw: &dyn Fn(usize, usize) -> f64| {
+            for (a, b) in circle_round(8, index) {
+                let mut s = sample(a, b, bw(a, b));
+                s.round = index;
+                ledger.add(s, false);
+            }
+        };
+        let fabric = |a: usize, b: usize| if a == bad || b == bad { 2.0 } else { 10.0 };
+        for r in 0..5 {
+            add_round(&mut ledger, r, &fabric);
+        }
+        // The machine busy for a round: every pair as slow as the bad host's. Taken for a fast round
+        // of the bad host, 5 slow rounds of 6 would make it flaky.
+        add_round(&mut ledger, 5, &|_, _| 1.5);
+        let j = judge(&ledger, 10.0);
+        assert_eq!(j.hosts.len(), 1, "{j:?}");
+        let h = &j.hosts[0];
+        assert_eq!((h.host, h.kind), (bad, HostKind::Bad), "{h:?}");
+        assert_eq!(
+            (h.rounds, h.slow_rounds),
+            (5, 5),
+            "the busy round is left out: {h:?}"
+        );
+        assert!(j.links.is_empty() && j.undecided_links.is_empty(), "{j:?}");
+        assert!(j
+            .standing
+            .iter()
+            .all(|s| s.slow_rounds == 0 && s.rounds <= 5));
+        // A pair slow against its busy round still counts.
+        add_round(&mut ledger, 6, &|a, b| fabric(a, b) / 10.0);
+        let h = &judge(&ledger, 10.0).hosts[0];
+        assert_eq!((h.rounds, h.slow_rounds), (6, 6), "{h:?}");
+    }
+
+    #[test]
     fn a_noisy_fabric_raises_the_chance_and_names_nobody_for_a_few_slow_pairs() {
         // One sample in five is slow everywhere: host 0 slow with 4 of 10 partners is not unusual.
         let ledger = every_pair(11, |a, b| if (a * 7 + b * 3) % 5 == 0 { 2.0 } else { 10.0 });
         let j = judge(&ledger, 10.0);
-        assert!(j.chance_per_pair > 0.1, "{j:?}");
+        assert!(j.chance_per_round > 0.1, "{j:?}");
         assert!(j.hosts.is_empty(), "{:?}", j.hosts);
     }
 }

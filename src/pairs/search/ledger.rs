@@ -10,8 +10,18 @@ pub struct PairRecord {
     pub a: usize,
     pub b: usize,
     pub bandwidths: Vec<f64>,
+    /// For each sample: whether the search measured the pair again because it was slow (a link
+    /// retest), so that the sample says nothing about its hosts that the first did not.
+    pub retest: Vec<bool>,
+    /// The round of each sample.
+    pub rounds: Vec<usize>,
+}
+
+impl PairRecord {
     /// The round of its first sample.
-    pub first_round: usize,
+    pub fn first_round(&self) -> usize {
+        self.rounds[0]
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -35,7 +45,8 @@ impl Ledger {
         self.hosts
     }
 
-    pub fn add(&mut self, sample: PairSample) {
+    /// Adds a sample; `retest` when the pair was measured again because it had been slow.
+    pub fn add(&mut self, sample: PairSample, retest: bool) {
         let key = (sample.a.min(sample.b), sample.a.max(sample.b));
         let next = self.pairs.len();
         let at = *self.index.entry(key).or_insert(next);
@@ -44,10 +55,13 @@ impl Ledger {
                 a: key.0,
                 b: key.1,
                 bandwidths: Vec::new(),
-                first_round: sample.round,
+                retest: Vec::new(),
+                rounds: Vec::new(),
             });
         }
         self.pairs[at].bandwidths.push(sample.bandwidth_gbps);
+        self.pairs[at].retest.push(retest);
+        self.pairs[at].rounds.push(sample.round);
         self.samples.push(sample);
     }
 
@@ -74,6 +88,19 @@ impl Ledger {
         self.index
             .get(&(a.min(b), a.max(b)))
             .map_or(0, |&i| self.pairs[i].bandwidths.len())
+    }
+
+    /// Each round's median sample, by round index (NaN for a round without samples).
+    pub fn round_medians(&self) -> Vec<f64> {
+        let rounds = self.samples.iter().map(|s| s.round + 1).max().unwrap_or(0);
+        let mut of_round: Vec<Vec<f64>> = vec![Vec::new(); rounds];
+        for s in &self.samples {
+            of_round[s.round].push(s.bandwidth_gbps);
+        }
+        of_round
+            .iter()
+            .map(|v| crate::pairs::model::median(v))
+            .collect()
     }
 
     /// Each participant's median sample (NaN for one not measured yet).
@@ -121,9 +148,9 @@ mod tests {
     #[test]
     fn a_pair_is_one_record_whichever_end_comes_first() {
         let mut ledger = Ledger::new(4);
-        ledger.add(sample(2, 1, 5.0));
-        ledger.add(sample(1, 2, 6.0));
-        ledger.add(sample(0, 3, 7.0));
+        ledger.add(sample(2, 1, 5.0), false);
+        ledger.add(sample(1, 2, 6.0), false);
+        ledger.add(sample(0, 3, 7.0), false);
         assert_eq!(ledger.pairs().len(), 2);
         assert_eq!(ledger.pairs()[0].bandwidths, [5.0, 6.0]);
         assert!(ledger.met(2, 1) && ledger.met(3, 0) && !ledger.met(0, 1));

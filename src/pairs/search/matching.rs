@@ -30,11 +30,13 @@ impl Planner {
         }
     }
 
-    /// The next round, from what `ledger` holds and how it was judged (None before the first round).
-    pub fn next(&mut self, ledger: &Ledger, judgement: Option<&Judgement>) -> Round {
+    /// The next round, from what `ledger` holds and how it was judged (None before the first round),
+    /// and which of its pairs are link retests.
+    pub fn next(&mut self, ledger: &Ledger, judgement: Option<&Judgement>) -> (Round, Round) {
         let n = self.order.len();
         let mut busy = vec![false; n];
         let mut round: Round = Vec::new();
+        let mut retests: Round = Vec::new();
         if let Some(j) = judgement {
             for named in j.hosts.iter().filter(|h| h.settled) {
                 busy[named.host] = true;
@@ -59,6 +61,7 @@ impl Planner {
             for &(a, b) in &j.retest {
                 if !busy[a] && !busy[b] {
                     take(&mut round, &mut busy, a, b);
+                    retests.push((a, b));
                 }
             }
             // A host slow with one partner meets a known-good one too, so that its next pair says
@@ -98,7 +101,7 @@ impl Planner {
             let v = left.swap_remove(at);
             take(&mut round, &mut busy, u, v);
         }
-        round
+        (round, retests)
     }
 
     /// Hosts with partners and no slow pair, most partners first (ties in random order).
@@ -155,17 +158,20 @@ mod tests {
 
     fn measure(ledger: &mut Ledger, round: &Round, index: usize, bw: impl Fn(usize, usize) -> f64) {
         for &(a, b) in round {
-            ledger.add(PairSample {
-                repeat: 0,
-                round: index,
-                a,
-                b,
-                bandwidth_gbps: bw(a, b),
-                time_us: 1.0,
-                latency_us: 1.0,
-                lanes: 1,
-                wrong: None,
-            });
+            ledger.add(
+                PairSample {
+                    repeat: 0,
+                    round: index,
+                    a,
+                    b,
+                    bandwidth_gbps: bw(a, b),
+                    time_us: 1.0,
+                    latency_us: 1.0,
+                    lanes: 1,
+                    wrong: None,
+                },
+                false,
+            );
         }
     }
 
@@ -176,7 +182,7 @@ mod tests {
             let mut ledger = Ledger::new(n);
             let mut judgement = None;
             for index in 0..circle_round_count(n) {
-                let round = planner.next(&ledger, judgement.as_ref());
+                let (round, _) = planner.next(&ledger, judgement.as_ref());
                 let seated = disjoint(&round, n);
                 assert_eq!(seated.len(), n - n % 2, "round {index} of {n}: {round:?}");
                 measure(&mut ledger, &round, index, |_, _| 10.0);
@@ -206,7 +212,7 @@ mod tests {
         let slow = |a: usize, b: usize| if a == bad || b == bad { 1.0 } else { 10.0 };
         let mut planner = Planner::new(n, 11);
         let mut ledger = Ledger::new(n);
-        let first = planner.next(&ledger, None);
+        let (first, _) = planner.next(&ledger, None);
         measure(&mut ledger, &first, 0, slow);
         let partner = first
             .iter()
@@ -214,7 +220,7 @@ mod tests {
             .expect("everyone plays round 1");
         let j = judge(&ledger, 10.0);
         assert_eq!(j.standing[bad].slow_with, 1);
-        let second = planner.next(&ledger, Some(&j));
+        let (second, _) = planner.next(&ledger, Some(&j));
         disjoint(&second, n);
         // Both ends of the slow pair meet someone else, who was fast in round 1.
         for x in [bad, partner] {
@@ -229,7 +235,7 @@ mod tests {
         measure(&mut ledger, &second, 1, slow);
         let mut j = judge(&ledger, 10.0);
         for index in 2..6 {
-            let round = planner.next(&ledger, Some(&j));
+            let (round, _) = planner.next(&ledger, Some(&j));
             disjoint(&round, n);
             measure(&mut ledger, &round, index, slow);
             j = judge(&ledger, 10.0);

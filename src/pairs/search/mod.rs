@@ -69,12 +69,13 @@ pub fn search(hosts: usize, settings: &Settings, meter: &mut dyn RoundMeter) -> 
         decided_by.is_some_and(|r| j.links_pending_from_before(r) == 0)
     };
     while rounds < settings.max_rounds && !judgement.as_ref().is_some_and(|j| sure(j, decided_by)) {
-        let round = planner.next(&ledger, judgement.as_ref());
+        let (round, retests) = planner.next(&ledger, judgement.as_ref());
         if round.is_empty() {
             break;
         }
         for sample in meter.measure(rounds, &round)? {
-            ledger.add(sample);
+            let retest = retests.contains(&(sample.a.min(sample.b), sample.a.max(sample.b)));
+            ledger.add(sample, retest);
         }
         rounds += 1;
         let now = judge::judge(&ledger, settings.threshold_percent);

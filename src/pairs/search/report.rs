@@ -21,15 +21,16 @@ pub fn stored(
             .get(i)
             .map_or_else(|| i.to_string(), |p| p.name.clone())
     };
+    // The chance is the rounds' (judge.rs names a host by its slow rounds), not the partners'.
     let host = |h: &NamedHost| BadHost {
         name: name(h.host),
-        consistency: Consistency {
-            slow_in: h.slow_with.len(),
-            of: h.partners,
-            chance: Some(h.chance),
-        },
+        consistency: by_majority(h.slow_with.len(), h.partners),
         slow_with: h.slow_with.iter().map(|&q| name(q)).collect(),
-        rounds: Some(by_majority(h.slow_rounds, h.rounds)),
+        rounds: Some(Consistency {
+            slow_in: h.slow_rounds,
+            of: h.rounds,
+            chance: Some(h.chance),
+        }),
     };
     let link = |l: &SlowLink| SlowPair {
         a: name(l.a),
@@ -85,7 +86,7 @@ pub fn stored(
         max_rounds: settings.max_rounds,
         rounds: outcome.rounds,
         sure: outcome.sure,
-        chance_per_pair: j.chance_per_pair,
+        chance_per_round: j.chance_per_round,
         pairs_measured: pairs.len(),
         most_partners: partners.into_iter().max().unwrap_or(0),
         first_named: outcome

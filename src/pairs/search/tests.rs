@@ -168,10 +168,10 @@ fn two_bad_hosts_at_once_are_both_named() {
 fn a_host_slow_in_some_rounds_only_is_named_flaky() {
     // A host slow in half of its rounds is, now and then, slow only with one partner whose pair is
     // measured again, and passes for a bad link; or slow in too few rounds to be told from chance
-    // (judge::MISS). The benchmark counts how often; here most fabrics must name it and none may name
-    // an innocent host.
+    // (judge::MISS); or slow in its first 7 rounds, and named bad (1 in 128). The benchmark counts
+    // how often; here most fabrics must name it, as flaky, and none may name an innocent host.
     for (hosts, fabrics, must_find) in [(64, 20, 18), (1024, 3, 3)] {
-        let mut found = 0;
+        let (mut found, mut flaky) = (0, 0);
         for seed in 1..=fabrics {
             let mut fabric = Scenario::FlakyHost.fabric(hosts, INFINIBAND, seed);
             let outcome = run(&mut fabric, INFINIBAND, seed);
@@ -184,18 +184,16 @@ fn a_host_slow_in_some_rounds_only_is_named_flaky() {
             );
             if s.found {
                 found += 1;
-                // Slow in about half of its rounds: fast in some of them.
-                assert_eq!(
-                    j.hosts[0].kind,
-                    HostKind::Flaky,
-                    "{hosts} hosts seed {seed}: {:?}",
-                    j.hosts
-                );
+                flaky += usize::from(j.hosts[0].kind == HostKind::Flaky);
             }
         }
         assert!(
             found >= must_find,
             "{hosts} hosts: {found} of {fabrics} found"
+        );
+        assert!(
+            flaky + 1 >= found,
+            "{hosts} hosts: {flaky} of {found} named flaky"
         );
     }
     // Slow in every round it plays: not flaky.
