@@ -19,7 +19,7 @@ run() { # name, flags...
     shift
     local start end
     start=$(date +%s.%N)
-    mpirun --oversubscribe -np "$ranks" "$bin" all_reduce -b 32K -e 256M -c 1 -q --no-progress \
+    mpirun --oversubscribe -np "$ranks" "$bin" all_reduce -b 32K -e 256M -c 1 --quiet --no-progress \
         --backend mpi -J "$out/adaptive-$name.json" "$@" >/dev/null
     end=$(date +%s.%N)
     awk -v a="$start" -v b="$end" 'BEGIN {printf "%.1f", b - a}'

@@ -28,7 +28,7 @@ for np in ${2:-2 4}; do
       for _ in $(seq "$rounds"); do
         c_times+=("$(mpirun --oversubscribe -np "$np" bench/out/mpi_loop "$coll" "$bytes" "$iters" "$warm")")
         # Column 6 of the row is the out-of-place time.
-        our_times+=("$(mpirun --oversubscribe -np "$np" "$bin" "$coll" -b "$size" -e "$size" -n "$iters" -w "$warm" -c 0 -q --no-progress \
+        our_times+=("$(mpirun --oversubscribe -np "$np" "$bin" "$coll" -b "$size" -e "$size" -n "$iters" -w "$warm" -c 0 --quiet --no-progress \
                       --backend mpi | awk '!/^#/ && NF > 5 {print $6; exit}')")
       done
       c=$(printf "%s\n" "${c_times[@]}" | median)

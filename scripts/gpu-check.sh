@@ -148,6 +148,29 @@ check "pairs fault corrupt: exit code" "$?" "==" 7
 # 7 elements x 2 checks x 3 repeats x 1 pair.
 check "pairs fault corrupt: #wrong counted exactly" "$(json "d['wrong_total']" "$results/pairs_corrupt.json")" "==" 42
 
+# rccl-tests' flags (docs/GPU.md): -Y's memory kinds (NVIDIA has host and managed; mpi refuses -Y, so
+# the rehearsal skips them), -O with rccl-tests' results file, -E's second offset, -A's columns (N/A on NCCL).
+for kind in host managed; do
+    if [ "$rehearse" = 0 ]; then
+        run "memory_$kind" one all_reduce,all_gather -b 32K -e 1M -f 32 -n 20 -c 1 -Y "$kind"
+        rc=$?
+        check "-Y $kind: exit code" "$rc" "==" 0
+        check "-Y $kind: #wrong" \
+            "$(json "sum(m.get('wrong') or 0 for r in d['rows'] for m in (r['out_of_place'], r['in_place']) if m)" "$results/memory_$kind.json")" "==" 0
+    else
+        check "-Y $kind: exit code" "" "==" 0
+    fi
+done
+# -E 1 grows each buffer by 192 MiB: on the GPU only (host memory in the rehearsal spends its time filling it).
+rotating=(-E 1); [ "$rehearse" = 1 ] && rotating=()
+run rccl_tests_one one all_reduce -b 32K -e 1M -f 32 -n 20 -c 1 -O 1 -A 1 "${rotating[@]}" -Z csv -X "$results/rccl_tests_one.csv"
+check "-O 1 -A 1 -E 1 -Z csv on 1 rank: exit code" "$?" "==" 0
+check "-O 1 on 1 rank: no in-place measurement" \
+    "$(json "sum(1 for r in d['rows'] if r['in_place'])" "$results/rccl_tests_one.json")" "==" 0
+check "-Z csv on 1 rank: a line per row" \
+    "$(python3 -c "import sys; print(sum(1 for _ in open(sys.argv[1])) - 1)" "$results/rccl_tests_one.csv" 2>/dev/null)" "==" \
+    "$(json "len(d['rows'])" "$results/rccl_tests_one.json")"
+
 # A model's step on candidate layouts: a bf16 all_reduce below 32 KB (TP), all_to_allv through the library (EP).
 run workload_tp nodes workload llama-3.1-70b --tp 2 --batch 1,8 --prefill 2K --size-time-cap 1
 check "workload llama-3.1-70b TP2 on 2 nodes: exit code" "$?" "==" 0

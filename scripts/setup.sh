@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what collbench needs to build and run on Debian 12, skipping what is already there.
-# Usage: scripts/setup.sh [--test]   (--test also installs what the test suite uses: the pip NCCL, libamdhip64)
+# Usage: scripts/setup.sh [--test]   (--test also installs what the test suite uses: the pip NCCL,
+#                                    libamdhip64, ROCm SMI)
 # Safe to re-run.
 set -euo pipefail
 
@@ -13,6 +14,9 @@ if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
 missing=()
 pkgs=(libopenmpi-dev openmpi-bin libclang-dev pkg-config)
 [ "$want_test" = 1 ] && pkgs+=(libamdhip64-5 python3-pip)
+# Debian 12's ROCm SMI 5.2.3: its rocm_smi.h for tests/abi.rs, the library for tests/amd_libraries.rs
+# (installed on a machine without an AMD GPU, as Debian's Slurm installs it on NVIDIA nodes).
+[ "$want_test" = 1 ] && pkgs+=(librocm-smi64-1 librocm-smi-dev)
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done

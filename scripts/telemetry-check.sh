@@ -22,7 +22,7 @@ telemetry_check() {
         for mode in on off; do
             local flag=()
             [ "$mode" = off ] && flag=(--no-telemetry)
-            "$bin" all_reduce -b 32K -e 32K -n 2000 -w 100 -c 0 -q "${flag[@]}" \
+            "$bin" all_reduce -b 32K -e 32K -n 2000 -w 100 -c 0 --quiet "${flag[@]}" \
                 -J "$out/overhead-$mode-$i.json" > /dev/null || rc=1
             python3 - "$out/overhead-$mode-$i.json" "$mode" <<'EOF'
 import json, sys

@@ -1,13 +1,14 @@
 //! The validated plan of a run: what the command line asked for, typed and checked before anything runs.
 
 pub use crate::backend::BackendChoice;
-use crate::backend::{Allocator, BackendRequest, GpuOptions};
+use crate::backend::{Allocator, BackendRequest, GpuOptions, MemoryKind};
 use crate::cli::RunArgs;
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
 use crate::layout::GroupSpec;
 pub use crate::metrics::Average;
+pub use crate::report::rccl_results::RcclFormat;
 use crate::size::{parse_size, sweep, Step};
 use crate::traffic::moe::MoeParams;
 use crate::traffic::spread::spread_from_env;
@@ -28,6 +29,34 @@ pub enum Iterations {
         cap_s: f64,
     },
 }
+
+/// Which placements each size measures (rccl-tests' -O): both unless told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Placements {
+    pub out_of_place: bool,
+    pub in_place: bool,
+}
+
+impl Placements {
+    pub const BOTH: Placements = Placements {
+        out_of_place: true,
+        in_place: true,
+    };
+
+    /// Whether the placement `in_place` is measured.
+    pub fn measures(self, in_place: bool) -> bool {
+        if in_place {
+            self.in_place
+        } else {
+            self.out_of_place
+        }
+    }
+}
+
+/// rccl-tests' -E 1 rotates timed iterations between offsets this far apart (its `cache_bytes`: larger
+/// than an MI300X's 256 MB Infinity Cache is not needed, as the two halves are never both hot), and every
+/// buffer grows by as much.
+pub const ROTATING_TENSOR_BYTES: u64 = 192 << 20;
 
 /// Roots of rooted collectives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -91,6 +120,120 @@ pub struct Plan {
     pub quiet: bool,
     /// Probe the links between hosts after the sweep when the job spans several (off with --no-link-probe).
     pub link_probe: bool,
+    /// -O: the placements each size measures.
+    pub placements: Placements,
+    /// -q: microseconds between a size's out-of-place and in-place measurements.
+    pub delay_inout_place_us: u64,
+    /// -Y: what memory the GPU buffers are.
+    pub memory: MemoryKind,
+    /// -E 1: timed iterations alternate between offsets `ROTATING_TENSOR_BYTES` apart.
+    pub rotating_tensor: bool,
+    /// -A 1: the algo, proto and channels the library chooses, per size.
+    pub algo_columns: bool,
+    /// -Z/-X: rccl-tests' own results file.
+    pub rccl_output: Option<(RcclFormat, PathBuf)>,
+}
+
+/// rccl-tests' own flags (-O, -q, -E, -F, -A, -Z with -X, and -Y against the backend and --alloc),
+/// checked: (placements, delay in microseconds, rotating tensor, algo columns, results file).
+#[allow(clippy::type_complexity)]
+fn rccl_tests_flags(
+    args: &RunArgs,
+    backend: BackendChoice,
+) -> Result<(Placements, u64, bool, bool, Option<(RcclFormat, PathBuf)>)> {
+    let placements = match args.out_of_place {
+        None => Placements::BOTH,
+        Some(1) => Placements {
+            out_of_place: true,
+            in_place: false,
+        },
+        Some(0) => Placements {
+            out_of_place: false,
+            in_place: true,
+        },
+        Some(o) => {
+            return Err(Error::usage(format!(
+                "-O/--out_of_place {o}: use 1 (out-of-place only) or 0 (in-place only), or leave it out for both"
+            )))
+        }
+    };
+    let delay = match &args.delay_inout_place {
+        None => 0,
+        Some(None) => {
+            return Err(Error::usage(
+                "-q is rccl-tests' delay between the out-of-place and in-place measurements: give it in microseconds (-q 100); collbench's quiet output (only the table) is --quiet",
+            ))
+        }
+        Some(Some(us)) => us.trim().parse().map_err(|_| {
+            Error::usage(format!(
+                "-q/--delay_inout_place '{us}': give the delay in microseconds (rccl-tests' -q); only the table is --quiet"
+            ))
+        })?,
+    };
+    if delay > 0 && placements != Placements::BOTH {
+        return Err(Error::usage(
+            "-q delays the in-place measurement after the out-of-place one, but -O measures only one of them: drop -q or -O",
+        ));
+    }
+    let flag = |name: &str, v: u8| match v {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(Error::usage(format!("{name} {other}: use 0 or 1"))),
+    };
+    let rotating = flag("-E/--rotating_tensor", args.rotating_tensor)?;
+    let algo_columns = flag("-A/--output_algo_proto_channels", args.algo_columns)?;
+    if args.cache_flush > 0 {
+        return Err(Error::Unsupported(format!(
+            "-F {} (rccl-tests' instruction-cache flush every {} iterations) is not implemented: rccl-tests \
+             launches a GPU kernel of its own for it, which collbench, built without a GPU compiler, does not \
+             have; -E 1 keeps small sizes out of the data caches instead. Run without -F",
+            args.cache_flush, args.cache_flush
+        )));
+    }
+    let output = match (&args.rccl_output_format, &args.rccl_output_file) {
+        (None, None) => None,
+        (Some(f), Some(file)) => {
+            let format = match f.trim().to_ascii_lowercase().as_str() {
+                "csv" => RcclFormat::Csv,
+                "json" => RcclFormat::Json,
+                other => {
+                    return Err(Error::usage(format!(
+                        "-Z/--rccl_output_format '{other}': use csv or json"
+                    )))
+                }
+            };
+            if file.as_os_str().is_empty() {
+                return Err(Error::usage("-X/--rccl_output_file: give a file name"));
+            }
+            Some((format, file.clone()))
+        }
+        (Some(f), None) => {
+            return Err(Error::usage(format!(
+                "-Z {f} writes rccl-tests' results file to the file -X names: add -X FILE"
+            )))
+        }
+        (None, Some(file)) => {
+            return Err(Error::usage(format!(
+                "-X {} is where rccl-tests' results file goes, in the format -Z gives: add -Z csv or -Z json",
+                file.display()
+            )))
+        }
+    };
+    if args.memory_type != MemoryKind::Coarse {
+        if backend == BackendChoice::Mpi {
+            return Err(Error::usage(format!(
+                "-Y {}: -Y chooses GPU memory, and the mpi backend moves host memory: drop -Y or use a GPU backend",
+                args.memory_type.name()
+            )));
+        }
+        if args.alloc == Allocator::Nccl {
+            return Err(Error::usage(format!(
+                "-Y {} and --alloc nccl both choose the buffers' memory (ncclMemAlloc gives its own): choose one",
+                args.memory_type.name()
+            )));
+        }
+    }
+    Ok((placements, delay, rotating, algo_columns, output))
 }
 
 /// The traffic the command line asks for: `--matrix` or `--moe`, else `--spread`, else the spread of
@@ -244,6 +387,7 @@ impl Plan {
                 rccl_lib: self.rccl_lib.clone(),
                 timeout_s: self.timeout_s,
                 alloc: self.alloc,
+                memory: self.memory,
             },
         }
     }
@@ -382,6 +526,8 @@ impl Plan {
                 return Err(Error::usage("-J/--json: give a file name"));
             }
         }
+        let (placements, delay_inout_place_us, rotating_tensor, algo_columns, rccl_output) =
+            rccl_tests_flags(args, backend)?;
         Ok(Plan {
             collectives,
             dtypes,
@@ -421,7 +567,22 @@ impl Plan {
             json: args.json.clone(),
             quiet: args.quiet,
             link_probe: !args.no_link_probe,
+            placements,
+            delay_inout_place_us,
+            memory: args.memory_type,
+            rotating_tensor,
+            algo_columns,
+            rccl_output,
         })
+    }
+
+    /// Bytes each buffer needs beyond the largest operation's (-E's second offset).
+    pub fn extra_buffer_bytes(&self) -> u64 {
+        if self.rotating_tensor {
+            ROTATING_TENSOR_BYTES
+        } else {
+            0
+        }
     }
 
     /// The sizes of the sweep, up to `max` (the -e value, or the memory cap when lower).
@@ -558,5 +719,81 @@ mod tests {
             p.sizes(p.max_bytes),
             vec![1 << 20, 2 << 20, 3 << 20, 4 << 20]
         );
+    }
+
+    #[test]
+    fn rccl_tests_q_is_a_delay_and_quiet_is_long_only() {
+        assert_eq!(
+            plan(&["all_reduce", "-q", "250"])
+                .unwrap()
+                .delay_inout_place_us,
+            250
+        );
+        assert!(plan(&["all_reduce", "--quiet"]).unwrap().quiet);
+        let m = usage_message(&["all_reduce", "-q"]);
+        assert!(m.contains("microseconds") && m.contains("--quiet"), "{m}");
+        let m = usage_message(&["all_reduce", "-q", "soon"]);
+        assert!(m.contains("-q/--delay_inout_place 'soon'"), "{m}");
+        let m = usage_message(&["all_reduce", "-q", "10", "-O", "1"]);
+        assert!(m.contains("-O measures only one"), "{m}");
+    }
+
+    #[test]
+    fn rccl_tests_o_picks_one_placement() {
+        assert_eq!(plan(&["all_reduce"]).unwrap().placements, Placements::BOTH);
+        let out = plan(&["all_reduce", "-O", "1"]).unwrap().placements;
+        assert!(out.out_of_place && !out.in_place);
+        let inp = plan(&["all_reduce", "-O", "0"]).unwrap().placements;
+        assert!(!inp.out_of_place && inp.in_place);
+        assert!(
+            usage_message(&["all_reduce", "-O", "2"]).contains("use 1 (out-of-place only) or 0")
+        );
+    }
+
+    #[test]
+    fn rccl_tests_e_a_take_zero_or_one_and_e_grows_the_buffers() {
+        let p = plan(&["all_reduce", "-E", "1", "-A", "1"]).unwrap();
+        assert!(p.rotating_tensor && p.algo_columns);
+        assert_eq!(p.extra_buffer_bytes(), ROTATING_TENSOR_BYTES);
+        assert_eq!(plan(&["all_reduce"]).unwrap().extra_buffer_bytes(), 0);
+        assert!(usage_message(&["all_reduce", "-E", "2"]).contains("-E/--rotating_tensor 2"));
+        assert!(
+            usage_message(&["all_reduce", "-A", "3"]).contains("-A/--output_algo_proto_channels 3")
+        );
+    }
+
+    #[test]
+    fn rccl_tests_f_is_refused_with_the_reason() {
+        match plan(&["all_reduce", "-F", "10"]) {
+            Err(Error::Unsupported(m)) => {
+                assert!(m.contains("-F 10") && m.contains("kernel"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(plan(&["all_reduce", "-F", "0"]).is_ok());
+    }
+
+    #[test]
+    fn rccl_tests_z_needs_x_and_the_reverse() {
+        let p = plan(&["all_reduce", "-Z", "json", "-X", "out.json"]).unwrap();
+        assert_eq!(
+            p.rccl_output,
+            Some((RcclFormat::Json, PathBuf::from("out.json")))
+        );
+        assert!(usage_message(&["all_reduce", "-Z", "csv"]).contains("add -X FILE"));
+        assert!(usage_message(&["all_reduce", "-X", "f.csv"]).contains("add -Z csv or -Z json"));
+        assert!(usage_message(&["all_reduce", "-Z", "xml", "-X", "f"])
+            .contains("'xml': use csv or json"));
+    }
+
+    #[test]
+    fn rccl_tests_y_is_gpu_memory_for_the_gpu_backends() {
+        let p = plan(&["all_reduce", "-Y", "fine", "--backend", "rccl"]).unwrap();
+        assert_eq!(p.backend_request().gpu.memory, MemoryKind::Fine);
+        assert_eq!(plan(&["all_reduce"]).unwrap().memory, MemoryKind::Coarse);
+        let m = usage_message(&["all_reduce", "-Y", "host", "--backend", "mpi"]);
+        assert!(m.contains("mpi backend moves host memory"), "{m}");
+        let m = usage_message(&["all_reduce", "-Y", "managed", "--alloc", "nccl"]);
+        assert!(m.contains("--alloc nccl"), "{m}");
     }
 }

@@ -12,6 +12,8 @@
 //! - COLLBENCH_TEST_ROCM_SMI=PATH    (telemetry/source.rs) the same from the ROCm SMI at PATH
 //! - COLLBENCH_TEST_SYSROOT=DIR      (app/port_counters.rs) RDMA port error counters read under DIR, not "/";
 //!   `{host}` in DIR stands for the rank's host name (one root per host of the multi-host lab)
+//! - COLLBENCH_TEST_TOPO_ROOT=DIR    (topo/mod.rs) this machine's topology, and the PCI check that decides
+//!   whether ROCm SMI and the HIP runtime are opened, read under DIR, not "/"; the libraries stay live
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,6 +23,13 @@ use std::time::Duration;
 pub fn port_counters_root(host: &str) -> Option<PathBuf> {
     let dir = std::env::var("COLLBENCH_TEST_SYSROOT").ok()?;
     Some(PathBuf::from(dir.replace("{host}", host)))
+}
+
+/// COLLBENCH_TEST_TOPO_ROOT: the folder that stands for "/" when this machine's topology is discovered
+/// (a recorded machine's sysfs with the live libraries: an AMD GPU on the PCI bus makes the real ROCm SMI
+/// and HIP runtime open on a machine without one).
+pub fn topo_root() -> Option<PathBuf> {
+    std::env::var_os("COLLBENCH_TEST_TOPO_ROOT").map(PathBuf::from)
 }
 
 /// COLLBENCH_TEST_ABORT_HANGS: whether ending the job should act as an MPI_Abort that never returns.

@@ -5,6 +5,10 @@
  * build.rs runs bindgen over this file with dynamic loading: nothing here is linked at build time.
  * Device properties are read through hipDeviceGetName / hipDeviceGetPCIBusId instead of
  * hipGetDeviceProperties, whose struct layout changed between ROCm 5 and 6.
+ *
+ * tests/abi.rs compiles this file after the real hip_runtime_api.h of HIP 7.2.4 (Debian experimental)
+ * with COLLBENCH_HIP_TYPES_FROM_HIP_H defined: our types are then skipped, every prototype must agree
+ * with the real one, and _Static_asserts compare our enum values and flags with the real ones.
  */
 #ifndef COLLBENCH_HIP_API_H
 #define COLLBENCH_HIP_API_H
@@ -14,6 +18,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#ifndef COLLBENCH_HIP_TYPES_FROM_HIP_H
 
 /* Error codes we name; Rust sees them as a newtype because a library may return any other. */
 typedef enum {
@@ -38,6 +44,16 @@ typedef enum {
 typedef struct ihipStream_t *hipStream_t;
 typedef struct ihipEvent_t *hipEvent_t;
 
+#endif /* COLLBENCH_HIP_TYPES_FROM_HIP_H */
+
+/* Allocation flags (macros in HIP's header, named here under our own names): hipHostMalloc's default,
+ * hipMallocManaged's hipMemAttachGlobal, hipExtMallocWithFlags' fine-grained and uncached device
+ * memory (rccl-tests' -Y fine: uncached from HIP 5.7 on, fine-grained before). */
+#define COLLBENCH_HIP_HOST_MALLOC_DEFAULT 0x0
+#define COLLBENCH_HIP_MEM_ATTACH_GLOBAL 0x1
+#define COLLBENCH_HIP_DEVICE_MALLOC_FINEGRAINED 0x1
+#define COLLBENCH_HIP_DEVICE_MALLOC_UNCACHED 0x3
+
 const char *hipGetErrorString(hipError_t error);
 const char *hipGetErrorName(hipError_t error);
 hipError_t hipRuntimeGetVersion(int *runtimeVersion);
@@ -50,6 +66,11 @@ hipError_t hipDeviceGetPCIBusId(char *pciBusId, int len, int device);
 
 hipError_t hipMalloc(void **ptr, size_t size);
 hipError_t hipFree(void *ptr);
+/* The other memory kinds of rccl-tests' -Y: fine-grained device memory, pinned host memory, managed. */
+hipError_t hipExtMallocWithFlags(void **ptr, size_t sizeBytes, unsigned int flags);
+hipError_t hipHostMalloc(void **ptr, size_t size, unsigned int flags);
+hipError_t hipHostFree(void *ptr);
+hipError_t hipMallocManaged(void **dev_ptr, size_t size, unsigned int flags);
 hipError_t hipMemcpy(void *dst, const void *src, size_t sizeBytes, hipMemcpyKind kind);
 hipError_t hipMemset(void *dst, int value, size_t sizeBytes);
 hipError_t hipMemGetInfo(size_t *free, size_t *total);

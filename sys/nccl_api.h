@@ -5,10 +5,12 @@
  *
  * build.rs runs bindgen over this file with dynamic loading: nothing here is linked at build time.
  *
- * tests/abi.rs compiles this file after the real nccl.h with COLLBENCH_NCCL_TYPES_FROM_NCCL_H defined:
- * our type definitions are then skipped, every prototype below must agree with the real one (a
- * conflicting declaration is a compile error), and the _Static_asserts in that test compare our enum
- * values and struct sizes with the real ones.
+ * tests/abi.rs compiles this file after the real nccl.h (PyPI's wheel) and after the real rccl.h (RCCL
+ * 5.4.3 and 7.2.4, Debian) with COLLBENCH_NCCL_TYPES_FROM_NCCL_H defined: our type definitions are then
+ * skipped, every prototype below must agree with the real one (a conflicting declaration is a compile
+ * error), and the _Static_asserts in that test compare our enum values and struct sizes with the real
+ * ones. Against rccl.h the test declares `typedef hipStream_t cudaStream_t;` first: both are pointers to
+ * an opaque stream, which is all our bindings pass.
  */
 #ifndef COLLBENCH_NCCL_API_H
 #define COLLBENCH_NCCL_API_H
@@ -79,6 +81,10 @@ typedef enum {
     ncclNumTypes = 12
 } ncclDataType_t;
 
+#elif defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE < 21400
+/* ncclConfig_t came with NCCL 2.14: an older real header (RCCL 5.4's, NCCL 2.13) has none, and the one
+ * prototype that names it (ncclCommSplit, NCCL 2.18) is absent from such a library. */
+typedef struct ncclConfig_opaque ncclConfig_t;
 #endif /* COLLBENCH_NCCL_TYPES_FROM_NCCL_H */
 
 /* Version and errors */
@@ -129,15 +135,31 @@ ncclResult_t ncclGather(const void *sendbuff, void *recvbuff, size_t count, nccl
 ncclResult_t ncclScatter(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, int root,
                          ncclComm_t comm, cudaStream_t stream);
 
-#ifndef COLLBENCH_NCCL_TYPES_FROM_NCCL_H
-/* RCCL's spelling of all-to-all (NCCL has none by this name, so the ABI test leaves it out). */
+/* RCCL's own entry points: declared for our bindings, and checked when the real header is rccl.h (which
+ * defines RCCL_ALLTOALLV); nccl.h has none of them. */
+#if !defined(COLLBENCH_NCCL_TYPES_FROM_NCCL_H) || defined(RCCL_ALLTOALLV)
+/* RCCL's spelling of all-to-all. */
 ncclResult_t ncclAllToAll(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
                           ncclComm_t comm, cudaStream_t stream);
-/* RCCL's all-to-all with per-peer counts and displacements, in elements (NCCL has none). */
+/* RCCL's all-to-all with per-peer counts and displacements, in elements. */
 ncclResult_t ncclAllToAllv(const void *sendbuff, const size_t sendcounts[], const size_t sdispls[],
                            void *recvbuff, const size_t recvcounts[], const size_t rdispls[],
                            ncclDataType_t datatype, ncclComm_t comm, cudaStream_t stream);
 #endif
+
+/* RCCL 7's tuning queries (rccl-tests' -A), exported by librccl.so.1 but declared in no public header, so
+ * no ABI check can compare them: declared from RCCL's source. Which algorithm, protocol and channel count
+ * RCCL picks for one collective of `count` elements on `comm`; `coll` is RCCL's internal ncclFunc_t, an
+ * int-sized enum whose first values are NCCL's (COLLBENCH_RCCL_FUNC_* below). */
+#define COLLBENCH_RCCL_FUNC_BROADCAST 0
+#define COLLBENCH_RCCL_FUNC_REDUCE 1
+#define COLLBENCH_RCCL_FUNC_ALL_GATHER 2
+#define COLLBENCH_RCCL_FUNC_REDUCE_SCATTER 3
+#define COLLBENCH_RCCL_FUNC_ALL_REDUCE 4
+ncclResult_t rcclGetAlgoInfo(ncclComm_t comm, int coll, uint64_t count, ncclDataType_t dataType, int collNetSupport,
+                             int nvlsSupport, int numPipeOps, int *algo, int *protocol, int *maxChannels);
+ncclResult_t rcclGetAlgoName(int algo, const char **algoName);
+ncclResult_t rcclGetProtocolName(int protocol, const char **protocolName);
 
 /* Point to point (NCCL 2.7 and later) */
 ncclResult_t ncclSend(const void *sendbuff, size_t count, ncclDataType_t datatype, int peer, ncclComm_t comm,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 fn solo(args: &[&str]) -> std::process::Output {
     collbench()
-        .args(["--backend", "mpi", "-q", "--no-progress"])
+        .args(["--backend", "mpi", "--quiet", "--no-progress"])
         .args(args)
         .timeout(Duration::from_secs(60))
         .output()
@@ -103,7 +103,7 @@ fn ctrl_c_marks_the_document_interrupted() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("run.json");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_collbench"))
-        .args(["all_reduce", "--backend", "mpi", "-q", "--no-progress"])
+        .args(["all_reduce", "--backend", "mpi", "--quiet", "--no-progress"])
         .args([
             "-b",
             "1M",
@@ -167,14 +167,14 @@ fn devices_keep_their_kind_and_a_full_one_is_a_write_error() {
 #[test]
 fn dev_stdout_streams_the_final_document_into_a_pipe() {
     let out = collbench()
-        .args(["all_reduce", "--backend", "mpi", "-q", "--no-progress"])
+        .args(["all_reduce", "--backend", "mpi", "--quiet", "--no-progress"])
         .args(["-b", "32K", "-e", "32K", "-n", "2", "-J", "/dev/stdout"])
         .timeout(Duration::from_secs(60))
         .output()
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    // The table comes first (-q keeps only the table), then exactly one document.
+    // The table comes first (--quiet keeps only the table), then exactly one document.
     let at = text.find("{\n").expect("a JSON document on stdout");
     let doc: serde_json::Value = serde_json::from_str(&text[at..]).unwrap();
     assert_eq!(doc["status"], "complete");
@@ -396,7 +396,7 @@ fn every_document_starts_with_the_same_header() {
     let dir = tempfile::tempdir().unwrap();
     let mut headers = Vec::new();
     for (args, kind) in [
-        ("all_reduce --backend mpi -b 32K -e 32K -n 1 -q", "run"),
+        ("all_reduce --backend mpi -b 32K -e 32K -n 1 --quiet", "run"),
         ("pairs --by rank -b 64K --rounds 1 -n 1", "pairs"),
         (
             "workload llama-3.1-8b --tp 2 --batch 1 --prefill none -n 1",

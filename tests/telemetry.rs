@@ -208,7 +208,10 @@ fn amd_gpus_read_through_rocm_smi_name_the_throttled_rank() {
 
     let header = &doc["telemetry"]["ranks"][1];
     assert!(
-        header["source"].as_str().unwrap().starts_with("ROCm SMI ("),
+        header["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("ROCm SMI 7.6.0 ("),
         "{header}"
     );
     assert!(header["source"]
@@ -242,4 +245,56 @@ fn amd_gpus_read_through_rocm_smi_name_the_throttled_rank() {
     assert_eq!(summary["ranks_sampled"], 2);
     assert_eq!(summary["throttled"].as_array().unwrap().len(), 1);
     assert_eq!(summary["throttled"][0]["rank"], 1);
+}
+
+/// The same stand-in answering in ROCm 5's layouts (Debian 12's ROCm SMI 5.2.3, whose library reports
+/// 1.0.0): clocks and the PCIe link read at ROCm 5's offsets come out the same, the power is the average
+/// power, and the throttled GPU's ASIC-specific bit names no reason.
+#[test]
+fn amd_gpus_read_through_rocm_5_layouts() {
+    let lib_dir = tempfile::tempdir().unwrap();
+    let Some(smi) = build_stand_in("fake_rocm_smi.c", "libfake-rocm-smi64.so", lib_dir.path())
+    else {
+        return;
+    };
+    let run = mpirun_json(
+        2,
+        "all_reduce -b 1K -e 1K -n 4 -w 1 --backend mpi --telemetry --no-progress \
+         --expect clock>=0.9max",
+        &[
+            ("COLLBENCH_TEST_ROCM_SMI", &smi),
+            ("FAKE_ROCM_SMI_THROTTLED_GPU", "1"),
+            ("FAKE_ROCM_SMI_LAYOUT", "5"),
+        ],
+    );
+    assert_eq!(run.code(), Some(8), "{}\n{}", run.stdout, run.stderr);
+    let doc = run.doc();
+    assert_valid(&doc);
+    let source = doc["telemetry"]["ranks"][1]["source"].as_str().unwrap();
+    assert!(source.starts_with("ROCm SMI 1.0.0 ("), "{source}");
+    assert_eq!(
+        doc["telemetry"]["ranks"][1]["limits"]["max_sm_clock_mhz"],
+        2100
+    );
+    let row = &doc["rows"][0];
+    let (calm, hot) = (&row["telemetry"][0], &row["telemetry"][1]);
+    assert_eq!(calm["sm_clock_mhz"]["min"], 2100.0, "{row}");
+    assert_eq!(hot["sm_clock_mhz"]["min"], 1700.0, "{row}");
+    assert_eq!(hot["mem_clock_mhz"]["max"], 1300.0);
+    assert_eq!(hot["pcie_gen"]["min"], 5.0);
+    assert_eq!(hot["pcie_width"]["min"], 16.0);
+    assert_eq!(hot["power_w"]["max"], 640.0);
+    assert_eq!(hot["ecc_corrected"]["max"], 3.0);
+    // A set ASIC-specific bit means something different on each chip: no reason is named for it, and
+    // only the clock rule catches the held-down GPU.
+    assert_eq!(hot["throttle_reasons"], serde_json::json!([]), "{row}");
+    assert_eq!(
+        doc["summary"]["telemetry"]["throttled"],
+        serde_json::json!([])
+    );
+    assert!(
+        run.stdout.contains("# Expect clock>=0.9max : FAILED"),
+        "{}",
+        run.stdout
+    );
 }

@@ -471,6 +471,25 @@ fn live_rocm_smi_through_dlopen() {
         p.derivation,
         "5 x xGMI at 64 GB/s per direction = 320 GB/s per GPU"
     );
+
+    // A machine whose PCI bus has no AMD GPU does not open ROCm SMI at all, even when it is there.
+    let nvidia = topo::discover(
+        &SysRoot::at(fixtures.join("dgx-h100")),
+        &FixtureNvml::absent("NVML not found"),
+        &topo::LiveAmd::with_library(&so),
+    );
+    let rocm = nvidia
+        .sources
+        .iter()
+        .find(|s| s.name == "ROCm SMI")
+        .unwrap();
+    assert!(
+        !rocm.ok
+            && rocm
+                .detail
+                .starts_with("skipped: no AMD GPU on the PCI bus ("),
+        "{rocm:?}"
+    );
 }
 
 /// The live NVML path (nvml-wrapper, error names, the NVLink loop) against a stand-in library

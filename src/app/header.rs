@@ -57,6 +57,9 @@ pub fn render(doc: &RunDocument, plan: &Plan) -> String {
             plan.run_cycles
         ));
     }
+    if let Some(habits) = rccl_tests_line(plan) {
+        line(habits);
+    }
     for note in &doc.notes {
         line(format!("# Note: {note}"));
     }
@@ -104,4 +107,43 @@ pub fn layout_lines(from: &str, layouts: &[LayoutReport]) -> String {
         ));
     }
     out
+}
+
+/// The rccl-tests flags in force, in their own spelling, when any is: "# rccl-tests: -Y fine -O 1 ...".
+pub fn rccl_tests_line(plan: &Plan) -> Option<String> {
+    let mut said = Vec::new();
+    if plan.memory != crate::backend::MemoryKind::Coarse {
+        said.push(format!("-Y {} (buffers' memory)", plan.memory.name()));
+    }
+    match (plan.placements.out_of_place, plan.placements.in_place) {
+        (true, false) => said.push("-O 1 (out-of-place only)".into()),
+        (false, true) => said.push("-O 0 (in-place only)".into()),
+        _ => {}
+    }
+    if plan.delay_inout_place_us > 0 {
+        said.push(format!(
+            "-q {} (us between out-of-place and in-place)",
+            plan.delay_inout_place_us
+        ));
+    }
+    if plan.rotating_tensor {
+        said.push("-E 1 (iterations alternate between offsets 192 MiB apart)".into());
+    }
+    if plan.algo_columns {
+        said.push(
+            "-A 1 (the library's algo, proto, channels per size; N/A where it does not tell)"
+                .into(),
+        );
+    }
+    if let Some((format, path)) = &plan.rccl_output {
+        said.push(format!(
+            "-Z {} -X {}",
+            serde_json::to_value(format)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            path.display()
+        ));
+    }
+    (!said.is_empty()).then(|| format!("# rccl-tests: {}", said.join("   ")))
 }

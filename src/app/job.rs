@@ -21,20 +21,22 @@ use crate::world::{all_gather_value, Combine, World};
 /// Room left for the check's host pieces and the library's own allocations.
 const HEADROOM_BYTES: u64 = 256 << 20;
 
-/// The sizes whose two buffers fit in `free_bytes` (the least any rank has), and the cap when some do not.
+/// The sizes whose two buffers (each `extra` bytes more than the operation needs: -E's second offset)
+/// fit in `free_bytes` (the least any rank has), and the cap when some do not.
 pub fn fit_sizes(
     requested: &[u64],
     combos: &[Combination],
     comm_sizes: &[usize],
     traffic: &Traffic,
-    free_bytes: u64,
+    (free_bytes, extra): (u64, u64),
     backend: &str,
 ) -> (Vec<u64>, Option<MemoryCap>) {
     let usable = free_bytes.saturating_sub(HEADROOM_BYTES);
+    let per_buffer = |s| buffer_bytes(combos, s, comm_sizes, traffic) + extra;
     let sizes: Vec<u64> = requested
         .iter()
         .copied()
-        .filter(|&s| 2 * buffer_bytes(combos, s, comm_sizes, traffic) <= usable)
+        .filter(|&s| 2 * per_buffer(s) <= usable)
         .collect();
     let cap = (sizes.len() < requested.len()).then(|| {
         let requested_max = requested.last().copied().unwrap_or(0);
@@ -44,7 +46,7 @@ pub fn fit_sizes(
             reason: format!(
                 "{} needs two buffers of {} per rank, but the rank with the least memory has {} free ({}), less {} of headroom",
                 HumanSize(requested_max),
-                HumanSize(buffer_bytes(combos, requested_max, comm_sizes, traffic)),
+                HumanSize(per_buffer(requested_max)),
                 HumanSize(free_bytes),
                 if backend == "mpi" { "host memory, shared by the ranks of each host" } else { "device memory" },
                 HumanSize(HEADROOM_BYTES)
@@ -140,7 +142,7 @@ pub fn sweep(
         &combos,
         &comm_sizes,
         &plan.traffic,
-        free[0] as u64,
+        (free[0] as u64, plan.extra_buffer_bytes()),
         backend.name(),
     );
     if let Some(cap) = &memory_cap {
@@ -159,8 +161,9 @@ pub fn sweep(
         )));
     };
     let per_buffer = buffer_bytes(&combos, largest, &comm_sizes, &plan.traffic);
-    watchdog.arm(|| format!("allocating buffers of {}", HumanSize(per_buffer)));
-    backend.allocate(per_buffer)?;
+    let allocated = per_buffer + plan.extra_buffer_bytes();
+    watchdog.arm(|| format!("allocating buffers of {}", HumanSize(allocated)));
+    backend.allocate(allocated)?;
 
     let ranks = super::document::gather_ranks(world, backend, watchdog)?;
     let me = ranks[rank].clone();
@@ -200,6 +203,7 @@ pub fn sweep(
             stats: plan.stats_columns,
             telemetry: plan.telemetry_columns,
             groups: !plan.groups.is_empty(),
+            algo: plan.algo_columns,
         };
         r.begin_table(
             columns,
@@ -226,7 +230,7 @@ pub fn sweep(
         world,
         backend,
         watchdog,
-        per_buffer,
+        allocated,
     )
     .observed_by(&mut telemetry);
     match reporter.as_mut() {
@@ -248,6 +252,7 @@ pub fn sweep(
     let mut code = [0.0];
     if let Some(r) = reporter.as_mut() {
         r.finish_progress();
+        r.finish_rccl_results()?;
         code[0] = finish(plan, r, probe, link_errors)?.code() as f64;
     }
     world.all_reduce_f64(&mut code, Combine::Max)?;
@@ -343,7 +348,7 @@ mod tests {
             &combos,
             &[4],
             &Traffic::default(),
-            (256 << 20) + (512 << 20),
+            ((256 << 20) + (512 << 20), 0),
             "mpi",
         );
         assert_eq!(sizes.last(), Some(&(256 << 20)));
@@ -358,10 +363,25 @@ mod tests {
             &combos,
             &[4],
             &Traffic::default(),
-            64 << 30,
+            (64 << 30, 0),
             "nccl",
         );
         assert_eq!(all, requested);
         assert!(none.is_none());
+        // -E: each buffer holds 192 MiB more, so 256M no longer fits where it did.
+        let (rotating, cap) = fit_sizes(
+            &requested,
+            &combos,
+            &[4],
+            &Traffic::default(),
+            (
+                (256 << 20) + (512 << 20),
+                crate::plan::ROTATING_TENSOR_BYTES,
+            ),
+            "nccl",
+        );
+        assert_eq!(rotating.last(), Some(&(64 << 20)));
+        let why = cap.unwrap().reason;
+        assert!(why.contains("1G needs two buffers of 1216M"), "{why}");
     }
 }

@@ -113,6 +113,7 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
             rccl_lib: args.library.rccl_lib.clone(),
             timeout_s,
             alloc: Allocator::Device,
+            memory: crate::backend::MemoryKind::Coarse,
         },
     };
     let settings = EngineSettings {
@@ -125,6 +126,7 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
         samples: None,
         average: crate::metrics::Average::Mean,
         seed: 0,
+        rccl_tests: Default::default(),
     };
     Ok(PairsPlan {
         args,
@@ -515,6 +517,7 @@ fn judge_pairs(
             bus_factor: 1.0,
             path: "peer exchange".into(),
             traffic: None,
+            algorithm: None,
             out_of_place: Some(Measurement {
                 time_us,
                 algbw_gbps: algbw,

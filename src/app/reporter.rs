@@ -5,6 +5,7 @@ use crate::engine::RowSink;
 use crate::error::{Error, Result};
 use crate::report::csv::CsvWriter;
 use crate::report::model::{Row, RunDocument};
+use crate::report::rccl_results::{JobShape, RcclFormat, RcclResults};
 use crate::report::table;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -12,6 +13,8 @@ use std::io::{IsTerminal, Write};
 pub struct Reporter {
     pub doc: RunDocument,
     csv: Option<CsvWriter>,
+    /// -Z/-X: rccl-tests' own results file.
+    rccl: Option<RcclResults>,
     columns: table::Columns,
     last_title: Option<String>,
     progress: Option<ProgressBar>,
@@ -19,11 +22,19 @@ pub struct Reporter {
 
 impl Reporter {
     /// Rank 0 at the start of the run, its document already on disk (`--json`, app/document.rs).
-    pub fn start(doc: RunDocument, csv_path: Option<&std::path::Path>) -> Result<Reporter> {
+    pub fn start(
+        doc: RunDocument,
+        csv_path: Option<&std::path::Path>,
+        rccl: Option<&(RcclFormat, std::path::PathBuf)>,
+    ) -> Result<Reporter> {
         let csv = csv_path.map(CsvWriter::create).transpose()?;
+        let rccl = rccl
+            .map(|(format, path)| RcclResults::create(*format, path))
+            .transpose()?;
         Ok(Reporter {
             doc,
             csv,
+            rccl,
             columns: table::Columns::default(),
             last_title: None,
             progress: None,
@@ -69,6 +80,26 @@ impl Reporter {
         }
     }
 
+    /// Completes rccl-tests' results file (-Z json is written now), when there is one.
+    pub fn finish_rccl_results(&mut self) -> Result<()> {
+        match self.rccl.as_mut() {
+            Some(r) => r.finish(),
+            None => Ok(()),
+        }
+    }
+
+    /// The job's shape in rccl-tests' terms, from the ranks the document lists.
+    fn job_shape(&self) -> JobShape {
+        let hosts: Vec<&str> = self
+            .doc
+            .header
+            .ranks
+            .iter()
+            .map(|r| r.host.as_str())
+            .collect();
+        JobShape::of(&hosts, 1)
+    }
+
     /// Records why the run stopped, with its exit code; the measured rows are already on disk.
     pub fn fail(&mut self, error: &Error, rank: usize) {
         self.finish_progress();
@@ -83,6 +114,8 @@ impl Reporter {
             .life
             .fail(&error.to_string(), code, failed_rank);
         let _ = self.save();
+        // The rows measured before the failure, as rccl-tests would have left none.
+        let _ = self.finish_rccl_results();
     }
 }
 
@@ -124,6 +157,10 @@ impl RowSink for Reporter {
         }
         if let Some(csv) = &mut self.csv {
             csv.row(row)?;
+        }
+        let shape = self.job_shape();
+        if let Some(rccl) = &mut self.rccl {
+            rccl.row(row, shape)?;
         }
         self.doc.rows.push(row.clone());
         self.save()

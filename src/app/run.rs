@@ -89,7 +89,7 @@ fn start_record(
         |run_id| super::document::header(kind::RUN, argv, &requested, run_id),
         |header| super::job::initial_document(plan, header),
     )?;
-    doc.map(|d: RunDocument| Reporter::start(d, plan.csv.as_deref()))
+    doc.map(|d: RunDocument| Reporter::start(d, plan.csv.as_deref(), plan.rccl_output.as_ref()))
         .transpose()
         .map_err(|e| fail_job(world, None, e))
 }

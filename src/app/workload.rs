@@ -99,6 +99,7 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
             rccl_lib: args.library.rccl_lib.clone(),
             timeout_s,
             alloc: Allocator::Device,
+            memory: crate::backend::MemoryKind::Coarse,
         },
     };
     // Sizes come from the model; the timing is a sweep's, with its default fewest auto iterations.
@@ -117,6 +118,7 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
         samples: None,
         average: crate::metrics::Average::Mean,
         seed: 0,
+        rccl_tests: Default::default(),
     };
     Ok(WorkloadPlan {
         args,

@@ -11,8 +11,11 @@ use crate::device::{select_ordinals, GpuDevice, Placement};
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::{Error, Result};
 use crate::ffi::cuda::{self, CudaDevice};
+use crate::ffi::device::MemoryKind;
 use crate::ffi::hip::{Hip, HipDevice};
-use crate::ffi::nccl::{version_code, AsyncState, Flavor, Nccl, NcclComm, Optional, PeerCounts};
+use crate::ffi::nccl::{
+    version_code, AlgoChoice, AsyncState, Flavor, Nccl, NcclComm, Optional, PeerCounts, TunedFunc,
+};
 use crate::ffi::DeviceAddr;
 use crate::traffic::matrix::PeerBytes;
 use crate::world::World;
@@ -201,6 +204,8 @@ pub struct GpuBackend {
     host: String,
     timeout_s: Option<f64>,
     alloc: Allocator,
+    /// -Y: what memory the device runtime gives the buffers.
+    memory: MemoryKind,
     capabilities: Capabilities,
     /// RCCL's ncclAllToAllv arguments, made once per matrix, rank and type rather than per iteration.
     native_counts: Option<NativeCounts>,
@@ -273,6 +278,7 @@ impl GpuBackend {
             host,
             timeout_s: options.timeout_s,
             alloc: options.alloc,
+            memory: options.memory,
             capabilities,
             native_counts: None,
         })
@@ -330,7 +336,7 @@ impl GpuBackend {
 
     fn alloc_one(&mut self, bytes: u64) -> Result<(DeviceAddr, bool)> {
         if self.alloc == Allocator::Device {
-            return Ok((self.device.alloc(bytes)?, false));
+            return Ok((self.device.alloc_kind(bytes, self.memory)?, false));
         }
         match self.nccl.mem_alloc(bytes)? {
             Some(addr) => Ok((addr, true)),
@@ -554,7 +560,28 @@ pub fn path_for(collective: Collective, has: impl Fn(Optional) -> bool) -> PathT
     }
 }
 
+/// The function RCCL's tuner knows a collective by; None for those it does not tune (all-to-all,
+/// gather, scatter, sendrecv run as point-to-point or RCCL's own kernels).
+pub fn tuned_func(collective: Collective) -> Option<TunedFunc> {
+    match collective {
+        Collective::AllReduce => Some(TunedFunc::AllReduce),
+        Collective::AllGather => Some(TunedFunc::AllGather),
+        Collective::ReduceScatter => Some(TunedFunc::ReduceScatter),
+        Collective::Broadcast => Some(TunedFunc::Broadcast),
+        Collective::Reduce => Some(TunedFunc::Reduce),
+        _ => None,
+    }
+}
+
 impl Backend for GpuBackend {
+    fn algo_choice(&mut self, desc: &OpDesc) -> Result<Option<AlgoChoice>> {
+        let Some(func) = tuned_func(desc.collective) else {
+            return Ok(None);
+        };
+        self.activate(desc.comm.id)?;
+        self.comm.algo_choice(func, desc.shape.count, desc.dtype)
+    }
+
     fn name(&self) -> &'static str {
         match self.vendor {
             GpuVendor::Nvidia => "nccl",

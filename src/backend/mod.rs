@@ -8,7 +8,8 @@
 use crate::collective::{Collective, Shape};
 use crate::dtype::{DataType, ReduceOp};
 use crate::error::Result;
-pub use crate::ffi::device::{DeviceInfo, LibraryVersion};
+pub use crate::ffi::device::{DeviceInfo, LibraryVersion, MemoryKind};
+pub use crate::ffi::nccl::AlgoChoice;
 use crate::world::World;
 pub use capabilities::{Capabilities, InPlaceConvention};
 use serde::Serialize;
@@ -215,6 +216,12 @@ pub trait Backend {
     /// Graph capture (-G), where this backend and its device have it.
     fn graphs(&mut self) -> Option<&mut dyn GraphCapture> {
         None
+    }
+    /// The algorithm, protocol and channels the library chooses for `desc` (rccl-tests' -A), where it
+    /// tells: RCCL 7 for the collectives its tuner knows; None elsewhere. Asked once per size, after the
+    /// timed passes, never inside them.
+    fn algo_choice(&mut self, _desc: &OpDesc) -> Result<Option<AlgoChoice>> {
+        Ok(None)
     }
 }
 

@@ -35,6 +35,8 @@ pub struct GpuOptions {
     /// -T: seconds the GPU stream may take before the wait gives up; None waits forever.
     pub timeout_s: Option<f64>,
     pub alloc: Allocator,
+    /// -Y: what memory the buffers are when the device runtime allocates them.
+    pub memory: crate::ffi::device::MemoryKind,
 }
 
 /// What a command asks of the backends: which one, and what the GPU backends take from it.

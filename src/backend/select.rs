@@ -26,8 +26,16 @@ pub fn probe_cuda() -> Probe {
     }
 }
 
-/// HIP GPUs visible to this process.
+/// HIP GPUs visible to this process. The runtime is not even opened when the PCI bus has no AMD GPU:
+/// it would only say so, in lines of its own on the terminal.
 pub fn probe_hip() -> Probe {
+    let root = crate::topo::live_root();
+    if crate::topo::amd_gpu_on_pci(&root) == Some(false) {
+        return Probe::Absent(format!(
+            "no AMD GPU on the PCI bus ({})",
+            root.path("/sys/bus/pci/devices").display()
+        ));
+    }
     let host = crate::world::host_name();
     let hip = match Hip::open(0, &host) {
         Ok(h) => h,

@@ -1,7 +1,7 @@
 //! The command line of a benchmark run, as nccl-tests users type it (clap derive). Validation lives in plan.rs.
 
 use super::library::LibraryArgs;
-pub use crate::backend::Allocator;
+pub use crate::backend::{Allocator, MemoryKind};
 use clap::{ArgAction, Parser};
 use std::path::PathBuf;
 
@@ -224,9 +224,87 @@ pub struct RunArgs {
     #[arg(long, value_name = "SPEC")]
     pub moe: Option<String>,
 
-    /// Print only the table (no notes or progress).
-    #[arg(short = 'q', long, action = ArgAction::SetTrue)]
+    /// Print only the table (no notes or progress). Long only: -q is rccl-tests' delay.
+    #[arg(long, action = ArgAction::SetTrue)]
     pub quiet: bool,
+
+    /// rccl-tests' -q: microseconds to wait between the out-of-place and the in-place measurement of
+    /// each size (outside both timings). Before collbench followed rccl-tests, -q was --quiet.
+    #[arg(
+        short = 'q',
+        long = "delay_inout_place",
+        visible_alias = "delay",
+        value_name = "US",
+        num_args = 0..=1
+    )]
+    pub delay_inout_place: Option<Option<String>>,
+
+    /// rccl-tests' -Y: what memory the GPU buffers are: coarse (hipMalloc / cuMemAlloc), fine
+    /// (AMD's fine-grained device memory, hipExtMallocWithFlags), host (pinned host memory mapped for
+    /// the GPU) or managed (hipMallocManaged / cuMemAllocManaged).
+    #[arg(
+        short = 'Y',
+        long = "memory_type",
+        visible_alias = "memory-type",
+        value_enum,
+        default_value_t = MemoryKind::Coarse
+    )]
+    pub memory_type: MemoryKind,
+
+    /// rccl-tests' -O: 1 measures out-of-place only, 0 in-place only; without it, both.
+    #[arg(
+        short = 'O',
+        long = "out_of_place",
+        visible_alias = "out-of-place",
+        value_name = "0|1"
+    )]
+    pub out_of_place: Option<u8>,
+
+    /// rccl-tests' -E 1: timed iterations alternate between two buffer offsets 192 MiB apart, so a
+    /// size smaller than the GPU's caches is not measured from them (the buffers grow by 192 MiB).
+    #[arg(
+        short = 'E',
+        long = "rotating_tensor",
+        visible_alias = "rotating-tensor",
+        value_name = "0|1",
+        default_value_t = 0
+    )]
+    pub rotating_tensor: u8,
+
+    /// rccl-tests' -F N: flush the GPU's instruction cache every N iterations. Not implemented (the
+    /// flush is a kernel of rccl-tests' own); any N above 0 is refused with the reason.
+    #[arg(
+        short = 'F',
+        long = "cache_flush",
+        visible_alias = "cache-flush",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub cache_flush: u64,
+
+    /// rccl-tests' -A 1: algo, proto and channels columns after each size: the algorithm, protocol and
+    /// channel count RCCL chooses for it, where the library tells (RCCL 7's rcclGetAlgoInfo), else N/A.
+    #[arg(
+        short = 'A',
+        long = "output_algo_proto_channels",
+        visible_alias = "algo-columns",
+        value_name = "0|1",
+        default_value_t = 0
+    )]
+    pub algo_columns: u8,
+
+    /// rccl-tests' -Z csv|json: also write rccl-tests' own results file (with -X), in its columns.
+    #[arg(
+        short = 'Z',
+        long = "rccl_output_format",
+        visible_alias = "output_format",
+        value_name = "csv|json"
+    )]
+    pub rccl_output_format: Option<String>,
+
+    /// rccl-tests' -X FILE: where -Z's file goes.
+    #[arg(short = 'X', long = "rccl_output_file", value_name = "FILE")]
+    pub rccl_output_file: Option<PathBuf>,
 
     /// No progress bar (it is shown only when stderr is a terminal).
     #[arg(long = "no-progress", action = ArgAction::SetTrue)]

@@ -38,6 +38,13 @@ pub fn combinations(
             backend.name()
         )));
     }
+    if plan.memory != crate::backend::MemoryKind::Coarse && backend.name() == "mpi" {
+        return Err(Error::Usage(format!(
+            "-Y {}: -Y chooses GPU memory, and the mpi backend moves host memory (no GPU was found for \
+             --backend auto): drop -Y or run where a GPU backend is",
+            plan.memory.name()
+        )));
+    }
     let mut runnable = Vec::new();
     let mut notes = Vec::new();
     for &collective in &plan.collectives {

@@ -8,7 +8,7 @@ mod timing;
 
 use combinations::phases_of;
 pub use combinations::{buffer_bytes, check_traffic, combinations, row_count, Combination};
-pub use settings::EngineSettings;
+pub use settings::{EngineSettings, RcclTestsHabits};
 
 use crate::backend::{Backend, BufferId, OpDesc};
 use crate::check::pattern::Pattern;
@@ -192,10 +192,20 @@ impl<'a> Engine<'a> {
             self.backend.capabilities().in_place_v_needs_symmetry && !m.symmetric()
         });
         let mut placements = [None, None];
-        // Every collective has an in-place form (sendrecv's sends and receives through one buffer).
+        let mut last = None;
+        // Every collective has an in-place form (sendrecv's sends and receives through one buffer);
+        // -O measures one of the two.
         for (slot, in_place) in placements.iter_mut().zip([false, true]) {
-            if in_place && no_in_place {
+            if (in_place && no_in_place) || !self.settings.rccl_tests.placements.measures(in_place)
+            {
                 continue;
+            }
+            if in_place
+                && last.is_some()
+                && !self.settings.rccl_tests.delay_between_placements.is_zero()
+            {
+                // rccl-tests' -q: a pause between the two measurements, in neither's timing.
+                std::thread::sleep(self.settings.rccl_tests.delay_between_placements);
             }
             let desc = OpDesc {
                 collective: combo.collective,
@@ -210,8 +220,14 @@ impl<'a> Engine<'a> {
                 peer: crate::backend::Exchange::Ring,
             };
             *slot = Some(self.measure(&desc, factor, layout)?);
+            last = Some(desc);
         }
         let [out_of_place, in_place] = placements;
+        // rccl-tests' -A: what the library chose for this size, asked after both timings.
+        let algorithm = match (&last, self.settings.rccl_tests.algo_columns) {
+            (Some(desc), true) => self.backend.algo_choice(desc)?,
+            _ => None,
+        };
         Ok(Row {
             collective: combo.collective,
             dtype: combo.dtype,
@@ -232,6 +248,7 @@ impl<'a> Engine<'a> {
             telemetry: None,
             layout: layout.report(),
             traffic: phase.map(|p| TrafficReport::new(traffic, p)),
+            algorithm,
         })
     }
 

@@ -1,7 +1,8 @@
 //! How the engine measures: the timing and check settings, whichever command gives them.
 
 use crate::metrics::Average;
-use crate::plan::{Iterations, Plan, DEFAULT_MAX_SAMPLES};
+use crate::plan::{Iterations, Placements, Plan, DEFAULT_MAX_SAMPLES, ROTATING_TENSOR_BYTES};
+use std::time::Duration;
 
 /// How the engine measures every operation: nccl-tests' timing flags and the check's, whichever command
 /// asks (a sweep's Plan, `collbench pairs`, `collbench workload`).
@@ -24,6 +25,34 @@ pub struct EngineSettings {
     pub average: Average,
     /// Seed of the check's inputs.
     pub seed: u64,
+    /// rccl-tests' -O, -q, -E and -A (a sweep's; other commands measure as nccl-tests).
+    pub rccl_tests: RcclTestsHabits,
+}
+
+/// What rccl-tests' flags change in how a sweep measures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RcclTestsHabits {
+    /// -O: which placements each size measures.
+    pub placements: Placements,
+    /// -q: the pause between a size's out-of-place and in-place measurements.
+    pub delay_between_placements: Duration,
+    /// -E: timed iterations alternate between offset 0 and this many bytes (the buffers hold that much
+    /// more); None rotates through the buffers as nccl-tests does.
+    pub rotating_offset: Option<u64>,
+    /// -A: ask the backend what it chose for each row.
+    pub algo_columns: bool,
+}
+
+impl Default for RcclTestsHabits {
+    /// nccl-tests' way: both placements, no pause, nccl-tests' rotation, no algo columns.
+    fn default() -> Self {
+        RcclTestsHabits {
+            placements: Placements::BOTH,
+            delay_between_placements: Duration::ZERO,
+            rotating_offset: None,
+            algo_columns: false,
+        }
+    }
 }
 
 impl EngineSettings {
@@ -39,6 +68,12 @@ impl EngineSettings {
             samples: plan.samples,
             average: plan.average,
             seed: plan.seed,
+            rccl_tests: RcclTestsHabits {
+                placements: plan.placements,
+                delay_between_placements: Duration::from_micros(plan.delay_inout_place_us),
+                rotating_offset: plan.rotating_tensor.then_some(ROTATING_TENSOR_BYTES),
+                algo_columns: plan.algo_columns,
+            },
         }
     }
 

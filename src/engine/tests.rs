@@ -26,6 +26,7 @@ enum Call {
     ReserveMarks,
     Mark,
     MarkIntervals,
+    AlgoChoice,
 }
 
 struct Recorder {
@@ -190,6 +191,14 @@ impl Backend for Recorder {
     }
     fn graphs(&mut self) -> Option<&mut dyn GraphCapture> {
         Some(self)
+    }
+    fn algo_choice(&mut self, desc: &OpDesc) -> Result<Option<crate::backend::AlgoChoice>> {
+        self.call(Call::AlgoChoice)?;
+        Ok(Some(crate::backend::AlgoChoice {
+            algorithm: "RING".into(),
+            protocol: format!("count {}", desc.shape.count),
+            channels: 16,
+        }))
     }
 }
 
@@ -534,4 +543,140 @@ fn telemetry_is_read_on_its_own_thread_and_the_engine_only_marks_row_boundaries(
     assert!(concurrent >= 2, "{events:?}");
     assert_eq!(observer.rows.len(), 2);
     assert!(observer.rows.iter().all(|r| r.samples >= 1));
+}
+
+/// Every row a sweep made, in order.
+#[derive(Default)]
+struct Rows(Vec<Row>);
+
+impl RowSink for Rows {
+    fn row(&mut self, row: &Row) -> Result<()> {
+        self.0.push(row.clone());
+        Ok(())
+    }
+}
+
+/// A sweep of all_reduce over `sizes` with the flags of `args`, on the recorder.
+fn sweep(args: &str, sizes: &[u64], backend: &mut Recorder) -> Vec<Row> {
+    let argv = std::iter::once("collbench").chain(args.split_whitespace());
+    let plan = Plan::from_args(&RunArgs::try_parse_from(argv).unwrap()).unwrap();
+    let world = SoloWorld::new();
+    let bytes = sizes.iter().max().copied().unwrap_or(0);
+    backend.allocate(bytes).unwrap();
+    let watchdog = Watchdog::start(None, 0, "test".into(), |_| std::process::exit(4));
+    let combos = [Combination {
+        collective: Collective::AllReduce,
+        dtype: DataType::Float,
+        op: Some(ReduceOp::Sum),
+    }];
+    let mut rows = Rows::default();
+    Engine::new(EngineSettings::of(&plan), &world, backend, &watchdog, bytes)
+        .with_switches(TestSwitches::default())
+        .run(
+            &plan,
+            &combos,
+            &[Layout::whole(&["test".to_string()], 0)],
+            sizes,
+            &mut rows,
+        )
+        .unwrap();
+    rows.0
+}
+
+#[test]
+fn minus_o_measures_one_placement_as_rccl_tests() {
+    let mut b = Recorder::default();
+    let rows = sweep(
+        "all_reduce -n 3 -w 0 -c 1 --samples 0 -O 1",
+        &[1024],
+        &mut b,
+    );
+    assert!(rows[0].out_of_place.is_some() && rows[0].in_place.is_none());
+    // One placement: 3 timed enqueues, one check enqueue, nothing more.
+    assert_eq!(b.executed, 4);
+    let mut b = Recorder::default();
+    let rows = sweep(
+        "all_reduce -n 3 -w 0 -c 1 --samples 0 -O 0",
+        &[1024],
+        &mut b,
+    );
+    assert!(rows[0].out_of_place.is_none() && rows[0].in_place.is_some());
+    assert_eq!(b.executed, 4);
+    let rows = sweep(
+        "all_reduce -n 3 -w 0 -c 1 --samples 0",
+        &[1024],
+        &mut Recorder::default(),
+    );
+    assert!(rows[0].out_of_place.is_some() && rows[0].in_place.is_some());
+}
+
+#[test]
+fn minus_q_pauses_between_the_placements_outside_both_timings() {
+    let started = std::time::Instant::now();
+    let rows = sweep(
+        "all_reduce -n 3 -w 0 -c 0 --samples 0 -q 200000",
+        &[1024],
+        &mut Recorder::default(),
+    );
+    // The 0.2 s pause happened...
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+    // ...in neither placement's time.
+    for m in [&rows[0].out_of_place, &rows[0].in_place] {
+        let t = m.as_ref().unwrap().time_us;
+        assert!(t < 100_000.0, "{t} us includes the pause");
+    }
+}
+
+#[test]
+fn minus_e_alternates_two_offsets_past_the_caches() {
+    let far = crate::plan::ROTATING_TENSOR_BYTES;
+    let (b, _) = measure("all_reduce -n 5 -w 0 -c 0 --samples 0 -E 1", far + 1024);
+    assert_eq!(b.shifts, vec![0, far, 0, far, 0]);
+    // Buffers without the room for the second offset: an error, never a write past them.
+    let mut b = Recorder::default();
+    let err = engine_measure(
+        "all_reduce -n 5 -w 0 -c 0 --samples 0 -E 1",
+        3 * 1024,
+        &mut b,
+        &all_reduce_1k(false),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("no room for a second offset"),
+        "{err}"
+    );
+}
+
+#[test]
+fn minus_a_asks_the_library_once_per_size_after_its_timings() {
+    let mut b = Recorder::default();
+    let rows = sweep("all_reduce -n 3 -w 1 -c 1 -A 1", &[1024, 4096], &mut b);
+    assert_eq!(
+        b.calls.iter().filter(|c| **c == Call::AlgoChoice).count(),
+        2
+    );
+    // After everything the row measured: the last call of each row's sequence.
+    let asked: Vec<usize> = b
+        .calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == Call::AlgoChoice)
+        .map(|(i, _)| i)
+        .collect();
+    let last_enqueue_before = |at: usize| b.calls[..at].iter().rposition(|c| *c == Call::Enqueue);
+    assert!(last_enqueue_before(asked[0]).unwrap() < asked[0]);
+    assert!(!b.calls[..asked[0]]
+        .iter()
+        .rev()
+        .take(1)
+        .any(|c| *c == Call::Enqueue));
+    // The choice for the size's count goes into the row; without -A nothing is asked.
+    let a = rows[1].algorithm.as_ref().unwrap();
+    assert_eq!(
+        (a.algorithm.as_str(), a.protocol.as_str(), a.channels),
+        ("RING", "count 1024", 16)
+    );
+    let mut b = Recorder::default();
+    let rows = sweep("all_reduce -n 3 -w 1 -c 1", &[1024], &mut b);
+    assert!(!b.calls.contains(&Call::AlgoChoice) && rows[0].algorithm.is_none());
 }

@@ -14,10 +14,25 @@ impl Engine<'_> {
     /// the buffers, wrapping where the next would not fit). With -m > 1 its operations go in one group, as
     /// nccl-tests; a single operation is enqueued bare, so the library sees no group call around it.
     /// `desc` is the pass's own copy: only its shift changes, so the loop clones nothing.
+    /// rccl-tests' -E instead alternates between offset 0 and one 192 MiB further, past the caches.
     fn enqueue_iteration(&mut self, desc: &mut OpDesc, i: u64) -> Result<()> {
-        let footprint = desc.shape.buffer_bytes(desc.dtype.size());
-        let steps = self.buffer_bytes.checked_div(footprint).unwrap_or(1).max(1);
-        desc.shift_bytes = footprint * (i % steps);
+        desc.shift_bytes = match self.settings.rccl_tests.rotating_offset {
+            Some(offset) => {
+                let footprint = desc.shape.buffer_bytes(desc.dtype.size());
+                if offset + footprint > self.buffer_bytes {
+                    return Err(crate::error::Error::Internal(format!(
+                        "-E: buffers of {} bytes have no room for a second offset {offset} bytes further",
+                        self.buffer_bytes
+                    )));
+                }
+                offset * (i % 2)
+            }
+            None => {
+                let footprint = desc.shape.buffer_bytes(desc.dtype.size());
+                let steps = self.buffer_bytes.checked_div(footprint).unwrap_or(1).max(1);
+                footprint * (i % steps)
+            }
+        };
         if self.settings.agg_iters == 1 {
             return self.backend.enqueue(desc);
         }

@@ -4,7 +4,7 @@
 //! cudarc panics when libcuda is missing or lacks a symbol, so every entry here first asks
 //! `driver_status()`, and only symbols present in every CUDA 11+ driver are called.
 
-use super::device::{DeviceGraphs, DeviceInfo, GpuDevice, LibraryVersion};
+use super::device::{DeviceGraphs, DeviceInfo, GpuDevice, LibraryVersion, MemoryKind};
 use crate::error::{Error, Result};
 use crate::ffi::{c_text, DeviceAddr, StreamHandle};
 use cudarc::driver::sys;
@@ -111,7 +111,15 @@ pub struct CudaDevice {
     compute_major: Option<i32>,
     rank: usize,
     host: String,
+    /// Buffers from cuMemHostAlloc (-Y host), which cuMemFreeHost releases.
+    host_buffers: std::collections::HashSet<u64>,
 }
+
+/// Managed memory any stream may touch.
+const MEM_ATTACH_GLOBAL: u32 = sys::CUmemAttach_flags::CU_MEM_ATTACH_GLOBAL as u32;
+/// Pinned host memory every context may use, mapped into the device's address space.
+const HOST_ALLOC_PORTABLE_MAPPED: u32 =
+    sys::CU_MEMHOSTALLOC_PORTABLE | sys::CU_MEMHOSTALLOC_DEVICEMAP;
 
 impl CudaDevice {
     /// Opens device `ordinal` and makes its primary context current in this thread.
@@ -143,6 +151,7 @@ impl CudaDevice {
                 name: String::new(),
                 pci_bus_id: None,
                 compute_major: None,
+                host_buffers: Default::default(),
                 rank,
                 host: host.to_string(),
             };
@@ -236,7 +245,45 @@ impl GpuDevice for CudaDevice {
         Ok(DeviceAddr(p))
     }
 
+    fn alloc_kind(&mut self, bytes: u64, kind: MemoryKind) -> Result<DeviceAddr> {
+        match kind {
+            MemoryKind::Coarse => self.alloc(bytes),
+            MemoryKind::Managed => {
+                let mut p: sys::CUdeviceptr = 0;
+                // SAFETY: the context is current; p is a valid out-pointer.
+                self.check(
+                    unsafe { sys::cuMemAllocManaged(&mut p, bytes as usize, MEM_ATTACH_GLOBAL) },
+                    &format!("cuMemAllocManaged({bytes} bytes, -Y managed)"),
+                )?;
+                Ok(DeviceAddr(p))
+            }
+            MemoryKind::Host => {
+                let mut p: *mut std::ffi::c_void = std::ptr::null_mut();
+                // Portable and mapped: with unified addressing the host pointer is the device's too.
+                // SAFETY: the context is current; p is a valid out-pointer.
+                self.check(
+                    unsafe { sys::cuMemHostAlloc(&mut p, bytes as usize, HOST_ALLOC_PORTABLE_MAPPED) },
+                    &format!("cuMemHostAlloc({bytes} bytes, -Y host)"),
+                )?;
+                self.host_buffers.insert(p as usize as u64);
+                Ok(DeviceAddr(p as usize as u64))
+            }
+            MemoryKind::Fine => Err(Error::Unsupported(
+                "-Y fine is AMD's fine-grained device memory (hipExtMallocWithFlags); CUDA has no such \
+                 kind: use -Y coarse, host or managed on NVIDIA GPUs"
+                    .into(),
+            )),
+        }
+    }
+
     fn free(&mut self, addr: DeviceAddr) -> Result<()> {
+        if self.host_buffers.remove(&addr.0) {
+            // SAFETY: addr came from cuMemHostAlloc and is freed once by its owner.
+            return self.check(
+                unsafe { sys::cuMemFreeHost(addr.0 as usize as *mut std::ffi::c_void) },
+                "cuMemFreeHost",
+            );
+        }
         // SAFETY: addr came from alloc and is freed once by its owner.
         self.check(unsafe { sys::cuMemFree_v2(addr.0) }, "cuMemFree")
     }

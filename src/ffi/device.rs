@@ -23,6 +23,32 @@ pub struct LibraryVersion {
     pub version: String,
 }
 
+/// What memory a buffer is (rccl-tests' -Y): device memory as the runtime gives it (coarse-grained on
+/// AMD, what cudaMalloc gives on NVIDIA), fine-grained device memory (AMD: coherent with the host and
+/// peers, uncached), pinned host memory mapped for the device, or managed (migrating) memory.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryKind {
+    #[default]
+    Coarse,
+    Fine,
+    Host,
+    Managed,
+}
+
+impl MemoryKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MemoryKind::Coarse => "coarse",
+            MemoryKind::Fine => "fine",
+            MemoryKind::Host => "host",
+            MemoryKind::Managed => "managed",
+        }
+    }
+}
+
 /// Device work the GPU backend needs, implemented over the CUDA driver (cudarc) and the HIP runtime.
 /// One value drives one device from one thread, with one stream.
 pub trait GpuDevice {
@@ -32,6 +58,9 @@ pub trait GpuDevice {
     /// The stream every operation is enqueued on.
     fn stream(&self) -> StreamHandle;
     fn alloc(&mut self, bytes: u64) -> Result<DeviceAddr>;
+    /// A buffer of `kind` (-Y); `free` releases it whatever its kind. A runtime without that kind of
+    /// memory says so (CUDA has no fine-grained memory).
+    fn alloc_kind(&mut self, bytes: u64, kind: MemoryKind) -> Result<DeviceAddr>;
     fn free(&mut self, addr: DeviceAddr) -> Result<()>;
     /// Host to device, after the stream's work has finished.
     fn copy_in(&mut self, dst: DeviceAddr, data: &[u8]) -> Result<()>;

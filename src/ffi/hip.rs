@@ -1,14 +1,18 @@
 //! The safe layer over the HIP runtime (libamdhip64, loaded at run time): device count, and one device
 //! with a stream, events and memory, as a `GpuDevice` for RCCL runs.
 
-use super::device::{DeviceInfo, GpuDevice, LibraryVersion};
+use super::device::{DeviceInfo, GpuDevice, LibraryVersion, MemoryKind};
 use super::hip_sys as sys;
+use super::quiet::quietly;
 use super::search::{self, Attempt, Family};
 use super::{c_text, DeviceAddr, StreamHandle};
 use crate::error::{Error, Result};
 use std::ffi::c_char;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// The HIP runtime's own logging switch: when set, its lines are the user's to see.
+const LOGGING_VARIABLES: [&str; 1] = ["AMD_LOG_LEVEL"];
 
 /// A loaded HIP runtime.
 pub struct Hip {
@@ -40,8 +44,13 @@ macro_rules! required {
 }
 
 impl Hip {
-    /// Finds and opens libamdhip64 (see `search`).
+    /// Finds and opens libamdhip64 (see `search`), keeping what it prints meanwhile for the error.
     pub fn open(rank: usize, host: &str) -> Result<Arc<Hip>> {
+        let (opened, printed) = quietly(&LOGGING_VARIABLES, || Self::open_loud(rank, host));
+        opened.map_err(|e| printed.added_to(e, "HIP"))
+    }
+
+    fn open_loud(rank: usize, host: &str) -> Result<Arc<Hip>> {
         let mut attempts = Vec::new();
         for candidate in search::static_candidates(Family::Hip, None, &search::process_env) {
             // SAFETY: the symbols are typed by our declarations of the HIP ABI (sys/hip_api.h).
@@ -138,9 +147,31 @@ impl Hip {
     pub fn device_count(&self) -> Result<usize> {
         let f = required!(self, hipGetDeviceCount);
         let mut n = 0;
+        // The first call starts the runtime, which prints its own lines when it finds no GPU.
         // SAFETY: n is a valid out-pointer.
-        self.check(unsafe { f(&mut n) }, "hipGetDeviceCount")?;
+        let (rc, printed) = quietly(&LOGGING_VARIABLES, || unsafe { f(&mut n) });
+        self.check(rc, "hipGetDeviceCount")
+            .map_err(|e| printed.added_to(e, "HIP"))?;
         Ok(n.max(0) as usize)
+    }
+
+    /// The runtime's version as HIP_VERSION numbers it (major x 10^7 + minor x 10^5 + patch, e.g.
+    /// 70253211 for 7.2.53211), if it says.
+    pub fn runtime_version(&self) -> Option<i32> {
+        let f = self.lib.hipRuntimeGetVersion.as_ref().ok()?;
+        let mut v = 0;
+        // SAFETY: v is a valid out-pointer.
+        (unsafe { f(&mut v) } == sys::hipError_t::hipSuccess).then_some(v)
+    }
+
+    /// Whether this runtime exports the allocator of `kind` (-Y).
+    pub fn has_memory_kind(&self, kind: MemoryKind) -> bool {
+        match kind {
+            MemoryKind::Coarse => self.lib.hipMalloc.is_ok() && self.lib.hipFree.is_ok(),
+            MemoryKind::Fine => self.lib.hipExtMallocWithFlags.is_ok() && self.lib.hipFree.is_ok(),
+            MemoryKind::Host => self.lib.hipHostMalloc.is_ok() && self.lib.hipHostFree.is_ok(),
+            MemoryKind::Managed => self.lib.hipMallocManaged.is_ok() && self.lib.hipFree.is_ok(),
+        }
     }
 
     /// Runtime and driver versions, as the runtime reports them (raw integers, e.g. 50221153).
@@ -173,6 +204,18 @@ pub struct HipDevice {
     events: Vec<sys::hipEvent_t>,
     name: String,
     pci_bus_id: Option<String>,
+    /// Buffers from hipHostMalloc, which hipHostFree releases (hipFree the others).
+    host_buffers: std::collections::HashSet<u64>,
+}
+
+/// hipExtMallocWithFlags' flag for rccl-tests' -Y fine: uncached device memory from HIP 5.7 on,
+/// fine-grained before (rccl-tests chooses by the HIP it was built with; we by the one loaded).
+pub fn fine_grained_flag(runtime_version: Option<i32>) -> u32 {
+    if runtime_version.is_some_and(|v| v >= 50_700_000) {
+        sys::COLLBENCH_HIP_DEVICE_MALLOC_UNCACHED
+    } else {
+        sys::COLLBENCH_HIP_DEVICE_MALLOC_FINEGRAINED
+    }
 }
 
 impl HipDevice {
@@ -199,6 +242,7 @@ impl HipDevice {
             events: Vec::new(),
             name: String::new(),
             pci_bus_id: None,
+            host_buffers: Default::default(),
         };
         let mut buf = [0 as c_char; 256];
         if let Ok(f) = hip.lib.hipDeviceGetName.as_ref() {
@@ -259,8 +303,44 @@ impl GpuDevice for HipDevice {
         Ok(DeviceAddr(p as usize as u64))
     }
 
+    fn alloc_kind(&mut self, bytes: u64, kind: MemoryKind) -> Result<DeviceAddr> {
+        let hip = Arc::clone(&self.hip);
+        let mut p: *mut std::ffi::c_void = std::ptr::null_mut();
+        let size = bytes as usize;
+        // SAFETY (each arm): p is a valid out-pointer; the flags are the real header's (tests/abi.rs).
+        let (rc, call) = match kind {
+            MemoryKind::Coarse => return self.alloc(bytes),
+            MemoryKind::Fine => {
+                let f = required!(hip, hipExtMallocWithFlags);
+                let flag = fine_grained_flag(hip.runtime_version());
+                (unsafe { f(&mut p, size, flag) }, "hipExtMallocWithFlags")
+            }
+            MemoryKind::Host => {
+                let f = required!(hip, hipHostMalloc);
+                let rc = unsafe { f(&mut p, size, sys::COLLBENCH_HIP_HOST_MALLOC_DEFAULT) };
+                (rc, "hipHostMalloc")
+            }
+            MemoryKind::Managed => {
+                let f = required!(hip, hipMallocManaged);
+                let rc = unsafe { f(&mut p, size, sys::COLLBENCH_HIP_MEM_ATTACH_GLOBAL) };
+                (rc, "hipMallocManaged")
+            }
+        };
+        hip.check(rc, &format!("{call}({bytes} bytes, -Y {})", kind.name()))?;
+        let addr = DeviceAddr(p as usize as u64);
+        if kind == MemoryKind::Host {
+            self.host_buffers.insert(addr.0);
+        }
+        Ok(addr)
+    }
+
     fn free(&mut self, addr: DeviceAddr) -> Result<()> {
         let hip = &self.hip;
+        if self.host_buffers.remove(&addr.0) {
+            let f = required!(hip, hipHostFree);
+            // SAFETY: addr came from hipHostMalloc and is freed once by its owner.
+            return hip.check(unsafe { f(addr.as_ptr()) }, "hipHostFree");
+        }
         let f = required!(hip, hipFree);
         // SAFETY: addr came from alloc and is freed once by its owner.
         hip.check(unsafe { f(addr.as_ptr()) }, "hipFree")
@@ -395,5 +475,19 @@ impl Drop for HipDevice {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fine_memory_is_uncached_from_hip_5_7_on() {
+        // Debian 12's HIP 5.2.3 reports 50221153; HIP 7.2's 70253211.
+        assert_eq!(fine_grained_flag(Some(50_221_153)), 0x1);
+        assert_eq!(fine_grained_flag(Some(50_700_000)), 0x3);
+        assert_eq!(fine_grained_flag(Some(70_253_211)), 0x3);
+        assert_eq!(fine_grained_flag(None), 0x1);
     }
 }

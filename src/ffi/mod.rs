@@ -1,6 +1,7 @@
-//! Foreign libraries: NCCL/RCCL, the HIP runtime and the CUDA driver (through cudarc), MPI's raw calls,
-//! NVML's one unwrapped call and the signal handler, each behind a thin safe layer that turns every call
-//! into a `Result` with the library's own words.
+//! Foreign libraries: NCCL/RCCL, the HIP runtime, ROCm SMI and the CUDA driver (through cudarc), MPI's
+//! raw calls, NVML's one unwrapped call and the signal handler, each behind a thin safe layer that turns
+//! every call into a `Result` with the library's own words; quiet.rs keeps what the vendor libraries
+//! print by themselves off the user's terminal.
 //!
 //! All `unsafe` code of collbench lives in this module tree (lib.rs denies it everywhere else). Everything above it handles device memory
 //! as plain addresses (`DeviceAddr`) and streams as opaque handles (`StreamHandle`), which safe code
@@ -15,6 +16,9 @@ pub mod mpi;
 pub mod nccl;
 mod nccl_sys;
 pub mod nvml;
+pub mod quiet;
+pub mod rocm_smi;
+mod rocm_smi_sys;
 pub mod search;
 pub mod signals;
 

@@ -3,6 +3,7 @@
 //! (ncclGetErrorString and ncclGetLastError), the rank and the host.
 
 use super::nccl_sys as sys;
+use super::quiet::quietly;
 use super::search::{self, Attempt, Candidate, Family};
 use super::{c_text, DeviceAddr, StreamHandle};
 use crate::dtype::{DataType, ReduceOp};
@@ -12,6 +13,9 @@ use std::sync::Arc;
 
 /// Bytes of an ncclUniqueId.
 pub const UNIQUE_ID_BYTES: usize = sys::NCCL_UNIQUE_ID_BYTES as usize;
+
+/// NCCL's and RCCL's logging switch: when set, their lines are the user's to see.
+const LOGGING_VARIABLES: [&str; 1] = ["NCCL_DEBUG"];
 
 /// Which library of the NCCL API family is loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +67,8 @@ pub enum Optional {
     MemAlloc,
     /// ncclCommSplit (NCCL 2.18 and later).
     CommSplit,
+    /// RCCL 7's tuning queries (rcclGetAlgoInfo, rcclGetAlgoName, rcclGetProtocolName), for -A.
+    AlgoInfo,
     /// RCCL's ncclAllToAllv. Only RCCL's counts: an NCCL build that exports the name (a fork) is left on
     /// grouped send/recv, so NCCL's numbers stay those of nccl-tests' alltoallv_perf.
     AllToAllv,
@@ -89,8 +95,21 @@ macro_rules! required {
 }
 
 impl Nccl {
-    /// Finds and opens the library (see `search`), on behalf of `rank` on `host` (for error messages).
+    /// Finds and opens the library (see `search`), on behalf of `rank` on `host` (for error messages);
+    /// what it prints meanwhile goes into the error.
     pub fn open(
+        flavor: Flavor,
+        explicit: Option<&Path>,
+        rank: usize,
+        host: &str,
+    ) -> Result<Arc<Nccl>> {
+        let (opened, printed) = quietly(&LOGGING_VARIABLES, || {
+            Self::open_loud(flavor, explicit, rank, host)
+        });
+        opened.map_err(|e| printed.added_to(e, flavor.name()))
+    }
+
+    fn open_loud(
         flavor: Flavor,
         explicit: Option<&Path>,
         rank: usize,
@@ -199,6 +218,12 @@ impl Nccl {
             Optional::MemAlloc => self.lib.ncclMemAlloc.is_ok() && self.lib.ncclMemFree.is_ok(),
             Optional::CommSplit => self.lib.ncclCommSplit.is_ok(),
             Optional::AllToAllv => self.flavor == Flavor::Rccl && self.lib.ncclAllToAllv.is_ok(),
+            Optional::AlgoInfo => {
+                self.flavor == Flavor::Rccl
+                    && self.lib.rcclGetAlgoInfo.is_ok()
+                    && self.lib.rcclGetAlgoName.is_ok()
+                    && self.lib.rcclGetProtocolName.is_ok()
+            }
         }
     }
 
@@ -261,8 +286,12 @@ impl Nccl {
         let mut id = sys::ncclUniqueId {
             internal: [0; UNIQUE_ID_BYTES],
         };
+        // The first call starts the device runtime (RCCL: HIP and ROCm SMI, which print their own
+        // lines on a machine without an AMD GPU).
         // SAFETY: id is a valid out-pointer of the declared size.
-        self.check(unsafe { f(&mut id) }, "ncclGetUniqueId", None)?;
+        let (rc, printed) = quietly(&LOGGING_VARIABLES, || unsafe { f(&mut id) });
+        self.check(rc, "ncclGetUniqueId", None)
+            .map_err(|e| printed.added_to(e, self.flavor.name()))?;
         Ok(id.internal.iter().map(|&c| c as u8).collect())
     }
 
@@ -421,6 +450,36 @@ pub fn nccl_op(op: ReduceOp) -> sys::ncclRedOp_t {
     }
 }
 
+/// The collectives RCCL's tuner answers for (its ncclFunc_t), the others have no tuned choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunedFunc {
+    Broadcast,
+    Reduce,
+    AllGather,
+    ReduceScatter,
+    AllReduce,
+}
+
+impl TunedFunc {
+    fn code(self) -> std::ffi::c_int {
+        (match self {
+            TunedFunc::Broadcast => sys::COLLBENCH_RCCL_FUNC_BROADCAST,
+            TunedFunc::Reduce => sys::COLLBENCH_RCCL_FUNC_REDUCE,
+            TunedFunc::AllGather => sys::COLLBENCH_RCCL_FUNC_ALL_GATHER,
+            TunedFunc::ReduceScatter => sys::COLLBENCH_RCCL_FUNC_REDUCE_SCATTER,
+            TunedFunc::AllReduce => sys::COLLBENCH_RCCL_FUNC_ALL_REDUCE,
+        }) as std::ffi::c_int
+    }
+}
+
+/// What RCCL's tuner picks for one collective (rccl-tests' -A columns).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlgoChoice {
+    pub algorithm: String,
+    pub protocol: String,
+    pub channels: u32,
+}
+
 /// A communicator. Destroyed on drop, or aborted when it failed (a failed communicator may hang in
 /// ncclCommDestroy).
 pub struct NcclComm {
@@ -508,6 +567,61 @@ impl NcclComm {
             size: group_size,
             broken: false,
         })
+    }
+
+    /// The algorithm, protocol and channels RCCL picks for `func` of `count` elements of `d` on this
+    /// communicator (rcclGetAlgoInfo with no CollNet and no NVLS, one operation in the group, as
+    /// rccl-tests asks); None where the library has no such query.
+    pub fn algo_choice(
+        &mut self,
+        func: TunedFunc,
+        count: u64,
+        d: DataType,
+    ) -> Result<Option<AlgoChoice>> {
+        let nccl = Arc::clone(&self.nccl);
+        if !nccl.has(Optional::AlgoInfo) {
+            return Ok(None);
+        }
+        let f = required!(nccl, rcclGetAlgoInfo);
+        let (mut algo, mut proto, mut channels) = (0, 0, 0);
+        // SAFETY: raw is a live communicator; the three are valid out-pointers.
+        let r = unsafe {
+            f(
+                self.raw,
+                func.code(),
+                count,
+                nccl_type(d),
+                0,
+                0,
+                1,
+                &mut algo,
+                &mut proto,
+                &mut channels,
+            )
+        };
+        self.check(r, "rcclGetAlgoInfo")?;
+        let name = |what: &str,
+                    code: std::ffi::c_int,
+                    r: sys::ncclResult_t,
+                    text: *const std::ffi::c_char| {
+            if r == sys::ncclResult_t::ncclSuccess {
+                c_text(text).unwrap_or_else(|| format!("{what} {code}"))
+            } else {
+                format!("{what} {code}")
+            }
+        };
+        let (mut algo_text, mut proto_text) = (std::ptr::null(), std::ptr::null());
+        let (fa, fp) = (
+            required!(nccl, rcclGetAlgoName),
+            required!(nccl, rcclGetProtocolName),
+        );
+        // SAFETY: the library writes pointers to its static names.
+        let (ra, rp) = unsafe { (fa(algo, &mut algo_text), fp(proto, &mut proto_text)) };
+        Ok(Some(AlgoChoice {
+            algorithm: name("algorithm", algo, ra, algo_text),
+            protocol: name("protocol", proto, rp, proto_text),
+            channels: channels.max(0) as u32,
+        }))
     }
 
     /// Aborts the communicator now (after a timeout or an asynchronous error); it is not destroyed later.

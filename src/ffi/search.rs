@@ -1,5 +1,5 @@
-//! Where collbench looks for libnccl, librccl and libamdhip64, in a fixed, documented order, and how a
-//! failure to find them is explained (every place tried, with the loader's own reason).
+//! Where collbench looks for libnccl, librccl, libamdhip64 and librocm_smi64, in a fixed, documented
+//! order, and how a failure to find them is explained (every place tried, with the loader's own reason).
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +13,11 @@ pub struct Candidate {
 }
 
 impl Candidate {
+    /// The one place a user or a test switch named.
+    pub fn explicit(target: impl Into<PathBuf>, origin: impl Into<String>) -> Candidate {
+        Candidate::new(target, origin)
+    }
+
     fn new(target: impl Into<PathBuf>, origin: impl Into<String>) -> Candidate {
         Candidate {
             target: target.into(),
@@ -27,6 +32,7 @@ pub enum Family {
     Nccl,
     Rccl,
     Hip,
+    RocmSmi,
 }
 
 impl Family {
@@ -35,6 +41,7 @@ impl Family {
             Family::Nccl => "NCCL",
             Family::Rccl => "RCCL",
             Family::Hip => "HIP runtime",
+            Family::RocmSmi => "ROCm SMI",
         }
     }
 
@@ -49,6 +56,9 @@ impl Family {
                 "give --rccl-lib /path/to/librccl.so.1, set ROCM_PATH, or add its folder to LD_LIBRARY_PATH"
             }
             Family::Hip => "set ROCM_PATH, or add the folder of libamdhip64.so to LD_LIBRARY_PATH",
+            Family::RocmSmi => {
+                "set ROCM_PATH, or add the folder of librocm_smi64.so to LD_LIBRARY_PATH"
+            }
         }
     }
 }
@@ -110,6 +120,24 @@ pub fn static_candidates(
                 ));
             }
             rocm_dirs(&set, &mut out, &names);
+        }
+        Family::RocmSmi => {
+            // ROCm's own packages number the file after the library's major version (5, 6, 7);
+            // Debian's is librocm_smi64.so.1 whatever the release.
+            let names = [
+                "librocm_smi64.so",
+                "librocm_smi64.so.7",
+                "librocm_smi64.so.6",
+                "librocm_smi64.so.5",
+                "librocm_smi64.so.1",
+            ];
+            for name in names {
+                out.push(Candidate::new(
+                    name,
+                    "loader search (LD_LIBRARY_PATH, ld.so.cache)",
+                ));
+            }
+            rocm_dirs(&set, &mut out, &names[..1]);
         }
     }
     out

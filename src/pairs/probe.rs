@@ -102,9 +102,11 @@ pub fn run(
 }
 
 /// A short timed loop, no sampled pass, no graph and no check (the probe names links; the sweep's
-/// rows were checked), with the sweep's -a and seed.
+/// rows were checked), with the sweep's -a and seed; measured as nccl-tests, whatever rccl-tests flags
+/// the sweep had.
 fn probe_settings(sweep: &Plan) -> EngineSettings {
     EngineSettings {
+        rccl_tests: Default::default(),
         iters: Iterations::Fixed(PROBE_ITERS),
         warmup_iters: 1,
         agg_iters: 1,

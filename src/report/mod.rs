@@ -8,6 +8,7 @@ pub mod json;
 pub mod link_probe;
 pub mod model;
 pub mod port_errors;
+pub mod rccl_results;
 pub mod summary;
 pub mod table;
 #[cfg(test)]

@@ -279,6 +279,10 @@ pub struct Row {
     /// all_to_allv's per-peer traffic (its source, phase, imbalance, each rank's bytes); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<crate::traffic::TrafficReport>,
+    /// -A: the algorithm, protocol and channels the library chose for this size, where it tells (RCCL
+    /// 7's rcclGetAlgoInfo); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<crate::backend::AlgoChoice>,
 }
 
 impl Row {

@@ -28,11 +28,20 @@ pub fn summarise(rows: &[Row], check_on: bool) -> Summary {
         collectives.dedup();
         let min = rows.iter().map(|r| r.size_bytes).min().unwrap_or(0);
         let max = rows.iter().map(|r| r.size_bytes).max().unwrap_or(0);
+        // -O measures one placement: say which the mean covers.
+        let placements = match (
+            rows.iter().any(|r| r.out_of_place.is_some()),
+            rows.iter().any(|r| r.in_place.is_some()),
+        ) {
+            (true, false) => "out-of-place only",
+            (false, true) => "in-place only",
+            _ => "out-of-place and in-place",
+        };
         BusBwFigure {
             gbps: values.iter().map(|v| v.2).sum::<f64>() / values.len() as f64,
             values: values.len(),
             covers: format!(
-                "mean of all {} busbw values (every row, out-of-place and in-place) of {}, sizes {} to {}, as nccl-tests",
+                "mean of all {} busbw values (every row, {placements}) of {}, sizes {} to {}, as nccl-tests",
                 values.len(),
                 collectives.join(" "),
                 HumanSize(min),

@@ -18,6 +18,8 @@ pub struct Columns {
     pub telemetry: bool,
     /// --groups: a last column names each row's layout ("2x4": two groups of four ranks).
     pub groups: bool,
+    /// -A: the algorithm, protocol and channels the library chose, after the GPU columns.
+    pub algo: bool,
 }
 
 /// The --telemetry columns, once per row (not per placement): (heading, unit, width).
@@ -26,6 +28,10 @@ const TELEMETRY_COLUMNS: [(&str, &str, usize); 3] = [
     ("maxT", "(C)", 5),
     ("maxP", "(W)", 6),
 ];
+
+/// rccl-tests' -A columns, once per row: (heading, unit, width).
+const ALGO_COLUMNS: [(&str, &str, usize); 3] =
+    [("algo", "", 8), ("proto", "", 8), ("channels", "", 10)];
 
 /// Width of the --groups layout column.
 const LAYOUT_WIDTH: usize = 9;
@@ -48,12 +54,16 @@ impl Columns {
         cols
     }
 
-    fn row_columns(&self) -> &'static [(&'static str, &'static str, usize)] {
+    /// The --telemetry columns, then -A's, once per row.
+    fn row_columns(&self) -> Vec<(&'static str, &'static str, usize)> {
+        let mut cols = Vec::new();
         if self.telemetry {
-            &TELEMETRY_COLUMNS
-        } else {
-            &[]
+            cols.extend(TELEMETRY_COLUMNS);
         }
+        if self.algo {
+            cols.extend(ALGO_COLUMNS);
+        }
+        cols
     }
 
     fn widths(&self) -> Vec<usize> {
@@ -103,7 +113,11 @@ impl Columns {
         // Each cell is its width plus one space of padding.
         let leading: usize = LEADING.iter().map(|w| w + 1).sum();
         let group: usize = per.iter().map(|c| c.2 + 1).sum();
-        let gpus: usize = self.row_columns().iter().map(|c| c.2 + 1).sum();
+        let gpus: usize = if self.telemetry {
+            TELEMETRY_COLUMNS.iter().map(|c| c.2 + 1).sum()
+        } else {
+            0
+        };
         let title = format!(
             "{}{:^group$}{:^group$}{:^gpus$}",
             " ".repeat(leading),
@@ -178,6 +192,17 @@ impl Columns {
         record.extend(self.placement(&row.in_place));
         if self.telemetry {
             record.extend(row.telemetry_cells());
+        }
+        if self.algo {
+            // N/A where the library does not tell, as rccl-tests prints it.
+            record.extend(match &row.algorithm {
+                Some(a) => [
+                    a.algorithm.clone(),
+                    a.protocol.clone(),
+                    a.channels.to_string(),
+                ],
+                None => ["N/A".to_string(), "N/A".to_string(), "N/A".to_string()],
+            });
         }
         if self.groups {
             record.push(
@@ -277,6 +302,7 @@ mod tests {
             telemetry: None,
             layout: None,
             traffic: None,
+            algorithm: None,
         }
     }
 
@@ -289,12 +315,14 @@ mod tests {
                 stats: true,
                 telemetry: true,
                 groups: false,
+                algo: true,
             },
             Columns {
                 peak: None,
                 stats: false,
                 telemetry: false,
                 groups: true,
+                algo: false,
             },
         ] {
             let heading = layout.heading();
@@ -316,6 +344,7 @@ mod tests {
             stats: false,
             telemetry: false,
             groups: false,
+            algo: false,
         };
         assert!(layout.heading().contains("%peak"));
         let cells: Vec<String> = layout
@@ -328,5 +357,32 @@ mod tests {
         assert_eq!(cells[8], "90%");
         assert!(layout.line(&row(112.0)).contains("112%*"));
         assert!(!Columns::default().heading().contains("%peak"));
+    }
+
+    #[test]
+    fn minus_a_names_the_librarys_choice_or_says_n_a() {
+        let layout = Columns {
+            algo: true,
+            ..Columns::default()
+        };
+        let heading = layout.heading();
+        assert!(
+            heading.contains("algo") && heading.contains("proto") && heading.contains("channels")
+        );
+        let cells = |r: &Row| -> Vec<String> {
+            layout
+                .line(r)
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        };
+        let mut chosen = row(90.0);
+        chosen.algorithm = Some(crate::backend::AlgoChoice {
+            algorithm: "RING".into(),
+            protocol: "LL128".into(),
+            channels: 32,
+        });
+        assert_eq!(cells(&chosen)[13..], ["RING", "LL128", "32"]);
+        assert_eq!(cells(&row(90.0))[13..], ["N/A", "N/A", "N/A"]);
     }
 }

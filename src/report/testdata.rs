@@ -71,6 +71,7 @@ pub fn row(collective: Collective, size: u64, ranks: usize, time_us: f64) -> Row
         telemetry: None,
         layout: None,
         traffic: None,
+        algorithm: None,
     }
 }
 

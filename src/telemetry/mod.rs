@@ -3,8 +3,10 @@
 //! rank's lowest and highest readings. The engine sees it only as a [`RowObserver`] called between rows.
 //!
 //! - reasons.rs: NVML's clock-event (throttle) reasons, which of them lower the clocks, their words
-//! - source.rs: where readings come from (NVML through nvml-wrapper), chosen per rank
-//! - rocm.rs: readings of AMD GPUs through ROCm SMI, throttle bits as NVML's reasons
+//! - mod.rs: a reading, what a source of readings is (`TelemetrySource`), how its GPU is found (`Which`)
+//! - source.rs: where readings come from (NVML through nvml-wrapper, or rocm.rs), chosen per rank
+//! - rocm.rs: readings of AMD GPUs through ROCm SMI, throttle bits as NVML's reasons (it names
+//!   nothing of source.rs)
 //! - sampler.rs: the sampling thread, started and stopped at row boundaries
 //! - findings.rs: what the end of the run says (throttled ranks, evidence for slow ranks)
 //! - nvlink.rs: the GPU's NVLink error counters, read before and after the run (not per row)

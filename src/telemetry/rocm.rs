@@ -1,10 +1,9 @@
-//! Readings of an AMD GPU through ROCm SMI (the topology's loader, `topo::rocm_smi_ffi`), found by the
-//! PCI bus id the backend reports, mapped into the readings NVML fills; the firmware's throttle bits
+//! Readings of an AMD GPU through ROCm SMI (`ffi::rocm_smi`), found by the PCI bus id the backend
+//! reports, mapped into the readings NVML fills; the firmware's ASIC-independent throttle bits (ROCm 6)
 //! become the nearest NVML clock-event reasons.
 
-use super::{reasons, GpuLimits, Reading};
-use super::{TelemetrySource, Which};
-use crate::topo::rocm_smi_ffi::{ClockDomain, RocmSmi};
+use super::{reasons, GpuLimits, Reading, TelemetrySource, Which};
+use crate::ffi::rocm_smi::{ClockDomain, RocmSmi, Throttle};
 
 /// One GPU read through ROCm SMI.
 pub struct RocmGpu {
@@ -16,10 +15,7 @@ pub struct RocmGpu {
 impl RocmGpu {
     /// Loads ROCm SMI (from `library` or the usual names) and finds the GPU.
     pub fn open(library: Option<&str>, which: Which) -> Result<RocmGpu, String> {
-        let smi = match library {
-            Some(path) => RocmSmi::open_from(&[path]),
-            None => RocmSmi::open(),
-        }?;
+        let smi = RocmSmi::open(library.map(std::path::Path::new))?;
         let index = match &which {
             Which::BusId(bus) => smi.device_by_bus_id(bus)?,
             Which::Index(i) => {
@@ -66,12 +62,22 @@ impl TelemetrySource for RocmGpu {
             power_w: self.smi.power_w(d).ok(),
             power_limit_w: self.smi.power_cap_w(d).ok(),
             temperature_c: self.smi.temperature_c(d).ok(),
-            reasons: self.smi.throttle_status(d).ok().map(nvml_reasons),
+            reasons: self.smi.throttle_status(d).ok().and_then(throttle_reasons),
             pcie_gen: link.map(|l| l.0),
             pcie_width: link.map(|l| l.1),
             ecc_corrected: ecc.map(|e| e.0),
             ecc_uncorrected: ecc.map(|e| e.1),
         }
+    }
+}
+
+/// NVML's reasons for a throttle status: ROCm 6's ASIC-independent bits map onto them; ROCm 5's bits
+/// mean something else on every chip, so only "none set" is known.
+pub fn throttle_reasons(status: Throttle) -> Option<u64> {
+    match status {
+        Throttle::Independent(bits) => Some(nvml_reasons(bits)),
+        Throttle::AsicSpecific(0) => Some(0),
+        Throttle::AsicSpecific(_) => None,
     }
 }
 
@@ -110,5 +116,15 @@ mod tests {
         );
         // Bits 24-31 and 48-55 are unassigned: they throttle nothing.
         assert_eq!(nvml_reasons((1 << 24) | (1 << 50)), 0);
+    }
+
+    #[test]
+    fn only_rocm_6_names_its_throttle_reasons() {
+        assert_eq!(
+            throttle_reasons(Throttle::Independent(1 << 36)),
+            Some(reasons::SW_THERMAL_SLOWDOWN)
+        );
+        assert_eq!(throttle_reasons(Throttle::AsicSpecific(0)), Some(0));
+        assert_eq!(throttle_reasons(Throttle::AsicSpecific(1 << 3)), None);
     }
 }

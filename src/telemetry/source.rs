@@ -1,6 +1,7 @@
 //! Where a rank's readings come from: its own GPU through NVML (nvml-wrapper, loaded at run time) or,
-//! for an AMD GPU, ROCm SMI (`rocm.rs`), found by the PCI bus id the backend reports. Every question NVML cannot answer leaves its reading empty;
-//! a rank with no GPU or no NVML gets the reason instead of a source.
+//! for an AMD GPU, ROCm SMI (`rocm.rs`), found by the PCI bus id the backend reports. Every question
+//! NVML cannot answer leaves its reading empty; a rank with no GPU or no NVML gets the reason instead
+//! of a source.
 
 use super::rocm::RocmGpu;
 use super::{GpuLimits, Reading, TelemetrySource, Which};
@@ -91,9 +92,13 @@ impl NvmlGpu {
         if let Some(path) = library {
             builder.lib_path(std::ffi::OsStr::new(path));
         }
-        let nvml = builder.init().map_err(|e| match e {
-            nvml_wrapper::error::NvmlError::LibloadingError(_) => words(e),
-            other => format!("NVML did not initialise: {other}"),
+        let (nvml, printed) = crate::ffi::quiet::quietly(&[], || builder.init());
+        let nvml = nvml.map_err(|e| {
+            let why = match e {
+                nvml_wrapper::error::NvmlError::LibloadingError(_) => words(e),
+                other => format!("NVML did not initialise: {other}"),
+            };
+            format!("{why}{}", printed.as_suffix("NVML"))
         })?;
         let (index, bus_id) = match &which {
             Which::BusId(bus) => {

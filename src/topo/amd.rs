@@ -1,6 +1,8 @@
 //! The AMD GPU source behind a trait: xGMI links between AMD GPUs as ROCm SMI reports them
-//! (live, through the dlopen in `rocm_smi_ffi`), or a recorded machine's answers (amdsmi.json).
+//! (live, through `ffi::rocm_smi`, opened only when asked), or a recorded machine's answers
+//! (amdsmi.json).
 
+use crate::ffi::rocm_smi::{LinkType, RocmSmi};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -91,24 +93,34 @@ impl AmdSource for FixtureAmd {
     }
 }
 
-/// The live library: ROCm SMI (librocm_smi64.so) when it loads. AMD SMI (libamd_smi.so) is
-/// looked for too, so the note says which of the two this machine has.
+/// The live library: ROCm SMI, opened the first time it is asked (discovery asks only when the PCI bus
+/// has an AMD GPU, so a machine without one never loads it, nor hears what it prints).
 pub struct LiveAmd {
-    smi: Result<super::rocm_smi_ffi::RocmSmi, String>,
+    library: Option<String>,
+    smi: std::sync::OnceLock<Result<RocmSmi, String>>,
 }
 
 impl LiveAmd {
     pub fn new() -> Self {
         LiveAmd {
-            smi: super::rocm_smi_ffi::RocmSmi::open(),
+            library: None,
+            smi: std::sync::OnceLock::new(),
         }
     }
 
     /// ROCm SMI from a given file (a ROCm install outside the loader's path).
     pub fn with_library(path: &str) -> Self {
         LiveAmd {
-            smi: super::rocm_smi_ffi::RocmSmi::open_from(&[path]),
+            library: Some(path.to_string()),
+            smi: std::sync::OnceLock::new(),
         }
+    }
+
+    fn smi(&self) -> Result<&RocmSmi, String> {
+        self.smi
+            .get_or_init(|| RocmSmi::open(self.library.as_deref().map(Path::new)))
+            .as_ref()
+            .map_err(|e| e.clone())
     }
 }
 
@@ -120,13 +132,14 @@ impl Default for LiveAmd {
 
 impl AmdSource for LiveAmd {
     fn open(&self) -> Result<String, String> {
-        self.smi
-            .as_ref()
-            .map(|s| s.describe())
-            .map_err(|e| e.clone())
+        let smi = self.smi()?;
+        match smi.device_count()? {
+            0 => Err(format!("{}: no GPU", smi.describe())),
+            _ => Ok(smi.describe()),
+        }
     }
     fn gpus(&self) -> Result<Vec<AmdGpuAnswer>, String> {
-        let smi = self.smi.as_ref().map_err(|e| e.clone())?;
+        let smi = self.smi()?;
         (0..smi.device_count()?)
             .map(|i| {
                 Ok(AmdGpuAnswer {
@@ -137,12 +150,11 @@ impl AmdSource for LiveAmd {
             .collect()
     }
     fn link(&self, src: usize, dst: usize) -> Result<AmdLinkAnswer, String> {
-        let smi = self.smi.as_ref().map_err(|e| e.clone())?;
-        let (kind, hops) = smi.link_type(src as u32, dst as u32)?;
+        let (kind, hops) = self.smi()?.link_type(src as u32, dst as u32)?;
         let link_type = match kind {
-            1 => "PCIE",
-            2 => "XGMI",
-            _ => "UNDEFINED",
+            LinkType::Pcie => "PCIE",
+            LinkType::Xgmi => "XGMI",
+            LinkType::Undefined => "UNDEFINED",
         };
         Ok(AmdLinkAnswer {
             link_type: link_type.to_string(),

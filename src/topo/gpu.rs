@@ -168,6 +168,11 @@ pub fn scan_pci(root: &SysRoot, unknown: &mut Vec<Unknown>) -> Vec<PciDevice> {
         .collect()
 }
 
+/// An AMD GPU (display controller or processing accelerator of vendor 0x1002).
+pub fn is_amd_gpu(d: &PciDevice) -> bool {
+    is_gpu(d) == Some(Vendor::Amd)
+}
+
 fn is_gpu(d: &PciDevice) -> Option<Vendor> {
     let base = d.class >> 16;
     match d.vendor {
@@ -245,7 +250,17 @@ pub fn discover_gpus(
     }
 
     let amd_in_sysfs = gpus.iter().any(|g| g.vendor == Vendor::Amd);
-    match amd.open() {
+    // ROCm SMI is opened only for an AMD GPU on the PCI bus: on other machines (NVIDIA nodes with
+    // Debian's Slurm, which brings librocm-smi64) it would only fail and print its own lines.
+    let opened = if amd_in_sysfs {
+        amd.open()
+    } else {
+        Err(format!(
+            "skipped: no AMD GPU on the PCI bus ({})",
+            root.path("/sys/bus/pci/devices").display()
+        ))
+    };
+    match opened {
         Ok(what) => {
             sources.push(super::Source::ok("ROCm SMI", what));
             amd_fill(amd, &mut gpus, unknown);

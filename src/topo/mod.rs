@@ -19,9 +19,6 @@ pub mod peak;
 pub mod port_counters;
 pub mod rates;
 pub mod render;
-// ROCm SMI's declarations are still here, not in src/ffi/: the AMD work moves them (issue 17).
-#[allow(unsafe_code)]
-pub(crate) mod rocm_smi_ffi;
 pub mod sysroot;
 
 pub use amd::{AmdSource, FixtureAmd, LiveAmd};
@@ -240,9 +237,28 @@ pub fn discover(root: &SysRoot, nvml: &dyn NvmlSource, amd: &dyn AmdSource) -> N
     }
 }
 
-/// This machine: "/" and the NVML and ROCm SMI libraries if they load.
+/// This machine's root: "/", or the folder of the test switch COLLBENCH_TEST_TOPO_ROOT.
+pub fn live_root() -> SysRoot {
+    crate::testing::topo_root()
+        .map(SysRoot::at)
+        .unwrap_or_else(SysRoot::live)
+}
+
+/// This machine: its root and the NVML and ROCm SMI libraries if they load (ROCm SMI only when the PCI
+/// bus has an AMD GPU).
 pub fn discover_live() -> NodeTopology {
-    discover(&SysRoot::live(), &LiveNvml::new(), &LiveAmd::new())
+    discover(&live_root(), &LiveNvml::new(), &LiveAmd::new())
+}
+
+/// Whether the PCI bus under `root` says there is no AMD GPU: Some(false) when it lists devices and
+/// none is one, Some(true) when one is, None when the bus cannot be read (a sandbox hiding sysfs), where
+/// only asking the libraries can tell.
+pub fn amd_gpu_on_pci(root: &SysRoot) -> Option<bool> {
+    let devices = gpu::scan_pci(root, &mut Vec::new());
+    if devices.is_empty() {
+        return None;
+    }
+    Some(devices.iter().any(gpu::is_amd_gpu))
 }
 
 /// A recorded machine: `dir` laid out as "/" (sys/, proc/), with NVML's answers in

@@ -188,26 +188,33 @@ impl NvmlSource for FixtureNvml {
     }
 }
 
-/// The live NVML, through nvml-wrapper. Loading libnvidia-ml.so happens in `new`; on a machine
-/// without the driver that fails and every answer is that failure.
+/// The live NVML, through nvml-wrapper. Loading libnvidia-ml.so happens in `new`, quietly (what it
+/// prints goes into the failure); on a machine without the driver that fails and every answer is that
+/// failure.
 pub struct LiveNvml {
     nvml: Result<nvml_wrapper::Nvml, String>,
 }
 
 impl LiveNvml {
     pub fn new() -> Self {
-        LiveNvml {
-            nvml: nvml_wrapper::Nvml::init().map_err(init_error),
-        }
+        Self::quietly(nvml_wrapper::Nvml::init)
     }
 
     /// NVML from a given file instead of the loader's libnvidia-ml.so.1.
     pub fn with_library(path: &str) -> Self {
-        let nvml = nvml_wrapper::Nvml::builder()
-            .lib_path(std::ffi::OsStr::new(path))
-            .init();
+        Self::quietly(|| {
+            nvml_wrapper::Nvml::builder()
+                .lib_path(std::ffi::OsStr::new(path))
+                .init()
+        })
+    }
+
+    fn quietly(
+        init: impl FnOnce() -> Result<nvml_wrapper::Nvml, nvml_wrapper::error::NvmlError>,
+    ) -> Self {
+        let (nvml, printed) = crate::ffi::quiet::quietly(&[], init);
         LiveNvml {
-            nvml: nvml.map_err(init_error),
+            nvml: nvml.map_err(|e| format!("{}{}", init_error(e), printed.as_suffix("NVML"))),
         }
     }
 

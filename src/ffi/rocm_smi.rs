@@ -1,0 +1,701 @@
+//! The safe layer over ROCm SMI (librocm_smi64, loaded at run time): opening it quietly, its version and
+//! the struct layouts that version writes, the calls that describe GPUs and the links between them
+//! (topology), and those that read a GPU's clocks, power, temperature, PCIe link, ECC and throttle
+//! status (telemetry). Every failure is a `String` with ROCm SMI's own words (rsmi_status_string).
+
+use super::c_text;
+use super::quiet::quietly;
+use super::rocm_smi_sys as sys;
+use super::search::{self, Attempt, Family};
+use std::ffi::c_char;
+use std::path::{Path, PathBuf};
+
+/// Environment variables that turn ROCm SMI's own logging on: then its lines are the user's to see.
+const LOGGING_VARIABLES: [&str; 2] = ["RSMI_LOGGING", "RSMI_DEBUG"];
+
+/// Which release family's struct layouts the library writes (sys/rocm_smi_api.h says what changed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// ROCm 5: 32 frequency levels, no deep-sleep flag, only the ASIC-specific throttle status.
+    Rocm5,
+    /// ROCm 6 and later: 33 levels after `has_deep_sleep`, and the ASIC-independent throttle status.
+    Rocm6,
+}
+
+impl Layout {
+    /// The layout of a library whose rsmi_version_get reports `major`: the library is 6.x in ROCm 6.0
+    /// and 7.x from ROCm 6.1 on, where the layouts changed; ROCm 5's reports 5.x (Debian's 5.2.3 build,
+    /// made without its version tags, reports 1.0.0).
+    pub fn for_library_major(major: u32) -> Layout {
+        if major >= 6 {
+            Layout::Rocm6
+        } else {
+            Layout::Rocm5
+        }
+    }
+}
+
+/// The firmware's throttle status, as the library's release gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    /// The kernel's ASIC-independent SMU_THROTTLER_* bits (ROCm 6).
+    Independent(u64),
+    /// The firmware's own bits, whose meaning depends on the chip (ROCm 5).
+    AsicSpecific(u32),
+}
+
+/// rsmi_clk_type_t: the clock domains telemetry reads.
+#[derive(Debug, Clone, Copy)]
+pub enum ClockDomain {
+    /// The graphics (shader) clock.
+    System,
+    Memory,
+}
+
+/// A loaded and initialised ROCm SMI.
+pub struct RocmSmi {
+    lib: sys::RocmSmiLib,
+    path: PathBuf,
+    version: (u32, u32, u32),
+    layout: Layout,
+    amd_smi_present: bool,
+}
+
+/// Candidates' names when AMD SMI (ROCm SMI's successor) is present: said in the description, since a
+/// machine may have one without the other.
+const AMD_SMI_NAMES: [&str; 2] = ["libamd_smi.so", "/opt/rocm/lib/libamd_smi.so"];
+
+fn amd_smi_present() -> bool {
+    AMD_SMI_NAMES.iter().any(|name| {
+        // SAFETY: loading runs the library's constructors, which only set up its own state; the handle
+        // is dropped at once.
+        unsafe { libloading::Library::new(name) }.is_ok()
+    })
+}
+
+impl RocmSmi {
+    /// Finds, opens and initialises ROCm SMI: `explicit` only, when given, else the places of
+    /// `search::Family::RocmSmi`. Whatever the library prints meanwhile is kept off the terminal and
+    /// goes into the error.
+    pub fn open(explicit: Option<&Path>) -> Result<RocmSmi, String> {
+        let (opened, printed) = quietly(&LOGGING_VARIABLES, || Self::open_loud(explicit));
+        opened.map_err(|e| format!("{e}{}", printed.as_suffix("ROCm SMI")))
+    }
+
+    fn open_loud(explicit: Option<&Path>) -> Result<RocmSmi, String> {
+        let candidates: Vec<search::Candidate> = match explicit {
+            Some(path) => vec![search::Candidate::explicit(path, "COLLBENCH_TEST_ROCM_SMI")],
+            None => search::static_candidates(Family::RocmSmi, None, &search::process_env),
+        };
+        let mut attempts = Vec::new();
+        let mut found = None;
+        for candidate in candidates {
+            // SAFETY: the symbols are typed by sys/rocm_smi_api.h, which tests/abi.rs checks against the
+            // real rocm_smi.h of ROCm 5 and 6.
+            match super::open_resident(&candidate.target)
+                .and_then(|l| unsafe { sys::RocmSmiLib::from_library(l) })
+            {
+                Ok(lib) => {
+                    found = Some((lib, candidate));
+                    break;
+                }
+                Err(e) => attempts.push(Attempt {
+                    candidate,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        let amd_smi_present = amd_smi_present();
+        let Some((lib, candidate)) = found else {
+            let also = if amd_smi_present {
+                "; AMD SMI (libamd_smi.so) is present, which collbench does not read"
+            } else {
+                ""
+            };
+            return Err(format!("ROCm SMI not found ({}{also})", tried(&attempts)));
+        };
+        let path = if candidate.target.is_absolute() {
+            candidate.target.clone()
+        } else {
+            search::mapped_path("librocm_smi64.so").unwrap_or(candidate.target.clone())
+        };
+        let mut smi = RocmSmi {
+            lib,
+            path,
+            version: (0, 0, 0),
+            layout: Layout::Rocm5,
+            amd_smi_present,
+        };
+        smi.version = smi.library_version()?;
+        smi.layout = Layout::for_library_major(smi.version.0);
+        let init = smi
+            .lib
+            .rsmi_init
+            .as_ref()
+            .map_err(|e| format!("{}: {e}", smi.describe()))?;
+        // SAFETY: rsmi_init(0): default flags, paired with rsmi_shut_down on drop.
+        let rc = unsafe { init(0) };
+        smi.check(rc, "rsmi_init")
+            .map_err(|e| format!("{}: {e}", smi.describe()))?;
+        Ok(smi)
+    }
+
+    fn library_version(&self) -> Result<(u32, u32, u32), String> {
+        let f = self
+            .lib
+            .rsmi_version_get
+            .as_ref()
+            .map_err(|e| format!("ROCm SMI at {}: {e}", self.path.display()))?;
+        let mut v = sys::rsmi_version_t {
+            major: 0,
+            minor: 0,
+            patch: 0,
+            build: std::ptr::null(),
+        };
+        // SAFETY: v is a valid out-pointer of the declared layout (the same in every release).
+        let rc = unsafe { f(&mut v) };
+        self.check(rc, "rsmi_version_get")
+            .map_err(|e| format!("ROCm SMI at {}: {e}", self.path.display()))?;
+        Ok((v.major, v.minor, v.patch))
+    }
+
+    /// "ROCm SMI 7.6.0 (/usr/lib/x86_64-linux-gnu/librocm_smi64.so.1.0)": the library's own version.
+    pub fn describe(&self) -> String {
+        let (x, y, z) = self.version;
+        let also = if self.amd_smi_present {
+            " (AMD SMI also present)"
+        } else {
+            ""
+        };
+        format!("ROCm SMI {x}.{y}.{z} ({}){also}", self.path.display())
+    }
+
+    /// The struct layouts this library writes.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The library's words for a status: "An error occurred during initialization ... (rsmi_status_t 8)".
+    fn words(&self, rc: sys::rsmi_status_t) -> String {
+        let mut text: *const c_char = std::ptr::null();
+        let said = match self.lib.rsmi_status_string.as_ref() {
+            // SAFETY: the library writes a pointer to one of its static strings.
+            Ok(f) => (unsafe { f(rc, &mut text) }) == sys::rsmi_status_t::RSMI_STATUS_SUCCESS,
+            Err(_) => false,
+        };
+        match said.then(|| c_text(text)).flatten() {
+            Some(t) => format!("{t} (rsmi_status_t {})", rc.0),
+            None => format!("rsmi_status_t {}", rc.0),
+        }
+    }
+
+    fn check(&self, rc: sys::rsmi_status_t, call: &str) -> Result<(), String> {
+        if rc == sys::rsmi_status_t::RSMI_STATUS_SUCCESS {
+            Ok(())
+        } else {
+            Err(format!("{call}: {}", self.words(rc)))
+        }
+    }
+}
+
+/// A symbol the library must have, or the caller's error.
+macro_rules! symbol {
+    ($self:ident, $name:ident) => {
+        $self
+            .lib
+            .$name
+            .as_ref()
+            .map_err(|e| format!("{}: {e}", stringify!($name)))?
+    };
+}
+
+impl RocmSmi {
+    pub fn device_count(&self) -> Result<u32, String> {
+        let f = symbol!(self, rsmi_num_monitor_devices);
+        let mut n: u32 = 0;
+        // SAFETY: n is a valid out-pointer.
+        self.check(unsafe { f(&mut n) }, "rsmi_num_monitor_devices")?;
+        Ok(n)
+    }
+
+    /// The GPU's PCI address in sysfs' form.
+    pub fn bus_id(&self, dev: u32) -> Result<String, String> {
+        let f = symbol!(self, rsmi_dev_pci_id_get);
+        let mut bdf: u64 = 0;
+        // SAFETY: bdf is a valid out-pointer.
+        self.check(unsafe { f(dev, &mut bdf) }, "rsmi_dev_pci_id_get")?;
+        Ok(decode_bdfid(bdf))
+    }
+
+    pub fn name(&self, dev: u32) -> Result<String, String> {
+        let f = symbol!(self, rsmi_dev_name_get);
+        let mut buf = [0 as c_char; 256];
+        // SAFETY: the library writes a NUL-terminated string of at most buf.len() bytes.
+        self.check(
+            unsafe { f(dev, buf.as_mut_ptr(), buf.len()) },
+            "rsmi_dev_name_get",
+        )?;
+        buf[buf.len() - 1] = 0;
+        Ok(c_text(buf.as_ptr()).unwrap_or_default())
+    }
+
+    /// (link type, hops) between two GPUs.
+    pub fn link_type(&self, src: u32, dst: u32) -> Result<(LinkType, u64), String> {
+        let f = symbol!(self, rsmi_topo_get_link_type);
+        let (mut hops, mut kind) = (0u64, sys::RSMI_IO_LINK_TYPE::RSMI_IOLINK_TYPE_UNDEFINED);
+        // SAFETY: both are valid out-pointers (the enum is 32 bits wide, as its largest value says).
+        self.check(
+            unsafe { f(src, dst, &mut hops, &mut kind) },
+            "rsmi_topo_get_link_type",
+        )?;
+        let link = match kind {
+            sys::RSMI_IO_LINK_TYPE::RSMI_IOLINK_TYPE_PCIEXPRESS => LinkType::Pcie,
+            sys::RSMI_IO_LINK_TYPE::RSMI_IOLINK_TYPE_XGMI => LinkType::Xgmi,
+            _ => LinkType::Undefined,
+        };
+        Ok((link, hops))
+    }
+
+    /// The monitor index of the GPU at `bus` ("0000:11:00.0", any case).
+    pub fn device_by_bus_id(&self, bus: &str) -> Result<u32, String> {
+        let wanted = bus.to_ascii_lowercase();
+        for dev in 0..self.device_count()? {
+            if self.bus_id(dev)? == wanted {
+                return Ok(dev);
+            }
+        }
+        Err(format!("ROCm SMI does not know the GPU at {bus}"))
+    }
+
+    /// The supported levels of a clock (or of the PCIe link rate) and the current one, in the layout of
+    /// this library's release.
+    fn levels(
+        &self,
+        call: &str,
+        fill: impl FnOnce(*mut std::ffi::c_void) -> Result<sys::rsmi_status_t, String>,
+    ) -> Result<Levels, String> {
+        match self.layout {
+            Layout::Rocm5 => {
+                let mut b = zeroed_bandwidth5();
+                self.check(
+                    fill((&mut b as *mut sys::collbench_rsmi5_pcie_bandwidth).cast())?,
+                    call,
+                )?;
+                Ok(Levels::from_rocm5(&b))
+            }
+            Layout::Rocm6 => {
+                let mut b = zeroed_bandwidth6();
+                self.check(
+                    fill((&mut b as *mut sys::collbench_rsmi6_pcie_bandwidth).cast())?,
+                    call,
+                )?;
+                Ok(Levels::from_rocm6(&b))
+            }
+        }
+    }
+
+    /// (current, highest supported) clock of `domain`, in MHz.
+    pub fn clock_mhz(&self, dev: u32, domain: ClockDomain) -> Result<(u32, u32), String> {
+        let f = symbol!(self, rsmi_dev_gpu_clk_freq_get);
+        let kind = match domain {
+            ClockDomain::System => sys::rsmi_clk_type_t::RSMI_CLK_TYPE_SYS,
+            ClockDomain::Memory => sys::rsmi_clk_type_t::RSMI_CLK_TYPE_MEM,
+        };
+        // The frequencies struct is the first member of the PCIe bandwidth struct of the same release,
+        // so one buffer of the larger serves both calls.
+        // SAFETY: the buffer holds this release's rsmi_frequencies_t (`levels` chose its layout).
+        let levels = self.levels("rsmi_dev_gpu_clk_freq_get", |p| {
+            Ok(unsafe { f(dev, kind, p.cast()) })
+        })?;
+        let hz_to_mhz = |hz: u64| (hz / 1_000_000) as u32;
+        levels
+            .current_and_max()
+            .map(|(now, max)| (hz_to_mhz(now), hz_to_mhz(max)))
+            .ok_or_else(|| "rsmi_dev_gpu_clk_freq_get: current level out of range".to_string())
+    }
+
+    /// The trained PCIe link: (generation, lanes).
+    pub fn pcie_link(&self, dev: u32) -> Result<(u32, u32), String> {
+        let f = symbol!(self, rsmi_dev_pci_bandwidth_get);
+        // SAFETY: the buffer is this release's rsmi_pcie_bandwidth_t.
+        let levels = self.levels("rsmi_dev_pci_bandwidth_get", |p| {
+            Ok(unsafe { f(dev, p.cast()) })
+        })?;
+        let (rate, _) = levels
+            .current_and_max()
+            .ok_or("rsmi_dev_pci_bandwidth_get: current level out of range")?;
+        let generation = pcie_generation(rate).ok_or_else(|| {
+            format!("rsmi_dev_pci_bandwidth_get: {rate} T/s is no PCIe generation")
+        })?;
+        Ok((generation, levels.current_lanes().unwrap_or(0)))
+    }
+
+    /// Watts from a call that writes microwatts.
+    fn watts(
+        &self,
+        call: &str,
+        read: impl FnOnce(&mut u64) -> sys::rsmi_status_t,
+    ) -> Result<f64, String> {
+        let mut microwatts: u64 = 0;
+        self.check(read(&mut microwatts), call)?;
+        Ok(microwatts as f64 / 1e6)
+    }
+
+    /// Power drawn now in watts: the socket power (ROCm 6, MI300 and later), else the average power.
+    pub fn power_w(&self, dev: u32) -> Result<f64, String> {
+        if let Ok(f) = self.lib.rsmi_dev_current_socket_power_get.as_ref() {
+            // SAFETY: the out-pointer is valid.
+            if let Ok(w) = self.watts("rsmi_dev_current_socket_power_get", |p| unsafe {
+                f(dev, p)
+            }) {
+                return Ok(w);
+            }
+        }
+        let f = symbol!(self, rsmi_dev_power_ave_get);
+        // SAFETY: sensor 0; the out-pointer is valid.
+        self.watts("rsmi_dev_power_ave_get", |p| unsafe { f(dev, 0, p) })
+    }
+
+    /// The power cap enforced now, in watts.
+    pub fn power_cap_w(&self, dev: u32) -> Result<f64, String> {
+        let f = symbol!(self, rsmi_dev_power_cap_get);
+        // SAFETY: sensor 0; the out-pointer is valid.
+        self.watts("rsmi_dev_power_cap_get", |p| unsafe { f(dev, 0, p) })
+    }
+
+    /// The board's default power cap, in watts.
+    pub fn default_power_cap_w(&self, dev: u32) -> Result<f64, String> {
+        let f = symbol!(self, rsmi_dev_power_cap_default_get);
+        // SAFETY: the out-pointer is valid.
+        self.watts("rsmi_dev_power_cap_default_get", |p| unsafe { f(dev, p) })
+    }
+
+    /// The current temperature in whole degrees C: the edge sensor, else the junction (hotspot) sensor,
+    /// which MI300 reports instead.
+    pub fn temperature_c(&self, dev: u32) -> Result<u32, String> {
+        let f = symbol!(self, rsmi_dev_temp_metric_get);
+        let mut last = Err(String::new());
+        for sensor in [
+            sys::rsmi_temperature_type_t::RSMI_TEMP_TYPE_EDGE,
+            sys::rsmi_temperature_type_t::RSMI_TEMP_TYPE_JUNCTION,
+        ] {
+            let mut millidegrees: i64 = 0;
+            // SAFETY: millidegrees is a valid out-pointer.
+            let rc = unsafe {
+                f(
+                    dev,
+                    sensor.0,
+                    sys::rsmi_temperature_metric_t::RSMI_TEMP_CURRENT,
+                    &mut millidegrees,
+                )
+            };
+            last = self
+                .check(rc, "rsmi_dev_temp_metric_get")
+                .map(|_| (millidegrees.max(0) / 1000) as u32);
+            if last.is_ok() {
+                break;
+            }
+        }
+        last
+    }
+
+    /// ECC errors (corrected, uncorrected) summed over the RAS blocks that count them; an error when no
+    /// block does.
+    pub fn ecc_counts(&self, dev: u32) -> Result<(u64, u64), String> {
+        let f = symbol!(self, rsmi_dev_ecc_count_get);
+        let (mut corrected, mut uncorrected, mut answered) = (0u64, 0u64, false);
+        let mut block = sys::rsmi_gpu_block_t::RSMI_GPU_BLOCK_UMC.0;
+        while block <= sys::rsmi_gpu_block_t::RSMI_GPU_BLOCK_FUSE.0 {
+            let mut counts = sys::rsmi_error_count_t {
+                correctable_err: 0,
+                uncorrectable_err: 0,
+            };
+            // SAFETY: counts is a valid out-pointer of the declared (every release's) layout.
+            let rc = unsafe { f(dev, sys::rsmi_gpu_block_t(block), &mut counts) };
+            if rc == sys::rsmi_status_t::RSMI_STATUS_SUCCESS {
+                answered = true;
+                corrected += counts.correctable_err;
+                uncorrected += counts.uncorrectable_err;
+            }
+            block <<= 1;
+        }
+        if answered {
+            Ok((corrected, uncorrected))
+        } else {
+            Err("rsmi_dev_ecc_count_get: no RAS block counts ECC errors".into())
+        }
+    }
+
+    /// The firmware's throttle status from the GPU metrics, as this library's release gives it.
+    pub fn throttle_status(&self, dev: u32) -> Result<Throttle, String> {
+        let f = symbol!(self, rsmi_dev_gpu_metrics_info_get);
+        let mut buffer = MetricsBuffer::new();
+        // SAFETY: the buffer is larger than any release's rsmi_gpu_metrics_t (tests/abi.rs checks it
+        // against the real headers), and 8-byte aligned.
+        let rc = unsafe { f(dev, buffer.as_mut_ptr().cast()) };
+        self.check(rc, "rsmi_dev_gpu_metrics_info_get")?;
+        buffer
+            .throttle(self.layout)
+            .ok_or_else(|| "rsmi_dev_gpu_metrics_info_get: no throttle status".into())
+    }
+}
+
+/// How two GPUs are joined, as ROCm SMI says (RSMI_IO_LINK_TYPE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkType {
+    Pcie,
+    Xgmi,
+    Undefined,
+}
+
+fn zeroed_bandwidth5() -> sys::collbench_rsmi5_pcie_bandwidth {
+    // SAFETY: integers and arrays of integers, for which all zeros is a value.
+    unsafe { std::mem::zeroed() }
+}
+
+fn zeroed_bandwidth6() -> sys::collbench_rsmi6_pcie_bandwidth {
+    // SAFETY: integers, arrays of integers and a bool, for which all zeros is a value (false).
+    unsafe { std::mem::zeroed() }
+}
+
+/// Supported levels (Hz or T/s), the current one's index, and the lanes at each level (PCIe only),
+/// whatever the layout they were read in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Levels {
+    supported: Vec<u64>,
+    current: usize,
+    lanes: Vec<u32>,
+}
+
+impl Levels {
+    fn new(num_supported: u32, current: u32, frequency: &[u64], lanes: &[u32]) -> Levels {
+        let n = (num_supported as usize).min(frequency.len());
+        Levels {
+            supported: frequency[..n].to_vec(),
+            current: current as usize,
+            lanes: lanes[..n.min(lanes.len())].to_vec(),
+        }
+    }
+
+    fn from_rocm5(b: &sys::collbench_rsmi5_pcie_bandwidth) -> Levels {
+        let f = &b.transfer_rate;
+        Levels::new(f.num_supported, f.current, &f.frequency, &b.lanes)
+    }
+
+    fn from_rocm6(b: &sys::collbench_rsmi6_pcie_bandwidth) -> Levels {
+        let f = &b.transfer_rate;
+        Levels::new(f.num_supported, f.current, &f.frequency, &b.lanes)
+    }
+
+    /// (current, highest supported), None when the library's answer is out of its own bounds.
+    fn current_and_max(&self) -> Option<(u64, u64)> {
+        let current = *self.supported.get(self.current)?;
+        Some((current, self.supported.iter().copied().max()?))
+    }
+
+    fn current_lanes(&self) -> Option<u32> {
+        self.lanes.get(self.current).copied()
+    }
+}
+
+/// Room for rsmi_gpu_metrics_t of any release, 8-byte aligned.
+struct MetricsBuffer(Vec<u64>);
+
+impl MetricsBuffer {
+    fn new() -> MetricsBuffer {
+        MetricsBuffer(vec![0; sys::COLLBENCH_RSMI_GPU_METRICS_BUFFER as usize / 8])
+    }
+
+    fn as_mut_ptr(&mut self) -> *mut u64 {
+        self.0.as_mut_ptr()
+    }
+
+    /// The throttle status at the place `layout` keeps it; None where the library marks the field as
+    /// not given (all ones).
+    fn throttle(&self, layout: Layout) -> Option<Throttle> {
+        let base = self.0.as_ptr();
+        match layout {
+            Layout::Rocm5 => {
+                // SAFETY: the buffer is larger than the head and aligned for it.
+                let head = unsafe { &*base.cast::<sys::collbench_rsmi5_gpu_metrics_head>() };
+                (head.throttle_status != u32::MAX)
+                    .then_some(Throttle::AsicSpecific(head.throttle_status))
+            }
+            Layout::Rocm6 => {
+                // SAFETY: as above.
+                let head = unsafe { &*base.cast::<sys::collbench_rsmi6_gpu_metrics_head>() };
+                (head.indep_throttle_status != u64::MAX)
+                    .then_some(Throttle::Independent(head.indep_throttle_status))
+            }
+        }
+    }
+}
+
+/// The places tried, on one line: a file that is not there by its name alone, any other failure (a
+/// dependency missing, a newer C library needed) with the loader's words.
+fn tried(attempts: &[Attempt]) -> String {
+    let each: Vec<String> = attempts
+        .iter()
+        .map(|a| {
+            let target = a.candidate.target.display().to_string();
+            if a.reason
+                .starts_with(&format!("{target}: cannot open shared object file"))
+            {
+                format!("no {target}")
+            } else {
+                format!("{target}: {}", a.reason)
+            }
+        })
+        .collect();
+    each.join(", ")
+}
+
+/// A PCIe transfer rate (T/s) as its generation: 2.5 GT/s is gen 1, each generation doubles it from
+/// gen 3's 8 GT/s.
+fn pcie_generation(transfers_per_second: u64) -> Option<u32> {
+    let gt = transfers_per_second as f64 / 1e9;
+    [2.5, 5.0, 8.0, 16.0, 32.0, 64.0, 128.0]
+        .iter()
+        .position(|&g| (gt - g).abs() < g * 0.1)
+        .map(|i| i as u32 + 1)
+}
+
+impl Drop for RocmSmi {
+    fn drop(&mut self) {
+        if let Ok(f) = self.lib.rsmi_shut_down.as_ref() {
+            // SAFETY: paired with the successful rsmi_init of `open`.
+            let _ = unsafe { f() };
+        }
+    }
+}
+
+/// rsmi_dev_pci_id_get's BDFID: domain in bits 32-63, bus 8-15, device 3-7, function 0-2 (ROCm 6.1
+/// puts a partition id in bits 28-31, which is not part of the address).
+pub fn decode_bdfid(bdf: u64) -> String {
+    format!(
+        "{:04x}:{:02x}:{:02x}.{:x}",
+        (bdf >> 32) & 0xffff,
+        (bdf >> 8) & 0xff,
+        (bdf >> 3) & 0x1f,
+        bdf & 0x7
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bdfid_fields() {
+        assert_eq!(decode_bdfid(0x11 << 8), "0000:11:00.0");
+        assert_eq!(
+            decode_bdfid((1 << 32) | (0x8b << 8) | (5 << 3) | 1),
+            "0001:8b:05.1"
+        );
+        // A partition id (ROCm 6.1) is not part of the address.
+        assert_eq!(decode_bdfid((3 << 28) | (0x11 << 8)), "0000:11:00.0");
+    }
+
+    #[test]
+    fn transfer_rates_name_pcie_generations() {
+        assert_eq!(pcie_generation(2_500_000_000), Some(1));
+        assert_eq!(pcie_generation(16_000_000_000), Some(4));
+        assert_eq!(pcie_generation(32_000_000_000), Some(5));
+        assert_eq!(pcie_generation(1_000_000), None);
+    }
+
+    #[test]
+    fn a_missing_file_is_named_and_any_other_failure_keeps_the_loader_words() {
+        let attempt = |target: &str, reason: &str| Attempt {
+            candidate: search::Candidate::explicit(target, "test"),
+            reason: reason.into(),
+        };
+        let line = tried(&[
+            attempt(
+                "librocm_smi64.so",
+                "librocm_smi64.so: cannot open shared object file: No such file or directory",
+            ),
+            attempt(
+                "/opt/rocm/lib/librocm_smi64.so",
+                "/lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.38' not found",
+            ),
+        ]);
+        assert_eq!(
+            line,
+            "no librocm_smi64.so, /opt/rocm/lib/librocm_smi64.so: /lib/x86_64-linux-gnu/libc.so.6: \
+             version `GLIBC_2.38' not found"
+        );
+    }
+
+    #[test]
+    fn library_versions_choose_the_layout() {
+        // Debian 12's ROCm 5.2.3 build reports 1.0.0; ROCm 6.4.1's library 7.6.0, 7.2.4's 7.8.0.
+        assert_eq!(Layout::for_library_major(1), Layout::Rocm5);
+        assert_eq!(Layout::for_library_major(5), Layout::Rocm5);
+        assert_eq!(Layout::for_library_major(6), Layout::Rocm6);
+        assert_eq!(Layout::for_library_major(7), Layout::Rocm6);
+    }
+
+    /// PCIe gen 1 x1 and gen 5 x16, the second current, in each release's layout: the same answer.
+    #[test]
+    fn both_layouts_read_the_same_levels() {
+        let mut five = zeroed_bandwidth5();
+        five.transfer_rate.num_supported = 2;
+        five.transfer_rate.current = 1;
+        five.transfer_rate.frequency[..2].copy_from_slice(&[2_500_000_000, 32_000_000_000]);
+        five.lanes[..2].copy_from_slice(&[1, 16]);
+        let mut six = zeroed_bandwidth6();
+        six.transfer_rate.has_deep_sleep = true;
+        six.transfer_rate.num_supported = 2;
+        six.transfer_rate.current = 1;
+        six.transfer_rate.frequency[..2].copy_from_slice(&[2_500_000_000, 32_000_000_000]);
+        six.lanes[..2].copy_from_slice(&[1, 16]);
+        for levels in [Levels::from_rocm5(&five), Levels::from_rocm6(&six)] {
+            assert_eq!(
+                levels.current_and_max(),
+                Some((32_000_000_000, 32_000_000_000))
+            );
+            assert_eq!(levels.current_lanes(), Some(16));
+        }
+        // The two layouts differ where the releases do: 32 levels against 33 after a bool.
+        assert_eq!(five.transfer_rate.frequency.len(), 32);
+        assert_eq!(six.transfer_rate.frequency.len(), 33);
+        assert_eq!(std::mem::size_of_val(&five.transfer_rate), 264);
+        assert_eq!(std::mem::size_of_val(&six.transfer_rate), 280);
+    }
+
+    #[test]
+    fn levels_out_of_their_own_bounds_answer_nothing() {
+        let mut five = zeroed_bandwidth5();
+        five.transfer_rate.num_supported = 40; // more than the struct holds: clipped to 32
+        five.transfer_rate.current = 35;
+        assert_eq!(Levels::from_rocm5(&five).current_and_max(), None);
+    }
+
+    #[test]
+    fn the_throttle_status_is_read_where_each_release_keeps_it() {
+        let mut buffer = MetricsBuffer::new();
+        // throttle_status at byte 68 and indep_throttle_status at byte 112 in every release (checked
+        // against the real headers by tests/abi.rs).
+        let bytes: &mut [u8] = bytemuck_bytes(&mut buffer.0);
+        bytes[68..72].copy_from_slice(&0x24u32.to_ne_bytes());
+        bytes[112..120].copy_from_slice(&(1u64 << 36).to_ne_bytes());
+        assert_eq!(
+            buffer.throttle(Layout::Rocm5),
+            Some(Throttle::AsicSpecific(0x24))
+        );
+        assert_eq!(
+            buffer.throttle(Layout::Rocm6),
+            Some(Throttle::Independent(1 << 36))
+        );
+        // All ones: the library says the field is not given.
+        let bytes: &mut [u8] = bytemuck_bytes(&mut buffer.0);
+        bytes[112..120].copy_from_slice(&u64::MAX.to_ne_bytes());
+        assert_eq!(buffer.throttle(Layout::Rocm6), None);
+    }
+
+    fn bytemuck_bytes(words: &mut [u64]) -> &mut [u8] {
+        // SAFETY: u64s viewed as their bytes, for the length of the slice.
+        unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast(), words.len() * 8) }
+    }
+}
