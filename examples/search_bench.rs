@@ -45,6 +45,9 @@ struct Line {
     link_unmeasured: usize,
     not_sure: usize,
     max_partners: usize,
+    /// Wall time of the search (planning, judging, the simulated measurement) per round, mean over
+    /// the fabrics, milliseconds.
+    ms_per_round: f64,
 }
 
 fn run(profile: Profile, hosts: usize, scenario: Scenario, args: &Args) -> Line {
@@ -53,16 +56,18 @@ fn run(profile: Profile, hosts: usize, scenario: Scenario, args: &Args) -> Line 
         max_rounds: args.max_rounds,
         seed: DEFAULT_SEED,
     };
-    let results: Vec<(usize, Score, bool, usize, Option<usize>)> = (1..=args.fabrics)
+    let results: Vec<(usize, Score, bool, usize, Option<usize>, f64)> = (1..=args.fabrics)
         .into_par_iter()
         .map(|seed| {
             let mut fabric = scenario.fabric(hosts, profile, seed);
+            let started = Instant::now();
             // Each fabric gets its own rounds too: the seed of a real run is the user's.
             let settings = Settings {
                 seed: settings.seed ^ seed,
                 ..settings
             };
             let outcome = search::search(hosts, &settings, &mut fabric).expect("a fabric measures");
+            let seconds = started.elapsed().as_secs_f64();
             let mut met = std::collections::HashSet::new();
             let mut partners = vec![0usize; hosts];
             for s in &outcome.samples {
@@ -90,7 +95,15 @@ fn run(profile: Profile, hosts: usize, scenario: Scenario, args: &Args) -> Line 
                     .max()
                     .unwrap_or(0)
             });
-            (outcome.rounds, score, outcome.sure, most, named_after)
+            let ms_per_round = 1e3 * seconds / outcome.rounds.max(1) as f64;
+            (
+                outcome.rounds,
+                score,
+                outcome.sure,
+                most,
+                named_after,
+                ms_per_round,
+            )
         })
         .collect();
     Line {
@@ -110,6 +123,7 @@ fn run(profile: Profile, hosts: usize, scenario: Scenario, args: &Args) -> Line 
         link_unmeasured: results.iter().filter(|r| r.1.link_unmeasured).count(),
         not_sure: results.iter().filter(|r| !r.2).count(),
         max_partners: results.iter().map(|r| r.3).max().unwrap_or(0),
+        ms_per_round: results.iter().map(|r| r.5).sum::<f64>() / results.len().max(1) as f64,
     }
 }
 
@@ -121,7 +135,7 @@ fn main() {
         args.fabrics, args.fabrics, args.max_rounds, args.round_seconds
     );
     println!(
-        "# {:<10} {:>5} {:<13} {:>4} {:>4} {:>4} {:>6} {:>6} {:>4} {:>7} {:>7} {:>6} {:>5} {:>8} {:>8} {:>9} {:>10}",
+        "# {:<10} {:>5} {:<13} {:>4} {:>4} {:>4} {:>6} {:>6} {:>4} {:>7} {:>7} {:>6} {:>5} {:>8} {:>8} {:>9} {:>10} {:>8}",
         "profile",
         "hosts",
         "scenario",
@@ -138,7 +152,8 @@ fn main() {
         "unseen",
         "notsure",
         "search_s",
-        "circle_s"
+        "circle_s",
+        "ms/round"
     );
     for name in &args.profiles {
         let profile = match name.as_str() {
@@ -165,7 +180,7 @@ fn main() {
                 let faulty = scenario != Scenario::Healthy;
                 let p50 = at(0.5);
                 println!(
-                    "  {:<10} {:>5} {:<13} {:>4} {:>4} {:>4} {:>6} {:>6} {:>4} {:>7} {:>7} {:>6} {:>5} {:>8} {:>8} {:>9.0} {:>10.0}",
+                    "  {:<10} {:>5} {:<13} {:>4} {:>4} {:>4} {:>6} {:>6} {:>4} {:>7} {:>7} {:>6} {:>5} {:>8} {:>8} {:>9.0} {:>10.0} {:>8.2}",
                     profile.name,
                     hosts,
                     scenario.name(),
@@ -183,12 +198,13 @@ fn main() {
                     line.not_sure,
                     p50 as f64 * args.round_seconds,
                     circle as f64 * args.round_seconds,
+                    line.ms_per_round,
                 );
             }
         }
     }
     println!(
-        "# p50/p99/max: rounds to a verdict; nam50/nam99: rounds until the faulty hosts were first named (fabrics where all were); part: the most distinct partners any host met; found/missed: faulty fabrics whose faults were all named (of {}); false: fabrics in which a host or link without a fault was named; mixed: a flaky host named bad or a bad host flaky; unseen: bad links whose pair was never measured; notsure: stopped at --max-rounds; search_s: p50 rounds x a round; circle_s: the circle method's n-1 rounds x {} repeats x a round. {:.1} s in all.",
+        "# p50/p99/max: rounds to a verdict; nam50/nam99: rounds until the faulty hosts were first named (fabrics where all were); part: the most distinct partners any host met; found/missed: faulty fabrics whose faults were all named (of {}); false: fabrics in which a host or link without a fault was named; mixed: a flaky host named bad or a bad host flaky; unseen: bad links whose pair was never measured; notsure: stopped at --max-rounds; search_s: p50 rounds x a round; circle_s: the circle method's n-1 rounds x {} repeats x a round; ms/round: the search's own wall time per simulated round (plan, judge, simulated fabric), mean over the fabrics, one thread each. {:.1} s in all.",
         args.fabrics,
         args.circle_repeats,
         started.elapsed().as_secs_f64()

@@ -374,25 +374,7 @@ fn run(
         }
     };
     let figures = model::matrix(&d.samples);
-    let mut text = if list_pairs {
-        let mut t = render::matrices(&people, &figures);
-        t.push_str("#\n");
-        t
-    } else {
-        String::new()
-    };
-    if let Some(report) = &d.search {
-        text.push_str(&render::search(report, people.len(), DEFAULT_REPEATS));
-    }
-    text.push_str(&render::verdict(&v, d.search.is_some()));
-    if !list_pairs {
-        text.push_str(&render::worst_pairs(
-            &people,
-            &figures,
-            v.median_gbps,
-            render::WORST_PAIRS,
-        ));
-    }
+    let mut text = render::summary(&people, &figures, d.search.as_ref(), &v);
     d.wrong_total = (plan.args.check > 0).then(|| d.samples.iter().filter_map(|s| s.wrong).sum());
     text.push_str(&render::check(&d.samples, &people, plan.args.check));
     // A failed check comes first, as in a sweep: figures of a broken exchange mean little.

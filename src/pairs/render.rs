@@ -3,6 +3,7 @@
 use super::model::{PairFigure, PairSample, Participant};
 use super::schedule::circle_round_count;
 use super::verdict::PairsVerdict;
+use crate::cli::pairs::DEFAULT_REPEATS;
 use crate::report::link_probe::SearchReport;
 
 /// One matrix, `value` of each cell, `-` on the diagonal and where a pair was not measured.
@@ -210,6 +211,33 @@ pub fn worst_pairs(
     out
 }
 
+/// What the terminal shows at the end of a pairs check: up to MATRIX_UP_TO participants the
+/// matrices, then how the search ran (when it did) and the verdict; above it the worst pairs instead of
+/// the matrices, so a fleet's report is a screen whatever its size.
+pub fn summary(
+    people: &[Participant],
+    figures: &[PairFigure],
+    searched: Option<&SearchReport>,
+    v: &PairsVerdict,
+) -> String {
+    let list_pairs = people.len() <= MATRIX_UP_TO;
+    let mut text = if list_pairs {
+        let mut t = matrices(people, figures);
+        t.push_str("#\n");
+        t
+    } else {
+        String::new()
+    };
+    if let Some(report) = searched {
+        text.push_str(&search(report, people.len(), DEFAULT_REPEATS));
+    }
+    text.push_str(&verdict(v, searched.is_some()));
+    if !list_pairs {
+        text.push_str(&worst_pairs(people, figures, v.median_gbps, WORST_PAIRS));
+    }
+    text
+}
+
 /// How the search ran, and what the circle method would have cost.
 pub fn search(report: &SearchReport, participants: usize, repeats: usize) -> String {
     let all_pairs = participants * participants.saturating_sub(1) / 2;
@@ -295,6 +323,58 @@ mod tests {
         assert_eq!(
             gamma_lat.split_whitespace().collect::<Vec<_>>(),
             ["gamma", "20.000", "30.000", "-"]
+        );
+    }
+
+    #[test]
+    fn a_fleet_of_1024_hosts_gets_the_verdict_and_the_worst_pairs_not_the_matrix() {
+        // The simulator's fabric with host 300 at half rate, searched and stored as the command does.
+        use crate::pairs::model::matrix;
+        use crate::pairs::search::sim::{Fabric, Fault, INFINIBAND};
+        use crate::pairs::search::{report, search, Settings, DEFAULT_MAX_ROUNDS, DEFAULT_SEED};
+        let hosts = 1024;
+        let people: Vec<Participant> = (0..hosts)
+            .map(|i| Participant {
+                name: format!("node{i:04}"),
+                host: format!("node{i:04}"),
+                rank: i,
+                members: vec![i],
+            })
+            .collect();
+        let mut fabric = Fabric::healthy(hosts, INFINIBAND, 9).with(Fault::BadHost(300));
+        let settings = Settings {
+            threshold_percent: INFINIBAND.threshold_percent,
+            max_rounds: DEFAULT_MAX_ROUNDS,
+            seed: DEFAULT_SEED,
+        };
+        let outcome = search(hosts, &settings, &mut fabric).expect("rounds");
+        let (v, stored) = report::stored(&outcome, &people, &settings, Some(1.5));
+        let figures = matrix(&outcome.samples);
+        let text = summary(&people, &figures, Some(&stored), &v);
+        assert!(
+            !text.contains("# Bandwidth") && !text.contains("# Latency"),
+            "{text}"
+        );
+        assert!(text.contains("# Search"), "{text}");
+        assert!(text.contains("bad host node0300: slow with"), "{text}");
+        assert!(text.contains("named after round"), "{text}");
+        let worst = text
+            .lines()
+            .skip_while(|l| !l.starts_with("# Worst pairs"))
+            .nth(1)
+            .expect("the worst pairs");
+        assert!(worst.contains("node0300"), "{text}");
+        assert!(text.lines().count() < 40, "a screen: {text}");
+        // 32 participants still get the matrices.
+        let few: Vec<PairFigure> = figures
+            .iter()
+            .filter(|f| f.a < MATRIX_UP_TO && f.b < MATRIX_UP_TO)
+            .cloned()
+            .collect();
+        let text = summary(&people[..MATRIX_UP_TO], &few, None, &v);
+        assert!(
+            text.contains("# Bandwidth") && !text.contains("# Worst pairs"),
+            "{text}"
         );
     }
 }
