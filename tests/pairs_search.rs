@@ -1,7 +1,7 @@
 //! `collbench pairs` searching on 8 real MPI ranks of one machine (--by rank): the search code of
 //! src/pairs/search/ measured by the engine through pairs/rounds.rs, the ranks agreeing on every round.
-//! A rank made slow with COLLBENCH_TEST_DELAY is the bad "host"; the lab (tests/search_lab.rs) does
-//! the same across hosts. One run at a time: 16 or 24 ranks on 2 cores make healthy pairs tens of
+//! A rank made slow with COLLBENCH_TEST_DELAY is the bad "host"; docs/FLEET.md records the same
+//! across the lab's hosts. One run at a time: 16 or 24 ranks on 2 cores make healthy pairs tens of
 //! times slower now and then, and a host slow in two rounds by chance takes 14 quiet rounds to clear.
 
 mod common;

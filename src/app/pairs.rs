@@ -351,7 +351,7 @@ fn run(
                 seed: seed.unwrap_or(search::DEFAULT_SEED),
             };
             let outcome = exchanges.search(&mut engine, &settings, before_round)?;
-            Measured::Search(outcome, settings)
+            Measured::Search(Box::new(outcome), settings)
         }
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -449,7 +449,7 @@ impl Method {
 /// What was measured: every pair's samples, or the search's outcome.
 enum Measured {
     Full(Vec<model::PairSample>),
-    Search(search::Outcome, search::Settings),
+    Search(Box<search::Outcome>, search::Settings),
 }
 
 /// The search's seed, the same on every rank: --seed, else one drawn by rank 0 from its run id and
