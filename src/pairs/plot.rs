@@ -11,6 +11,19 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 
+/// The participants in order of their median sample, slowest first; those without one (NaN) last.
+pub(crate) fn slowest_first(samples_of: &[Vec<f64>]) -> Vec<usize> {
+    let typical: Vec<f64> = samples_of.iter().map(|v| median(v)).collect();
+    let mut order: Vec<usize> = (0..samples_of.len()).collect();
+    order.sort_by(|&x, &y| {
+        typical[x]
+            .is_nan()
+            .cmp(&typical[y].is_nan())
+            .then(typical[x].total_cmp(&typical[y]))
+    });
+    order
+}
+
 /// Red (half the best pair or less) through yellow (three quarters) to green (the best pair), by
 /// `share` of the best bandwidth: a link at half its rate is a fault, so it must look like one.
 pub(crate) fn colour(share: f64) -> RGBColor {
@@ -140,14 +153,7 @@ impl Layout {
                 of_host[f.a].push(f.bandwidth_gbps);
                 of_host[f.b].push(f.bandwidth_gbps);
             }
-            let typical: Vec<f64> = of_host.iter().map(|v| median(v)).collect();
-            // Unmeasured participants (NaN) last.
-            at.sort_by(|&x, &y| {
-                typical[x]
-                    .is_nan()
-                    .cmp(&typical[y].is_nan())
-                    .then(typical[x].total_cmp(&typical[y]))
-            });
+            at = slowest_first(&of_host);
         }
         let mut seat = vec![0; n];
         for (k, &i) in at.iter().enumerate() {

@@ -4,8 +4,8 @@
 //! rows. Rows sorted by each participant's median sample, slowest first; the named ones marked. The
 //! pair matrix of a search is mostly pairs never measured; this shows every sample it took.
 
-use super::model::{median, PairSample, Participant};
-use super::plot::{colour, format_of, legend, mark_rows, Format};
+use super::model::{PairSample, Participant};
+use super::plot::{colour, format_of, legend, mark_rows, slowest_first, Format};
 use crate::error::{Error, Result};
 use crate::fleet::font::{register_font, FAMILY};
 use plotters::coord::Shift;
@@ -72,14 +72,7 @@ impl Grid {
             mine[s.a].push(s.bandwidth_gbps);
             mine[s.b].push(s.bandwidth_gbps);
         }
-        let typical: Vec<f64> = mine.iter().map(|v| median(v)).collect();
-        let mut order: Vec<usize> = (0..participants).collect();
-        order.sort_by(|&x, &y| {
-            typical[x]
-                .is_nan()
-                .cmp(&typical[y].is_nan())
-                .then(typical[x].total_cmp(&typical[y]))
-        });
+        let order = slowest_first(&mine);
         let mut row = vec![0; participants];
         for (k, &i) in order.iter().enumerate() {
             row[i] = k;

@@ -417,21 +417,7 @@ pub fn judge(ledger: &Ledger, threshold_percent: f64) -> Judgement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pairs::model::PairSample;
-
-    fn sample(a: usize, b: usize, bandwidth_gbps: f64) -> PairSample {
-        PairSample {
-            repeat: 0,
-            round: 0,
-            a,
-            b,
-            bandwidth_gbps,
-            time_us: 1.0,
-            latency_us: 1.0,
-            lanes: 1,
-            wrong: None,
-        }
-    }
+    use crate::pairs::search::sample;
 
     /// Every pair of `n` once, bandwidth from `bw`.
     fn every_pair(n: usize, bw: impl Fn(usize, usize) -> f64) -> Ledger {

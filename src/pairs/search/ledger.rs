@@ -130,20 +130,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sample(a: usize, b: usize, bandwidth_gbps: f64) -> PairSample {
-        PairSample {
-            repeat: 0,
-            round: 0,
-            a,
-            b,
-            bandwidth_gbps,
-            time_us: 1.0,
-            latency_us: 1.0,
-            lanes: 1,
-            wrong: None,
-        }
-    }
+    use crate::pairs::search::sample;
 
     #[test]
     fn a_pair_is_one_record_whichever_end_comes_first() {

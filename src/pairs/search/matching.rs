@@ -143,8 +143,8 @@ fn pick_partner(x: usize, good: &[usize], busy: &[bool], ledger: &Ledger) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pairs::model::PairSample;
     use crate::pairs::search::judge::judge;
+    use crate::pairs::search::sample;
     use std::collections::BTreeSet;
 
     fn disjoint(round: &Round, n: usize) -> BTreeSet<usize> {
@@ -158,20 +158,9 @@ mod tests {
 
     fn measure(ledger: &mut Ledger, round: &Round, index: usize, bw: impl Fn(usize, usize) -> f64) {
         for &(a, b) in round {
-            ledger.add(
-                PairSample {
-                    repeat: 0,
-                    round: index,
-                    a,
-                    b,
-                    bandwidth_gbps: bw(a, b),
-                    time_us: 1.0,
-                    latency_us: 1.0,
-                    lanes: 1,
-                    wrong: None,
-                },
-                false,
-            );
+            let mut s = sample(a, b, bw(a, b));
+            s.round = index;
+            ledger.add(s, false);
         }
     }
 

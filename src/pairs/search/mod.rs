@@ -103,3 +103,19 @@ pub fn search(hosts: usize, settings: &Settings, meter: &mut dyn RoundMeter) -> 
 
 #[cfg(test)]
 mod tests;
+
+/// A sample of pair (a, b) in round 0, for the unit tests of the search's parts.
+#[cfg(test)]
+pub(crate) fn sample(a: usize, b: usize, bandwidth_gbps: f64) -> PairSample {
+    PairSample {
+        repeat: 0,
+        round: 0,
+        a,
+        b,
+        bandwidth_gbps,
+        time_us: 1.0,
+        latency_us: 1.0,
+        lanes: 1,
+        wrong: None,
+    }
+}
