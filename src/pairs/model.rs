@@ -135,3 +135,16 @@ pub fn median(values: &[f64]) -> f64 {
         sorted[mid]
     }
 }
+
+/// Participants node0000, node0001, ..., one rank each, for unit tests at fleet size.
+#[cfg(test)]
+pub(crate) fn test_fleet(n: usize) -> Vec<Participant> {
+    (0..n)
+        .map(|i| Participant {
+            name: format!("node{i:04}"),
+            host: format!("node{i:04}"),
+            rank: i,
+            members: vec![i],
+        })
+        .collect()
+}

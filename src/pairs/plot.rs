@@ -370,6 +370,7 @@ pub(crate) fn legend<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pairs::model::test_fleet;
 
     fn people() -> Vec<Participant> {
         ["h0", "h1", "h2"]
@@ -415,17 +416,6 @@ mod tests {
         assert!(check_extension(&dir.path().join("m.gif")).is_err());
     }
 
-    fn fleet(n: usize) -> Vec<Participant> {
-        (0..n)
-            .map(|i| Participant {
-                name: format!("node{i:04}"),
-                host: format!("node{i:04}"),
-                rank: i,
-                members: vec![i],
-            })
-            .collect()
-    }
-
     /// Every pair of 1,024 hosts: 48 GB/s give or take 3 %, host 700 at half of that.
     fn full_fleet_matrix(n: usize, bad: usize) -> Vec<PairFigure> {
         let mut figures = Vec::with_capacity(n * (n - 1) / 2);
@@ -446,7 +436,7 @@ mod tests {
 
     #[test]
     fn a_fleet_is_sorted_slowest_first_and_its_cells_fit_the_picture() {
-        let people = fleet(1024);
+        let people = test_fleet(1024);
         let figures = full_fleet_matrix(1024, 700);
         let layout = Layout::of(&people, &figures);
         assert!(!layout.labelled);
@@ -460,7 +450,7 @@ mod tests {
     #[test]
     fn a_heatmap_of_1024_hosts_renders_at_a_sane_size_with_the_bad_host_marked() {
         let dir = tempfile::tempdir().expect("a folder");
-        let people = fleet(1024);
+        let people = test_fleet(1024);
         let figures = full_fleet_matrix(1024, 700);
         let png = dir.path().join("fleet.png");
         heatmap(&png, &people, &figures, &[700]).expect("png");

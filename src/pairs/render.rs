@@ -333,14 +333,7 @@ mod tests {
         use crate::pairs::search::sim::{Fabric, Fault, INFINIBAND};
         use crate::pairs::search::{report, search, Settings, DEFAULT_MAX_ROUNDS, DEFAULT_SEED};
         let hosts = 1024;
-        let people: Vec<Participant> = (0..hosts)
-            .map(|i| Participant {
-                name: format!("node{i:04}"),
-                host: format!("node{i:04}"),
-                rank: i,
-                members: vec![i],
-            })
-            .collect();
+        let people = crate::pairs::model::test_fleet(hosts);
         let mut fabric = Fabric::healthy(hosts, INFINIBAND, 9).with(Fault::BadHost(300));
         let settings = Settings {
             threshold_percent: INFINIBAND.threshold_percent,

@@ -168,17 +168,7 @@ fn draw<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn people(n: usize) -> Vec<Participant> {
-        (0..n)
-            .map(|i| Participant {
-                name: format!("node{i:04}"),
-                host: format!("node{i:04}"),
-                rank: i,
-                members: vec![i],
-            })
-            .collect()
-    }
+    use crate::pairs::model::test_fleet;
 
     #[test]
     fn the_search_of_1024_hosts_draws_a_row_each_slowest_first_with_the_bad_host_marked() {
@@ -197,7 +187,7 @@ mod tests {
         assert_eq!(grid.rounds, outcome.rounds);
         let dir = tempfile::tempdir().expect("a folder");
         let png = dir.path().join("rounds.png");
-        rounds_map(&png, &people(1024), &outcome.samples, &[700]).expect("png");
+        rounds_map(&png, &test_fleet(1024), &outcome.samples, &[700]).expect("png");
         let bytes = std::fs::read(&png).expect("png bytes");
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
         let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
@@ -206,7 +196,7 @@ mod tests {
         assert!(width <= MARGIN + COLUMNS_PIXELS + 20, "{width}");
         assert!(bytes.len() < 2 << 20, "{} bytes", bytes.len());
         let svg = dir.path().join("rounds.svg");
-        rounds_map(&svg, &people(1024), &outcome.samples, &[700]).expect("svg");
+        rounds_map(&svg, &test_fleet(1024), &outcome.samples, &[700]).expect("svg");
         let text = std::fs::read_to_string(&svg).expect("svg text");
         assert!(text.contains("node0700") && !text.contains("node0699"));
         assert!(text.len() < 8 << 20, "{} bytes", text.len());
