@@ -70,7 +70,7 @@ fn main() {
             functions: "rsmi_.*",
             types: "rsmi_.*|RSMI_.*|collbench_rsmi.*",
             vars: "RSMI_.*|COLLBENCH_RSMI.*",
-            newtypes: "rsmi_status_t|rsmi_clk_type_t|rsmi_temperature_type_t|rsmi_temperature_metric_t|RSMI_IO_LINK_TYPE|rsmi_gpu_block_t",
+            newtypes: "rsmi_status_t|rsmi_clk_type_t|rsmi_temperature_type_t|rsmi_temperature_metric_t|RSMI_IO_LINK_TYPE|rsmi_gpu_block_t|rsmi_memory_type_t",
         },
         "rocm_smi_sys.rs",
     );

@@ -102,7 +102,7 @@ nodes() { mpirun "${root[@]}" --oversubscribe --bind-to none -np 2 "$node" "$@";
 check() {
     local name="$1" value="$2" op="$3" limit="$4" result
     if [ -z "$value" ]; then result=SKIP
-    elif python3 -c "import sys; v,l=float(sys.argv[1]),float(sys.argv[3]); sys.exit(0 if {'<=':v<=l,'==':v==l,'>=':v>=l}[sys.argv[2]] else 1)" "$value" "$op" "$limit"; then result=PASS
+    elif python3 -c "import sys; v,l=float(sys.argv[1]),float(sys.argv[3]); sys.exit(0 if {'<=':v<=l,'==':v==l,'>=':v>=l,'>':v>l}[sys.argv[2]] else 1)" "$value" "$op" "$limit"; then result=PASS
     else result=FAIL; fi
     printf '%s\t%s\t%s %s\t%s\n' "$name" "${value:--}" "$op" "$limit" "$result" >> "$verdict"
 }
@@ -194,6 +194,57 @@ run workload_tp nodes workload llama-3.1-70b --tp 2 --batch 1,8 --prefill 2K --s
 check "workload llama-3.1-70b TP2 on 2 nodes: exit code" "$?" "==" 0
 run workload_ep nodes workload deepseek-v3 --ep 2 --batch 1,64 --prefill none --size-time-cap 1
 check "workload deepseek-v3 EP2 on 2 nodes: exit code" "$?" "==" 0
+# Energy: the GPU's counter on the GPU machine; in the rehearsal the NVML stand-in's
+# (tests/fixtures/fake_nvml.c, 350 W at its 400 W limit) where a C compiler is found, so the energy
+# checks' queries are judged here before a lease is spent on them.
+meter=()
+if [ "$rehearse" = 1 ]; then
+    if cc -shared -fPIC -o "$results/libfake-nvidia-ml.so" tests/fixtures/fake_nvml.c >> "$log" 2>&1; then
+        meter=(env "COLLBENCH_TEST_NVML=$results/libfake-nvidia-ml.so")
+        say "gpu-check: rehearsal energy from the NVML stand-in"
+    else
+        say "gpu-check: no C compiler for the NVML stand-in: the energy checks SKIP"
+    fi
+fi
+metered_nodes() { nodes "${meter[@]}" "$@"; }
+metered_one() { one "${meter[@]}" "$@"; }
+metered=1; [ "$rehearse" = 1 ] && [ ${#meter[@]} -eq 0 ] && metered=0
+# energy_json QUERY FILE: json's answer where energy is read (the GPU, or the stand-in), else "" (SKIP).
+energy_json() { [ "$metered" = 1 ] && json "$@"; }
+
+# Equal load, fit, a pipeline and energy: on the 2 nodes TP2 spans both and TP1 x PP2 has its stage
+# boundary between them (NCCL send/recv one way); each layout's fit against the GPU's memory as NVML
+# reads it, and each message's energy from the GPU's counter (both pseudo-nodes read the one GPU's
+# counter, so the job's joules count it twice; the check is only that it moved).
+run workload_fit metered_nodes workload llama-3.1-8b --batch 8 --job-batch 8 --prefill none --size-time-cap 0.3
+check "workload llama-3.1-8b TP2, TP1xPP2 on 2 nodes: exit code" "$?" "==" 0
+check "workload llama-3.1-8b: stage boundary measured, #wrong" \
+    "$(json "[m['measurement']['wrong'] for m in d['messages'] if m.get('boundary')][0]" "$results/workload_fit.json")" "==" 0
+check "workload llama-3.1-8b: rankings per replica and per job" "$(json "len(d['ranking'])" "$results/workload_fit.json")" "==" 2
+check "workload llama-3.1-8b: GPU memory read (GB)" \
+    "$(json "(d['gpu_memory']['bytes'] or 0) / 1e9 or ''" "$results/workload_fit.json")" ">=" 8
+check "workload llama-3.1-8b: messages with energy" \
+    "$(energy_json "sum(1 for m in d['messages'] if m['measurement'].get('energy'))" "$results/workload_fit.json")" "==" \
+    "$(json "len(d['messages'])" "$results/workload_fit.json")"
+check "workload llama-3.1-8b: step energy of the winner (J)" \
+    "$(energy_json "next((l['energy']['joules'] for l in d['ranking'][1]['layouts'] if l['winner'] and l['energy']), 0)" "$results/workload_fit.json")" ">" 0
+
+# Energy per row from the GPU's counter (NVML's total energy consumption, read just before and after each
+# timed loop): about a second of 1G all_reduce (1M on host memory in the rehearsal), whose draw must lie
+# between 30 W and the limit in force.
+if [ "$metered" = 1 ]; then
+    energy_size=1G; [ "$rehearse" = 1 ] && energy_size=1M
+    run energy metered_one all_reduce -b "$energy_size" -e "$energy_size" -n 1000 -w 20 -c 0
+    check "energy $energy_size all_reduce: exit code" "$?" "==" 0
+    check "energy $energy_size all_reduce: placements with energy" \
+        "$(json "sum(1 for r in d['rows'] for m in (r['out_of_place'], r['in_place']) if m and m.get('energy'))" "$results/energy.json")" "==" 2
+    draw='[j / (t * m["iterations"] * 1e-6) for r in d["rows"] for m in (r["out_of_place"], r["in_place"]) for j, t in zip(m["energy"]["rank_joules"], m["rank_time_us"]) if j]'
+    check "energy $energy_size all_reduce: lowest draw over a timed loop (W)" "$(json "min($draw)" "$results/energy.json")" ">=" 30
+    check "energy $energy_size all_reduce: highest draw over the power limit in force" \
+        "$(json "max($draw) / d['telemetry']['ranks'][0]['limits']['power_limit_w']" "$results/energy.json")" "<=" 1.1
+else
+    check "energy all_reduce: exit code" "" "==" 0
+fi
 
 # --- 2. -G, and the timed loop's cost against nccl-tests ---------------------------------------------
 if [ "$rehearse" = 0 ]; then

@@ -1,6 +1,6 @@
 /*
- * The subset of the ROCm SMI C API (librocm_smi64) that collbench calls for topology (GPUs, xGMI links)
- * and telemetry (clocks, power, temperature, PCIe link, ECC, throttle status), declared for this project
+ * The subset of the ROCm SMI C API (librocm_smi64) that collbench calls for topology (GPUs, xGMI links,
+ * VRAM) and telemetry (clocks, power, temperature, PCIe link, ECC, throttle status, energy), declared for this project
  * from rocm_smi.h's public ABI (values, signatures and layouts are facts of the ABI; no code is copied).
  *
  * build.rs runs bindgen over this file with dynamic loading: nothing here is linked at build time.
@@ -64,6 +64,11 @@ typedef enum {
     RSMI_IOLINK_TYPE_XGMI = 2,
     RSMI_IOLINK_TYPE_SIZE = 0xFFFFFFFF
 } RSMI_IO_LINK_TYPE;
+
+/* Memory kinds of rsmi_dev_memory_total_get; the first is VRAM. */
+typedef enum {
+    RSMI_MEM_TYPE_VRAM = 0
+} rsmi_memory_type_t;
 
 /* RAS blocks are bit flags in a 64-bit enum. */
 typedef enum {
@@ -233,6 +238,10 @@ rsmi_status_t rsmi_dev_temp_metric_get(uint32_t dv_ind, uint32_t sensor_type, rs
 rsmi_status_t rsmi_dev_pci_bandwidth_get(uint32_t dv_ind, rsmi_pcie_bandwidth_t *bandwidth);
 rsmi_status_t rsmi_dev_ecc_count_get(uint32_t dv_ind, rsmi_gpu_block_t block, rsmi_error_count_t *ec);
 rsmi_status_t rsmi_dev_gpu_metrics_info_get(uint32_t dv_ind, rsmi_gpu_metrics_t *pgpu_metrics);
+/* The energy counter (counts of counter_resolution microjoules) and the VRAM's size. */
+rsmi_status_t rsmi_dev_energy_count_get(uint32_t dv_ind, uint64_t *power, float *counter_resolution,
+                                        uint64_t *timestamp);
+rsmi_status_t rsmi_dev_memory_total_get(uint32_t dv_ind, rsmi_memory_type_t mem_type, uint64_t *total);
 
 #ifdef __cplusplus
 }

@@ -6,7 +6,7 @@
 mod common;
 mod lab;
 
-use common::{rdma_ports_with_counters, read_json, RDMA_PORT};
+use common::{layout_names, rdma_ports_with_counters, read_json, stage_boundary, RDMA_PORT};
 use lab::Lab;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -543,4 +543,76 @@ fn a_port_whose_error_counters_rise_during_a_sweep_is_named_with_its_host() {
     assert_eq!(changes.len(), 1, "{report:#}");
     assert_eq!(changes[0]["host"], bad.as_str());
     assert_eq!(changes[0]["delta"], 1204);
+}
+
+/// Llama-3.1-8B's decode step on the lab's two hosts of 2 ranks: TP2 x PP2 is chosen by default (TP on
+/// a host, the stage boundary across hosts) beside TP4 (across both hosts), the boundary measured
+/// point-to-point from each rank of host 0 to its peer on host 1 and checked; with host 1's link
+/// throttled to 5 Mbit/s (far below what the busy 2-core lab leaves shared memory), TP4's 64 all_reduce
+/// per step cross the slow link and only TP2 x PP2's one boundary does, so TP2 x PP2 ranks above TP4.
+#[test]
+fn pipeline_stage_boundaries_cross_the_hosts_and_rank_beside_tp_across_hosts() {
+    let Some(lab) = Lab::up(2) else { return };
+    let workload = |name: &str| {
+        let json = lab.path(name);
+        let (out, stdout, stderr) = output(&mut lab.collbench(
+            2,
+            2,
+            &[
+                "workload",
+                "llama-3.1-8b",
+                "--batch",
+                "8",
+                "--prefill",
+                "none",
+                "-n",
+                "5",
+                "--backend",
+                "mpi",
+                "--gpu-memory",
+                "80",
+                "-J",
+                &json,
+            ],
+        ));
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        (read_json(std::path::Path::new(&json)), stdout)
+    };
+    let (doc, stdout) = workload("pp.json");
+    assert_eq!(layout_names(&doc), ["TP2", "TP4", "TP2xPP2"], "{stdout}");
+    let replica = &doc["layouts"][2]["groups"][0];
+    assert_eq!(replica["members"], serde_json::json!([0, 1, 2, 3]));
+    let (h0, h1) = (lab.host_name(0), lab.host_name(1));
+    assert_eq!(replica["hosts"], serde_json::json!([h0, h0, h1, h1]));
+    let boundary = stage_boundary(&doc);
+    assert_eq!(
+        boundary["boundary"],
+        serde_json::json!({"tp": 2, "stages": 2})
+    );
+    assert_eq!(boundary["bytes"], 8 * 4096 * 2);
+    assert_eq!(boundary["measurement"]["wrong"], 0, "{boundary}");
+    let ranked: Vec<&str> = doc["ranking"][0]["layouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        ranked.contains(&"TP4") && ranked.contains(&"TP2xPP2"),
+        "{stdout}"
+    );
+
+    lab.slow_host(1, "5mbit");
+    let (slow, stdout) = workload("pp_slow.json");
+    let place = |name: &str| {
+        slow["ranking"][0]["layouts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap()["place"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(place("TP2xPP2") < place("TP4"), "{stdout}");
 }

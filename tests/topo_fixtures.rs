@@ -41,6 +41,8 @@ fn dgx_h100_discovery() {
         assert_eq!(g.vendor, Vendor::Nvidia);
         assert_eq!(g.name.as_deref(), Some("NVIDIA H100 80GB HBM3"));
         assert_eq!(g.architecture.as_deref(), Some("Hopper"));
+        // 81559 MiB, what an H100 SXM5 80GB reports.
+        assert_eq!(g.memory_bytes, Some(85_520_809_984));
         assert_eq!(g.links.len(), 18, "GPU {i} active NVLinks");
         assert!(g.links.iter().all(|l| l.kind == LinkKind::NvLink
             && l.generation == Some(4)
@@ -452,7 +454,8 @@ fn live_rocm_smi_through_dlopen() {
     assert!(n
         .gpus
         .iter()
-        .all(|g| g.name.as_deref() == Some("AMD Instinct MI300X")));
+        .all(|g| g.name.as_deref() == Some("AMD Instinct MI300X")
+            && g.memory_bytes == Some(192 << 30)));
     let links: Vec<usize> = n.gpus.iter().map(|g| g.links.len()).collect();
     assert_eq!(links, [6, 7, 7, 7, 7, 7, 7, 6]);
     assert_eq!(
@@ -519,6 +522,11 @@ fn live_nvml_agrees_with_the_recorded_answers() {
 
     let g = &live.gpus[0];
     assert_eq!(g.name.as_deref(), Some("NVIDIA H100 NVL"));
+    assert_eq!(
+        g.memory_bytes,
+        Some(95_830 << 20),
+        "nvmlDeviceGetMemoryInfo_v2"
+    );
     assert_eq!(g.links.len(), 12, "links 12-17 are inactive");
     // NVML said 7 ("5.0"); Hopper has NVLink4 at 25 GB/s, not NVLink5 at 50.
     assert!(g

@@ -193,13 +193,7 @@ fn a_preset_below_32k_on_default_layouts_with_auto_precision() {
     let doc = run.doc();
     assert_workload_valid(&doc);
     // A dense model on one host of 4 ranks: TP2 and TP4, no EP.
-    let names: Vec<&str> = doc["layouts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["TP2", "TP4"]);
+    assert_eq!(layout_names(&doc), ["TP2", "TP4"]);
     let ar = "all_reduce".to_string();
     assert_eq!(
         message_set(&doc),
@@ -375,4 +369,164 @@ fn a_skewed_router_loads_the_hot_rank_and_tp1_moves_nothing() {
     assert!(parts(&doc, 0, "TP1").is_empty());
     assert!(run.stdout.contains("no communication"), "{}", run.stdout);
     assert_ranked(&doc, 1, 2);
+}
+
+/// Llama-3.1-70B's weights per GPU on TPk, by hand from its config: per layer q and o 2 x 8192 x 8192,
+/// k and v 2 x 8192 x 1024, the MLP 3 x 8192 x 28672, all bfloat16 and cut k ways, and 2 norms of 8192
+/// whole; the embedding and the head 128256 x 8192 each, cut by vocabulary; the final norm whole.
+fn llama_70b_weights_per_gpu(k: u64) -> u64 {
+    let layer = (2 * 8192 * 8192 + 2 * 8192 * 1024 + 3 * 8192 * 28672) * 2 / k + 2 * 8192 * 2;
+    80 * layer + 2 * 128_256 * 8192 * 2 / k + 8192 * 2
+}
+
+#[test]
+fn llama_70b_on_tp2_and_tp4_fits_by_hand_and_a_layout_that_does_not_fit_never_wins() {
+    // 40 GB per GPU: TP2's 70.6 GB of weights do not fit, TP4's 35.3 GB do. KV for 4 sequences of 1000
+    // tokens: 80 layers x (8 / k) KV heads x 2 x 128 x 2 bytes per token.
+    let run = mpirun_json(
+        4,
+        "workload llama-3.1-70b --tp 2,4 --batch 4 --job-batch 8 --prefill none --context 1000 --gpu-memory 40 -n 3",
+        &[],
+    );
+    run.assert_success();
+    let doc = run.doc();
+    assert_workload_valid(&doc);
+    assert_eq!(doc["gpu_memory"]["bytes"], 40_000_000_000u64);
+    assert_eq!(doc["context_tokens"], 1000);
+    // The message list: 160 all_reduce of tokens x 16 KiB on each layout.
+    assert_eq!(
+        parts(&doc, 0, "TP2"),
+        [("all_reduce".into(), 4 * 16384, 160)]
+    );
+    assert_eq!(
+        parts(&doc, 0, "TP4"),
+        [("all_reduce".into(), 4 * 16384, 160)]
+    );
+    for (phase, tp2_sequences, tp4_sequences) in [(0, 4, 4), (1, 4, 8)] {
+        let ranked = doc["ranking"][phase]["layouts"].as_array().unwrap();
+        let layout = |name: &str| ranked.iter().find(|l| l["name"] == name).unwrap();
+        for (name, k, sequences, fits) in [
+            ("TP2", 2, tp2_sequences, false),
+            ("TP4", 4, tp4_sequences, true),
+        ] {
+            let f = &layout(name)["fit"];
+            assert_eq!(f["weights_bytes"], llama_70b_weights_per_gpu(k), "{name}");
+            assert_eq!(
+                f["kv_cache_bytes"],
+                sequences * 1000 * 80 * (8 / k) * 2 * 128 * 2,
+                "{name}"
+            );
+            assert_eq!(f["sequences"], sequences);
+            assert_eq!(f["fits"], fits, "{name}");
+        }
+        // Whatever the times, the winner is TP4: TP2 does not fit.
+        assert_eq!(ranked[0]["name"], "TP4", "{}", run.stdout);
+        assert_eq!(ranked[0]["winner"], true);
+        assert_eq!(layout("TP2")["winner"], false);
+    }
+    // Per replica both serve 4 tokens a replica: TP4 has one (4 for the job), TP2 two (8). For a job
+    // of 8 tokens TP4's one replica serves all 8, TP2's two 4 each.
+    let job = |phase: usize, name: &str| {
+        let l = doc["ranking"][phase]["layouts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap()
+            .clone();
+        (
+            l["replicas"].as_u64().unwrap(),
+            l["tokens_per_replica"].as_u64().unwrap(),
+            l["job_tokens"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(job(0, "TP2"), (2, 4, 8));
+    assert_eq!(job(0, "TP4"), (1, 4, 4));
+    assert_eq!(job(1, "TP2"), (2, 4, 8));
+    assert_eq!(job(1, "TP4"), (1, 8, 8));
+    assert_eq!(doc["phases"][1]["load"], "per_job");
+    assert!(run.stdout.contains("for the whole job"), "{}", run.stdout);
+    assert!(run.stdout.contains("does not fit"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("serve different loads"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_job_load_the_replicas_cannot_share_is_named_before_anything_is_measured() {
+    let run = mpirun_json(
+        4,
+        "workload llama-3.1-8b --tp 2,4 --batch none --job-batch 3 --prefill none",
+        &[],
+    );
+    assert_eq!(run.code(), Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--job-batch 3") && run.stderr.contains("TP2"),
+        "{}",
+        run.stderr
+    );
+    let run = mpirun_json(4, "workload llama-3.1-8b --context 0", &[]);
+    assert_eq!(run.code(), Some(2));
+    assert!(run.stderr.contains("--context"), "{}", run.stderr);
+}
+
+#[test]
+fn tp2_x_pp2_moves_its_stage_boundary_point_to_point_checked() {
+    // 4 ranks: TP2 x PP2 is one replica, stage 0 ranks 0-1, stage 1 ranks 2-3; rank 0 sends to 2 and
+    // rank 1 to 3, 8 tokens x 8 KiB each; the all_reduce of every layer runs on groups of 2.
+    let run = mpirun_json(
+        4,
+        "workload llama-3.1-8b --tp 2 --pp 2 --batch 8 --prefill none -n 3 -c 2 --gpu-memory 80",
+        &[],
+    );
+    run.assert_success();
+    let doc = run.doc();
+    assert_workload_valid(&doc);
+    assert_eq!(layout_names(&doc), ["TP2", "TP2xPP2"]);
+    assert_eq!(
+        doc["layouts"][1]["groups"][0]["members"],
+        serde_json::json!([0, 1, 2, 3])
+    );
+    let boundary = stage_boundary(&doc);
+    assert_eq!(boundary["group_size"], 4);
+    assert_eq!(boundary["bytes"], 8 * 4096 * 2);
+    assert_eq!(
+        boundary["boundary"],
+        serde_json::json!({"tp": 2, "stages": 2})
+    );
+    // Checked: each receiving rank got its sender's data, exactly.
+    assert_eq!(boundary["measurement"]["wrong"], 0);
+    assert_eq!(
+        parts(&doc, 0, "TP2xPP2"),
+        [
+            ("all_reduce".into(), 8 * 8192, 64),
+            ("sendrecv".into(), 8 * 8192, 1)
+        ]
+    );
+    // PP2 halves what a GPU holds: 16 of 32 layers, and the head on stage 1 rather than both.
+    let ranked = doc["ranking"][0]["layouts"].as_array().unwrap();
+    let weights = |name: &str| {
+        ranked.iter().find(|l| l["name"] == name).unwrap()["fit"]["weights_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(
+        weights("TP2xPP2") * 2 > weights("TP2") && weights("TP2xPP2") < weights("TP2") * 6 / 10
+    );
+}
+
+#[test]
+fn a_stage_boundary_that_delivers_wrong_data_is_counted() {
+    // Rank 2 (stage 1) corrupts 5 elements of what it received in each of 2 checks.
+    let run = mpirun_json(
+        4,
+        "workload llama-3.1-8b --tp 2 --pp 2 --batch 8 --prefill none -n 2 -c 2",
+        &[("COLLBENCH_TEST_CORRUPT", "2:5")],
+    );
+    assert_eq!(run.code(), Some(7), "{}\n{}", run.stdout, run.stderr);
+    let doc = run.doc();
+    let boundary = stage_boundary(&doc);
+    assert_eq!(boundary["measurement"]["wrong"], 10);
 }

@@ -203,6 +203,7 @@ pub fn sweep(
             stats: plan.stats_columns,
             telemetry: plan.telemetry_columns,
             groups: !plan.groups.is_empty(),
+            energy: doc.telemetry.as_ref().is_some_and(|t| t.any_energy()),
             algo: plan.algo_columns,
         };
         r.begin_table(

@@ -512,6 +512,7 @@ fn judge_pairs(
                 rank_wrong: Vec::new(),
                 groups: None,
                 slowest_group: None,
+                energy: None,
             }),
             in_place: None,
             telemetry: None,

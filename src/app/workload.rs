@@ -1,13 +1,15 @@
 //! `collbench workload`: the command from argv to exit code. Every rank derives the same layouts and
 //! message list from the model; the engine measures each distinct message once on its layout's groups
-//! (every group at once); rank 0 keeps the document, writes it after every message, ranks and prints.
+//! (every group at once; a pipeline's stage boundaries as directed point-to-point on the whole job), with
+//! each rank's GPU energy counter read around the timed loops; rank 0 keeps the document, writes it
+//! after every message, judges each layout's fit against the GPUs' memory, ranks and prints.
 
 // Without MPI only the refusal is built; the rest is the MPI path.
 #![cfg_attr(not(feature = "mpi"), allow(dead_code, unused_imports))]
 
 use super::document;
 use super::launch::fail_job;
-use crate::backend::{Allocator, Backend, BackendRequest, OpDesc};
+use crate::backend::{Allocator, Backend, BackendRequest, Comm, Exchange, OpDesc};
 pub use crate::cli::workload::WorkloadArgs;
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
@@ -20,11 +22,11 @@ use crate::testing::TestSwitches;
 use crate::watchdog::Watchdog;
 use crate::workload::document::{LayoutEntry, MeasuredMessage, WorkloadDocument, KIND};
 use crate::workload::messages::{
-    step_messages, Half, LayoutChoice, MessageKey, Phase, PhaseKind, StepMessage, StepOptions,
-    COUNTED, NOT_COUNTED,
+    LayoutChoice, Load, MessageKey, Phase, PhaseKind, StepOptions, COUNTED, NOT_COUNTED,
 };
 use crate::workload::model::{self, ModelSpec};
-use crate::workload::{candidates, ranking, render, routing};
+use crate::workload::ranking::Candidate;
+use crate::workload::{candidates, fit, ranking, render, routing};
 use crate::world::{all_gather_value, World};
 use std::io::Write;
 use std::sync::Arc;
@@ -39,17 +41,13 @@ struct WorkloadPlan {
     phases: Vec<Phase>,
     tp: Option<Vec<usize>>,
     ep: Option<Vec<usize>>,
+    pp: Option<Vec<usize>>,
     options: StepOptions,
+    /// Tokens per sequence in the KV cache.
+    context: u64,
 }
 
 /// How EP traffic is routed, for the notes.
-fn half_name(half: Half) -> &'static str {
-    match half {
-        Half::Dispatch => "dispatch",
-        Half::Combine => "combine",
-    }
-}
-
 fn router_note(options: &StepOptions) -> String {
     format!(
         "EP dispatch and combine are all_to_allv with the MoE router's matrices (skew {}, seed {}): every rank routes ceil(tokens/k) tokens, so a batch smaller than k routes one token on every rank",
@@ -74,12 +72,41 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
         skew: args.skew,
         seed: args.seed,
     };
-    let mut phases = token_list("--batch", &args.batch, PhaseKind::Decode)?;
-    phases.extend(token_list("--prefill", &args.prefill, PhaseKind::Prefill)?);
+    let mut phases = token_list("--batch", &args.batch, PhaseKind::Decode, Load::PerReplica)?;
+    phases.extend(token_list(
+        "--prefill",
+        &args.prefill,
+        PhaseKind::Prefill,
+        Load::PerReplica,
+    )?);
+    for (flag, text, kind) in [
+        ("--job-batch", &args.job_batch, PhaseKind::Decode),
+        ("--job-prefill", &args.job_prefill, PhaseKind::Prefill),
+    ] {
+        if let Some(text) = text {
+            phases.extend(token_list(flag, text, kind, Load::PerJob)?);
+        }
+    }
     if phases.is_empty() {
         return Err(Error::usage(
             "--batch none --prefill none: nothing to measure: give decode batches or prefill chunks",
         ));
+    }
+    let context = match parse_size(&args.context) {
+        Ok(t) if t > 0 => t,
+        _ => {
+            return Err(Error::usage(format!(
+                "--context {}: give the tokens each sequence holds in the KV cache, such as 8K or 32768",
+                args.context
+            )))
+        }
+    };
+    if let Some(gb) = args.gpu_memory {
+        if !(gb.is_finite() && gb > 0.0) {
+            return Err(Error::usage(format!(
+                "--gpu-memory {gb}: give the memory of one GPU in GB (1e9 bytes), such as 80 or 141"
+            )));
+        }
     }
     let tp = args
         .tp
@@ -90,6 +117,11 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
         .ep
         .as_deref()
         .map(|t| candidates::parse_sizes("--ep", t))
+        .transpose()?;
+    let pp = args
+        .pp
+        .as_deref()
+        .map(|t| candidates::parse_sizes("--pp", t))
         .transpose()?;
     let timeout_s = crate::plan::timeout(args.timeout)?;
     let request = BackendRequest {
@@ -129,18 +161,20 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
         phases,
         tp,
         ep,
+        pp,
         options,
+        context,
     })
 }
 
 /// "1,8,64" or "2K,8K" as token counts; "none" for no phase of this kind.
-fn token_list(flag: &str, text: &str, kind: PhaseKind) -> Result<Vec<Phase>> {
+fn token_list(flag: &str, text: &str, kind: PhaseKind, load: Load) -> Result<Vec<Phase>> {
     if text.trim().eq_ignore_ascii_case("none") {
         return Ok(Vec::new());
     }
     text.split(',')
         .map(|t| match parse_size(t) {
-            Ok(tokens) if tokens > 0 => Ok(Phase { kind, tokens }),
+            Ok(tokens) if tokens > 0 => Ok(Phase { kind, tokens, load }),
             Ok(_) => Err(Error::usage(format!(
                 "{flag} {text}: 0 tokens: give at least one token per step, or none"
             ))),
@@ -185,7 +219,7 @@ fn with_world(plan: &WorkloadPlan, argv: &[String]) -> i32 {
     let result = job_layouts(plan, &world, &watchdog).and_then(|(hosts, layouts)| {
         let (mut backend, reason) =
             super::backend_choice::backend_under_mpi(&plan.request, &world, &watchdog)?;
-        let steps = step_table(plan, &layouts)?;
+        let steps = phase_candidates(plan, &layouts, hosts.len())?;
         let job = Job {
             plan,
             world: &world,
@@ -223,8 +257,11 @@ fn job_layouts(
         &plan.model,
         hosts.len(),
         ranks_per_host,
-        plan.tp.as_deref(),
-        plan.ep.as_deref(),
+        candidates::Asked {
+            tp: plan.tp.as_deref(),
+            ep: plan.ep.as_deref(),
+            pp: plan.pp.as_deref(),
+        },
     )?;
     Ok((hosts, layouts))
 }
@@ -245,45 +282,66 @@ struct Job<'a> {
     watchdog: &'a Watchdog,
     hosts: Vec<String>,
     choices: Vec<LayoutChoice>,
-    /// Every (phase, layout)'s messages.
-    steps: StepTable,
+    /// Every phase's candidates: each layout's replicas, tokens, messages and (unjudged) fit.
+    steps: PhaseTable,
 }
 
-type StepTable = Vec<((Phase, LayoutChoice), Vec<StepMessage>)>;
+type PhaseTable = Vec<(Phase, Vec<Candidate>)>;
 
-/// The messages of every phase on every layout.
-fn step_table(plan: &WorkloadPlan, layouts: &[LayoutChoice]) -> Result<StepTable> {
-    let mut table = Vec::new();
-    for &phase in &plan.phases {
-        for &layout in layouts {
-            let messages = step_messages(&plan.model, phase, layout, &plan.options)
-                .map_err(|e| Error::usage(format!("{layout}: {e}")))?;
-            table.push(((phase, layout), messages));
-        }
-    }
-    Ok(table)
+/// The candidates of every phase on a job of `ranks` ranks; a job load a layout's replicas cannot share
+/// is refused here, on every rank alike, before anything is measured.
+fn phase_candidates(
+    plan: &WorkloadPlan,
+    layouts: &[LayoutChoice],
+    ranks: usize,
+) -> Result<PhaseTable> {
+    plan.phases
+        .iter()
+        .map(|&phase| {
+            let flag = match (phase.load, phase.kind) {
+                (Load::PerReplica, _) => "",
+                (Load::PerJob, PhaseKind::Decode) => "--job-batch ",
+                (Load::PerJob, PhaseKind::Prefill) => "--job-prefill ",
+            };
+            ranking::candidates(
+                &plan.model,
+                phase,
+                layouts,
+                ranks,
+                &plan.options,
+                plan.context,
+                None,
+            )
+            .map(|c| (phase, c))
+            .map_err(|e| Error::usage(format!("{flag}{}: {e}", phase.tokens)))
+        })
+        .collect()
 }
 
-/// A distinct message ready to measure: what the engine is asked, and on which layout.
+/// Where a message is measured: on one of the layouts' communicator sets (every group at once), or,
+/// for a pipeline's stage boundaries, point-to-point on the whole job judged per replica.
+enum On {
+    Groups(usize),
+    Replicas(Layout),
+}
+
+/// A distinct message ready to measure: what the engine is asked, and where.
 struct Planned {
     key: MessageKey,
     desc: OpDesc,
-    layout: usize,
+    on: On,
 }
 
 impl Job<'_> {
-    fn steps(&self, phase: Phase, layout: LayoutChoice) -> Vec<StepMessage> {
-        self.steps
-            .iter()
-            .find(|(at, _)| *at == (phase, layout))
-            .map(|(_, m)| m.clone())
-            .unwrap_or_default()
-    }
-
     /// Every distinct message of every phase and layout, in first-use order.
     fn distinct_messages(&self) -> Vec<MessageKey> {
         let mut keys: Vec<MessageKey> = Vec::new();
-        for s in self.steps.iter().flat_map(|(_, m)| m) {
+        for s in self
+            .steps
+            .iter()
+            .flat_map(|(_, c)| c)
+            .flat_map(|c| &c.messages)
+        {
             if !keys.contains(&s.key) {
                 keys.push(s.key);
             }
@@ -300,8 +358,13 @@ impl Job<'_> {
         let me = self.world.rank();
         let plan = self.plan;
         let keys = self.distinct_messages();
-        // One communicator set per group size: TPk and EPk run on the same blocks of k ranks.
-        let mut sizes: Vec<usize> = keys.iter().map(|k| k.group_size).collect();
+        // One communicator set per group size: TPk and EPk run on the same blocks of k ranks. Stage
+        // boundaries run on the whole job's.
+        let mut sizes: Vec<usize> = keys
+            .iter()
+            .filter(|k| k.boundary.is_none())
+            .map(|k| k.group_size)
+            .collect();
         sizes.sort_unstable();
         sizes.dedup();
         let specs: Vec<GroupSpec> = sizes.iter().map(|&k| GroupSpec::Blocks(k)).collect();
@@ -333,11 +396,51 @@ impl Job<'_> {
         self.watchdog.disarm();
 
         let ranks = document::gather_ranks(self.world, backend, self.watchdog)?;
+        // The memory the fit is judged against: each host's first rank reads its GPUs.
+        let gpu_memory = if plan.model.architecture.is_none() {
+            None
+        } else if plan.args.gpu_memory.is_some() || backend.name() == "mpi" {
+            Some(fit::gpu_memory(
+                &[],
+                &[],
+                backend.name(),
+                plan.args.gpu_memory,
+            ))
+        } else {
+            self.watchdog
+                .arm(|| "reading each host's GPUs for their memory".into());
+            let nodes = super::topology::gather_nodes(self.world)?;
+            self.watchdog.disarm();
+            Some(fit::gpu_memory(
+                &nodes,
+                &super::topology::placements(&ranks),
+                backend.name(),
+                None,
+            ))
+        };
+        self.watchdog
+            .arm(|| "opening each rank's GPU telemetry".into());
+        let (mut telemetry, telemetry_header) = crate::telemetry::Telemetry::start(
+            self.world,
+            &backend.device(),
+            !plan.args.no_telemetry,
+        )?;
+        self.watchdog.disarm();
         if let Some(d) = doc.as_mut() {
             document::backend_opened(&mut d.header, backend, reason, self.world, ranks);
             d.layouts = self.layout_entries(&layouts, &layout_of);
             d.messages = measured_messages(&planned);
             d.notes = notes;
+            d.gpu_memory = gpu_memory;
+            if telemetry_header
+                .as_ref()
+                .is_some_and(|t| t.any() && !t.any_energy())
+            {
+                d.notes.push(
+                    "no rank's GPU answered an energy counter: the messages carry no energy".into(),
+                );
+            }
+            d.telemetry = telemetry_header;
             super::record::save(d)?;
             print!("{}", render::header(d, distinct(&self.hosts).len()));
             let _ = std::io::stdout().flush();
@@ -351,8 +454,9 @@ impl Job<'_> {
             self.watchdog,
             buffer,
         )
-        .with_switches(switches.clone());
-        let mut times = Vec::with_capacity(planned.len());
+        .with_switches(switches.clone())
+        .observed_by(&mut telemetry);
+        let mut measured = Vec::with_capacity(planned.len());
         let mut wrong = 0u64;
         for (i, p) in planned.iter().enumerate() {
             if let Some(d) = doc.as_mut() {
@@ -367,8 +471,15 @@ impl Job<'_> {
             switches.before_row(me, i);
             // A failure ends the job through fail_job, which marks the document on disk: it keeps every
             // message measured so far and names the one in flight.
-            let m = engine.measure_on(&p.desc, &layouts[p.layout])?;
-            times.push(m.time_us);
+            let m = match &p.on {
+                On::Groups(l) => engine.measure_on(&p.desc, &layouts[*l])?,
+                On::Replicas(replicas) => engine.measure_on(&p.desc, replicas)?,
+            };
+            measured.push(ranking::Measured {
+                index: i,
+                time_us: m.time_us,
+                joules: m.energy.as_ref().map(|e| e.joules_per_op),
+            });
             wrong += m.wrong.unwrap_or(0);
             if let Some(d) = doc.as_mut() {
                 d.messages[i].measurement = Some(m);
@@ -383,15 +494,23 @@ impl Job<'_> {
                 0
             });
         };
-        d.ranking = ranking::rank(
-            &plan.phases,
-            &self.choices,
-            |phase, layout| self.steps(phase, layout),
-            |key| {
-                let i = keys.iter().position(|k| k == key).unwrap_or(0);
-                (i, times[i])
-            },
-        );
+        let gpu_bytes = d.gpu_memory.as_ref().and_then(|g| g.bytes);
+        d.ranking = self
+            .steps
+            .iter()
+            .map(|(phase, candidates)| {
+                let mut judged = candidates.clone();
+                for c in &mut judged {
+                    if let Some(f) = c.fit.as_mut() {
+                        f.fits = gpu_bytes.map(|m| f.needs_bytes <= m);
+                    }
+                }
+                ranking::rank(*phase, judged, |key| {
+                    let i = keys.iter().position(|k| k == key).unwrap_or(0);
+                    measured[i]
+                })
+            })
+            .collect();
         for r in &d.ranking {
             print!("{}", render::ranking(r));
         }
@@ -420,8 +539,9 @@ impl Job<'_> {
             .map(|&choice| LayoutEntry {
                 choice,
                 name: choice.to_string(),
-                groups: if choice.size < 2 {
-                    Layout::resolve(GroupSpec::Blocks(1), &self.hosts, self.world.rank())
+                // A group is a replica: TP1 and EP1 every rank alone, TPk x PPm its k x m ranks.
+                groups: if choice.size < 2 || choice.stages > 1 {
+                    replicas(choice, &self.hosts, self.world.rank())
                         .map(|l| l.groups)
                         .unwrap_or_default()
                 } else {
@@ -444,11 +564,34 @@ impl Job<'_> {
         let mut notes: Vec<String> = Vec::new();
         let mut planned = Vec::new();
         for &key in keys {
-            let layout = layout_of(key.group_size);
             let (dtype, note) = measured_dtype(backend, key.collective, model.dtype, key.bytes);
             if let Some(n) = note.filter(|n| !notes.contains(n)) {
                 notes.push(n);
             }
+            if let Some(b) = key.boundary {
+                let me = self.world.rank();
+                let (to, from) = b.partners(me);
+                let desc = OpDesc {
+                    collective: Collective::SendRecv,
+                    dtype,
+                    op: None,
+                    root: None,
+                    shape: Collective::SendRecv.shape(key.bytes, dtype.size(), self.world.size()),
+                    in_place: false,
+                    shift_bytes: 0,
+                    comm: Comm::whole(me, self.world.size()),
+                    counts: None,
+                    peer: Exchange::Directed { to, from },
+                };
+                let on = On::Replicas(replicas(
+                    LayoutChoice::tp_pp(b.tp, b.stages),
+                    &self.hosts,
+                    me,
+                )?);
+                planned.push(Planned { key, desc, on });
+                continue;
+            }
+            let layout = layout_of(key.group_size);
             let comm = layouts[layout].comm;
             let desc = match key.route {
                 Some(route) => {
@@ -477,7 +620,11 @@ impl Job<'_> {
                     peer: crate::backend::Exchange::Ring,
                 },
             };
-            planned.push(Planned { key, layout, desc });
+            planned.push(Planned {
+                key,
+                desc,
+                on: On::Groups(layout),
+            });
         }
         if keys.iter().any(|k| k.route.is_some()) {
             notes.push(router_note(&self.plan.options));
@@ -494,7 +641,12 @@ fn initial_document(plan: &WorkloadPlan, header: DocumentHeader) -> WorkloadDocu
         model: plan.model.clone(),
         counted: COUNTED.map(String::from).to_vec(),
         not_counted: NOT_COUNTED.map(String::from).to_vec(),
+        fit_counted: fit::COUNTED.map(String::from).to_vec(),
+        fit_not_counted: fit::NOT_COUNTED.map(String::from).to_vec(),
         notes: Vec::new(),
+        context_tokens: plan.context,
+        gpu_memory: None,
+        telemetry: None,
         phases: plan.phases.clone(),
         layouts: Vec::new(),
         messages: Vec::new(),
@@ -512,14 +664,23 @@ fn measured_messages(planned: &[Planned]) -> Vec<MeasuredMessage> {
             key: p.key,
             dtype: p.desc.dtype,
             measured_bytes: p.desc.shape.size_bytes,
-            measured_as: match p.key.route {
-                Some(r) => format!("all_to_allv, MoE router {}", half_name(r.half)),
-                None => p.key.collective.name().into(),
+            measured_as: match (p.key.route, p.key.boundary) {
+                (Some(r), _) => format!("all_to_allv, MoE router {}", r.half.name()),
+                (None, Some(b)) => format!(
+                    "sendrecv, pipeline stage boundaries of TP{}xPP{}: each rank to the rank {} on, every boundary at once",
+                    b.tp, b.stages, b.tp
+                ),
+                (None, None) => p.key.collective.name().into(),
             },
             imbalance: p.desc.counts.as_ref().map(|m| m.imbalance()),
             measurement: None,
         })
         .collect()
+}
+
+/// The replicas of `choice` on this job as groups (each replica's ranks), for their figures.
+fn replicas(choice: LayoutChoice, hosts: &[String], rank: usize) -> Result<Layout> {
+    Layout::resolve(GroupSpec::Blocks(choice.replica_ranks()), hosts, rank)
 }
 
 /// The element type a message is measured in: the model's where the backend can run it, else one of

@@ -454,7 +454,7 @@ impl GpuBackend {
     }
 
     /// sendrecv as nccl-tests: a ring, each rank sends to rank+1 and receives from rank-1 (or both with
-    /// one peer, for a pair).
+    /// one peer, for a pair; or one way each, for a pipeline's stage boundary).
     fn ring_send_recv(
         &mut self,
         send: DeviceAddr,
@@ -464,13 +464,18 @@ impl GpuBackend {
         peer: super::Exchange,
     ) -> Result<()> {
         let stream = self.device.stream();
-        let Some((next, prev)) = peer.partners(self.rank, self.size) else {
+        let (next, prev) = peer.partners(self.rank, self.size);
+        if next.is_none() && prev.is_none() {
             // Idle while other pairs exchange.
             return Ok(());
-        };
+        }
         self.nccl.group_start()?;
-        self.comm.send(send, count, d, next, stream)?;
-        self.comm.recv(recv, count, d, prev, stream)?;
+        if let Some(next) = next {
+            self.comm.send(send, count, d, next, stream)?;
+        }
+        if let Some(prev) = prev {
+            self.comm.recv(recv, count, d, prev, stream)?;
+        }
         self.nccl.group_end()
     }
 }

@@ -128,9 +128,11 @@ pub enum BufferId {
 }
 
 /// Whom a rank's sendrecv exchanges with: nccl-tests' ring (send to the next rank, receive from the
-/// previous), one peer in both directions (a pair of `collbench pairs`), or nobody (a rank that waits
-/// while other pairs are measured). Point-to-point on the world communicator, so disjoint pairs run at
-/// the same time without sub-communicators.
+/// previous), one peer in both directions (a pair of `collbench pairs`), nobody (a rank that waits
+/// while other pairs are measured), or one way each (a pipeline's stage boundary: a rank sends to the
+/// next stage and receives from the one before, the first stage only sends, the last only receives).
+/// Point-to-point on the world communicator, so disjoint pairs run at the same time without
+/// sub-communicators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Exchange {
@@ -138,26 +140,33 @@ pub enum Exchange {
     Ring,
     Peer(usize),
     Idle,
+    Directed {
+        to: Option<usize>,
+        from: Option<usize>,
+    },
 }
 
 impl Exchange {
-    /// (send to, receive from) on `rank` of `size` ranks; None for an idle rank.
-    pub fn partners(self, rank: usize, size: usize) -> Option<(usize, usize)> {
+    /// (send to, receive from) on `rank` of `size` ranks; None where this rank does not send, or
+    /// does not receive.
+    pub fn partners(self, rank: usize, size: usize) -> (Option<usize>, Option<usize>) {
         match self {
-            Exchange::Ring => Some(((rank + 1) % size, (rank + size - 1) % size)),
-            Exchange::Peer(p) => Some((p, p)),
-            Exchange::Idle => None,
+            Exchange::Ring => (Some((rank + 1) % size), Some((rank + size - 1) % size)),
+            Exchange::Peer(p) => (Some(p), Some(p)),
+            Exchange::Idle => (None, None),
+            Exchange::Directed { to, from } => (to, from),
         }
     }
 
     /// The ring position whose expected sendrecv output is what `rank` receives here: the check's
     /// patterns are the ring's (rank r receives rank r-1's input), and a rank that receives from peer p
-    /// receives what ring rank p+1 would. None for an idle rank, which receives nothing.
+    /// receives what ring rank p+1 would. None for a rank that receives nothing.
     pub fn checked_as(self, rank: usize, size: usize) -> Option<usize> {
         match self {
             Exchange::Ring => Some(rank),
             Exchange::Peer(p) => Some((p + 1) % size),
             Exchange::Idle => None,
+            Exchange::Directed { from, .. } => from.map(|p| (p + 1) % size),
         }
     }
 }

@@ -360,7 +360,7 @@ impl Backend for MpiBackend<'_> {
         let rank = desc.comm.rank;
         let n = desc.comm.size;
         let partners = desc.peer.partners(rank, n);
-        if desc.collective == Collective::SendRecv && partners.is_none() {
+        if desc.collective == Collective::SendRecv && partners == (None, None) {
             // Idle while other pairs exchange.
             return Ok(());
         }
@@ -431,8 +431,10 @@ impl Backend for MpiBackend<'_> {
                             }
                         }
                         _ => {
-                            let (to, from) = partners.unwrap_or_default();
-                            let (to, from) = (to as i32, from as i32);
+                            // A missing direction is MPI_PROC_NULL: the call returns at once on it.
+                            let rank_or_none =
+                                |r: Option<usize>| r.map_or(raw::proc_null(), |r| r as i32);
+                            let (to, from) = (rank_or_none(partners.0), rank_or_none(partners.1));
                             if in_place {
                                 Call::SendrecvReplace {
                                     buf: (Buf::Recv, at),

@@ -398,7 +398,15 @@ impl<'a> Engine<'a> {
 
         self.watchdog
             .arm(|| Self::label(desc, "combining times across ranks"));
-        let rank_time_us: Vec<f64> = all_gather_value(self.world, &local_time_us)?;
+        // The energy travels in the times' gather: no collective more per measurement.
+        let rank_figures: Vec<(f64, Option<f64>)> =
+            all_gather_value(self.world, &(local_time_us, timing.joules))?;
+        let rank_time_us: Vec<f64> = rank_figures.iter().map(|f| f.0).collect();
+        let energy = crate::report::model::Energy::from_ranks(
+            rank_figures.iter().map(|f| f.1).collect(),
+            timing.ops,
+            desc.shape.size_bytes,
+        );
 
         let check_skipped = if desc.in_place {
             self.backend
@@ -453,6 +461,7 @@ impl<'a> Engine<'a> {
             rank_time_us,
             groups: layout.spec.map(|_| groups),
             slowest_group: layout.spec.map(|_| slowest),
+            energy,
         })
     }
 }

@@ -45,7 +45,12 @@ struct Recorder {
     thread_log: Option<Log>,
     /// How long each wait lasts, to give a row some duration.
     wait: std::time::Duration,
+    /// Every call in order beside what an observer does, when a test watches where the observer acts.
+    sequence: Option<Sequence>,
 }
+
+/// Backend calls and an observer's readings in the order they happened.
+type Sequence = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 impl Default for Recorder {
     fn default() -> Recorder {
@@ -67,6 +72,7 @@ impl Default for Recorder {
             },
             thread_log: None,
             wait: std::time::Duration::ZERO,
+            sequence: None,
         }
     }
 }
@@ -88,6 +94,9 @@ impl Recorder {
     fn call(&mut self, call: Call) -> Result<()> {
         self.calls.push(call);
         note(&self.thread_log, "backend");
+        if let Some(seq) = &self.sequence {
+            seq.lock().unwrap().push(format!("{call:?}"));
+        }
         let allowed_in_capture = matches!(
             call,
             Call::Enqueue | Call::GroupStart | Call::GroupEnd | Call::EndCapture
@@ -543,6 +552,118 @@ fn telemetry_is_read_on_its_own_thread_and_the_engine_only_marks_row_boundaries(
     assert!(concurrent >= 2, "{events:?}");
     assert_eq!(observer.rows.len(), 2);
     assert!(observer.rows.iter().all(|r| r.samples >= 1));
+}
+
+/// An energy counter read by the engine around its timed loops, slowly (20 ms a reading, far longer
+/// than the loop), noting each reading in the backend's call sequence.
+struct Metered {
+    sequence: Sequence,
+    joules: f64,
+}
+
+impl RowObserver for Metered {
+    fn row_starting(&mut self) {}
+    fn row_finished(
+        &mut self,
+        _world: &dyn World,
+    ) -> Result<Option<Vec<Option<crate::telemetry::RankTelemetry>>>> {
+        Ok(None)
+    }
+    fn timed_loop_starting(&mut self) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        self.sequence.lock().unwrap().push("energy before".into());
+    }
+    fn timed_loop_finished(&mut self) -> Option<f64> {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        self.sequence.lock().unwrap().push("energy after".into());
+        Some(self.joules)
+    }
+}
+
+fn metered(args: &str) -> (Vec<String>, Measurement) {
+    let sequence: Sequence = Default::default();
+    let mut observer = Metered {
+        sequence: sequence.clone(),
+        joules: 0.5,
+    };
+    let argv = std::iter::once("collbench").chain(args.split_whitespace());
+    let plan = Plan::from_args(&RunArgs::try_parse_from(argv).unwrap()).unwrap();
+    let world = SoloWorld::new();
+    let mut backend = Recorder {
+        sequence: Some(sequence.clone()),
+        ..Recorder::default()
+    };
+    backend.allocate(1024).unwrap();
+    let watchdog = Watchdog::start(None, 0, "test".into(), |_| std::process::exit(4));
+    let m = Engine::new(
+        EngineSettings::of(&plan),
+        &world,
+        &mut backend,
+        &watchdog,
+        1024,
+    )
+    .with_switches(TestSwitches::default())
+    .observed_by(&mut observer)
+    .measure_op(&all_reduce_1k(false))
+    .unwrap();
+    let events = sequence.lock().unwrap().clone();
+    (events, m)
+}
+
+#[test]
+fn the_energy_counter_is_read_just_outside_the_timed_loop() {
+    for (args, iterations) in [
+        ("all_reduce -n 5 -w 2 -c 1", 5),
+        // -n auto: the batches that decide the count are sampled passes, read by nobody.
+        ("all_reduce -n auto --size-time-cap 0.001 -w 1 -c 0", 0),
+    ] {
+        let (events, m) = metered(args);
+        let before: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| *e == "energy before")
+            .map(|(i, _)| i)
+            .collect();
+        let after: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| *e == "energy after")
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(
+            (before.len(), after.len()),
+            (1, 1),
+            "once per measurement: {events:?}"
+        );
+        // Between the two readings: the timed loop's enqueues and its one wait, nothing else.
+        let inside = &events[before[0] + 1..after[0]];
+        let n = if iterations > 0 {
+            iterations
+        } else {
+            m.iterations as usize
+        };
+        assert_eq!(inside.len(), n + 1, "{events:?}");
+        assert!(inside[..n].iter().all(|e| e == "Enqueue"), "{inside:?}");
+        assert_eq!(inside[n], "Wait");
+        // Just before: the end of the warm-up (its wait) or of the -n auto batches (their marks read).
+        assert!(
+            ["Wait", "MarkIntervals"].contains(&events[before[0] - 1].as_str()),
+            "{events:?}"
+        );
+        // The readings took 40 ms; the timed loop of a few us per operation did not see them.
+        assert!(
+            m.time_us < 4000.0,
+            "the energy readings were timed: {} us",
+            m.time_us
+        );
+        let e = m.energy.expect("the loop's energy");
+        assert_eq!(e.rank_joules, [Some(0.5)]);
+        assert_eq!(e.ranks_read, 1);
+        assert!((e.joules_per_op - 0.5 / m.iterations as f64).abs() < 1e-12);
+    }
+    // No observer, no energy.
+    let (_, m) = measure("all_reduce -n 3 -w 1 -c 0", 1024);
+    assert!(m.energy.is_none());
 }
 
 /// Every row a sweep made, in order.

@@ -57,10 +57,15 @@ impl Engine<'_> {
 
     /// nccl-tests' timed loop: the host clock around `count` steps enqueued back to back and their
     /// completion. The backend sees the enqueues and the final wait, nothing else: no timer mark, no
-    /// group call with -m 1. Returns microseconds.
-    fn timed_pass(&mut self, desc: &OpDesc, how: Step, count: u64) -> Result<f64> {
+    /// group call with -m 1. The observer reads the GPU's energy counter just before the clock starts
+    /// and just after it stops, never between. Returns microseconds, and the joules this rank's GPU used
+    /// meanwhile where it has a counter.
+    fn timed_pass(&mut self, desc: &OpDesc, how: Step, count: u64) -> Result<TimedPass> {
         let delay = self.switches.delay_for(self.world.rank());
         let mut shifted = desc.clone();
+        if let Some(o) = self.observer.as_deref_mut() {
+            o.timed_loop_starting();
+        }
         let start = Instant::now();
         for i in 0..count {
             self.step(&mut shifted, how, i)?;
@@ -70,7 +75,12 @@ impl Engine<'_> {
             // A rank that sees its operations complete late: the others do not wait for it.
             std::thread::sleep(d * count as u32);
         }
-        Ok(start.elapsed().as_secs_f64() * 1e6)
+        let elapsed_us = start.elapsed().as_secs_f64() * 1e6;
+        let joules = self
+            .observer
+            .as_deref_mut()
+            .and_then(|o| o.timed_loop_finished());
+        Ok(TimedPass { elapsed_us, joules })
     }
 
     /// `count` steps, each bounded by timer marks (device events on GPUs), for the distribution: never
@@ -106,13 +116,14 @@ impl Engine<'_> {
     /// The timing of `iters` timed iterations of -m operations each.
     fn iterations_timing(
         &self,
-        elapsed_us: f64,
+        pass: TimedPass,
         iters: u64,
         samples: Vec<f64>,
         source: String,
     ) -> Timing {
         Timing {
-            elapsed_us,
+            elapsed_us: pass.elapsed_us,
+            joules: pass.joules,
             ops: iters * self.settings.agg_iters,
             iterations: iters,
             samples,
@@ -122,7 +133,7 @@ impl Engine<'_> {
 
     /// `-n N`: the timed loop, then (after a barrier) the sampled pass.
     pub(super) fn fixed(&mut self, desc: &OpDesc, iters: u64) -> Result<Timing> {
-        let elapsed_us = self.timed_pass(desc, Step::Iteration, iters)?;
+        let pass = self.timed_pass(desc, Step::Iteration, iters)?;
         let count = self.settings.sample_iters(iters);
         let samples = if count > 0 {
             self.watchdog.arm(|| Self::label(desc, "sampled pass"));
@@ -134,7 +145,7 @@ impl Engine<'_> {
         let source = format!(
             "a separate pass of {count} iterations after the timed loop, each between timer marks"
         );
-        Ok(self.iterations_timing(elapsed_us, iters, samples, source))
+        Ok(self.iterations_timing(pass, iters, samples, source))
     }
 
     /// `-G R`: the `iters` iterations captured once into a graph, one untimed replay (the first launch
@@ -151,7 +162,7 @@ impl Engine<'_> {
         self.backend.wait()?;
         self.world.barrier()?;
 
-        let elapsed_us = self.timed_pass(desc, Step::Replay, replays)?;
+        let pass = self.timed_pass(desc, Step::Replay, replays)?;
         let ops_per_replay = iters * self.settings.agg_iters;
         let count = self.settings.sample_iters(replays);
         let samples = if count > 0 {
@@ -163,7 +174,8 @@ impl Engine<'_> {
         };
         self.graphs()?.release_graph()?;
         Ok(Timing {
-            elapsed_us,
+            elapsed_us: pass.elapsed_us,
+            joules: pass.joules,
             ops: replays * ops_per_replay,
             iterations: iters * replays,
             samples,
@@ -202,12 +214,18 @@ impl Engine<'_> {
         let iters = samples.len() as u64;
         self.watchdog.arm(|| Self::label(desc, "timed loop"));
         self.world.barrier()?;
-        let elapsed_us = self.timed_pass(desc, Step::Iteration, iters)?;
+        let pass = self.timed_pass(desc, Step::Iteration, iters)?;
         let source = format!(
             "the -n auto batches ({iters} iterations between timer marks) that decided the count, before the timed loop"
         );
-        Ok(self.iterations_timing(elapsed_us, iters, samples, source))
+        Ok(self.iterations_timing(pass, iters, samples, source))
     }
+}
+
+/// The timed loop on this rank: its host microseconds and its GPU's joules.
+struct TimedPass {
+    elapsed_us: f64,
+    joules: Option<f64>,
 }
 
 /// What a pass repeats.
@@ -223,6 +241,8 @@ pub(super) enum Step {
 pub(super) struct Timing {
     /// Host microseconds around the timed loop on this rank.
     pub(super) elapsed_us: f64,
+    /// Joules this rank's GPU used over the timed loop; None without an energy counter.
+    pub(super) joules: Option<f64>,
     /// Operations in the timed loop.
     pub(super) ops: u64,
     /// Iterations reported (-n, or -n x -G replays).

@@ -98,6 +98,13 @@ pub fn in_place_sentinel(library_version: &str) -> *const c_void {
     }
 }
 
+/// MPI_PROC_NULL, the rank that makes a send or a receive a no-op (a macro of the implementation's
+/// header, exported by rsmpi).
+pub fn proc_null() -> c_int {
+    // SAFETY: reading rsmpi's constant.
+    unsafe { ffi::RSMPI_PROC_NULL }
+}
+
 pub type Datatype = ffi::MPI_Datatype;
 pub type Op = ffi::MPI_Op;
 

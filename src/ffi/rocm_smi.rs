@@ -356,6 +356,27 @@ impl RocmSmi {
         self.watts("rsmi_dev_power_ave_get", |p| unsafe { f(dev, 0, p) })
     }
 
+    /// The GPU's energy counter in microjoules: the accumulated count times its resolution
+    /// (rsmi_dev_energy_count_get).
+    pub fn energy_uj(&self, dev: u32) -> Result<f64, String> {
+        let f = symbol!(self, rsmi_dev_energy_count_get);
+        let (mut count, mut resolution, mut timestamp) = (0u64, 0f32, 0u64);
+        // SAFETY: the three out-pointers are valid.
+        let rc = unsafe { f(dev, &mut count, &mut resolution, &mut timestamp) };
+        self.check(rc, "rsmi_dev_energy_count_get")?;
+        Ok(count as f64 * f64::from(resolution))
+    }
+
+    /// Bytes of VRAM (rsmi_dev_memory_total_get).
+    pub fn memory_total(&self, dev: u32) -> Result<u64, String> {
+        let f = symbol!(self, rsmi_dev_memory_total_get);
+        let mut total = 0u64;
+        // SAFETY: the out-pointer is valid.
+        let rc = unsafe { f(dev, sys::rsmi_memory_type_t::RSMI_MEM_TYPE_VRAM, &mut total) };
+        self.check(rc, "rsmi_dev_memory_total_get")?;
+        Ok(total)
+    }
+
     /// The power cap enforced now, in watts.
     pub fn power_cap_w(&self, dev: u32) -> Result<f64, String> {
         let f = symbol!(self, rsmi_dev_power_cap_get);

@@ -1,5 +1,7 @@
 //! `collbench plot RUN.json [MORE.json ...] -o FILE.svg|.png`: bus bandwidth and time against size on
-//! log axes, one line per run and collective, with the peak bandwidth as a horizontal line when known.
+//! log axes, one line per run and collective, with the peak bandwidth as a horizontal line when known;
+//! where the runs recorded energy, a third panel draws busbw against each GPU's energy per operation,
+//! each run labelled with the power limit it ran at (runs made at different limits side by side).
 //! Text is drawn with the bundled font (fleet/font.rs): no fontconfig, no system fonts.
 
 use crate::collective::Collective;
@@ -27,6 +29,9 @@ pub struct Series {
     pub label: String,
     /// (size in bytes, busbw GB/s, time us), sizes ascending; several cycles averaged.
     pub points: Vec<(f64, f64, f64)>,
+    /// (one GPU's millijoules per operation, busbw GB/s) at the sizes whose energy was read, sizes
+    /// ascending; empty without an energy counter.
+    pub energy: Vec<(f64, f64)>,
 }
 
 /// A results file read for plotting: the typed document and the peak it records, if any.
@@ -81,8 +86,27 @@ fn measurement_of(
     }
 }
 
-/// The busbw and time values measured at one size (several with several cycles).
-type SizeValues = (Vec<f64>, Vec<f64>);
+/// The busbw and time values measured at one size (several with several cycles), and the (energy,
+/// busbw) pairs where energy was read.
+type SizeValues = (Vec<f64>, Vec<f64>, Vec<(f64, f64)>);
+
+/// " (limit 300 W)", or a range over the ranks, from the telemetry header: the power limit in force
+/// when the run started (collbench never sets it). Empty where no rank read it.
+fn power_limit_label(doc: &RunDocument) -> String {
+    let limits: Vec<f64> = doc
+        .telemetry
+        .iter()
+        .flat_map(|t| &t.ranks)
+        .filter_map(|r| r.limits.as_ref()?.power_limit_w)
+        .collect();
+    let lo = limits.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = limits.iter().copied().fold(0.0, f64::max);
+    match limits.len() {
+        0 => String::new(),
+        _ if lo == hi => format!(" (limit {lo:.0} W)"),
+        _ => format!(" (limits {lo:.0}-{hi:.0} W)"),
+    }
+}
 
 /// The lines to draw, in the order of the runs and of first appearance within each.
 pub fn series(runs: &[PlottedRun], placement: PlotPlacement, only: &[Collective]) -> Vec<Series> {
@@ -99,8 +123,15 @@ pub fn series(runs: &[PlottedRun], placement: PlotPlacement, only: &[Collective]
     let show_op = varies(&|r| r.op.map(|o| o.name().to_string()));
     let show_root = varies(&|r| r.root.map(|r| r.to_string()));
 
+    let any_energy =
+        rows().any(|r| measurement_of(r, placement).is_some_and(|m| m.energy.is_some()));
     let mut out = Vec::new();
     for run in runs {
+        let limit = if any_energy {
+            power_limit_label(&run.doc)
+        } else {
+            String::new()
+        };
         let mut order: Vec<String> = Vec::new();
         let mut points: BTreeMap<String, BTreeMap<u64, SizeValues>> = BTreeMap::new();
         for row in &run.doc.rows {
@@ -124,6 +155,7 @@ pub fn series(runs: &[PlottedRun], placement: PlotPlacement, only: &[Collective]
                     label.push_str(&format!(" root {root}"));
                 }
             }
+            label.push_str(&limit);
             if !points.contains_key(&label) {
                 order.push(label.clone());
             }
@@ -134,14 +166,30 @@ pub fn series(runs: &[PlottedRun], placement: PlotPlacement, only: &[Collective]
                 .or_default();
             at.0.push(m.busbw_gbps);
             at.1.push(m.time_us);
+            if let Some(e) = &m.energy {
+                let per_gpu_mj = e.joules_per_op * 1e3 / e.ranks_read.max(1) as f64;
+                at.2.push((per_gpu_mj, m.busbw_gbps));
+            }
         }
         for label in order {
             let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
             let pts = points[&label]
                 .iter()
-                .map(|(size, (bw, t))| (*size as f64, mean(bw), mean(t)))
+                .map(|(size, (bw, t, _))| (*size as f64, mean(bw), mean(t)))
                 .collect();
-            out.push(Series { label, points: pts });
+            let energy = points[&label]
+                .values()
+                .filter(|(_, _, e)| !e.is_empty())
+                .map(|(_, _, e)| {
+                    let (mj, bw): (Vec<f64>, Vec<f64>) = e.iter().copied().unzip();
+                    (mean(&mj), mean(&bw))
+                })
+                .collect();
+            out.push(Series {
+                label,
+                points: pts,
+                energy,
+            });
         }
     }
     out
@@ -278,12 +326,74 @@ fn draw_panel<DB: DrawingBackend>(
         .map_err(|e| e.to_string())
 }
 
+/// busbw against one GPU's energy per operation, one line per run and collective over its sizes: the
+/// runs at different power limits show what each limit buys and costs.
+fn draw_energy_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &[Series],
+) -> std::result::Result<(), String> {
+    let points = || series.iter().flat_map(|s| s.energy.iter());
+    let (x_lo, x_hi) = log_range(points().map(|p| p.0)).ok_or("no energy above 0 to draw")?;
+    let (y_lo, y_hi) = log_range(points().map(|p| p.1)).unwrap_or((0.1, 10.0));
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            "Bus bandwidth against energy (power limit in force per run)",
+            (FAMILY, 22),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d((x_lo..x_hi).log_scale(), (y_lo..y_hi).log_scale())
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("energy per operation, one GPU (mJ)")
+        .y_desc("busbw (GB/s)")
+        .x_label_formatter(&|x| short_number(*x))
+        .y_label_formatter(&|y| short_number(*y))
+        .label_style((FAMILY, 14))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (i, s) in series.iter().enumerate() {
+        let pts: Vec<(f64, f64)> = s
+            .energy
+            .iter()
+            .copied()
+            .filter(|(x, y)| *x > 0.0 && *y > 0.0 && y.is_finite())
+            .collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(SERIES_WIDTH)))
+            .map_err(|e| e.to_string())?
+            .label(s.label.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FAMILY, 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     series: &[Series],
     peaks: &[(String, f64)],
 ) -> std::result::Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let root = if has_energy(series) {
+        let (sizes, energy) = root.split_vertically(root.dim_in_pixel().1 * 2 / 3);
+        draw_energy_panel(&energy, series)?;
+        sizes
+    } else {
+        root
+    };
     let (top, bottom) = root.split_vertically(root.dim_in_pixel().1 / 2);
     draw_panel(
         &top,
@@ -310,8 +420,12 @@ fn draw<DB: DrawingBackend>(
     root.present().map_err(|e| e.to_string())
 }
 
-/// The picture size in pixels (SVG user units).
+/// The picture size in pixels (SVG user units); with the energy panel a third taller.
 pub const SIZE: (u32, u32) = (1200, 1000);
+
+fn has_energy(series: &[Series]) -> bool {
+    series.iter().any(|s| !s.energy.is_empty())
+}
 
 /// Draws the series and peaks to `output`, SVG or PNG by its extension.
 pub fn render(output: &Path, series: &[Series], peaks: &[(String, f64)]) -> Result<()> {
@@ -329,14 +443,19 @@ pub fn render(output: &Path, series: &[Series], peaks: &[(String, f64)]) -> Resu
     let extension = output
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let size = if has_energy(series) {
+        (SIZE.0, SIZE.1 * 3 / 2)
+    } else {
+        SIZE
+    };
     let result = match extension.as_deref() {
         Some("svg") => draw(
-            SVGBackend::new(output, SIZE).into_drawing_area(),
+            SVGBackend::new(output, size).into_drawing_area(),
             series,
             peaks,
         ),
         Some("png") => draw(
-            BitMapBackend::new(output, SIZE).into_drawing_area(),
+            BitMapBackend::new(output, size).into_drawing_area(),
             series,
             peaks,
         ),
@@ -385,6 +504,18 @@ mod tests {
         assert_eq!(l, vec!["a/run.json", "b/run.json"]);
     }
 
+    /// A recorded 4-rank run, whose rows a test replaces.
+    fn base_doc() -> RunDocument {
+        serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/base_4ranks.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn one_series_per_run_and_collective_with_cycles_averaged() {
         let mut rows = vec![
@@ -395,14 +526,7 @@ mod tests {
         let mut again = row(Collective::AllReduce, 1 << 20, 4, 30.0);
         again.cycle = 1;
         rows.push(again);
-        let doc: RunDocument = serde_json::from_str(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/data/base_4ranks.json"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+        let doc = base_doc();
         let mut mine = doc.clone();
         mine.rows = rows;
         let runs = vec![PlottedRun {
@@ -424,6 +548,7 @@ mod tests {
         let s = vec![Series {
             label: "a".into(),
             points: vec![(1024.0, 1.0, 1.0)],
+            energy: Vec::new(),
         }];
         let e = render(Path::new("x.jpg"), &s, &[]).unwrap_err();
         assert!(e.to_string().contains(".svg or .png"));
@@ -432,6 +557,7 @@ mod tests {
         let zero = vec![Series {
             label: "a".into(),
             points: vec![(0.0, 1.0, 1.0)],
+            energy: Vec::new(),
         }];
         let e = render(Path::new("x.svg"), &zero, &[]).unwrap_err();
         assert!(e.to_string().contains("0 bytes"));
@@ -444,11 +570,82 @@ mod tests {
         let s = vec![Series {
             label: "solo all_reduce".into(),
             points: vec![(1024.0, 0.0, 5.0), (2048.0, 0.0, 6.0)],
+            energy: Vec::new(),
         }];
         render(&out, &s, &[]).unwrap();
         let svg = std::fs::read_to_string(&out).unwrap();
         assert!(svg.contains("no value above 0"));
         // Only the time panel has a line.
         assert_eq!(svg.matches("stroke-width=\"2\" points").count(), 1);
+    }
+
+    #[test]
+    fn runs_with_energy_get_busbw_against_energy_labelled_by_power_limit() {
+        let doc = base_doc();
+        let at_limit = |watts: f64, joules: f64| {
+            let mut d = doc.clone();
+            d.rows = vec![row(Collective::AllReduce, 1 << 20, 4, 10.0)];
+            let m = d.rows[0].out_of_place.as_mut().unwrap();
+            m.energy =
+                crate::report::model::Energy::from_ranks(vec![Some(joules); 4], 100, 1 << 20);
+            d.telemetry = Some(crate::report::gpu_readings::TelemetryHeader {
+                interval_ms: 50,
+                ranks: (0..4)
+                    .map(|rank| crate::report::gpu_readings::RankSource {
+                        rank,
+                        source: Some("x".into()),
+                        unavailable: None,
+                        limits: Some(crate::report::gpu_readings::GpuLimits {
+                            power_limit_w: Some(watts),
+                            ..Default::default()
+                        }),
+                        energy_counter: true,
+                    })
+                    .collect(),
+            });
+            d
+        };
+        let runs = vec![
+            PlottedRun {
+                label: "full".into(),
+                doc: at_limit(700.0, 0.5),
+                peak_gbps: None,
+            },
+            PlottedRun {
+                label: "capped".into(),
+                doc: at_limit(500.0, 0.35),
+                peak_gbps: None,
+            },
+        ];
+        let s = series(&runs, PlotPlacement::OutOfPlace, &[]);
+        assert_eq!(s[0].label, "full all_reduce (limit 700 W)");
+        assert_eq!(s[1].label, "capped all_reduce (limit 500 W)");
+        // 0.5 J over 100 operations on each GPU: 5 mJ per operation per GPU.
+        assert!((s[0].energy[0].0 - 5.0).abs() < 1e-9);
+        assert!((s[1].energy[0].0 - 3.5).abs() < 1e-9);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("energy.svg");
+        render(&out, &s, &[]).unwrap();
+        let svg = std::fs::read_to_string(&out).unwrap();
+        assert!(svg.contains("Bus bandwidth against energy"), "energy panel");
+        assert!(svg.contains("limit 500 W"));
+        assert!(
+            svg.contains("height=\"1500\""),
+            "a third panel makes it taller"
+        );
+        // Without energy: the two panels and no limit in the labels.
+        let mut plain = runs[0].doc.clone();
+        plain.rows[0].out_of_place.as_mut().unwrap().energy = None;
+        let s = series(
+            &[PlottedRun {
+                label: "plain".into(),
+                doc: plain,
+                peak_gbps: None,
+            }],
+            PlotPlacement::OutOfPlace,
+            &[],
+        );
+        assert_eq!(s[0].label, "plain all_reduce");
+        assert!(s[0].energy.is_empty());
     }
 }

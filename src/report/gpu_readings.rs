@@ -26,6 +26,10 @@ pub struct RankSource {
     /// Why this rank has no telemetry.
     pub unavailable: Option<String>,
     pub limits: Option<GpuLimits>,
+    /// The GPU answered its energy counter when the run started (each measurement then records the
+    /// energy of its timed loop).
+    #[serde(default)]
+    pub energy_counter: bool,
 }
 
 /// The header's telemetry section.
@@ -41,6 +45,11 @@ impl TelemetryHeader {
     /// True when at least one rank samples its GPU.
     pub fn any(&self) -> bool {
         self.ranks.iter().any(|r| r.source.is_some())
+    }
+
+    /// True when at least one rank's GPU has an energy counter.
+    pub fn any_energy(&self) -> bool {
+        self.ranks.iter().any(|r| r.energy_counter)
     }
 
     pub fn limits(&self, rank: usize) -> Option<&GpuLimits> {

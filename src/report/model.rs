@@ -368,6 +368,47 @@ pub struct Measurement {
     /// With --groups: the index of the slowest group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slowest_group: Option<usize>,
+    /// The energy the timed loop used, where some rank's GPU has an energy counter; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<Energy>,
+}
+
+/// The energy of a measurement's timed loop, from each rank's GPU energy counter read just before the
+/// loop's clock starts and just after it stops (never inside it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Energy {
+    /// Each rank's joules over its timed loop, in rank order; null for a rank whose GPU has no counter.
+    pub rank_joules: Vec<Option<f64>>,
+    /// Ranks whose counter was read.
+    pub ranks_read: usize,
+    /// Joules of one operation summed over the ranks that read: the job's energy per operation.
+    pub joules_per_op: f64,
+    /// The size column's bytes over one rank's joules per operation (the mean over the ranks that
+    /// read), in GB (1e9 bytes) per joule: what one GPU moves per joule, algbw over its power.
+    pub gb_per_joule: f64,
+}
+
+impl Energy {
+    /// The figures of `rank_joules` over a timed loop of `ops` operations of `size_bytes`; None when no
+    /// rank read a counter.
+    pub fn from_ranks(rank_joules: Vec<Option<f64>>, ops: u64, size_bytes: u64) -> Option<Energy> {
+        let read: Vec<f64> = rank_joules.iter().flatten().copied().collect();
+        if read.is_empty() || ops == 0 {
+            return None;
+        }
+        let job = read.iter().sum::<f64>() / ops as f64;
+        let per_rank = job / read.len() as f64;
+        Some(Energy {
+            ranks_read: read.len(),
+            joules_per_op: job,
+            gb_per_joule: if per_rank > 0.0 {
+                size_bytes as f64 / per_rank / 1e9
+            } else {
+                0.0
+            },
+            rank_joules,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

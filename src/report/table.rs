@@ -1,5 +1,6 @@
 //! The terminal table: nccl-tests' columns, one line per row as soon as it is measured, aligned by tabled.
-//! A %peak column follows busbw when the peak is known, --stats adds p50, p99 and cv%, and --telemetry
+//! A %peak column follows busbw when the peak is known, energy per operation and GB per joule follow
+//! #wrong when some rank's GPU has an energy counter, --stats adds p50, p99 and cv%, and --telemetry
 //! ends the line with the GPUs' lowest SM clock, highest temperature and power over the ranks.
 
 use super::model::{Measurement, Row};
@@ -18,6 +19,9 @@ pub struct Columns {
     pub telemetry: bool,
     /// --groups: a last column names each row's layout ("2x4": two groups of four ranks).
     pub groups: bool,
+    /// Some rank's GPU has an energy counter: each placement gets the job's millijoules per operation
+    /// and the GB one GPU moves per joule.
+    pub energy: bool,
     /// -A: the algorithm, protocol and channels the library chose, after the GPU columns.
     pub algo: bool,
 }
@@ -48,6 +52,9 @@ impl Columns {
             cols.push(("%peak", "", 6));
         }
         cols.push(("#wrong", "", 6));
+        if self.energy {
+            cols.extend([("energy", "(mJ/op)", 9), ("eff", "(GB/J)", 7)]);
+        }
         if self.stats {
             cols.extend([("p50", "(us)", 10), ("p99", "(us)", 10), ("cv%", "", 6)]);
         }
@@ -162,6 +169,15 @@ impl Columns {
                 .map(|w| w.to_string())
                 .unwrap_or_else(|| "N/A".into()),
         );
+        if self.energy {
+            match &m.energy {
+                Some(e) => cells.extend([
+                    significant(e.joules_per_op * 1e3),
+                    significant(e.gb_per_joule),
+                ]),
+                None => cells.extend(["-".to_string(), "-".to_string()]),
+            }
+        }
         if self.stats {
             match &m.stats {
                 Some(s) => cells.extend([
@@ -212,6 +228,24 @@ impl Columns {
             );
         }
         self.render(vec![record]) + "\n"
+    }
+}
+
+/// Three significant digits without an exponent down to 0.001 (energies and efficiencies span
+/// decades between a small and a large size).
+pub fn significant(v: f64) -> String {
+    let a = v.abs();
+    if a >= 100.0 || a == 0.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else if a >= 0.001 {
+        let decimals = (2.0 - a.log10().floor()) as usize;
+        format!("{v:.decimals$}")
+    } else {
+        format!("{v:.2e}")
     }
 }
 
@@ -285,6 +319,7 @@ mod tests {
             rank_wrong: Vec::new(),
             groups: None,
             slowest_group: None,
+            energy: None,
         };
         Row {
             collective: Collective::AllReduce,
@@ -315,6 +350,7 @@ mod tests {
                 stats: true,
                 telemetry: true,
                 groups: false,
+                energy: true,
                 algo: true,
             },
             Columns {
@@ -322,6 +358,7 @@ mod tests {
                 stats: false,
                 telemetry: false,
                 groups: true,
+                energy: false,
                 algo: false,
             },
         ] {
@@ -341,10 +378,7 @@ mod tests {
     fn percent_of_peak_beside_busbw_and_marked_above_the_peak() {
         let layout = Columns {
             peak: Some(Peak::from_override(100.0)),
-            stats: false,
-            telemetry: false,
-            groups: false,
-            algo: false,
+            ..Columns::default()
         };
         assert!(layout.heading().contains("%peak"));
         let cells: Vec<String> = layout
@@ -357,6 +391,33 @@ mod tests {
         assert_eq!(cells[8], "90%");
         assert!(layout.line(&row(112.0)).contains("112%*"));
         assert!(!Columns::default().heading().contains("%peak"));
+    }
+
+    #[test]
+    fn energy_columns_follow_wrong_where_a_counter_was_read() {
+        let layout = Columns {
+            energy: true,
+            ..Columns::default()
+        };
+        assert!(layout.heading().contains("(mJ/op)") && layout.heading().contains("(GB/J)"));
+        let mut r = row(90.0);
+        // 4 ranks at 0.25 J over 100 operations of 1 MiB: 10 mJ per operation for the job, 2.5 mJ per
+        // rank, 1048576 / 2.5e-3 / 1e9 = 0.42 GB per joule.
+        r.out_of_place.as_mut().unwrap().energy =
+            crate::report::model::Energy::from_ranks(vec![Some(0.25); 4], 100, 1 << 20);
+        let cells: Vec<String> = layout
+            .line(&r)
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        // size count type redop root | time algbw busbw #wrong energy eff | in-place ...
+        assert_eq!(cells[9], "10.0");
+        assert_eq!(cells[10], "0.419");
+        assert_eq!(significant(0.000230117), "2.30e-4");
+        assert_eq!(significant(0.0258), "0.0258");
+        assert_eq!(significant(2278.35), "2278");
+        assert_eq!(cells[15], "-", "in-place read no counter");
+        assert!(!Columns::default().heading().contains("GB/J"));
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub fn measurement(size: u64, ranks: usize, time_us: f64, stdev_us: Option<f64>)
         rank_wrong: Vec::new(),
         groups: None,
         slowest_group: None,
+        energy: None,
     }
 }
 

@@ -219,6 +219,7 @@ mod tests {
                         power_limit_w: Some(700.0),
                         ..GpuLimits::default()
                     }),
+                    energy_counter: false,
                 })
                 .collect(),
         }

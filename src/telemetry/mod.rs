@@ -34,6 +34,11 @@ pub trait TelemetrySource: Send {
     fn limits(&self) -> GpuLimits;
     /// One reading now. Never fails: what the library cannot say stays None.
     fn sample(&self) -> Reading;
+    /// The GPU's energy counter now, in millijoules since some origin (NVML: since the driver
+    /// loaded); None where the GPU has none.
+    fn energy_mj(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// How the GPU is found in NVML or ROCm SMI.
@@ -46,14 +51,30 @@ pub enum Which {
 /// How often a rank reads its GPU while a row runs.
 pub const INTERVAL_MS: u64 = 50;
 
-/// Told by the engine when a row starts and ends, never inside it: whatever it does while the row runs
-/// happens on another thread.
+/// Told by the engine when a row starts and ends, and when a timed loop's clock starts and stops,
+/// never inside either: whatever it does while the row runs happens on another thread.
 pub trait RowObserver {
     /// Every rank, just before the row's first operation.
     fn row_starting(&mut self);
     /// Every rank, right after the row's last operation (collective: every rank must call it). What each
     /// rank observed during the row, in rank order, or None when no rank observes anything.
     fn row_finished(&mut self, world: &dyn World) -> Result<Option<Vec<Option<RankTelemetry>>>>;
+    /// This rank, just before a timed loop's clock starts: the GPU's energy counter, first reading.
+    fn timed_loop_starting(&mut self) {}
+    /// This rank, just after that timed loop's clock stopped: the joules its GPU used meanwhile; None
+    /// without a counter, or when the counter went back (a reset).
+    fn timed_loop_finished(&mut self) -> Option<f64> {
+        None
+    }
+}
+
+/// The joules between two readings of an energy counter in millijoules; None when either is missing
+/// or the counter went back.
+pub fn joules_between(before: Option<u64>, after: Option<u64>) -> Option<f64> {
+    match (before, after) {
+        (Some(b), Some(a)) if a >= b => Some((a - b) as f64 / 1000.0),
+        _ => None,
+    }
 }
 
 /// Observes nothing: rows carry no telemetry.
@@ -142,6 +163,8 @@ impl Accumulator {
 pub struct Telemetry {
     sampler: Option<sampler::Sampler>,
     gather: bool,
+    /// The energy counter as the current timed loop started.
+    energy_before: Option<u64>,
 }
 
 impl Telemetry {
@@ -157,6 +180,7 @@ impl Telemetry {
                 Telemetry {
                     sampler: None,
                     gather: false,
+                    energy_before: None,
                 },
                 None,
             ));
@@ -169,12 +193,14 @@ impl Telemetry {
                 source: Some(s.describe()),
                 unavailable: None,
                 limits: Some(s.limits()),
+                energy_counter: s.energy_mj().is_some(),
             },
             Err(why) => RankSource {
                 rank,
                 source: None,
                 unavailable: Some(why.clone()),
                 limits: None,
+                energy_counter: false,
             },
         };
         let header = TelemetryHeader {
@@ -188,6 +214,7 @@ impl Telemetry {
             Telemetry {
                 sampler,
                 gather: header.any(),
+                energy_before: None,
             },
             Some(header),
         ))
@@ -208,11 +235,28 @@ impl RowObserver for Telemetry {
         }
         all_gather_value(world, &mine).map(Some)
     }
+
+    fn timed_loop_starting(&mut self) {
+        self.energy_before = self.sampler.as_ref().and_then(|s| s.energy_mj());
+    }
+
+    fn timed_loop_finished(&mut self) -> Option<f64> {
+        let after = self.sampler.as_ref().and_then(|s| s.energy_mj());
+        joules_between(self.energy_before.take(), after)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn energy_between_two_counter_readings_and_a_reset_is_none() {
+        assert_eq!(joules_between(Some(1_000), Some(3_500)), Some(2.5));
+        assert_eq!(joules_between(Some(3_500), Some(1_000)), None, "reset");
+        assert_eq!(joules_between(None, Some(1)), None);
+        assert_eq!(joules_between(Some(1), None), None);
+    }
 
     #[test]
     fn a_row_keeps_the_range_of_each_reading_and_every_reason() {

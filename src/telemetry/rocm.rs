@@ -52,6 +52,13 @@ impl TelemetrySource for RocmGpu {
         }
     }
 
+    fn energy_mj(&self) -> Option<u64> {
+        self.smi
+            .energy_uj(self.index)
+            .ok()
+            .map(|uj| (uj / 1000.0) as u64)
+    }
+
     fn sample(&self) -> Reading {
         let d = self.index;
         let link = self.smi.pcie_link(d).ok();

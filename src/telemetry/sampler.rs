@@ -59,6 +59,12 @@ impl Sampler {
         &self.limits
     }
 
+    /// The GPU's energy counter now (millijoules), read on the caller's thread: the engine reads it
+    /// just before a timed loop's clock starts and just after it stops.
+    pub fn energy_mj(&self) -> Option<u64> {
+        lock(&self.shared.source).energy_mj()
+    }
+
     /// Starts reading for a new row (the thread takes its first reading at once).
     pub fn begin_row(&self) {
         let mut s = lock(&self.shared.state);

@@ -164,6 +164,10 @@ impl TelemetrySource for NvmlGpu {
         }
     }
 
+    fn energy_mj(&self) -> Option<u64> {
+        self.device()?.total_energy_consumption().ok()
+    }
+
     fn sample(&self) -> Reading {
         let Some(d) = self.device() else {
             return Reading::default();

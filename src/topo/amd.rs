@@ -13,6 +13,9 @@ pub struct AmdGpuAnswer {
     pub bus_id: String,
     #[serde(default)]
     pub name: Option<String>,
+    /// Bytes of VRAM (rsmi_dev_memory_total_get).
+    #[serde(default)]
+    pub memory_total: Option<u64>,
 }
 
 /// The link between two GPUs (rsmi_topo_get_link_type / amdsmi_topo_get_link_type).
@@ -145,6 +148,7 @@ impl AmdSource for LiveAmd {
                 Ok(AmdGpuAnswer {
                     bus_id: smi.bus_id(i)?,
                     name: smi.name(i).ok(),
+                    memory_total: smi.memory_total(i).ok(),
                 })
             })
             .collect()

@@ -36,6 +36,10 @@ pub struct Gpu {
     /// The GPU's index in NVML or ROCm SMI; None when the library does not see it (absent, or a
     /// container that exposes only some GPUs while /sys shows them all).
     pub library_index: Option<u32>,
+    /// Bytes of device memory, as NVML (nvmlDeviceGetMemoryInfo_v2's total) or ROCm SMI (VRAM total)
+    /// reports it; None where neither answers.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +216,7 @@ fn gpu_from_pci(root: &SysRoot, d: &PciDevice, vendor: Vendor) -> Gpu {
         links: Vec::new(),
         links_known: false,
         library_index: None,
+        memory_bytes: None,
     }
 }
 
@@ -360,6 +365,7 @@ fn nvml_fill(
                     links: Vec::new(),
                     links_known: false,
                     library_index: None,
+                    memory_bytes: None,
                 });
                 gpus.len() - 1
             }
@@ -371,6 +377,7 @@ fn nvml_fill(
         }
         let arch = nvml.architecture(dev).ok();
         g.architecture = arch.and_then(architecture_name).map(str::to_string);
+        g.memory_bytes = nvml.memory_total(dev).ok();
         if let Ok((gen, width)) = nvml.max_pcie(dev) {
             let cur = nvml.current_pcie(dev).ok();
             g.pcie = Some(PcieLink {
@@ -453,6 +460,7 @@ fn amd_fill(amd: &dyn AmdSource, gpus: &mut [Gpu], unknown: &mut Vec<Unknown>) {
         if a.name.is_some() {
             g.name = a.name.clone();
         }
+        g.memory_bytes = a.memory_total;
         g.links_known = true;
         g.links.clear();
         let rate = g

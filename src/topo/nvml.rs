@@ -33,6 +33,8 @@ pub trait NvmlSource {
     /// (generation, width) now (nvmlDeviceGetCurrPcieLink*).
     fn current_pcie(&self, dev: u32) -> Answer<(u32, u32)>;
     fn nvlink_active(&self, dev: u32, link: u32) -> Answer<bool>;
+    /// Bytes of device memory (nvmlDeviceGetMemoryInfo_v2's total).
+    fn memory_total(&self, dev: u32) -> Answer<u64>;
     /// nvmlDeviceGetNvLinkVersion: an nvmlNvlinkVersion_t, not the marketing number.
     fn nvlink_version(&self, dev: u32, link: u32) -> Answer<u32>;
     fn nvlink_remote_pci(&self, dev: u32, link: u32) -> Answer<RemotePci>;
@@ -66,6 +68,8 @@ pub struct FixtureDevice {
     pub architecture: Option<u32>,
     pub max_pcie: Option<(u32, u32)>,
     pub current_pcie: Option<(u32, u32)>,
+    #[serde(default)]
+    pub memory_total: Option<u64>,
     /// Errors per call name, to record a device that answers e.g. "Unknown" to one call.
     #[serde(default)]
     pub errors: BTreeMap<String, String>,
@@ -162,6 +166,9 @@ impl NvmlSource for FixtureNvml {
     }
     fn current_pcie(&self, dev: u32) -> Answer<(u32, u32)> {
         self.field(dev, "current_pcie", |d| d.current_pcie)
+    }
+    fn memory_total(&self, dev: u32) -> Answer<u64> {
+        self.field(dev, "memory_total", |d| d.memory_total)
     }
     fn nvlink_active(&self, dev: u32, link: u32) -> Answer<bool> {
         Ok(self.link(dev, link)?.state == 1)
@@ -281,6 +288,9 @@ impl NvmlSource for LiveNvml {
             d.current_pcie_link_gen().map_err(err)?,
             d.current_pcie_link_width().map_err(err)?,
         ))
+    }
+    fn memory_total(&self, dev: u32) -> Answer<u64> {
+        Ok(self.device(dev)?.memory_info().map_err(err)?.total)
     }
     fn nvlink_active(&self, dev: u32, link: u32) -> Answer<bool> {
         self.device(dev)?

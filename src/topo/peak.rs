@@ -203,6 +203,45 @@ pub fn communicator_peak(nodes: &[NodeTopology], placement: &[RankPlacement]) ->
     communicator_peak_explained(nodes, placement).ok()
 }
 
+/// The GPU a rank runs on: by its PCI address where the backend knows it, else by its local index
+/// among the node's GPUs of the node's main vendor.
+pub fn gpu_on<'a>(node: &'a NodeTopology, r: &RankPlacement) -> Result<&'a Gpu, String> {
+    let found = match &r.bus_id {
+        Some(b) => {
+            let b = pcie::normalize_bus_id(b);
+            node.gpus.iter().find(|g| g.bus_id == b)
+        }
+        None => node
+            .gpus
+            .iter()
+            .find(|g| g.index == r.local_device && g.vendor == primary_vendor(node)),
+    };
+    found.ok_or_else(|| match &r.bus_id {
+        Some(b) => format!("{} has no GPU at {b} (rank {})", node.host, r.rank),
+        None => format!(
+            "{} has no GPU {} (rank {})",
+            node.host, r.local_device, r.rank
+        ),
+    })
+}
+
+/// The GPU of every rank, in the order of `placement`: the first rank whose GPU is not found says so.
+pub fn gpus_of<'a>(
+    nodes: &'a [NodeTopology],
+    placement: &[RankPlacement],
+) -> Result<Vec<&'a Gpu>, String> {
+    placement
+        .iter()
+        .map(|r| {
+            let node = nodes
+                .iter()
+                .find(|n| n.host == r.host)
+                .ok_or_else(|| format!("no topology for host {}", r.host))?;
+            gpu_on(node, r)
+        })
+        .collect()
+}
+
 /// As `communicator_peak`, with the reason when there is no figure.
 pub fn communicator_peak_explained(
     nodes: &[NodeTopology],
@@ -224,22 +263,7 @@ pub fn communicator_peak_explained(
             .ok_or_else(|| format!("no topology for host {host}"))?;
         let gpus: Vec<&Gpu> = devices
             .iter()
-            .map(|r| {
-                let found = match &r.bus_id {
-                    Some(b) => {
-                        let b = pcie::normalize_bus_id(b);
-                        node.gpus.iter().find(|g| g.bus_id == b)
-                    }
-                    None => node
-                        .gpus
-                        .iter()
-                        .find(|g| g.index == r.local_device && g.vendor == primary_vendor(node)),
-                };
-                found.ok_or_else(|| match &r.bus_id {
-                    Some(b) => format!("{host} has no GPU at {b} (rank {})", r.rank),
-                    None => format!("{host} has no GPU {} (rank {})", r.local_device, r.rank),
-                })
-            })
+            .map(|r| gpu_on(node, r))
             .collect::<Result<_, _>>()?;
         let mut bounds: Vec<Bound> = Vec::new();
         if gpus.len() > 1 {

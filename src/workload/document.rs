@@ -1,6 +1,7 @@
 //! The typed results of `collbench workload`: the model, the layouts and their groups, every measured
 //! message, and each phase's ranking. What `-J` writes (docs/schema/workload.schema.json, docs/JSON.md).
 
+use super::fit::GpuMemory;
 use super::messages::{LayoutChoice, MessageKey, Phase, StepOptions};
 use super::model::ModelSpec;
 use super::ranking::PhaseRanking;
@@ -21,8 +22,23 @@ pub struct WorkloadDocument {
     /// What the step model counts and what it leaves out, in words.
     pub counted: Vec<String>,
     pub not_counted: Vec<String>,
+    /// What the fit figures (weights and KV cache per GPU) count and leave out, in words.
+    #[serde(default)]
+    pub fit_counted: Vec<String>,
+    #[serde(default)]
+    pub fit_not_counted: Vec<String>,
     /// Anything that qualifies these numbers (a stand-in collective, a type measured as another).
     pub notes: Vec<String>,
+    /// Tokens each sequence holds in the KV cache (--context).
+    #[serde(default)]
+    pub context_tokens: u64,
+    /// The GPU memory each layout's fit is judged against, or why it is not judged.
+    #[serde(default)]
+    pub gpu_memory: Option<GpuMemory>,
+    /// Each rank's GPU telemetry source and limits, the power limit in force among them (collbench
+    /// never changes it); null with --no-telemetry.
+    #[serde(default)]
+    pub telemetry: Option<crate::report::gpu_readings::TelemetryHeader>,
     pub phases: Vec<Phase>,
     pub layouts: Vec<LayoutEntry>,
     /// Every distinct message, in the order measured; `measurement` is null until it has been.

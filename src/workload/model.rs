@@ -1,7 +1,8 @@
 //! The model a workload measures: its communication-relevant fields (hidden size, dense and MoE
-//! layers, experts, experts per token, dtype), from a preset shipped in the binary or a Hugging Face
-//! `config.json`. Presets are themselves config.json excerpts (src/workload/presets/), so one parser
-//! reads both.
+//! layers, experts, experts per token, dtype) and the fields its weights and KV cache are counted from
+//! (vocabulary, attention heads or MLA ranks, MLP and expert widths, weight format), from a preset
+//! shipped in the binary or a Hugging Face `config.json`. Presets are themselves config.json excerpts
+//! (src/workload/presets/), so one parser reads both.
 
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
@@ -45,6 +46,59 @@ pub struct ModelSpec {
     /// The activations' type, and whether the config named it (false: bfloat16 assumed).
     pub dtype: DataType,
     pub dtype_from_config: bool,
+    /// What the weights and the KV cache are made of; null where the config lacks a field they are
+    /// counted from (`architecture_missing` names them), and then nothing is said of fit.
+    #[serde(default)]
+    pub architecture: Option<Architecture>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub architecture_missing: Vec<String>,
+}
+
+/// The fields of a config that count parameters and KV-cache bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Architecture {
+    pub vocab_size: u64,
+    /// The output head reuses the embedding matrix.
+    pub tie_word_embeddings: bool,
+    pub attention: Attention,
+    /// Width of a dense layer's MLP (0 where every layer is MoE and the config gives none).
+    pub intermediate_size: u64,
+    /// Width of one routed expert's MLP (Mixtral's experts use intermediate_size).
+    pub expert_intermediate_size: u64,
+    /// Width of all shared experts together (0: none).
+    pub shared_intermediate_size: u64,
+    /// Bytes of one weight of an attention projection or an MLP: 1 for an fp8 checkpoint, else the
+    /// dtype's; embeddings, norms and the router keep the dtype's.
+    pub linear_weight_bytes: u64,
+    /// In words, e.g. "fp8 (quantization_config) for attention and MLP weights, bfloat16 for the rest".
+    pub weight_format: String,
+}
+
+/// Attention as the config describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Attention {
+    /// Multi-head or grouped-query attention: `kv_heads` key and value heads of `head_dim`.
+    Grouped {
+        heads: u64,
+        kv_heads: u64,
+        head_dim: u64,
+        /// Q and K are RMS-normed per head (Qwen3): two norms of head_dim per layer.
+        qk_norm: bool,
+        /// Q, K and V projections carry biases.
+        bias: bool,
+    },
+    /// DeepSeek's multi-head latent attention: queries through a rank-`q_lora_rank` projection (0: a
+    /// plain one), keys and values through a compressed latent of `kv_lora_rank` plus a shared rope
+    /// key of `qk_rope_head_dim`, which is what the KV cache holds.
+    Latent {
+        heads: u64,
+        q_lora_rank: u64,
+        kv_lora_rank: u64,
+        qk_nope_head_dim: u64,
+        qk_rope_head_dim: u64,
+        v_head_dim: u64,
+    },
 }
 
 impl ModelSpec {
@@ -76,9 +130,35 @@ struct HfConfig {
     n_shared_experts: Option<u64>,
     #[serde(alias = "dtype")]
     torch_dtype: Option<String>,
+    model_type: Option<String>,
+    vocab_size: Option<u64>,
+    tie_word_embeddings: Option<bool>,
+    num_attention_heads: Option<u64>,
+    num_key_value_heads: Option<u64>,
+    head_dim: Option<u64>,
+    attention_bias: Option<bool>,
+    use_qk_norm: Option<bool>,
+    intermediate_size: Option<u64>,
+    moe_intermediate_size: Option<u64>,
+    /// Qwen2-MoE: one shared expert of this width.
+    shared_expert_intermediate_size: Option<u64>,
+    /// MLA (DeepSeek-V2/V3): its presence means latent attention.
+    q_lora_rank: Option<u64>,
+    kv_lora_rank: Option<u64>,
+    qk_nope_head_dim: Option<u64>,
+    qk_rope_head_dim: Option<u64>,
+    v_head_dim: Option<u64>,
+    quantization_config: Option<QuantizationConfig>,
     collbench_source: Option<String>,
     /// Multimodal configs keep the language model's fields here.
     text_config: Option<Box<HfConfig>>,
+}
+
+/// A checkpoint's quantization, where the config has one.
+#[derive(Debug, Deserialize)]
+struct QuantizationConfig {
+    quant_method: Option<String>,
+    fmt: Option<String>,
 }
 
 /// The preset of that name, or the config.json at that path. An unknown name that is not a file lists
@@ -142,6 +222,11 @@ pub fn parse(name: &str, text: &str, origin: &str) -> Result<ModelSpec> {
             ))
         })?, true),
     };
+    let (architecture, architecture_missing) =
+        match architecture(&config, experts, layers - moe_layers, dtype) {
+            Ok(a) => (Some(a), Vec::new()),
+            Err(missing) => (None, missing),
+        };
     Ok(ModelSpec {
         name: name.to_string(),
         source,
@@ -158,6 +243,99 @@ pub fn parse(name: &str, text: &str, origin: &str) -> Result<ModelSpec> {
         shared_experts: config.n_shared_experts.unwrap_or(0),
         dtype,
         dtype_from_config,
+        architecture,
+        architecture_missing,
+    })
+}
+
+/// The weights' and KV cache's fields, or the names of those the config lacks.
+fn architecture(
+    config: &HfConfig,
+    experts: u64,
+    dense_layers: u64,
+    dtype: DataType,
+) -> std::result::Result<Architecture, Vec<String>> {
+    let mut missing = Vec::new();
+    let mut need = |value: Option<u64>, name: &str| {
+        if value.unwrap_or(0) == 0 {
+            missing.push(name.to_string());
+        }
+        value.unwrap_or(0)
+    };
+    let hidden = config.hidden_size.unwrap_or(0);
+    let vocab_size = need(config.vocab_size, "vocab_size");
+    let heads = need(config.num_attention_heads, "num_attention_heads");
+    let intermediate_size = if dense_layers > 0 {
+        need(
+            config.intermediate_size,
+            "intermediate_size (the dense MLP's width)",
+        )
+    } else {
+        config.intermediate_size.unwrap_or(0)
+    };
+    let expert_intermediate_size = if experts > 0 {
+        need(
+            config.moe_intermediate_size.or(config.intermediate_size),
+            "moe_intermediate_size (an expert's width)",
+        )
+    } else {
+        0
+    };
+    let attention = match config.kv_lora_rank {
+        Some(kv_lora_rank) => Attention::Latent {
+            heads,
+            q_lora_rank: config.q_lora_rank.unwrap_or(0),
+            kv_lora_rank,
+            qk_nope_head_dim: need(config.qk_nope_head_dim, "qk_nope_head_dim"),
+            qk_rope_head_dim: need(config.qk_rope_head_dim, "qk_rope_head_dim"),
+            v_head_dim: need(config.v_head_dim, "v_head_dim"),
+        },
+        None => Attention::Grouped {
+            heads,
+            kv_heads: config.num_key_value_heads.unwrap_or(heads),
+            head_dim: config
+                .head_dim
+                .unwrap_or(hidden.checked_div(heads).unwrap_or(0)),
+            qk_norm: config.use_qk_norm.unwrap_or_else(|| {
+                config
+                    .model_type
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with("qwen3"))
+            }),
+            bias: config.attention_bias.unwrap_or(false),
+        },
+    };
+    if !missing.is_empty() {
+        return Err(missing);
+    }
+    let shared_intermediate_size = match config.shared_expert_intermediate_size {
+        Some(width) => width,
+        None => config.n_shared_experts.unwrap_or(0) * expert_intermediate_size,
+    };
+    let fp8 = config
+        .quantization_config
+        .as_ref()
+        .filter(|q| q.quant_method.as_deref().is_some_and(|m| m.contains("fp8")));
+    let (linear_weight_bytes, weight_format) = if let Some(q) = fp8 {
+        (
+            1,
+            format!(
+                "fp8{} (quantization_config) for attention and MLP weights, {dtype} for embeddings, norms and router",
+                q.fmt.as_deref().map(|f| format!(" {f}")).unwrap_or_default()
+            ),
+        )
+    } else {
+        (dtype.size() as u64, dtype.to_string())
+    };
+    Ok(Architecture {
+        vocab_size,
+        tie_word_embeddings: config.tie_word_embeddings.unwrap_or(false),
+        attention,
+        intermediate_size,
+        expert_intermediate_size,
+        shared_intermediate_size,
+        linear_weight_bytes,
+        weight_format,
     })
 }
 

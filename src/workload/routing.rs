@@ -25,6 +25,15 @@ pub enum Half {
     Combine,
 }
 
+impl Half {
+    pub fn name(self) -> &'static str {
+        match self {
+            Half::Dispatch => "dispatch",
+            Half::Combine => "combine",
+        }
+    }
+}
+
 /// The matrix of one half of an EP step on a group of `ranks` ranks. An error names what does not fit
 /// (the experts do not spread evenly over the group).
 pub fn matrix(

@@ -100,6 +100,26 @@ pub fn read_json(path: &Path) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}\n{text}", path.display()))
 }
 
+/// The names of a workload document's layouts, in order ("TP2", "TP2xPP2").
+pub fn layout_names(doc: &serde_json::Value) -> Vec<String> {
+    doc["layouts"]
+        .as_array()
+        .expect("layouts")
+        .iter()
+        .map(|l| l["name"].as_str().expect("a name").to_string())
+        .collect()
+}
+
+/// A workload document's pipeline stage boundary message (its only sendrecv).
+pub fn stage_boundary(doc: &serde_json::Value) -> &serde_json::Value {
+    doc["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .find(|m| m["collective"] == "sendrecv")
+        .expect("the stage boundary")
+}
+
 /// Every (row, placement measurement) of a results document.
 pub fn measurements(doc: &serde_json::Value) -> Vec<(&serde_json::Value, &serde_json::Value)> {
     doc["rows"]
