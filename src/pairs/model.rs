@@ -2,6 +2,7 @@
 //! round, the matrix and the verdict. What `-J` writes (docs/schema/pairs.schema.json, docs/JSON.md).
 
 use crate::fleet::gate::GateReport;
+use crate::report::growing::Growing;
 use crate::report::model::{Document, DocumentHeader};
 // The stored form lives in the report layer so that report/ never depends on pairs/.
 pub use crate::report::link_probe::{PairFigure, Participant};
@@ -37,12 +38,13 @@ pub struct PairsDocument {
     /// Checked exchanges per round (-c); 0: no check.
     #[serde(default)]
     pub check_iterations: u64,
-    /// Wrong elements over every round; null without -c or until every round has run.
+    pub participants: Vec<Participant>,
+    /// Every measurement, in the order taken; each round's are added to the file after the round.
+    pub samples: Vec<PairSample>,
+    /// Wrong elements over every round; null without -c or until every round has run. After the
+    /// samples, with what is known only at the end, so that the file's head is written once.
     #[serde(default)]
     pub wrong_total: Option<u64>,
-    pub participants: Vec<Participant>,
-    /// Every measurement, in the order taken; rewritten to the file after each round.
-    pub samples: Vec<PairSample>,
     /// The round being measured when the document was written (null once complete): after a failure
     /// it says which pairs were exchanging.
     pub in_flight: Option<String>,
@@ -62,6 +64,17 @@ impl Document for PairsDocument {
     }
     fn header_mut(&mut self) -> &mut DocumentHeader {
         &mut self.header
+    }
+}
+
+impl Growing for PairsDocument {
+    type Item = PairSample;
+    const LIST: &'static str = "samples";
+    fn items(&self) -> &[PairSample] {
+        &self.samples
+    }
+    fn items_mut(&mut self) -> &mut Vec<PairSample> {
+        &mut self.samples
     }
 }
 

@@ -4,7 +4,9 @@
 
 pub mod csv;
 pub mod gpu_readings;
+pub mod growing;
 pub mod json;
+pub mod json_file;
 pub mod link_probe;
 pub mod model;
 pub mod port_errors;
