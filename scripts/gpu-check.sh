@@ -147,6 +147,24 @@ nodes env COLLBENCH_TEST_CORRUPT=1:7 "$bin" pairs -b 64M -c 2 -T 60 "${backend[@
 check "pairs fault corrupt: exit code" "$?" "==" 7
 # 7 elements x 2 checks x 3 repeats x 1 pair.
 check "pairs fault corrupt: #wrong counted exactly" "$(json "d['wrong_total']" "$results/pairs_corrupt.json")" "==" 42
+# The search (docs/FLEET.md) on 8 pseudo-nodes, node 5's exchanges 200 ms late: named alone and sure, named
+# after fewer rounds than the circle method's 7 x 3 (clearing the others takes more rounds where the machine
+# is busy), no node meeting more partners than rounds. 8 ranks share one GPU (or 2 CPU cores in the
+# rehearsal), so healthy pairs differ by several times: slow below a fifth, at 64K, where 200 ms stays that
+# far below even when busy cores make healthy pairs tens of times slower.
+nodes8() { mpirun "${root[@]}" --oversubscribe --bind-to none -np 8 "$node" "$@"; }
+nodes8 env COLLBENCH_TEST_DELAY=5:200000 timeout 240 "$bin" pairs -b 64K -n 2 -w 1 --slow-threshold 80 --seed 7 -T 60 \
+    "${backend[@]}" -J "$results/pairs_search.json" --plot "$results/pairs_search.png" > "$results/pairs_search.log" 2>&1
+check "pairs search on 8 nodes: exit code" "$?" "==" 0
+check "pairs search on 8 nodes: method search, sure" \
+    "$(json "1 if d['method']=='search' and d['search']['sure'] else 0" "$results/pairs_search.json")" "==" 1
+check "pairs search on 8 nodes: the delayed node named alone" \
+    "$(json "1 if [h['name'] for h in d['verdict']['bad_hosts']]==['gpunode5'] and not d['verdict']['bad_links'] else 0" "$results/pairs_search.json")" "==" 1
+check "pairs search on 8 nodes: named after round (circle method 21)" \
+    "$(json "max(n['round'] for n in d['search']['first_named'])" "$results/pairs_search.json")" "<=" 10
+check "pairs search on 8 nodes: most partners met" \
+    "$(json "d['search']['most_partners'] - d['search']['rounds']" "$results/pairs_search.json")" "<=" 0
+check "pairs search on 8 nodes: #wrong" "$(json "d['wrong_total']" "$results/pairs_search.json")" "==" 0
 
 # rccl-tests' flags (docs/GPU.md): -Y's memory kinds (NVIDIA has host and managed; mpi refuses -Y, so
 # the rehearsal skips them), -O with rccl-tests' results file, -E's second offset, -A's columns (N/A on NCCL).

@@ -13,6 +13,10 @@
 #   scripts/lab.sh cut DIR HOST          take host HOST's link down (ip link set down)
 #   scripts/lab.sh down DIR              kill what runs in the lab and remove it
 #   scripts/lab.sh gc                    remove labs left by runs that were killed (their owner is gone)
+#   scripts/lab.sh slurm DIR             start Slurm on the lab: munged and slurmctld on host 0, a slurmd
+#                                        on every host (Debian's slurmd, slurmctld, munge; docs/FLEET.md)
+#   scripts/lab.sh srun DIR ARGS...      srun on the lab (from host 0), e.g. srun DIR -N 4 --mpi=pmix CMD
+#   scripts/lab.sh slurm-cmd DIR CMD...  a Slurm client command on the lab (squeue, scancel, sinfo)
 #
 # Every lab is registered under /run/collbench-lab/ID with the pid of its owner (the process that
 # called `up`, or $COLLBENCH_LAB_OWNER), so a killed test run's leftovers are removed by the next `up`.
@@ -200,6 +204,130 @@ lab_exec() {
     exec ip netns exec "$ns" unshare --uts sh -c 'hostname "$0"; exec "$@"' "$ns" "$@"
 }
 
+# Slurm across the lab. Each slurmd runs in its host's network namespace entered with nsenter (not
+# `ip netns exec`, which remounts /sys, where slurmd then misses /sys/fs/cgroup), with its own hostname
+# and its own /tmp (PMIx makes its per-step directory there; one /tmp for every host makes them
+# collide). slurmctld and munged run on host 0, so labs never share a port.
+slurm_dir() { echo "$1/slurm"; }
+
+slurm_up() {
+    local dir=$1 i ns tool s ns0
+    state "$dir"
+    for tool in slurmd slurmctld munged srun sinfo; do
+        command -v "$tool" >/dev/null ||
+            die "$tool is missing: apt-get install slurmd slurmctld slurm-client munge (scripts/setup.sh --test does)"
+    done
+    s=$(slurm_dir "$dir")
+    [ ! -e "$s/slurm.conf" ] || die "Slurm already runs on lab $ID"
+    mkdir -p "$s/munge" "$s/ctld" "$s/spool" "$s/log" "$s/tmp"
+    chmod 700 "$s/munge"
+    head -c 1024 /dev/urandom >"$s/munge/munge.key"
+    chmod 400 "$s/munge/munge.key"
+    ns0=$(ns_name "$ID" 0)
+    {
+        echo "# Slurm for lab $ID (scripts/lab.sh slurm)"
+        echo "ClusterName=cbl$ID"
+        echo "SlurmctldHost=$ns0($(address "$dir" 0))"
+        echo "AuthType=auth/munge"
+        echo "CredType=cred/munge"
+        echo "AuthInfo=socket=$s/munge/socket"
+        echo "SlurmUser=root"
+        echo "SlurmdUser=root"
+        echo "StateSaveLocation=$s/ctld"
+        echo "SlurmdSpoolDir=$s/spool/%n"
+        echo "SlurmctldPidFile=$s/slurmctld.pid"
+        echo "SlurmdPidFile=$s/slurmd-%n.pid"
+        echo "SlurmctldLogFile=$s/log/slurmctld.log"
+        echo "SlurmdLogFile=$s/log/slurmd-%n.log"
+        # No cgroups: the lab's hosts share the machine's, which are not theirs to divide.
+        echo "ProctrackType=proctrack/linuxproc"
+        echo "TaskPlugin=task/none"
+        echo "JobAcctGatherType=jobacct_gather/none"
+        echo "AccountingStorageType=accounting_storage/none"
+        echo "SwitchType=switch/none"
+        echo "MpiDefault=none"
+        echo "SchedulerType=sched/builtin"
+        echo "SelectType=select/linear"
+        # Every host offers 8 CPUs whatever the machine has: the lab oversubscribes, as its mpirun does.
+        echo "SlurmdParameters=config_overrides"
+        echo "ReturnToService=2"
+        # scancel and time limits: SIGTERM, then SIGKILL 2 s later.
+        echo "KillWait=2"
+        echo "InactiveLimit=0"
+        echo "MessageTimeout=20"
+        echo "SlurmdTimeout=60"
+        for ((i = 0; i < HOSTS; i++)); do
+            echo "NodeName=$(ns_name "$ID" "$i") NodeAddr=$(address "$dir" "$i") CPUs=8 State=UNKNOWN"
+        done
+        echo "PartitionName=lab Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
+    } >"$s/slurm.conf"
+    # How a slurmd enters its host: its hostname, and a /tmp of its own. The lab's folder stays where
+    # it is when it lies under /tmp, so every host still sees the lab's files.
+    {
+        echo '#!/bin/sh'
+        echo "# Enters a host of lab $ID as its slurmd needs: enter HOST CMD..."
+        echo 'host=$1; shift'
+        echo 'hostname "$host"'
+        echo "mkdir -p \"$s/tmp/\$host\" || exit 1"
+        case "$dir" in
+        /tmp/*)
+            # The machine's /tmp stays reachable, in this mount namespace only, to put the lab back.
+            echo "mkdir -p \"$REGISTRY/$ID/tmp\" && mount --bind /tmp \"$REGISTRY/$ID/tmp\" || exit 1"
+            echo "mount --bind \"$s/tmp/\$host\" /tmp || exit 1"
+            echo "mkdir -p \"$dir\" && mount --bind \"$REGISTRY/$ID/tmp/${dir#/tmp/}\" \"$dir\" || exit 1"
+            ;;
+        *) echo "mount --bind \"$s/tmp/\$host\" /tmp || exit 1" ;;
+        esac
+        echo 'exec "$@"'
+    } >"$s/enter"
+    chmod +x "$s/enter"
+    nsenter --net="/run/netns/$ns0" munged -f --key-file="$s/munge/munge.key" --socket="$s/munge/socket" \
+        --pid-file="$s/munge/munged.pid" --log-file="$s/log/munged.log" --seed-file="$s/munge/seed" ||
+        die "munged did not start: see $s/log/munged.log"
+    nsenter --net="/run/netns/$ns0" unshare --uts sh -c 'hostname "$0"; exec slurmctld -c -f "$1"' \
+        "$ns0" "$s/slurm.conf" || die "slurmctld did not start: see $s/log/slurmctld.log"
+    for ((i = 0; i < HOSTS; i++)); do
+        ns=$(ns_name "$ID" "$i")
+        nsenter --net="/run/netns/$ns" unshare --uts --mount "$s/enter" "$ns" slurmd -N "$ns" -f "$s/slurm.conf" ||
+            die "slurmd on $ns did not start: see $s/log/slurmd-$ns.log"
+    done
+    # Every host idle before the first job: a slurmd registers within a second or two.
+    local idle=0 waited=0
+    while [ "$idle" != "$HOSTS" ]; do
+        [ "$waited" -lt 300 ] || die "only $idle of $HOSTS hosts joined Slurm in 30 s: see $s/log/"
+        sleep 0.1
+        waited=$((waited + 1))
+        idle=$(slurm_client "$dir" sinfo -h -N -o %T 2>/dev/null | grep -c '^idle' || true)
+    done
+    echo "lab: Slurm up on lab $ID: slurmctld on $ns0, a slurmd on each of $HOSTS hosts" >&2
+}
+
+# A Slurm client on host 0, with the lab's configuration.
+slurm_client() {
+    local dir=$1
+    shift
+    state "$dir"
+    SLURM_CONF="$(slurm_dir "$dir")/slurm.conf" nsenter --net="/run/netns/$(ns_name "$ID" 0)" "$@"
+}
+
+lab_srun() {
+    local dir=$1
+    shift
+    state "$dir"
+    [ -f "$(slurm_dir "$dir")/slurm.conf" ] || die "no Slurm on lab $ID: start it with 'scripts/lab.sh slurm $dir'"
+    # TCP between hosts on the lab's subnet, shared memory inside one. Open MPI 4.1's modex fence under
+    # srun crashed 6 launches in 200 here (a peer's first message reaching a rank still in MPI_Init: a
+    # segfault in btl/tcp); without the fence (addresses fetched when first needed) none did in 200
+    # (docs/FLEET.md).
+    exec env SLURM_CONF="$(slurm_dir "$dir")/slurm.conf" \
+        OMPI_MCA_btl_tcp_if_include="$SUBNET" \
+        OMPI_MCA_btl=self,vader,tcp \
+        OMPI_MCA_pml=ob1 \
+        OMPI_MCA_pmix_base_async_modex=1 \
+        OMPI_MCA_pmix_base_collect_data=0 \
+        nsenter --net="/run/netns/$(ns_name "$ID" 0)" srun "$@"
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -211,5 +339,8 @@ slow-link) [ $# -eq 4 ] || die "usage: lab.sh slow-link DIR A B RATE"; slow_link
 cut) [ $# -eq 2 ] || die "usage: lab.sh cut DIR HOST"; cut_link "$@" ;;
 down) [ $# -eq 1 ] || die "usage: lab.sh down DIR"; down "$@" ;;
 gc) gc ;;
-*) die "usage: lab.sh up|mpirun|exec|slow|slow-link|cut|down|gc (see the top of scripts/lab.sh)" ;;
+slurm) [ $# -eq 1 ] || die "usage: lab.sh slurm DIR"; slurm_up "$@" ;;
+srun) [ $# -ge 2 ] || die "usage: lab.sh srun DIR ARGS..."; lab_srun "$@" ;;
+slurm-cmd) [ $# -ge 2 ] || die "usage: lab.sh slurm-cmd DIR CMD..."; slurm_client "$@" ;;
+*) die "usage: lab.sh up|mpirun|exec|slow|slow-link|cut|down|gc|slurm|srun|slurm-cmd (see the top of scripts/lab.sh)" ;;
 esac

@@ -17,6 +17,8 @@ pkgs=(libopenmpi-dev openmpi-bin libclang-dev pkg-config)
 # Debian 12's ROCm SMI 5.2.3: its rocm_smi.h for tests/abi.rs, the library for tests/amd_libraries.rs
 # (installed on a machine without an AMD GPU, as Debian's Slurm installs it on NVIDIA nodes).
 [ "$want_test" = 1 ] && pkgs+=(librocm-smi64-1 librocm-smi-dev)
+# Slurm across the multi-host lab (tests/slurm_lab.rs) and the count of bytes written (tests/document_writes.rs).
+[ "$want_test" = 1 ] && pkgs+=(slurmd slurmctld slurm-client munge strace)
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done

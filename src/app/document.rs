@@ -6,12 +6,11 @@ use super::launch::fail_job;
 use super::record;
 use crate::backend::{Backend, LibraryVersion};
 use crate::error::Result;
+use crate::report::growing::Growing;
 use crate::report::json::{self, JsonWriter};
-use crate::report::model::{Document, DocumentHeader, RankInfo};
+use crate::report::model::{DocumentHeader, RankInfo};
 use crate::watchdog::Watchdog;
 use crate::world::{all_gather_value, World};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::path::Path;
 
 /// Every rank of any command: agrees on the run's id and learns where the document is, so that whatever
@@ -26,9 +25,9 @@ pub fn start<D>(
     make: impl FnOnce(DocumentHeader) -> D,
 ) -> std::result::Result<Option<D>, i32>
 where
-    D: Document + Serialize + DeserializeOwned + Clone + Send + 'static,
+    D: Growing,
 {
-    let run_id = share_run_id::<D>(world, json).map_err(|e| fail_job(world, None, e))?;
+    let run_id = share_run_id(world, json).map_err(|e| fail_job(world, None, e))?;
     if world.rank() != 0 {
         return Ok(None);
     }
@@ -55,11 +54,8 @@ pub fn header(kind: &str, argv: &[String], backend: &str, run_id: &str) -> Docum
     DocumentHeader::starting(kind, argv, run_id, backend, json::relevant_environment())
 }
 
-/// Every rank agrees on the run's id (rank 0's) and remembers where the document of type `D` is.
-fn share_run_id<D>(world: &dyn World, json: Option<&Path>) -> Result<String>
-where
-    D: crate::report::model::HasLife + Serialize + DeserializeOwned,
-{
+/// Every rank agrees on the run's id (rank 0's) and remembers where the document is.
+fn share_run_id(world: &dyn World, json: Option<&Path>) -> Result<String> {
     let mut id = if world.rank() == 0 {
         record::new_run_id(world.host()).into_bytes()
     } else {
@@ -67,7 +63,7 @@ where
     };
     world.broadcast_bytes(0, &mut id)?;
     let run_id = String::from_utf8_lossy(&id).into_owned();
-    record::know::<D>(json, &run_id);
+    record::know(json, &run_id);
     Ok(run_id)
 }
 

@@ -8,6 +8,7 @@
 use super::document;
 use super::launch::fail_job;
 use crate::backend::{Allocator, Backend, BackendRequest};
+use crate::cli::pairs::DEFAULT_REPEATS;
 pub use crate::cli::pairs::{By, PairsArgs};
 use crate::collective::Collective;
 use crate::dtype::DataType;
@@ -15,7 +16,7 @@ use crate::engine::{Engine, EngineSettings};
 use crate::error::{Error, ExitCode, Result};
 use crate::fleet::gate::{self, GateReport, Rule};
 use crate::pairs::model::{self, PairFigure, PairsDocument, Participant};
-use crate::pairs::{expect, plot, render, rounds, schedule, verdict};
+use crate::pairs::{expect, plot, render, rounds, rounds_plot, schedule, search, verdict};
 use crate::plan::Iterations;
 use crate::report::model::{DocumentHeader, Measurement, Row};
 use crate::size::{parse_size, HumanSize};
@@ -61,8 +62,30 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
             "--all-gpus pairs the GPUs of two hosts: use it with --by host, or drop it",
         ));
     }
-    if args.rounds == 0 {
+    if args.rounds == Some(0) {
         return Err(Error::usage("--rounds 0: measure every pair at least once"));
+    }
+    if args.max_rounds == Some(0) {
+        return Err(Error::usage(
+            "--max-rounds 0: the search needs at least one round",
+        ));
+    }
+    if args.full || args.one_at_a_time {
+        let every_pair = if args.full {
+            "--full"
+        } else {
+            "--one-at-a-time"
+        };
+        for (flag, given) in [
+            ("--max-rounds", args.max_rounds.is_some()),
+            ("--seed", args.seed.is_some()),
+        ] {
+            if given {
+                return Err(Error::usage(format!(
+                    "{flag} is the search's, and {every_pair} measures every pair instead: drop one of them"
+                )));
+            }
+        }
     }
     if !(args.slow_threshold > 0.0 && args.slow_threshold < 100.0) {
         return Err(Error::usage(format!(
@@ -167,8 +190,9 @@ fn initial_document(plan: &PairsPlan, header: DocumentHeader) -> PairsDocument {
     PairsDocument {
         header,
         by: format!("{:?}", plan.args.by).to_lowercase(),
+        method: String::new(),
         concurrent: !plan.args.one_at_a_time,
-        repeats: plan.args.rounds,
+        repeats: plan.args.rounds.unwrap_or(DEFAULT_REPEATS),
         size_bytes: plan.size,
         latency_size_bytes: plan.latency_size,
         iterations: plan.args.iters,
@@ -180,6 +204,7 @@ fn initial_document(plan: &PairsPlan, header: DocumentHeader) -> PairsDocument {
         in_flight: None,
         matrix: None,
         verdict: None,
+        search: None,
         gate: None,
     }
 }
@@ -220,24 +245,44 @@ fn run(
             if plan.args.by == By::Host { ", or pair ranks with --by rank" } else { "" }
         )));
     }
-    let rounds = if plan.args.one_at_a_time {
-        schedule::one_at_a_time(people.len())
-    } else {
-        schedule::circle_rounds(people.len())
-    };
+    let method = Method::choose(plan, people.len())?;
     let per_buffer = plan.size.max(plan.latency_size);
     watchdog.arm(|| format!("allocating buffers of {}", HumanSize(per_buffer)));
     backend.allocate(per_buffer)?;
     watchdog.disarm();
+    let seed = match &method {
+        Method::Search => Some(agree_on_seed(plan, world, doc.as_ref())?),
+        Method::Full(_) => None,
+    };
 
     if let Some(d) = doc.as_mut() {
         document::backend_opened(&mut d.header, backend, reason, world, ranks.clone());
         d.participants = people.clone();
+    }
+    let repeats = match method {
+        Method::Full(_) => plan.args.rounds.unwrap_or(DEFAULT_REPEATS),
+        Method::Search => 1,
+    };
+    if let Some(d) = doc.as_mut() {
+        d.method = method.name().into();
+        d.repeats = repeats;
         super::record::save(d)?;
     }
+    let max_rounds = plan.args.max_rounds.unwrap_or(search::DEFAULT_MAX_ROUNDS);
     if let Some(d) = &doc {
+        let how = match &method {
+            Method::Full(rounds) => format!(
+                "{} round(s) x {} repeat(s), {}",
+                rounds.len(),
+                repeats,
+                if d.concurrent { "disjoint pairs together" } else { "one pair at a time" }
+            ),
+            Method::Search => format!(
+                "search: rounds of disjoint pairs until every host is named or cleared, at most {max_rounds} (--full for every pair)"
+            ),
+        };
         println!(
-            "# collbench pairs: {} {}s{}, {} each way (latency at {}), {} round(s) x {} repeat(s), {}, backend {}",
+            "# collbench pairs: {} {}s{}, {} each way (latency at {}), {how}, backend {}",
             people.len(),
             d.by,
             if d.all_gpus {
@@ -247,9 +292,6 @@ fn run(
             },
             HumanSize(plan.size),
             HumanSize(plan.latency_size),
-            rounds.len(),
-            plan.args.rounds,
-            if d.concurrent { "disjoint pairs together" } else { "one pair at a time" },
             d.header.backend.name
         );
     }
@@ -260,29 +302,38 @@ fn run(
         .with_switches(switches.clone());
     let exchanges = rounds::Exchanges {
         people: &people,
-        rounds: &rounds,
-        repeats: plan.args.rounds,
         size: plan.size,
         latency_size: plan.latency_size,
         check_iters: plan.args.check,
     };
-    let samples = exchanges.measure(&mut engine, |at| {
-        let what = format!(
-            "repeat {}/{} round {}/{}: {}",
-            at.repeat + 1,
-            plan.args.rounds,
-            at.round + 1,
-            rounds.len(),
-            at.pairs
-        );
+    let list_pairs = people.len() <= render::MATRIX_UP_TO;
+    let per_repeat = match &method {
+        Method::Full(rounds) => rounds.len(),
+        Method::Search => 0,
+    };
+    let before_round = |at: &rounds::RoundStart| {
+        let what = match &method {
+            Method::Full(rounds) => format!(
+                "repeat {}/{repeats} round {}/{}",
+                at.repeat + 1,
+                at.round + 1,
+                rounds.len()
+            ),
+            Method::Search => format!("round {} (at most {max_rounds})", at.round + 1),
+        };
+        let pairs = exchanges.describe(at.pairs);
         if let Some(d) = doc.as_mut() {
             d.samples = at.samples_so_far.to_vec();
-            d.in_flight = Some(what.clone());
+            d.in_flight = Some(format!("{what}: {pairs}"));
             super::record::save(d)?;
         }
-        switches.before_row(me, at.repeat * rounds.len() + at.round);
+        switches.before_row(me, at.repeat * per_repeat + at.round);
         if me == 0 {
-            println!("# {what}");
+            if list_pairs {
+                println!("# {what}: {pairs}");
+            } else {
+                println!("# {what}: {} pairs", at.pairs.len());
+            }
             let _ = std::io::stdout().flush();
         }
         set_context(match at.peer {
@@ -294,18 +345,43 @@ fn run(
             None => format!("pairs {what}: rank {me} was waiting for these pairs"),
         });
         Ok(())
-    })?;
+    };
+    let started = std::time::Instant::now();
+    let measured = match &method {
+        Method::Full(rounds) => {
+            Measured::Full(exchanges.measure(&mut engine, rounds, repeats, before_round)?)
+        }
+        Method::Search => {
+            let settings = search::Settings {
+                threshold_percent: plan.args.slow_threshold,
+                max_rounds,
+                seed: seed.unwrap_or(search::DEFAULT_SEED),
+            };
+            let outcome = exchanges.search(&mut engine, &settings, before_round)?;
+            Measured::Search(Box::new(outcome), settings)
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
     set_context(String::new());
 
     let Some(mut d) = doc else {
         return Ok(0);
     };
-    d.samples = samples;
+    let v = match measured {
+        Measured::Full(samples) => {
+            d.samples = samples;
+            verdict::judge(&d.samples, &people, plan.args.slow_threshold)
+        }
+        Measured::Search(outcome, settings) => {
+            let per_round = seconds / outcome.rounds.max(1) as f64;
+            let (v, report) = search::report::stored(&outcome, &people, &settings, Some(per_round));
+            d.samples = outcome.samples;
+            d.search = Some(report);
+            v
+        }
+    };
     let figures = model::matrix(&d.samples);
-    let v = verdict::judge(&d.samples, &people, plan.args.slow_threshold);
-    let mut text = render::matrices(&people, &figures);
-    text.push_str("#\n");
-    text.push_str(&render::verdict(&v));
+    let mut text = render::summary(&people, &figures, d.search.as_ref(), &v);
     d.wrong_total = (plan.args.check > 0).then(|| d.samples.iter().filter_map(|s| s.wrong).sum());
     text.push_str(&render::check(&d.samples, &people, plan.args.check));
     // A failed check comes first, as in a sweep: figures of a broken exchange mean little.
@@ -328,7 +404,13 @@ fn run(
     }
     print!("{text}");
     if let Some(path) = &plan.args.plot {
-        plot::heatmap(path, &people, &figures)?;
+        let marked = plot::marked(&people, &v);
+        // A search's matrix is mostly pairs it never measured: above a few hosts its rounds show more.
+        if d.search.is_some() && people.len() > plot::LABELLED {
+            rounds_plot::rounds_map(path, &people, &d.samples, &marked)?;
+        } else {
+            plot::heatmap(path, &people, &figures, &marked)?;
+        }
     }
     d.matrix = Some(figures);
     d.verdict = Some(v);
@@ -336,6 +418,69 @@ fn run(
     d.header.life.complete(code.code());
     super::record::save(&mut d)?;
     Ok(code.code())
+}
+
+/// How the pairs are chosen: every pair by the circle method (its rounds), or the search.
+enum Method {
+    Full(Vec<schedule::Round>),
+    Search,
+}
+
+impl Method {
+    /// The search from SEARCH_FROM participants up unless --full or --one-at-a-time asks for every
+    /// pair. Every rank decides alike, from the same participants.
+    fn choose(plan: &PairsPlan, participants: usize) -> Result<Method> {
+        if plan.args.one_at_a_time {
+            return Ok(Method::Full(schedule::one_at_a_time(participants)));
+        }
+        if plan.args.full || participants < search::SEARCH_FROM {
+            return Ok(Method::Full(schedule::circle_rounds(participants)));
+        }
+        if let Some(repeats) = plan.args.rounds {
+            return Err(Error::Usage(format!(
+                "--rounds {repeats} repeats the full matrix, and from {} participants up pairs searches instead ({participants} here): add --full to measure every pair {repeats} times, or bound the search with --max-rounds",
+                search::SEARCH_FROM
+            )));
+        }
+        Ok(Method::Search)
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Method::Full(_) => "full",
+            Method::Search => "search",
+        }
+    }
+}
+
+/// What was measured: every pair's samples, or the search's outcome.
+enum Measured {
+    Full(Vec<model::PairSample>),
+    Search(Box<search::Outcome>, search::Settings),
+}
+
+/// The search's seed, the same on every rank: --seed, else one drawn by rank 0 from its run id and
+/// clock, so that runs one after another meet other pairs first.
+fn agree_on_seed(plan: &PairsPlan, world: &dyn World, doc: Option<&PairsDocument>) -> Result<u64> {
+    if let Some(seed) = plan.args.seed {
+        return Ok(seed);
+    }
+    let mut bytes = Vec::new();
+    if let Some(d) = doc {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        d.header.life.run_id.hash(&mut hasher);
+        crate::report::model::unix_now_s()
+            .to_bits()
+            .hash(&mut hasher);
+        bytes = hasher.finish().to_le_bytes().to_vec();
+    }
+    world.broadcast_bytes(0, &mut bytes)?;
+    let seed: [u8; 8] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::Internal("the search's seed did not arrive from rank 0".into()))?;
+    Ok(u64::from_le_bytes(seed))
 }
 
 /// The gate over pair figures: every rule judged on each pair's bandwidth row and latency row, so a

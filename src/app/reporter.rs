@@ -73,7 +73,7 @@ impl Reporter {
             JsonFormat::Collbench => super::record::save(&mut self.doc),
             JsonFormat::NcclTests => {
                 // The record keeps the life it saved (heartbeat, another rank's ending): take it back.
-                let mut file = NcclTestsFile(self.doc.clone());
+                let mut file = NcclTestsFile::new(self.doc.clone());
                 let saved = super::record::save(&mut file);
                 self.doc = file.0;
                 saved

@@ -95,7 +95,7 @@ fn start_record(
         }
         JsonFormat::NcclTests => {
             super::document::start(world, plan.json.as_deref(), header, |h| {
-                NcclTestsFile(super::job::initial_document(plan, h))
+                NcclTestsFile::new(super::job::initial_document(plan, h))
             })?
             .map(|file| file.0)
         }

@@ -6,15 +6,19 @@ use std::path::PathBuf;
 
 /// A pair is slow below this many percent under the median pair, unless --slow-threshold says otherwise.
 pub const DEFAULT_SLOW_THRESHOLD_PERCENT: f64 = 10.0;
+/// How many times --full measures every pair unless --rounds says otherwise.
+pub const DEFAULT_REPEATS: usize = 3;
 
-/// Measure every pair of hosts (or ranks) by bidirectional sendrecv: bandwidth at a large size and
-/// latency at a small one, and name the bad host or link.
+/// Measure pairs of hosts (or ranks) by bidirectional sendrecv: bandwidth at a large size and latency
+/// at a small one, and name the bad host or link.
 ///
-/// Run it under mpirun over the hosts to check. By default the circle method measures disjoint pairs at
-/// the same time (n-1 rounds for n hosts), every pair once per repeat.
+/// Run it under mpirun over the hosts to check. From 8 hosts up it searches: rounds of disjoint pairs,
+/// suspects retested against partners known to be good, until every host is named or cleared (about
+/// 7 to 16 rounds, whatever the host count). Below 8 hosts, or with --full, the circle method measures
+/// every pair (n-1 rounds of disjoint pairs per repeat).
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  mpirun -np 16 --map-by ppr:1:node collbench pairs -J pairs.json --plot pairs.svg\n  mpirun -np 64 collbench pairs --by rank --expect 'busbw>=20@4M'\n\nExit codes: 0 done (the verdict is printed and in the JSON), 2 usage error, 3 library error, 4 timeout (-T), 7 an exchange delivered wrong data, 8 a --expect rule failed, 10 a file could not be written."
+    after_help = "Examples:\n  mpirun -np 1024 --map-by ppr:1:node collbench pairs -J pairs.json --plot pairs.png\n  mpirun -np 16 --map-by ppr:1:node collbench pairs --full --plot pairs.svg\n  mpirun -np 64 collbench pairs --by rank --expect 'busbw>=20@4M'\n\nExit codes: 0 done (the verdict is printed and in the JSON), 2 usage error, 3 library error, 4 timeout (-T), 7 an exchange delivered wrong data, 8 a --expect rule failed, 10 a file could not be written."
 )]
 pub struct PairsArgs {
     /// Pair hosts (the first rank of each host stands for it) or every rank.
@@ -33,12 +37,23 @@ pub struct PairsArgs {
     /// Bytes each way of the latency exchange.
     #[arg(long = "latency-size", default_value = "8")]
     pub latency_size: String,
-    /// One pair at a time instead of disjoint pairs together.
+    /// Measure every pair (the circle method's complete matrix, n-1 rounds per repeat) instead of
+    /// searching; what happens anyway below 8 hosts.
+    #[arg(long, action = clap::ArgAction::SetTrue)]
+    pub full: bool,
+    /// The search stops after this many rounds even when its verdict is not sure yet.
+    #[arg(long = "max-rounds", value_name = "N")]
+    pub max_rounds: Option<usize>,
+    /// The search's random order of partners (default: one drawn per run, recorded in the JSON).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// One pair at a time instead of disjoint pairs together (every pair, as --full).
     #[arg(long = "one-at-a-time", action = clap::ArgAction::SetTrue)]
     pub one_at_a_time: bool,
-    /// Measure every pair this many times; a pair is slow only when slow in most of them.
-    #[arg(long, default_value_t = 3)]
-    pub rounds: usize,
+    /// With --full: measure every pair this many times (default 3); a pair is slow only when slow in
+    /// most of them.
+    #[arg(long, value_name = "N")]
+    pub rounds: Option<usize>,
     /// Timed iterations per exchange.
     #[arg(short = 'n', long = "iters", default_value_t = 5)]
     pub iters: u64,
@@ -56,7 +71,8 @@ pub struct PairsArgs {
     /// Write the results as one JSON document, rewritten after every round.
     #[arg(short = 'J', long = "json", value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Write the bandwidth matrix as a heatmap, SVG or PNG by the extension.
+    /// Write the bandwidth matrix as a heatmap, SVG or PNG by the extension (sorted, bad hosts marked;
+    /// PNG above a few hundred hosts).
     #[arg(long, value_name = "FILE.svg|FILE.png")]
     pub plot: Option<PathBuf>,
     #[command(flatten)]

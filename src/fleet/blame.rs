@@ -65,6 +65,15 @@ pub fn binomial_tail(k: usize, n: usize, p: f64) -> f64 {
         .min(1.0)
 }
 
+/// P(X <= k) for X ~ Binomial(n, p): how likely a suspect that is slow with probability `p` per trial
+/// would show no more than `k` slow trials in `n` (the chance of clearing one that should be named).
+pub fn binomial_at_most(k: usize, n: usize, p: f64) -> f64 {
+    if k >= n {
+        return 1.0;
+    }
+    1.0 - binomial_tail(k + 1, n, p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +88,10 @@ mod tests {
         // Fair coin, 10 tosses, at least 10 heads.
         assert!((binomial_tail(10, 10, 0.5) - 1.0 / 1024.0).abs() < 1e-12);
         assert!(binomial_tail(200, 216, 0.25) < 1e-50);
+        // A fair coin, 10 tosses, at most one head: 11 / 1024.
+        assert!((binomial_at_most(1, 10, 0.5) - 11.0 / 1024.0).abs() < 1e-12);
+        assert_eq!(binomial_at_most(3, 3, 0.5), 1.0);
+        assert!((binomial_at_most(0, 7, 0.5) - 1.0 / 128.0).abs() < 1e-12);
     }
 
     #[test]

@@ -35,7 +35,14 @@ impl VerdictRule {
     /// Passes when the verdict names no bad host (or link).
     pub fn judge(self, v: &PairsVerdict) -> Verdict {
         let named: Vec<String> = match self {
-            VerdictRule::NoBadHost => v.bad_hosts.iter().map(|h| h.name.clone()).collect(),
+            // A flaky host is a bad host that is sometimes fast: a script stopping on a bad host
+            // stops on it too.
+            VerdictRule::NoBadHost => v
+                .bad_hosts
+                .iter()
+                .map(|h| h.name.clone())
+                .chain(v.flaky_hosts.iter().map(|h| format!("{} (flaky)", h.name)))
+                .collect(),
             VerdictRule::NoBadLink => v
                 .bad_links
                 .iter()
@@ -107,11 +114,16 @@ mod tests {
                 vec![BadHost {
                     name: "h2".into(),
                     consistency: by_majority(3, 3),
+                    slow_with: Vec::new(),
+                    rounds: None,
                 }]
             } else {
                 vec![]
             },
             bad_links: if bad_link { vec![pair] } else { vec![] },
+            flaky_hosts: vec![],
+            undecided_links: vec![],
+            undecided_hosts: vec![],
         }
     }
 
@@ -136,5 +148,9 @@ mod tests {
         assert!(!link.passed);
         assert!(link.reason.contains("h1 <-> h3"), "{}", link.reason);
         assert!(VerdictRule::NoBadHost.judge(&verdict(false, false)).passed);
+        let mut flaky = verdict(false, false);
+        flaky.flaky_hosts = host.bad_hosts.clone();
+        let failed = VerdictRule::NoBadHost.judge(&flaky);
+        assert_eq!(failed.worst_at.as_deref(), Some("h2 (flaky)"));
     }
 }

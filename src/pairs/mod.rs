@@ -7,5 +7,7 @@ pub mod plot;
 pub mod probe;
 pub mod render;
 pub mod rounds;
+pub mod rounds_plot;
 pub mod schedule;
+pub mod search;
 pub mod verdict;

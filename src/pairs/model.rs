@@ -2,10 +2,11 @@
 //! round, the matrix and the verdict. What `-J` writes (docs/schema/pairs.schema.json, docs/JSON.md).
 
 use crate::fleet::gate::GateReport;
+use crate::report::growing::Growing;
 use crate::report::model::{Document, DocumentHeader};
 // The stored form lives in the report layer so that report/ never depends on pairs/.
-use crate::report::link_probe::PairsVerdict;
 pub use crate::report::link_probe::{PairFigure, Participant};
+use crate::report::link_probe::{PairsVerdict, SearchReport};
 use serde::{Deserialize, Serialize};
 
 /// Names the document among collbench's JSON files.
@@ -19,9 +20,13 @@ pub struct PairsDocument {
     pub header: DocumentHeader,
     /// "host" (the first rank of each host stands for it) or "rank".
     pub by: String,
-    /// true: the circle method's disjoint pairs at the same time; false: one pair at a time.
+    /// "search" (rounds chosen from what earlier rounds showed, from 8 participants up) or "full"
+    /// (every pair, the circle method); empty until the participants are known.
+    #[serde(default)]
+    pub method: String,
+    /// true: disjoint pairs at the same time; false: one pair at a time.
     pub concurrent: bool,
-    /// How many times every pair is measured.
+    /// How many times every pair is measured (--full); 1 for the search.
     pub repeats: usize,
     /// Bytes each way of the bandwidth exchange, and of the latency exchange.
     pub size_bytes: u64,
@@ -33,18 +38,23 @@ pub struct PairsDocument {
     /// Checked exchanges per round (-c); 0: no check.
     #[serde(default)]
     pub check_iterations: u64,
-    /// Wrong elements over every round; null without -c or until every round has run.
+    pub participants: Vec<Participant>,
+    /// Every measurement, in the order taken; each round's are added to the file after the round.
+    pub samples: Vec<PairSample>,
+    /// Wrong elements over every round; null without -c or until every round has run. After the
+    /// samples, with what is known only at the end, so that the file's head is written once.
     #[serde(default)]
     pub wrong_total: Option<u64>,
-    pub participants: Vec<Participant>,
-    /// Every measurement, in the order taken; rewritten to the file after each round.
-    pub samples: Vec<PairSample>,
     /// The round being measured when the document was written (null once complete): after a failure
     /// it says which pairs were exchanging.
     pub in_flight: Option<String>,
-    /// Each pair's median over the repeats; null until every round has run.
+    /// Each pair's median over the repeats (the search: over the pairs it measured); null until every
+    /// round has run.
     pub matrix: Option<Vec<PairFigure>>,
     pub verdict: Option<PairsVerdict>,
+    /// How the search ran; null for the full matrix and until the search has ended.
+    #[serde(default)]
+    pub search: Option<SearchReport>,
     pub gate: Option<GateReport>,
 }
 
@@ -54,6 +64,17 @@ impl Document for PairsDocument {
     }
     fn header_mut(&mut self) -> &mut DocumentHeader {
         &mut self.header
+    }
+}
+
+impl Growing for PairsDocument {
+    type Item = PairSample;
+    const LIST: &'static str = "samples";
+    fn items(&self) -> &[PairSample] {
+        &self.samples
+    }
+    fn items_mut(&mut self) -> &mut Vec<PairSample> {
+        &mut self.samples
     }
 }
 
@@ -83,20 +104,26 @@ fn one_lane() -> usize {
     1
 }
 
+/// Each pair's samples, in (a, b) order: one pass, so a fleet's tens of thousands of pairs cost
+/// O(samples log samples), not pairs x samples.
+pub fn by_pair(
+    samples: &[PairSample],
+) -> std::collections::BTreeMap<(usize, usize), Vec<&PairSample>> {
+    let mut pairs: std::collections::BTreeMap<(usize, usize), Vec<&PairSample>> =
+        std::collections::BTreeMap::new();
+    for s in samples {
+        pairs.entry((s.a, s.b)).or_default().push(s);
+    }
+    pairs
+}
+
 /// Each pair's median bandwidth and latency over its samples, in (a, b) order.
 pub fn matrix(samples: &[PairSample]) -> Vec<PairFigure> {
-    let mut keys: Vec<(usize, usize)> = samples.iter().map(|s| (s.a, s.b)).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    keys.into_iter()
-        .map(|(a, b)| {
+    by_pair(samples)
+        .into_iter()
+        .map(|((a, b), mine)| {
             let of = |f: fn(&PairSample) -> f64| {
-                let values: Vec<f64> = samples
-                    .iter()
-                    .filter(|s| (s.a, s.b) == (a, b))
-                    .map(f)
-                    .collect();
-                median(&values)
+                median(&mine.iter().map(|s| f(s)).collect::<Vec<f64>>())
             };
             PairFigure {
                 a,
@@ -120,4 +147,17 @@ pub fn median(values: &[f64]) -> f64 {
     } else {
         sorted[mid]
     }
+}
+
+/// Participants node0000, node0001, ..., one rank each, for unit tests at fleet size.
+#[cfg(test)]
+pub(crate) fn test_fleet(n: usize) -> Vec<Participant> {
+    (0..n)
+        .map(|i| Participant {
+            name: format!("node{i:04}"),
+            host: format!("node{i:04}"),
+            rank: i,
+            members: vec![i],
+        })
+        .collect()
 }

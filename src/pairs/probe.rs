@@ -7,6 +7,7 @@ use super::model;
 use super::render;
 use super::rounds::{self, Exchanges};
 use super::schedule;
+use super::search;
 use super::verdict;
 use crate::backend::Backend;
 use crate::engine::{Engine, EngineSettings};
@@ -42,7 +43,6 @@ pub fn run(
     buffer_bytes: u64,
 ) -> Result<LinkProbe> {
     let people = rounds::participants(true, false, ranks);
-    let schedule = schedule::circle_rounds(people.len());
     let needed = PROBE_BYTES.max(PROBE_LATENCY_BYTES);
     if buffer_bytes < needed {
         watchdog.arm(|| {
@@ -64,13 +64,32 @@ pub fn run(
     .with_switches(crate::testing::TestSwitches::default());
     let exchanges = Exchanges {
         people: &people,
-        rounds: &schedule,
-        repeats: PROBE_REPEATS,
         size: PROBE_BYTES,
         latency_size: PROBE_LATENCY_BYTES,
         check_iters: 0,
     };
-    let samples = exchanges.measure(&mut engine, |_| Ok(()))?;
+    // From SEARCH_FROM hosts up the search, as `collbench pairs` does: its rounds stay about a dozen
+    // where the circle method's grow with the hosts. Its seed is fixed, so the probe meets the same
+    // pairs on every rank without agreeing on one.
+    if people.len() >= search::SEARCH_FROM {
+        let settings = search::Settings {
+            threshold_percent: sweep.slow_threshold_percent,
+            max_rounds: search::DEFAULT_MAX_ROUNDS,
+            seed: search::DEFAULT_SEED,
+        };
+        let outcome = exchanges.search(&mut engine, &settings, |_| Ok(()))?;
+        let (verdict, report) = search::report::stored(&outcome, &people, &settings, None);
+        return Ok(LinkProbe {
+            size_bytes: PROBE_BYTES,
+            repeats: 1,
+            matrix: model::matrix(&outcome.samples),
+            participants: people,
+            verdict,
+            search: Some(report),
+        });
+    }
+    let schedule = schedule::circle_rounds(people.len());
+    let samples = exchanges.measure(&mut engine, &schedule, PROBE_REPEATS, |_| Ok(()))?;
     let verdict = verdict::judge(&samples, &people, sweep.slow_threshold_percent);
     Ok(LinkProbe {
         size_bytes: PROBE_BYTES,
@@ -78,6 +97,7 @@ pub fn run(
         matrix: model::matrix(&samples),
         participants: people,
         verdict,
+        search: None,
     })
 }
 
@@ -104,18 +124,31 @@ fn probe_settings(sweep: &Plan) -> EngineSettings {
 
 /// The summary's lines: how the probe ran, then the verdict.
 pub fn render(probe: &LinkProbe) -> String {
+    let how = match &probe.search {
+        Some(s) => format!(
+            "searched in {} round(s){} ({} of the {} pairs)",
+            s.rounds,
+            if s.sure { "" } else { ", not sure" },
+            s.pairs_measured,
+            probe.participants.len() * (probe.participants.len() - 1) / 2
+        ),
+        None => format!("{} repeat(s) of every pair", probe.repeats),
+    };
     let mut out = format!(
-        "# Link probe           : {} hosts, first rank of each, {} each way, {} repeat(s) of every pair (--no-link-probe to skip)\n",
+        "# Link probe           : {} hosts, first rank of each, {} each way, {how} (--no-link-probe to skip)\n",
         probe.participants.len(),
         HumanSize(probe.size_bytes),
-        probe.repeats
     );
     if probe.participants.len() < 3 {
         out.push_str(
             "#   two hosts make one pair, with nothing to compare it with: nobody can be named\n",
         );
     }
-    out.push_str(&render::verdict_titled("Link verdict", &probe.verdict));
+    out.push_str(&render::verdict_titled(
+        "Link verdict",
+        &probe.verdict,
+        probe.search.is_some(),
+    ));
     out
 }
 

@@ -1,7 +1,10 @@
 //! The matrix as text (bandwidth and latency of every pair) and the verdict's lines, nccl-tests style.
 
 use super::model::{PairFigure, PairSample, Participant};
+use super::schedule::circle_round_count;
 use super::verdict::PairsVerdict;
+use crate::cli::pairs::DEFAULT_REPEATS;
+use crate::report::link_probe::SearchReport;
 
 /// One matrix, `value` of each cell, `-` on the diagonal and where a pair was not measured.
 fn grid(
@@ -77,27 +80,41 @@ pub fn check(samples: &[PairSample], people: &[Participant], check_iters: u64) -
     out
 }
 
-pub fn verdict(v: &PairsVerdict) -> String {
-    verdict_titled("Pairs verdict", v)
+pub fn verdict(v: &PairsVerdict, searched: bool) -> String {
+    verdict_titled("Pairs verdict", v, searched)
 }
 
-/// The verdict under another title (the sweep's "Link probe").
-pub fn verdict_titled(title: &str, v: &PairsVerdict) -> String {
+/// The verdict under another title (the sweep's "Link probe"). A pair's trials are the repeats of
+/// the full matrix, or the search's measurements of it.
+pub fn verdict_titled(title: &str, v: &PairsVerdict, searched: bool) -> String {
+    let trials = if searched { "measurements" } else { "repeats" };
     let mut out = format!(
         "# {title:<21}: median pair {:.3} GB/s; slow below {}% of it\n",
         v.median_gbps,
         100.0 - v.threshold_percent
     );
     if v.quiet() {
-        out.push_str("#   no pair slow in most repeats: nobody to blame\n");
-        return out;
-    }
-    for h in &v.bad_hosts {
         out.push_str(&format!(
-            "#   bad host {}: slow with {}\n",
-            h.name,
-            h.consistency.describe("partners")
+            "#   no pair slow in most {trials}: nobody to blame\n"
         ));
+    }
+    for (kind, hosts) in [("bad host", &v.bad_hosts), ("flaky host", &v.flaky_hosts)] {
+        for h in hosts {
+            out.push_str(&format!(
+                "#   {kind} {}: slow with {}{}{}\n",
+                h.name,
+                h.consistency.describe("partners"),
+                h.rounds
+                    .as_ref()
+                    .map(|r| format!(", in {}", r.describe("rounds")))
+                    .unwrap_or_default(),
+                if h.slow_with.is_empty() {
+                    String::new()
+                } else {
+                    format!("; with {}", names(&h.slow_with, EVIDENCE_NAMES))
+                }
+            ));
+        }
     }
     for l in &v.bad_links {
         out.push_str(&format!(
@@ -106,18 +123,151 @@ pub fn verdict_titled(title: &str, v: &PairsVerdict) -> String {
             l.b,
             l.bandwidth_gbps,
             l.percent_of_median,
-            l.consistency.describe("repeats")
+            l.consistency.describe(trials)
         ));
     }
-    for p in &v.slow_pairs {
+    for p in v.slow_pairs.iter().take(WORST_PAIRS) {
         out.push_str(&format!(
             "#   slow pair {} <-> {}: {:.3} GB/s, {:.0}% of the median pair, slow in {}\n",
             p.a,
             p.b,
             p.bandwidth_gbps,
             p.percent_of_median,
-            p.consistency.describe("repeats")
+            p.consistency.describe(trials)
         ));
+    }
+    if v.slow_pairs.len() > WORST_PAIRS {
+        out.push_str(&format!(
+            "#   ... and {} more slow pairs (in the JSON)\n",
+            v.slow_pairs.len() - WORST_PAIRS
+        ));
+    }
+    for p in v.undecided_links.iter().take(WORST_PAIRS) {
+        out.push_str(&format!(
+            "#   undecided pair {} <-> {}: {:.3} GB/s, slow in {}: not measured often enough to call it a bad link\n",
+            p.a,
+            p.b,
+            p.bandwidth_gbps,
+            p.consistency.describe(trials)
+        ));
+    }
+    if v.undecided_links.len() > WORST_PAIRS {
+        out.push_str(&format!(
+            "#   ... and {} more undecided pairs (in the JSON)\n",
+            v.undecided_links.len() - WORST_PAIRS
+        ));
+    }
+    if !v.undecided_hosts.is_empty() {
+        out.push_str(&format!(
+            "#   undecided hosts (neither named nor cleared; more rounds would tell, --max-rounds): {}\n",
+            names(&v.undecided_hosts, 16)
+        ));
+    }
+    out
+}
+
+/// Above this many participants the terminal shows the verdict, the worst pairs and each named
+/// host's evidence instead of the matrix; the JSON and the heatmap keep every pair.
+pub const MATRIX_UP_TO: usize = 32;
+/// Pairs listed on the terminal (worst pairs, slow pairs, undecided pairs).
+pub const WORST_PAIRS: usize = 10;
+/// Partners named as a host's evidence on the terminal.
+const EVIDENCE_NAMES: usize = 8;
+
+/// "a, b, c" or "a, b, c and 5 more".
+fn names(all: &[String], most: usize) -> String {
+    let shown = all[..all.len().min(most)].join(", ");
+    if all.len() > most {
+        format!("{shown} and {} more", all.len() - most)
+    } else {
+        shown
+    }
+}
+
+/// The slowest measured pairs, one a line.
+pub fn worst_pairs(
+    participants: &[Participant],
+    figures: &[PairFigure],
+    median_gbps: f64,
+    count: usize,
+) -> String {
+    let mut worst: Vec<&PairFigure> = figures.iter().collect();
+    worst.sort_by(|x, y| x.bandwidth_gbps.total_cmp(&y.bandwidth_gbps));
+    let mut out = format!(
+        "# Worst pairs          : {} of {} measured (every pair is in the JSON and the heatmap)\n",
+        count.min(worst.len()),
+        worst.len()
+    );
+    for f in worst.into_iter().take(count) {
+        out.push_str(&format!(
+            "#   {} <-> {}: {:.3} GB/s, {:.0}% of the median pair, {:.1} us latency\n",
+            participants[f.a].name,
+            participants[f.b].name,
+            f.bandwidth_gbps,
+            100.0 * f.bandwidth_gbps / median_gbps,
+            f.latency_us
+        ));
+    }
+    out
+}
+
+/// What the terminal shows at the end of a pairs check: up to MATRIX_UP_TO participants the
+/// matrices, then how the search ran (when it did) and the verdict; above it the worst pairs instead of
+/// the matrices, so a fleet's report is a screen whatever its size.
+pub fn summary(
+    people: &[Participant],
+    figures: &[PairFigure],
+    searched: Option<&SearchReport>,
+    v: &PairsVerdict,
+) -> String {
+    let list_pairs = people.len() <= MATRIX_UP_TO;
+    let mut text = if list_pairs {
+        let mut t = matrices(people, figures);
+        t.push_str("#\n");
+        t
+    } else {
+        String::new()
+    };
+    if let Some(report) = searched {
+        text.push_str(&search(report, people.len(), DEFAULT_REPEATS));
+    }
+    text.push_str(&verdict(v, searched.is_some()));
+    if !list_pairs {
+        text.push_str(&worst_pairs(people, figures, v.median_gbps, WORST_PAIRS));
+    }
+    text
+}
+
+/// How the search ran, and what the circle method would have cost.
+pub fn search(report: &SearchReport, participants: usize, repeats: usize) -> String {
+    let all_pairs = participants * participants.saturating_sub(1) / 2;
+    let mut out = format!(
+        "# Search               : {} round(s), {}; {} of {} pairs measured, each participant met at most {} partners\n",
+        report.rounds,
+        if report.sure {
+            "sure: every host named or cleared"
+        } else {
+            "not sure: --max-rounds stopped it"
+        },
+        report.pairs_measured,
+        all_pairs,
+        report.most_partners
+    );
+    let circle = circle_round_count(participants) * repeats;
+    match report.seconds_per_round {
+        Some(s) => out.push_str(&format!(
+            "#   a round took {s:.2} s: {:.1} s in all; the circle method's {circle} rounds ({} x {repeats} repeats) would take {:.1} s\n",
+            s * report.rounds as f64,
+            circle_round_count(participants),
+            s * circle as f64
+        )),
+        None => out.push_str(&format!(
+            "#   the circle method would take {circle} rounds ({} x {repeats} repeats)\n",
+            circle_round_count(participants)
+        )),
+    }
+    for n in &report.first_named {
+        out.push_str(&format!("#   {} named after round {}\n", n.name, n.round));
     }
     out
 }
@@ -173,6 +323,51 @@ mod tests {
         assert_eq!(
             gamma_lat.split_whitespace().collect::<Vec<_>>(),
             ["gamma", "20.000", "30.000", "-"]
+        );
+    }
+
+    #[test]
+    fn a_fleet_of_1024_hosts_gets_the_verdict_and_the_worst_pairs_not_the_matrix() {
+        // The simulator's fabric with host 300 at half rate, searched and stored as the command does.
+        use crate::pairs::model::matrix;
+        use crate::pairs::search::sim::{Fabric, Fault, INFINIBAND};
+        use crate::pairs::search::{report, search, Settings, DEFAULT_MAX_ROUNDS, DEFAULT_SEED};
+        let hosts = 1024;
+        let people = crate::pairs::model::test_fleet(hosts);
+        let mut fabric = Fabric::healthy(hosts, INFINIBAND, 9).with(Fault::BadHost(300));
+        let settings = Settings {
+            threshold_percent: INFINIBAND.threshold_percent,
+            max_rounds: DEFAULT_MAX_ROUNDS,
+            seed: DEFAULT_SEED,
+        };
+        let outcome = search(hosts, &settings, &mut fabric).expect("rounds");
+        let (v, stored) = report::stored(&outcome, &people, &settings, Some(1.5));
+        let figures = matrix(&outcome.samples);
+        let text = summary(&people, &figures, Some(&stored), &v);
+        assert!(
+            !text.contains("# Bandwidth") && !text.contains("# Latency"),
+            "{text}"
+        );
+        assert!(text.contains("# Search"), "{text}");
+        assert!(text.contains("bad host node0300: slow with"), "{text}");
+        assert!(text.contains("named after round"), "{text}");
+        let worst = text
+            .lines()
+            .skip_while(|l| !l.starts_with("# Worst pairs"))
+            .nth(1)
+            .expect("the worst pairs");
+        assert!(worst.contains("node0300"), "{text}");
+        assert!(text.lines().count() < 40, "a screen: {text}");
+        // 32 participants still get the matrices.
+        let few: Vec<PairFigure> = figures
+            .iter()
+            .filter(|f| f.a < MATRIX_UP_TO && f.b < MATRIX_UP_TO)
+            .cloned()
+            .collect();
+        let text = summary(&people[..MATRIX_UP_TO], &few, None, &v);
+        assert!(
+            text.contains("# Bandwidth") && !text.contains("# Worst pairs"),
+            "{text}"
         );
     }
 }

@@ -1,9 +1,11 @@
 //! Measuring rounds of pair exchanges with the engine: every rank walks the same rounds; in each, the
-//! ranks of a pair exchange with each other and the others wait. Shared by `collbench pairs` and the
-//! sweep's link probe (pairs/probe.rs).
+//! ranks of a pair exchange with each other and the others wait, the rounds those of the circle method
+//! or of the search (whose `RoundMeter` this is on MPI, NCCL and RCCL). Shared by `collbench pairs`
+//! and the sweep's link probe (pairs/probe.rs).
 
 use super::model::{PairSample, Participant};
 use super::schedule::Round;
+use super::search;
 use crate::backend::{Comm, Exchange, OpDesc};
 use crate::collective::Collective;
 use crate::dtype::DataType;
@@ -56,18 +58,16 @@ fn lanes<'p>(a: &'p Participant, b: &'p Participant) -> impl Iterator<Item = (us
 pub struct RoundStart<'a> {
     pub repeat: usize,
     pub round: usize,
-    /// "h0 <-> h3, h1 <-> h2".
-    pub pairs: String,
+    pub pairs: &'a Round,
     /// The rank this rank exchanges with in this round; None when it waits.
     pub peer: Option<usize>,
     pub samples_so_far: &'a [PairSample],
 }
 
-/// The schedule and sizes of one set of exchanges.
+/// Who exchanges and at what sizes; the rounds come from the circle method (`measure`) or from the
+/// search (`search`).
 pub struct Exchanges<'a> {
     pub people: &'a [Participant],
-    pub rounds: &'a [Round],
-    pub repeats: usize,
     /// Bytes each way of the bandwidth exchange and of the latency exchange.
     pub size: u64,
     pub latency_size: u64,
@@ -93,66 +93,125 @@ impl Exchanges<'_> {
         })
     }
 
-    /// Measures every round `repeats` times; every rank gets the same samples.
+    /// Measures every round of `rounds` `repeats` times; every rank gets the same samples.
     pub fn measure(
         &self,
         engine: &mut Engine,
+        rounds: &[Round],
+        repeats: usize,
         mut before_round: impl FnMut(&RoundStart) -> Result<()>,
     ) -> Result<Vec<PairSample>> {
-        let world = engine.world();
-        let me = world.rank();
         let mut samples = Vec::new();
-        for repeat in 0..self.repeats {
-            for (index, round) in self.rounds.iter().enumerate() {
-                let peer = self.peer_of(round, me);
-                before_round(&RoundStart {
-                    repeat,
-                    round: index,
-                    pairs: self.describe(round),
-                    peer,
-                    samples_so_far: &samples,
-                })?;
-                let with = peer.map_or(Exchange::Idle, Exchange::Peer);
-                // The bandwidth exchange is checked (every rank must receive exactly its peer's data);
-                // the latency exchange only timed.
-                engine.set_check_iters(self.check_iters);
-                let bandwidth = engine.measure_op(&exchange(self.size, with, world))?;
-                engine.set_check_iters(0);
-                let latency = engine.measure_op(&exchange(self.latency_size, with, world))?;
-                for &(a, b) in round {
-                    let pair: Vec<usize> = lanes(&self.people[a], &self.people[b])
-                        .flat_map(|(x, y)| [x, y])
-                        .collect();
-                    // The pair's time is its slowest rank's: the lanes ran at the same time.
-                    let pair_time = |m: &Measurement| {
-                        pair.iter()
-                            .map(|&r| m.rank_time_us.get(r).copied().unwrap_or(m.time_us))
-                            .fold(0.0, f64::max)
-                    };
-                    let time_us = pair_time(&bandwidth);
-                    let lane_count = pair.len() / 2;
-                    samples.push(PairSample {
-                        repeat,
-                        round: index,
-                        a,
-                        b,
-                        bandwidth_gbps: crate::metrics::algbw_gbps(
-                            self.size * lane_count as u64,
-                            time_us,
-                        ),
-                        time_us,
-                        latency_us: pair_time(&latency),
-                        lanes: lane_count,
-                        wrong: (self.check_iters > 0).then(|| {
-                            pair.iter()
-                                .filter_map(|&r| bandwidth.rank_wrong.get(r))
-                                .sum()
-                        }),
-                    });
-                }
+        for repeat in 0..repeats {
+            for (index, round) in rounds.iter().enumerate() {
+                let measured =
+                    self.measure_round(engine, repeat, index, round, &samples, &mut before_round)?;
+                samples.extend(measured);
             }
         }
         Ok(samples)
+    }
+
+    /// Runs the search (pairs/search/) over these participants, each of its rounds measured here:
+    /// the same code the simulator runs. Every rank plans the same rounds from the same samples.
+    pub fn search(
+        &self,
+        engine: &mut Engine,
+        settings: &search::Settings,
+        before_round: impl FnMut(&RoundStart) -> Result<()>,
+    ) -> Result<search::Outcome> {
+        let mut meter = EngineMeter {
+            exchanges: self,
+            engine,
+            before_round,
+            samples: Vec::new(),
+        };
+        search::search(self.people.len(), settings, &mut meter)
+    }
+
+    /// One round: the pairs of `round` exchange at once while the other ranks wait.
+    fn measure_round(
+        &self,
+        engine: &mut Engine,
+        repeat: usize,
+        index: usize,
+        round: &Round,
+        samples_so_far: &[PairSample],
+        before_round: &mut impl FnMut(&RoundStart) -> Result<()>,
+    ) -> Result<Vec<PairSample>> {
+        let world = engine.world();
+        let peer = self.peer_of(round, world.rank());
+        before_round(&RoundStart {
+            repeat,
+            round: index,
+            pairs: round,
+            peer,
+            samples_so_far,
+        })?;
+        let with = peer.map_or(Exchange::Idle, Exchange::Peer);
+        // The bandwidth exchange is checked (every rank must receive exactly its peer's data); the
+        // latency exchange only timed.
+        engine.set_check_iters(self.check_iters);
+        let bandwidth = engine.measure_op(&exchange(self.size, with, world))?;
+        engine.set_check_iters(0);
+        let latency = engine.measure_op(&exchange(self.latency_size, with, world))?;
+        Ok(round
+            .iter()
+            .map(|&(a, b)| {
+                let pair: Vec<usize> = lanes(&self.people[a], &self.people[b])
+                    .flat_map(|(x, y)| [x, y])
+                    .collect();
+                // The pair's time is its slowest rank's: the lanes ran at the same time.
+                let pair_time = |m: &Measurement| {
+                    pair.iter()
+                        .map(|&r| m.rank_time_us.get(r).copied().unwrap_or(m.time_us))
+                        .fold(0.0, f64::max)
+                };
+                let time_us = pair_time(&bandwidth);
+                let lane_count = pair.len() / 2;
+                PairSample {
+                    repeat,
+                    round: index,
+                    a,
+                    b,
+                    bandwidth_gbps: crate::metrics::algbw_gbps(
+                        self.size * lane_count as u64,
+                        time_us,
+                    ),
+                    time_us,
+                    latency_us: pair_time(&latency),
+                    lanes: lane_count,
+                    wrong: (self.check_iters > 0).then(|| {
+                        pair.iter()
+                            .filter_map(|&r| bandwidth.rank_wrong.get(r))
+                            .sum()
+                    }),
+                }
+            })
+            .collect())
+    }
+}
+
+/// The search's rounds measured by the engine: what `search::RoundMeter` asks of a fabric.
+struct EngineMeter<'x, 'e, F> {
+    exchanges: &'x Exchanges<'x>,
+    engine: &'x mut Engine<'e>,
+    before_round: F,
+    samples: Vec<PairSample>,
+}
+
+impl<F: FnMut(&RoundStart) -> Result<()>> search::RoundMeter for EngineMeter<'_, '_, F> {
+    fn measure(&mut self, index: usize, round: &Round) -> Result<Vec<PairSample>> {
+        let measured = self.exchanges.measure_round(
+            self.engine,
+            0,
+            index,
+            round,
+            &self.samples,
+            &mut self.before_round,
+        )?;
+        self.samples.extend(measured.iter().cloned());
+        Ok(measured)
     }
 }
 

@@ -7,25 +7,43 @@ pub type Round = Vec<(usize, usize)>;
 /// The circle method: participant 0 stays, the others rotate one place per round. With an odd count
 /// one participant sits out each round. Every pair appears exactly once, smaller index first.
 pub fn circle_rounds(n: usize) -> Vec<Round> {
+    (0..circle_round_count(n))
+        .map(|r| circle_round(n, r))
+        .collect()
+}
+
+/// How many rounds the circle method has for `n` participants: n-1, or n when n is odd.
+pub fn circle_round_count(n: usize) -> usize {
+    if n < 2 {
+        0
+    } else {
+        n + n % 2 - 1
+    }
+}
+
+/// Round `r` of the circle method alone (r taken modulo the round count), in O(n): a search that walks
+/// the schedule at 4,096 hosts cannot hold all of its n²/2 pairs.
+pub fn circle_round(n: usize, r: usize) -> Round {
     if n < 2 {
         return Vec::new();
     }
     // An odd count gets a phantom participant; whoever meets it sits the round out.
     let slots = n + n % 2;
-    let mut ring: Vec<usize> = (1..slots).collect();
-    let mut rounds = Vec::with_capacity(slots - 1);
-    for _ in 0..slots - 1 {
-        let mut seats = vec![0];
-        seats.extend(&ring);
-        let round: Round = (0..slots / 2)
-            .map(|i| (seats[i], seats[slots - 1 - i]))
-            .filter(|&(a, b)| a < n && b < n)
-            .map(|(a, b)| (a.min(b), a.max(b)))
-            .collect();
-        rounds.push(round);
-        ring.rotate_right(1);
-    }
-    rounds
+    let ring = slots - 1;
+    let shift = r % ring;
+    // Seat 0 is participant 0; seat i > 0 holds the ring rotated right `shift` places.
+    let seat = |i: usize| {
+        if i == 0 {
+            0
+        } else {
+            1 + (i - 1 + ring - shift) % ring
+        }
+    };
+    (0..slots / 2)
+        .map(|i| (seat(i), seat(slots - 1 - i)))
+        .filter(|&(a, b)| a < n && b < n)
+        .map(|(a, b)| (a.min(b), a.max(b)))
+        .collect()
 }
 
 /// Every pair in its own round, in the circle method's order.

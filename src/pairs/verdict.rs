@@ -14,6 +14,9 @@ impl PairsVerdict {
     /// Nobody named.
     pub fn quiet(&self) -> bool {
         self.slow_pairs.is_empty()
+            && self.bad_hosts.is_empty()
+            && self.flaky_hosts.is_empty()
+            && self.bad_links.is_empty()
     }
 }
 
@@ -43,18 +46,17 @@ pub fn judge(
     };
     let medians: Vec<(usize, f64)> = repeats.iter().map(|&r| (r, repeat_median(r))).collect();
     let figures = super::model::matrix(samples);
+    let of_pair = super::model::by_pair(samples);
     let overall = median(
         &figures
             .iter()
             .map(|f| f.bandwidth_gbps)
             .collect::<Vec<f64>>(),
     );
-    let worst_of_each: Vec<f64> = figures
-        .iter()
-        .map(|f| {
-            samples
-                .iter()
-                .filter(|s| (s.a, s.b) == (f.a, f.b))
+    let worst_of_each: Vec<f64> = of_pair
+        .values()
+        .map(|mine| {
+            mine.iter()
                 .map(|s| s.bandwidth_gbps)
                 .fold(f64::INFINITY, f64::min)
         })
@@ -67,11 +69,7 @@ pub fn judge(
     };
 
     let mut slow: Vec<(usize, usize, SlowPair)> = Vec::new();
-    for f in &figures {
-        let mine: Vec<&PairSample> = samples
-            .iter()
-            .filter(|s| (s.a, s.b) == (f.a, f.b))
-            .collect();
+    for (f, mine) in figures.iter().zip(of_pair.values()) {
         let slow_in = mine
             .iter()
             .filter(|s| {
@@ -102,15 +100,26 @@ pub fn judge(
     // host from a bad link.
     let mut bad: Vec<usize> = Vec::new();
     let mut bad_hosts = Vec::new();
+    let mut partners = vec![0usize; participants.len()];
+    let mut slow_with = vec![0usize; participants.len()];
+    for f in &figures {
+        partners[f.a] += 1;
+        partners[f.b] += 1;
+    }
+    for (a, b, _) in &slow {
+        slow_with[*a] += 1;
+        slow_with[*b] += 1;
+    }
     for (i, _) in participants.iter().enumerate() {
-        let partners = figures.iter().filter(|f| f.a == i || f.b == i).count();
-        let slow_with = slow.iter().filter(|(a, b, _)| *a == i || *b == i).count();
+        let (partners, slow_with) = (partners[i], slow_with[i]);
         let consistency = by_majority(slow_with, partners);
         if partners >= 2 && consistency.earned() {
             bad.push(i);
             bad_hosts.push(BadHost {
                 name: name(i),
                 consistency,
+                slow_with: Vec::new(),
+                rounds: None,
             });
         }
     }
@@ -125,6 +134,9 @@ pub fn judge(
         slow_pairs: slow.into_iter().map(|(_, _, p)| p).collect(),
         bad_hosts,
         bad_links,
+        flaky_hosts: Vec::new(),
+        undecided_links: Vec::new(),
+        undecided_hosts: Vec::new(),
     }
 }
 

@@ -1,9 +1,13 @@
 //! The `--json` file: where the document goes and how it is written. A regular file (or a path that
-//! does not exist yet) is rewritten atomically after every row, so that a crash leaves a valid file
-//! holding what was measured; a symbolic link is followed to its target; anything else (a pipe,
-//! /dev/stdout, a device) receives the final document once, at the end.
+//! does not exist yet) gets after every row what the row added, in a way that always leaves a whole,
+//! valid document holding what was measured (src/report/json_file.rs); a symbolic link is followed to
+//! its target; anything else (a pipe, /dev/stdout, a device) receives the final document once, at the
+//! end.
 
-use super::model::RunDocument;
+use super::growing::{self, Cut, Growing};
+pub use super::json_file::When;
+use super::json_file::{self, JsonFile};
+use super::model::{RunDocument, RunLife, RunStatus};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,8 +25,8 @@ pub enum JsonFormat {
 /// How a `--json` path is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// A regular file or a new one: replaced atomically (temporary file beside it, then rename) at every
-    /// update. The path is the link's target when the user named a symbolic link.
+    /// A regular file or a new one: two copies that take turns, each save putting a whole one in place by
+    /// rename (json_file.rs). The path is the link's target when the user named a symbolic link.
     Replace(PathBuf),
     /// A FIFO, a character device, a socket (/dev/stdout, /dev/null, /dev/full): opened and written once,
     /// with the final document. Replacing it would put a regular file where the device or pipe was.
@@ -93,131 +97,159 @@ pub struct JsonWriter {
     /// The path as the user gave it, for messages.
     named: PathBuf,
     target: Target,
+    /// A regular file: its copies (see `json_file`).
+    file: Option<JsonFile>,
+    /// A stream: the texts of the document so far, written once at the end.
+    stream: Option<StreamTexts>,
+}
+
+/// What a stream target will receive, kept as text so that a signal can still write it.
+struct StreamTexts {
+    head: Vec<u8>,
+    items: Vec<u8>,
+    settled: usize,
+    cut: Cut,
+    written: bool,
 }
 
 impl JsonWriter {
     pub fn new(path: &Path) -> Result<Self> {
+        let target = Target::of(path)?;
+        let file = match &target {
+            Target::Replace(p) => Some(JsonFile::new(p)),
+            Target::Stream(_) => None,
+        };
         Ok(JsonWriter {
             named: path.to_path_buf(),
-            target: Target::of(path)?,
+            target,
+            file,
+            stream: None,
         })
     }
 
-    /// Whether intermediate documents reach the target (a regular file), or only the final one.
-    pub fn rewrites(&self) -> bool {
-        matches!(self.target, Target::Replace(_))
-    }
-
-    /// A document kept beside a regular target (None for a stream), for a termination signal to rename
-    /// over it: see `crate::ffi::signals`.
-    pub fn beside(&self, which: Beside) -> Option<PathBuf> {
+    /// Where another rank leaves its failure beside a regular target (None for a stream).
+    pub fn failed_mark(&self) -> Option<PathBuf> {
         match &self.target {
-            Target::Replace(path) => Some(beside_path(path, which)),
+            Target::Replace(path) => Some(json_file::failed_mark(path)),
             Target::Stream(_) => None,
         }
     }
 
-    /// Writes `text` (a document, see `to_text`) as the document kept beside the target.
-    pub fn write_beside(&self, which: Beside, text: &[u8]) -> Result<()> {
-        let Some(path) = self.beside(which) else {
+    /// Removes what an earlier run at the same path left beside it.
+    pub fn clear_leftovers(&self) {
+        if let Some(file) = &self.file {
+            file.clear_leftovers();
+        }
+    }
+
+    /// Bytes written to the document's files so far (a regular target).
+    pub fn written(&self) -> u64 {
+        self.file.as_ref().map_or(0, JsonFile::written)
+    }
+
+    /// Saves `doc`: to a regular file what it added since the last save and its last fields, to a stream
+    /// nothing until it says how the run ended. `on_signal`: the life a signal would leave now (None once
+    /// the run has ended). `when`: whether the save may wait for the spare copy (json_file.rs).
+    /// `durable`: wait for the disk.
+    pub fn save<D: Growing>(
+        &mut self,
+        doc: &mut D,
+        on_signal: Option<RunLife>,
+        when: When,
+        durable: bool,
+    ) -> Result<()> {
+        let ended = doc.life().status != RunStatus::Running;
+        if let Some(file) = &mut self.file {
+            file.save(doc, on_signal, when, durable)?;
+            if ended {
+                file.finish();
+            }
+            return Ok(());
+        }
+        let cut = growing::cut(doc)?;
+        let texts = self.stream.get_or_insert_with(|| StreamTexts {
+            head: Vec::new(),
+            items: Vec::new(),
+            settled: 0,
+            cut: cut.clone(),
+            written: false,
+        });
+        if texts.head != cut.head || cut.settled < texts.settled {
+            texts.head = cut.head.clone();
+            texts.items.clear();
+            texts.settled = 0;
+        }
+        for (i, item) in doc
+            .items()
+            .iter()
+            .enumerate()
+            .take(cut.settled)
+            .skip(texts.settled)
+        {
+            texts.items.extend_from_slice(growing::item_separator(i));
+            texts.items.extend_from_slice(&growing::item_text(item)?);
+        }
+        texts.settled = cut.settled;
+        texts.cut = cut;
+        if ended {
+            self.write_stream(doc.life())?;
+        }
+        Ok(())
+    }
+
+    /// Saves a new life (a heartbeat, a failure, a signal) with what the last save had.
+    pub fn save_life(
+        &mut self,
+        life: &RunLife,
+        on_signal: Option<RunLife>,
+        when: When,
+        durable: bool,
+    ) -> Result<()> {
+        let ended = life.status != RunStatus::Running;
+        if let Some(file) = &mut self.file {
+            file.save_life(life, on_signal, when, durable)?;
+            if ended {
+                file.finish();
+            }
+            return Ok(());
+        }
+        if ended {
+            self.write_stream(life)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a save that waited for the spare copy, when it may be written now.
+    pub fn flush(&mut self) -> Result<()> {
+        self.file.as_mut().map_or(Ok(()), JsonFile::flush)
+    }
+
+    /// How long until a save that waits can be written; None when none waits.
+    pub fn due(&self) -> Option<std::time::Duration> {
+        self.file.as_ref().and_then(JsonFile::due)
+    }
+
+    /// The whole document to the stream, once.
+    fn write_stream(&mut self, life: &RunLife) -> Result<()> {
+        let Target::Stream(path) = &self.target else {
             return Ok(());
         };
-        replace_atomically(&path, text, false)
-            .map_err(|(what, e)| Error::io(format!("--json {}: {what}", path.display()), e))
-    }
-
-    /// Forgets a document kept beside the target: the run has ended and says how itself.
-    pub fn remove_beside(&self, which: Beside) {
-        if let Some(path) = self.beside(which) {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-
-    /// Writes the document's `text`: every call for a regular file, only the final one (`is_final`) for
-    /// a stream.
-    pub fn write(&self, text: &[u8], is_final: bool) -> Result<()> {
-        self.write_with(text, is_final, true)
-    }
-
-    /// Writes the final document without waiting for the disk: for a process that the launcher will
-    /// kill a second after asking it to stop (Open MPI's odls_base_sigkill_timeout).
-    pub fn write_before_kill(&self, text: &[u8]) -> Result<()> {
-        self.write_with(text, true, false)
-    }
-
-    fn write_with(&self, text: &[u8], is_final: bool, durable: bool) -> Result<()> {
+        let Some(texts) = self.stream.as_mut().filter(|t| !t.written) else {
+            return Ok(());
+        };
+        texts.written = true;
         let context = |what: &str| format!("--json {}: {what}", self.named.display());
-        match &self.target {
-            Target::Replace(path) => replace_atomically(path, text, durable)
-                .map_err(|(what, e)| Error::io(context(what), e)),
-            Target::Stream(path) if is_final => {
-                let mut out = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| Error::io(context("cannot open"), e))?;
-                out.write_all(text)
-                    .and_then(|_| out.write_all(b"\n"))
-                    .and_then(|_| out.flush())
-                    .map_err(|e| Error::io(context("cannot write"), e))
-            }
-            Target::Stream(_) => Ok(()),
-        }
+        let rest = texts.cut.rest(life)?;
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(context("cannot open"), e))?;
+        out.write_all(&texts.head)
+            .and_then(|_| out.write_all(&texts.items))
+            .and_then(|_| out.write_all(&rest))
+            .and_then(|_| out.flush())
+            .map_err(|e| Error::io(context("cannot write"), e))
     }
-}
-
-/// The documents kept beside a regular target, each for a signal to put in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Beside {
-    /// Rank 0's document as a signal would leave it ("interrupted"), rewritten at every save.
-    OnSignal,
-    /// Written once by another rank that failed: how the run ended. It is never rewritten by rank 0, so
-    /// a save of rank 0's racing with it cannot hide the failure.
-    FailedElsewhere,
-}
-
-/// Where a document kept beside the target lives: hidden, named after the target.
-fn beside_path(target: &Path, which: Beside) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "results".into());
-    let suffix = match which {
-        Beside::OnSignal => "on-signal",
-        Beside::FailedElsewhere => "failed",
-    };
-    target.with_file_name(format!(".{name}.{suffix}"))
-}
-
-/// Writes `text` to a temporary file beside `path`, then renames it over `path`: readers and crashes
-/// see either the old or the new document, never half of one. The temporary name carries the process
-/// id, so two processes updating the same document never share one.
-fn replace_atomically(
-    path: &Path,
-    text: &[u8],
-    durable: bool,
-) -> std::result::Result<(), (&'static str, std::io::Error)> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "results".into());
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp).map_err(|e| ("cannot create the file", e))?;
-        file.write_all(text).map_err(|e| ("cannot write", e))?;
-        if durable {
-            file.sync_data().map_err(|e| ("cannot write", e))?;
-        }
-        std::fs::rename(&tmp, path).map_err(|e| ("cannot replace the file", e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// A document as `-J` writes it: pretty JSON.
-pub fn to_text(doc: &impl serde::Serialize) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(doc).map_err(|e| Error::Internal(e.to_string()))
 }
 
 /// Any collbench document at `path` (run, pairs, workload), as its type reads it.

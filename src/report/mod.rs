@@ -5,7 +5,9 @@
 pub mod csv;
 pub mod formats;
 pub mod gpu_readings;
+pub mod growing;
 pub mod json;
+pub mod json_file;
 pub mod link_probe;
 pub mod model;
 pub mod nccl_tests;

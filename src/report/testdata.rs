@@ -118,3 +118,12 @@ pub fn document(rows: Vec<Row>) -> RunDocument {
         summary: None,
     }
 }
+
+/// A running document of four ranks on two hosts, before its first row.
+pub fn running_document() -> RunDocument {
+    let mut doc = document(Vec::new());
+    doc.header.life = crate::report::model::RunLife::running("host-1-1700000000.0");
+    doc.header.ranks = (0..4).map(|r| rank(r, ["a", "b"][r / 2])).collect();
+    doc.notes = vec!["a note".into()];
+    doc
+}

@@ -24,7 +24,7 @@ use crate::error::Result;
 pub use crate::report::gpu_readings::{
     GpuLimits, Range, RankSource, RankTelemetry, TelemetryHeader,
 };
-use crate::world::{all_gather_value, World};
+use crate::world::{all_gather_value, gather_value, World};
 
 /// A GPU that can be read from the sampling thread.
 pub trait TelemetrySource: Send {
@@ -57,7 +57,8 @@ pub trait RowObserver {
     /// Every rank, just before the row's first operation.
     fn row_starting(&mut self);
     /// Every rank, right after the row's last operation (collective: every rank must call it). What each
-    /// rank observed during the row, in rank order, or None when no rank observes anything.
+    /// rank observed during the row, in rank order, on rank 0 (which reports the row); None on the other
+    /// ranks, and when no rank observes anything.
     fn row_finished(&mut self, world: &dyn World) -> Result<Option<Vec<Option<RankTelemetry>>>>;
     /// This rank, just before a timed loop's clock starts: the GPU's energy counter, first reading.
     fn timed_loop_starting(&mut self) {}
@@ -233,7 +234,9 @@ impl RowObserver for Telemetry {
         if !self.gather {
             return Ok(None);
         }
-        all_gather_value(world, &mine).map(Some)
+        // Only rank 0 reports a row: the others send their readings and receive nothing, so a rank's
+        // cost per row does not grow with the job.
+        gather_value(world, &mine)
     }
 
     fn timed_loop_starting(&mut self) {

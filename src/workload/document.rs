@@ -6,6 +6,7 @@ use super::messages::{LayoutChoice, MessageKey, Phase, StepOptions};
 use super::model::ModelSpec;
 use super::ranking::PhaseRanking;
 use crate::dtype::DataType;
+use crate::report::growing::Growing;
 use crate::report::model::{Document, DocumentHeader, Group, Measurement};
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +58,25 @@ impl Document for WorkloadDocument {
     }
     fn header_mut(&mut self) -> &mut DocumentHeader {
         &mut self.header
+    }
+}
+
+/// Messages are listed before they are measured and measured in order: those measured have settled, the
+/// rest are written again at every save (a few lines each, no per-rank figures).
+impl Growing for WorkloadDocument {
+    type Item = MeasuredMessage;
+    const LIST: &'static str = "messages";
+    fn items(&self) -> &[MeasuredMessage] {
+        &self.messages
+    }
+    fn items_mut(&mut self) -> &mut Vec<MeasuredMessage> {
+        &mut self.messages
+    }
+    fn settled(&self) -> usize {
+        self.messages
+            .iter()
+            .take_while(|m| m.measurement.is_some())
+            .count()
     }
 }
 

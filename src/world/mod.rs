@@ -35,6 +35,12 @@ pub trait World {
     fn broadcast_bytes(&self, root: usize, data: &mut Vec<u8>) -> Result<()>;
     /// Every rank's bytes, in rank order, on every rank.
     fn all_gather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>>;
+    /// Every rank's bytes, in rank order, on rank 0 only (None on the others): for what only rank 0
+    /// reports, so that the other ranks receive nothing.
+    fn gather_bytes(&self, mine: &[u8]) -> Result<Option<Vec<Vec<u8>>>> {
+        let all = self.all_gather_bytes(mine)?;
+        Ok((self.rank() == 0).then_some(all))
+    }
     /// Element-wise combination of `values` over ranks, result on every rank.
     fn all_reduce_f64(&self, values: &mut [f64], how: Combine) -> Result<()>;
     /// Ends the whole job (every rank) with this exit code.
@@ -55,6 +61,24 @@ pub fn all_gather_value<T: Serialize + DeserializeOwned>(
             serde_json::from_slice(b).map_err(|e| crate::error::Error::Internal(e.to_string()))
         })
         .collect()
+}
+
+/// Gathers a serialisable value from every rank, in rank order, on rank 0 only (None elsewhere).
+pub fn gather_value<T: Serialize + DeserializeOwned>(
+    world: &dyn World,
+    mine: &T,
+) -> Result<Option<Vec<T>>> {
+    let bytes =
+        serde_json::to_vec(mine).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+    let Some(all) = world.gather_bytes(&bytes)? else {
+        return Ok(None);
+    };
+    all.iter()
+        .map(|b| {
+            serde_json::from_slice(b).map_err(|e| crate::error::Error::Internal(e.to_string()))
+        })
+        .collect::<Result<Vec<T>>>()
+        .map(Some)
 }
 
 /// Local rank and local size from every rank's host name (ranks on one host, in rank order).

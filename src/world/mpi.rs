@@ -129,21 +129,23 @@ impl World for MpiWorld {
         let mut lengths = vec![0 as Count; self.size];
         self.comm
             .all_gather_into(&(mine.len() as Count), &mut lengths[..]);
-        let displs: Vec<Count> = lengths
-            .iter()
-            .scan(0, |acc, &l| Some(std::mem::replace(acc, *acc + l)))
-            .collect();
-        let total: usize = lengths.iter().map(|&l| l as usize).sum();
-        let mut all = vec![0u8; total];
-        {
-            let mut partition = PartitionMut::new(&mut all[..], &lengths[..], &displs[..]);
-            self.comm.all_gather_varcount_into(mine, &mut partition);
+        Ok(receive_pieces(&lengths, |partition| {
+            self.comm.all_gather_varcount_into(mine, partition)
+        }))
+    }
+    fn gather_bytes(&self, mine: &[u8]) -> Result<Option<Vec<Vec<u8>>>> {
+        let root = self.comm.process_at_rank(0);
+        let len = mine.len() as Count;
+        if self.rank != 0 {
+            root.gather_into(&len);
+            root.gather_varcount_into(mine);
+            return Ok(None);
         }
-        Ok(lengths
-            .iter()
-            .zip(&displs)
-            .map(|(&l, &d)| all[d as usize..(d + l) as usize].to_vec())
-            .collect())
+        let mut lengths = vec![0 as Count; self.size];
+        root.gather_into_root(&len, &mut lengths[..]);
+        Ok(Some(receive_pieces(&lengths, |partition| {
+            root.gather_varcount_into_root(mine, partition)
+        })))
     }
     fn all_reduce_f64(&self, values: &mut [f64], how: Combine) -> Result<()> {
         let input = values.to_vec();
@@ -158,6 +160,29 @@ impl World for MpiWorld {
     fn abort(&self, code: i32) -> ! {
         self.comm.abort(code)
     }
+}
+
+/// Every rank's bytes, `lengths[r]` of them from rank r, received into one buffer by `receive` and cut
+/// into one piece a rank.
+fn receive_pieces(
+    lengths: &[Count],
+    receive: impl FnOnce(&mut PartitionMut<'_, [u8], &[Count], &[Count]>),
+) -> Vec<Vec<u8>> {
+    let displs: Vec<Count> = lengths
+        .iter()
+        .scan(0, |acc, &l| Some(std::mem::replace(acc, *acc + l)))
+        .collect();
+    let total: usize = lengths.iter().map(|&l| l as usize).sum();
+    let mut all = vec![0u8; total];
+    {
+        let mut partition = PartitionMut::new(&mut all[..], lengths, &displs[..]);
+        receive(&mut partition);
+    }
+    lengths
+        .iter()
+        .zip(&displs)
+        .map(|(&l, &d)| all[d as usize..(d + l) as usize].to_vec())
+        .collect()
 }
 
 /// Ends every rank of the job; for the panic hook and the watchdog, which hold no World.

@@ -1,6 +1,7 @@
 //! The multi-host lab for tests: scripts/lab.sh makes hosts of network namespaces (own hostnames, veth
-//! to a bridge, 198.18.0.0/15) and launches Open MPI across them through its rsh launcher. A Lab is
-//! torn down when dropped, also when a test fails; a killed test run's labs are removed by the next.
+//! to a bridge, 198.18.0.0/15) and launches Open MPI across them through its rsh launcher, or through
+//! Slurm (`with_slurm`, `srun`). A Lab is torn down when dropped, also when a test fails; a killed test
+//! run's labs are removed by the next.
 #![allow(dead_code)]
 
 use assert_cmd::Command;
@@ -11,7 +12,7 @@ use std::time::Duration;
 /// Set by .ci/run: a lab that cannot be made fails the test instead of skipping it.
 pub const REQUIRED: &str = "COLLBENCH_LAB_REQUIRED";
 
-/// One lab at a time: each is 4 hosts x 2 ranks on a 2-core machine.
+/// One lab at a time: each is 4 hosts x 2 ranks, or 8 and more hosts x 1, on a 2-core machine.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 pub struct Lab {
@@ -93,6 +94,46 @@ impl Lab {
             .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
             .timeout(Duration::from_secs(240));
         cmd
+    }
+
+    /// Starts Slurm on the lab (scripts/lab.sh slurm): munged and slurmctld on host 0, a slurmd on every
+    /// host. None (with the reason printed, or a failure where CI requires the lab) where it cannot.
+    pub fn with_slurm(self) -> Option<Lab> {
+        let out = std::process::Command::new("bash")
+            .arg(script())
+            .arg("slurm")
+            .arg(self.dir.path())
+            .output()
+            .expect("bash runs");
+        if !out.status.success() {
+            return unavailable(&format!(
+                "Slurm does not start on it: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Some(self)
+    }
+
+    /// `srun SRUN_ARGS collbench ARGS` on the lab, from its first host.
+    pub fn srun(&self, srun_args: &[&str], args: &[&str]) -> Command {
+        let mut cmd = Command::new("bash");
+        cmd.arg(script())
+            .args(["srun", &self.dir.path().to_string_lossy()])
+            .args(srun_args)
+            .arg(env!("CARGO_BIN_EXE_collbench"))
+            .args(args)
+            .timeout(Duration::from_secs(240));
+        cmd
+    }
+
+    /// A Slurm client command on the lab (squeue, scancel).
+    pub fn slurm_cmd(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("bash")
+            .arg(script())
+            .args(["slurm-cmd", &self.dir.path().to_string_lossy()])
+            .args(args)
+            .output()
+            .expect("bash runs")
     }
 
     fn script(&self, args: &[&str]) {

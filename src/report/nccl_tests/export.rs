@@ -17,8 +17,9 @@
 use super::document::{
     self, AverageBusBandwidth, Config, Device, Document, OutOfBounds, PerIteration, Placement,
 };
+use crate::report::growing::Growing;
 use crate::report::model::{
-    Document as OurDocument, DocumentHeader, Measurement, RunDocument, RunStatus,
+    Document as OurDocument, DocumentHeader, Measurement, RunDocument, RunLife, RunStatus,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -244,9 +245,30 @@ pub fn document(run: &RunDocument) -> Document {
 }
 
 /// A run document as `-J FILE --json-format nccl-tests` writes it: nccl-tests' document with ours under
-/// `collbench` (the per-iteration times only once, in nccl-tests' part).
+/// `collbench` (the per-iteration times only once, in nccl-tests' part), and the run's life at the top
+/// level, last, where `-J`'s writer, a failing rank and the signal handler rewrite it (growing.rs).
+/// `results` is the list that grows; ours under `collbench` is rewritten at every save, so this format
+/// costs what the whole document holds per save, not what a row adds: the fleet's format is ours.
 #[derive(Debug, Clone)]
-pub struct NcclTestsFile(pub RunDocument);
+pub struct NcclTestsFile(pub RunDocument, Vec<document::Result>);
+
+impl NcclTestsFile {
+    pub fn new(run: RunDocument) -> NcclTestsFile {
+        let results = document(&run).results;
+        NcclTestsFile(run, results)
+    }
+}
+
+impl Growing for NcclTestsFile {
+    type Item = document::Result;
+    const LIST: &'static str = "results";
+    fn items(&self) -> &[document::Result] {
+        &self.1
+    }
+    fn items_mut(&mut self) -> &mut Vec<document::Result> {
+        &mut self.1
+    }
+}
 
 impl OurDocument for NcclTestsFile {
     fn header(&self) -> &DocumentHeader {
@@ -260,6 +282,8 @@ impl OurDocument for NcclTestsFile {
 impl Serialize for NcclTestsFile {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut doc = document(&self.0);
+        // The list as the writer holds it (taken out while the document around it is cut).
+        doc.results = self.1.clone();
         let mut ours = self.0.clone();
         for row in &mut ours.rows {
             for m in [&mut row.out_of_place, &mut row.in_place]
@@ -277,7 +301,14 @@ impl Serialize for NcclTestsFile {
 
 impl<'de> Deserialize<'de> for NcclTestsFile {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let doc = Document::deserialize(d)?;
+        let value = serde_json::Value::deserialize(d)?;
+        let doc = Document::deserialize(&value).map_err(serde::de::Error::custom)?;
+        // The life at the top level is the latest: a signal or a failing rank rewrites only that one.
+        let life = value
+            .get("status")
+            .is_some()
+            .then(|| RunLife::deserialize(&value).ok())
+            .flatten();
         let ours = doc.collbench.clone().ok_or_else(|| {
             serde::de::Error::custom(
                 "an nccl-tests document without collbench's own (key `collbench`)",
@@ -285,7 +316,10 @@ impl<'de> Deserialize<'de> for NcclTestsFile {
         })?;
         let mut run = RunDocument::deserialize(ours).map_err(serde::de::Error::custom)?;
         reattach(&mut run, &doc);
-        Ok(NcclTestsFile(run))
+        if let Some(life) = life {
+            run.header.life = life;
+        }
+        Ok(NcclTestsFile(run, doc.results))
     }
 }
 
@@ -401,7 +435,7 @@ mod tests {
 
     #[test]
     fn the_file_reads_back_whole_with_its_times_stored_once() {
-        let file = NcclTestsFile(run());
+        let file = NcclTestsFile::new(run());
         let text = serde_json::to_string(&file).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         let ours = &value["collbench"]["rows"][0]["out_of_place"];
