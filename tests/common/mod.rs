@@ -2,9 +2,36 @@
 #![allow(dead_code)]
 
 use assert_cmd::Command;
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::{RwLock, RwLockWriteGuard};
 use std::time::Duration;
+
+/// mpirun sends SIGKILL a few milliseconds after its SIGTERM (6 ms measured here with strace), so a test
+/// that needs rank 0's handler to run in that window fails when other tests' ranks hold both cores: such
+/// a test runs alone among this binary's mpirun_json runs, which otherwise share.
+static SIGNAL_WINDOW: RwLock<()> = RwLock::new(());
+
+thread_local! {
+    static HOLDS_ALONE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Held by a test whose verdict needs a signal handled within mpirun's SIGTERM-to-SIGKILL window.
+pub struct Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>);
+
+/// Waits until no other mpirun_json run of this binary is under way, and keeps new ones out.
+pub fn alone() -> Alone {
+    let guard = SIGNAL_WINDOW.write().unwrap_or_else(|e| e.into_inner());
+    HOLDS_ALONE.with(|h| h.set(true));
+    Alone(guard)
+}
+
+impl Drop for Alone {
+    fn drop(&mut self) {
+        HOLDS_ALONE.with(|h| h.set(false));
+    }
+}
 
 /// The collbench binary built for this test run.
 pub fn collbench() -> Command {
@@ -83,6 +110,8 @@ pub fn mpirun_json_with(
     all.extend(extra(dir.path()));
     all.extend(["-J".to_string(), json.to_string_lossy().into_owned()]);
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let _shared = (!HOLDS_ALONE.with(Cell::get))
+        .then(|| SIGNAL_WINDOW.read().unwrap_or_else(|e| e.into_inner()));
     let out = mpirun(np, &all, env).output().expect("mpirun runs");
     Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
