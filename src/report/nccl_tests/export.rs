@@ -434,6 +434,22 @@ mod tests {
     }
 
     #[test]
+    fn the_life_at_the_top_level_wins_over_the_nested_copy_when_read_back() {
+        // -J's writer puts the life last at the top level (growing.rs) and a signal rewrites only that
+        // one: reading the file back must take it over the nested copy.
+        let mut value = serde_json::to_value(NcclTestsFile::new(run())).unwrap();
+        assert_ne!(value["collbench"]["status"], "interrupted");
+        value["status"] = "interrupted".into();
+        value["error"] = "interrupted by a signal".into();
+        let back: NcclTestsFile = serde_json::from_value(value).unwrap();
+        assert_eq!(back.0.header.life.status, RunStatus::Interrupted);
+        assert_eq!(
+            back.0.header.life.error.as_deref(),
+            Some("interrupted by a signal")
+        );
+    }
+
+    #[test]
     fn the_file_reads_back_whole_with_its_times_stored_once() {
         let file = NcclTestsFile::new(run());
         let text = serde_json::to_string(&file).unwrap();
