@@ -213,7 +213,8 @@ fn main() {
     record::own(Some(writer)).expect("the document taken in charge");
     let mut doc = document(ranks);
     record::save(&mut doc).expect("the first document");
-    let mut reporter = Reporter::start(doc, JsonFormat::Collbench, None, None).expect("the reporter");
+    let mut reporter =
+        Reporter::start(doc, JsonFormat::Collbench, None, None).expect("the reporter");
     for i in 0..rows {
         let mut r = made[i % made.len()].clone();
         r.cycle = (i / made.len()) as u64;
