@@ -48,7 +48,7 @@ fn main() {
             functions: "nccl.*|rccl.*",
             types: "nccl.*",
             vars: "NCCL.*|COLLBENCH_RCCL.*",
-            newtypes: "ncclResult_t|ncclDataType_t|ncclRedOp_t",
+            newtypes: "ncclResult_t|ncclDataType_t|ncclRedOp_t|ncclScalarResidence_t",
         },
         "nccl_sys.rs",
     );

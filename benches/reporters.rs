@@ -17,7 +17,7 @@ use collbench::engine::RowSink;
 use collbench::report::gpu_readings::{
     GpuLimits, Range, RankSource, RankTelemetry, TelemetryHeader,
 };
-use collbench::report::json::JsonWriter;
+use collbench::report::json::{JsonFormat, JsonWriter};
 use collbench::report::model::*;
 use std::time::Instant;
 
@@ -128,6 +128,9 @@ fn row(ranks: usize, i: usize) -> Row {
         wrong: Some(0),
         check_skipped: None,
         iterations: 20,
+        cpu_time_us: None,
+        iteration_times_us: None,
+        rank_iteration_times_us: None,
         stats: Some(Stats {
             samples: 20,
             min_us: time_us * 0.98,
@@ -210,7 +213,8 @@ fn main() {
     record::own(Some(writer)).expect("the document taken in charge");
     let mut doc = document(ranks);
     record::save(&mut doc).expect("the first document");
-    let mut reporter = Reporter::start(doc, None, None).expect("the reporter");
+    let mut reporter =
+        Reporter::start(doc, JsonFormat::Collbench, None, None).expect("the reporter");
     for i in 0..rows {
         let mut r = made[i % made.len()].clone();
         r.cycle = (i / made.len()) as u64;

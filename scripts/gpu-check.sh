@@ -300,6 +300,58 @@ for c in all_reduce all_to_all all_to_allv sendrecv; do
     compare "nodes_$c" nodes "$c" "$exe" -b 32K -e "$max" -f 4 -n 50 -w 10
 done
 
+# Registered buffers (-R 1: ncclCommRegister; -R 2: a symmetric window, NCCL 2.27+) beside nccl-tests with
+# the same flag, 32K to 1M, 1 rank and 2 nodes; the rows must check exactly too. On the mpi backend -R is
+# refused (no communicator to register with): the rehearsal checks the refusal's exit code (2) instead.
+for r in 1 2; do
+    if [ "$rehearse" = 1 ]; then
+        run "register${r}_refused" one all_reduce -b 32K -e 32K -n 1 -R "$r"
+        check "-R $r on the mpi backend: refused, exit code" "$?" "==" 2
+        check "-R $r all_reduce: time / nccl-tests -R $r (max over sizes)" "" "<=" 1.03
+        continue
+    fi
+    compare "register${r}_one" one all_reduce all_reduce_perf -b 32K -e 1M -f 2 -n 200 -w 20 -R "$r"
+    compare "register${r}_nodes" nodes all_reduce all_reduce_perf -b 32K -e 1M -f 2 -n 200 -w 20 -R "$r"
+    run "register${r}_checked" one all_reduce,all_gather,reduce_scatter -b 32K -e 1M -f 4 -n 20 -c 1 -R "$r"
+    check "-R $r: exit code" "$?" "==" 0
+    check "-R $r: #wrong" \
+        "$(json "sum(m.get('wrong') or 0 for r in d['rows'] for m in (r['out_of_place'], r['in_place']) if m)" "$results/register${r}_checked.json")" "==" 0
+done
+
+# nccl-tests' other GPU-only flags: -y 1 (the null stream), -x 1 (the CTA policy in ncclConfig_t, NCCL
+# 2.27+), -M 1 (the memory report in the summary); each checked exactly. The mpi backend refuses them
+# (exit 2), which is what the rehearsal checks.
+for flag in y x M; do
+    if [ "$rehearse" = 1 ]; then
+        run "flag_${flag}_refused" one all_reduce -b 32K -e 32K -n 1 "-$flag" 1
+        check "-$flag 1 on the mpi backend: refused, exit code" "$?" "==" 2
+        continue
+    fi
+    run "flag_$flag" one all_reduce,all_gather -b 32K -e 1M -f 32 -n 20 -c 1 "-$flag" 1
+    check "-$flag 1: exit code" "$?" "==" 0
+    check "-$flag 1: #wrong" \
+        "$(json "sum(m.get('wrong') or 0 for r in d['rows'] for m in (r['out_of_place'], r['in_place']) if m)" "$results/flag_$flag.json")" "==" 0
+done
+[ "$rehearse" = 0 ] && check "-M 1: memory report, bytes the communicator took" \
+    "$(json "d['summary']['memory']['initialization_bytes']" "$results/flag_M.json")" ">=" 1
+
+# The GPU path's host cost: the enqueue loop's time (-C 1) against nccl-tests' own -C 1 loop, which is
+# a bare ncclAllReduce enqueue per iteration, at 32K (where enqueueing is most of an operation).
+if [ "$rehearse" = 0 ] && [ -n "$peer_dir" ]; then
+    run cputime one all_reduce -b 32K -e 32K -n 20000 -w 200 -c 0 --samples 0 -C 1
+    "$peer_dir/all_reduce_perf" -b 32K -e 32K -n 20000 -w 200 -c 0 -C 1 > "$results/cputime.peer.log" 2>&1
+    host=$(python3 - "$results/cputime.json" "$results/cputime.peer.log" <<'PY'
+import json, sys
+ours = json.load(open(sys.argv[1]))["rows"][0]["out_of_place"]["cpu_time_us"]
+theirs = [float(l.split()[5]) for l in open(sys.argv[2], errors="replace") if l.split()[:1] == ["32768"]]
+print(f"{ours / theirs[0]:.3f}" if theirs else "")
+PY
+)
+    check "host cost: -C 1 enqueue time / nccl-tests -C 1 at 32K" "$host" "<=" 1.05
+else
+    check "host cost: -C 1 enqueue time / nccl-tests -C 1 at 32K" "" "<=" 1.05
+fi
+
 # --- 3. faults on 2 nodes: each ends the job with its code, the document says how --------------------
 fault() {
     local name="$1" op="$2" expect="$3" env="$4"; shift 4

@@ -21,6 +21,10 @@ pub enum Collective {
     SendRecv,
     Gather,
     Scatter,
+    /// nccl-tests' hypercube test: an all-gather in log2(n) rounds of grouped send/recv with the rank
+    /// whose index differs in one bit, each round moving twice the last (power-of-two rank counts
+    /// only). Not part of `all`, as in nccl-tests (its own binary, hypercube_perf).
+    Hypercube,
 }
 
 impl Collective {
@@ -49,6 +53,7 @@ impl Collective {
             Collective::SendRecv => "sendrecv",
             Collective::Gather => "gather",
             Collective::Scatter => "scatter",
+            Collective::Hypercube => "hypercube",
         }
     }
 
@@ -78,7 +83,8 @@ impl Collective {
             | Collective::AllToAll
             | Collective::AllToAllv
             | Collective::Gather
-            | Collective::Scatter => (n - 1.0) / n,
+            | Collective::Scatter
+            | Collective::Hypercube => (n - 1.0) / n,
             Collective::Broadcast | Collective::Reduce | Collective::SendRecv => 1.0,
         }
     }
@@ -96,7 +102,9 @@ impl Collective {
             | Collective::Broadcast
             | Collective::Reduce
             | Collective::SendRecv => (count, count, count, count),
-            Collective::AllGather => (chunk, n_u * chunk, chunk, n_u * chunk),
+            Collective::AllGather | Collective::Hypercube => {
+                (chunk, n_u * chunk, chunk, n_u * chunk)
+            }
             Collective::ReduceScatter => (n_u * chunk, chunk, chunk, n_u * chunk),
             Collective::AllToAll => (n_u * chunk, n_u * chunk, chunk, n_u * chunk),
             // A row's per-peer counts come from its traffic (src/traffic: `PeerBytes::shape` of each
@@ -136,7 +144,7 @@ impl Collective {
     pub fn in_place_layout(self, shape: &Shape, rank: usize) -> InPlaceLayout {
         let at_rank = rank as u64 * shape.count;
         match self {
-            Collective::AllGather | Collective::Gather => InPlaceLayout {
+            Collective::AllGather | Collective::Gather | Collective::Hypercube => InPlaceLayout {
                 input_offset: at_rank,
                 output_offset: 0,
             },
@@ -192,9 +200,10 @@ impl FromStr for Collective {
             "sendrecv" | "p2p" => Collective::SendRecv,
             "gather" => Collective::Gather,
             "scatter" => Collective::Scatter,
+            "hypercube" => Collective::Hypercube,
             _ => {
                 return Err(format!(
-                    "unknown collective '{s}': use one of {} all_to_allv or all (nccl-tests spellings such as allreduce and alltoall work too)",
+                    "unknown collective '{s}': use one of {} all_to_allv hypercube or all (nccl-tests spellings such as allreduce and alltoall work too)",
                     Collective::ALL.map(|c| c.name()).join(" ")
                 ))
             }

@@ -234,16 +234,29 @@ pub enum ReduceOp {
     Max,
     Min,
     Avg,
+    /// nccl-tests' `mulsum`: each rank's input times its scalar, summed (NCCL's
+    /// ncclRedOpCreatePreMulSum, 2.11+). The scalar is nccl-tests': 1 on even ranks, 2 on odd ones.
+    MulSum,
 }
 
 impl ReduceOp {
-    pub const ALL: [ReduceOp; 5] = [
+    pub const ALL: [ReduceOp; 6] = [
         ReduceOp::Sum,
         ReduceOp::Prod,
         ReduceOp::Max,
         ReduceOp::Min,
         ReduceOp::Avg,
+        ReduceOp::MulSum,
     ];
+
+    /// The scalar a rank's input is multiplied by under mulsum (nccl-tests' ncclVerifiablePremulScalar).
+    pub fn premul_scalar(rank: usize) -> u64 {
+        if rank % 2 == 0 {
+            1
+        } else {
+            2
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -252,6 +265,7 @@ impl ReduceOp {
             ReduceOp::Max => "max",
             ReduceOp::Min => "min",
             ReduceOp::Avg => "avg",
+            ReduceOp::MulSum => "mulsum",
         }
     }
 }
@@ -271,8 +285,9 @@ impl FromStr for ReduceOp {
             "max" => Ok(ReduceOp::Max),
             "min" => Ok(ReduceOp::Min),
             "avg" => Ok(ReduceOp::Avg),
+            "mulsum" | "premulsum" => Ok(ReduceOp::MulSum),
             _ => Err(format!(
-                "unknown reduction '{s}': use one of sum prod max min avg, or all"
+                "unknown reduction '{s}': use one of sum prod max min avg mulsum, or all"
             )),
         }
     }

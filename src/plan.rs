@@ -1,6 +1,7 @@
 //! The validated plan of a run: what the command line asked for, typed and checked before anything runs.
 
 pub use crate::backend::BackendChoice;
+pub use crate::backend::Registration;
 use crate::backend::{Allocator, BackendRequest, GpuOptions, MemoryKind};
 use crate::cli::RunArgs;
 use crate::collective::Collective;
@@ -66,6 +67,34 @@ pub enum Roots {
     All,
 }
 
+/// nccl-tests' -z: what a timed iteration waits for before the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Blocking {
+    /// -z 0: iterations are enqueued back to back; one wait ends the loop.
+    #[default]
+    Off,
+    /// -z 1: each iteration is waited for, then every rank meets at a barrier (inside the time).
+    WaitAndBarrier,
+    /// -z 2: each iteration is waited for; no barrier.
+    Wait,
+    /// -z 3: each iteration is waited for and the ranks meet at a barrier, the barrier left out of the
+    /// time (the time is the sum of the iterations' own).
+    WaitAndBarrierUntimed,
+}
+
+impl Blocking {
+    /// nccl-tests' -z number.
+    pub fn code(self) -> u8 {
+        match self {
+            Blocking::Off => 0,
+            Blocking::WaitAndBarrier => 1,
+            Blocking::Wait => 2,
+            Blocking::WaitAndBarrierUntimed => 3,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub collectives: Vec<Collective>,
@@ -80,7 +109,7 @@ pub struct Plan {
     pub agg_iters: u64,
     pub check_iters: u64,
     pub average: Average,
-    pub blocking: bool,
+    pub blocking: Blocking,
     pub cudagraph_replays: u64,
     /// Iterations of the separate sampled pass that gives the per-iteration distribution; None: as many
     /// as the timed loop ran, at most `DEFAULT_MAX_SAMPLES`.
@@ -120,6 +149,34 @@ pub struct Plan {
     pub quiet: bool,
     /// Probe the links between hosts after the sweep when the job spans several (off with --no-link-probe).
     pub link_probe: bool,
+    /// -R: the buffers registered with the communicator.
+    pub register: Registration,
+    /// -x: the communicator's CTA policy.
+    pub cta_policy: Option<u8>,
+    /// -C 1: the table's time column is the enqueue loop's host time.
+    pub report_cputime: bool,
+    /// -S 1: a timestamp at the end of every row of the table.
+    #[serde(skip)]
+    pub timestamps: bool,
+    /// -p 1 (collbench's threads initialise in parallel either way).
+    pub parallel_init: bool,
+    /// -y 1: the legacy default stream.
+    pub null_stream: bool,
+    /// -M 1: the GPU memory report.
+    pub memory_report: bool,
+    /// -u: elements by which both buffers are misaligned.
+    pub unalign: u64,
+    /// -I 1: every iteration's time kept (the sampled pass covers all -n iterations).
+    pub per_iter_timing: bool,
+    /// -K: leading iterations left out of the per-iteration statistics.
+    pub per_iter_skip: u64,
+    /// --json-format: what -J writes.
+    pub json_format: crate::report::json::JsonFormat,
+    /// NCCL_TESTS_MIN_BW: the average bus bandwidth must reach 0.9 x this (GB/s).
+    pub min_bw_gbps: Option<f64>,
+    /// NCCL_TESTS_ALLTOALLV_PRINT_SUMMARY: nccl-tests' per-rank lines under every all_to_allv row.
+    #[serde(skip)]
+    pub alltoallv_summary: bool,
     /// -O: the placements each size measures.
     pub placements: Placements,
     /// -q: microseconds between a size's out-of-place and in-place measurements.
@@ -226,9 +283,15 @@ fn rccl_tests_flags(
                 args.memory_type.name()
             )));
         }
-        if args.alloc == Allocator::Nccl {
+        if args.alloc == Some(Allocator::Nccl) {
             return Err(Error::usage(format!(
                 "-Y {} and --alloc nccl both choose the buffers' memory (ncclMemAlloc gives its own): choose one",
+                args.memory_type.name()
+            )));
+        }
+        if args.local_register == 2 {
+            return Err(Error::usage(format!(
+                "-Y {} and -R 2 both choose the buffers' memory (symmetric windows need ncclMemAlloc's): choose one",
                 args.memory_type.name()
             )));
         }
@@ -266,9 +329,10 @@ fn traffic_from_args(args: &RunArgs, collectives: &[Collective]) -> Result<Traff
         (None, Some(spec)) => {
             Traffic::Moe(MoeParams::parse(spec).map_err(|e| format!("--moe: {e}"))?)
         }
-        (None, None) => match args.spread.as_deref() {
-            Some(rule) => Traffic::spread_rule(rule)?,
-            None => Traffic::Spread(spread_from_env()?),
+        (None, None) => match (args.spread.as_deref(), matrix_from_env(collectives)?) {
+            (Some(rule), _) => Traffic::spread_rule(rule)?,
+            (None, Some(matrix)) => matrix,
+            (None, None) => Traffic::Spread(spread_from_env()?),
         },
     };
     if traffic.fixed() && collectives != [Collective::AllToAllv] {
@@ -280,21 +344,46 @@ fn traffic_from_args(args: &RunArgs, collectives: &[Collective]) -> Result<Traff
     Ok(traffic)
 }
 
-/// The layouts of --groups, else of NCCL_TESTS_SPLIT (or NCCL_TESTS_SPLIT_MASK, nccl-tests' `rank & mask`).
+/// NCCL_TESTS_ALLTOALLV_MATRIX_FILE (times NCCL_TESTS_ALLTOALLV_MATRIX_SCALE), when all_to_allv runs: as
+/// in nccl-tests, only the all-to-all-v test reads it, and it takes precedence over the spread.
+fn matrix_from_env(collectives: &[Collective]) -> Result<Option<Traffic>, String> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let Some(path) = env("NCCL_TESTS_ALLTOALLV_MATRIX_FILE") else {
+        return Ok(None);
+    };
+    if !collectives.contains(&Collective::AllToAllv) {
+        return Ok(None);
+    }
+    let scale = match env("NCCL_TESTS_ALLTOALLV_MATRIX_SCALE") {
+        None => 1.0,
+        Some(text) => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .ok_or_else(|| {
+                format!("NCCL_TESTS_ALLTOALLV_MATRIX_SCALE={text}: give a factor of 0 or more (1 keeps the file's bytes), or unset it")
+            })?,
+    };
+    Traffic::matrix_env(std::path::Path::new(path.trim()), scale).map(Some)
+}
+
+/// The layouts of --groups, else of NCCL_TESTS_SPLIT_MASK (nccl-tests' `rank & mask`, the mask in hex),
+/// else of NCCL_TESTS_SPLIT: nccl-tests reads the mask first and the rule only without it.
 fn groups_from(args: &RunArgs) -> Result<(Vec<GroupSpec>, Option<String>)> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let (specs, from) = if let Some(text) = &args.groups {
         let specs =
             crate::layout::parse_list(text).map_err(|e| Error::usage(format!("--groups: {e}")))?;
         (specs, format!("--groups {text}"))
+    } else if let Some(mask) = env("NCCL_TESTS_SPLIT_MASK") {
+        let spec = crate::layout::parse_split_mask(&mask)
+            .map_err(|e| Error::usage(format!("NCCL_TESTS_SPLIT_MASK: {e}; or unset it")))?;
+        (vec![spec], format!("NCCL_TESTS_SPLIT_MASK={mask}"))
     } else if let Some(rule) = env("NCCL_TESTS_SPLIT") {
         let spec = crate::layout::parse_split(&rule)
             .map_err(|e| Error::usage(format!("NCCL_TESTS_SPLIT: {e}; or unset it")))?;
         (vec![spec], format!("NCCL_TESTS_SPLIT={rule}"))
-    } else if let Some(mask) = env("NCCL_TESTS_SPLIT_MASK") {
-        let spec = crate::layout::parse_split(&format!("AND {mask}"))
-            .map_err(|e| Error::usage(format!("NCCL_TESTS_SPLIT_MASK: {e}; or unset it")))?;
-        (vec![spec], format!("NCCL_TESTS_SPLIT_MASK={mask}"))
     } else {
         return Ok((Vec::new(), None));
     };
@@ -377,6 +466,115 @@ pub use crate::cli::run::DEFAULT_MIN_ITERS;
 /// The default cap on the sampled pass: enough for a p99, short beside any timed loop worth running.
 pub const DEFAULT_MAX_SAMPLES: u64 = 1000;
 
+/// nccl-tests' flags and variables that shape a run beyond the sweep, validated together.
+struct NcclTestsFlags {
+    register: Registration,
+    alloc: Allocator,
+    samples: Option<u64>,
+    per_iter_timing: bool,
+    per_iter_skip: u64,
+    min_bw_gbps: Option<f64>,
+    alltoallv_summary: bool,
+}
+
+impl NcclTestsFlags {
+    fn of(args: &RunArgs, iters: Iterations) -> Result<NcclTestsFlags> {
+        if args.device_implementation > 0 {
+            return Err(Error::usage(format!(
+                "-D/--device_implementation {}: nccl-tests' device implementations are CUDA kernels built against NCCL's device API (nccl_device.h, NCCL 2.28+) by a CUDA compiler; collbench has no CUDA compiler and carries no device kernels, so it cannot run them: leave -D out (NCCL's own implementation, -D 0), or run nccl-tests for -D",
+                args.device_implementation
+            )));
+        }
+        if let Some(v) = args.device_cta_count {
+            return Err(Error::usage(format!(
+                "-V/--device_cta_count {v}: it sets the CTAs of -D's device implementation, which collbench cannot run (see -D): leave -V out"
+            )));
+        }
+        let register = match args.local_register {
+            0 => Registration::None,
+            1 => Registration::Local,
+            _ => Registration::Symmetric,
+        };
+        let alloc = match (args.alloc, register) {
+            (Some(Allocator::Device), Registration::Symmetric) => {
+                return Err(Error::usage(
+                    "-R 2 registers symmetric windows, which need buffers from ncclMemAlloc: drop --alloc device (-R allocates with ncclMemAlloc, as nccl-tests)",
+                ))
+            }
+            (Some(a), _) => a,
+            // -Y's memory is allocated by the device runtime; -R 1 registers it as it is.
+            (None, _) if args.memory_type != MemoryKind::Coarse => Allocator::Device,
+            // nccl-tests allocates with ncclMemAlloc (2.19+), which registration wants.
+            (None, Registration::None) => Allocator::Device,
+            (None, _) => Allocator::Nccl,
+        };
+        let per_iter_timing = args.per_iter_timing == Some(1);
+        let samples = match (args.per_iter_timing, args.samples, iters) {
+            (Some(_), Some(n), _) => {
+                return Err(Error::usage(format!(
+                "-I/--per_iter_timing and --samples {n} both set the per-iteration pass: give one"
+            )))
+            }
+            (Some(1), None, Iterations::Fixed(n)) => Some(n),
+            (Some(0), None, _) => Some(0),
+            _ => None,
+        };
+        let per_iter_skip = match args.per_iter_skip {
+            None | Some(0) => 0,
+            Some(k) if !per_iter_timing => {
+                return Err(Error::usage(format!(
+                    "-K/--per_iter_skip {k} leaves iterations out of -I 1's statistics: add -I 1"
+                )))
+            }
+            Some(k) => match iters {
+                Iterations::Fixed(n) if k >= n => {
+                    return Err(Error::usage(format!(
+                        "-K/--per_iter_skip {k} leaves no iteration of -n {n} to summarise: give fewer than {n}"
+                    )))
+                }
+                _ => k,
+            },
+        };
+        if args.json_format == crate::report::json::JsonFormat::NcclTests && args.json.is_none() {
+            return Err(Error::usage(
+                "--json-format nccl-tests says how -J writes its file: give -J FILE too",
+            ));
+        }
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let min_bw_gbps = match env("NCCL_TESTS_MIN_BW") {
+            None => None,
+            Some(v) => Some(
+                v.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|b| b.is_finite() && *b >= 0.0)
+                    .ok_or_else(|| {
+                        Error::usage(format!(
+                            "NCCL_TESTS_MIN_BW={v}: give the average bus bandwidth to reach in GB/s (the run fails below 0.9 x it), or unset it"
+                        ))
+                    })?,
+            ),
+        };
+        let alltoallv_summary = match env("NCCL_TESTS_ALLTOALLV_PRINT_SUMMARY") {
+            None => false,
+            Some(v) => v.trim().parse::<i64>().map(|n| n != 0).map_err(|_| {
+                Error::usage(format!(
+                    "NCCL_TESTS_ALLTOALLV_PRINT_SUMMARY={v}: give 1 to print each rank's bytes and bandwidth under every all_to_allv row, or 0"
+                ))
+            })?,
+        };
+        Ok(NcclTestsFlags {
+            register,
+            alloc,
+            samples,
+            per_iter_timing,
+            per_iter_skip,
+            min_bw_gbps,
+            alltoallv_summary,
+        })
+    }
+}
+
 impl Plan {
     /// What this plan asks of the backends.
     pub fn backend_request(&self) -> BackendRequest {
@@ -387,9 +585,36 @@ impl Plan {
                 rccl_lib: self.rccl_lib.clone(),
                 timeout_s: self.timeout_s,
                 alloc: self.alloc,
+                register: self.register,
+                cta_policy: self.cta_policy.map(i32::from),
+                null_stream: self.null_stream,
                 memory: self.memory,
             },
         }
+    }
+
+    /// The flags given that only a GPU backend can honour, as they were typed (for the mpi backend's
+    /// refusal).
+    pub fn gpu_only_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if self.register != Registration::None {
+            let r = if self.register == Registration::Local {
+                1
+            } else {
+                2
+            };
+            flags.push(format!("-R {r}"));
+        }
+        if let Some(x) = self.cta_policy {
+            flags.push(format!("-x {x}"));
+        }
+        if self.null_stream {
+            flags.push("-y 1".into());
+        }
+        if self.memory_report {
+            flags.push("-M 1".into());
+        }
+        flags
     }
 
     pub fn from_args(args: &RunArgs) -> Result<Plan> {
@@ -458,10 +683,11 @@ impl Plan {
                 "--samples: with -n auto the per-iteration samples are what decides the count, so their number is not set by hand: drop --samples or give -n a number",
             ));
         }
-        if args.cudagraph > 0 && args.blocking == 1 {
-            return Err(Error::usage(
-                "-G and -z 1 exclude each other: a captured graph cannot wait between operations; drop one",
-            ));
+        if args.cudagraph > 0 && args.blocking != 0 {
+            return Err(Error::usage(format!(
+                "-G and -z {} exclude each other: a captured graph cannot wait between operations; drop one",
+                args.blocking
+            )));
         }
         if let Some(path) = &args.json {
             // A folder or a missing folder is a usage error now, not a write error after the sweep.
@@ -502,10 +728,17 @@ impl Plan {
             }
         };
         let blocking = match args.blocking {
-            0 => false,
-            1 => true,
-            z => return Err(Error::usage(format!("-z/--blocking {z}: use 0 or 1"))),
+            0 => Blocking::Off,
+            1 => Blocking::WaitAndBarrier,
+            2 => Blocking::Wait,
+            3 => Blocking::WaitAndBarrierUntimed,
+            z => {
+                return Err(Error::usage(format!(
+                    "-z/--blocking {z}: use 0 (none), 1 (wait and barrier), 2 (wait) or 3 (wait and barrier, barrier untimed)"
+                )))
+            }
         };
+        let nccl_tests = NcclTestsFlags::of(args, iters)?;
         let timeout_s = timeout(args.timeout)?;
         if args.ngpus == 0 || args.nthreads == 0 {
             return Err(Error::usage(
@@ -543,7 +776,7 @@ impl Plan {
             average,
             blocking,
             cudagraph_replays: args.cudagraph,
-            samples: args.samples,
+            samples: nccl_tests.samples.or(args.samples),
             timeout_s,
             run_cycles: args.run_cycles,
             gpus_per_thread: args.ngpus,
@@ -551,7 +784,7 @@ impl Plan {
             backend,
             nccl_lib: args.library.nccl_lib.clone(),
             rccl_lib: args.library.rccl_lib.clone(),
-            alloc: args.alloc,
+            alloc: nccl_tests.alloc,
             seed: args.seed,
             expect,
             slow_threshold_percent: args.slow_threshold,
@@ -567,6 +800,19 @@ impl Plan {
             json: args.json.clone(),
             quiet: args.quiet,
             link_probe: !args.no_link_probe,
+            register: nccl_tests.register,
+            cta_policy: args.cta_policy,
+            report_cputime: args.report_cputime == 1,
+            timestamps: args.report_timestamps == 1,
+            parallel_init: args.parallel_init == 1,
+            null_stream: args.stream_null == 1,
+            memory_report: args.memory == 1,
+            unalign: args.unalign,
+            per_iter_timing: nccl_tests.per_iter_timing,
+            per_iter_skip: nccl_tests.per_iter_skip,
+            json_format: args.json_format,
+            min_bw_gbps: nccl_tests.min_bw_gbps,
+            alltoallv_summary: nccl_tests.alltoallv_summary,
             placements,
             delay_inout_place_us,
             memory: args.memory_type,
@@ -576,13 +822,15 @@ impl Plan {
         })
     }
 
-    /// Bytes each buffer needs beyond the largest operation's (-E's second offset).
+    /// Bytes each buffer needs beyond the largest operation's: -E's second offset, and -u's
+    /// misalignment, 8 bytes (the largest element) per element of it, as nccl-tests.
     pub fn extra_buffer_bytes(&self) -> u64 {
-        if self.rotating_tensor {
+        let rotating = if self.rotating_tensor {
             ROTATING_TENSOR_BYTES
         } else {
             0
-        }
+        };
+        rotating + 8 * self.unalign
     }
 
     /// The sizes of the sweep, up to `max` (the -e value, or the memory cap when lower).
@@ -648,7 +896,11 @@ mod tests {
         let p = plan(&["all", "-d", "all", "-o", "all", "-r", "all"]).unwrap();
         assert_eq!(p.collectives.len(), 9);
         assert_eq!(p.dtypes.len(), 12);
-        assert_eq!(p.ops.len(), 5);
+        assert_eq!(
+            p.ops.len(),
+            6,
+            "nccl-tests' all: sum prod max min avg mulsum"
+        );
         assert_eq!(
             p.roots_for(Collective::Broadcast, 3),
             vec![Some(0), Some(1), Some(2)]

@@ -73,6 +73,7 @@ hipError_t hipHostFree(void *ptr);
 hipError_t hipMallocManaged(void **dev_ptr, size_t size, unsigned int flags);
 hipError_t hipMemcpy(void *dst, const void *src, size_t sizeBytes, hipMemcpyKind kind);
 hipError_t hipMemset(void *dst, int value, size_t sizeBytes);
+hipError_t hipMemcpyAsync(void *dst, const void *src, size_t sizeBytes, hipMemcpyKind kind, hipStream_t stream);
 hipError_t hipMemGetInfo(size_t *free, size_t *total);
 
 hipError_t hipStreamCreate(hipStream_t *stream);

@@ -15,6 +15,7 @@
 #ifndef COLLBENCH_NCCL_API_H
 #define COLLBENCH_NCCL_API_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,9 +30,18 @@ typedef struct CUstream_st *cudaStream_t;
 
 typedef struct ncclComm *ncclComm_t;
 
-/* Communicator options. Its layout changes between NCCL versions; we pass NULL (library defaults),
- * so it stays opaque here. */
+/* Communicator options. Its layout grows with NCCL versions, so the prototypes take it opaque and we
+ * pass ncclConfigPrefix_v22800 (below) in its place. */
 typedef struct ncclConfig_opaque ncclConfig_t;
+
+/* A symmetric-memory window (ncclCommWindowRegister, NCCL 2.27 and later). */
+typedef struct ncclWindow_vidmem *ncclWindow_t;
+
+/* Where a pre-multiplied sum's scalar lives (ncclRedOpCreatePreMulSum, NCCL 2.11 and later). */
+typedef enum {
+    ncclScalarDevice = 0,
+    ncclScalarHostImmediate = 1
+} ncclScalarResidence_t;
 
 #define NCCL_UNIQUE_ID_BYTES 128
 typedef struct {
@@ -81,11 +91,54 @@ typedef enum {
     ncclNumTypes = 12
 } ncclDataType_t;
 
-#elif defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE < 21400
-/* ncclConfig_t came with NCCL 2.14: an older real header (RCCL 5.4's, NCCL 2.13) has none, and the one
- * prototype that names it (ncclCommSplit, NCCL 2.18) is absent from such a library. */
+#else
+#if defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE < 21400
+/* ncclConfig_t came with NCCL 2.14: an older real header (RCCL 5.4's, NCCL 2.13) has none, and the
+ * prototypes that name it (ncclCommInitRankConfig, ncclCommSplit) are absent from such a library. */
 typedef struct ncclConfig_opaque ncclConfig_t;
+#endif
+#if defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE < 22700
+/* ncclWindow_t came with NCCL 2.27: the same for an older real header and the window calls. */
+typedef struct ncclWindow_vidmem *ncclWindow_t;
+#endif
 #endif /* COLLBENCH_NCCL_TYPES_FROM_NCCL_H */
+
+/* ncclConfig_t is versioned and append-only: NCCL copies min(size, its own sizeof) bytes over
+ * NCCL_CONFIG_INITIALIZER's defaults and ignores the fields newer than `version`. This is its layout
+ * as of NCCL 2.28 (ncclConfig_v22800), the fields collbench sets (CTAPolicy 2.27, nvlinkCentricSched
+ * 2.28) and every one before them; tests/abi.rs checks each offset against the real nccl.h. */
+typedef struct {
+    size_t size;
+    unsigned int magic;
+    unsigned int version;
+    int blocking;
+    int cgaClusterSize;
+    int minCTAs;
+    int maxCTAs;
+    const char *netName;
+    int splitShare;
+    int trafficClass;
+    const char *commName;
+    int collnetEnable;
+    int CTAPolicy;
+    int shrinkShare;
+    int nvlsCTAs;
+    int nChannelsPerNetPeer;
+    int nvlinkCentricSched;
+} ncclConfigPrefix_v22800;
+
+/* The config's magic, and the value of a field left to the library. */
+#define NCCL_API_MAGIC 0xcafebeef
+#define NCCL_CONFIG_UNDEF_INT INT_MIN
+
+/* CTAPolicy values (NCCL 2.27; ZERO 2.28). */
+#define NCCL_CTA_POLICY_DEFAULT 0x00
+#define NCCL_CTA_POLICY_EFFICIENCY 0x01
+#define NCCL_CTA_POLICY_ZERO 0x02
+
+/* Window flags: symmetric registration for collectives. */
+#define NCCL_WIN_DEFAULT 0x00
+#define NCCL_WIN_COLL_SYMMETRIC 0x01
 
 /* Version and errors */
 ncclResult_t ncclGetVersion(int *version);
@@ -97,6 +150,9 @@ const char *ncclGetLastError(ncclComm_t comm);
 ncclResult_t ncclGetUniqueId(ncclUniqueId *uniqueId);
 ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId commId, int rank);
 ncclResult_t ncclCommInitAll(ncclComm_t *comm, int ndev, const int *devlist);
+/* NCCL 2.14 and later. */
+ncclResult_t ncclCommInitRankConfig(ncclComm_t *comm, int nranks, ncclUniqueId commId, int rank,
+                                    ncclConfig_t *config);
 ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *newcomm, ncclConfig_t *config);
 ncclResult_t ncclCommFinalize(ncclComm_t comm);
 ncclResult_t ncclCommDestroy(ncclComm_t comm);
@@ -111,6 +167,14 @@ ncclResult_t ncclMemAlloc(void **ptr, size_t size);
 ncclResult_t ncclMemFree(void *ptr);
 ncclResult_t ncclCommRegister(const ncclComm_t comm, void *buff, size_t size, void **handle);
 ncclResult_t ncclCommDeregister(const ncclComm_t comm, void *handle);
+/* Symmetric windows (NCCL 2.27 and later; the buffers must come from ncclMemAlloc). */
+ncclResult_t ncclCommWindowRegister(ncclComm_t comm, void *buff, size_t size, ncclWindow_t *win, int winFlags);
+ncclResult_t ncclCommWindowDeregister(ncclComm_t comm, ncclWindow_t win);
+
+/* User-defined reductions (NCCL 2.11 and later): the sum of each rank's input times its scalar. */
+ncclResult_t ncclRedOpCreatePreMulSum(ncclRedOp_t *op, void *scalar, ncclDataType_t datatype,
+                                      ncclScalarResidence_t residence, ncclComm_t comm);
+ncclResult_t ncclRedOpDestroy(ncclRedOp_t op, ncclComm_t comm);
 
 /* Groups */
 ncclResult_t ncclGroupStart(void);

@@ -114,6 +114,27 @@ fn compile(includes: &[PathBuf], source: &str) -> Result<(), String> {
     }
 }
 
+/// The fields of sys/nccl_api.h's ncclConfigPrefix_v22800, in order.
+const CONFIG_FIELDS: [&str; 17] = [
+    "size",
+    "magic",
+    "version",
+    "blocking",
+    "cgaClusterSize",
+    "minCTAs",
+    "maxCTAs",
+    "netName",
+    "splitShare",
+    "trafficClass",
+    "commName",
+    "collnetEnable",
+    "CTAPolicy",
+    "shrinkShare",
+    "nvlsCTAs",
+    "nChannelsPerNetPeer",
+    "nvlinkCentricSched",
+];
+
 /// Compiles `extra` after the real nccl.h and our prototypes; Ok or the compiler's messages.
 fn compile_against_real(extra: &str) -> Result<(), String> {
     let include = wheel_include_dir();
@@ -153,7 +174,17 @@ fn our_declarations_match_the_real_nccl_h() {
         "_Static_assert(sizeof(ncclUniqueId) == 128, \"ncclUniqueId size\");\n\
          _Static_assert(sizeof(ncclResult_t) == sizeof(int), \"ncclResult_t size\");\n\
          _Static_assert(sizeof(ncclDataType_t) == sizeof(int), \"ncclDataType_t size\");\n\
-         _Static_assert(sizeof(ncclRedOp_t) == sizeof(int), \"ncclRedOp_t size\");\n",
+         _Static_assert(sizeof(ncclRedOp_t) == sizeof(int), \"ncclRedOp_t size\");\n\
+         _Static_assert(sizeof(ncclScalarResidence_t) == sizeof(int), \"ncclScalarResidence_t size\");\n",
+    );
+    // Our prefix of ncclConfig_t: every field at the real struct's offset, the real one at least as long.
+    for field in CONFIG_FIELDS {
+        asserts.push_str(&format!(
+            "_Static_assert(offsetof(ncclConfigPrefix_v22800, {field}) == offsetof(ncclConfig_t, {field}), \"ncclConfig_t.{field} offset\");\n"
+        ));
+    }
+    asserts.push_str(
+        "_Static_assert(sizeof(ncclConfigPrefix_v22800) <= sizeof(ncclConfig_t), \"ncclConfig_t prefix size\");\n",
     );
     if let Err(messages) = compile_against_real(&asserts) {
         panic!("sys/nccl_api.h disagrees with the real nccl.h:\n{messages}");
@@ -210,19 +241,29 @@ const RCCL_RELEASES: [RcclRelease; 2] = [
     RcclRelease {
         folder: amd::Stack::Rccl5,
         nccl_api: "2.13.4",
-        // NCCL 2.13's API: no non-blocking communicators, no timeout code, no FP8.
+        // NCCL 2.13's API: no non-blocking communicators, no timeout code, no FP8, no ncclConfig_t
+        // (2.14), no CTA policy or symmetric windows (2.27). NCCL_API_MAGIC is our name for the
+        // config's magic, which NCCL's headers write as a literal.
         absent: &[
             "ncclInProgress",
             "ncclTimeout",
             "ncclFloat8e4m3",
             "ncclFloat8e5m2",
+            "NCCL_API_MAGIC",
+            "NCCL_CONFIG_UNDEF_INT",
+            "NCCL_CTA_POLICY_DEFAULT",
+            "NCCL_CTA_POLICY_EFFICIENCY",
+            "NCCL_CTA_POLICY_ZERO",
+            "NCCL_WIN_DEFAULT",
+            "NCCL_WIN_COLL_SYMMETRIC",
         ],
         counts: &[("ncclNumResults", 7), ("ncclNumTypes", 10)],
     },
     RcclRelease {
         folder: amd::Stack::Rccl7,
         nccl_api: "2.27.7",
-        absent: &["ncclTimeout"],
+        // NCCL_CTA_POLICY_ZERO is NCCL 2.28's (-x 2 is gated on it); the magic is a literal there too.
+        absent: &["ncclTimeout", "NCCL_API_MAGIC", "NCCL_CTA_POLICY_ZERO"],
         counts: &[("ncclNumResults", 8)],
     },
 ];

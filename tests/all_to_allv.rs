@@ -306,3 +306,72 @@ fn a_spread_that_cannot_apply_is_a_usage_error() {
         assert!(said.contains(words), "{args:?}: {said}");
     }
 }
+
+#[test]
+fn nccl_tests_matrix_variables_read_scale_round_and_take_the_leading_block() {
+    // A 5x5 file on 4 ranks: nccl-tests uses its first 4 rows and columns, times the scale (x2),
+    // rounded down to 16 bytes: rank 0 sends 2 x (32 + 64.5) = 193 -> 64 + 128 = 192.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("traffic.txt");
+    std::fs::write(
+        &path,
+        "0 32 64.5 0 999\n32 0 0 16\n8 8 0 8 999\n0 24 8 0 999\n999 999 999 999 999\n",
+    )
+    .unwrap();
+    // Row 1 is short: the file is refused, naming the variable.
+    let file = path.to_string_lossy().into_owned();
+    let refused = mpirun_json(
+        4,
+        "all_to_allv -d int32 -n 2 -w 1",
+        &[("NCCL_TESTS_ALLTOALLV_MATRIX_FILE", &file)],
+    );
+    assert_eq!(refused.code(), Some(2), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("NCCL_TESTS_ALLTOALLV_MATRIX_FILE="),
+        "{}",
+        refused.stderr
+    );
+    std::fs::write(
+        &path,
+        "0 32 64.5 0 999\n32 0 0 16 999\n8 8 0 8 999\n0 24 8 0 999\n999 999 999 999 999\n",
+    )
+    .unwrap();
+    let env = [
+        ("NCCL_TESTS_ALLTOALLV_MATRIX_FILE", file.as_str()),
+        ("NCCL_TESTS_ALLTOALLV_MATRIX_SCALE", "2"),
+    ];
+    let run = mpirun_json(4, "all_to_allv -d int32 -n 2 -w 1 -c 1", &env);
+    run.assert_success();
+    let row = &first_row(&run);
+    let t = &row["traffic"];
+    assert!(
+        t["source"]
+            .as_str()
+            .unwrap()
+            .contains("NCCL_TESTS_ALLTOALLV_MATRIX_FILE, scale 2"),
+        "{t}"
+    );
+    assert_eq!(u64s(&t["rank_sent_bytes"]), [192, 96, 48, 64]);
+    assert_eq!(u64s(&t["rank_received_bytes"]), [80, 128, 144, 48]);
+    assert_eq!(row["size_bytes"], 192);
+    assert_eq!(row["out_of_place"]["wrong"], 0);
+    // Only all_to_allv reads it (nccl-tests' alltoallv_perf does): other collectives run as ever.
+    let other = mpirun_json(2, "all_reduce -b 1K -e 1K -n 1 -w 0", &env);
+    other.assert_success();
+    // A scale that is no number is refused.
+    let bad = mpirun_json(
+        4,
+        "all_to_allv -n 1",
+        &[
+            ("NCCL_TESTS_ALLTOALLV_MATRIX_FILE", file.as_str()),
+            ("NCCL_TESTS_ALLTOALLV_MATRIX_SCALE", "lots"),
+        ],
+    );
+    assert_eq!(bad.code(), Some(2));
+    assert!(
+        bad.stderr
+            .contains("NCCL_TESTS_ALLTOALLV_MATRIX_SCALE=lots"),
+        "{}",
+        bad.stderr
+    );
+}

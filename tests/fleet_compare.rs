@@ -148,3 +148,117 @@ fn unreadable_or_foreign_files_and_bad_flags() {
     let unwritable = dir.path().join("no/dir/out.json").display().to_string();
     assert_eq!(run(&[&base, &base], &["--json", &unwritable]), 10);
 }
+
+/// A fixture in nccl-tests' formats (tests/data/nccl-tests/README.md says how they were made).
+fn nccl_tests(name: &str) -> PathBuf {
+    data("nccl-tests").join(name)
+}
+
+fn report_of(base: &Path, new: &Path) -> CompareReport {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cmp.json");
+    let code = run(&[base, new], &["--json", &out.display().to_string()]);
+    assert!(code == 0 || code == 9, "exit {code}");
+    serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap()
+}
+
+#[test]
+fn an_nccl_tests_log_is_a_baseline_for_a_collbench_run() {
+    // The log's all_reduce rows are within a few percent of the collbench run's: same, no regression.
+    let log = nccl_tests("all_reduce_perf_4ranks.log");
+    let base = data("base_4ranks.json");
+    assert_eq!(run(&[&log, &base], &[]), 0);
+    let report = report_of(&log, &base);
+    assert_eq!(
+        report.compared.len(),
+        8,
+        "4 sizes x 2 placements of all_reduce"
+    );
+    assert!(report
+        .compared
+        .iter()
+        .all(|c| c.collective == "all_reduce" && c.ranks == 4 && c.change == Change::Same));
+    // The collbench run's all_gather rows have no counterpart in the log.
+    assert_eq!(report.only_in_new.len(), 8);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("nccl-tests' stdout log")),
+        "{:?}",
+        report.notes
+    );
+}
+
+#[test]
+fn a_faster_nccl_tests_history_shows_the_collbench_run_regressed() {
+    // The JSON's all_gather times are about 0.4 x the collbench run's, each with its -I 1 stdev.
+    let history = nccl_tests("all_gather_perf_4ranks_I1.json");
+    let base = data("base_4ranks.json");
+    assert_eq!(run(&[&history, &base], &[]), 9);
+    let report = report_of(&history, &base);
+    assert_eq!(report.compared.len(), 8);
+    assert!(report.compared.iter().all(|c| c.collective == "all_gather"));
+    assert!(
+        report.compared.iter().all(|c| c.noise_us.is_some()),
+        "both carry statistics"
+    );
+    assert!(report.regressions > 0);
+    assert!(report
+        .compared
+        .iter()
+        .all(|c| c.change != Change::Improvement));
+    // And the other way round nothing regresses.
+    assert_eq!(run(&[&base, &history], &[]), 0);
+}
+
+#[test]
+fn old_tagged_and_cut_short_nccl_tests_outputs_compare() {
+    // nccl-tests 2.10's columns (no root, `error`, no test name: the file name says all_reduce).
+    let old = nccl_tests("all_reduce_perf_2.10.log");
+    let report = report_of(&old, &nccl_tests("all_reduce_perf_4ranks.log"));
+    assert_eq!(report.compared.len(), 8);
+    // A run that died after two rows and a half: its rows compare, and the note says it did not finish.
+    let died = nccl_tests("all_reduce_perf_died.json");
+    let report = report_of(&nccl_tests("all_reduce_perf_4ranks.log"), &died);
+    assert_eq!(report.compared.len(), 5, "2 whole rows and an out-of-place");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("not a complete run")),
+        "{:?}",
+        report.notes
+    );
+    assert!(
+        report.notes.iter().any(|n| n.contains("not closed")),
+        "{:?}",
+        report.notes
+    );
+    // mpirun --tag-output, two tests, -I 1 and -S 1 columns: compared with itself, all the same.
+    let tagged = nccl_tests("all_reduce_sendrecv_2ranks_tagged_I1_S1.log");
+    let report = report_of(&tagged, &tagged);
+    assert_eq!(
+        report.compared.len(),
+        12,
+        "2 tests x 3 sizes x 2 placements"
+    );
+    assert!(report.compared.iter().all(|c| c.change == Change::Same));
+    assert!(report
+        .compared
+        .iter()
+        .any(|c| c.collective == "sendrecv" && c.op.is_none()));
+}
+
+#[test]
+fn a_file_in_no_format_is_refused_naming_the_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "just some notes\n").unwrap();
+    assert_eq!(run(&[&data("base_4ranks.json"), &text], &[]), 2);
+    let e = collbench::report::formats::read(&text).unwrap_err();
+    assert!(
+        e.to_string().contains("nccl-tests' stdout saved in a log"),
+        "{e}"
+    );
+}

@@ -124,3 +124,43 @@ fn bad_input_gives_usage_or_io_codes() {
     let unwritable = dir.path().join("no/such/dir/x.svg").display().to_string();
     assert_eq!(plot_main(argv(&[&run, "-o", &unwritable])), 10);
 }
+
+#[test]
+fn nccl_tests_outputs_plot_beside_a_collbench_run() {
+    // A collbench run, nccl-tests' stdout log and its -J document (tests/data/nccl-tests/README.md).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("history.svg");
+    let run = data("base_4ranks.json").display().to_string();
+    let log = data("nccl-tests/all_reduce_perf_4ranks.log")
+        .display()
+        .to_string();
+    let json = data("nccl-tests/all_gather_perf_4ranks_I1.json")
+        .display()
+        .to_string();
+    let out_text = out.display().to_string();
+    assert_eq!(plot_main(argv(&[&run, &log, &json, "-o", &out_text])), 0);
+    let svg = std::fs::read_to_string(&out).unwrap();
+    let series = [
+        "base_4ranks all_reduce",
+        "base_4ranks all_gather",
+        "all_reduce_perf_4ranks all_reduce",
+        "all_gather_perf_4ranks_I1 all_gather",
+    ];
+    assert_eq!(data_lines(&svg), 2 * series.len());
+    for name in series {
+        assert_eq!(
+            svg.matches(&format!("\n{name}\n")).count(),
+            2,
+            "legend lacks {name}"
+        );
+    }
+    // The in-place panel of a log whose last row was cut short still draws its other rows.
+    let died = data("nccl-tests/all_reduce_perf_died.json")
+        .display()
+        .to_string();
+    assert_eq!(
+        plot_main(argv(&[&died, "-o", &out_text, "--placement", "in-place"])),
+        0
+    );
+    assert_eq!(data_lines(&std::fs::read_to_string(&out).unwrap()), 2);
+}

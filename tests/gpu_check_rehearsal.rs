@@ -41,12 +41,17 @@ fn the_gpu_check_rehearsal_passes_every_check_it_can_make_here() {
         .map(|l| l.rsplit('\t').next().unwrap())
         .collect();
     assert!(!results.contains(&"FAIL"), "{verdict}");
-    // The faults (and the search's delayed node) were made to happen and judged, not skipped.
+    // The faults (and the search's delayed node) were made to happen and judged, not skipped; so were
+    // the refusals.
     for check in [
         "fault hang: exit code",
         "fault corrupt: #wrong counted exactly",
         "pairs fault corrupt: #wrong counted exactly",
         "pairs search on 8 nodes: the delayed node named alone",
+        // nccl-tests' GPU-only flags reach the backend, which refuses them on host memory.
+        "-R 1 on the mpi backend: refused, exit code",
+        "-R 2 on the mpi backend: refused, exit code",
+        "-M 1 on the mpi backend: refused, exit code",
     ] {
         assert!(
             verdict

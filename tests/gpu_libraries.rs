@@ -265,3 +265,90 @@ fn our_hip_error_codes_are_the_runtimes() {
     }
     assert!(checked >= 8, "only {checked} codes found in sys/hip_api.h");
 }
+
+#[test]
+fn the_pip_nccl_answers_what_r_x_and_mulsum_need_and_the_gates_follow_its_version() {
+    use collbench::backend::gpu::{comm_config, registration_for};
+    use collbench::backend::Registration;
+    let nccl = Nccl::open(Flavor::Nccl, None, 0, "testhost")
+        .unwrap_or_else(|e| panic!("{e}\n{SETUP_HINT}"));
+    let code = nccl.version_code();
+    let version = nccl.version_string();
+    // Asked of the loaded library, symbol by symbol, each as old as NCCL's release notes say.
+    assert_eq!(
+        nccl.has(Optional::Register),
+        code >= 21900,
+        "NCCL {version}"
+    );
+    assert_eq!(nccl.has(Optional::Window), code >= 22700, "NCCL {version}");
+    assert_eq!(
+        nccl.has(Optional::InitRankConfig),
+        code >= 21400,
+        "NCCL {version}"
+    );
+    assert_eq!(
+        nccl.has(Optional::PreMulSum),
+        code >= 21100,
+        "NCCL {version}"
+    );
+    // -R 2 on this library: a symmetric window from 2.27, else -R 1 with a note.
+    let (mode, note) = registration_for(
+        Registration::Symmetric,
+        Flavor::Nccl,
+        code,
+        nccl.has(Optional::Register),
+        nccl.has(Optional::Window),
+    )
+    .unwrap();
+    if code >= 22700 {
+        assert_eq!((mode, note), (Registration::Symmetric, None));
+    } else {
+        assert_eq!(mode, Registration::Local);
+    }
+    // -x 2 needs 2.28; from 2.28 nvlinkCentricSched is set, as nccl-tests sets it.
+    let config = comm_config(
+        Some(2),
+        Flavor::Nccl,
+        code,
+        nccl.has(Optional::InitRankConfig),
+    );
+    if code >= 22800 {
+        let c = config.unwrap().unwrap();
+        assert_eq!((c.cta_policy, c.nvlink_centric_sched), (Some(2), Some(1)));
+    } else {
+        assert!(config.unwrap_err().contains("2.28"));
+    }
+}
+
+#[test]
+fn a_communicator_with_options_fails_without_a_gpu_in_nccls_words() {
+    if let Probe::Found(_) = probe_cuda() {
+        return; // with a GPU it succeeds: scripts/gpu-check.sh runs -x.
+    }
+    let nccl =
+        Nccl::open(Flavor::Nccl, None, 1, "node5").unwrap_or_else(|e| panic!("{e}\n{SETUP_HINT}"));
+    if !nccl.has(Optional::InitRankConfig) {
+        return;
+    }
+    // The 2.28 layout with CTAPolicy 1: NCCL reads it and fails for want of a device, not of the
+    // struct (a wrong size or magic is ncclInvalidArgument with a WARN about NCCL_CONFIG_INITIALIZER).
+    let config = collbench::ffi::nccl::CommConfig {
+        cta_policy: Some(1),
+        nvlink_centric_sched: Some(1),
+    };
+    let err = nccl
+        .init_rank_with(1, &nccl.unique_id().unwrap(), 0, Some(&config))
+        .err()
+        .expect("no communicator without a GPU");
+    let m = err.to_string();
+    eprintln!("{m}");
+    assert_eq!(err.exit_code(), ExitCode::Library, "{m}");
+    assert!(
+        m.contains("ncclCommInitRankConfig") && m.contains("rank 1 (node5)"),
+        "{m}"
+    );
+    assert!(
+        !m.contains("ncclInvalidArgument") && !m.contains("NCCL_CONFIG_INITIALIZER"),
+        "{m}"
+    );
+}

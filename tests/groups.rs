@@ -153,6 +153,49 @@ fn nccl_tests_split_mod2_is_stride_2_and_is_said_in_the_header() {
 }
 
 #[test]
+fn nccl_tests_split_mask_is_hexadecimal_and_wins_over_the_rule() {
+    // "10" is 0x10: every rank of 4 has colour 0, one group (decimal 10 would give {0,1} and {2,3}).
+    let hex = mpirun_json(
+        4,
+        "all_reduce -b 1K -e 1K -n 2 -w 1",
+        &[("NCCL_TESTS_SPLIT_MASK", "10")],
+    );
+    hex.assert_success();
+    assert_eq!(
+        members(&hex.doc()["rows"][0]["layout"]),
+        vec![vec![0, 1, 2, 3]]
+    );
+    // The mask is read first, as nccl-tests: rank & 1, whatever NCCL_TESTS_SPLIT says.
+    let both = mpirun_json(
+        4,
+        "all_reduce -b 1K -e 1K -n 2 -w 1",
+        &[("NCCL_TESTS_SPLIT_MASK", "1"), ("NCCL_TESTS_SPLIT", "DIV2")],
+    );
+    both.assert_success();
+    assert_eq!(
+        members(&both.doc()["rows"][0]["layout"]),
+        vec![vec![0, 2], vec![1, 3]]
+    );
+    assert!(
+        both.stdout
+            .contains("# Groups from NCCL_TESTS_SPLIT_MASK=1"),
+        "{}",
+        both.stdout
+    );
+    let bad = mpirun_json(
+        4,
+        "all_reduce -b 1K -e 1K -n 2",
+        &[("NCCL_TESTS_SPLIT_MASK", "ranks")],
+    );
+    assert_eq!(bad.code(), Some(2), "{}{}", bad.stdout, bad.stderr);
+    assert!(
+        bad.stderr.contains("NCCL_TESTS_SPLIT_MASK"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
 fn a_corrupt_rank_is_counted_in_its_own_group() {
     let run = mpirun_json(
         4,

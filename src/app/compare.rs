@@ -1,10 +1,11 @@
-//! `collbench compare BASE.json NEW.json`: the two files read, compared (src/fleet/compare.rs), the
+//! `collbench compare BASE.json NEW.json`: the two files read (collbench's, or nccl-tests' JSON or stdout
+//! log: report/formats.rs), compared (src/fleet/compare.rs), the
 //! table printed and the report written; exit 9 on a regression.
 
 use crate::cli::compare::CompareArgs;
 use crate::error::{ExitCode, Result};
 use crate::fleet::compare::{compare, parse_tolerance, render, write_json};
-use crate::report::json;
+use crate::report::formats;
 
 pub fn main(args: &CompareArgs) -> i32 {
     match run(args) {
@@ -15,15 +16,21 @@ pub fn main(args: &CompareArgs) -> i32 {
 
 fn run(args: &CompareArgs) -> Result<ExitCode> {
     let tolerance = parse_tolerance(&args.tolerance)?;
-    let base = json::read(&args.base)?;
-    let new = json::read(&args.new)?;
-    let report = compare(
-        &base,
+    let base = formats::read(&args.base)?;
+    let new = formats::read(&args.new)?;
+    let mut report = compare(
+        &base.doc,
         &args.base.display().to_string(),
-        &new,
+        &new.doc,
         &args.new.display().to_string(),
         tolerance,
     )?;
+    // What reading nccl-tests' output made of it (columns, a run cut short, rows left out).
+    for loaded in [&base, &new] {
+        if loaded.format.from_nccl_tests() {
+            report.notes.extend(loaded.doc.notes.iter().cloned());
+        }
+    }
     print!("{}", render(&report));
     if let Some(out) = &args.json {
         write_json(out, &report)?;

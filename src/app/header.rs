@@ -53,7 +53,7 @@ pub fn render(doc: &RunDocument, plan: &Plan) -> String {
             plan.agg_iters,
             plan.check_iters,
             serde_json::to_value(plan.average).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
-            u8::from(plan.blocking),
+            plan.blocking.code(),
             plan.run_cycles
         ));
     }

@@ -203,6 +203,10 @@ pub fn sweep(
             stats: plan.stats_columns,
             telemetry: plan.telemetry_columns,
             groups: !plan.groups.is_empty(),
+            cputime: plan.report_cputime,
+            per_iteration: plan.per_iter_timing,
+            timestamps: plan.timestamps,
+            alltoallv_summary: plan.alltoallv_summary,
             energy: doc.telemetry.as_ref().is_some_and(|t| t.any_energy()),
             algo: plan.algo_columns,
         };
@@ -234,10 +238,28 @@ pub fn sweep(
         allocated,
     )
     .observed_by(&mut telemetry);
+    // -M: the device memory free before the rows and after, for what the collectives took.
+    let free_before_rows = if plan.memory_report {
+        Some(engine.free_memory()?)
+    } else {
+        None
+    };
     match reporter.as_mut() {
         Some(r) => engine.run(plan, &combos, &layouts, &sizes, r)?,
         None => engine.run(plan, &combos, &layouts, &sizes, &mut NullSink)?,
     }
+    let memory = match free_before_rows {
+        Some(before) => {
+            let after = engine.free_memory()?;
+            Some(memory_report(
+                world,
+                backend,
+                watchdog,
+                before.saturating_sub(after),
+            )?)
+        }
+        None => None,
+    };
     // After the rows, which it leaves as they are: every rank takes part.
     let probe = if probe_links {
         Some(crate::pairs::probe::run(
@@ -254,7 +276,7 @@ pub fn sweep(
     if let Some(r) = reporter.as_mut() {
         r.finish_progress();
         r.finish_rccl_results()?;
-        code[0] = finish(plan, r, probe, link_errors)?.code() as f64;
+        code[0] = finish(plan, r, probe, link_errors, memory)?.code() as f64;
     }
     world.all_reduce_f64(&mut code, Combine::Max)?;
     Ok(code[0] as i32)
@@ -267,14 +289,22 @@ fn finish(
     r: &mut Reporter,
     probe: Option<crate::pairs::probe::LinkProbe>,
     link_errors: Option<crate::report::port_errors::LinkErrorReport>,
+    memory: Option<crate::report::model::MemoryReport>,
 ) -> Result<ExitCode> {
     let mut s = summary::summarise(&r.doc.rows, plan.check_iters > 0);
+    s.min_bw = plan
+        .min_bw_gbps
+        .map(|required| crate::fleet::gate::judge_min_bw(required, s.avg_busbw.as_ref()));
+    s.memory = memory;
     let slow = crate::fleet::slow::attribute(
         &r.doc.rows,
         &r.doc.header.ranks,
         plan.slow_threshold_percent,
     );
     let mut text = summary::footer(&s);
+    if let Some(m) = &s.memory {
+        text.push_str(&summary::memory_line(m));
+    }
     text.push_str(&crate::fleet::slow::render(&slow));
     if let Some(header) = &r.doc.telemetry {
         s.telemetry =
@@ -291,7 +321,9 @@ fn finish(
     if let Some(l) = &link_errors {
         text.push_str(&crate::fleet::link_errors::render(l));
     }
-    let mut exit = if s.check_passed == Some(false) {
+    // Wrong elements, or an average below 0.9 x NCCL_TESTS_MIN_BW: nccl-tests' exit code 7 for both.
+    let mut exit = if s.check_passed == Some(false) || s.min_bw.as_ref().is_some_and(|m| !m.passed)
+    {
         ExitCode::CheckFailed
     } else {
         ExitCode::Success
@@ -327,6 +359,30 @@ fn finish(
     r.doc.header.life.complete(exit.code());
     r.save()?;
     Ok(exit)
+}
+
+/// -M's report: the communicator's and the buffers' memory as the backend measured them, and what the
+/// collectives took while the rows ran (`collective_bytes`, this rank's), each the most of any rank.
+fn memory_report(
+    world: &dyn World,
+    backend: &mut dyn crate::backend::Backend,
+    watchdog: &Watchdog,
+    collective_bytes: u64,
+) -> Result<crate::report::model::MemoryReport> {
+    let used = backend.memory_use().unwrap_or_default();
+    let mut most = [
+        used.initialization_bytes as f64,
+        used.user_allocated_bytes as f64,
+        collective_bytes as f64,
+    ];
+    watchdog.arm(|| "gathering the GPU memory report".into());
+    world.all_reduce_f64(&mut most, Combine::Max)?;
+    watchdog.disarm();
+    Ok(crate::report::model::MemoryReport {
+        initialization_bytes: most[0] as u64,
+        user_allocated_bytes: most[1] as u64,
+        collective_bytes: most[2] as u64,
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 use crate::engine::RowSink;
 use crate::error::{Error, Result};
 use crate::report::csv::CsvWriter;
+use crate::report::json::JsonFormat;
 use crate::report::model::{Row, RunDocument};
+use crate::report::nccl_tests::export::NcclTestsFile;
 use crate::report::rccl_results::{JobShape, RcclFormat, RcclResults};
 use crate::report::table;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -12,6 +14,8 @@ use std::io::{IsTerminal, Write};
 
 pub struct Reporter {
     pub doc: RunDocument,
+    /// What `-J` writes: collbench's document or nccl-tests' (with ours inside).
+    format: JsonFormat,
     csv: Option<CsvWriter>,
     /// -Z/-X: rccl-tests' own results file.
     rccl: Option<RcclResults>,
@@ -24,6 +28,7 @@ impl Reporter {
     /// Rank 0 at the start of the run, its document already on disk (`--json`, app/document.rs).
     pub fn start(
         doc: RunDocument,
+        format: JsonFormat,
         csv_path: Option<&std::path::Path>,
         rccl: Option<&(RcclFormat, std::path::PathBuf)>,
     ) -> Result<Reporter> {
@@ -33,6 +38,7 @@ impl Reporter {
             .transpose()?;
         Ok(Reporter {
             doc,
+            format,
             csv,
             rccl,
             columns: table::Columns::default(),
@@ -63,7 +69,16 @@ impl Reporter {
     }
 
     pub fn save(&mut self) -> Result<()> {
-        super::record::save(&mut self.doc)
+        match self.format {
+            JsonFormat::Collbench => super::record::save(&mut self.doc),
+            JsonFormat::NcclTests => {
+                // The record keeps the life it saved (heartbeat, another rank's ending): take it back.
+                let mut file = NcclTestsFile::new(self.doc.clone());
+                let saved = super::record::save(&mut file);
+                self.doc = file.0;
+                saved
+            }
+        }
     }
 
     /// Prints text without tearing the progress bar.
@@ -133,6 +148,11 @@ fn print_flushed(text: &str) {
 }
 
 impl RowSink for Reporter {
+    fn note(&mut self, text: &str) {
+        self.print(&format!("# Note: {text}\n"));
+        self.doc.notes.push(text.to_string());
+    }
+
     fn starting(&mut self, what: &str) {
         if let Some(bar) = &self.progress {
             bar.set_message(what.to_string());
@@ -150,6 +170,9 @@ impl RowSink for Reporter {
         out.push_str(&self.columns.line(row));
         if let Some(t) = &row.traffic {
             out.push_str(&table::traffic_line(t));
+            if self.columns.alltoallv_summary {
+                out.push_str(&table::alltoallv_summary(row));
+            }
         }
         self.print(&out);
         if let Some(bar) = &self.progress {

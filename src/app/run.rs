@@ -8,7 +8,9 @@ use crate::backend::Backend;
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::plan::{BackendChoice, Plan};
+use crate::report::json::JsonFormat;
 use crate::report::model::{kind, RunDocument};
+use crate::report::nccl_tests::export::NcclTestsFile;
 use crate::watchdog::Watchdog;
 use crate::world::World;
 
@@ -83,15 +85,31 @@ fn start_record(
     world: &dyn World,
 ) -> std::result::Result<Option<Reporter>, i32> {
     let requested = super::job::backend_asked(plan);
-    let doc = super::document::start(
-        world,
-        plan.json.as_deref(),
-        |run_id| super::document::header(kind::RUN, argv, &requested, run_id),
-        |header| super::job::initial_document(plan, header),
-    )?;
-    doc.map(|d: RunDocument| Reporter::start(d, plan.csv.as_deref(), plan.rccl_output.as_ref()))
-        .transpose()
-        .map_err(|e| fail_job(world, None, e))
+    let header = |run_id: &str| super::document::header(kind::RUN, argv, &requested, run_id);
+    // The document's type says how every rank writes it, its failure and interruption included.
+    let doc = match plan.json_format {
+        JsonFormat::Collbench => {
+            super::document::start(world, plan.json.as_deref(), header, |h| {
+                super::job::initial_document(plan, h)
+            })?
+        }
+        JsonFormat::NcclTests => {
+            super::document::start(world, plan.json.as_deref(), header, |h| {
+                NcclTestsFile::new(super::job::initial_document(plan, h))
+            })?
+            .map(|file| file.0)
+        }
+    };
+    doc.map(|d: RunDocument| {
+        Reporter::start(
+            d,
+            plan.json_format,
+            plan.csv.as_deref(),
+            plan.rccl_output.as_ref(),
+        )
+    })
+    .transpose()
+    .map_err(|e| fail_job(world, None, e))
 }
 
 /// `-g N` (and `-t`): one process drives N GPUs, a thread per GPU, each a rank of a thread world.

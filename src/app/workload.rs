@@ -131,6 +131,9 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
             rccl_lib: args.library.rccl_lib.clone(),
             timeout_s,
             alloc: Allocator::Device,
+            register: crate::backend::Registration::None,
+            cta_policy: None,
+            null_stream: false,
             memory: crate::backend::MemoryKind::Coarse,
         },
     };
@@ -145,11 +148,15 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
         warmup_iters: args.warmup_iters,
         agg_iters: 1,
         check_iters: args.check,
-        blocking: false,
+        blocking: crate::plan::Blocking::Off,
         graph_replays: 0,
         samples: None,
         average: crate::metrics::Average::Mean,
         seed: 0,
+        unalign: 0,
+        keep_iteration_times: false,
+        rank_iteration_times: false,
+        iteration_skip: 0,
         rccl_tests: Default::default(),
     };
     Ok(WorkloadPlan {

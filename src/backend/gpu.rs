@@ -1,10 +1,10 @@
 //! The GPU backend: NCCL on CUDA devices or RCCL on HIP devices (one NCCL API), one communicator per
 //! rank, buffers allocated once, operations enqueued on one stream and waited for as nccl-tests does.
 
-use super::options::{Allocator, GpuOptions};
+use super::options::{Allocator, GpuOptions, Registration};
 use super::{
-    Backend, BufferId, Capabilities, CommId, DeviceInfo, GraphCapture, GroupJoin,
-    InPlaceConvention, LibraryVersion, OpDesc, PathTaken,
+    Backend, BufferId, Capabilities, CommId, DeviceInfo, Exchange, GraphCapture, GroupJoin,
+    InPlaceConvention, LibraryVersion, MemoryUse, OpDesc, PathTaken,
 };
 use crate::collective::Collective;
 use crate::device::{select_ordinals, GpuDevice, Placement};
@@ -14,7 +14,8 @@ use crate::ffi::cuda::{self, CudaDevice};
 use crate::ffi::device::MemoryKind;
 use crate::ffi::hip::{Hip, HipDevice};
 use crate::ffi::nccl::{
-    version_code, AlgoChoice, AsyncState, Flavor, Nccl, NcclComm, Optional, PeerCounts, TunedFunc,
+    version_code, AlgoChoice, AsyncState, CommConfig, Flavor, Nccl, NcclComm, Optional, PeerCounts,
+    RedOp, TunedFunc, WINDOW_COLL_SYMMETRIC,
 };
 use crate::ffi::DeviceAddr;
 use crate::traffic::matrix::PeerBytes;
@@ -113,9 +114,11 @@ fn open_device(
     vendor: GpuVendor,
     nccl: &Arc<Nccl>,
     world: &dyn World,
+    null_stream: bool,
 ) -> Result<Box<dyn GpuDevice>> {
     let (rank, host) = (world.rank(), world.host());
     let env = visibility(vendor);
+    let first_device = crate::device::first_device_from_env()?;
     let place = |count: usize| Placement {
         host,
         local_rank: world.local_rank(),
@@ -123,6 +126,7 @@ fn open_device(
         per_process: 1,
         visible_count: count,
         visible_env: env.as_ref().map(|(n, v)| (*n, v.as_str())),
+        first_device,
     };
     match vendor {
         GpuVendor::Nvidia => {
@@ -142,7 +146,12 @@ fn open_device(
                 Err(e) => return Err(no_gpu_error(nccl, words(e), rank, host)),
             };
             let ordinal = select_ordinals(&place(count))?[0];
-            Ok(Box::new(CudaDevice::open(ordinal, rank, host)?))
+            Ok(Box::new(CudaDevice::open(
+                ordinal,
+                rank,
+                host,
+                null_stream,
+            )?))
         }
         GpuVendor::Amd => {
             let hip = Hip::open(rank, host)?;
@@ -159,7 +168,7 @@ fn open_device(
                 Err(e) => return Err(no_gpu_error(nccl, words(e), rank, host)),
             };
             let ordinal = select_ordinals(&place(count))?[0];
-            Ok(Box::new(HipDevice::open(&hip, ordinal)?))
+            Ok(Box::new(HipDevice::open(&hip, ordinal, null_stream)?))
         }
     }
 }
@@ -209,6 +218,35 @@ pub struct GpuBackend {
     capabilities: Capabilities,
     /// RCCL's ncclAllToAllv arguments, made once per matrix, rank and type rather than per iteration.
     native_counts: Option<NativeCounts>,
+    /// The operation `prepare` readied for `launch`.
+    prepared: Option<GpuOp>,
+    /// -R: the buffers' registrations with each communicator, undone by `deregister_buffers`.
+    registered: Vec<(CommId, Registered)>,
+    /// -M: the device memory the communicator and the buffers took.
+    memory_use: MemoryUse,
+}
+
+/// One buffer's registration with one communicator.
+enum Registered {
+    Local(crate::ffi::nccl::Registration),
+    Window(crate::ffi::nccl::Window),
+}
+
+/// One operation resolved for this rank: its communicator, its buffers' addresses before any rotation,
+/// count, type and operator. Launching it adds the rotation and makes the library's calls.
+struct GpuOp {
+    collective: Collective,
+    comm: CommId,
+    send: DeviceAddr,
+    recv: DeviceAddr,
+    count: u64,
+    dtype: DataType,
+    /// The library's operator; for mulsum one made for this operation (`made_op`), destroyed with it.
+    op: Option<RedOp>,
+    made_op: bool,
+    root: usize,
+    peer: Exchange,
+    matrix: Option<Arc<PeerBytes>>,
 }
 
 /// ncclAllToAllv's element counts for one matrix, rank in the active communicator and element type.
@@ -255,14 +293,23 @@ impl GpuBackend {
             GpuVendor::Amd => options.rccl_lib.as_deref(),
         };
         let nccl = Nccl::open(vendor.flavor(), explicit, rank, &host)?;
-        let device = open_device(vendor, &nccl, world)?;
+        let device = open_device(vendor, &nccl, world, options.null_stream)?;
         let mut id = if rank == 0 {
             nccl.unique_id()?
         } else {
             Vec::new()
         };
         world.broadcast_bytes(0, &mut id)?;
-        let comm = nccl.init_rank(world.size(), &id, rank)?;
+        let config = comm_config(
+            options.cta_policy,
+            nccl.flavor(),
+            nccl.version_code(),
+            nccl.has(Optional::InitRankConfig),
+        )
+        .map_err(Error::Usage)?;
+        let free_before = device.mem_info().map(|m| m.0).unwrap_or(0);
+        let comm = nccl.init_rank_with(world.size(), &id, rank, config.as_ref())?;
+        let free_after = device.mem_info().map(|m| m.0).unwrap_or(free_before);
         let capabilities = capabilities_of(&nccl);
         Ok(GpuBackend {
             comm,
@@ -281,6 +328,12 @@ impl GpuBackend {
             memory: options.memory,
             capabilities,
             native_counts: None,
+            prepared: None,
+            registered: Vec::new(),
+            memory_use: MemoryUse {
+                initialization_bytes: free_before.saturating_sub(free_after),
+                user_allocated_bytes: 0,
+            },
         })
     }
 
@@ -453,6 +506,53 @@ impl GpuBackend {
         self.nccl.group_end()
     }
 
+    /// nccl-tests' hypercube all-gather: this rank's block copied into place on the stream (out of place),
+    /// then one group per bit of the rank, sending every block gathered so far to the rank that differs
+    /// in it and receiving as many.
+    fn hypercube(
+        &mut self,
+        send: DeviceAddr,
+        recv: DeviceAddr,
+        count: u64,
+        d: DataType,
+    ) -> Result<()> {
+        if !self.size.is_power_of_two() {
+            return Err(Error::Unsupported(format!(
+                "hypercube needs a power-of-two number of ranks, not {} (nccl-tests skips it)",
+                self.size
+            )));
+        }
+        let stream = self.device.stream();
+        let block = count * d.size() as u64;
+        let own = recv.offset(self.rank as u64 * block);
+        if send != own {
+            self.device.copy_on_stream(own, send, block)?;
+        }
+        let mut mask = 1;
+        while mask < self.size {
+            let gathered = (self.rank & !(mask - 1)) as u64;
+            let (peer, blocks) = (self.rank ^ mask, mask as u64);
+            self.nccl.group_start()?;
+            self.comm.send(
+                recv.offset(gathered * block),
+                count * blocks,
+                d,
+                peer,
+                stream,
+            )?;
+            self.comm.recv(
+                recv.offset((gathered ^ blocks) * block),
+                count * blocks,
+                d,
+                peer,
+                stream,
+            )?;
+            self.nccl.group_end()?;
+            mask <<= 1;
+        }
+        Ok(())
+    }
+
     /// sendrecv as nccl-tests: a ring, each rank sends to rank+1 and receives from rank-1 (or both with
     /// one peer, for a pair; or one way each, for a pipeline's stage boundary).
     fn ring_send_recv(
@@ -480,6 +580,223 @@ impl GpuBackend {
     }
 }
 
+impl GpuBackend {
+    /// `desc` on this rank as the library takes it, its regions checked for every rotation up to
+    /// `max_shift` (a mulsum operator is made here, for `release` to destroy).
+    fn resolve(&mut self, desc: &OpDesc, max_shift: u64) -> Result<GpuOp> {
+        self.activate(desc.comm.id)?;
+        (self.rank, self.size) = (desc.comm.rank, desc.comm.size);
+        let d = desc.dtype;
+        let elt = d.size() as u64;
+        let shape = desc.shape;
+        let b = self.buffers()?;
+        let needed = shape.buffer_bytes(d.size());
+        if needed > b.bytes {
+            return Err(Error::Internal(format!(
+                "{} needs {needed} bytes; buffers hold {}",
+                desc.collective, b.bytes
+            )));
+        }
+        if needed + max_shift > b.bytes {
+            return Err(Error::Internal(format!(
+                "{} shifted by {max_shift} bytes overruns buffers of {}",
+                desc.collective, b.bytes
+            )));
+        }
+        let (send, recv) = if desc.in_place {
+            let layout = self
+                .capabilities
+                .in_place_layout(desc.collective, &shape, self.rank);
+            (
+                b.recv.offset(layout.input_offset * elt),
+                b.recv.offset(layout.output_offset * elt),
+            )
+        } else {
+            (b.send, b.recv)
+        };
+        let root = desc.root.unwrap_or(0);
+        if desc.collective.rooted() && root >= self.size {
+            return Err(Error::Usage(format!(
+                "root {root} is not a rank: there are {} ranks",
+                self.size
+            )));
+        }
+        let (op, made_op) = match desc.op.filter(|_| desc.collective.reduces()) {
+            None => (None, false),
+            Some(ReduceOp::MulSum) => {
+                // nccl-tests' scalar: 1 on even ranks, 2 on odd ones, in the operation's type.
+                let mut scalar = vec![0u8; d.size()];
+                d.encode(ReduceOp::premul_scalar(self.rank), &mut scalar);
+                (Some(self.comm.pre_mul_sum(&scalar, d)?), true)
+            }
+            Some(o) => (RedOp::builtin(o), false),
+        };
+        let matrix =
+            match desc.collective {
+                Collective::AllToAllv => Some(desc.counts.clone().ok_or_else(|| {
+                    Error::Internal("all_to_allv without per-peer counts".into())
+                })?),
+                _ => None,
+            };
+        Ok(GpuOp {
+            collective: desc.collective,
+            comm: desc.comm.id,
+            send,
+            recv,
+            count: shape.count,
+            dtype: d,
+            op,
+            made_op,
+            root,
+            peer: desc.peer,
+            matrix,
+        })
+    }
+
+    /// Destroys what `resolve` made for an operation (its mulsum operator).
+    fn release(&mut self, op: GpuOp) -> Result<()> {
+        match op.op.filter(|_| op.made_op) {
+            Some(made) => {
+                self.activate(op.comm)?;
+                self.comm.destroy_op(made)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Makes the library's calls of `op` with both buffers `shift` bytes on.
+    fn run(&mut self, op: &GpuOp, shift: u64) -> Result<()> {
+        if op.comm != self.active {
+            self.activate(op.comm)?;
+        }
+        let (send, recv) = (op.send.offset(shift), op.recv.offset(shift));
+        let (count, d, root) = (op.count, op.dtype, op.root);
+        let stream = self.device.stream();
+        let reduction = || {
+            op.op.ok_or_else(|| {
+                Error::Internal(format!("{} without a reduction operator", op.collective))
+            })
+        };
+        match op.collective {
+            Collective::AllReduce => {
+                self.comm
+                    .all_reduce(send, recv, count, d, reduction()?, stream)
+            }
+            Collective::AllGather => self.comm.all_gather(send, recv, count, d, stream),
+            Collective::ReduceScatter => {
+                self.comm
+                    .reduce_scatter(send, recv, count, d, reduction()?, stream)
+            }
+            Collective::Broadcast => self.comm.broadcast(send, recv, count, d, root, stream),
+            Collective::Reduce => {
+                self.comm
+                    .reduce(send, recv, count, d, reduction()?, root, stream)
+            }
+            Collective::AllToAll if self.nccl.has(Optional::AllToAll) => {
+                self.comm.all_to_all(send, recv, count, d, stream)
+            }
+            Collective::AllToAll => self.grouped_all_to_all(send, recv, count, d),
+            Collective::Gather if self.nccl.has(Optional::Gather) => {
+                self.comm.gather(send, recv, count, d, root, stream)
+            }
+            Collective::Gather => self.grouped_gather(send, recv, count, d, root),
+            Collective::Scatter if self.nccl.has(Optional::Scatter) => {
+                self.comm.scatter(send, recv, count, d, root, stream)
+            }
+            Collective::Scatter => self.grouped_scatter(send, recv, count, d, root),
+            Collective::SendRecv => self.ring_send_recv(send, recv, count, d, op.peer),
+            Collective::Hypercube => self.hypercube(send, recv, count, d),
+            Collective::AllToAllv => {
+                let matrix = op
+                    .matrix
+                    .as_ref()
+                    .ok_or_else(|| Error::Internal("all_to_allv without per-peer counts".into()))?;
+                if self.nccl.has(Optional::AllToAllv) {
+                    self.native_all_to_allv(send, recv, matrix, d)
+                } else {
+                    self.grouped_all_to_allv(send, recv, matrix, d)
+                }
+            }
+        }
+    }
+}
+
+/// The communicator options passed at creation (ncclCommInitRankConfig): -x's CTA policy (NCCL 2.27+,
+/// 2 = NCCL_CTA_POLICY_ZERO 2.28+), and on NCCL 2.28+ nvlinkCentricSched = 1, as nccl-tests sets it;
+/// None where there is nothing to set (plain ncclCommInitRank). A CTA policy the library cannot take
+/// is refused with what is missing.
+pub fn comm_config(
+    cta_policy: Option<i32>,
+    flavor: Flavor,
+    code: i32,
+    has_config: bool,
+) -> std::result::Result<Option<CommConfig>, String> {
+    let (x, y, z) = crate::ffi::nccl::version_from_code(code);
+    let lib = flavor.name();
+    if let Some(policy) = cta_policy {
+        let needs = if policy >= 2 { (2, 28) } else { (2, 27) };
+        if code < version_code(needs.0, needs.1, 0) || !has_config {
+            return Err(format!(
+                "-x {policy}: the CTA policy is an option of ncclCommInitRankConfig from NCCL {}.{} ({}), and {lib} {x}.{y}.{z} is older: leave -x out or load a newer library (--nccl-lib)",
+                needs.0,
+                needs.1,
+                if policy >= 2 {
+                    "NCCL_CTA_POLICY_ZERO"
+                } else {
+                    "ncclConfig_t.CTAPolicy"
+                }
+            ));
+        }
+    }
+    let nvlink_centric_sched =
+        (flavor == Flavor::Nccl && code >= version_code(2, 28, 0) && has_config).then_some(1);
+    if cta_policy.is_none() && nvlink_centric_sched.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(CommConfig {
+        cta_policy,
+        nvlink_centric_sched,
+    }))
+}
+
+/// How -R's registration is done with this library: -R 1 needs ncclCommRegister (NCCL 2.19+); -R 2 a
+/// symmetric window (ncclCommWindowRegister, NCCL 2.27+), else, as nccl-tests does, -R 1 with a note
+/// saying so. What cannot be done at all is refused with what is missing.
+pub fn registration_for(
+    asked: Registration,
+    flavor: Flavor,
+    code: i32,
+    has_register: bool,
+    has_window: bool,
+) -> std::result::Result<(Registration, Option<String>), String> {
+    let (x, y, z) = crate::ffi::nccl::version_from_code(code);
+    let lib = flavor.name();
+    let local = || {
+        if has_register {
+            Ok(Registration::Local)
+        } else {
+            Err(format!(
+                "-R: {lib} {x}.{y}.{z} has no ncclCommRegister (NCCL 2.19 and later have it): leave -R out or load a newer library (--nccl-lib)"
+            ))
+        }
+    };
+    match asked {
+        Registration::None => Ok((Registration::None, None)),
+        Registration::Local => local().map(|r| (r, None)),
+        Registration::Symmetric if has_window && code >= version_code(2, 27, 0) => {
+            Ok((Registration::Symmetric, None))
+        }
+        Registration::Symmetric => local().map(|r| {
+            (
+                r,
+                Some(format!(
+                    "-R 2: symmetric windows (ncclCommWindowRegister) need NCCL 2.27, and {lib} {x}.{y}.{z} has none: the buffers are registered with ncclCommRegister instead (-R 1), as nccl-tests does"
+                )),
+            )
+        }),
+    }
+}
+
 /// Why a library version or device cannot run a data type or operator, if it cannot.
 pub fn version_limits(
     flavor: Flavor,
@@ -492,6 +809,11 @@ pub fn version_limits(
     let lib = flavor.name();
     if matches!(dtype, DataType::Bfloat16) && code < version_code(2, 10, 0) {
         return Some(format!("{lib} {x}.{y}.{z} has no bfloat16 (added in 2.10)"));
+    }
+    if op == Some(ReduceOp::MulSum) && code < version_code(2, 11, 0) {
+        return Some(format!(
+            "{lib} {x}.{y}.{z} has no pre-multiplied sum for -o mulsum (added in 2.11)"
+        ));
     }
     if op == Some(ReduceOp::Avg) && code < version_code(2, 10, 0) {
         return Some(format!(
@@ -555,7 +877,7 @@ pub fn path_for(collective: Collective, has: impl Fn(Optional) -> bool) -> PathT
         Collective::Gather => has(Optional::Gather),
         Collective::Scatter => has(Optional::Scatter),
         Collective::AllToAllv => has(Optional::AllToAllv),
-        Collective::SendRecv => false,
+        Collective::SendRecv | Collective::Hypercube => false,
         _ => true,
     };
     if native {
@@ -624,6 +946,16 @@ impl Backend for GpuBackend {
             dtype,
             op,
         )
+        .or_else(|| {
+            (op == Some(ReduceOp::MulSum) && !self.nccl.has(Optional::PreMulSum)).then(|| {
+                format!(
+                    "{} {} at {} has no ncclRedOpCreatePreMulSum, so -o mulsum cannot run",
+                    self.nccl.flavor().name(),
+                    self.nccl.version_string(),
+                    self.nccl.path().display()
+                )
+            })
+        })
     }
 
     fn capabilities(&self) -> &Capabilities {
@@ -636,7 +968,13 @@ impl Backend for GpuBackend {
         if self.buffers.as_ref().is_some_and(|b| b.bytes >= bytes) {
             return Ok(());
         }
+        // What was prepared points into the buffers being replaced.
+        if let Some(old) = self.prepared.take() {
+            self.release(old)?;
+        }
+        self.deregister_buffers()?;
         self.free_buffers()?;
+        let free_before = self.device.mem_info().map(|m| m.0).unwrap_or(0);
         let (send, by_library) = self.alloc_one(bytes)?;
         let recv = match self.alloc_one(bytes) {
             Ok((recv, _)) => recv,
@@ -655,7 +993,63 @@ impl Backend for GpuBackend {
             bytes,
             by_library,
         });
+        let free_after = self.device.mem_info().map(|m| m.0).unwrap_or(free_before);
+        self.memory_use.user_allocated_bytes = free_before.saturating_sub(free_after);
         Ok(())
+    }
+
+    fn register_buffers(&mut self, how: Registration) -> Result<Option<String>> {
+        let (mode, note) = registration_for(
+            how,
+            self.nccl.flavor(),
+            self.nccl.version_code(),
+            self.nccl.has(Optional::Register),
+            self.nccl.has(Optional::Window),
+        )
+        .map_err(Error::Usage)?;
+        if mode == Registration::None {
+            return Ok(note);
+        }
+        let (send, recv, bytes) = {
+            let b = self.buffers()?;
+            (b.send, b.recv, b.bytes)
+        };
+        let free_before = self.device.mem_info().map(|m| m.0).unwrap_or(0);
+        // Every communicator, the job's and each group's, in the same order on every rank: window
+        // registration is collective.
+        for id in 0..self.parked.len() {
+            self.activate(id)?;
+            for addr in [send, recv] {
+                let registered = match mode {
+                    Registration::Symmetric => Registered::Window(self.comm.window_register(
+                        addr,
+                        bytes,
+                        WINDOW_COLL_SYMMETRIC,
+                    )?),
+                    _ => Registered::Local(self.comm.register(addr, bytes)?),
+                };
+                self.registered.push((id, registered));
+            }
+        }
+        self.activate(0)?;
+        let free_after = self.device.mem_info().map(|m| m.0).unwrap_or(free_before);
+        self.memory_use.user_allocated_bytes += free_before.saturating_sub(free_after);
+        Ok(note)
+    }
+
+    fn deregister_buffers(&mut self) -> Result<()> {
+        while let Some((id, registered)) = self.registered.pop() {
+            self.activate(id)?;
+            match registered {
+                Registered::Local(r) => self.comm.deregister(r)?,
+                Registered::Window(w) => self.comm.window_deregister(w)?,
+            }
+        }
+        self.activate(0)
+    }
+
+    fn memory_use(&self) -> Option<MemoryUse> {
+        Some(self.memory_use)
     }
 
     fn write(&mut self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<()> {
@@ -708,88 +1102,28 @@ impl Backend for GpuBackend {
     }
 
     fn enqueue(&mut self, desc: &OpDesc) -> Result<()> {
-        self.activate(desc.comm.id)?;
-        (self.rank, self.size) = (desc.comm.rank, desc.comm.size);
-        let d = desc.dtype;
-        let elt = d.size() as u64;
-        let shape = desc.shape;
-        let b = self.buffers()?;
-        let needed = shape.buffer_bytes(d.size());
-        if needed > b.bytes {
-            return Err(Error::Internal(format!(
-                "{} needs {needed} bytes; buffers hold {}",
-                desc.collective, b.bytes
-            )));
+        let op = self.resolve(desc, desc.shift_bytes)?;
+        let result = self.run(&op, desc.shift_bytes);
+        // One operation: a mulsum operator made for it goes with it, as nccl-tests' startColl does.
+        self.release(op).and(result)
+    }
+
+    fn prepare(&mut self, desc: &OpDesc, max_shift_bytes: u64) -> Result<()> {
+        if let Some(old) = self.prepared.take() {
+            self.release(old)?;
         }
-        if needed + desc.shift_bytes > b.bytes {
-            return Err(Error::Internal(format!(
-                "{} shifted by {} bytes overruns buffers of {}",
-                desc.collective, desc.shift_bytes, b.bytes
-            )));
-        }
-        let (send_base, recv_base) = (
-            b.send.offset(desc.shift_bytes),
-            b.recv.offset(desc.shift_bytes),
-        );
-        let (send, recv) = if desc.in_place {
-            let layout = self
-                .capabilities
-                .in_place_layout(desc.collective, &shape, self.rank);
-            (
-                recv_base.offset(layout.input_offset * elt),
-                recv_base.offset(layout.output_offset * elt),
-            )
-        } else {
-            (send_base, recv_base)
-        };
-        let count = shape.count;
-        let stream = self.device.stream();
-        let root = desc.root.unwrap_or(0);
-        if desc.collective.rooted() && root >= self.size {
-            return Err(Error::Usage(format!(
-                "root {root} is not a rank: there are {} ranks",
-                self.size
-            )));
-        }
-        let op = || {
-            desc.op.ok_or_else(|| {
-                Error::Internal(format!("{} without a reduction operator", desc.collective))
-            })
-        };
-        match desc.collective {
-            Collective::AllReduce => self.comm.all_reduce(send, recv, count, d, op()?, stream),
-            Collective::AllGather => self.comm.all_gather(send, recv, count, d, stream),
-            Collective::ReduceScatter => {
-                self.comm
-                    .reduce_scatter(send, recv, count, d, op()?, stream)
-            }
-            Collective::Broadcast => self.comm.broadcast(send, recv, count, d, root, stream),
-            Collective::Reduce => self.comm.reduce(send, recv, count, d, op()?, root, stream),
-            Collective::AllToAll if self.nccl.has(Optional::AllToAll) => {
-                self.comm.all_to_all(send, recv, count, d, stream)
-            }
-            Collective::AllToAll => self.grouped_all_to_all(send, recv, count, d),
-            Collective::Gather if self.nccl.has(Optional::Gather) => {
-                self.comm.gather(send, recv, count, d, root, stream)
-            }
-            Collective::Gather => self.grouped_gather(send, recv, count, d, root),
-            Collective::Scatter if self.nccl.has(Optional::Scatter) => {
-                self.comm.scatter(send, recv, count, d, root, stream)
-            }
-            Collective::Scatter => self.grouped_scatter(send, recv, count, d, root),
-            Collective::SendRecv => self.ring_send_recv(send, recv, count, d, desc.peer),
-            Collective::AllToAllv => {
-                let matrix = desc
-                    .counts
-                    .clone()
-                    .ok_or_else(|| Error::Internal("all_to_allv without per-peer counts".into()))?;
-                if self.nccl.has(Optional::AllToAllv) {
-                    self.native_all_to_allv(send, recv, &matrix, d)
-                } else {
-                    self.grouped_all_to_allv(send, recv, &matrix, d)
-                }
-            }
-        }
+        self.prepared = Some(self.resolve(desc, max_shift_bytes)?);
+        Ok(())
+    }
+
+    fn launch(&mut self, shift_bytes: u64) -> Result<()> {
+        let op = self
+            .prepared
+            .take()
+            .ok_or_else(|| Error::Internal("launch without a prepared operation".into()))?;
+        let result = self.run(&op, shift_bytes);
+        self.prepared = Some(op);
+        result
     }
 
     fn wait(&mut self) -> Result<()> {
@@ -883,7 +1217,8 @@ impl GpuBackend {
 
 impl Drop for GpuBackend {
     fn drop(&mut self) {
-        // Freeing can only fail on a broken device, which nobody is left to tell.
+        // Deregistering and freeing can only fail on a broken device, which nobody is left to tell.
+        let _ = self.deregister_buffers();
         let _ = self.free_buffers();
     }
 }
@@ -891,6 +1226,64 @@ impl Drop for GpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cta_policy_and_nvlink_scheduling_follow_the_library_version() {
+        // NCCL 2.26: no CTA policy; nothing else to set, so plain ncclCommInitRank.
+        let e = comm_config(Some(1), Flavor::Nccl, 22605, true).unwrap_err();
+        assert!(e.contains("NCCL 2.27") && e.contains("2.26.5"), "{e}");
+        assert_eq!(comm_config(None, Flavor::Nccl, 22605, true).unwrap(), None);
+        // 2.27 takes 0 and 1; 2 (NCCL_CTA_POLICY_ZERO) needs 2.28.
+        let c = comm_config(Some(1), Flavor::Nccl, 22703, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.cta_policy, c.nvlink_centric_sched), (Some(1), None));
+        let e = comm_config(Some(2), Flavor::Nccl, 22703, true).unwrap_err();
+        assert!(
+            e.contains("NCCL 2.28") && e.contains("NCCL_CTA_POLICY_ZERO"),
+            "{e}"
+        );
+        // 2.28+: nvlinkCentricSched = 1 as nccl-tests, with or without -x.
+        let c = comm_config(Some(2), Flavor::Nccl, 23203, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.cta_policy, c.nvlink_centric_sched), (Some(2), Some(1)));
+        let c = comm_config(None, Flavor::Nccl, 22803, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.cta_policy, c.nvlink_centric_sched), (None, Some(1)));
+        // A library without ncclCommInitRankConfig cannot take a policy whatever it says its version is.
+        assert!(comm_config(Some(0), Flavor::Nccl, 23203, false).is_err());
+        // RCCL gets options only when asked.
+        assert_eq!(comm_config(None, Flavor::Rccl, 22803, true).unwrap(), None);
+    }
+
+    #[test]
+    fn registration_falls_back_from_symmetric_below_2_27_and_needs_2_19() {
+        let r = |asked, code, reg, win| registration_for(asked, Flavor::Nccl, code, reg, win);
+        assert_eq!(
+            r(Registration::Symmetric, 22703, true, true).unwrap(),
+            (Registration::Symmetric, None)
+        );
+        let (mode, note) = r(Registration::Symmetric, 22605, true, false).unwrap();
+        assert_eq!(mode, Registration::Local);
+        assert!(note.unwrap().contains("NCCL 2.27"));
+        // A 2.27 that lacks the symbol (a stripped build) falls back too.
+        assert_eq!(
+            r(Registration::Symmetric, 22703, true, false).unwrap().0,
+            Registration::Local
+        );
+        assert_eq!(
+            r(Registration::Local, 21903, true, false).unwrap(),
+            (Registration::Local, None)
+        );
+        let e = r(Registration::Local, 21810, false, false).unwrap_err();
+        assert!(e.contains("ncclCommRegister") && e.contains("2.19"), "{e}");
+        assert_eq!(
+            r(Registration::None, 21810, false, false).unwrap(),
+            (Registration::None, None)
+        );
+    }
 
     #[test]
     fn fp8_needs_nccl_2_24_and_a_hopper_gpu() {

@@ -21,7 +21,7 @@ pub mod mpi;
 pub mod options;
 pub mod select;
 
-pub use options::{Allocator, BackendChoice, BackendRequest, GpuOptions};
+pub use options::{Allocator, BackendChoice, BackendRequest, GpuOptions, Registration};
 
 /// Which matrix, rank and element type a backend's all_to_allv counts were made for: they are made once
 /// and reused by the timed iterations while all three stay the same.
@@ -214,6 +214,14 @@ pub trait Backend {
     }
     /// Starts one operation. It may complete asynchronously.
     fn enqueue(&mut self, desc: &OpDesc) -> Result<()>;
+    /// Readies `desc` for a timed pass, once before it: what stays the same from one iteration to the
+    /// next (partners, the in-place layout, the library's arguments and handles, the buffers' bounds for
+    /// every rotation up to `max_shift_bytes`) is worked out here, so that `launch` makes only the
+    /// library's call. A later `prepare`, `enqueue` or `allocate` may replace what was prepared.
+    fn prepare(&mut self, desc: &OpDesc, max_shift_bytes: u64) -> Result<()>;
+    /// Starts the prepared operation with both buffers `shift_bytes` further on (at most the prepared
+    /// maximum). It may complete asynchronously.
+    fn launch(&mut self, shift_bytes: u64) -> Result<()>;
     /// Waits until every enqueued operation has completed.
     fn wait(&mut self) -> Result<()>;
     /// Makes room for `count` timer marks, so that marking allocates nothing inside the timed loop.
@@ -232,6 +240,35 @@ pub trait Backend {
     fn algo_choice(&mut self, _desc: &OpDesc) -> Result<Option<AlgoChoice>> {
         Ok(None)
     }
+    /// Registers both buffers with every communicator as `how` asks (-R), before the first row; what it
+    /// did in words when that differs from what was asked (nccl-tests' fallback of -R 2 to -R 1).
+    fn register_buffers(&mut self, how: Registration) -> Result<Option<String>> {
+        match how {
+            Registration::None => Ok(None),
+            _ => Err(crate::error::Error::Unsupported(format!(
+                "-R: the {} backend has no communicator to register buffers with",
+                self.name()
+            ))),
+        }
+    }
+    /// Undoes `register_buffers`, after the last row.
+    fn deregister_buffers(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// The device memory the communicators and the buffers took (-M); None for a backend without a
+    /// device (the mpi backend), which the GPU-only flags are refused on.
+    fn memory_use(&self) -> Option<MemoryUse> {
+        None
+    }
+}
+
+/// Device memory a GPU backend took, as nccl-tests' -M reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Free memory that creating the communicator used.
+    pub initialization_bytes: u64,
+    /// Free memory the buffers used, with their registration.
+    pub user_allocated_bytes: u64,
 }
 
 /// Capturing enqueued operations into a graph and replaying it (-G): CUDA graphs on the nccl backend.

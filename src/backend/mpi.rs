@@ -24,8 +24,8 @@ fn max_count() -> u64 {
 
 pub struct MpiBackend<'w> {
     world: &'w MpiWorld,
-    send: Vec<u8>,
-    recv: Vec<u8>,
+    send: HostBuffer,
+    recv: HostBuffer,
     marks: Vec<Instant>,
     in_place: *const std::ffi::c_void,
     /// A 16-byte contiguous type, made on first use for chunks beyond MPI's int count.
@@ -40,6 +40,31 @@ pub struct MpiBackend<'w> {
     comm: Comm,
     /// all_to_allv's MPI counts for the last matrix, rank and type, so timed iterations reuse them.
     peer_counts: Option<PeerCountsFor>,
+    /// The operation `prepare` readied for `launch`: its MPI calls checked and resolved once.
+    prepared: Vec<Ready>,
+}
+
+/// One step of an operation on this rank, in MPI's terms.
+enum Step {
+    Call(&'static str, Call),
+    /// MPI_Alltoallv with the counts of `peer_counts`.
+    Alltoallv {
+        send: Option<At>,
+        recv: At,
+    },
+    /// `len` bytes from the send buffer at `from` to the receive buffer at `to` (the root's own data in
+    /// an out-of-place broadcast, a rank's own block in the hypercube's).
+    Copy {
+        from: usize,
+        to: usize,
+        len: usize,
+    },
+}
+
+/// A step made ready once for the timed loop.
+enum Ready {
+    Mpi(&'static str, raw::Ready),
+    Copy { from: usize, to: usize, len: usize },
 }
 
 /// MPI counts made from one matrix for one rank and element type.
@@ -54,8 +79,8 @@ impl<'w> MpiBackend<'w> {
         let in_place = raw::in_place_sentinel(&world.library_version().unwrap_or_default());
         MpiBackend {
             world,
-            send: Vec::new(),
-            recv: Vec::new(),
+            send: HostBuffer::default(),
+            recv: HostBuffer::default(),
             marks: Vec::new(),
             in_place,
             wide: None,
@@ -66,17 +91,18 @@ impl<'w> MpiBackend<'w> {
                 // MPI defines every in-place form, all-to-all and point-to-point included.
                 undefined_in_place: Vec::new(),
                 in_place_v_needs_symmetry: true,
-                paths: Vec::new(),
+                paths: vec![(Collective::Hypercube, "send/recv rounds")],
             },
             groups: Vec::new(),
             comm: Comm::whole(world.rank(), world.size()),
             peer_counts: None,
+            prepared: Vec::new(),
         }
     }
 
-    /// MPI_Alltoallv of `desc`'s matrix: counts in the type's elements, or in 16-byte units where an
-    /// element count passes MPI's int (Open MPI 4.1 has no MPI_Alltoallv_c).
-    fn all_to_allv(&mut self, desc: &OpDesc) -> Result<()> {
+    /// Makes `desc`'s all_to_allv counts (in the type's elements, or in 16-byte units where an element
+    /// count passes MPI's int: Open MPI 4.1 has no MPI_Alltoallv_c), unless the last ones fit it.
+    fn make_peer_counts(&mut self, desc: &OpDesc) -> Result<()> {
         let matrix = desc
             .counts
             .clone()
@@ -90,25 +116,47 @@ impl<'w> MpiBackend<'w> {
             let made = self.peer_counts_for(matrix, rank, desc.dtype)?;
             self.peer_counts = Some(made);
         }
-        // Taken out while the call borrows the backend, and put back for the next iteration.
-        let made = self
-            .peer_counts
-            .take()
-            .ok_or_else(|| Error::Internal("all_to_allv counts were not made".into()))?;
-        let send = (!desc.in_place).then_some((Buf::Send, 0));
-        let result = self.run_with("MPI_Alltoallv", |bufs, comm, _, size| {
-            raw::alltoallv(
-                bufs,
-                comm,
-                send,
-                (Buf::Recv, 0),
-                &made.counts,
-                made.dt,
-                size,
-            )
-        });
-        self.peer_counts = Some(made);
-        result
+        Ok(())
+    }
+
+    /// nccl-tests' hypercube all-gather: this rank's block into its place (out of place), then one round
+    /// per bit of the rank, exchanging every block gathered so far with the rank that differs in it.
+    fn hypercube(&mut self, desc: &OpDesc, steps: &mut Vec<Step>) -> Result<()> {
+        let (rank, n) = (desc.comm.rank, desc.comm.size);
+        if !n.is_power_of_two() {
+            return Err(Error::Unsupported(format!(
+                "hypercube needs a power-of-two number of ranks, not {n} (nccl-tests skips it)"
+            )));
+        }
+        let t = desc.dtype;
+        let count = desc.shape.count;
+        let block = offset(count, t);
+        if !desc.in_place {
+            steps.push(Step::Copy {
+                from: 0,
+                to: rank * block,
+                len: block,
+            });
+        }
+        let mut mask = 1;
+        while mask < n {
+            let gathered = rank & !(mask - 1);
+            let (dt, c) = self.movement(t, count * mask as u64)?;
+            let peer = (rank ^ mask) as i32;
+            steps.push(Step::Call(
+                "MPI_Sendrecv (hypercube)",
+                Call::Sendrecv {
+                    send: (Buf::Recv, gathered * block),
+                    recv: (Buf::Recv, (gathered ^ mask) * block),
+                    count: c,
+                    dt,
+                    to: peer,
+                    from: peer,
+                },
+            ));
+            mask <<= 1;
+        }
+        Ok(())
     }
 
     fn peer_counts_for(
@@ -154,7 +202,7 @@ impl<'w> MpiBackend<'w> {
         })
     }
 
-    fn buffer(&mut self, id: BufferId) -> &mut Vec<u8> {
+    fn buffer(&mut self, id: BufferId) -> &mut HostBuffer {
         match id {
             BufferId::Send => &mut self.send,
             BufferId::Recv => &mut self.recv,
@@ -171,40 +219,66 @@ impl<'w> MpiBackend<'w> {
         }
     }
 
-    fn run(&mut self, call: Call, name: &str) -> Result<()> {
-        self.run_with(name, |bufs, comm, rank, size| {
-            raw::run(&call, bufs, comm, rank, size)
-        })
+    /// An MPI call's return code as a Result.
+    fn code(&self, name: &str, code: std::ffi::c_int) -> Result<()> {
+        match code {
+            0 => Ok(()),
+            raw::OUT_OF_BOUNDS => Err(Error::Internal(format!(
+                "{name}: a region lies outside the allocated buffers"
+            ))),
+            raw::NOT_PREPARED => Err(Error::Internal(format!(
+                "{name}: launched on buffers, a communicator or a rotation it was not prepared for"
+            ))),
+            code => raw::check(code).map_err(|detail| self.error(name, detail)),
+        }
     }
 
-    /// Runs one raw MPI call on this operation's communicator and turns its code into a Result.
-    fn run_with(
-        &mut self,
-        name: &str,
-        call: impl FnOnce(&mut Buffers, &SimpleCommunicator, i32, i32) -> std::ffi::c_int,
-    ) -> Result<()> {
-        let rank = self.comm.rank as i32;
-        let size = self.comm.size as i32;
-        let mut bufs = Buffers {
-            send: &mut self.send,
-            recv: &mut self.recv,
-            in_place: self.in_place,
-            shift: self.shift,
-        };
-        let communicator = match self.comm.id {
-            0 => self.world.communicator(),
-            k => self
-                .groups
-                .get(k - 1)
-                .ok_or_else(|| Error::Internal(format!("{name}: no communicator {k} was split")))?,
-        };
-        let code = call(&mut bufs, communicator, rank, size);
-        if code == raw::OUT_OF_BOUNDS {
-            return Err(Error::Internal(format!(
-                "{name}: a region lies outside the allocated buffers"
-            )));
+    /// Runs the steps of one operation now, each region checked as it goes.
+    fn run_steps(&mut self, steps: &[Step]) -> Result<()> {
+        let (rank, size) = (self.comm.rank as i32, self.comm.size as i32);
+        for step in steps {
+            let comm = communicator(self.world, &self.groups, self.comm.id)?;
+            let mut bufs = Buffers {
+                send: &mut self.send,
+                recv: &mut self.recv,
+                in_place: self.in_place,
+                shift: self.shift,
+            };
+            let (name, code) = match step {
+                Step::Call(name, call) => (*name, raw::run(call, &mut bufs, comm, rank, size)),
+                Step::Alltoallv { send, recv } => {
+                    let made = self.peer_counts.as_ref().ok_or_else(|| {
+                        Error::Internal("all_to_allv counts were not made".into())
+                    })?;
+                    let code =
+                        raw::alltoallv(&mut bufs, comm, *send, *recv, &made.counts, made.dt, size);
+                    ("MPI_Alltoallv", code)
+                }
+                Step::Copy { from, to, len } => {
+                    self.copy(*from, *to, *len)?;
+                    continue;
+                }
+            };
+            self.code(name, code)?;
         }
-        raw::check(code).map_err(|detail| self.error(name, detail))
+        Ok(())
+    }
+
+    /// Copies `len` bytes from the send buffer at `from` to the receive buffer at `to`, rotated.
+    fn copy(&mut self, from: usize, to: usize, len: usize) -> Result<()> {
+        let (from, to) = (from + self.shift, to + self.shift);
+        match (
+            self.send.get(from..from + len),
+            self.recv.get_mut(to..to + len),
+        ) {
+            (Some(s), Some(r)) => {
+                r.copy_from_slice(s);
+                Ok(())
+            }
+            _ => Err(Error::Internal(
+                "a copy inside the operation lies outside the buffers".into(),
+            )),
+        }
     }
 
     /// The MPI datatype that carries `dtype`, and the elements per MPI element (for the wide type).
@@ -231,6 +305,62 @@ impl<'w> MpiBackend<'w> {
         }
         let wide = *self.wide.get_or_insert_with(|| raw::contiguous_bytes(16));
         Ok((wide, units as i32))
+    }
+}
+
+/// Where a host buffer starts: on a page, as device allocations start at least on 256 bytes, so that
+/// the library's copies see the same alignment from one run (and one program) to the next.
+const HOST_ALIGNMENT: usize = 4096;
+
+/// A host buffer of `len` bytes starting on a `HOST_ALIGNMENT` boundary inside its allocation.
+#[derive(Default)]
+struct HostBuffer {
+    raw: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl HostBuffer {
+    fn new(len: usize) -> Result<HostBuffer> {
+        let mut raw = Vec::new();
+        raw.try_reserve_exact(len + HOST_ALIGNMENT).map_err(|e| {
+            Error::Unsupported(format!(
+                "cannot allocate {len} bytes of host memory ({e}): lower -e"
+            ))
+        })?;
+        raw.resize(len + HOST_ALIGNMENT, 0);
+        let start = raw
+            .as_ptr()
+            .align_offset(HOST_ALIGNMENT)
+            .min(HOST_ALIGNMENT);
+        Ok(HostBuffer { raw, start, len })
+    }
+}
+
+impl std::ops::Deref for HostBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.raw[self.start..self.start + self.len]
+    }
+}
+
+impl std::ops::DerefMut for HostBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.raw[self.start..self.start + self.len]
+    }
+}
+
+/// Communicator `id`: 0 the job's, k the k-th split (`MpiBackend::groups`).
+fn communicator<'a>(
+    world: &'a MpiWorld,
+    groups: &'a [SimpleCommunicator],
+    id: CommId,
+) -> Result<&'a SimpleCommunicator> {
+    match id {
+        0 => Ok(world.communicator()),
+        k => groups
+            .get(k - 1)
+            .ok_or_else(|| Error::Internal(format!("no communicator {k} was split"))),
     }
 }
 
@@ -293,6 +423,11 @@ impl Backend for MpiBackend<'_> {
                 "MPI has no {dtype} reductions, so the mpi backend cannot run {collective} on {dtype}: use a GPU backend (--backend nccl or rccl) or another -d"
             ));
         }
+        if op == Some(ReduceOp::MulSum) {
+            return Some(format!(
+                "MPI has no pre-multiplied sum, so the mpi backend cannot run {collective} with -o mulsum: use a GPU backend (NCCL 2.11+)"
+            ));
+        }
         if op == Some(ReduceOp::Avg) {
             return Some(format!(
                 "MPI has no avg reduction, so the mpi backend cannot run {collective} with -o avg: use -o sum, or a GPU backend"
@@ -312,18 +447,13 @@ impl Backend for MpiBackend<'_> {
     }
 
     fn allocate(&mut self, bytes: u64) -> Result<()> {
+        // What was prepared points into the buffers being replaced.
+        self.prepared.clear();
         let bytes = usize::try_from(bytes).map_err(|_| {
             Error::Unsupported("buffer size beyond this machine's address space".into())
         })?;
         for id in [BufferId::Send, BufferId::Recv] {
-            let buf = self.buffer(id);
-            buf.clear();
-            buf.try_reserve_exact(bytes).map_err(|e| {
-                Error::Unsupported(format!(
-                    "cannot allocate {bytes} bytes of host memory ({e}): lower -e"
-                ))
-            })?;
-            buf.resize(bytes, 0);
+            *self.buffer(id) = HostBuffer::new(bytes)?;
         }
         Ok(())
     }
@@ -357,12 +487,124 @@ impl Backend for MpiBackend<'_> {
     fn enqueue(&mut self, desc: &OpDesc) -> Result<()> {
         self.shift = desc.shift_bytes as usize;
         self.comm = desc.comm;
+        let steps = self.steps(desc)?;
+        self.run_steps(&steps)
+    }
+
+    fn prepare(&mut self, desc: &OpDesc, max_shift_bytes: u64) -> Result<()> {
+        self.prepared.clear();
+        self.comm = desc.comm;
+        let steps = self.steps(desc)?;
+        let (rank, size) = (self.comm.rank as i32, self.comm.size as i32);
+        let max_shift = max_shift_bytes as usize;
+        for step in steps {
+            let comm = communicator(self.world, &self.groups, self.comm.id)?;
+            let mut bufs = Buffers {
+                send: &mut self.send,
+                recv: &mut self.recv,
+                in_place: self.in_place,
+                shift: 0,
+            };
+            let (name, what) = match &step {
+                Step::Call(name, call) => (*name, raw::Prepare::Call(call)),
+                Step::Alltoallv { send, recv } => {
+                    let made = self.peer_counts.as_ref().ok_or_else(|| {
+                        Error::Internal("all_to_allv counts were not made".into())
+                    })?;
+                    (
+                        "MPI_Alltoallv",
+                        raw::Prepare::Alltoallv {
+                            send: *send,
+                            recv: *recv,
+                            counts: &made.counts,
+                            dt: made.dt,
+                        },
+                    )
+                }
+                Step::Copy { from, to, len } => {
+                    if from + len + max_shift > self.send.len()
+                        || to + len + max_shift > self.recv.len()
+                    {
+                        return Err(Error::Internal(
+                            "a copy inside the operation lies outside the buffers".into(),
+                        ));
+                    }
+                    self.prepared.push(Ready::Copy {
+                        from: *from,
+                        to: *to,
+                        len: *len,
+                    });
+                    continue;
+                }
+            };
+            match raw::Ready::new(what, &mut bufs, comm, rank, size, max_shift) {
+                Ok(ready) => self.prepared.push(Ready::Mpi(name, ready)),
+                Err(code) => return self.code(name, code),
+            }
+        }
+        Ok(())
+    }
+
+    fn launch(&mut self, shift_bytes: u64) -> Result<()> {
+        let shift = shift_bytes as usize;
+        let comm = communicator(self.world, &self.groups, self.comm.id)?;
+        for ready in &self.prepared {
+            match ready {
+                Ready::Mpi(name, ready) => {
+                    let code = ready.launch(comm, &self.send, &self.recv, shift);
+                    if code != 0 {
+                        return self.code(name, code);
+                    }
+                }
+                Ready::Copy { from, to, len } => {
+                    let (from, to) = (from + shift, to + shift);
+                    self.recv[to..to + len].copy_from_slice(&self.send[from..from + len]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn wait(&mut self) -> Result<()> {
+        // MPI's blocking collectives have completed when they return.
+        Ok(())
+    }
+
+    fn reserve_marks(&mut self, count: usize) -> Result<()> {
+        let now = Instant::now();
+        self.marks.clear();
+        self.marks.resize(count, now);
+        Ok(())
+    }
+
+    fn mark(&mut self, index: usize) -> Result<()> {
+        if let Some(slot) = self.marks.get_mut(index) {
+            *slot = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn mark_intervals_us(&mut self, count: usize) -> Result<Vec<f64>> {
+        Ok(self
+            .marks
+            .windows(2)
+            .take(count)
+            .map(|w| (w[1] - w[0]).as_secs_f64() * 1e6)
+            .collect())
+    }
+}
+
+impl MpiBackend<'_> {
+    /// What `desc` is on this rank, in MPI's terms: its calls in order (element-wise collectives in
+    /// pieces MPI's int count holds) and the copies between them; nothing for a rank that waits.
+    fn steps(&mut self, desc: &OpDesc) -> Result<Vec<Step>> {
         let rank = desc.comm.rank;
         let n = desc.comm.size;
+        let mut steps = Vec::new();
         let partners = desc.peer.partners(rank, n);
         if desc.collective == Collective::SendRecv && partners == (None, None) {
             // Idle while other pairs exchange.
-            return Ok(());
+            return Ok(steps);
         }
         let t = desc.dtype;
         let Shape { count, .. } = desc.shape;
@@ -455,7 +697,7 @@ impl Backend for MpiBackend<'_> {
                             }
                         }
                     };
-                    self.run(call, desc.collective.name())?;
+                    steps.push(Step::Call(desc.collective.name(), call));
                     done += piece as u64;
                     if count == 0 {
                         break;
@@ -464,38 +706,46 @@ impl Backend for MpiBackend<'_> {
                 // NCCL's out-of-place broadcast also fills the root's receive buffer; MPI_Bcast has one
                 // buffer, so the root copies its own data to match.
                 if desc.collective == Collective::Broadcast && !in_place && rank as i32 == root {
-                    let range = self.shift..self.shift + offset(count, t);
-                    let (send, recv) = (&self.send[range.clone()], &mut self.recv[range]);
-                    recv.copy_from_slice(send);
+                    steps.push(Step::Copy {
+                        from: 0,
+                        to: 0,
+                        len: offset(count, t),
+                    });
                 }
-                Ok(())
             }
             Collective::AllGather => {
                 let (dt, c) = self.movement(t, count)?;
                 let send = if in_place { None } else { Some((Buf::Send, 0)) };
-                self.run(
+                steps.push(Step::Call(
+                    "MPI_Allgather",
                     Call::Allgather {
                         send,
                         recv: (Buf::Recv, 0),
                         count: c,
                         dt,
                     },
-                    "MPI_Allgather",
-                )
+                ));
             }
             Collective::AllToAll => {
                 let (dt, c) = self.movement(t, count)?;
-                self.run(
+                steps.push(Step::Call(
+                    "MPI_Alltoall",
                     Call::Alltoall {
                         send: send_at(0),
                         recv: (Buf::Recv, 0),
                         count: c,
                         dt,
                     },
-                    "MPI_Alltoall",
-                )
+                ));
             }
-            Collective::AllToAllv => self.all_to_allv(desc),
+            Collective::AllToAllv => {
+                self.make_peer_counts(desc)?;
+                steps.push(Step::Alltoallv {
+                    send: send_at(0),
+                    recv: (Buf::Recv, 0),
+                });
+            }
+            Collective::Hypercube => self.hypercube(desc, &mut steps)?,
             Collective::ReduceScatter => {
                 if count > self.max_count {
                     return Err(Error::Unsupported(format!(
@@ -510,7 +760,7 @@ impl Backend for MpiBackend<'_> {
                     dt,
                     op,
                 };
-                self.run(call, "MPI_Reduce_scatter_block")
+                steps.push(Step::Call("MPI_Reduce_scatter_block", call));
             }
             Collective::Gather => {
                 let (dt, c) = self.movement(t, count)?;
@@ -520,7 +770,8 @@ impl Backend for MpiBackend<'_> {
                     (true, true) => None,
                     (true, false) => Some((Buf::Recv, offset(layout.input_offset, t))),
                 };
-                self.run(
+                steps.push(Step::Call(
+                    "MPI_Gather",
                     Call::Gather {
                         send,
                         recv: (Buf::Recv, 0),
@@ -528,8 +779,7 @@ impl Backend for MpiBackend<'_> {
                         dt,
                         root,
                     },
-                    "MPI_Gather",
-                )
+                ));
             }
             Collective::Scatter => {
                 let (dt, c) = self.movement(t, count)?;
@@ -542,7 +792,8 @@ impl Backend for MpiBackend<'_> {
                         Some((Buf::Recv, offset(layout.output_offset, t))),
                     ),
                 };
-                self.run(
+                steps.push(Step::Call(
+                    "MPI_Scatter",
                     Call::Scatter {
                         send,
                         recv,
@@ -550,37 +801,9 @@ impl Backend for MpiBackend<'_> {
                         dt,
                         root,
                     },
-                    "MPI_Scatter",
-                )
+                ));
             }
         }
-    }
-
-    fn wait(&mut self) -> Result<()> {
-        // MPI's blocking collectives have completed when they return.
-        Ok(())
-    }
-
-    fn reserve_marks(&mut self, count: usize) -> Result<()> {
-        let now = Instant::now();
-        self.marks.clear();
-        self.marks.resize(count, now);
-        Ok(())
-    }
-
-    fn mark(&mut self, index: usize) -> Result<()> {
-        if let Some(slot) = self.marks.get_mut(index) {
-            *slot = Instant::now();
-        }
-        Ok(())
-    }
-
-    fn mark_intervals_us(&mut self, count: usize) -> Result<Vec<f64>> {
-        Ok(self
-            .marks
-            .windows(2)
-            .take(count)
-            .map(|w| (w[1] - w[0]).as_secs_f64() * 1e6)
-            .collect())
+        Ok(steps)
     }
 }

@@ -35,6 +35,12 @@ pub struct GpuOptions {
     /// -T: seconds the GPU stream may take before the wait gives up; None waits forever.
     pub timeout_s: Option<f64>,
     pub alloc: Allocator,
+    /// -R: how the buffers are registered with the communicator.
+    pub register: Registration,
+    /// -x: the communicator's CTA policy (ncclConfig_t.CTAPolicy), when asked.
+    pub cta_policy: Option<i32>,
+    /// -y 1: the legacy default stream instead of a non-blocking one.
+    pub null_stream: bool,
     /// -Y: what memory the buffers are when the device runtime allocates them.
     pub memory: crate::ffi::device::MemoryKind,
 }
@@ -44,4 +50,17 @@ pub struct GpuOptions {
 pub struct BackendRequest {
     pub choice: BackendChoice,
     pub gpu: GpuOptions,
+}
+
+/// How the buffers are registered with the communicator (-R): as nccl-tests' local_register values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Not registered (-R 0).
+    #[default]
+    None,
+    /// ncclCommRegister (-R 1, NCCL 2.19+).
+    Local,
+    /// ncclCommWindowRegister with NCCL_WIN_COLL_SYMMETRIC (-R 2, NCCL 2.27+).
+    Symmetric,
 }

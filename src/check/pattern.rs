@@ -34,6 +34,13 @@ pub enum Source {
     Fold,
 }
 
+/// The largest input value `k` of a summing operator on `n` ranks: n x k (2n x k for mulsum, whose
+/// odd ranks count twice) within the type's exact limit, and at most 3.
+pub fn sum_bound(limit: u64, n: u64, op: ReduceOp) -> u64 {
+    let weight = if op == ReduceOp::MulSum { 2 } else { 1 };
+    (limit / (weight * n)).min(3)
+}
+
 /// The generator of input values for one operation.
 #[derive(Debug, Clone)]
 pub struct Pattern {
@@ -61,8 +68,8 @@ impl Pattern {
         match self.op.filter(|_| self.collective.reduces()) {
             // Sums stay below the type's exact limit: values 0..=k with n * k <= limit; where even k = 1
             // would overflow, one rank per index contributes 1.
-            Some(ReduceOp::Sum) | Some(ReduceOp::Avg) => {
-                let k = (limit / n).min(3);
+            Some(op @ (ReduceOp::Sum | ReduceOp::Avg | ReduceOp::MulSum)) => {
+                let k = sum_bound(limit, n, op);
                 if k == 0 {
                     u64::from((index + self.seed) % n == r)
                 } else {
@@ -173,6 +180,11 @@ impl Pattern {
         let values = (0..self.ranks).map(|s| self.input(s, index));
         match op {
             ReduceOp::Sum => Element::Exact(values.sum()),
+            ReduceOp::MulSum => Element::Exact(
+                (0..self.ranks)
+                    .map(|s| ReduceOp::premul_scalar(s) * self.input(s, index))
+                    .sum(),
+            ),
             ReduceOp::Prod => Element::Exact(values.product()),
             ReduceOp::Max => Element::Exact(values.max().unwrap_or(0)),
             ReduceOp::Min => Element::Exact(values.min().unwrap_or(0)),
@@ -210,7 +222,7 @@ impl Pattern {
             Collective::AllReduce | Collective::Reduce => self.fold(index),
             Collective::ReduceScatter => self.fold(r * chunk + index),
             Collective::Broadcast => Element::Exact(self.input(self.root, index)),
-            Collective::AllGather | Collective::Gather => {
+            Collective::AllGather | Collective::Gather | Collective::Hypercube => {
                 Element::Exact(self.input((index / chunk) as usize, index % chunk))
             }
             Collective::Scatter => Element::Exact(self.input(self.root, r * chunk + index)),
@@ -253,7 +265,13 @@ mod tests {
     #[test]
     fn reductions_stay_exact_for_every_type_op_and_rank_count() {
         for t in DataType::ALL {
-            for op in [ReduceOp::Sum, ReduceOp::Prod, ReduceOp::Max, ReduceOp::Min] {
+            for op in [
+                ReduceOp::Sum,
+                ReduceOp::Prod,
+                ReduceOp::Max,
+                ReduceOp::Min,
+                ReduceOp::MulSum,
+            ] {
                 for n in [1, 2, 3, 4, 8, 64, 300] {
                     let p = pattern(Collective::AllReduce, t, Some(op), n);
                     for i in 0..200 {

@@ -41,8 +41,8 @@ impl Pattern {
         };
         // These branches mirror `Pattern::input`'s.
         let (period, fits) = match self.op.filter(|_| self.collective.reduces()) {
-            Some(ReduceOp::Sum) | Some(ReduceOp::Avg) => {
-                let k = (limit / n).min(3);
+            Some(op @ (ReduceOp::Sum | ReduceOp::Avg | ReduceOp::MulSum)) => {
+                let k = super::pattern::sum_bound(limit, n, op);
                 if k == 0 {
                     (n, last.checked_add(seed).is_some())
                 } else {

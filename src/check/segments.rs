@@ -60,7 +60,7 @@ impl Pattern {
             Collective::AllReduce | Collective::Reduce => whole(Source::Fold, 0),
             Collective::ReduceScatter => whole(Source::Fold, r * chunk),
             Collective::Broadcast => whole(Source::Input(self.root), 0),
-            Collective::AllGather | Collective::Gather => blocks(0),
+            Collective::AllGather | Collective::Gather | Collective::Hypercube => blocks(0),
             Collective::Scatter => whole(Source::Input(self.root), r * chunk),
             Collective::AllToAll => blocks(r * chunk),
             Collective::SendRecv => whole(Source::Input(((r + n - 1) % n) as usize), 0),

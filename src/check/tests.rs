@@ -26,7 +26,7 @@ fn shape(c: Collective, chunk: u64, n: usize) -> Shape {
         | Collective::Broadcast
         | Collective::Reduce
         | Collective::SendRecv => (chunk, chunk),
-        Collective::AllGather | Collective::Gather => (chunk, n * chunk),
+        Collective::AllGather | Collective::Gather | Collective::Hypercube => (chunk, n * chunk),
         Collective::ReduceScatter | Collective::Scatter => (n * chunk, chunk),
         Collective::AllToAll => (n * chunk, n * chunk),
         // Its buffers come from a matrix (`v_pattern`), not a chunk.
@@ -103,7 +103,7 @@ fn chunks(p: &Pattern) -> [u64; 3] {
 
 #[test]
 fn tables_equal_the_definition_for_every_case() {
-    for c in Collective::ALL {
+    for c in Collective::ALL.into_iter().chain([Collective::Hypercube]) {
         for t in DataType::ALL {
             for op in ops(c) {
                 for n in [1, 2, 3, 4, 8] {
@@ -187,7 +187,7 @@ fn chosen_positions(p: &Pattern, rank: usize) -> Vec<u64> {
 
 #[test]
 fn wrong_counts_are_exact_wherever_the_wrong_elements_lie() {
-    for c in Collective::ALL {
+    for c in Collective::ALL.into_iter().chain([Collective::Hypercube]) {
         for t in [
             DataType::Int8,
             DataType::Bfloat16,

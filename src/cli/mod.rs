@@ -24,6 +24,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "collbench",
     version,
+    // nccl-tests' -V is the device implementation's CTA count (run.rs): --version alone prints ours.
+    disable_version_flag = true,
     after_help = run::AFTER_HELP,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
@@ -31,6 +33,9 @@ use clap::{Parser, Subcommand};
     subcommand_help_heading = "Commands"
 )]
 pub struct Cli {
+    /// Print the version.
+    #[arg(long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]

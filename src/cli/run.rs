@@ -2,6 +2,7 @@
 
 use super::library::LibraryArgs;
 pub use crate::backend::{Allocator, MemoryKind};
+pub use crate::report::json::JsonFormat;
 use clap::{ArgAction, Parser};
 use std::path::PathBuf;
 
@@ -11,10 +12,11 @@ use std::path::PathBuf;
 /// Sizes take K, M, G suffixes (powers of 1024). Flags follow nccl-tests; where the meaning differs,
 /// this help says so.
 #[derive(Debug, Parser)]
-#[command(name = "collbench", version, after_help = AFTER_HELP)]
+#[command(name = "collbench", after_help = AFTER_HELP)]
 pub struct RunArgs {
     /// Collectives to run: all_reduce all_gather reduce_scatter broadcast reduce all_to_all sendrecv
-    /// gather scatter, or all. nccl-tests spellings (allreduce, alltoall, ...) are accepted.
+    /// gather scatter, or all; all_to_allv and hypercube besides. nccl-tests spellings (allreduce,
+    /// alltoall, ...) are accepted.
     #[arg(required = true, value_name = "COLLECTIVE")]
     pub collectives: Vec<String>,
 
@@ -98,7 +100,8 @@ pub struct RunArgs {
     #[arg(short = 'd', long = "datatype", default_value = "float")]
     pub datatype: String,
 
-    /// Reduction operators, comma-separated, or all (only used by reducing collectives).
+    /// Reduction operators, comma-separated, or all (only used by reducing collectives): sum prod max min
+    /// avg mulsum.
     #[arg(short = 'o', long = "op", default_value = "sum")]
     pub op: String,
 
@@ -123,9 +126,94 @@ pub struct RunArgs {
     #[arg(short = 'a', long = "average", default_value_t = 1)]
     pub average: u8,
 
-    /// 1: wait for completion after every operation.
-    #[arg(short = 'z', long = "blocking", default_value_t = 0)]
+    /// nccl-tests' blocking modes: 1 wait and barrier after every iteration, 2 wait after every
+    /// iteration (no barrier), 3 wait and barrier after every iteration with the barrier left out of the
+    /// time; 0 none.
+    #[arg(
+        short = 'z',
+        long = "blocking",
+        default_value_t = 0,
+        value_name = "0-3"
+    )]
     pub blocking: u8,
+
+    /// 1: report the host time of the enqueue loop (column `cputime`, nccl-tests' -C 1) instead of the
+    /// completion time; algbw and busbw stay the completion time's, as there. The JSON has both.
+    #[arg(short = 'C', long = "report_cputime", default_value_t = 0, value_name = "0|1",
+        value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub report_cputime: u8,
+
+    /// 1: end every row of the table with the local time it was measured (nccl-tests' -S 1).
+    #[arg(short = 'S', long = "report_timestamps", default_value_t = 0, value_name = "0|1",
+        value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub report_timestamps: u8,
+
+    /// nccl-tests' parallel init of -t threads' communicators: collbench's threads always create
+    /// theirs at once, so 0 and 1 both do that (the header says so with -p 1, as nccl-tests).
+    #[arg(short = 'p', long = "parallel_init", default_value_t = 0, value_name = "0|1",
+        value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub parallel_init: u8,
+
+    /// 1: enqueue on the legacy default (null) stream instead of a non-blocking one (nccl-tests' -y 1;
+    /// GPU backends).
+    #[arg(short = 'y', long = "stream_null", default_value_t = 0, value_name = "0|1",
+        value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub stream_null: u8,
+
+    /// 1: report the GPU memory the run used, as nccl-tests' -M 1: communicator initialisation, the
+    /// buffers (and their registration), and what the collectives allocated (GPU backends).
+    #[arg(short = 'M', long = "memory", default_value_t = 0, value_name = "0|1",
+        value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub memory: u8,
+
+    /// Misalign both buffers by this many elements of the type (nccl-tests' -u).
+    #[arg(
+        short = 'u',
+        long = "unalign",
+        default_value_t = 0,
+        value_name = "ELEMENTS"
+    )]
+    pub unalign: u64,
+
+    /// Register the buffers with the communicator: 1 ncclCommRegister (NCCL 2.19+), 2 a symmetric
+    /// window, ncclCommWindowRegister with NCCL_WIN_COLL_SYMMETRIC (NCCL 2.27+; below that 1, and the
+    /// run says so), both on buffers from ncclMemAlloc, as nccl-tests' -R; deregistered after the last
+    /// row. GPU backends.
+    #[arg(short = 'R', long = "local_register", default_value_t = 0, value_name = "0|1|2",
+        value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub local_register: u8,
+
+    /// The communicator's CTA policy (ncclConfig_t.CTAPolicy, nccl-tests' -x): 0 default, 1 efficiency
+    /// (NCCL 2.27+), 2 zero (NCCL 2.28+); an older NCCL is refused. GPU backends.
+    #[arg(short = 'x', long = "cta_policy", value_name = "0|1|2",
+        value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub cta_policy: Option<u8>,
+
+    /// nccl-tests' device implementations (-D N > 0) are CUDA kernels compiled against NCCL's device API;
+    /// collbench has no CUDA compiler or kernels, so it refuses any but 0 (NCCL's own implementation).
+    #[arg(
+        short = 'D',
+        long = "device_implementation",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    pub device_implementation: u32,
+
+    /// The CTAs of -D's device implementation (nccl-tests' -V): refused, as -D is.
+    #[arg(short = 'V', long = "device_cta_count", value_name = "N")]
+    pub device_cta_count: Option<u32>,
+
+    /// nccl-tests' per-iteration timing: 1 times every one of the -n iterations in collbench's sampled
+    /// pass (after the timed loop, between timer marks, so the timed loop stays unmarked) and keeps
+    /// each iteration's time in the JSON; 0 turns the pass off (as --samples 0).
+    #[arg(short = 'I', long = "per_iter_timing", value_name = "0|1",
+        value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub per_iter_timing: Option<u8>,
+
+    /// With -I 1: leave this many leading iterations out of the statistics (nccl-tests' -K); the JSON
+    /// keeps every iteration's time.
+    #[arg(short = 'K', long = "per_iter_skip", value_name = "N")]
+    pub per_iter_skip: Option<u64>,
 
     /// Capture the timed loop in a CUDA graph and replay it this many times (GPU backends).
     #[arg(short = 'G', long = "cudagraph", default_value_t = 0)]
@@ -157,6 +245,11 @@ pub struct RunArgs {
         value_name = "FILE"
     )]
     pub json: Option<PathBuf>,
+
+    /// The format -J writes: collbench's document, or nccl-tests' -J document (file version 3, which its
+    /// tools/analyze_perf_json.py reads; collbench's own document rides along under `collbench`).
+    #[arg(long = "json-format", value_enum, default_value_t = JsonFormat::Collbench)]
+    pub json_format: JsonFormat,
 
     /// Also write one CSV line per row and placement, as rows are measured.
     #[arg(long, value_name = "FILE")]
@@ -191,10 +284,10 @@ pub struct RunArgs {
     #[command(flatten)]
     pub library: LibraryArgs,
 
-    /// How GPU buffers are allocated: device (the runtime's allocator, as nccl-tests without -R) or nccl
-    /// (ncclMemAlloc, which NVLS and user-buffer registration prefer; not registered with the communicator).
-    #[arg(long = "alloc", value_enum, default_value_t = Allocator::Device)]
-    pub alloc: Allocator,
+    /// How GPU buffers are allocated: device (the runtime's allocator) or nccl (ncclMemAlloc, which NVLS
+    /// and registration prefer, as nccl-tests allocates them). Default: nccl with -R, else device.
+    #[arg(long = "alloc", value_enum)]
+    pub alloc: Option<Allocator>,
 
     /// Seed of the correctness-check inputs.
     #[arg(long, default_value_t = 0)]
@@ -328,6 +421,11 @@ Examples:
   mpirun -np 4 collbench all_to_allv --matrix bytes.txt          per-peer bytes from a file
   mpirun -np 8 collbench all_to_allv --moe tokens=128,hidden=7168,topk=8,experts=256,skew=2
 
+nccl-tests' variables: NCCL_TESTS_SPLIT, NCCL_TESTS_SPLIT_MASK (hexadecimal; wins over the rule),
+NCCL_TESTS_DEVICE, NCCL_TESTS_MIN_BW, NCCL_TESTS_ALLTOALLV_SPREAD, NCCL_TESTS_ALLTOALLV_MATRIX_FILE,
+_MATRIX_SCALE, _PRINT_SUMMARY (README).
+
 Exit codes: 0 ok, 1 internal error, 2 usage error, 3 library error (NCCL, RCCL, CUDA, HIP, MPI),
-4 timeout, 5 not enough devices or unsupported, 7 correctness check failed, 8 --expect gate failed,
-9 compare found a regression, 10 results file could not be written or read.";
+4 timeout, 5 not enough devices or unsupported, 7 correctness check failed (or below
+NCCL_TESTS_MIN_BW), 8 --expect gate failed, 9 compare found a regression, 10 results file could not
+be written or read.";

@@ -29,6 +29,22 @@ pub struct Placement<'a> {
     pub visible_count: usize,
     /// The visibility variable in force, if any, as (name, value).
     pub visible_env: Option<(&'a str, &'a str)>,
+    /// NCCL_TESTS_DEVICE: the first device this process drives, whatever its local rank (nccl-tests
+    /// takes it, then the next ones for -g).
+    pub first_device: Option<usize>,
+}
+
+/// NCCL_TESTS_DEVICE as nccl-tests reads it (a device ordinal), or a usage error naming it.
+pub fn first_device_from_env() -> Result<Option<usize>> {
+    match std::env::var("NCCL_TESTS_DEVICE") {
+        Err(_) => Ok(None),
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => v.trim().parse::<usize>().map(Some).map_err(|_| {
+            Error::Usage(format!(
+                "NCCL_TESTS_DEVICE={v}: give the ordinal of the first GPU this process drives (0, 1, ...), or unset it"
+            ))
+        }),
+    }
 }
 
 /// The device ordinals (as this process numbers them) that this process drives.
@@ -52,6 +68,18 @@ pub fn select_ordinals(p: &Placement) -> Result<Vec<usize>> {
         return Err(Error::Internal(
             "select_ordinals with per_process = 0".into(),
         ));
+    }
+    if let Some(first) = p.first_device {
+        let last = first + p.per_process;
+        if last > p.visible_count {
+            return Err(Error::Unsupported(format!(
+                "host {} has {} visible GPU(s){visibility}, but NCCL_TESTS_DEVICE={first} asks for device(s) {first} to {}: lower NCCL_TESTS_DEVICE or -g",
+                p.host,
+                p.visible_count,
+                last - 1
+            )));
+        }
+        return Ok((first..last).collect());
     }
     if p.visible_env.is_some() && p.visible_count == p.per_process && p.local_size > 1 {
         return Ok((0..p.per_process).collect());
@@ -95,7 +123,25 @@ mod tests {
             per_process: per,
             visible_count: count,
             visible_env: env,
+            first_device: None,
         }
+    }
+
+    #[test]
+    fn nccl_tests_device_names_the_first_gpu_whatever_the_local_rank() {
+        // NCCL_TESTS_DEVICE=2: every process takes device 2 (and 3 with -g 2), as nccl-tests does.
+        let at = |local_rank, per, first| Placement {
+            first_device: Some(first),
+            ..place(local_rank, 4, per, 8, None)
+        };
+        assert_eq!(select_ordinals(&at(0, 1, 2)).unwrap(), vec![2]);
+        assert_eq!(select_ordinals(&at(3, 1, 2)).unwrap(), vec![2]);
+        assert_eq!(select_ordinals(&at(1, 2, 6)).unwrap(), vec![6, 7]);
+        let err = select_ordinals(&at(0, 2, 7)).unwrap_err().to_string();
+        assert!(
+            err.contains("NCCL_TESTS_DEVICE=7") && err.contains("8 visible"),
+            "{err}"
+        );
     }
 
     #[test]

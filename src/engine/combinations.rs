@@ -38,6 +38,20 @@ pub fn combinations(
             backend.name()
         )));
     }
+    let gpu_only = plan.gpu_only_flags();
+    if !gpu_only.is_empty() && backend.memory_use().is_none() {
+        return Err(Error::Usage(format!(
+            "{}: nccl-tests' flag(s) for a GPU library's communicators, streams and device memory, which the {} backend has none of: run with --backend nccl or rccl, or leave them out",
+            gpu_only.join(", "),
+            backend.name()
+        )));
+    }
+    if plan.null_stream && plan.cudagraph_replays > 0 {
+        return Err(Error::Usage(
+            "-y 1 and -G exclude each other: a graph is captured from a stream, which the legacy null stream cannot be: drop one"
+                .into(),
+        ));
+    }
     if plan.memory != crate::backend::MemoryKind::Coarse && backend.name() == "mpi" {
         return Err(Error::Usage(format!(
             "-Y {}: -Y chooses GPU memory, and the mpi backend moves host memory (no GPU was found for \
@@ -48,6 +62,12 @@ pub fn combinations(
     let mut runnable = Vec::new();
     let mut notes = Vec::new();
     for &collective in &plan.collectives {
+        if collective == Collective::Hypercube && !ranks.is_power_of_two() {
+            notes.push(format!(
+                "skipped: hypercube needs a power-of-two number of ranks, not {ranks} (nccl-tests skips it too)"
+            ));
+            continue;
+        }
         for &dtype in &plan.dtypes {
             for op in plan.ops_for(collective) {
                 match backend.unsupported(collective, dtype, op) {

@@ -32,6 +32,8 @@ pub trait RowSink {
     /// A row is about to be measured (for progress displays).
     fn starting(&mut self, _what: &str) {}
     fn row(&mut self, row: &Row) -> Result<()>;
+    /// Something worth saying about the run that is not a row (a fallback the library made).
+    fn note(&mut self, _text: &str) {}
 }
 
 /// A sink for the ranks that report nothing.
@@ -98,6 +100,11 @@ impl<'a> Engine<'a> {
         self.world
     }
 
+    /// The backend's free memory now (-M's before and after the rows).
+    pub fn free_memory(&self) -> Result<u64> {
+        self.backend.free_memory()
+    }
+
     /// Runs the whole sweep over `sizes` for every combination, each size once per layout (adjacent rows,
     /// every group of a layout at once); rank 0 passes each row to `sink`.
     pub fn run(
@@ -116,6 +123,12 @@ impl<'a> Engine<'a> {
             .unwrap_or(self.world.size());
         let mut row_index = 0usize;
         let mut cycle = 0u64;
+        // -R: registered before the first row, with every communicator the rows use.
+        if let Some(note) = self.backend.register_buffers(plan.register)? {
+            if self.world.rank() == 0 {
+                sink.note(&note);
+            }
+        }
         while plan.run_cycles == 0 || cycle < plan.run_cycles {
             for combo in combos {
                 for root in plan.roots_for(combo.collective, n) {
@@ -163,7 +176,8 @@ impl<'a> Engine<'a> {
             }
             cycle += 1;
         }
-        Ok(())
+        // And deregistered after the last.
+        self.backend.deregister_buffers()
     }
 
     fn measure_row(
@@ -297,9 +311,11 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Where this rank's input goes and its output comes from, in (buffer, byte offset).
+    /// Where this rank's input goes and its output comes from, in (buffer, byte offset): the backend
+    /// puts both buffers `desc.shift_bytes` on (-u's misalignment), and so does the check.
     fn locations(&self, desc: &OpDesc) -> ((BufferId, u64), (BufferId, u64)) {
         let elt = desc.dtype.size() as u64;
+        let base = desc.shift_bytes;
         if desc.in_place {
             let layout = self.backend.capabilities().in_place_layout(
                 desc.collective,
@@ -307,11 +323,11 @@ impl<'a> Engine<'a> {
                 desc.comm.rank,
             );
             (
-                (BufferId::Recv, layout.input_offset * elt),
-                (BufferId::Recv, layout.output_offset * elt),
+                (BufferId::Recv, base + layout.input_offset * elt),
+                (BufferId::Recv, base + layout.output_offset * elt),
             )
         } else {
-            ((BufferId::Send, 0), (BufferId::Recv, 0))
+            ((BufferId::Send, base), (BufferId::Recv, base))
         }
     }
 
@@ -320,7 +336,7 @@ impl<'a> Engine<'a> {
     fn prepare(&mut self, desc: &OpDesc, pattern: &Pattern) -> Result<()> {
         let rank = desc.comm.rank;
         let ((in_buf, in_off), _) = self.locations(desc);
-        let span = desc.shape.buffer_bytes(desc.dtype.size());
+        let span = desc.shift_bytes + desc.shape.buffer_bytes(desc.dtype.size());
         self.backend.fill(BufferId::Recv, span, 0xFF)?;
         verify::write_input(self.backend, pattern, rank, in_buf, in_off)
     }
@@ -370,6 +386,12 @@ impl<'a> Engine<'a> {
 
     fn measure(&mut self, desc: &OpDesc, factor: f64, layout: &Layout) -> Result<Measurement> {
         let settings = self.settings.clone();
+        // -u: every use of the buffers, the check's included, starts that many elements in.
+        let misaligned = OpDesc {
+            shift_bytes: desc.shift_bytes + settings.unalign * desc.dtype.size() as u64,
+            ..desc.clone()
+        };
+        let desc = &misaligned;
         let first = self.pattern(desc, 0);
         self.prepare(desc, &first)?;
 
@@ -394,16 +416,18 @@ impl<'a> Engine<'a> {
                 cap_s,
             } => self.adaptive(desc, ci_target_percent, min, cap_s)?,
         };
-        let local_time_us = timing.elapsed_us / timing.ops as f64;
+        let ops = timing.ops as f64;
+        let local = (timing.elapsed_us / ops, timing.cpu_us / ops);
 
         self.watchdog
             .arm(|| Self::label(desc, "combining times across ranks"));
         // The energy travels in the times' gather: no collective more per measurement.
-        let rank_figures: Vec<(f64, Option<f64>)> =
-            all_gather_value(self.world, &(local_time_us, timing.joules))?;
+        let rank_figures: Vec<(f64, f64, Option<f64>)> =
+            all_gather_value(self.world, &(local.0, local.1, timing.joules))?;
         let rank_time_us: Vec<f64> = rank_figures.iter().map(|f| f.0).collect();
+        let rank_cpu_us: Vec<f64> = rank_figures.iter().map(|f| f.1).collect();
         let energy = crate::report::model::Energy::from_ranks(
-            rank_figures.iter().map(|f| f.1).collect(),
+            rank_figures.iter().map(|f| f.2).collect(),
             timing.ops,
             desc.shape.size_bytes,
         );
@@ -424,6 +448,7 @@ impl<'a> Engine<'a> {
         };
         self.watchdog.disarm();
 
+        let skip = settings.iteration_skip as usize;
         // The whole job is one group; with --groups the row is the slowest group's.
         let (groups, slowest) = group_figures(
             layout,
@@ -454,13 +479,23 @@ impl<'a> Engine<'a> {
                 .then_some(check_skipped)
                 .flatten(),
             iterations: timing.iterations,
-            stats: Stats::from_samples(&timing.samples).map(|s| Stats {
-                source: timing.source,
-                ..s
-            }),
+            // -K: the leading samples stay in the series, out of the statistics.
+            stats: Stats::from_samples(&timing.samples[skip.min(timing.samples.len())..]).map(
+                |s| Stats {
+                    source: if skip > 0 {
+                        format!("{}, the first {skip} left out (-K)", timing.source)
+                    } else {
+                        timing.source
+                    },
+                    ..s
+                },
+            ),
+            cpu_time_us: Some(combine_rank_times(settings.average, &rank_cpu_us)),
             rank_time_us,
             groups: layout.spec.map(|_| groups),
             slowest_group: layout.spec.map(|_| slowest),
+            iteration_times_us: settings.keep_iteration_times.then_some(timing.samples),
+            rank_iteration_times_us: timing.rank_samples,
             energy,
         })
     }

@@ -1,7 +1,9 @@
 //! How the engine measures: the timing and check settings, whichever command gives them.
 
 use crate::metrics::Average;
-use crate::plan::{Iterations, Placements, Plan, DEFAULT_MAX_SAMPLES, ROTATING_TENSOR_BYTES};
+use crate::plan::{
+    Blocking, Iterations, Placements, Plan, DEFAULT_MAX_SAMPLES, ROTATING_TENSOR_BYTES,
+};
 use std::time::Duration;
 
 /// How the engine measures every operation: nccl-tests' timing flags and the check's, whichever command
@@ -14,8 +16,8 @@ pub struct EngineSettings {
     pub agg_iters: u64,
     /// Checked operations per measurement; 0 turns the check off.
     pub check_iters: u64,
-    /// -z: wait after every operation.
-    pub blocking: bool,
+    /// -z: what each timed iteration waits for.
+    pub blocking: Blocking,
     /// -G: replays of the captured timed loop; 0 runs it directly.
     pub graph_replays: u64,
     /// Iterations of the sampled pass; None: as many as the timed loop ran, at most
@@ -25,6 +27,14 @@ pub struct EngineSettings {
     pub average: Average,
     /// Seed of the check's inputs.
     pub seed: u64,
+    /// -u: elements by which every operation's buffers are misaligned.
+    pub unalign: u64,
+    /// -I 1: every sampled iteration's time kept in the measurement.
+    pub keep_iteration_times: bool,
+    /// And every rank's own (nccl-tests' per-process rows), gathered on every rank.
+    pub rank_iteration_times: bool,
+    /// -K: leading samples left out of the statistics.
+    pub iteration_skip: u64,
     /// rccl-tests' -O, -q, -E and -A (a sweep's; other commands measure as nccl-tests).
     pub rccl_tests: RcclTestsHabits,
 }
@@ -68,6 +78,11 @@ impl EngineSettings {
             samples: plan.samples,
             average: plan.average,
             seed: plan.seed,
+            unalign: plan.unalign,
+            keep_iteration_times: plan.per_iter_timing,
+            rank_iteration_times: plan.per_iter_timing
+                && plan.json_format == crate::report::json::JsonFormat::NcclTests,
+            iteration_skip: plan.per_iter_skip,
             rccl_tests: RcclTestsHabits {
                 placements: plan.placements,
                 delay_between_placements: Duration::from_micros(plan.delay_inout_place_us),

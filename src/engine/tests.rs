@@ -18,6 +18,10 @@ enum Call {
     GroupStart,
     GroupEnd,
     Enqueue,
+    Prepare,
+    Launch,
+    Register(crate::backend::Registration),
+    Deregister,
     Wait,
     BeginCapture,
     EndCapture,
@@ -39,6 +43,8 @@ struct Recorder {
     executed: usize,
     replays: usize,
     shifts: Vec<u64>,
+    /// What `prepare` readied, and the largest shift it may be launched at.
+    prepared: Option<(OpDesc, u64)>,
     /// What this "library" defines (the in-place forms it leaves undefined among them).
     capabilities: Capabilities,
     /// Every call that reaches the library, with its thread, when a test watches the order of events.
@@ -64,6 +70,7 @@ impl Default for Recorder {
             executed: 0,
             replays: 0,
             shifts: Vec::new(),
+            prepared: None,
             capabilities: Capabilities {
                 in_place: InPlaceConvention::Nccl,
                 undefined_in_place: Vec::new(),
@@ -99,7 +106,7 @@ impl Recorder {
         }
         let allowed_in_capture = matches!(
             call,
-            Call::Enqueue | Call::GroupStart | Call::GroupEnd | Call::EndCapture
+            Call::Enqueue | Call::Launch | Call::GroupStart | Call::GroupEnd | Call::EndCapture
         );
         if self.capturing && !allowed_in_capture {
             return Err(Error::Internal(format!(
@@ -170,19 +177,38 @@ impl Backend for Recorder {
     }
     fn enqueue(&mut self, desc: &OpDesc) -> Result<()> {
         self.call(Call::Enqueue)?;
-        self.shifts.push(desc.shift_bytes);
-        if self.capturing {
-            self.captured += 1;
-        } else {
-            self.executed += 1;
-            // A one-rank all_reduce: the output is the input.
-            let len = desc.shape.buffer_bytes(desc.dtype.size()) as usize;
-            if !desc.in_place {
-                let input = self.send[..len].to_vec();
-                self.recv[..len].copy_from_slice(&input);
-            }
+        self.run(desc)
+    }
+    fn prepare(&mut self, desc: &OpDesc, max_shift_bytes: u64) -> Result<()> {
+        self.call(Call::Prepare)?;
+        self.prepared = Some((desc.clone(), max_shift_bytes));
+        Ok(())
+    }
+    fn register_buffers(&mut self, how: crate::backend::Registration) -> Result<Option<String>> {
+        if how != crate::backend::Registration::None {
+            self.call(Call::Register(how))?;
+        }
+        Ok(None)
+    }
+    fn deregister_buffers(&mut self) -> Result<()> {
+        if self.calls.iter().any(|c| matches!(c, Call::Register(_))) {
+            self.call(Call::Deregister)?;
         }
         Ok(())
+    }
+    fn launch(&mut self, shift_bytes: u64) -> Result<()> {
+        self.call(Call::Launch)?;
+        let (mut desc, max) = self
+            .prepared
+            .clone()
+            .ok_or_else(|| Error::Internal("launch before prepare".into()))?;
+        if shift_bytes > max {
+            return Err(Error::Internal(format!(
+                "launched at {shift_bytes} bytes, prepared up to {max}"
+            )));
+        }
+        desc.shift_bytes = shift_bytes;
+        self.run(&desc)
     }
     fn wait(&mut self) -> Result<()> {
         std::thread::sleep(self.wait);
@@ -238,6 +264,26 @@ impl GraphCapture for Recorder {
         self.call(Call::ReleaseGraph)?;
         self.graph_held = false;
         self.captured = 0;
+        Ok(())
+    }
+}
+
+impl Recorder {
+    /// What the "library" does with one operation: counts it, and on one rank copies the input out.
+    fn run(&mut self, desc: &OpDesc) -> Result<()> {
+        self.shifts.push(desc.shift_bytes);
+        if self.capturing {
+            self.captured += 1;
+        } else {
+            self.executed += 1;
+            // A one-rank all_reduce: the output is the input, both at the operation's shift.
+            let len = desc.shape.buffer_bytes(desc.dtype.size()) as usize;
+            let at = desc.shift_bytes as usize;
+            if !desc.in_place {
+                let input = self.send[at..at + len].to_vec();
+                self.recv[at..at + len].copy_from_slice(&input);
+            }
+        }
         Ok(())
     }
 }
@@ -304,7 +350,12 @@ fn the_timed_loop_shows_the_backend_only_its_enqueues() {
     let timed = timed_loop_calls(&b.calls);
     assert_eq!(
         timed,
-        [[Call::Enqueue; 5].as_slice(), &[Call::Wait]].concat()
+        [
+            &[Call::Prepare],
+            [Call::Launch; 5].as_slice(),
+            &[Call::Wait]
+        ]
+        .concat()
     );
     assert!(!b.calls.contains(&Call::GroupStart), "{:?}", b.calls);
     // The distribution comes from a separate marked pass after it, as many iterations as -n.
@@ -327,13 +378,11 @@ fn the_timed_loop_shows_the_backend_only_its_enqueues() {
 fn several_operations_per_iteration_go_in_one_group() {
     let (b, _) = measure("all_reduce -n 3 -m 2 -w 1 -c 0 --samples 0", 1024);
     let timed = timed_loop_calls(&b.calls);
-    let group = [
-        Call::GroupStart,
-        Call::Enqueue,
-        Call::Enqueue,
-        Call::GroupEnd,
-    ];
-    assert_eq!(timed, [&group[..], &group, &group, &[Call::Wait]].concat());
+    let group = [Call::GroupStart, Call::Launch, Call::Launch, Call::GroupEnd];
+    assert_eq!(
+        timed,
+        [&[Call::Prepare], &group[..], &group, &group, &[Call::Wait]].concat()
+    );
     assert!(!b.calls.contains(&Call::Mark), "--samples 0 marks nothing");
 }
 
@@ -635,7 +684,7 @@ fn the_energy_counter_is_read_just_outside_the_timed_loop() {
             (1, 1),
             "once per measurement: {events:?}"
         );
-        // Between the two readings: the timed loop's enqueues and its one wait, nothing else.
+        // Between the two readings: the timed loop's launches and its one wait, nothing else.
         let inside = &events[before[0] + 1..after[0]];
         let n = if iterations > 0 {
             iterations
@@ -643,13 +692,10 @@ fn the_energy_counter_is_read_just_outside_the_timed_loop() {
             m.iterations as usize
         };
         assert_eq!(inside.len(), n + 1, "{events:?}");
-        assert!(inside[..n].iter().all(|e| e == "Enqueue"), "{inside:?}");
+        assert!(inside[..n].iter().all(|e| e == "Launch"), "{inside:?}");
         assert_eq!(inside[n], "Wait");
-        // Just before: the end of the warm-up (its wait) or of the -n auto batches (their marks read).
-        assert!(
-            ["Wait", "MarkIntervals"].contains(&events[before[0] - 1].as_str()),
-            "{events:?}"
-        );
+        // Just before: the timed pass's preparation, which the reading leaves out of the loop too.
+        assert_eq!(events[before[0] - 1], "Prepare", "{events:?}");
         // The readings took 40 ms; the timed loop of a few us per operation did not see them.
         assert!(
             m.time_us < 4000.0,
@@ -682,7 +728,8 @@ fn sweep(args: &str, sizes: &[u64], backend: &mut Recorder) -> Vec<Row> {
     let argv = std::iter::once("collbench").chain(args.split_whitespace());
     let plan = Plan::from_args(&RunArgs::try_parse_from(argv).unwrap()).unwrap();
     let world = SoloWorld::new();
-    let bytes = sizes.iter().max().copied().unwrap_or(0);
+    // Room for the rotation and for -u's shift.
+    let bytes = 4 * sizes.iter().max().copied().unwrap_or(0) + 8 * plan.unalign;
     backend.allocate(bytes).unwrap();
     let watchdog = Watchdog::start(None, 0, "test".into(), |_| std::process::exit(4));
     let combos = [Combination {
@@ -702,6 +749,113 @@ fn sweep(args: &str, sizes: &[u64], backend: &mut Recorder) -> Vec<Row> {
         )
         .unwrap();
     rows.0
+}
+
+#[test]
+fn registration_comes_before_the_first_row_and_goes_after_the_last() {
+    use crate::backend::Registration;
+    for (flag, how) in [("1", Registration::Local), ("2", Registration::Symmetric)] {
+        let mut b = Recorder::default();
+        let rows = sweep(
+            &format!("all_reduce -n 2 -w 1 -c 1 -R {flag}"),
+            &[1024, 2048],
+            &mut b,
+        );
+        assert_eq!(rows.len(), 2);
+        let first_op = b
+            .calls
+            .iter()
+            .position(|c| matches!(c, Call::Enqueue | Call::Launch | Call::Write))
+            .unwrap();
+        let last_op = b
+            .calls
+            .iter()
+            .rposition(|c| matches!(c, Call::Enqueue | Call::Launch | Call::Read))
+            .unwrap();
+        let registered = b
+            .calls
+            .iter()
+            .position(|c| *c == Call::Register(how))
+            .expect("registered");
+        assert!(registered < first_op, "{:?}", b.calls);
+        assert_eq!(b.calls.last(), Some(&Call::Deregister), "{:?}", b.calls);
+        assert!(last_op < b.calls.len() - 1);
+        assert_eq!(
+            b.calls
+                .iter()
+                .filter(|c| matches!(c, Call::Register(_)))
+                .count(),
+            1,
+            "once for the whole sweep"
+        );
+    }
+    // Without -R nothing is registered.
+    let mut b = Recorder::default();
+    sweep("all_reduce -n 2 -w 1 -c 0", &[1024], &mut b);
+    assert!(!b
+        .calls
+        .iter()
+        .any(|c| matches!(c, Call::Register(_) | Call::Deregister)));
+}
+
+#[test]
+fn blocking_modes_wait_after_each_iteration_as_nccl_tests() {
+    // -z 0: one wait ends the loop; -z 1 and 2: a wait after every iteration, and the loop's (with -z 1
+    // a barrier too, on the world); -z 3: a wait after every iteration, each timed on its own.
+    for (z, waits) in [("0", 1), ("1", 5), ("2", 5), ("3", 4)] {
+        let (b, m) = measure(
+            &format!("all_reduce -n 4 -w 0 -c 0 --samples 0 -z {z}"),
+            1024,
+        );
+        let timed = timed_loop_calls_after_prepare(&b.calls);
+        let counted = timed.iter().filter(|c| **c == Call::Wait).count();
+        assert_eq!(counted, waits, "-z {z}: {timed:?}");
+        assert_eq!(m.iterations, 4);
+    }
+}
+
+/// The calls from the timed pass's prepare to its end (the next mark or the end).
+fn timed_loop_calls_after_prepare(calls: &[Call]) -> &[Call] {
+    let start = calls.iter().position(|c| *c == Call::Prepare).unwrap();
+    let end = calls[start..]
+        .iter()
+        .position(|c| matches!(c, Call::ReserveMarks | Call::Read | Call::Fill))
+        .map_or(calls.len(), |e| start + e);
+    &calls[start..end]
+}
+
+#[test]
+fn unaligned_buffers_start_every_use_that_many_elements_in() {
+    // -u 3 on floats: 12 bytes into both buffers, for the timed loop and the check alike.
+    let mut b = Recorder::default();
+    let rows = sweep(
+        "all_reduce -n 2 -w 1 -c 1 --samples 0 -u 3",
+        &[1024],
+        &mut b,
+    );
+    assert!(b.shifts.iter().all(|s| *s % 1024 == 12), "{:?}", b.shifts);
+    assert_eq!(rows[0].out_of_place.as_ref().unwrap().wrong, Some(0));
+}
+
+#[test]
+fn cpu_time_per_iteration_times_and_their_skip() {
+    // -C: the enqueue loop's host time is recorded beside the completion time, and not above it.
+    let (_, m) = measure("all_reduce -n 6 -w 0 -c 0 -C 1", 1024);
+    let cpu = m.cpu_time_us.expect("cpu time recorded");
+    assert!(cpu > 0.0 && cpu <= m.time_us, "{cpu} vs {}", m.time_us);
+    // -I 1 -K 2: all 6 iterations kept, the first 2 out of the statistics.
+    let (_, m) = measure("all_reduce -n 6 -w 0 -c 0 -I 1 -K 2", 1024);
+    assert_eq!(m.iteration_times_us.as_ref().map(Vec::len), Some(6));
+    let stats = m.stats.unwrap();
+    assert_eq!(stats.samples, 4);
+    assert!(
+        stats.source.contains("first 2 left out"),
+        "{}",
+        stats.source
+    );
+    // Without -I the series is not kept (the statistics summarise it).
+    let (_, m) = measure("all_reduce -n 6 -w 0 -c 0", 1024);
+    assert!(m.iteration_times_us.is_none());
 }
 
 #[test]

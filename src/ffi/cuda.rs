@@ -123,7 +123,9 @@ const HOST_ALLOC_PORTABLE_MAPPED: u32 =
 
 impl CudaDevice {
     /// Opens device `ordinal` and makes its primary context current in this thread.
-    pub fn open(ordinal: usize, rank: usize, host: &str) -> Result<CudaDevice> {
+    /// Opens device `ordinal` with a non-blocking stream of its own, or the legacy default (null) stream
+    /// when `null_stream` (nccl-tests' -y 1).
+    pub fn open(ordinal: usize, rank: usize, host: &str, null_stream: bool) -> Result<CudaDevice> {
         let count = device_count(rank, host)?;
         if ordinal >= count {
             return Err(Error::Unsupported(format!(
@@ -158,14 +160,17 @@ impl CudaDevice {
             // From here on, Drop releases what was acquired.
             ck(sys::cuCtxSetCurrent(ctx), "cuCtxSetCurrent")?;
             let mut stream: sys::CUstream = std::ptr::null_mut();
-            // Non-blocking, as nccl-tests: no implicit synchronisation with the legacy default stream.
-            ck(
-                sys::cuStreamCreate(
-                    &mut stream,
-                    sys::CUstream_flags::CU_STREAM_NON_BLOCKING as u32,
-                ),
-                "cuStreamCreate",
-            )?;
+            // Non-blocking, as nccl-tests: no implicit synchronisation with the legacy default stream;
+            // the null stream itself with -y 1 (never destroyed: `stream` stays null).
+            if !null_stream {
+                ck(
+                    sys::cuStreamCreate(
+                        &mut stream,
+                        sys::CUstream_flags::CU_STREAM_NON_BLOCKING as u32,
+                    ),
+                    "cuStreamCreate",
+                )?;
+            }
             device.stream = stream;
             let mut buf = [0 as c_char; 256];
             if sys::cuDeviceGetName(buf.as_mut_ptr(), buf.len() as i32, dev)
@@ -313,6 +318,14 @@ impl GpuDevice for CudaDevice {
             "cuMemsetD8Async",
         )?;
         self.sync()
+    }
+
+    fn copy_on_stream(&mut self, dst: DeviceAddr, src: DeviceAddr, len: u64) -> Result<()> {
+        // SAFETY: the caller keeps both ranges inside its allocations; the stream is live.
+        self.check(
+            unsafe { sys::cuMemcpyDtoDAsync_v2(dst.0, src.0, len as usize, self.stream) },
+            "cuMemcpyDtoDAsync",
+        )
     }
 
     fn stream_done(&mut self) -> Result<bool> {

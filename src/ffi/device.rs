@@ -67,6 +67,9 @@ pub trait GpuDevice {
     /// Device to host, after the stream's work has finished.
     fn copy_out(&mut self, src: DeviceAddr, out: &mut [u8]) -> Result<()>;
     fn memset(&mut self, dst: DeviceAddr, len: u64, byte: u8) -> Result<()>;
+    /// Enqueues a device-to-device copy of `len` bytes on the stream (part of an operation, as
+    /// nccl-tests' hypercube copies a rank's own block): asynchronous, and allowed while capturing.
+    fn copy_on_stream(&mut self, dst: DeviceAddr, src: DeviceAddr, len: u64) -> Result<()>;
     /// Whether everything enqueued on the stream has finished (a query, never blocking).
     fn stream_done(&mut self) -> Result<bool>;
     /// Makes sure at least `count` events exist, so recording allocates nothing.

@@ -220,7 +220,8 @@ pub fn fine_grained_flag(runtime_version: Option<i32>) -> u32 {
 
 impl HipDevice {
     /// Makes device `ordinal` current in this thread and creates its stream.
-    pub fn open(hip: &Arc<Hip>, ordinal: usize) -> Result<HipDevice> {
+    /// Opens device `ordinal` with a stream of its own, or the null stream when `null_stream` (-y 1).
+    pub fn open(hip: &Arc<Hip>, ordinal: usize, null_stream: bool) -> Result<HipDevice> {
         let count = hip.device_count()?;
         if ordinal >= count {
             return Err(Error::Unsupported(format!(
@@ -233,8 +234,10 @@ impl HipDevice {
         // SAFETY: ordinal < count.
         hip.check(unsafe { set(ordinal as i32) }, "hipSetDevice")?;
         let mut stream: sys::hipStream_t = std::ptr::null_mut();
-        // SAFETY: stream is a valid out-pointer; the device is current.
-        hip.check(unsafe { create(&mut stream) }, "hipStreamCreate")?;
+        if !null_stream {
+            // SAFETY: stream is a valid out-pointer; the device is current.
+            hip.check(unsafe { create(&mut stream) }, "hipStreamCreate")?;
+        }
         let mut device = HipDevice {
             hip: Arc::clone(hip),
             ordinal,
@@ -390,6 +393,24 @@ impl GpuDevice for HipDevice {
         hip.check(
             unsafe { f(dst.as_ptr(), byte as i32, len as usize) },
             "hipMemset",
+        )
+    }
+
+    fn copy_on_stream(&mut self, dst: DeviceAddr, src: DeviceAddr, len: u64) -> Result<()> {
+        let hip = &self.hip;
+        let f = required!(hip, hipMemcpyAsync);
+        // SAFETY: the caller keeps both ranges inside its allocations; the stream is live.
+        hip.check(
+            unsafe {
+                f(
+                    dst.as_ptr(),
+                    src.as_ptr(),
+                    len as usize,
+                    sys::hipMemcpyKind::hipMemcpyDeviceToDevice,
+                    self.stream,
+                )
+            },
+            "hipMemcpyAsync",
         )
     }
 

@@ -7,6 +7,7 @@
 //! as plain addresses (`DeviceAddr`) and streams as opaque handles (`StreamHandle`), which safe code
 //! can pass around and offset but never dereference.
 
+pub mod clock;
 pub mod cuda;
 pub mod device;
 pub mod hip;

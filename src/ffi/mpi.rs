@@ -245,13 +245,6 @@ impl Buffers<'_> {
         let end = offset.checked_add(bytes)?;
         (end <= slice.len()).then(|| slice[offset..].as_mut_ptr() as *mut c_void)
     }
-
-    fn send_ptr(&mut self, at: Option<At>, bytes: usize) -> Option<*const c_void> {
-        match at {
-            None => Some(self.in_place),
-            Some(at) => self.ptr(at, bytes).map(|p| p as *const c_void),
-        }
-    }
 }
 
 pub fn type_size(dt: Datatype) -> usize {
@@ -274,11 +267,387 @@ pub fn contiguous_bytes(bytes: i32) -> Datatype {
 }
 
 /// An alltoallv's per-peer counts and displacements on this rank, in units of its datatype.
+#[derive(Debug, Clone)]
 pub struct PeerCounts {
     pub send_counts: Vec<c_int>,
     pub send_displs: Vec<c_int>,
     pub recv_counts: Vec<c_int>,
     pub recv_displs: Vec<c_int>,
+}
+
+/// Error code returned when a region does not fit its buffer: the call is refused, never made.
+pub const OUT_OF_BOUNDS: c_int = -1;
+
+/// Error code returned when a prepared call is launched on buffers other than those it was prepared
+/// for, or beyond the rotation it was checked for.
+pub const NOT_PREPARED: c_int = -2;
+
+/// One operand pointer of a resolved call: into a buffer (moved by the rotation), or MPI_IN_PLACE.
+#[derive(Debug, Clone, Copy)]
+struct Operand {
+    ptr: *mut c_void,
+    rotates: bool,
+}
+
+impl Operand {
+    fn at(ptr: *mut c_void) -> Operand {
+        Operand { ptr, rotates: true }
+    }
+
+    fn fixed(ptr: *const c_void) -> Operand {
+        Operand {
+            ptr: ptr as *mut c_void,
+            rotates: false,
+        }
+    }
+
+    /// The pointer `shift` bytes further on in its buffer.
+    ///
+    /// # Safety
+    /// `shift` must keep every byte the call touches inside the buffer (checked when the call was
+    /// resolved for the largest shift it is launched with).
+    unsafe fn shifted(self, shift: usize) -> *mut c_void {
+        if self.rotates {
+            // SAFETY: the caller's contract: the shifted region lies inside the same allocation.
+            unsafe { self.ptr.byte_add(shift) }
+        } else {
+            self.ptr
+        }
+    }
+}
+
+/// A call with its regions turned into pointers, each checked against its buffer.
+#[derive(Debug, Clone)]
+enum Resolved {
+    Allreduce(Operand, Operand, c_int, Datatype, Op),
+    Allgather(Operand, Operand, c_int, Datatype),
+    ReduceScatterBlock(Operand, Operand, c_int, Datatype, Op),
+    Bcast(Operand, c_int, Datatype, c_int),
+    Reduce(Operand, Operand, c_int, Datatype, Op, c_int),
+    Alltoall(Operand, Operand, c_int, Datatype),
+    Sendrecv(Operand, Operand, c_int, Datatype, c_int, c_int),
+    SendrecvReplace(Operand, c_int, Datatype, c_int, c_int),
+    Gather(Operand, Operand, c_int, Datatype, c_int),
+    Scatter(Operand, Operand, c_int, Datatype, c_int),
+    Alltoallv(Operand, Operand, Datatype, PeerCounts),
+}
+
+impl Buffers<'_> {
+    fn operand(&mut self, at: At, bytes: usize) -> Option<Operand> {
+        self.ptr(at, bytes).map(Operand::at)
+    }
+
+    fn send_operand(&mut self, at: Option<At>, bytes: usize) -> Option<Operand> {
+        match at {
+            None => Some(Operand::fixed(self.in_place)),
+            Some(at) => self.operand(at, bytes),
+        }
+    }
+}
+
+/// Checks every region `call` touches on this rank against its buffer (at `bufs.shift`) and turns
+/// them into pointers; None when one does not fit.
+fn resolve(call: &Call, bufs: &mut Buffers, rank: i32, size: i32) -> Option<Resolved> {
+    let n = size as usize;
+    let bytes = |count: i32, dt: Datatype| count.max(0) as usize * type_size(dt);
+    Some(match *call {
+        Call::Allreduce {
+            send,
+            recv,
+            count,
+            dt,
+            op,
+        } => {
+            let b = bytes(count, dt);
+            Resolved::Allreduce(
+                bufs.send_operand(send, b)?,
+                bufs.operand(recv, b)?,
+                count,
+                dt,
+                op,
+            )
+        }
+        Call::Allgather {
+            send,
+            recv,
+            count,
+            dt,
+        } => {
+            let b = bytes(count, dt);
+            Resolved::Allgather(
+                bufs.send_operand(send, b)?,
+                bufs.operand(recv, b * n)?,
+                count,
+                dt,
+            )
+        }
+        Call::ReduceScatterBlock {
+            send,
+            recv,
+            count,
+            dt,
+            op,
+        } => {
+            let b = bytes(count, dt);
+            // In place, the whole input lies in the receive buffer.
+            let r = bufs.operand(recv, if send.is_none() { b * n } else { b })?;
+            Resolved::ReduceScatterBlock(bufs.send_operand(send, b * n)?, r, count, dt, op)
+        }
+        Call::Bcast {
+            buf,
+            count,
+            dt,
+            root,
+        } => Resolved::Bcast(bufs.operand(buf, bytes(count, dt))?, count, dt, root),
+        Call::Reduce {
+            send,
+            recv,
+            count,
+            dt,
+            op,
+            root,
+        } => {
+            let b = bytes(count, dt);
+            Resolved::Reduce(
+                bufs.send_operand(send, b)?,
+                bufs.operand(recv, b)?,
+                count,
+                dt,
+                op,
+                root,
+            )
+        }
+        Call::Alltoall {
+            send,
+            recv,
+            count,
+            dt,
+        } => {
+            let b = bytes(count, dt) * n;
+            Resolved::Alltoall(
+                bufs.send_operand(send, b)?,
+                bufs.operand(recv, b)?,
+                count,
+                dt,
+            )
+        }
+        Call::Sendrecv {
+            send,
+            recv,
+            count,
+            dt,
+            to,
+            from,
+        } => {
+            let b = bytes(count, dt);
+            Resolved::Sendrecv(
+                bufs.operand(send, b)?,
+                bufs.operand(recv, b)?,
+                count,
+                dt,
+                to,
+                from,
+            )
+        }
+        Call::SendrecvReplace {
+            buf,
+            count,
+            dt,
+            to,
+            from,
+        } => Resolved::SendrecvReplace(bufs.operand(buf, bytes(count, dt))?, count, dt, to, from),
+        Call::Gather {
+            send,
+            recv,
+            count,
+            dt,
+            root,
+        } => {
+            let b = bytes(count, dt);
+            let r = bufs.operand(recv, if rank == root { b * n } else { 0 })?;
+            Resolved::Gather(bufs.send_operand(send, b)?, r, count, dt, root)
+        }
+        Call::Scatter {
+            send,
+            recv,
+            count,
+            dt,
+            root,
+        } => {
+            let b = bytes(count, dt);
+            let s = bufs.operand(send, if rank == root { b * n } else { 0 })?;
+            let r = match recv {
+                None => Operand::fixed(bufs.in_place),
+                Some(at) => bufs.operand(at, b)?,
+            };
+            Resolved::Scatter(s, r, count, dt, root)
+        }
+    })
+}
+
+/// Checks an alltoallv's lists (one entry per rank, none negative) and every peer's piece against its
+/// buffer, and keeps the lists with the pointers.
+fn resolve_alltoallv(
+    bufs: &mut Buffers,
+    send: Option<At>,
+    recv: At,
+    v: &PeerCounts,
+    dt: Datatype,
+    size: i32,
+) -> Option<Resolved> {
+    let n = size as usize;
+    let lists = [
+        &v.send_counts,
+        &v.send_displs,
+        &v.recv_counts,
+        &v.recv_displs,
+    ];
+    if lists
+        .iter()
+        .any(|l| l.len() != n || l.iter().any(|&x| x < 0))
+    {
+        return None;
+    }
+    let unit = type_size(dt);
+    let extent = |counts: &[c_int], displs: &[c_int]| {
+        counts
+            .iter()
+            .zip(displs)
+            .map(|(&c, &d)| (c as usize + d as usize) * unit)
+            .max()
+            .unwrap_or(0)
+    };
+    let s = bufs.send_operand(send, extent(&v.send_counts, &v.send_displs))?;
+    let r = bufs.operand(recv, extent(&v.recv_counts, &v.recv_displs))?;
+    Some(Resolved::Alltoallv(s, r, dt, v.clone()))
+}
+
+/// Makes a resolved call with its buffer operands `shift` bytes further on.
+///
+/// # Safety
+/// `r` was resolved on buffers that are still alive and unmoved, for a shift of at least `shift`
+/// (or exactly at `shift` 0 with the shift already in its pointers); `comm` is a valid communicator.
+unsafe fn execute(r: &Resolved, shift: usize, comm: ffi::MPI_Comm) -> c_int {
+    // SAFETY (every arm): the caller's contract covers each operand at this shift; the lists of an
+    // alltoallv hold one entry per rank of the communicator.
+    unsafe {
+        match r {
+            Resolved::Allreduce(s, d, count, dt, op) => {
+                ffi::MPI_Allreduce(s.shifted(shift), d.shifted(shift), *count, *dt, *op, comm)
+            }
+            Resolved::Allgather(s, d, count, dt) => ffi::MPI_Allgather(
+                s.shifted(shift),
+                *count,
+                *dt,
+                d.shifted(shift),
+                *count,
+                *dt,
+                comm,
+            ),
+            Resolved::ReduceScatterBlock(s, d, count, dt, op) => ffi::MPI_Reduce_scatter_block(
+                s.shifted(shift),
+                d.shifted(shift),
+                *count,
+                *dt,
+                *op,
+                comm,
+            ),
+            Resolved::Bcast(b, count, dt, root) => {
+                ffi::MPI_Bcast(b.shifted(shift), *count, *dt, *root, comm)
+            }
+            Resolved::Reduce(s, d, count, dt, op, root) => ffi::MPI_Reduce(
+                s.shifted(shift),
+                d.shifted(shift),
+                *count,
+                *dt,
+                *op,
+                *root,
+                comm,
+            ),
+            Resolved::Alltoall(s, d, count, dt) => ffi::MPI_Alltoall(
+                s.shifted(shift),
+                *count,
+                *dt,
+                d.shifted(shift),
+                *count,
+                *dt,
+                comm,
+            ),
+            Resolved::Sendrecv(s, d, count, dt, to, from) => ffi::MPI_Sendrecv(
+                s.shifted(shift),
+                *count,
+                *dt,
+                *to,
+                0,
+                d.shifted(shift),
+                *count,
+                *dt,
+                *from,
+                0,
+                comm,
+                ffi::RSMPI_STATUS_IGNORE,
+            ),
+            Resolved::SendrecvReplace(b, count, dt, to, from) => ffi::MPI_Sendrecv_replace(
+                b.shifted(shift),
+                *count,
+                *dt,
+                *to,
+                0,
+                *from,
+                0,
+                comm,
+                ffi::RSMPI_STATUS_IGNORE,
+            ),
+            Resolved::Gather(s, d, count, dt, root) => ffi::MPI_Gather(
+                s.shifted(shift),
+                *count,
+                *dt,
+                d.shifted(shift),
+                *count,
+                *dt,
+                *root,
+                comm,
+            ),
+            Resolved::Scatter(s, d, count, dt, root) => ffi::MPI_Scatter(
+                s.shifted(shift),
+                *count,
+                *dt,
+                d.shifted(shift),
+                *count,
+                *dt,
+                *root,
+                comm,
+            ),
+            Resolved::Alltoallv(s, d, dt, v) => ffi::MPI_Alltoallv(
+                s.shifted(shift),
+                v.send_counts.as_ptr(),
+                v.send_displs.as_ptr(),
+                *dt,
+                d.shifted(shift),
+                v.recv_counts.as_ptr(),
+                v.recv_displs.as_ptr(),
+                *dt,
+                comm,
+            ),
+        }
+    }
+}
+
+/// Runs one collective on this rank's buffers. Every region is checked against its buffer for
+/// the bytes MPI will touch on this rank before the call is made.
+pub fn run(
+    call: &Call,
+    bufs: &mut Buffers,
+    comm: &SimpleCommunicator,
+    rank: i32,
+    size: i32,
+) -> c_int {
+    match resolve(call, bufs, rank, size) {
+        // SAFETY: resolved just now on these buffers, with the shift already in its pointers; the
+        // communicator is borrowed, so alive.
+        Some(r) => unsafe { execute(&r, 0, comm.as_raw()) },
+        None => OUT_OF_BOUNDS,
+    }
 }
 
 /// MPI_Alltoallv on this rank's buffers (`send` None: MPI_IN_PLACE, which sends from `recv` by the
@@ -292,210 +661,94 @@ pub fn alltoallv(
     dt: Datatype,
     size: i32,
 ) -> c_int {
-    let n = size as usize;
-    let lists = [
-        &v.send_counts,
-        &v.send_displs,
-        &v.recv_counts,
-        &v.recv_displs,
-    ];
-    if lists
-        .iter()
-        .any(|l| l.len() != n || l.iter().any(|&x| x < 0))
-    {
-        return OUT_OF_BOUNDS;
-    }
-    let unit = type_size(dt);
-    let extent = |counts: &[c_int], displs: &[c_int]| {
-        counts
-            .iter()
-            .zip(displs)
-            .map(|(&c, &d)| (c as usize + d as usize) * unit)
-            .max()
-            .unwrap_or(0)
-    };
-    let Some(s) = bufs.send_ptr(send, extent(&v.send_counts, &v.send_displs)) else {
-        return OUT_OF_BOUNDS;
-    };
-    let Some(r) = bufs.ptr(recv, extent(&v.recv_counts, &v.recv_displs)) else {
-        return OUT_OF_BOUNDS;
-    };
-    // SAFETY: both regions were checked above for every peer's piece; the four arrays hold one
-    // entry per rank of the communicator, which is valid.
-    unsafe {
-        ffi::MPI_Alltoallv(
-            s,
-            v.send_counts.as_ptr(),
-            v.send_displs.as_ptr(),
-            dt,
-            r,
-            v.recv_counts.as_ptr(),
-            v.recv_displs.as_ptr(),
-            dt,
-            comm.as_raw(),
-        )
+    match resolve_alltoallv(bufs, send, recv, v, dt, size) {
+        // SAFETY: as in `run`.
+        Some(r) => unsafe { execute(&r, 0, comm.as_raw()) },
+        None => OUT_OF_BOUNDS,
     }
 }
 
-/// Error code returned when a region does not fit its buffer: the call is refused, never made.
-pub const OUT_OF_BOUNDS: c_int = -1;
+/// What a call touches, for `Ready`: an ordinary collective or an alltoallv.
+pub enum Prepare<'a> {
+    Call(&'a Call),
+    Alltoallv {
+        send: Option<At>,
+        recv: At,
+        counts: &'a PeerCounts,
+        dt: Datatype,
+    },
+}
 
-/// Runs one collective on this rank's buffers. Every region is checked against its buffer for
-/// the bytes MPI will touch on this rank before the call is made.
-pub fn run(
-    call: &Call,
-    bufs: &mut Buffers,
-    comm: &SimpleCommunicator,
-    rank: i32,
-    size: i32,
-) -> c_int {
-    let c = comm.as_raw();
-    let n = size as usize;
-    let bytes = |count: i32, dt: Datatype| count.max(0) as usize * type_size(dt);
-    macro_rules! get {
-        ($e:expr) => {
-            match $e {
-                Some(p) => p,
-                None => return OUT_OF_BOUNDS,
+/// A call checked once for many launches (the timed loop): every region it touches lies inside its
+/// buffer for each rotation up to `max_shift`, so a launch adds the rotation and calls MPI. It holds the
+/// buffers' addresses and lengths as they were, and a launch on other buffers is refused.
+pub struct Ready {
+    resolved: Resolved,
+    /// Compared, never called through: `launch` calls through the communicator it is lent.
+    comm: ffi::MPI_Comm,
+    buffers: [(usize, usize); 2],
+    max_shift: usize,
+}
+
+fn buffer_identity(send: &[u8], recv: &[u8]) -> [(usize, usize); 2] {
+    [
+        (send.as_ptr() as usize, send.len()),
+        (recv.as_ptr() as usize, recv.len()),
+    ]
+}
+
+impl Ready {
+    /// Checks `what` on this rank's buffers for every rotation up to `max_shift` (the buffers' own
+    /// `shift` is ignored); `OUT_OF_BOUNDS` when a region would not fit.
+    pub fn new(
+        what: Prepare,
+        bufs: &mut Buffers,
+        comm: &SimpleCommunicator,
+        rank: i32,
+        size: i32,
+        max_shift: usize,
+    ) -> Result<Ready, c_int> {
+        let mut resolve_at = |shift: usize| {
+            bufs.shift = shift;
+            match &what {
+                Prepare::Call(call) => resolve(call, bufs, rank, size),
+                Prepare::Alltoallv {
+                    send,
+                    recv,
+                    counts,
+                    dt,
+                } => resolve_alltoallv(bufs, *send, *recv, counts, *dt, size),
             }
         };
+        // Regions grow with the shift: fitting at the largest, they fit at every smaller one.
+        resolve_at(max_shift).ok_or(OUT_OF_BOUNDS)?;
+        let resolved = resolve_at(0).ok_or(OUT_OF_BOUNDS)?;
+        Ok(Ready {
+            resolved,
+            comm: comm.as_raw(),
+            buffers: buffer_identity(&bufs.send[..], &bufs.recv[..]),
+            max_shift,
+        })
     }
-    // SAFETY (every arm): each pointer comes from `Buffers::ptr`, which checked that the bytes this
-    // rank's part of the call reads or writes lie inside the buffer; the communicator is valid.
-    unsafe {
-        match *call {
-            Call::Allreduce {
-                send,
-                recv,
-                count,
-                dt,
-                op,
-            } => {
-                let b = bytes(count, dt);
-                let s = get!(bufs.send_ptr(send, b));
-                let r = get!(bufs.ptr(recv, b));
-                ffi::MPI_Allreduce(s, r, count, dt, op, c)
-            }
-            Call::Allgather {
-                send,
-                recv,
-                count,
-                dt,
-            } => {
-                let b = bytes(count, dt);
-                let s = get!(bufs.send_ptr(send, b));
-                let r = get!(bufs.ptr(recv, b * n));
-                ffi::MPI_Allgather(s, count, dt, r, count, dt, c)
-            }
-            Call::ReduceScatterBlock {
-                send,
-                recv,
-                count,
-                dt,
-                op,
-            } => {
-                let b = bytes(count, dt);
-                let s = get!(bufs.send_ptr(send, b * n));
-                // In place, the whole input lies in the receive buffer.
-                let r = get!(bufs.ptr(recv, if send.is_none() { b * n } else { b }));
-                ffi::MPI_Reduce_scatter_block(s, r, count, dt, op, c)
-            }
-            Call::Bcast {
-                buf,
-                count,
-                dt,
-                root,
-            } => {
-                let p = get!(bufs.ptr(buf, bytes(count, dt)));
-                ffi::MPI_Bcast(p, count, dt, root, c)
-            }
-            Call::Reduce {
-                send,
-                recv,
-                count,
-                dt,
-                op,
-                root,
-            } => {
-                let b = bytes(count, dt);
-                let s = get!(bufs.send_ptr(send, b));
-                let r = get!(bufs.ptr(recv, b));
-                ffi::MPI_Reduce(s, r, count, dt, op, root, c)
-            }
-            Call::Alltoall {
-                send,
-                recv,
-                count,
-                dt,
-            } => {
-                let b = bytes(count, dt) * n;
-                let s = get!(bufs.send_ptr(send, b));
-                let r = get!(bufs.ptr(recv, b));
-                ffi::MPI_Alltoall(s, count, dt, r, count, dt, c)
-            }
-            Call::Sendrecv {
-                send,
-                recv,
-                count,
-                dt,
-                to,
-                from,
-            } => {
-                let b = bytes(count, dt);
-                let s = get!(bufs.ptr(send, b));
-                let r = get!(bufs.ptr(recv, b));
-                ffi::MPI_Sendrecv(
-                    s,
-                    count,
-                    dt,
-                    to,
-                    0,
-                    r,
-                    count,
-                    dt,
-                    from,
-                    0,
-                    c,
-                    ffi::RSMPI_STATUS_IGNORE,
-                )
-            }
-            Call::SendrecvReplace {
-                buf,
-                count,
-                dt,
-                to,
-                from,
-            } => {
-                let p = get!(bufs.ptr(buf, bytes(count, dt)));
-                ffi::MPI_Sendrecv_replace(p, count, dt, to, 0, from, 0, c, ffi::RSMPI_STATUS_IGNORE)
-            }
-            Call::Gather {
-                send,
-                recv,
-                count,
-                dt,
-                root,
-            } => {
-                let b = bytes(count, dt);
-                let s = get!(bufs.send_ptr(send, b));
-                let r = get!(bufs.ptr(recv, if rank == root { b * n } else { 0 }));
-                ffi::MPI_Gather(s, count, dt, r, count, dt, root, c)
-            }
-            Call::Scatter {
-                send,
-                recv,
-                count,
-                dt,
-                root,
-            } => {
-                let b = bytes(count, dt);
-                let s = get!(bufs.ptr(send, if rank == root { b * n } else { 0 }));
-                let r = match recv {
-                    None => bufs.in_place as *mut c_void,
-                    Some(at) => get!(bufs.ptr(at, b)),
-                };
-                ffi::MPI_Scatter(s, count, dt, r, count, dt, root, c)
-            }
+
+    /// Makes the call with every buffer operand `shift` bytes on; `NOT_PREPARED` on other buffers or
+    /// communicator, or beyond the prepared rotation.
+    pub fn launch(
+        &self,
+        comm: &SimpleCommunicator,
+        send: &[u8],
+        recv: &[u8],
+        shift: usize,
+    ) -> c_int {
+        if shift > self.max_shift
+            || comm.as_raw() != self.comm
+            || buffer_identity(send, recv) != self.buffers
+        {
+            return NOT_PREPARED;
         }
+        // SAFETY: resolved on these very buffers (the same addresses and lengths, borrowed by the caller
+        // for the call, so alive and unmoved), checked at `max_shift` >= `shift`; the communicator is
+        // the one it was prepared on, borrowed, so alive.
+        unsafe { execute(&self.resolved, shift, comm.as_raw()) }
     }
 }

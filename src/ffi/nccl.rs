@@ -72,6 +72,66 @@ pub enum Optional {
     /// RCCL's ncclAllToAllv. Only RCCL's counts: an NCCL build that exports the name (a fork) is left on
     /// grouped send/recv, so NCCL's numbers stay those of nccl-tests' alltoallv_perf.
     AllToAllv,
+    /// ncclCommRegister and ncclCommDeregister (NCCL 2.19 and later): -R 1.
+    Register,
+    /// ncclCommWindowRegister and ncclCommWindowDeregister (NCCL 2.27 and later): -R 2.
+    Window,
+    /// ncclCommInitRankConfig (NCCL 2.14 and later): communicator options such as the CTA policy.
+    InitRankConfig,
+    /// ncclRedOpCreatePreMulSum and ncclRedOpDestroy (NCCL 2.11 and later): -o mulsum.
+    PreMulSum,
+}
+
+/// Communicator options collbench sets (ncclConfig_t); None leaves a field to the library.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommConfig {
+    /// NCCL_CTA_POLICY_DEFAULT (0), _EFFICIENCY (1) or _ZERO (2): -x (NCCL 2.27; 2 needs 2.28).
+    pub cta_policy: Option<i32>,
+    /// 1 on NCCL 2.28 and later, as nccl-tests sets it.
+    pub nvlink_centric_sched: Option<i32>,
+}
+
+impl CommConfig {
+    /// The struct ncclCommInitRankConfig reads: NCCL_CONFIG_INITIALIZER's values (every option left to
+    /// the library) with ours set, in the 2.28 layout that `version` names.
+    fn raw(&self) -> sys::ncclConfigPrefix_v22800 {
+        // NCCL_CONFIG_UNDEF_INT is INT_MIN, which bindgen does not evaluate.
+        let undef = std::ffi::c_int::MIN;
+        sys::ncclConfigPrefix_v22800 {
+            size: std::mem::size_of::<sys::ncclConfigPrefix_v22800>(),
+            magic: sys::NCCL_API_MAGIC,
+            version: version_code(2, 28, 0) as u32,
+            blocking: undef,
+            cgaClusterSize: undef,
+            minCTAs: undef,
+            maxCTAs: undef,
+            netName: std::ptr::null(),
+            splitShare: undef,
+            trafficClass: undef,
+            commName: std::ptr::null(),
+            collnetEnable: undef,
+            CTAPolicy: self.cta_policy.unwrap_or(undef),
+            shrinkShare: undef,
+            nvlsCTAs: undef,
+            nChannelsPerNetPeer: undef,
+            nvlinkCentricSched: self.nvlink_centric_sched.unwrap_or(undef),
+        }
+    }
+}
+
+/// NCCL_WIN_COLL_SYMMETRIC: a window registered for symmetric collectives (-R 2).
+pub const WINDOW_COLL_SYMMETRIC: i32 = sys::NCCL_WIN_COLL_SYMMETRIC as i32;
+
+/// A reduction operator as the library takes it: a built-in one, or one made by
+/// `NcclComm::pre_mul_sum` (destroyed with `NcclComm::destroy_op`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedOp(sys::ncclRedOp_t);
+
+impl RedOp {
+    /// The library's built-in operator for `op`; None for one the library makes on request (mulsum).
+    pub fn builtin(op: ReduceOp) -> Option<RedOp> {
+        nccl_op(op).map(RedOp)
+    }
 }
 
 /// A loaded NCCL or RCCL library.
@@ -86,7 +146,7 @@ pub struct Nccl {
 
 /// A symbol the library must have; `Err` when an old or foreign library lacks it.
 macro_rules! required {
-    ($self:ident, $name:ident) => {
+    ($self:expr, $name:ident) => {
         match $self.lib.$name.as_ref() {
             Ok(f) => f,
             Err(e) => return Err($self.missing(stringify!($name), e)),
@@ -218,6 +278,16 @@ impl Nccl {
             Optional::MemAlloc => self.lib.ncclMemAlloc.is_ok() && self.lib.ncclMemFree.is_ok(),
             Optional::CommSplit => self.lib.ncclCommSplit.is_ok(),
             Optional::AllToAllv => self.flavor == Flavor::Rccl && self.lib.ncclAllToAllv.is_ok(),
+            Optional::Register => {
+                self.lib.ncclCommRegister.is_ok() && self.lib.ncclCommDeregister.is_ok()
+            }
+            Optional::Window => {
+                self.lib.ncclCommWindowRegister.is_ok() && self.lib.ncclCommWindowDeregister.is_ok()
+            }
+            Optional::InitRankConfig => self.lib.ncclCommInitRankConfig.is_ok(),
+            Optional::PreMulSum => {
+                self.lib.ncclRedOpCreatePreMulSum.is_ok() && self.lib.ncclRedOpDestroy.is_ok()
+            }
             Optional::AlgoInfo => {
                 self.flavor == Flavor::Rccl
                     && self.lib.rcclGetAlgoInfo.is_ok()
@@ -297,7 +367,17 @@ impl Nccl {
 
     /// Joins communicator `id` as `rank` of `nranks`, on the device current in this thread.
     pub fn init_rank(self: &Arc<Self>, nranks: usize, id: &[u8], rank: usize) -> Result<NcclComm> {
-        let f = required!(self, ncclCommInitRank);
+        self.init_rank_with(nranks, id, rank, None)
+    }
+
+    /// As `init_rank`, with communicator options (ncclCommInitRankConfig) when `config` is given.
+    pub fn init_rank_with(
+        self: &Arc<Self>,
+        nranks: usize,
+        id: &[u8],
+        rank: usize,
+        config: Option<&CommConfig>,
+    ) -> Result<NcclComm> {
         if id.len() != UNIQUE_ID_BYTES {
             return Err(Error::Internal(format!(
                 "unique id of {} bytes, expected {UNIQUE_ID_BYTES}",
@@ -311,9 +391,30 @@ impl Nccl {
             *d = *s as std::ffi::c_char;
         }
         let mut raw: sys::ncclComm_t = std::ptr::null_mut();
-        // SAFETY: raw is a valid out-pointer; the id is passed by value as NCCL declares it.
-        let r = unsafe { f(&mut raw, to_int(nranks)?, uid, to_int(rank)?) };
-        self.check(r, "ncclCommInitRank", None)?;
+        match config {
+            None => {
+                let f = required!(self, ncclCommInitRank);
+                // SAFETY: raw is a valid out-pointer; the id is passed by value as NCCL declares it.
+                let r = unsafe { f(&mut raw, to_int(nranks)?, uid, to_int(rank)?) };
+                self.check(r, "ncclCommInitRank", None)?;
+            }
+            Some(config) => {
+                let f = required!(self, ncclCommInitRankConfig);
+                let mut options = config.raw();
+                // SAFETY: as above; `options` is a complete ncclConfig_t prefix whose `size` says how
+                // many bytes NCCL may read, and it outlives the call (NCCL copies it).
+                let r = unsafe {
+                    f(
+                        &mut raw,
+                        to_int(nranks)?,
+                        uid,
+                        to_int(rank)?,
+                        (&mut options as *mut sys::ncclConfigPrefix_v22800).cast(),
+                    )
+                };
+                self.check(r, "ncclCommInitRankConfig", None)?;
+            }
+        }
         Ok(NcclComm {
             nccl: Arc::clone(self),
             raw,
@@ -438,16 +539,17 @@ pub fn nccl_type(d: DataType) -> sys::ncclDataType_t {
     }
 }
 
-/// NCCL's operator for ours.
-pub fn nccl_op(op: ReduceOp) -> sys::ncclRedOp_t {
+/// NCCL's built-in operator for ours; None for mulsum, which the library makes per communicator.
+pub fn nccl_op(op: ReduceOp) -> Option<sys::ncclRedOp_t> {
     use sys::ncclRedOp_t as O;
-    match op {
+    Some(match op {
         ReduceOp::Sum => O::ncclSum,
         ReduceOp::Prod => O::ncclProd,
         ReduceOp::Max => O::ncclMax,
         ReduceOp::Min => O::ncclMin,
         ReduceOp::Avg => O::ncclAvg,
-    }
+        ReduceOp::MulSum => return None,
+    })
 }
 
 /// The collectives RCCL's tuner answers for (its ncclFunc_t), the others have no tuned choice.
@@ -639,8 +741,8 @@ impl NcclComm {
 
     /// The device this communicator runs on (ncclCommCuDevice).
     pub fn device(&mut self) -> Result<usize> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclCommCuDevice);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclCommCuDevice);
         let mut d = 0;
         // SAFETY: raw is a live communicator; d is a valid out-pointer.
         let r = unsafe { f(self.raw, &mut d) };
@@ -667,8 +769,8 @@ impl NcclComm {
 
     /// Registers a buffer with the communicator (ncclCommRegister), for -R.
     pub fn register(&mut self, addr: DeviceAddr, bytes: u64) -> Result<Registration> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclCommRegister);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclCommRegister);
         let mut handle: *mut std::ffi::c_void = std::ptr::null_mut();
         // SAFETY: addr..addr+bytes is device memory owned by the caller; handle is a valid out-pointer.
         let r = unsafe { f(self.raw, addr.as_ptr(), to_size(bytes)?, &mut handle) };
@@ -677,11 +779,69 @@ impl NcclComm {
     }
 
     pub fn deregister(&mut self, registration: Registration) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclCommDeregister);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclCommDeregister);
         // SAFETY: the handle came from ncclCommRegister on this communicator and is consumed here.
         let r = unsafe { f(self.raw, registration.0) };
         self.check(r, "ncclCommDeregister")
+    }
+
+    /// Registers a buffer as a window of the communicator (ncclCommWindowRegister, NCCL 2.27+), for -R 2
+    /// with `WINDOW_COLL_SYMMETRIC`. Every rank of the communicator calls it together.
+    pub fn window_register(&mut self, addr: DeviceAddr, bytes: u64, flags: i32) -> Result<Window> {
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclCommWindowRegister);
+        let mut window: sys::ncclWindow_t = std::ptr::null_mut();
+        // SAFETY: addr..addr+bytes is device memory owned by the caller (from ncclMemAlloc, as windows
+        // require); window is a valid out-pointer.
+        let r = unsafe { f(self.raw, addr.as_ptr(), to_size(bytes)?, &mut window, flags) };
+        self.check(r, "ncclCommWindowRegister")?;
+        Ok(Window(window))
+    }
+
+    pub fn window_deregister(&mut self, window: Window) -> Result<()> {
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclCommWindowDeregister);
+        // SAFETY: the window came from ncclCommWindowRegister on this communicator and is consumed here.
+        let r = unsafe { f(self.raw, window.0) };
+        self.check(r, "ncclCommWindowDeregister")
+    }
+
+    /// A pre-multiplied sum (ncclRedOpCreatePreMulSum, NCCL 2.11+): each rank's input times `scalar`
+    /// (one element of `d`, its bytes), summed. Valid on this communicator until `destroy_op`.
+    pub fn pre_mul_sum(&mut self, scalar: &[u8], d: DataType) -> Result<RedOp> {
+        if scalar.len() != d.size() {
+            return Err(Error::Internal(format!(
+                "a {d} scalar of {} bytes",
+                scalar.len()
+            )));
+        }
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclRedOpCreatePreMulSum);
+        let mut op = sys::ncclRedOp_t(0);
+        let mut value = [0u8; 8];
+        value[..scalar.len()].copy_from_slice(scalar);
+        // SAFETY: op is a valid out-pointer; the scalar is read from host memory at once
+        // (ncclScalarHostImmediate), from a buffer at least one element long.
+        let r = unsafe {
+            f(
+                &mut op,
+                value.as_mut_ptr().cast(),
+                nccl_type(d),
+                sys::ncclScalarResidence_t::ncclScalarHostImmediate,
+                self.raw,
+            )
+        };
+        self.check(r, "ncclRedOpCreatePreMulSum")?;
+        Ok(RedOp(op))
+    }
+
+    pub fn destroy_op(&mut self, op: RedOp) -> Result<()> {
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclRedOpDestroy);
+        // SAFETY: op was made on this communicator by ncclRedOpCreatePreMulSum and is destroyed once.
+        let r = unsafe { f(op.0, self.raw) };
+        self.check(r, "ncclRedOpDestroy")
     }
 
     pub fn all_reduce(
@@ -690,11 +850,11 @@ impl NcclComm {
         recv: DeviceAddr,
         count: u64,
         d: DataType,
-        op: ReduceOp,
+        op: RedOp,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclAllReduce);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclAllReduce);
         // SAFETY (all collectives below): the buffers are device allocations sized by the backend for
         // this shape; raw is a live communicator; the stream belongs to the communicator's device.
         let r = unsafe {
@@ -703,7 +863,7 @@ impl NcclComm {
                 recv.as_ptr(),
                 to_size(count)?,
                 nccl_type(d),
-                nccl_op(op),
+                op.0,
                 self.raw,
                 s.0.cast(),
             )
@@ -719,8 +879,8 @@ impl NcclComm {
         d: DataType,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclAllGather);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclAllGather);
         // SAFETY: see all_reduce.
         let r = unsafe {
             f(
@@ -741,11 +901,11 @@ impl NcclComm {
         recv: DeviceAddr,
         count: u64,
         d: DataType,
-        op: ReduceOp,
+        op: RedOp,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclReduceScatter);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclReduceScatter);
         // SAFETY: see all_reduce.
         let r = unsafe {
             f(
@@ -753,7 +913,7 @@ impl NcclComm {
                 recv.as_ptr(),
                 to_size(count)?,
                 nccl_type(d),
-                nccl_op(op),
+                op.0,
                 self.raw,
                 s.0.cast(),
             )
@@ -770,8 +930,8 @@ impl NcclComm {
         root: usize,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclBroadcast);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclBroadcast);
         // SAFETY: see all_reduce.
         let r = unsafe {
             f(
@@ -794,12 +954,12 @@ impl NcclComm {
         recv: DeviceAddr,
         count: u64,
         d: DataType,
-        op: ReduceOp,
+        op: RedOp,
         root: usize,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclReduce);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclReduce);
         // SAFETY: see all_reduce.
         let r = unsafe {
             f(
@@ -807,7 +967,7 @@ impl NcclComm {
                 recv.as_ptr(),
                 to_size(count)?,
                 nccl_type(d),
-                nccl_op(op),
+                op.0,
                 to_int(root)?,
                 self.raw,
                 s.0.cast(),
@@ -857,8 +1017,8 @@ impl NcclComm {
         root: usize,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclGather);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclGather);
         // SAFETY: see all_reduce.
         let r = unsafe {
             f(
@@ -883,8 +1043,8 @@ impl NcclComm {
         root: usize,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclScatter);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclScatter);
         // SAFETY: see all_reduce.
         let r = unsafe {
             f(
@@ -910,8 +1070,8 @@ impl NcclComm {
         s: StreamHandle,
     ) -> Result<()> {
         counts.fits(self.size)?;
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclAllToAllv);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclAllToAllv);
         // SAFETY: see all_reduce; each list holds one entry per rank of this communicator (checked above),
         // as many as the library reads.
         let r = unsafe {
@@ -938,8 +1098,8 @@ impl NcclComm {
         peer: usize,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclSend);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclSend);
         // SAFETY: see all_reduce.
         let r = unsafe {
             f(
@@ -962,8 +1122,8 @@ impl NcclComm {
         peer: usize,
         s: StreamHandle,
     ) -> Result<()> {
-        let nccl = Arc::clone(&self.nccl);
-        let f = required!(nccl, ncclRecv);
+        // The function is copied out: no reference to the library is held across the call.
+        let f = *required!(self.nccl, ncclRecv);
         // SAFETY: see all_reduce.
         let r = unsafe {
             f(
@@ -1001,6 +1161,9 @@ impl Drop for NcclComm {
 /// A buffer registration handle (ncclCommRegister).
 pub struct Registration(*mut std::ffi::c_void);
 
+/// A symmetric-memory window (ncclCommWindowRegister).
+pub struct Window(sys::ncclWindow_t);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1016,12 +1179,34 @@ mod tests {
     }
 
     #[test]
+    fn the_config_says_its_layout_and_leaves_the_rest_to_the_library() {
+        let raw = CommConfig {
+            cta_policy: Some(1),
+            nvlink_centric_sched: None,
+        }
+        .raw();
+        assert_eq!(
+            raw.size,
+            std::mem::size_of::<sys::ncclConfigPrefix_v22800>()
+        );
+        assert_eq!(raw.magic, 0xcafebeef);
+        assert_eq!(raw.version, 22800);
+        assert_eq!(raw.CTAPolicy, 1);
+        assert_eq!(raw.nvlinkCentricSched, i32::MIN);
+        assert_eq!(raw.blocking, i32::MIN);
+        assert!(raw.netName.is_null());
+    }
+
+    #[test]
     fn data_type_codes_match_nccl() {
         let codes: Vec<u32> = DataType::ALL.iter().map(|&d| nccl_type(d).0).collect();
         // DataType::ALL is in nccl-tests order, which is NCCL's numbering.
         assert_eq!(codes, (0..12).collect::<Vec<u32>>());
-        let ops: Vec<u32> = ReduceOp::ALL.iter().map(|&o| nccl_op(o).0).collect();
-        assert_eq!(ops, [0, 1, 2, 3, 4]);
+        let ops: Vec<Option<u32>> = ReduceOp::ALL
+            .iter()
+            .map(|&o| nccl_op(o).map(|o| o.0))
+            .collect();
+        assert_eq!(ops, [Some(0), Some(1), Some(2), Some(3), Some(4), None]);
     }
 
     #[test]

@@ -10,10 +10,10 @@
 use crate::collective::Collective;
 use crate::error::{Error, ExitCode, Result};
 use crate::fleet::slow::{describe, measurements};
-use crate::report::model::{Measurement, Row};
+use crate::report::model::{BusBwFigure, Measurement, Row};
 use crate::report::port_errors::LinkErrorReport;
 // The stored form lives in the report layer so that report/ never depends on fleet/.
-pub use crate::report::verdicts::{GateReport, Verdict};
+pub use crate::report::verdicts::{GateReport, MinBwCheck, Verdict};
 use crate::size::{parse_size, HumanSize};
 use serde::Serialize;
 use std::fmt;
@@ -639,6 +639,20 @@ pub fn judge(
     }
 }
 
+/// NCCL_TESTS_MIN_BW=`required` judged as nccl-tests judges it: the run fails when the average bus
+/// bandwidth is below 0.9 x `required`, and when there is no average to judge (the gate never fails
+/// open).
+pub fn judge_min_bw(required: f64, avg: Option<&BusBwFigure>) -> MinBwCheck {
+    let threshold = 0.9 * required;
+    let avg = avg.map(|a| a.gbps);
+    MinBwCheck {
+        required_gbps: required,
+        threshold_gbps: threshold,
+        avg_busbw_gbps: avg,
+        passed: avg.is_some_and(|a| a >= threshold),
+    }
+}
+
 /// The lines printed after the run, one per rule.
 pub fn render(report: &GateReport) -> String {
     let mut out = String::new();
@@ -673,6 +687,20 @@ mod tests {
             row(Collective::AllReduce, 64 << 20, 4, 400.0),
             row(Collective::AllGather, 1 << 20, 4, 20.0),
         ]
+    }
+
+    #[test]
+    fn min_bw_fails_below_nine_tenths_as_nccl_tests_and_never_open() {
+        let avg = |gbps| BusBwFigure {
+            gbps,
+            values: 4,
+            covers: "test".into(),
+        };
+        assert!(judge_min_bw(100.0, Some(&avg(90.0))).passed);
+        let below = judge_min_bw(100.0, Some(&avg(89.9)));
+        assert!(!below.passed);
+        assert_eq!(below.threshold_gbps, 90.0);
+        assert!(!judge_min_bw(1.0, None).passed, "nothing measured fails");
     }
 
     #[test]

@@ -6,11 +6,11 @@
 
 use crate::collective::Collective;
 use crate::error::{Error, Result};
+use crate::report::formats;
 use crate::report::model::{Measurement, RunDocument};
 use crate::size::HumanSize;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -41,39 +41,11 @@ pub struct PlottedRun {
     pub peak_gbps: Option<f64>,
 }
 
-/// The peak bus bandwidth recorded in a results file, looked for where the writers put it:
-/// `peak_gbps` at the top level, in `summary`, in `topology`, or `plan.requested.peak_gbps` (from
-/// `--peak`). Tolerant on purpose: files written before the field existed simply have none.
-pub fn peak_gbps_in(value: &serde_json::Value) -> Option<f64> {
-    let candidates = [
-        value.get("peak_gbps"),
-        value.get("summary").and_then(|s| s.get("peak_gbps")),
-        value.get("topology").and_then(|t| t.get("peak_gbps")),
-        value
-            .get("plan")
-            .and_then(|p| p.get("requested"))
-            .and_then(|r| r.get("peak_gbps")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_f64())
-        .find(|p| p.is_finite() && *p > 0.0)
-}
-
-/// Reads a results file as the typed document and its recorded peak.
+/// Reads a results file of any format collbench knows (its own, nccl-tests' JSON or stdout log) as
+/// the typed document and its recorded peak.
 pub fn read_run(path: &Path) -> Result<(RunDocument, Option<f64>)> {
-    let text =
-        std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-    let not_results = |e: serde_json::Error| {
-        Error::Usage(format!(
-            "{} is not a collbench results file: {e}",
-            path.display()
-        ))
-    };
-    let value: serde_json::Value = serde_json::from_slice(&text).map_err(not_results)?;
-    let doc = RunDocument::deserialize(&value).map_err(not_results)?;
-    Ok((doc, peak_gbps_in(&value)))
+    let loaded = formats::read(path)?;
+    Ok((loaded.doc, loaded.peak_gbps))
 }
 
 fn measurement_of(
@@ -478,23 +450,6 @@ pub fn render(output: &Path, series: &[Series], peaks: &[(String, f64)]) -> Resu
 mod tests {
     use super::*;
     use crate::report::testdata::row;
-    use serde_json::json;
-
-    #[test]
-    fn finds_the_peak_where_writers_put_it() {
-        assert_eq!(peak_gbps_in(&json!({"peak_gbps": 450.0})), Some(450.0));
-        assert_eq!(
-            peak_gbps_in(&json!({"summary": {"peak_gbps": 90}})),
-            Some(90.0)
-        );
-        assert_eq!(
-            peak_gbps_in(&json!({"topology": {"peak_gbps": 12.5}})),
-            Some(12.5)
-        );
-        assert_eq!(peak_gbps_in(&json!({"peak_gbps": null})), None);
-        assert_eq!(peak_gbps_in(&json!({"peak_gbps": -1})), None);
-        assert_eq!(peak_gbps_in(&json!({})), None);
-    }
 
     #[test]
     fn labels_are_stems_unless_alike() {

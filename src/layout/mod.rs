@@ -5,7 +5,7 @@ pub mod figures;
 pub mod peaks;
 pub mod spec;
 
-pub use spec::{parse_list, parse_split, GroupSpec, SplitOp};
+pub use spec::{parse_list, parse_split, parse_split_mask, GroupSpec, SplitOp};
 
 use crate::backend::{Backend, Comm, GroupJoin};
 use crate::error::{Error, Result};

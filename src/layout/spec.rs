@@ -114,6 +114,21 @@ pub fn parse_split(text: &str) -> Result<GroupSpec, String> {
     Ok(GroupSpec::Split(op, value))
 }
 
+/// Parses an NCCL_TESTS_SPLIT_MASK value as nccl-tests does (`strtoul(value, NULL, 16)`): a hexadecimal
+/// mask, "0x" optional, so "10" is 16; the colour is `rank & mask`.
+pub fn parse_split_mask(text: &str) -> Result<GroupSpec, String> {
+    let t = text.trim();
+    let digits = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
+    u64::from_str_radix(digits, 16)
+        .map(|mask| GroupSpec::Split(SplitOp::And, mask))
+        .map_err(|_| {
+            format!("'{t}' is not a hexadecimal mask (nccl-tests reads it in base 16: 3, 0x3, ff)")
+        })
+}
+
 /// Parses one `--groups` layout: `K`, `stride:K`, `host` or `nccl-tests:RULE`.
 pub fn parse_spec(text: &str) -> Result<GroupSpec, String> {
     let t = text.trim();
@@ -175,6 +190,29 @@ mod tests {
             .contains("AND, OR, MOD or DIV"));
         assert!(parse_split("MOD 0").unwrap_err().contains("above 0"));
         assert!(parse_split("MOD x").unwrap_err().contains("not a number"));
+    }
+
+    #[test]
+    fn nccl_tests_split_mask_is_hexadecimal() {
+        for (text, mask) in [
+            ("3", 3),
+            ("10", 16),
+            ("0x10", 16),
+            ("ff", 255),
+            (" 0XF ", 15),
+            // 0b11 is hexadecimal digits to strtoul(.., 16), not binary.
+            ("0b11", 0xb11),
+        ] {
+            assert_eq!(
+                parse_split_mask(text),
+                Ok(GroupSpec::Split(SplitOp::And, mask)),
+                "{text}"
+            );
+        }
+        assert!(parse_split_mask("0x3g")
+            .unwrap_err()
+            .contains("hexadecimal"));
+        assert!(parse_split_mask("AND 3").is_err());
     }
 
     #[test]

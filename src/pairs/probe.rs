@@ -111,9 +111,13 @@ fn probe_settings(sweep: &Plan) -> EngineSettings {
         warmup_iters: 1,
         agg_iters: 1,
         check_iters: 0,
-        blocking: false,
+        blocking: crate::plan::Blocking::Off,
         graph_replays: 0,
         samples: Some(0),
+        unalign: 0,
+        keep_iteration_times: false,
+        rank_iteration_times: false,
+        iteration_skip: 0,
         ..EngineSettings::of(sweep)
     }
 }

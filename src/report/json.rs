@@ -13,6 +13,15 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// What `-J` writes: collbench's own document, or nccl-tests' (report/nccl_tests/export.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JsonFormat {
+    #[default]
+    Collbench,
+    NcclTests,
+}
+
 /// How a `--json` path is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -266,7 +275,8 @@ pub fn relevant_environment() -> BTreeMap<String, String> {
     std::env::vars().filter(|(k, _)| relevant(k)).collect()
 }
 
-fn relevant(name: &str) -> bool {
+/// Whether a variable changes how the libraries behave (what the document's `environment` keeps).
+pub fn relevant(name: &str) -> bool {
     const PREFIXES: [&str; 6] = ["NCCL_", "RCCL_", "UCX_", "HSA_", "COLLBENCH_", "OMPI_MCA_"];
     const NAMES: [&str; 3] = [
         "CUDA_VISIBLE_DEVICES",

@@ -357,6 +357,11 @@ pub struct Measurement {
     pub stats: Option<Stats>,
     /// Each rank's own mean time per operation, in rank order.
     pub rank_time_us: Vec<f64>,
+    /// The host time of the timed loop's launches per operation (until the last returned, before the
+    /// wait), combined over ranks as `time_us`: what nccl-tests' -C 1 reports. Absent in documents from
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_time_us: Option<f64>,
     /// Each rank's wrong elements over the check iterations, in rank order, for a caller that blames a
     /// pair or a rank (`collbench pairs`); not stored: `wrong` is their sum.
     #[serde(skip)]
@@ -368,6 +373,14 @@ pub struct Measurement {
     /// With --groups: the index of the slowest group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slowest_group: Option<usize>,
+    /// Every sampled iteration's time per operation, the slowest rank at each, in order; kept only when
+    /// asked (`-I 1`), since `stats` summarises it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iteration_times_us: Option<Vec<f64>>,
+    /// Each rank's own sampled iteration times, in rank order (nccl-tests' per-process rows); kept only
+    /// with `-I 1 --json-format nccl-tests`, whose analysis tool reads them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank_iteration_times_us: Option<Vec<Vec<f64>>>,
     /// The energy the timed loop used, where some rank's GPU has an energy counter; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy: Option<Energy>,
@@ -456,6 +469,21 @@ pub struct Summary {
     /// were reset) meanwhile; null when no host had a readable counter.
     #[serde(default)]
     pub link_errors: Option<super::port_errors::LinkErrorReport>,
+    /// NCCL_TESTS_MIN_BW's verdict on the average bus bandwidth; absent without the variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_bw: Option<super::verdicts::MinBwCheck>,
+    /// -M 1: the GPU memory the run used, the most of any rank; absent without -M.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryReport>,
+}
+
+/// nccl-tests' -M report: device memory taken by creating the communicators, by the buffers (with their
+/// registration), and by the collectives while the rows ran, each the most of any rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryReport {
+    pub initialization_bytes: u64,
+    pub user_allocated_bytes: u64,
+    pub collective_bytes: u64,
 }
 
 /// A bus-bandwidth figure and exactly which rows it covers.

@@ -52,6 +52,7 @@ pub fn test_name(c: Collective) -> &'static str {
         Collective::SendRecv => "SendRecv",
         Collective::Gather => "Gather",
         Collective::Scatter => "Scatter",
+        Collective::Hypercube => "HyperCube",
     }
 }
 

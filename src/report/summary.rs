@@ -77,7 +77,42 @@ pub fn summarise(rows: &[Row], check_on: bool) -> Summary {
         telemetry: None,
         link_probe: None,
         link_errors: None,
+        min_bw: None,
+        memory: None,
     }
+}
+
+/// nccl-tests' getMemString: B, KB, MB or GB of 1024, with 2 decimals below 10, 1 below 100, else none.
+pub fn memory_text(bytes: u64) -> String {
+    let mut amount = bytes as f64;
+    let mut unit = "B";
+    for (next, limit) in [("GB", 1u64 << 30), ("MB", 1 << 20), ("KB", 1 << 10)] {
+        if bytes >= limit {
+            amount = bytes as f64 / limit as f64;
+            unit = next;
+            break;
+        }
+    }
+    let decimals = if amount < 10.0 {
+        2
+    } else if amount < 100.0 {
+        1
+    } else {
+        0
+    };
+    format!("{amount:.decimals$} {unit}")
+}
+
+/// The footer's `GPU memory usage` line, as nccl-tests prints it.
+pub fn memory_line(m: &super::model::MemoryReport) -> String {
+    let total = m.initialization_bytes + m.user_allocated_bytes + m.collective_bytes;
+    format!(
+        "# GPU memory usage     : Initialization {} | User-Allocated {} | Collective {} | Total  {}\n",
+        memory_text(m.initialization_bytes),
+        memory_text(m.user_allocated_bytes),
+        memory_text(m.collective_bytes),
+        memory_text(total)
+    )
 }
 
 pub fn footer(summary: &Summary) -> String {
@@ -87,11 +122,31 @@ pub fn footer(summary: &Summary) -> String {
         Some(w) => out.push_str(&format!("# Out of bounds values : {w} FAILED\n")),
         None => out.push_str("# Out of bounds values : not checked (-c 0)\n"),
     }
-    if let Some(avg) = &summary.avg_busbw {
-        out.push_str(&format!(
-            "# Avg bus bandwidth    : {:.3} GB/s ({})\n",
-            avg.gbps, avg.covers
-        ));
+    // nccl-tests' verdict under NCCL_TESTS_MIN_BW ends the line: OK, or FAILED below 0.9 x the value.
+    let verdict = summary.min_bw.as_ref().map(|m| {
+        if m.passed {
+            format!(
+                " OK (NCCL_TESTS_MIN_BW={}: at least {:.3})",
+                m.required_gbps, m.threshold_gbps
+            )
+        } else {
+            format!(
+                " FAILED (NCCL_TESTS_MIN_BW={}: below 0.9 x, {:.3})",
+                m.required_gbps, m.threshold_gbps
+            )
+        }
+    });
+    match (&summary.avg_busbw, verdict) {
+        (Some(avg), verdict) => out.push_str(&format!(
+            "# Avg bus bandwidth    : {:.3} GB/s ({}){}\n",
+            avg.gbps,
+            avg.covers,
+            verdict.unwrap_or_default()
+        )),
+        (None, Some(verdict)) => out.push_str(&format!(
+            "# Avg bus bandwidth    : none measured{verdict}\n"
+        )),
+        (None, None) => {}
     }
     if let Some(peak) = &summary.peak_busbw {
         out.push_str(&format!(
@@ -101,4 +156,26 @@ pub fn footer(summary: &Summary) -> String {
     }
     out.push_str("#\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_reads_as_nccl_tests_prints_it() {
+        assert_eq!(memory_text(512), "512 B");
+        assert_eq!(memory_text(1536), "1.50 KB");
+        assert_eq!(memory_text(20 << 20), "20.0 MB");
+        assert_eq!(memory_text(300 << 30), "300 GB");
+        let line = memory_line(&super::super::model::MemoryReport {
+            initialization_bytes: 600 << 20,
+            user_allocated_bytes: 2 << 30,
+            collective_bytes: 0,
+        });
+        assert_eq!(
+            line,
+            "# GPU memory usage     : Initialization 600 MB | User-Allocated 2.00 GB | Collective 0.00 B | Total  2.59 GB\n"
+        );
+    }
 }

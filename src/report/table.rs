@@ -19,6 +19,14 @@ pub struct Columns {
     pub telemetry: bool,
     /// --groups: a last column names each row's layout ("2x4": two groups of four ranks).
     pub groups: bool,
+    /// -C 1: the time column is the enqueue loop's host time (`cputime`).
+    pub cputime: bool,
+    /// -I 1: nccl-tests' per-iteration columns (i_min, i_max, i_p99, i_cv%) after each placement's.
+    pub per_iteration: bool,
+    /// -S 1: each line ends with the local time it was printed.
+    pub timestamps: bool,
+    /// NCCL_TESTS_ALLTOALLV_PRINT_SUMMARY: nccl-tests' per-rank lines under each all_to_allv row.
+    pub alltoallv_summary: bool,
     /// Some rank's GPU has an energy counter: each placement gets the job's millijoules per operation
     /// and the GB one GPU moves per joule.
     pub energy: bool,
@@ -44,7 +52,7 @@ impl Columns {
     /// Columns of one placement: (heading, unit, width).
     fn placement_columns(&self) -> Vec<(&'static str, &'static str, usize)> {
         let mut cols = vec![
-            ("time", "(us)", 10),
+            (if self.cputime { "cputime" } else { "time" }, "(us)", 10),
             ("algbw", "(GB/s)", 7),
             ("busbw", "(GB/s)", 7),
         ];
@@ -58,10 +66,18 @@ impl Columns {
         if self.stats {
             cols.extend([("p50", "(us)", 10), ("p99", "(us)", 10), ("cv%", "", 6)]);
         }
+        if self.per_iteration {
+            cols.extend([
+                ("i_min", "(us)", 10),
+                ("i_max", "(us)", 10),
+                ("i_p99", "(us)", 10),
+                ("i_cv%", "(%)", 7),
+            ]);
+        }
         cols
     }
 
-    /// The --telemetry columns, then -A's, once per row.
+    /// The --telemetry columns, then -A's, then -S's timestamp, once per row.
     fn row_columns(&self) -> Vec<(&'static str, &'static str, usize)> {
         let mut cols = Vec::new();
         if self.telemetry {
@@ -69,6 +85,9 @@ impl Columns {
         }
         if self.algo {
             cols.extend(ALGO_COLUMNS);
+        }
+        if self.timestamps {
+            cols.push(("timestamp", "%Y-%m-%d %H:%M:%S", 19));
         }
         cols
     }
@@ -144,8 +163,13 @@ impl Columns {
         let Some(m) = m else {
             return vec!["-".to_string(); n];
         };
+        let time = if self.cputime {
+            m.cpu_time_us.unwrap_or(m.time_us)
+        } else {
+            m.time_us
+        };
         let mut cells = vec![
-            format_time(m.time_us),
+            format_time(time),
             format!("{:.2}", m.algbw_gbps),
             format!("{:.2}", m.busbw_gbps),
         ];
@@ -188,6 +212,17 @@ impl Columns {
                 None => cells.extend(["-".to_string(), "-".to_string(), "-".to_string()]),
             }
         }
+        if self.per_iteration {
+            match &m.stats {
+                Some(s) => cells.extend([
+                    format_time(s.min_us),
+                    format_time(s.max_us),
+                    format_time(s.p99_us),
+                    format!("{:.2}", s.cv_percent),
+                ]),
+                None => cells.extend(std::iter::repeat_n("-".to_string(), 4)),
+            }
+        }
         cells
     }
 
@@ -219,6 +254,11 @@ impl Columns {
                 ],
                 None => ["N/A".to_string(), "N/A".to_string(), "N/A".to_string()],
             });
+        }
+        if self.timestamps {
+            record.push(
+                crate::ffi::clock::local_time(super::model::unix_now_s()).unwrap_or_default(),
+            );
         }
         if self.groups {
             record.push(
@@ -300,6 +340,58 @@ pub fn collective_title(row: &Row) -> String {
     title
 }
 
+/// nccl-tests' NCCL_TESTS_ALLTOALLV_PRINT_SUMMARY lines for one all_to_allv row, once per placement
+/// measured, in its format: the traffic's mode and the placement's time, then each rank's bytes and
+/// bandwidths (its own max(sent, received) over the row's time; busbw x (n-1)/n). `total_bytes` is the
+/// size column.
+pub fn alltoallv_summary(row: &Row) -> String {
+    let Some(t) = &row.traffic else {
+        return String::new();
+    };
+    let n = t.rank_sent_bytes.len();
+    let factor = if n > 0 {
+        (n as f64 - 1.0) / n as f64
+    } else {
+        0.0
+    };
+    let mode = match t.source.strip_prefix("spread ") {
+        Some(spread) if spread.parse::<f64>().is_ok() => format!(
+            "mode=generated nranks={n} total_bytes={} spread={:.3}",
+            row.size_bytes,
+            spread.parse::<f64>().unwrap_or(1.0)
+        ),
+        _ => {
+            let scale = t
+                .source
+                .split("scale ")
+                .nth(1)
+                .and_then(|v| v.trim_end_matches(')').parse::<f64>().ok())
+                .unwrap_or(1.0);
+            format!("mode=matrix nranks={n} matrix_dim={n} scale={scale:.3}")
+        }
+    };
+    let mut out = String::new();
+    for m in [&row.out_of_place, &row.in_place].into_iter().flatten() {
+        out.push_str(&format!(
+            "# NCCL_TESTS_ALLTOALLV_PRINT_SUMMARY: {mode} time_usec={:.2}\n",
+            m.time_us
+        ));
+        for (rank, (&sent, &received)) in t
+            .rank_sent_bytes
+            .iter()
+            .zip(&t.rank_received_bytes)
+            .enumerate()
+        {
+            let algbw = sent.max(received) as f64 / 1e3 / m.time_us;
+            out.push_str(&format!(
+                "#   rank={rank} send_bytes={sent} recv_bytes={received} alg_bw={algbw:.2} bus_bw={:.2}\n",
+                algbw * factor
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +411,9 @@ mod tests {
             rank_wrong: Vec::new(),
             groups: None,
             slowest_group: None,
+            iteration_times_us: None,
+            rank_iteration_times_us: None,
+            cpu_time_us: None,
             energy: None,
         };
         Row {
@@ -342,6 +437,31 @@ mod tests {
     }
 
     #[test]
+    fn cputime_per_iteration_and_timestamp_columns_say_what_nccl_tests_does() {
+        let columns = Columns {
+            cputime: true,
+            per_iteration: true,
+            timestamps: true,
+            ..Columns::default()
+        };
+        let heading = columns.heading();
+        for name in ["cputime", "i_min", "i_max", "i_p99", "i_cv%", "timestamp"] {
+            assert!(heading.contains(name), "{name} missing from {heading}");
+        }
+        assert!(!heading.contains(" time "), "{heading}");
+        let mut r = row(90.0);
+        r.out_of_place.as_mut().unwrap().cpu_time_us = Some(3.25);
+        let line = columns.line(&r);
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        // size count type redop root, then cputime first.
+        assert_eq!(cells[5], "3.25", "{line}");
+        // The timestamp ends the line: a date and a time.
+        let n = cells.len();
+        assert_eq!(cells[n - 2].len(), 10, "{line}");
+        assert_eq!(cells[n - 1].len(), 8, "{line}");
+    }
+
+    #[test]
     fn lines_align_with_the_heading() {
         for layout in [
             Columns::default(),
@@ -349,17 +469,21 @@ mod tests {
                 peak: Some(Peak::from_override(100.0)),
                 stats: true,
                 telemetry: true,
-                groups: false,
                 energy: true,
                 algo: true,
+                ..Columns::default()
             },
             Columns {
-                peak: None,
-                stats: false,
-                telemetry: false,
                 groups: true,
-                energy: false,
-                algo: false,
+                ..Columns::default()
+            },
+            // nccl-tests' -C 1, -I 1 and -S 1 columns.
+            Columns {
+                cputime: true,
+                per_iteration: true,
+                timestamps: true,
+                algo: true,
+                ..Columns::default()
             },
         ] {
             let heading = layout.heading();

@@ -50,6 +50,9 @@ pub fn measurement(size: u64, ranks: usize, time_us: f64, stdev_us: Option<f64>)
         rank_wrong: Vec::new(),
         groups: None,
         slowest_group: None,
+        iteration_times_us: None,
+        rank_iteration_times_us: None,
+        cpu_time_us: None,
         energy: None,
     }
 }

@@ -31,6 +31,19 @@ pub struct GateReport {
     pub verdicts: Vec<Verdict>,
 }
 
+/// NCCL_TESTS_MIN_BW's verdict, as nccl-tests judges it: the average bus bandwidth (the footer's) must
+/// be at least 0.9 x the variable's value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MinBwCheck {
+    /// NCCL_TESTS_MIN_BW, GB/s.
+    pub required_gbps: f64,
+    /// 0.9 x required: what the average must reach.
+    pub threshold_gbps: f64,
+    /// The average bus bandwidth judged; None when no row was measured (which fails).
+    pub avg_busbw_gbps: Option<f64>,
+    pub passed: bool,
+}
+
 /// A measurement whose slowest rank exceeded the threshold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlaggedMeasurement {

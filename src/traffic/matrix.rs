@@ -33,6 +33,35 @@ impl PeerBytes {
     /// Parses a whitespace-separated square matrix of bytes, one row per line (nccl-tests'
     /// NCCL_TESTS_ALLTOALLV_MATRIX_FILE format); blank lines and `#` comments are skipped.
     pub fn parse(text: &str) -> Result<PeerBytes, String> {
+        Self::parse_with(text, |v| {
+            v.parse::<u64>()
+                .map_err(|_| format!("'{v}' is not a whole number of bytes"))
+        })
+    }
+
+    /// Parses nccl-tests' own reading of the same format (NCCL_TESTS_ALLTOALLV_MATRIX_FILE): numbers
+    /// in any C notation (1e6, 4096.5), each multiplied by `scale` (_MATRIX_SCALE) and rounded down to
+    /// 16 bytes, as its alltoallv_perf does.
+    pub fn parse_scaled(text: &str, scale: f64) -> Result<PeerBytes, String> {
+        Self::parse_with(text, |v| {
+            let bytes = v
+                .parse::<f64>()
+                .ok()
+                .filter(|b| b.is_finite() && *b >= 0.0)
+                .ok_or_else(|| format!("'{v}' is not a number of bytes (0 or more)"))?;
+            let scaled = bytes * scale;
+            if scaled >= u64::MAX as f64 {
+                return Err(format!("{v} x {scale} overflows a byte count"));
+            }
+            Ok((scaled as u64) & !15)
+        })
+    }
+
+    /// The matrix's lines, each value read by `value`; an error names its line.
+    fn parse_with(
+        text: &str,
+        value: impl Fn(&str) -> Result<u64, String>,
+    ) -> Result<PeerBytes, String> {
         let mut rows = Vec::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
@@ -41,15 +70,22 @@ impl PeerBytes {
             }
             let row = line
                 .split_whitespace()
-                .map(|v| {
-                    v.parse::<u64>().map_err(|_| {
-                        format!("line {}: '{v}' is not a whole number of bytes", number + 1)
-                    })
-                })
+                .map(|v| value(v).map_err(|e| format!("line {}: {e}", number + 1)))
                 .collect::<Result<Vec<u64>, String>>()?;
             rows.push(row);
         }
         PeerBytes::from_rows(rows)
+    }
+
+    /// The matrix of the first `n` ranks (nccl-tests uses the leading block of a larger matrix).
+    pub fn leading(&self, n: usize) -> PeerBytes {
+        let n = n.min(self.n);
+        PeerBytes {
+            n,
+            bytes: (0..n)
+                .flat_map(|i| self.bytes[i * self.n..i * self.n + n].iter().copied())
+                .collect(),
+        }
     }
 
     /// Ranks of the communicator the matrix describes.
@@ -183,6 +219,7 @@ mod tests {
             (16, 12, 16, 64)
         );
         assert_eq!(m.misaligned(16), None);
+        assert_eq!(m.leading(2).rank_lists(1)[0], vec![48, 0]);
         assert_eq!(m.misaligned(32), Some((0, 1, 16)));
     }
 
@@ -196,5 +233,20 @@ mod tests {
             .unwrap_err()
             .contains("no rows"));
         assert!(PeerBytes::parse("0 -3\n1 0").is_err());
+    }
+
+    #[test]
+    fn nccl_tests_reading_scales_rounds_and_takes_the_leading_block() {
+        let m = PeerBytes::parse_scaled("0 1e3 40\n20.5 0 16\n100 17 0\n", 2.0).unwrap();
+        // 1e3 x 2 = 2000 -> 2000; 40 x 2 = 80; 20.5 x 2 = 41 -> 32; 100 x 2 = 200 -> 192; 17 x 2 = 34 -> 32.
+        assert_eq!(m.get(0, 1), 2000);
+        assert_eq!(m.get(0, 2), 80);
+        assert_eq!(m.get(1, 0), 32);
+        assert_eq!(m.get(2, 0), 192);
+        assert_eq!(m.get(2, 1), 32);
+        let e = PeerBytes::parse_scaled("0 -1\n1 0\n", 1.0).unwrap_err();
+        assert!(e.contains("'-1'"), "{e}");
+        let two = m.leading(2);
+        assert_eq!((two.ranks(), two.get(1, 0), two.get(0, 1)), (2, 32, 2000));
     }
 }

@@ -17,10 +17,26 @@ pub enum Traffic {
     Spread(f64),
     /// `--spread rccl-tests`: rccl-tests' alltoallv_perf counts over each size of the sweep.
     RcclTests,
-    /// `--matrix FILE`: fixed bytes from rank i to rank j; the sweep's sizes do not apply.
-    Matrix { path: PathBuf, bytes: PeerBytes },
+    /// `--matrix FILE` or NCCL_TESTS_ALLTOALLV_MATRIX_FILE: fixed bytes from rank i to rank j; the
+    /// sweep's sizes do not apply.
+    Matrix {
+        path: PathBuf,
+        bytes: PeerBytes,
+        from: MatrixFrom,
+    },
     /// `--moe`: the router's dispatch and combine, each its own row; the sweep's sizes do not apply.
     Moe(moe::MoeParams),
+}
+
+/// Who named a matrix file, and so how it is read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MatrixFrom {
+    /// `--matrix`: whole numbers of bytes, exactly the communicator's size.
+    Flag,
+    /// NCCL_TESTS_ALLTOALLV_MATRIX_FILE, as nccl-tests reads it: any numbers, times
+    /// NCCL_TESTS_ALLTOALLV_MATRIX_SCALE (this factor), rounded down to 16 bytes; a larger matrix's
+    /// leading block for a smaller communicator.
+    Env { scale: f64 },
 }
 
 /// One all_to_allv to measure: its matrix and, where a traffic source has several, its phase's name.
@@ -49,7 +65,11 @@ impl Traffic {
         match self {
             Traffic::Spread(_) => "NCCL_TESTS_ALLTOALLV_SPREAD",
             Traffic::RcclTests => "--spread rccl-tests",
-            Traffic::Matrix { .. } => "--matrix",
+            Traffic::Matrix {
+                from: MatrixFrom::Flag,
+                ..
+            } => "--matrix",
+            Traffic::Matrix { .. } => "NCCL_TESTS_ALLTOALLV_MATRIX_FILE",
             Traffic::Moe(_) => "--moe",
         }
     }
@@ -84,6 +104,25 @@ impl Traffic {
         Ok(Traffic::Matrix {
             path: path.to_path_buf(),
             bytes,
+            from: MatrixFrom::Flag,
+        })
+    }
+
+    /// NCCL_TESTS_ALLTOALLV_MATRIX_FILE (with _MATRIX_SCALE), read as nccl-tests reads it.
+    pub fn matrix_env(path: &std::path::Path, scale: f64) -> Result<Traffic, String> {
+        let name = "NCCL_TESTS_ALLTOALLV_MATRIX_FILE";
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{name}={}: cannot read it ({e})", path.display()))?;
+        let bytes = PeerBytes::parse_scaled(&text, scale).map_err(|e| {
+            format!(
+                "{name}={}: {e}; write one row per sending rank, bytes to each receiving rank separated by spaces",
+                path.display()
+            )
+        })?;
+        Ok(Traffic::Matrix {
+            path: path.to_path_buf(),
+            bytes,
+            from: MatrixFrom::Env { scale },
         })
     }
 
@@ -97,6 +136,14 @@ impl Traffic {
         match self {
             Traffic::Spread(s) => format!("spread {s}"),
             Traffic::RcclTests => "spread rccl-tests".into(),
+            Traffic::Matrix {
+                path,
+                from: MatrixFrom::Env { scale },
+                ..
+            } => format!(
+                "matrix {} (NCCL_TESTS_ALLTOALLV_MATRIX_FILE, scale {scale})",
+                path.display()
+            ),
             Traffic::Matrix { path, .. } => format!("matrix {}", path.display()),
             Traffic::Moe(p) => p.describe(),
         }
@@ -115,7 +162,24 @@ impl Traffic {
                 name: None,
                 matrix: Arc::new(spread::rccl_tests(size, n, elt)),
             }],
-            Traffic::Matrix { path, bytes } => {
+            Traffic::Matrix {
+                path,
+                bytes,
+                from: MatrixFrom::Env { .. },
+            } => {
+                if bytes.ranks() < n {
+                    return Err(format!(
+                        "NCCL_TESTS_ALLTOALLV_MATRIX_FILE={}: the matrix is {m}x{m} but the communicator has {n} ranks: write at least {n}x{n} (nccl-tests uses a larger matrix's first {n} rows and columns)",
+                        path.display(),
+                        m = bytes.ranks()
+                    ));
+                }
+                vec![TrafficPhase {
+                    name: None,
+                    matrix: Arc::new(bytes.leading(n)),
+                }]
+            }
+            Traffic::Matrix { path, bytes, .. } => {
                 if bytes.ranks() != n {
                     return Err(format!(
                         "--matrix {}: the matrix is {m}x{m} but the communicator has {n} ranks: write a {n}x{n} matrix (with --groups, one group's size)",
