@@ -14,11 +14,11 @@ use collbench::app::record;
 use collbench::app::reporter::Reporter;
 use collbench::collective::Collective;
 use collbench::engine::RowSink;
+use collbench::report::document::*;
 use collbench::report::gpu_readings::{
     GpuLimits, Range, RankSource, RankTelemetry, TelemetryHeader,
 };
 use collbench::report::json::{JsonFormat, JsonWriter};
-use collbench::report::model::*;
 use std::time::Instant;
 
 fn status_kb(field: &str) -> u64 {

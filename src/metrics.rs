@@ -1,7 +1,7 @@
 //! The numbers of a row: algorithm and bus bandwidth (nccl-tests' definitions), how ranks' times combine
 //! into one (-a) and the distribution of per-iteration times.
 
-use crate::report::model::Stats;
+use crate::report::document::Stats;
 use serde::Serialize;
 
 /// How per-rank times are combined into the reported time (-a).

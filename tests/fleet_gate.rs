@@ -3,8 +3,8 @@
 
 use collbench::error::{Error, ExitCode};
 use collbench::fleet::gate::{judge, parse_rule, parse_rules, render};
+use collbench::report::document::Row;
 use collbench::report::json;
-use collbench::report::model::Row;
 use std::path::Path;
 
 fn rows() -> Vec<Row> {

@@ -5,7 +5,7 @@ use collbench::fleet::slow::{attribute, render, DEFAULT_THRESHOLD_PERCENT};
 use collbench::report::json;
 use std::path::Path;
 
-fn read(name: &str) -> collbench::report::model::RunDocument {
+fn read(name: &str) -> collbench::report::document::RunDocument {
     json::read(
         &Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/data")

@@ -107,7 +107,7 @@ fn nccl_tests_format_is_what_analyze_perf_json_reads() {
     assert_eq!(m.rank_iteration_times_us.as_ref().map(Vec::len), Some(4));
     assert_eq!(
         loaded.doc.header.life.status,
-        collbench::report::model::RunStatus::Complete
+        collbench::report::document::RunStatus::Complete
     );
 
     match analyze_script() {

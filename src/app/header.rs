@@ -2,7 +2,7 @@
 //! It lives in app/, not report/, because it renders from the Plan, which report/ must not know.
 
 use crate::plan::{Iterations, Plan};
-use crate::report::model::{LayoutReport, RunDocument};
+use crate::report::document::{LayoutReport, RunDocument};
 use crate::size::HumanSize;
 
 pub fn render(doc: &RunDocument, plan: &Plan) -> String {

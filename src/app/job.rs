@@ -11,7 +11,7 @@ use crate::engine::{
 };
 use crate::error::{Error, ExitCode, Result};
 use crate::plan::Plan;
-use crate::report::model::{DocumentHeader, MemoryCap, PlanReport, RunDocument};
+use crate::report::document::{DocumentHeader, MemoryCap, PlanReport, RunDocument};
 use crate::report::{summary, table};
 use crate::size::HumanSize;
 use crate::traffic::Traffic;
@@ -289,7 +289,7 @@ fn finish(
     r: &mut Reporter,
     probe: Option<crate::pairs::probe::LinkProbe>,
     link_errors: Option<crate::report::port_errors::LinkErrorReport>,
-    memory: Option<crate::report::model::MemoryReport>,
+    memory: Option<crate::report::document::MemoryReport>,
 ) -> Result<ExitCode> {
     let mut s = summary::summarise(&r.doc.rows, plan.check_iters > 0);
     s.min_bw = plan
@@ -368,7 +368,7 @@ fn memory_report(
     backend: &mut dyn crate::backend::Backend,
     watchdog: &Watchdog,
     collective_bytes: u64,
-) -> Result<crate::report::model::MemoryReport> {
+) -> Result<crate::report::document::MemoryReport> {
     let used = backend.memory_use().unwrap_or_default();
     let mut most = [
         used.initialization_bytes as f64,
@@ -378,7 +378,7 @@ fn memory_report(
     watchdog.arm(|| "gathering the GPU memory report".into());
     world.all_reduce_f64(&mut most, Combine::Max)?;
     watchdog.disarm();
-    Ok(crate::report::model::MemoryReport {
+    Ok(crate::report::document::MemoryReport {
         initialization_bytes: most[0] as u64,
         user_allocated_bytes: most[1] as u64,
         collective_bytes: most[2] as u64,

@@ -15,10 +15,10 @@ use crate::dtype::DataType;
 use crate::engine::{Engine, EngineSettings};
 use crate::error::{Error, ExitCode, Result};
 use crate::fleet::gate::{self, GateReport, Rule};
-use crate::pairs::model::{self, PairFigure, PairsDocument, Participant};
+use crate::pairs::document::{self as pairs_document, PairFigure, PairsDocument, Participant};
 use crate::pairs::{expect, plot, render, rounds, rounds_plot, schedule, search, verdict};
 use crate::plan::Iterations;
-use crate::report::model::{DocumentHeader, Measurement, Row};
+use crate::report::document::{DocumentHeader, Measurement, Row};
 use crate::size::{parse_size, HumanSize};
 use crate::testing::TestSwitches;
 use crate::watchdog::Watchdog;
@@ -170,7 +170,14 @@ fn with_world(plan: &PairsPlan, argv: &[String]) -> i32 {
     let doc = match document::start(
         &world,
         plan.args.json.as_deref(),
-        |run_id| document::header(model::KIND, argv, &plan.args.library.backend, run_id),
+        |run_id| {
+            document::header(
+                pairs_document::KIND,
+                argv,
+                &plan.args.library.backend,
+                run_id,
+            )
+        },
         |header| initial_document(plan, header),
     ) {
         Ok(doc) => doc,
@@ -380,7 +387,7 @@ fn run(
             v
         }
     };
-    let figures = model::matrix(&d.samples);
+    let figures = pairs_document::matrix(&d.samples);
     let mut text = render::summary(&people, &figures, d.search.as_ref(), &v);
     d.wrong_total = (plan.args.check > 0).then(|| d.samples.iter().filter_map(|s| s.wrong).sum());
     text.push_str(&render::check(&d.samples, &people, plan.args.check));
@@ -455,7 +462,7 @@ impl Method {
 
 /// What was measured: every pair's samples, or the search's outcome.
 enum Measured {
-    Full(Vec<model::PairSample>),
+    Full(Vec<pairs_document::PairSample>),
     Search(Box<search::Outcome>, search::Settings),
 }
 
@@ -470,7 +477,7 @@ fn agree_on_seed(plan: &PairsPlan, world: &dyn World, doc: Option<&PairsDocument
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         d.header.life.run_id.hash(&mut hasher);
-        crate::report::model::unix_now_s()
+        crate::report::document::unix_now_s()
             .to_bits()
             .hash(&mut hasher);
         bytes = hasher.finish().to_le_bytes().to_vec();

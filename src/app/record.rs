@@ -15,10 +15,10 @@
 //! failure cannot turn it into an interruption, and rank 0's next save takes the failure over.
 
 use crate::error::Result;
+use crate::report::document::{unix_now_s, RunLife, RunStatus, HEARTBEAT_S};
 use crate::report::growing::Growing;
 use crate::report::json::{self, JsonWriter, Target, When};
 use crate::report::json_file;
-use crate::report::model::{unix_now_s, RunLife, RunStatus, HEARTBEAT_S};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::Duration;

@@ -4,8 +4,8 @@
 use crate::engine::RowSink;
 use crate::error::{Error, Result};
 use crate::report::csv::CsvWriter;
+use crate::report::document::{Row, RunDocument};
 use crate::report::json::JsonFormat;
-use crate::report::model::{Row, RunDocument};
 use crate::report::nccl_tests::export::NcclTestsFile;
 use crate::report::rccl_results::{JobShape, RcclFormat, RcclResults};
 use crate::report::table;

@@ -2,7 +2,7 @@
 //! where each rank runs, and the communicator's speed of light follows (or --peak replaces it).
 
 use crate::error::Result;
-use crate::report::model::{RankInfo, TopologyReport};
+use crate::report::document::{RankInfo, TopologyReport};
 use crate::topo::peak::{communicator_peak_explained, Peak, RankPlacement};
 use crate::topo::NodeTopology;
 use crate::world::{all_gather_value, World};

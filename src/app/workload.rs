@@ -16,7 +16,7 @@ use crate::dtype::{DataType, ReduceOp};
 use crate::engine::{Engine, EngineSettings};
 use crate::error::{Error, ExitCode, Result};
 use crate::layout::{GroupSpec, Layout};
-use crate::report::model::DocumentHeader;
+use crate::report::document::DocumentHeader;
 use crate::size::{parse_size, HumanSize};
 use crate::testing::TestSwitches;
 use crate::watchdog::Watchdog;

@@ -19,7 +19,7 @@ use crate::layout::figures::group_figures;
 use crate::layout::Layout;
 use crate::metrics::{algbw_gbps, busbw_gbps, combine_rank_times};
 use crate::plan::{Iterations, Plan};
-use crate::report::model::{Measurement, Row, Stats};
+use crate::report::document::{Measurement, Row, Stats};
 use crate::size::HumanSize;
 use crate::telemetry::RowObserver;
 use crate::testing::TestSwitches;
@@ -426,7 +426,7 @@ impl<'a> Engine<'a> {
             all_gather_value(self.world, &(local.0, local.1, timing.joules))?;
         let rank_time_us: Vec<f64> = rank_figures.iter().map(|f| f.0).collect();
         let rank_cpu_us: Vec<f64> = rank_figures.iter().map(|f| f.1).collect();
-        let energy = crate::report::model::Energy::from_ranks(
+        let energy = crate::report::document::Energy::from_ranks(
             rank_figures.iter().map(|f| f.2).collect(),
             timing.ops,
             desc.shape.size_bytes,

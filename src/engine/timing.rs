@@ -6,7 +6,7 @@ use super::Engine;
 use crate::backend::OpDesc;
 use crate::error::Result;
 use crate::plan::Blocking;
-use crate::report::model::Stats;
+use crate::report::document::Stats;
 use crate::world::{all_gather_value, Combine};
 use std::time::Instant;
 

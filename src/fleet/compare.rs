@@ -4,7 +4,7 @@
 
 use crate::error::{Error, ExitCode, Result};
 use crate::fleet::slow::measurements;
-use crate::report::model::{RunDocument, RunStatus, SCHEMA_VERSION};
+use crate::report::document::{RunDocument, RunStatus, SCHEMA_VERSION};
 use crate::size::HumanSize;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -410,7 +410,7 @@ pub fn write_json(path: &Path, report: &CompareReport) -> Result<()> {
 mod tests {
     use super::*;
     use crate::collective::Collective;
-    use crate::report::model::Row;
+    use crate::report::document::Row;
     use crate::report::testdata::{measurement, row};
 
     fn doc(rows: Vec<Row>) -> RunDocument {

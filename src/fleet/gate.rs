@@ -10,7 +10,7 @@
 use crate::collective::Collective;
 use crate::error::{Error, ExitCode, Result};
 use crate::fleet::slow::{describe, measurements};
-use crate::report::model::{BusBwFigure, Measurement, Row};
+use crate::report::document::{BusBwFigure, Measurement, Row};
 use crate::report::port_errors::LinkErrorReport;
 // The stored form lives in the report layer so that report/ never depends on fleet/.
 pub use crate::report::verdicts::{GateReport, MinBwCheck, Verdict};

@@ -1,5 +1,5 @@
 //! Fleet tools around a run's results: slow-rank attribution, the `--expect` gate, the RDMA ports whose
-//! error counters rose, `compare` and `plot`. They read the results model (report::model) and never
+//! error counters rose, `compare` and `plot`. They read the results document (report::document) and never
 //! talk to MPI or a device.
 
 pub mod blame;

@@ -6,8 +6,8 @@
 
 use crate::collective::Collective;
 use crate::error::{Error, Result};
+use crate::report::document::{Measurement, RunDocument};
 use crate::report::formats;
-use crate::report::model::{Measurement, RunDocument};
 use crate::size::HumanSize;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -49,7 +49,7 @@ pub fn read_run(path: &Path) -> Result<(RunDocument, Option<f64>)> {
 }
 
 fn measurement_of(
-    row: &crate::report::model::Row,
+    row: &crate::report::document::Row,
     placement: PlotPlacement,
 ) -> Option<&Measurement> {
     match placement {
@@ -85,7 +85,7 @@ pub fn series(runs: &[PlottedRun], placement: PlotPlacement, only: &[Collective]
     // Name type, operator and root in labels only when they vary, to keep the legend short.
     let rows = || runs.iter().flat_map(|r| r.doc.rows.iter());
     // Rows without an operator (or root) say nothing about whether operators vary.
-    let varies = |f: &dyn Fn(&crate::report::model::Row) -> Option<String>| {
+    let varies = |f: &dyn Fn(&crate::report::document::Row) -> Option<String>| {
         let mut seen: Vec<String> = rows().filter_map(f).collect();
         seen.sort();
         seen.dedup();
@@ -542,7 +542,7 @@ mod tests {
             d.rows = vec![row(Collective::AllReduce, 1 << 20, 4, 10.0)];
             let m = d.rows[0].out_of_place.as_mut().unwrap();
             m.energy =
-                crate::report::model::Energy::from_ranks(vec![Some(joules); 4], 100, 1 << 20);
+                crate::report::document::Energy::from_ranks(vec![Some(joules); 4], 100, 1 << 20);
             d.telemetry = Some(crate::report::gpu_readings::TelemetryHeader {
                 interval_ms: 50,
                 ranks: (0..4)

@@ -1,7 +1,7 @@
 //! Per-rank attribution: which rank was slowest in each measurement, whether it stands out from the
 //! median rank, and the suspect ranks and hosts of a whole sweep.
 
-use crate::report::model::{Measurement, RankInfo, Row};
+use crate::report::document::{Measurement, RankInfo, Row};
 // The stored form lives in the report layer so that report/ never depends on fleet/.
 pub use crate::report::verdicts::{FlaggedMeasurement, SlowRankReport, SuspectHost, SuspectRank};
 use crate::size::HumanSize;

@@ -3,7 +3,7 @@
 use super::Layout;
 use crate::metrics::Average;
 use crate::metrics::{algbw_gbps, busbw_gbps, combine_rank_times};
-use crate::report::model::GroupFigures;
+use crate::report::document::GroupFigures;
 use crate::topo::peak::percent_of_peak;
 
 /// Every group's time (its members' times combined by -a), bandwidth and wrong elements, and the index of

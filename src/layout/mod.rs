@@ -9,7 +9,7 @@ pub use spec::{parse_list, parse_split, parse_split_mask, GroupSpec, SplitOp};
 
 use crate::backend::{Backend, Comm, GroupJoin};
 use crate::error::{Error, Result};
-pub use crate::report::model::{Group, LayoutReport};
+pub use crate::report::document::{Group, LayoutReport};
 use crate::world::World;
 
 /// One layout resolved on this job, seen from this rank.

@@ -3,7 +3,7 @@
 //! labelled cells; a fleet gets small cells sorted by each host's median pair, with the hosts the
 //! verdict names marked, legible at 1,024 hosts.
 
-use super::model::{median, PairFigure, Participant};
+use super::document::{median, PairFigure, Participant};
 use super::verdict::PairsVerdict;
 use crate::error::{Error, Result};
 use crate::fleet::font::{register_font, FAMILY};
@@ -370,7 +370,7 @@ pub(crate) fn legend<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pairs::model::test_fleet;
+    use crate::pairs::document::test_fleet;
 
     fn people() -> Vec<Participant> {
         ["h0", "h1", "h2"]

@@ -3,7 +3,7 @@
 //! blocking collective a slow link slows every rank alike, so the rows cannot say which; the rows are
 //! not touched.
 
-use super::model;
+use super::document;
 use super::render;
 use super::rounds::{self, Exchanges};
 use super::schedule;
@@ -13,7 +13,7 @@ use crate::backend::Backend;
 use crate::engine::{Engine, EngineSettings};
 use crate::error::Result;
 use crate::plan::{Iterations, Plan};
-use crate::report::model::RankInfo;
+use crate::report::document::RankInfo;
 // The stored form lives in the report layer so that report/ never depends on pairs/.
 pub use crate::report::link_probe::LinkProbe;
 use crate::size::HumanSize;
@@ -82,7 +82,7 @@ pub fn run(
         return Ok(LinkProbe {
             size_bytes: PROBE_BYTES,
             repeats: 1,
-            matrix: model::matrix(&outcome.samples),
+            matrix: document::matrix(&outcome.samples),
             participants: people,
             verdict,
             search: Some(report),
@@ -94,7 +94,7 @@ pub fn run(
     Ok(LinkProbe {
         size_bytes: PROBE_BYTES,
         repeats: PROBE_REPEATS,
-        matrix: model::matrix(&samples),
+        matrix: document::matrix(&samples),
         participants: people,
         verdict,
         search: None,

@@ -1,6 +1,6 @@
 //! The matrix as text (bandwidth and latency of every pair) and the verdict's lines, nccl-tests style.
 
-use super::model::{PairFigure, PairSample, Participant};
+use super::document::{PairFigure, PairSample, Participant};
 use super::schedule::circle_round_count;
 use super::verdict::PairsVerdict;
 use crate::cli::pairs::DEFAULT_REPEATS;
@@ -329,11 +329,11 @@ mod tests {
     #[test]
     fn a_fleet_of_1024_hosts_gets_the_verdict_and_the_worst_pairs_not_the_matrix() {
         // The simulator's fabric with host 300 at half rate, searched and stored as the command does.
-        use crate::pairs::model::matrix;
+        use crate::pairs::document::matrix;
         use crate::pairs::search::sim::{Fabric, Fault, INFINIBAND};
         use crate::pairs::search::{report, search, Settings, DEFAULT_MAX_ROUNDS, DEFAULT_SEED};
         let hosts = 1024;
-        let people = crate::pairs::model::test_fleet(hosts);
+        let people = crate::pairs::document::test_fleet(hosts);
         let mut fabric = Fabric::healthy(hosts, INFINIBAND, 9).with(Fault::BadHost(300));
         let settings = Settings {
             threshold_percent: INFINIBAND.threshold_percent,

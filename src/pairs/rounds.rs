@@ -3,7 +3,7 @@
 //! or of the search (whose `RoundMeter` this is on MPI, NCCL and RCCL). Shared by `collbench pairs`
 //! and the sweep's link probe (pairs/probe.rs).
 
-use super::model::{PairSample, Participant};
+use super::document::{PairSample, Participant};
 use super::schedule::Round;
 use super::search;
 use crate::backend::{Comm, Exchange, OpDesc};
@@ -11,7 +11,7 @@ use crate::collective::Collective;
 use crate::dtype::DataType;
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::report::model::{Measurement, RankInfo};
+use crate::report::document::{Measurement, RankInfo};
 
 /// The participants: each host (its first rank stands for it, or with `all_gpus` every rank of it, in
 /// local-rank order), or every rank.

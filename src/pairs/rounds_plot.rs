@@ -4,7 +4,7 @@
 //! rows. Rows sorted by each participant's median sample, slowest first; the named ones marked. The
 //! pair matrix of a search is mostly pairs never measured; this shows every sample it took.
 
-use super::model::{PairSample, Participant};
+use super::document::{PairSample, Participant};
 use super::plot::{colour, format_of, legend, mark_rows, slowest_first, Format};
 use crate::error::{Error, Result};
 use crate::fleet::font::{register_font, FAMILY};
@@ -168,7 +168,7 @@ fn draw<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pairs::model::test_fleet;
+    use crate::pairs::document::test_fleet;
 
     #[test]
     fn the_search_of_1024_hosts_draws_a_row_each_slowest_first_with_the_bad_host_marked() {

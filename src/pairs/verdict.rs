@@ -2,7 +2,7 @@
 //! partners (a bad host), and a slow pair whose two hosts are fine with everyone else (a bad link).
 //! Blame is earned (fleet::blame): a pair is slow only in most of its repeats.
 
-use super::model::{median, PairSample, Participant};
+use super::document::{median, PairSample, Participant};
 use crate::fleet::blame::by_majority;
 // The stored form lives in the report layer so that report/ never depends on pairs/.
 pub use crate::report::link_probe::{BadHost, PairsVerdict, SlowPair};
@@ -45,8 +45,8 @@ pub fn judge(
         median(&v)
     };
     let medians: Vec<(usize, f64)> = repeats.iter().map(|&r| (r, repeat_median(r))).collect();
-    let figures = super::model::matrix(samples);
-    let of_pair = super::model::by_pair(samples);
+    let figures = super::document::matrix(samples);
+    let of_pair = super::document::by_pair(samples);
     let overall = median(
         &figures
             .iter()

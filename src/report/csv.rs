@@ -3,7 +3,7 @@
 //! newline (names, numbers and fixed words only), so no quoting is needed and no csv crate either.
 
 use crate::error::{Error, Result};
-use crate::report::model::{Measurement, Row};
+use crate::report::document::{Measurement, Row};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -67,8 +67,9 @@ pub fn lines(row: &Row) -> String {
 
 fn line(row: &Row, placement: &str, m: &Measurement) -> String {
     let stats = m.stats.as_ref();
-    let stat =
-        |f: fn(&crate::report::model::Stats) -> f64| stats.map(f).map(number).unwrap_or_default();
+    let stat = |f: fn(&crate::report::document::Stats) -> f64| {
+        stats.map(f).map(number).unwrap_or_default()
+    };
     let fields = [
         row.collective.name().to_string(),
         row.dtype.name().to_string(),

@@ -3,7 +3,7 @@
 //! or nccl-tests' stdout saved in a log. Told apart by content, not by name, so a team's history of
 //! nccl-tests runs compares with a new collbench run.
 
-use super::model::RunDocument;
+use super::document::RunDocument;
 use super::nccl_tests::{self, document, export::NcclTestsFile};
 use crate::error::{Error, Result};
 use serde::Deserialize;

@@ -23,7 +23,7 @@
 //! Key order is not JSON's business: a reader parses the same document whatever the order, and the life
 //! comes last so that a rank or a signal handler can rewrite it without touching anything else.
 
-use super::model::{HasLife, Row, RunDocument, RunLife};
+use super::document::{HasLife, Row, RunDocument, RunLife};
 use crate::error::{Error, Result};
 use serde::Serialize;
 
@@ -240,7 +240,7 @@ fn internal(e: serde_json::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::RunStatus;
+    use crate::report::document::RunStatus;
     use crate::report::testdata;
 
     /// The document as serde_json writes and reads it (its float parsing is not exact, so a value

@@ -4,10 +4,10 @@
 //! its target; anything else (a pipe, /dev/stdout, a device) receives the final document once, at the
 //! end.
 
+use super::document::{RunDocument, RunLife, RunStatus};
 use super::growing::{self, Cut, Growing};
 pub use super::json_file::When;
 use super::json_file::{self, JsonFile};
-use super::model::{RunDocument, RunLife, RunStatus};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -14,8 +14,8 @@
 //! fields of the copy in place (`mark_failed`), after which no copy is written in place again: the
 //! document is replaced whole.
 
+use super::document::{RunLife, RunStatus};
 use super::growing::{self, Cut, Growing};
-use super::model::{RunLife, RunStatus};
 use crate::error::{Error, Result};
 use crate::ffi::signals;
 use std::collections::VecDeque;
@@ -656,7 +656,7 @@ fn read_end_of(file: &File) -> Option<(u64, RunLife)> {
 mod tests {
     use super::*;
     use crate::collective::Collective;
-    use crate::report::model::{RunDocument, RunStatus};
+    use crate::report::document::{RunDocument, RunStatus};
     use crate::report::testdata;
 
     /// The document as serde_json writes and reads it (its float parsing is not exact, so a value
@@ -665,7 +665,7 @@ mod tests {
         serde_json::from_slice(&serde_json::to_vec(doc).unwrap()).unwrap()
     }
 
-    fn row() -> crate::report::model::Row {
+    fn row() -> crate::report::document::Row {
         testdata::row(Collective::AllReduce, 1 << 20, 4, 100.0)
     }
 

@@ -3,13 +3,13 @@
 //! Reporters never talk to MPI; they receive rows from the engine.
 
 pub mod csv;
+pub mod document;
 pub mod formats;
 pub mod gpu_readings;
 pub mod growing;
 pub mod json;
 pub mod json_file;
 pub mod link_probe;
-pub mod model;
 pub mod nccl_tests;
 pub mod port_errors;
 pub mod rccl_results;

@@ -9,7 +9,7 @@
 use crate::collective::Collective;
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
-use crate::report::model::{Measurement, Row};
+use crate::report::document::{Measurement, Row};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The end of a run: wrong elements in total, the average and peak bus bandwidth with exactly the rows
 //! they cover, and the footer lines that say so.
 
-use super::model::{BusBwFigure, Row, Summary};
+use super::document::{BusBwFigure, Row, Summary};
 use crate::size::HumanSize;
 
 /// Every (row, placement name, busbw) measured.
@@ -104,7 +104,7 @@ pub fn memory_text(bytes: u64) -> String {
 }
 
 /// The footer's `GPU memory usage` line, as nccl-tests prints it.
-pub fn memory_line(m: &super::model::MemoryReport) -> String {
+pub fn memory_line(m: &super::document::MemoryReport) -> String {
     let total = m.initialization_bytes + m.user_allocated_bytes + m.collective_bytes;
     format!(
         "# GPU memory usage     : Initialization {} | User-Allocated {} | Collective {} | Total  {}\n",
@@ -168,7 +168,7 @@ mod tests {
         assert_eq!(memory_text(1536), "1.50 KB");
         assert_eq!(memory_text(20 << 20), "20.0 MB");
         assert_eq!(memory_text(300 << 30), "300 GB");
-        let line = memory_line(&super::super::model::MemoryReport {
+        let line = memory_line(&super::super::document::MemoryReport {
             initialization_bytes: 600 << 20,
             user_allocated_bytes: 2 << 30,
             collective_bytes: 0,

@@ -3,7 +3,7 @@
 //! #wrong when some rank's GPU has an energy counter, --stats adds p50, p99 and cv%, and --telemetry
 //! ends the line with the GPUs' lowest SM clock, highest temperature and power over the ranks.
 
-use super::model::{Measurement, Row};
+use super::document::{Measurement, Row};
 use crate::topo::peak::{percent_of_peak, Peak};
 use tabled::builder::Builder;
 use tabled::settings::{Alignment, Padding, Style};
@@ -257,7 +257,7 @@ impl Columns {
         }
         if self.timestamps {
             record.push(
-                crate::ffi::clock::local_time(super::model::unix_now_s()).unwrap_or_default(),
+                crate::ffi::clock::local_time(super::document::unix_now_s()).unwrap_or_default(),
             );
         }
         if self.groups {
@@ -528,7 +528,7 @@ mod tests {
         // 4 ranks at 0.25 J over 100 operations of 1 MiB: 10 mJ per operation for the job, 2.5 mJ per
         // rank, 1048576 / 2.5e-3 / 1e9 = 0.42 GB per joule.
         r.out_of_place.as_mut().unwrap().energy =
-            crate::report::model::Energy::from_ranks(vec![Some(0.25); 4], 100, 1 << 20);
+            crate::report::document::Energy::from_ranks(vec![Some(0.25); 4], 100, 1 << 20);
         let cells: Vec<String> = layout
             .line(&r)
             .split_whitespace()

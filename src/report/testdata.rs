@@ -4,7 +4,7 @@ use crate::backend::DeviceInfo;
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
 use crate::metrics::{algbw_gbps, busbw_gbps};
-use crate::report::model::{
+use crate::report::document::{
     DocumentHeader, Measurement, PlanReport, RankInfo, Row, RunDocument, RunStatus, Stats,
 };
 
@@ -92,7 +92,7 @@ pub fn row_with_rank_times(times: &[f64]) -> Row {
 /// A complete run document of these rows, from the mpi backend.
 pub fn document(rows: Vec<Row>) -> RunDocument {
     let mut header = DocumentHeader::starting(
-        crate::report::model::kind::RUN,
+        crate::report::document::kind::RUN,
         &[],
         "test",
         "mpi",
@@ -122,7 +122,7 @@ pub fn document(rows: Vec<Row>) -> RunDocument {
 /// A running document of four ranks on two hosts, before its first row.
 pub fn running_document() -> RunDocument {
     let mut doc = document(Vec::new());
-    doc.header.life = crate::report::model::RunLife::running("host-1-1700000000.0");
+    doc.header.life = crate::report::document::RunLife::running("host-1-1700000000.0");
     doc.header.ranks = (0..4).map(|r| rank(r, ["a", "b"][r / 2])).collect();
     doc.notes = vec!["a note".into()];
     doc

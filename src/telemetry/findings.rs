@@ -4,9 +4,9 @@
 
 use super::{reasons, GpuLimits, RankTelemetry, TelemetryHeader};
 use crate::fleet::slow::{describe, measurements, SlowRankReport};
+use crate::report::document::{RankInfo, Row};
 use crate::report::gpu_readings::widest;
 pub use crate::report::gpu_readings::{SlowRankEvidence, TelemetrySummary, ThrottledRank};
-use crate::report::model::{RankInfo, Row};
 
 /// Every rank with a throttle reason, in rank order.
 pub fn throttled_ranks(

@@ -6,12 +6,12 @@ use super::messages::{LayoutChoice, MessageKey, Phase, StepOptions};
 use super::model::ModelSpec;
 use super::ranking::PhaseRanking;
 use crate::dtype::DataType;
+use crate::report::document::{Document, DocumentHeader, Group, Measurement};
 use crate::report::growing::Growing;
-use crate::report::model::{Document, DocumentHeader, Group, Measurement};
 use serde::{Deserialize, Serialize};
 
 /// Names the document among collbench's JSON files.
-pub const KIND: &str = crate::report::model::kind::WORKLOAD;
+pub const KIND: &str = crate::report::document::kind::WORKLOAD;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkloadDocument {

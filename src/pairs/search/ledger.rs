@@ -1,7 +1,7 @@
 //! What the search has measured so far: every sample in the order taken, and each pair's bandwidths, so
 //! that judging a round costs O(samples) and asking whether two hosts have met costs O(1).
 
-use crate::pairs::model::PairSample;
+use crate::pairs::document::PairSample;
 use std::collections::HashMap;
 
 /// One pair of participants and every bandwidth measured between them (GB/s), in the order taken.
@@ -99,7 +99,7 @@ impl Ledger {
         }
         of_round
             .iter()
-            .map(|v| crate::pairs::model::median(v))
+            .map(|v| crate::pairs::document::median(v))
             .collect()
     }
 
@@ -112,7 +112,7 @@ impl Ledger {
         }
         of_host
             .iter()
-            .map(|v| crate::pairs::model::median(v))
+            .map(|v| crate::pairs::document::median(v))
             .collect()
     }
 

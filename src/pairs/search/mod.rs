@@ -11,7 +11,7 @@ pub mod report;
 pub mod sim;
 
 use crate::error::Result;
-use crate::pairs::model::PairSample;
+use crate::pairs::document::PairSample;
 use crate::pairs::schedule::Round;
 pub use judge::{HostKind, Judgement, NamedHost, SlowLink, Standing, State};
 use ledger::Ledger;

@@ -7,7 +7,7 @@
 use super::judge::{HostKind, Judgement};
 use super::RoundMeter;
 use crate::error::Result;
-use crate::pairs::model::PairSample;
+use crate::pairs::document::PairSample;
 use crate::pairs::schedule::Round;
 
 /// How the healthy pairs of one kind of fabric spread, and how deep its faults go.

@@ -17,10 +17,10 @@
 use super::document::{
     self, AverageBusBandwidth, Config, Device, Document, OutOfBounds, PerIteration, Placement,
 };
-use crate::report::growing::Growing;
-use crate::report::model::{
+use crate::report::document::{
     Document as OurDocument, DocumentHeader, Measurement, RunDocument, RunLife, RunStatus,
 };
+use crate::report::growing::Growing;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// What the writer takes from the plan as recorded (`plan.requested`): the keys it knows, with

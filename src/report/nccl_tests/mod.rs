@@ -9,7 +9,7 @@ pub mod text;
 use crate::backend::{DeviceInfo, LibraryVersion};
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
-use crate::report::model::{
+use crate::report::document::{
     kind, BackendReport, DocumentHeader, Measurement, PlanReport, RankInfo, Row, RunDocument,
     RunStatus, Stats,
 };

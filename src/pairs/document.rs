@@ -2,15 +2,15 @@
 //! round, the matrix and the verdict. What `-J` writes (docs/schema/pairs.schema.json, docs/JSON.md).
 
 use crate::fleet::gate::GateReport;
+use crate::report::document::{Document, DocumentHeader};
 use crate::report::growing::Growing;
-use crate::report::model::{Document, DocumentHeader};
 // The stored form lives in the report layer so that report/ never depends on pairs/.
 pub use crate::report::link_probe::{PairFigure, Participant};
 use crate::report::link_probe::{PairsVerdict, SearchReport};
 use serde::{Deserialize, Serialize};
 
 /// Names the document among collbench's JSON files.
-pub const KIND: &str = crate::report::model::kind::PAIRS;
+pub const KIND: &str = crate::report::document::kind::PAIRS;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PairsDocument {
