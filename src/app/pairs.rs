@@ -7,7 +7,7 @@
 
 use super::document;
 use super::launch::fail_job;
-use crate::backend::{Allocator, Backend, BackendRequest};
+use crate::backend::{Backend, BackendRequest};
 use crate::cli::pairs::DEFAULT_REPEATS;
 pub use crate::cli::pairs::{By, PairsArgs};
 use crate::collective::Collective;
@@ -106,19 +106,7 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
         ));
     }
     let timeout_s = crate::plan::timeout(args.timeout)?;
-    let request = BackendRequest {
-        choice: args.library.backend_choice()?,
-        gpu: crate::backend::GpuOptions {
-            nccl_lib: args.library.nccl_lib.clone(),
-            rccl_lib: args.library.rccl_lib.clone(),
-            timeout_s,
-            alloc: Allocator::Device,
-            register: crate::backend::Registration::None,
-            cta_policy: None,
-            null_stream: false,
-            memory: crate::backend::MemoryKind::Coarse,
-        },
-    };
+    let request = args.library.backend_request(timeout_s)?;
     let settings = EngineSettings {
         iters: Iterations::Fixed(args.iters),
         warmup_iters: args.warmup_iters,

@@ -9,7 +9,7 @@
 
 use super::document;
 use super::launch::fail_job;
-use crate::backend::{Allocator, Backend, BackendRequest, Comm, Exchange, OpDesc};
+use crate::backend::{Backend, BackendRequest, Comm, Exchange, OpDesc};
 pub use crate::cli::workload::WorkloadArgs;
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
@@ -124,19 +124,7 @@ fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
         .map(|t| candidates::parse_sizes("--pp", t))
         .transpose()?;
     let timeout_s = crate::plan::timeout(args.timeout)?;
-    let request = BackendRequest {
-        choice: args.library.backend_choice()?,
-        gpu: crate::backend::GpuOptions {
-            nccl_lib: args.library.nccl_lib.clone(),
-            rccl_lib: args.library.rccl_lib.clone(),
-            timeout_s,
-            alloc: Allocator::Device,
-            register: crate::backend::Registration::None,
-            cta_policy: None,
-            null_stream: false,
-            memory: crate::backend::MemoryKind::Coarse,
-        },
-    };
+    let request = args.library.backend_request(timeout_s)?;
     // Sizes come from the model; the timing is a sweep's, with its default fewest auto iterations.
     let settings = EngineSettings {
         iters: crate::plan::iterations(

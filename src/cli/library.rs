@@ -1,7 +1,9 @@
 //! The flags every measuring command shares: which backend carries the collectives and which GPU
 //! library it loads.
 
-use crate::backend::BackendChoice;
+use crate::backend::{
+    Allocator, BackendChoice, BackendRequest, GpuOptions, MemoryKind, Registration,
+};
 use crate::error::{Error, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -33,5 +35,23 @@ impl LibraryArgs {
                 "--backend {b}: use nccl, rccl, mpi or auto"
             ))),
         }
+    }
+
+    /// What `pairs` and `workload` ask of the backend: these flags, `-T`'s timeout, and device memory
+    /// with none of a sweep's GPU options (registration, CTA policy, streams, -Y's memory kinds).
+    pub fn backend_request(&self, timeout_s: Option<f64>) -> Result<BackendRequest> {
+        Ok(BackendRequest {
+            choice: self.backend_choice()?,
+            gpu: GpuOptions {
+                nccl_lib: self.nccl_lib.clone(),
+                rccl_lib: self.rccl_lib.clone(),
+                timeout_s,
+                alloc: Allocator::Device,
+                register: Registration::None,
+                cta_policy: None,
+                null_stream: false,
+                memory: MemoryKind::Coarse,
+            },
+        })
     }
 }
