@@ -242,15 +242,8 @@ pub trait Backend {
     }
     /// Registers both buffers with every communicator as `how` asks (-R), before the first row; what it
     /// did in words when that differs from what was asked (nccl-tests' fallback of -R 2 to -R 1).
-    fn register_buffers(&mut self, how: Registration) -> Result<Option<String>> {
-        match how {
-            Registration::None => Ok(None),
-            _ => Err(crate::error::Error::Unsupported(format!(
-                "-R: the {} backend has no communicator to register buffers with",
-                self.name()
-            ))),
-        }
-    }
+    /// No default: a backend says itself whether it can register, so none refuses -R by omission.
+    fn register_buffers(&mut self, how: Registration) -> Result<Option<String>>;
     /// Undoes `register_buffers`, after the last row.
     fn deregister_buffers(&mut self) -> Result<()> {
         Ok(())

@@ -369,6 +369,15 @@ fn offset(elements: u64, dtype: DataType) -> usize {
 }
 
 impl Backend for MpiBackend<'_> {
+    fn register_buffers(&mut self, how: super::Registration) -> Result<Option<String>> {
+        match how {
+            super::Registration::None => Ok(None),
+            _ => Err(Error::Unsupported(format!(
+                "-R: the {} backend has no communicator to register buffers with",
+                self.name()
+            ))),
+        }
+    }
     fn name(&self) -> &'static str {
         "mpi"
     }
