@@ -261,23 +261,27 @@ slurm_up() {
         done
         echo "PartitionName=lab Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
     } >"$s/slurm.conf"
-    # How a slurmd enters its host: its hostname, and a /tmp of its own. The lab's folder stays where
-    # it is when it lies under /tmp, so every host still sees the lab's files.
+    # How a slurmd enters its host: its hostname, and a /tmp of its own. What lies under the machine's
+    # /tmp and every host must see stays where it is: the lab's folder, this checkout (the binary a
+    # job runs, and srun's working folder) and CARGO_TARGET_DIR.
+    local shared=() p
+    for p in "$dir" "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" "${CARGO_TARGET_DIR:-}"; do
+        case "$p" in /tmp/*) shared+=("$p") ;; esac
+    done
     {
         echo '#!/bin/sh'
         echo "# Enters a host of lab $ID as its slurmd needs: enter HOST CMD..."
         echo 'host=$1; shift'
         echo 'hostname "$host"'
         echo "mkdir -p \"$s/tmp/\$host\" || exit 1"
-        case "$dir" in
-        /tmp/*)
-            # The machine's /tmp stays reachable, in this mount namespace only, to put the lab back.
+        if [ "${#shared[@]}" -gt 0 ]; then
+            # The machine's /tmp stays reachable, in this mount namespace only, to put those back.
             echo "mkdir -p \"$REGISTRY/$ID/tmp\" && mount --bind /tmp \"$REGISTRY/$ID/tmp\" || exit 1"
-            echo "mount --bind \"$s/tmp/\$host\" /tmp || exit 1"
-            echo "mkdir -p \"$dir\" && mount --bind \"$REGISTRY/$ID/tmp/${dir#/tmp/}\" \"$dir\" || exit 1"
-            ;;
-        *) echo "mount --bind \"$s/tmp/\$host\" /tmp || exit 1" ;;
-        esac
+        fi
+        echo "mount --bind \"$s/tmp/\$host\" /tmp || exit 1"
+        for p in "${shared[@]}"; do
+            echo "mkdir -p \"$p\" && mount --bind \"$REGISTRY/$ID/tmp/${p#/tmp/}\" \"$p\" || exit 1"
+        done
         echo 'exec "$@"'
     } >"$s/enter"
     chmod +x "$s/enter"
