@@ -161,10 +161,14 @@ fn placement(m: &Measurement, cpu_time: bool) -> Placement {
 
 /// The run as nccl-tests' document, without our own copy (see `NcclTestsFile` for the file).
 pub fn document(run: &RunDocument) -> Document {
+    document_around(run, results(run))
+}
+
+/// nccl-tests' `results`: one per row.
+fn results(run: &RunDocument) -> Vec<document::Result> {
     let skip = requested_u64(run, "per_iter_skip").unwrap_or(0) as usize;
     let cpu_time = requested_bool(run, "report_cputime");
-    let results = run
-        .rows
+    run.rows
         .iter()
         .map(|row| document::Result {
             size: row.size_bytes,
@@ -189,7 +193,11 @@ pub fn document(run: &RunDocument) -> Document {
                 .map(|m| m.iterations as i64),
             experiment_name: Some(String::new()),
         })
-        .collect();
+        .collect()
+}
+
+/// nccl-tests' document of the run around `results`, which the caller holds.
+fn document_around(run: &RunDocument, results: Vec<document::Result>) -> Document {
     let ended = run.header.life.status != RunStatus::Running;
     let wrong = measurements(run)
         .filter(|m| m.wrong.unwrap_or(0) > 0)
@@ -254,7 +262,7 @@ pub struct NcclTestsFile(pub RunDocument, Vec<document::Result>);
 
 impl NcclTestsFile {
     pub fn new(run: RunDocument) -> NcclTestsFile {
-        let results = document(&run).results;
+        let results = results(&run);
         NcclTestsFile(run, results)
     }
 }
@@ -281,9 +289,8 @@ impl OurDocument for NcclTestsFile {
 
 impl Serialize for NcclTestsFile {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut doc = document(&self.0);
         // The list as the writer holds it (taken out while the document around it is cut).
-        doc.results = self.1.clone();
+        let mut doc = document_around(&self.0, self.1.clone());
         let mut ours = self.0.clone();
         for row in &mut ours.rows {
             for m in [&mut row.out_of_place, &mut row.in_place]
