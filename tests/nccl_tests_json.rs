@@ -146,7 +146,6 @@ fn nccl_tests_format_is_what_analyze_perf_json_reads() {
 fn a_failed_run_in_nccl_tests_format_says_how_it_ended_at_the_top_level() {
     // Rank 1 exits at its second row: the document is nccl-tests' still, with the rows measured, and
     // the run's life at the top level (where the signal handler writes it) no longer "running".
-    let _alone = alone();
     let run = mpirun_json(
         2,
         "all_reduce -b 1K -e 8K -n 2 --json-format nccl-tests",

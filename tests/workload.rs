@@ -305,7 +305,6 @@ fn wrong_elements_exit_7_with_the_document_complete() {
 fn a_rank_that_dies_ends_the_job_and_the_measured_messages_stay_on_disk() {
     // Rank 1 exits before the second message: the job must end (no hang), and the document keep the
     // first message and name the one in flight.
-    let _alone = alone();
     let run = mpirun_json(
         4,
         "workload llama-3.1-8b --tp 2,4 --batch 1 --prefill none -n 2",

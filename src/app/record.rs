@@ -7,7 +7,7 @@
 //! handle, since they run where no reporter can be passed. What is kept of rank 0's document is its
 //! texts as the writer needs them (src/report/json.rs), not a copy of it: a save costs what it adds.
 //!
-//! A launcher gives a process about 10 ms between SIGTERM and SIGKILL, so for a regular file the
+//! A launcher may give a process only milliseconds between SIGTERM and SIGKILL (mpirun: 4 ms measured), so for a regular file the
 //! "interrupted" ending is prepared at every save and a signal only writes it over the document's last
 //! fields (`crate::ffi::signals`). A rank that fails leaves its "failed" ending in a file of its own
 //! beside the document (`.FILE.failed`), which rank 0 never writes, then puts it over the document's last

@@ -2,7 +2,7 @@
 //! the results document, and exit.
 //!
 //! A launcher that ends a job (mpirun after another rank failed, Slurm's scancel or time limit, Ctrl-C)
-//! sends SIGTERM and then, about 10 ms later, SIGKILL: too soon for a thread to wake, serialise and write.
+//! sends SIGTERM and then, milliseconds later (mpirun: 4 ms measured), SIGKILL: too soon for a thread to wake, serialise and write.
 //! So the text a signal leaves ("interrupted") is prepared at every save for each complete copy of the
 //! document (its open file, where to write, and the bytes: any rows not yet written there, the fields
 //! after them, the ending), and the handler only writes it there, one pwrite(2) a copy, or, when another
