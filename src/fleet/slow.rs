@@ -1,6 +1,7 @@
 //! Per-rank attribution: which rank was slowest in each measurement, whether it stands out from the
 //! median rank, and the suspect ranks and hosts of a whole sweep.
 
+use crate::metrics::median;
 use crate::report::document::{Measurement, RankInfo, Row};
 // The stored form lives in the report layer so that report/ never depends on fleet/.
 pub use crate::report::verdicts::{FlaggedMeasurement, SlowRankReport, SuspectHost, SuspectRank};
@@ -19,17 +20,6 @@ pub struct SlowestRank {
     pub median_us: f64,
     /// (time - median) / median, in percent.
     pub excess_percent: f64,
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 0 {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    } else {
-        sorted[mid]
-    }
 }
 
 /// The slowest rank of one measurement, whatever its excess; None with fewer than two finite rank times

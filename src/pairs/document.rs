@@ -2,6 +2,7 @@
 //! round, the matrix and the verdict. What `-J` writes (docs/schema/pairs.schema.json, docs/JSON.md).
 
 use crate::fleet::gate::GateReport;
+use crate::metrics::median;
 use crate::report::document::{Document, DocumentHeader};
 use crate::report::growing::Growing;
 // The stored form lives in the report layer so that report/ never depends on pairs/.
@@ -133,20 +134,6 @@ pub fn matrix(samples: &[PairSample]) -> Vec<PairFigure> {
             }
         })
         .collect()
-}
-
-pub fn median(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 0 {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    } else {
-        sorted[mid]
-    }
 }
 
 /// Participants node0000, node0001, ..., one rank each, for unit tests at fleet size.

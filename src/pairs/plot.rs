@@ -3,10 +3,11 @@
 //! labelled cells; a fleet gets small cells sorted by each host's median pair, with the hosts the
 //! verdict names marked, legible at 1,024 hosts.
 
-use super::document::{median, PairFigure, Participant};
+use super::document::{PairFigure, Participant};
 use super::verdict::PairsVerdict;
 use crate::error::{Error, Result};
 use crate::fleet::font::{register_font, FAMILY};
+use crate::metrics::median;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;

@@ -2,8 +2,9 @@
 //! partners (a bad host), and a slow pair whose two hosts are fine with everyone else (a bad link).
 //! Blame is earned (fleet::blame): a pair is slow only in most of its repeats.
 
-use super::document::{median, PairSample, Participant};
+use super::document::{PairSample, Participant};
 use crate::fleet::blame::by_majority;
+use crate::metrics::median;
 // The stored form lives in the report layer so that report/ never depends on pairs/.
 pub use crate::report::link_probe::{BadHost, PairsVerdict, SlowPair};
 

@@ -9,7 +9,7 @@
 
 use super::ledger::{Ledger, PairRecord};
 use crate::fleet::blame::{binomial_at_most, binomial_tail, MAX_CHANCE};
-use crate::pairs::document::median;
+use crate::metrics::median;
 
 /// An innocent pair's sample is taken to be slow at least this often, whatever the fabric showed: a
 /// few hundred quiet samples do not show that a slow one never comes.

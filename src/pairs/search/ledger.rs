@@ -97,10 +97,7 @@ impl Ledger {
         for s in &self.samples {
             of_round[s.round].push(s.bandwidth_gbps);
         }
-        of_round
-            .iter()
-            .map(|v| crate::pairs::document::median(v))
-            .collect()
+        of_round.iter().map(|v| crate::metrics::median(v)).collect()
     }
 
     /// Each participant's median sample (NaN for one not measured yet).
@@ -110,10 +107,7 @@ impl Ledger {
             of_host[s.a].push(s.bandwidth_gbps);
             of_host[s.b].push(s.bandwidth_gbps);
         }
-        of_host
-            .iter()
-            .map(|v| crate::pairs::document::median(v))
-            .collect()
+        of_host.iter().map(|v| crate::metrics::median(v)).collect()
     }
 
     /// How many distinct partners each participant has met.

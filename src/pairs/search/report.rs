@@ -4,7 +4,8 @@
 use super::judge::{HostKind, NamedHost, SlowLink, State};
 use super::{Outcome, Settings};
 use crate::fleet::blame::by_majority;
-use crate::pairs::document::{by_pair, median, PairSample, Participant};
+use crate::metrics::median;
+use crate::pairs::document::{by_pair, PairSample, Participant};
 use crate::report::link_probe::{BadHost, NamedAfter, PairsVerdict, SearchReport, SlowPair};
 use crate::report::verdicts::Consistency;
 
