@@ -155,7 +155,13 @@ fn cputime_timestamps_and_per_iteration_columns() {
     let cpu = rows(&doc)[0]["out_of_place"]["cpu_time_us"]
         .as_f64()
         .unwrap();
-    assert_eq!(cells[5], format!("{cpu:.2}"), "{line}");
+    // nccl-tests' precision: two decimals below 10 ms, one below 1 s (a loaded machine reaches 10 ms).
+    let printed = match cpu {
+        t if t < 10_000.0 => format!("{t:.2}"),
+        t if t < 1_000_000.0 => format!("{t:.1}"),
+        t => format!("{t:.0}"),
+    };
+    assert_eq!(cells[5], printed, "{line}");
     assert_eq!(cells[cells.len() - 2].len(), 10, "{line}");
 }
 
