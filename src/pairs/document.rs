@@ -139,10 +139,19 @@ pub fn matrix(samples: &[PairSample]) -> Vec<PairFigure> {
 /// Participants node0000, node0001, ..., one rank each, for unit tests at fleet size.
 #[cfg(test)]
 pub(crate) fn test_fleet(n: usize) -> Vec<Participant> {
-    (0..n)
-        .map(|i| Participant {
-            name: format!("node{i:04}"),
-            host: format!("node{i:04}"),
+    let names: Vec<String> = (0..n).map(|i| format!("node{i:04}")).collect();
+    test_participants(&names)
+}
+
+/// One participant per name, each its own host and rank (rank i for the i-th name), for unit tests.
+#[cfg(test)]
+pub(crate) fn test_participants<S: AsRef<str>>(names: &[S]) -> Vec<Participant> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Participant {
+            name: n.as_ref().to_string(),
+            host: n.as_ref().to_string(),
             rank: i,
             members: vec![i],
         })

@@ -371,19 +371,10 @@ pub(crate) fn legend<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pairs::document::test_fleet;
+    use crate::pairs::document::{test_fleet, test_participants};
 
     fn people() -> Vec<Participant> {
-        ["h0", "h1", "h2"]
-            .iter()
-            .enumerate()
-            .map(|(i, n)| Participant {
-                name: n.to_string(),
-                host: n.to_string(),
-                rank: i,
-                members: vec![i],
-            })
-            .collect()
+        test_participants(&["h0", "h1", "h2"])
     }
 
     fn figures() -> Vec<PairFigure> {

@@ -278,16 +278,7 @@ mod tests {
 
     #[test]
     fn the_matrix_is_symmetric_with_an_empty_diagonal() {
-        let people: Vec<Participant> = ["alpha", "beta", "gamma"]
-            .iter()
-            .enumerate()
-            .map(|(i, n)| Participant {
-                name: n.to_string(),
-                host: n.to_string(),
-                rank: i,
-                members: vec![i],
-            })
-            .collect();
+        let people = crate::pairs::document::test_participants(&["alpha", "beta", "gamma"]);
         let figures = vec![
             PairFigure {
                 a: 0,

@@ -146,14 +146,8 @@ mod tests {
     use super::*;
 
     fn people(n: usize) -> Vec<Participant> {
-        (0..n)
-            .map(|i| Participant {
-                name: format!("h{i}"),
-                host: format!("h{i}"),
-                rank: i,
-                members: vec![i],
-            })
-            .collect()
+        let names: Vec<String> = (0..n).map(|i| format!("h{i}")).collect();
+        crate::pairs::document::test_participants(&names)
     }
 
     /// Every pair of `n` once per repeat, with bandwidth from `bw(a, b, repeat)`.
