@@ -126,37 +126,25 @@ pub fn verdict_titled(title: &str, v: &PairsVerdict, searched: bool) -> String {
             l.consistency.describe(trials)
         ));
     }
-    for p in v.slow_pairs.iter().take(WORST_PAIRS) {
-        out.push_str(&format!(
+    push_capped(&mut out, &v.slow_pairs, "slow pairs", |p| {
+        format!(
             "#   slow pair {} <-> {}: {:.3} GB/s, {:.0}% of the median pair, slow in {}\n",
             p.a,
             p.b,
             p.bandwidth_gbps,
             p.percent_of_median,
             p.consistency.describe(trials)
-        ));
-    }
-    if v.slow_pairs.len() > WORST_PAIRS {
-        out.push_str(&format!(
-            "#   ... and {} more slow pairs (in the JSON)\n",
-            v.slow_pairs.len() - WORST_PAIRS
-        ));
-    }
-    for p in v.undecided_links.iter().take(WORST_PAIRS) {
-        out.push_str(&format!(
+        )
+    });
+    push_capped(&mut out, &v.undecided_links, "undecided pairs", |p| {
+        format!(
             "#   undecided pair {} <-> {}: {:.3} GB/s, slow in {}: not measured often enough to call it a bad link\n",
             p.a,
             p.b,
             p.bandwidth_gbps,
             p.consistency.describe(trials)
-        ));
-    }
-    if v.undecided_links.len() > WORST_PAIRS {
-        out.push_str(&format!(
-            "#   ... and {} more undecided pairs (in the JSON)\n",
-            v.undecided_links.len() - WORST_PAIRS
-        ));
-    }
+        )
+    });
     if !v.undecided_hosts.is_empty() {
         out.push_str(&format!(
             "#   undecided hosts (neither named nor cleared; more rounds would tell, --max-rounds): {}\n",
@@ -173,6 +161,19 @@ pub const MATRIX_UP_TO: usize = 32;
 pub const WORST_PAIRS: usize = 10;
 /// Partners named as a host's evidence on the terminal.
 const EVIDENCE_NAMES: usize = 8;
+
+/// The first WORST_PAIRS of `items`, one line each, and a line counting the rest (they are in the JSON).
+fn push_capped<T>(out: &mut String, items: &[T], what: &str, line: impl Fn(&T) -> String) {
+    for item in items.iter().take(WORST_PAIRS) {
+        out.push_str(&line(item));
+    }
+    if items.len() > WORST_PAIRS {
+        out.push_str(&format!(
+            "#   ... and {} more {what} (in the JSON)\n",
+            items.len() - WORST_PAIRS
+        ));
+    }
+}
 
 /// "a, b, c" or "a, b, c and 5 more".
 fn names(all: &[String], most: usize) -> String {
@@ -318,6 +319,33 @@ mod tests {
     }
 
     #[test]
+    fn a_long_list_shows_its_first_lines_and_counts_the_rest() {
+        let lines = |n: usize| {
+            let items: Vec<usize> = (0..n).collect();
+            let mut out = String::new();
+            push_capped(&mut out, &items, "slow pairs", |i| {
+                format!("#   pair {i}\n")
+            });
+            out
+        };
+        let long = lines(WORST_PAIRS + 2);
+        assert_eq!(long.lines().count(), WORST_PAIRS + 1, "{long}");
+        assert!(
+            long.contains(&format!("#   pair {}\n", WORST_PAIRS - 1)),
+            "{long}"
+        );
+        assert!(
+            !long.contains(&format!("#   pair {}\n", WORST_PAIRS)),
+            "{long}"
+        );
+        assert!(
+            long.ends_with("#   ... and 2 more slow pairs (in the JSON)\n"),
+            "{long}"
+        );
+        assert_eq!(lines(3), "#   pair 0\n#   pair 1\n#   pair 2\n");
+    }
+
+    #[test]
     fn a_fleet_of_1024_hosts_gets_the_verdict_and_the_worst_pairs_not_the_matrix() {
         // The simulator's fabric with host 300 at half rate, searched and stored as the command does.
         use crate::pairs::document::matrix;
@@ -349,6 +377,17 @@ mod tests {
             .expect("the worst pairs");
         assert!(worst.contains("node0300"), "{text}");
         assert!(text.lines().count() < 40, "a screen: {text}");
+        let slow_lines = text
+            .lines()
+            .filter(|l| l.starts_with("#   slow pair "))
+            .count();
+        assert_eq!(slow_lines, v.slow_pairs.len().min(WORST_PAIRS), "{text}");
+        let rest = v.slow_pairs.len().saturating_sub(WORST_PAIRS);
+        assert_eq!(
+            text.contains(&format!("#   ... and {rest} more slow pairs (in the JSON)")),
+            rest > 0,
+            "{text}"
+        );
         // 32 participants still get the matrices.
         let few: Vec<PairFigure> = figures
             .iter()
