@@ -99,8 +99,8 @@ pub fn verdict_titled(title: &str, v: &PairsVerdict, searched: bool) -> String {
         ));
     }
     for (kind, hosts) in [("bad host", &v.bad_hosts), ("flaky host", &v.flaky_hosts)] {
-        for h in hosts {
-            out.push_str(&format!(
+        push_capped(&mut out, hosts, NAMED_UP_TO, &format!("{kind}s"), |h| {
+            format!(
                 "#   {kind} {}: slow with {}{}{}\n",
                 h.name,
                 h.consistency.describe("partners"),
@@ -113,20 +113,20 @@ pub fn verdict_titled(title: &str, v: &PairsVerdict, searched: bool) -> String {
                 } else {
                     format!("; with {}", names(&h.slow_with, EVIDENCE_NAMES))
                 }
-            ));
-        }
+            )
+        });
     }
-    for l in &v.bad_links {
-        out.push_str(&format!(
+    push_capped(&mut out, &v.bad_links, NAMED_UP_TO, "bad links", |l| {
+        format!(
             "#   bad link {} <-> {}: {:.3} GB/s, {:.0}% of the median pair, slow in {}; both hosts are fine with their other partners\n",
             l.a,
             l.b,
             l.bandwidth_gbps,
             l.percent_of_median,
             l.consistency.describe(trials)
-        ));
-    }
-    push_capped(&mut out, &v.slow_pairs, "slow pairs", |p| {
+        )
+    });
+    push_capped(&mut out, &v.slow_pairs, WORST_PAIRS, "slow pairs", |p| {
         format!(
             "#   slow pair {} <-> {}: {:.3} GB/s, {:.0}% of the median pair, slow in {}\n",
             p.a,
@@ -136,15 +136,21 @@ pub fn verdict_titled(title: &str, v: &PairsVerdict, searched: bool) -> String {
             p.consistency.describe(trials)
         )
     });
-    push_capped(&mut out, &v.undecided_links, "undecided pairs", |p| {
-        format!(
+    push_capped(
+        &mut out,
+        &v.undecided_links,
+        WORST_PAIRS,
+        "undecided pairs",
+        |p| {
+            format!(
             "#   undecided pair {} <-> {}: {:.3} GB/s, slow in {}: not measured often enough to call it a bad link\n",
             p.a,
             p.b,
             p.bandwidth_gbps,
             p.consistency.describe(trials)
         )
-    });
+        },
+    );
     if !v.undecided_hosts.is_empty() {
         out.push_str(&format!(
             "#   undecided hosts (neither named nor cleared; more rounds would tell, --max-rounds): {}\n",
@@ -159,18 +165,27 @@ pub fn verdict_titled(title: &str, v: &PairsVerdict, searched: bool) -> String {
 pub const MATRIX_UP_TO: usize = 32;
 /// Pairs listed on the terminal (worst pairs, slow pairs, undecided pairs).
 pub const WORST_PAIRS: usize = 10;
+/// Bad hosts, flaky hosts and bad links each listed on the terminal: every one of a few bad nodes or
+/// cables, but a screen, not thousands of lines, when a whole fabric is slow.
+pub const NAMED_UP_TO: usize = 32;
 /// Partners named as a host's evidence on the terminal.
 const EVIDENCE_NAMES: usize = 8;
 
-/// The first WORST_PAIRS of `items`, one line each, and a line counting the rest (they are in the JSON).
-fn push_capped<T>(out: &mut String, items: &[T], what: &str, line: impl Fn(&T) -> String) {
-    for item in items.iter().take(WORST_PAIRS) {
+/// The first `most` of `items`, one line each, and a line counting the rest (they are in the JSON).
+fn push_capped<T>(
+    out: &mut String,
+    items: &[T],
+    most: usize,
+    what: &str,
+    line: impl Fn(&T) -> String,
+) {
+    for item in items.iter().take(most) {
         out.push_str(&line(item));
     }
-    if items.len() > WORST_PAIRS {
+    if items.len() > most {
         out.push_str(&format!(
             "#   ... and {} more {what} (in the JSON)\n",
-            items.len() - WORST_PAIRS
+            items.len() - most
         ));
     }
 }
@@ -323,7 +338,7 @@ mod tests {
         let lines = |n: usize| {
             let items: Vec<usize> = (0..n).collect();
             let mut out = String::new();
-            push_capped(&mut out, &items, "slow pairs", |i| {
+            push_capped(&mut out, &items, WORST_PAIRS, "slow pairs", |i| {
                 format!("#   pair {i}\n")
             });
             out
@@ -343,6 +358,57 @@ mod tests {
             "{long}"
         );
         assert_eq!(lines(3), "#   pair 0\n#   pair 1\n#   pair 2\n");
+    }
+
+    #[test]
+    fn a_fabric_slow_everywhere_names_a_screen_of_hosts_and_links_and_counts_the_rest() {
+        use crate::fleet::blame::by_majority;
+        use crate::report::link_probe::{BadHost, SlowPair};
+        let host = |i: usize| BadHost {
+            name: format!("node{i:04}"),
+            consistency: by_majority(7, 8),
+            slow_with: Vec::new(),
+            rounds: None,
+        };
+        let link = |i: usize| SlowPair {
+            a: format!("node{i:04}"),
+            b: format!("node{:04}", i + 1),
+            bandwidth_gbps: 1.0,
+            percent_of_median: 40.0,
+            consistency: by_majority(3, 3),
+        };
+        let v = PairsVerdict {
+            threshold_percent: 10.0,
+            median_gbps: 2.5,
+            slow_pairs: Vec::new(),
+            bad_hosts: (0..NAMED_UP_TO + 8).map(host).collect(),
+            bad_links: (0..NAMED_UP_TO + 3).map(link).collect(),
+            flaky_hosts: (0..2).map(|i| host(5000 + i)).collect(),
+            undecided_links: Vec::new(),
+            undecided_hosts: Vec::new(),
+        };
+        let text = verdict(&v, true);
+        let count = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+        assert_eq!(count("#   bad host "), NAMED_UP_TO, "{text}");
+        assert_eq!(count("#   bad link "), NAMED_UP_TO, "{text}");
+        assert_eq!(count("#   flaky host "), 2, "{text}");
+        assert!(
+            text.contains("#   ... and 8 more bad hosts (in the JSON)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("#   ... and 3 more bad links (in the JSON)\n"),
+            "{text}"
+        );
+        assert!(!text.contains("more flaky hosts"), "{text}");
+        assert!(
+            text.contains(&format!("bad host node{:04}:", NAMED_UP_TO - 1)),
+            "{text}"
+        );
+        assert!(
+            !text.contains(&format!("bad host node{:04}:", NAMED_UP_TO)),
+            "{text}"
+        );
     }
 
     #[test]
