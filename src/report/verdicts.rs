@@ -1,6 +1,6 @@
 //! The judgements a results document carries: the `--expect` gate's verdicts, the slow-rank attribution
 //! and the consistency behind every named suspect. Data only: the rules that produce them live in
-//! fleet/ (gate.rs, slow.rs, blame.rs), which depends on this module and never the other way round.
+//! fleet/ (gate/, slow.rs, blame.rs), which depends on this module and never the other way round.
 
 use serde::{Deserialize, Serialize};
 
