@@ -7,7 +7,7 @@
 //! - COLLBENCH_TEST_DELAY=RANK:US    RANK sees each timed operation complete US microseconds late
 //! - COLLBENCH_TEST_CORRUPT=RANK:N   (check/verify.rs) RANK corrupts N output elements per check
 //! - COLLBENCH_TEST_ABORT_HANGS=1   (world/mpi.rs) ending the job, MPI_Abort never returns
-//! - COLLBENCH_TEST_MPI_MAX_COUNT=N  (backend/mpi.rs) the largest count one MPI call takes is N, not 2^31-1
+//! - COLLBENCH_TEST_MPI_MAX_COUNT=N  (backend/mpi/) the largest count one MPI call takes is N, not 2^31-1
 //! - COLLBENCH_TEST_NVML=PATH        (telemetry/source.rs) GPU telemetry and NVLink error counters from the NVML at PATH, GPU = local rank
 //! - COLLBENCH_TEST_ROCM_SMI=PATH    (telemetry/source.rs) the same from the ROCm SMI at PATH
 //! - COLLBENCH_TEST_SYSROOT=DIR      (app/port_counters.rs) RDMA port error counters read under DIR, not "/";
