@@ -9,176 +9,29 @@
 
 use super::document;
 use super::launch::fail_job;
-use crate::backend::{Backend, BackendRequest, Comm, Exchange, OpDesc};
+use crate::backend::{Backend, Comm, Exchange, OpDesc};
 pub use crate::cli::workload::WorkloadArgs;
 use crate::collective::Collective;
 use crate::dtype::{DataType, ReduceOp};
-use crate::engine::{Engine, EngineSettings};
+use crate::engine::Engine;
 use crate::error::{Error, ExitCode, Result};
 use crate::layout::{GroupSpec, Layout};
 use crate::report::document::DocumentHeader;
-use crate::size::{parse_size, HumanSize};
+use crate::size::HumanSize;
 use crate::testing::TestSwitches;
 use crate::watchdog::Watchdog;
 use crate::workload::document::{LayoutEntry, MeasuredMessage, WorkloadDocument, KIND};
 use crate::workload::messages::{
-    LayoutChoice, Load, MessageKey, Phase, PhaseKind, StepOptions, COUNTED, NOT_COUNTED,
+    LayoutChoice, Load, MessageKey, Phase, PhaseKind, COUNTED, NOT_COUNTED,
 };
-use crate::workload::model::{self, ModelSpec};
 use crate::workload::ranking::Candidate;
 use crate::workload::{candidates, fit, ranking, render, routing};
 use crate::world::{all_gather_value, World};
 use std::io::Write;
 use std::sync::Arc;
 
-/// Everything the command needs that does not depend on the job, validated before MPI starts.
-struct WorkloadPlan {
-    args: WorkloadArgs,
-    request: BackendRequest,
-    timeout_s: Option<f64>,
-    settings: EngineSettings,
-    model: ModelSpec,
-    phases: Vec<Phase>,
-    tp: Option<Vec<usize>>,
-    ep: Option<Vec<usize>>,
-    pp: Option<Vec<usize>>,
-    options: StepOptions,
-    /// Tokens per sequence in the KV cache.
-    context: u64,
-}
-
-/// How EP traffic is routed, for the notes.
-fn router_note(options: &StepOptions) -> String {
-    format!(
-        "EP dispatch and combine are all_to_allv with the MoE router's matrices (skew {}, seed {}): every rank routes ceil(tokens/k) tokens, so a batch smaller than k routes one token on every rank",
-        options.skew, options.seed
-    )
-}
-
-fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
-    if let Some(path) = &args.json {
-        // Every rank refuses a folder alike, before MPI starts.
-        crate::report::json::Target::of(path)?;
-    }
-    let model = model::load(&args.model)?;
-    if !(args.skew.is_finite() && args.skew >= 1.0) {
-        return Err(Error::usage(format!(
-            "--skew {}: give a hot-rank ratio of at least 1 (1 is uniform routing)",
-            args.skew
-        )));
-    }
-    let options = StepOptions {
-        dp_attention: args.dp_attention,
-        skew: args.skew,
-        seed: args.seed,
-    };
-    let mut phases = token_list("--batch", &args.batch, PhaseKind::Decode, Load::PerReplica)?;
-    phases.extend(token_list(
-        "--prefill",
-        &args.prefill,
-        PhaseKind::Prefill,
-        Load::PerReplica,
-    )?);
-    for (flag, text, kind) in [
-        ("--job-batch", &args.job_batch, PhaseKind::Decode),
-        ("--job-prefill", &args.job_prefill, PhaseKind::Prefill),
-    ] {
-        if let Some(text) = text {
-            phases.extend(token_list(flag, text, kind, Load::PerJob)?);
-        }
-    }
-    if phases.is_empty() {
-        return Err(Error::usage(
-            "--batch none --prefill none: nothing to measure: give decode batches or prefill chunks",
-        ));
-    }
-    let context = match parse_size(&args.context) {
-        Ok(t) if t > 0 => t,
-        _ => {
-            return Err(Error::usage(format!(
-                "--context {}: give the tokens each sequence holds in the KV cache, such as 8K or 32768",
-                args.context
-            )))
-        }
-    };
-    if let Some(gb) = args.gpu_memory {
-        if !(gb.is_finite() && gb > 0.0) {
-            return Err(Error::usage(format!(
-                "--gpu-memory {gb}: give the memory of one GPU in GB (1e9 bytes), such as 80 or 141"
-            )));
-        }
-    }
-    let tp = args
-        .tp
-        .as_deref()
-        .map(|t| candidates::parse_sizes("--tp", t))
-        .transpose()?;
-    let ep = args
-        .ep
-        .as_deref()
-        .map(|t| candidates::parse_sizes("--ep", t))
-        .transpose()?;
-    let pp = args
-        .pp
-        .as_deref()
-        .map(|t| candidates::parse_sizes("--pp", t))
-        .transpose()?;
-    let timeout_s = crate::plan::timeout(args.timeout)?;
-    let request = args.library.backend_request(timeout_s)?;
-    // Sizes come from the model; the timing is a sweep's, with its default fewest auto iterations.
-    let settings = EngineSettings {
-        iters: crate::plan::iterations(
-            &args.iters,
-            args.ci_target,
-            crate::plan::DEFAULT_MIN_ITERS,
-            args.size_time_cap,
-        )?,
-        warmup_iters: args.warmup_iters,
-        agg_iters: 1,
-        check_iters: args.check,
-        blocking: crate::plan::Blocking::Off,
-        graph_replays: 0,
-        samples: None,
-        average: crate::metrics::Average::Mean,
-        seed: 0,
-        unalign: 0,
-        keep_iteration_times: false,
-        rank_iteration_times: false,
-        iteration_skip: 0,
-        rccl_tests: Default::default(),
-    };
-    Ok(WorkloadPlan {
-        args,
-        request,
-        timeout_s,
-        settings,
-        model,
-        phases,
-        tp,
-        ep,
-        pp,
-        options,
-        context,
-    })
-}
-
-/// "1,8,64" or "2K,8K" as token counts; "none" for no phase of this kind.
-fn token_list(flag: &str, text: &str, kind: PhaseKind, load: Load) -> Result<Vec<Phase>> {
-    if text.trim().eq_ignore_ascii_case("none") {
-        return Ok(Vec::new());
-    }
-    text.split(',')
-        .map(|t| match parse_size(t) {
-            Ok(tokens) if tokens > 0 => Ok(Phase { kind, tokens, load }),
-            Ok(_) => Err(Error::usage(format!(
-                "{flag} {text}: 0 tokens: give at least one token per step, or none"
-            ))),
-            Err(e) => Err(Error::usage(format!(
-                "{flag} {text}: {t:?}: {e}: give token counts such as 1,8,64 or 2K,8K"
-            ))),
-        })
-        .collect()
-}
+mod plan;
+use plan::{router_note, validate, WorkloadPlan};
 
 /// `collbench workload ...` from its parsed arguments; returns the exit code.
 pub fn main(args: WorkloadArgs, argv: &[String]) -> i32 {
