@@ -1,5 +1,5 @@
 //! `collbench plot RUN.json [MORE.json ...] -o FILE.svg|.png`: the runs read, their series and peaks
-//! chosen, and the picture drawn (src/fleet/plot.rs).
+//! chosen, and the picture drawn (src/fleet/plot/).
 
 use crate::cli::plot::PlotArgs;
 use crate::collective::Collective;
