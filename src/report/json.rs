@@ -1,6 +1,6 @@
 //! The `--json` file: where the document goes and how it is written. A regular file (or a path that
 //! does not exist yet) gets after every row what the row added, in a way that always leaves a whole,
-//! valid document holding what was measured (src/report/json_file.rs); a symbolic link is followed to
+//! valid document holding what was measured (src/report/json_file/); a symbolic link is followed to
 //! its target; anything else (a pipe, /dev/stdout, a device) receives the final document once, at the
 //! end.
 
@@ -26,7 +26,7 @@ pub enum JsonFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// A regular file or a new one: two copies that take turns, each save putting a whole one in place by
-    /// rename (json_file.rs). The path is the link's target when the user named a symbolic link.
+    /// rename (json_file/). The path is the link's target when the user named a symbolic link.
     Replace(PathBuf),
     /// A FIFO, a character device, a socket (/dev/stdout, /dev/null, /dev/full): opened and written once,
     /// with the final document. Replacing it would put a regular file where the device or pipe was.
@@ -149,7 +149,7 @@ impl JsonWriter {
 
     /// Saves `doc`: to a regular file what it added since the last save and its last fields, to a stream
     /// nothing until it says how the run ended. `on_signal`: the life a signal would leave now (None once
-    /// the run has ended). `when`: whether the save may wait for the spare copy (json_file.rs).
+    /// the run has ended). `when`: whether the save may wait for the spare copy (json_file/).
     /// `durable`: wait for the disk.
     pub fn save<D: Growing>(
         &mut self,
