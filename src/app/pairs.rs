@@ -107,22 +107,8 @@ fn validate(args: PairsArgs) -> Result<PairsPlan> {
     }
     let timeout_s = crate::plan::timeout(args.timeout)?;
     let request = args.library.backend_request(timeout_s)?;
-    let settings = EngineSettings {
-        iters: Iterations::Fixed(args.iters),
-        warmup_iters: args.warmup_iters,
-        agg_iters: 1,
-        check_iters: args.check,
-        blocking: crate::plan::Blocking::Off,
-        graph_replays: 0,
-        samples: None,
-        average: crate::metrics::Average::Mean,
-        seed: 0,
-        unalign: 0,
-        keep_iteration_times: false,
-        rank_iteration_times: false,
-        iteration_skip: 0,
-        rccl_tests: Default::default(),
-    };
+    let settings =
+        EngineSettings::plain(Iterations::Fixed(args.iters), args.warmup_iters, args.check);
     Ok(PairsPlan {
         args,
         request,

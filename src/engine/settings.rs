@@ -92,6 +92,27 @@ impl EngineSettings {
         }
     }
 
+    /// The settings of a command that is not a sweep (`pairs`, `workload`): its iterations, warm-up and
+    /// check, and nccl-tests' defaults for the rest (no -m, -z, -G, -u or per-iteration times).
+    pub fn plain(iters: Iterations, warmup_iters: u64, check_iters: u64) -> EngineSettings {
+        EngineSettings {
+            iters,
+            warmup_iters,
+            agg_iters: 1,
+            check_iters,
+            blocking: crate::plan::Blocking::Off,
+            graph_replays: 0,
+            samples: None,
+            average: Average::Mean,
+            seed: 0,
+            unalign: 0,
+            keep_iteration_times: false,
+            rank_iteration_times: false,
+            iteration_skip: 0,
+            rccl_tests: RcclTestsHabits::default(),
+        }
+    }
+
     /// Iterations of the sampled pass after a timed loop of `timed` iterations.
     pub fn sample_iters(&self, timed: u64) -> u64 {
         self.samples

@@ -105,20 +105,12 @@ pub fn run(
 /// rows were checked), with the sweep's -a and seed; measured as nccl-tests, whatever rccl-tests flags
 /// the sweep had.
 fn probe_settings(sweep: &Plan) -> EngineSettings {
+    let from_sweep = EngineSettings::of(sweep);
     EngineSettings {
-        rccl_tests: Default::default(),
-        iters: Iterations::Fixed(PROBE_ITERS),
-        warmup_iters: 1,
-        agg_iters: 1,
-        check_iters: 0,
-        blocking: crate::plan::Blocking::Off,
-        graph_replays: 0,
         samples: Some(0),
-        unalign: 0,
-        keep_iteration_times: false,
-        rank_iteration_times: false,
-        iteration_skip: 0,
-        ..EngineSettings::of(sweep)
+        average: from_sweep.average,
+        seed: from_sweep.seed,
+        ..EngineSettings::plain(Iterations::Fixed(PROBE_ITERS), 1, 0)
     }
 }
 

@@ -105,27 +105,16 @@ pub(super) fn validate(args: WorkloadArgs) -> Result<WorkloadPlan> {
     let timeout_s = crate::plan::timeout(args.timeout)?;
     let request = args.library.backend_request(timeout_s)?;
     // Sizes come from the model; the timing is a sweep's, with its default fewest auto iterations.
-    let settings = EngineSettings {
-        iters: crate::plan::iterations(
+    let settings = EngineSettings::plain(
+        crate::plan::iterations(
             &args.iters,
             args.ci_target,
             crate::plan::DEFAULT_MIN_ITERS,
             args.size_time_cap,
         )?,
-        warmup_iters: args.warmup_iters,
-        agg_iters: 1,
-        check_iters: args.check,
-        blocking: crate::plan::Blocking::Off,
-        graph_replays: 0,
-        samples: None,
-        average: crate::metrics::Average::Mean,
-        seed: 0,
-        unalign: 0,
-        keep_iteration_times: false,
-        rank_iteration_times: false,
-        iteration_skip: 0,
-        rccl_tests: Default::default(),
-    };
+        args.warmup_iters,
+        args.check,
+    );
     Ok(WorkloadPlan {
         args,
         request,
