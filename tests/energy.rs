@@ -205,4 +205,45 @@ fn the_workload_ranking_carries_each_steps_energy_from_its_messages() {
     assert!(run.stdout.contains("mJ/op"), "{}", run.stdout);
     // Each message of the step with its energy per operation beside its time.
     assert!(run.stdout.contains(" mJ each)"), "{}", run.stdout);
+    // Every rank read a counter: no note that the joules count fewer.
+    assert!(
+        !run.stdout.contains("energy from the GPU counters of"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_workload_on_a_gpu_without_a_counter_says_its_joules_count_fewer_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nvml) = fake_nvml(dir.path()) else {
+        return;
+    };
+    let run = mpirun_json(
+        2,
+        "workload llama-3.1-8b --tp 2 --batch 8 --prefill none -n 20 --backend mpi",
+        &[
+            ("COLLBENCH_TEST_NVML", &nvml),
+            ("FAKE_NVML_NO_ENERGY_GPU", "1"),
+        ],
+    );
+    run.assert_success();
+    let doc = run.doc();
+    let note = "energy from the GPU counters of 1 of 2 ranks";
+    let notes = doc["ranking"][0]["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n.as_str().unwrap().starts_with(note)),
+        "{notes:?}"
+    );
+    assert!(
+        run.stdout.contains(&format!("# note: {note}")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        doc["ranking"][0]["layouts"][0]["energy"]["joules"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
 }

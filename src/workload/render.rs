@@ -217,7 +217,11 @@ pub fn ranking(r: &PhaseRanking) -> String {
                 .map_or("-".to_string(), |t| format!("{t:.3}")),
             fit_cell(l.fit.as_ref()),
             match (&l.energy, energy) {
-                (Some(e), _) => format!("  {:>10.4}  {:>11.4}", e.joules, e.joules_per_token * 1e3),
+                (Some(e), _) => format!(
+                    "  {:>10}  {:>11}",
+                    significant(e.joules),
+                    significant(e.joules_per_token * 1e3)
+                ),
                 (None, true) => format!("  {:>10}  {:>11}", "-", "-"),
                 (None, false) => String::new(),
             },
@@ -324,7 +328,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("250.000") && text.contains("1.5000") && text.contains("187.5000"),
+            text.contains("250.000") && text.contains("        1.50          188  <- winner"),
             "{text}"
         );
         assert!(

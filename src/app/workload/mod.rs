@@ -359,6 +359,11 @@ impl Job<'_> {
                 })
             })
             .collect();
+        if let Some(note) = partial_energy_note(&d.messages, self.world.size()) {
+            for r in &mut d.ranking {
+                r.notes.push(note.clone());
+            }
+        }
         for r in &d.ranking {
             print!("{}", render::ranking(r));
         }
@@ -524,6 +529,21 @@ fn measured_messages(planned: &[Planned]) -> Vec<MeasuredMessage> {
             measurement: None,
         })
         .collect()
+}
+
+/// Where some ranks' GPUs have no energy counter, the joules of a step are those of the ranks that
+/// read one: said beside the ranking, which otherwise reads as the whole job's.
+fn partial_energy_note(messages: &[MeasuredMessage], ranks: usize) -> Option<String> {
+    let fewest = messages
+        .iter()
+        .filter_map(|m| m.measurement.as_ref()?.energy.as_ref())
+        .map(|e| e.ranks_read)
+        .min()?;
+    (fewest < ranks).then(|| {
+        format!(
+            "energy from the GPU counters of {fewest} of {ranks} ranks (the other GPUs answered none): the J columns count only those ranks"
+        )
+    })
 }
 
 /// The replicas of `choice` on this job as groups (each replica's ranks), for their figures.
