@@ -56,6 +56,22 @@ impl TelemetryHeader {
         self.ranks.get(rank).and_then(|r| r.limits.as_ref())
     }
 
+    /// Says what the energy figures cover where ranks sample their GPUs but not every GPU has an energy
+    /// counter: nothing when none has one, only some ranks' joules when some have; None otherwise.
+    pub fn energy_note(&self) -> Option<String> {
+        if !self.any() {
+            return None;
+        }
+        let ranks = self.ranks.len();
+        match self.ranks.iter().filter(|r| r.energy_counter).count() {
+            0 => Some("no rank's GPU answered an energy counter: the messages carry no energy".into()),
+            read if read < ranks => Some(format!(
+                "energy from the GPU counters of {read} of {ranks} ranks (the other GPUs answered none): every energy figure counts only those ranks"
+            )),
+            _ => None,
+        }
+    }
+
     /// Says once why ranks have no telemetry, ranks grouped by reason; None when every rank has some.
     pub fn missing_note(&self) -> Option<String> {
         let mut by_reason: Vec<(&str, Vec<usize>)> = Vec::new();
@@ -202,5 +218,40 @@ mod tests {
             ..header
         };
         assert!(all.missing_note().is_none());
+    }
+
+    #[test]
+    fn energy_is_said_to_count_only_the_ranks_whose_gpu_has_a_counter() {
+        let rank = |rank: usize, energy_counter: bool| RankSource {
+            rank,
+            source: Some("NVML".into()),
+            energy_counter,
+            ..RankSource::default()
+        };
+        let header = |counters: &[bool]| TelemetryHeader {
+            interval_ms: 50,
+            ranks: counters
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| rank(i, c))
+                .collect(),
+        };
+        assert_eq!(
+            header(&[true, false, true, false]).energy_note().unwrap(),
+            "energy from the GPU counters of 2 of 4 ranks (the other GPUs answered none): every energy figure counts only those ranks"
+        );
+        assert!(header(&[false, false])
+            .energy_note()
+            .unwrap()
+            .starts_with("no rank's GPU answered an energy counter"));
+        assert!(header(&[true, true]).energy_note().is_none());
+        let unsampled = TelemetryHeader {
+            interval_ms: 50,
+            ranks: vec![RankSource::default()],
+        };
+        assert!(
+            unsampled.energy_note().is_none(),
+            "no telemetry: nothing to say of energy"
+        );
     }
 }

@@ -280,14 +280,8 @@ impl Job<'_> {
             d.messages = measured_messages(&planned);
             d.notes = notes;
             d.gpu_memory = gpu_memory;
-            if telemetry_header
-                .as_ref()
-                .is_some_and(|t| t.any() && !t.any_energy())
-            {
-                d.notes.push(
-                    "no rank's GPU answered an energy counter: the messages carry no energy".into(),
-                );
-            }
+            d.notes
+                .extend(telemetry_header.as_ref().and_then(|t| t.energy_note()));
             d.telemetry = telemetry_header;
             super::record::save(d)?;
             print!("{}", render::header(d, distinct(&self.hosts).len()));
@@ -359,11 +353,6 @@ impl Job<'_> {
                 })
             })
             .collect();
-        if let Some(note) = partial_energy_note(&d.messages, self.world.size()) {
-            for r in &mut d.ranking {
-                r.notes.push(note.clone());
-            }
-        }
         for r in &d.ranking {
             print!("{}", render::ranking(r));
         }
@@ -529,21 +518,6 @@ fn measured_messages(planned: &[Planned]) -> Vec<MeasuredMessage> {
             measurement: None,
         })
         .collect()
-}
-
-/// Where some ranks' GPUs have no energy counter, the joules of a step are those of the ranks that
-/// read one: said beside the ranking, which otherwise reads as the whole job's.
-fn partial_energy_note(messages: &[MeasuredMessage], ranks: usize) -> Option<String> {
-    let fewest = messages
-        .iter()
-        .filter_map(|m| m.measurement.as_ref()?.energy.as_ref())
-        .map(|e| e.ranks_read)
-        .min()?;
-    (fewest < ranks).then(|| {
-        format!(
-            "energy from the GPU counters of {fewest} of {ranks} ranks (the other GPUs answered none): the J columns count only those ranks"
-        )
-    })
 }
 
 /// The replicas of `choice` on this job as groups (each replica's ranks), for their figures.
