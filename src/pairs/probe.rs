@@ -105,11 +105,10 @@ pub fn run(
 /// rows were checked), with the sweep's -a and seed; measured as nccl-tests, whatever rccl-tests flags
 /// the sweep had.
 fn probe_settings(sweep: &Plan) -> EngineSettings {
-    let from_sweep = EngineSettings::of(sweep);
     EngineSettings {
         samples: Some(0),
-        average: from_sweep.average,
-        seed: from_sweep.seed,
+        average: sweep.average,
+        seed: sweep.seed,
         ..EngineSettings::plain(Iterations::Fixed(PROBE_ITERS), 1, 0)
     }
 }
